@@ -1,0 +1,12 @@
+/** An error caused by the user's input: the CLI prints its message as one line and exits 2. */
+export class UserError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UserError';
+  }
+}
+
+/** Throws a UserError naming the file (and line) when `condition` is false. */
+export function check(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new UserError(message);
+}
