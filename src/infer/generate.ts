@@ -1,0 +1,98 @@
+/**
+ * Autoregressive decoding. With the KV cache, the prompt is run once (prefill) and each new token
+ * costs one single-position forward pass; without it, every step recomputes the whole sequence
+ * (kept for benchmarks and as the reference the cache is tested against).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { disposeCache, type KVCache, type LlamaModel } from '../model/llama.ts';
+import { makeRng, sampleToken, type SamplingOptions } from './sampling.ts';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  stopIds: number[];
+  seed: number;
+  useCache: boolean;
+  /** Called with each new token as soon as it is chosen (for streaming). */
+  onToken?: (id: number) => void;
+}
+
+export const DEFAULT_GENERATE: GenerateOptions = {
+  maxNewTokens: 64,
+  temperature: 0.8,
+  topK: 40,
+  topP: 0.95,
+  greedy: false,
+  stopIds: [],
+  seed: 0,
+  useCache: true,
+};
+
+function lastLogits(model: LlamaModel, hidden: tf.Tensor3D): Float32Array {
+  return tf.tidy(() => {
+    const [, t, d] = hidden.shape;
+    const last = tf.reshape(tf.slice(hidden, [0, t - 1, 0], [1, 1, d]), [1, d]) as tf.Tensor2D;
+    return model.project(last);
+  }).dataSync() as Float32Array;
+}
+
+/** Runs `ids` through the model, extending `cache` (disposed and replaced). Returns the new cache and the last position's logits. */
+function step(model: LlamaModel, ids: number[], cache: KVCache): { cache: KVCache; logits: Float32Array } {
+  const out = tf.tidy(() => {
+    const r = model.hidden(tf.tensor2d(ids, [1, ids.length], 'int32'), cache);
+    return { hidden: r.hidden, layers: r.cache!.layers };
+  });
+  const next: KVCache = { layers: out.layers, length: cache.length + ids.length };
+  disposeCache(cache);
+  const logits = lastLogits(model, out.hidden);
+  out.hidden.dispose();
+  return { cache: next, logits };
+}
+
+function recomputeLogits(model: LlamaModel, ids: number[]): Float32Array {
+  const window = ids.slice(-model.config.maxSeq);
+  const hidden = tf.tidy(() => model.hidden(tf.tensor2d(window, [1, window.length], 'int32')).hidden);
+  const logits = lastLogits(model, hidden);
+  hidden.dispose();
+  return logits;
+}
+
+/** Generates up to maxNewTokens after `prompt`; returns the new ids only. Leaves no tensors behind. */
+export function generate(model: LlamaModel, prompt: number[], options: Partial<GenerateOptions> = {}): number[] {
+  const opts = { ...DEFAULT_GENERATE, ...options };
+  if (prompt.length === 0) throw new Error('generate needs at least one prompt token');
+  const rng = makeRng(opts.seed);
+  const maxSeq = model.config.maxSeq;
+  const ids = [...prompt];
+  const produced: number[] = [];
+  let cache: KVCache | null = null;
+  try {
+    let logits: Float32Array;
+    if (opts.useCache) {
+      // Prefill at most maxSeq - 1 tokens so there is room for at least one new position.
+      ({ cache, logits } = step(model, ids.slice(-(maxSeq - 1)), model.emptyCache(1)));
+    } else {
+      logits = recomputeLogits(model, ids);
+    }
+    while (produced.length < opts.maxNewTokens) {
+      const next = sampleToken(logits, opts, rng);
+      produced.push(next);
+      ids.push(next);
+      opts.onToken?.(next);
+      if (opts.stopIds.includes(next) || produced.length === opts.maxNewTokens) break;
+      if (cache) {
+        if (cache.length >= maxSeq) {
+          // Window full: re-prefill the most recent half so decoding can go on.
+          disposeCache(cache);
+          ({ cache, logits } = step(model, ids.slice(-Math.floor(maxSeq / 2)), model.emptyCache(1)));
+          continue;
+        }
+        ({ cache, logits } = step(model, [next], cache));
+      } else {
+        logits = recomputeLogits(model, ids);
+      }
+    }
+  } finally {
+    if (cache) disposeCache(cache);
+  }
+  return produced;
+}

@@ -1,0 +1,151 @@
+/** Hugging Face Llama checkpoints: config.json <-> ModelConfig, safetensors weights <-> our model. */
+import * as tf from '@tensorflow/tfjs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ModelConfig, type RopeScaling, validateConfig } from '../model/config.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import { UserError } from './errors.ts';
+import { type NamedArray, readSafetensorsDir } from './safetensors.ts';
+
+type HfConfig = Record<string, unknown>;
+
+function readJson(file: string): HfConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UserError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  try {
+    return JSON.parse(text) as HfConfig;
+  } catch (err) {
+    throw new UserError(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function firstId(value: unknown, fallback: number): number {
+  if (Array.isArray(value)) return typeof value[0] === 'number' ? value[0] : fallback;
+  return typeof value === 'number' ? value : fallback;
+}
+
+/** Rope settings live at the top level (older configs) or in rope_parameters (transformers >= 5). */
+function ropeSettings(hf: HfConfig, file: string): { theta: number; scaling: RopeScaling } {
+  const params = (hf.rope_parameters ?? hf.rope_scaling ?? {}) as Record<string, unknown>;
+  const theta = (params.rope_theta ?? hf.rope_theta ?? 10000) as number;
+  const type = (params.rope_type ?? params.type ?? 'default') as string;
+  if (type !== 'default' && type !== 'linear' && type !== 'llama3') {
+    throw new UserError(`${file}: rope type "${type}" is not supported (supported: default, linear, llama3)`);
+  }
+  return {
+    theta,
+    scaling: {
+      type,
+      factor: params.factor as number | undefined,
+      lowFreqFactor: params.low_freq_factor as number | undefined,
+      highFreqFactor: params.high_freq_factor as number | undefined,
+      originalMaxPositions: params.original_max_position_embeddings as number | undefined,
+    },
+  };
+}
+
+/** Parses a Hugging Face Llama config.json. `lmHeadPresent` decides tying when the config does not say. */
+export function configFromHf(hf: HfConfig, file: string, lmHeadPresent: boolean): ModelConfig {
+  if (hf.model_type !== undefined && hf.model_type !== 'llama') {
+    throw new UserError(`${file}: model_type "${hf.model_type}" is not a Llama model; only model_type "llama" can be imported`);
+  }
+  if (hf.attention_bias === true || hf.mlp_bias === true) throw new UserError(`${file}: attention_bias/mlp_bias are not supported (Llama has no biases)`);
+  const act = hf.hidden_act ?? 'silu';
+  if (act !== 'silu') throw new UserError(`${file}: hidden_act "${act}" is not supported (Llama uses silu)`);
+  const dim = hf.hidden_size as number;
+  const heads = hf.num_attention_heads as number;
+  const { theta, scaling } = ropeSettings(hf, file);
+  const tie = hf.tie_word_embeddings === undefined ? !lmHeadPresent : hf.tie_word_embeddings === true;
+  const config: ModelConfig = {
+    vocabSize: hf.vocab_size as number,
+    dim,
+    layers: hf.num_hidden_layers as number,
+    heads,
+    kvHeads: (hf.num_key_value_heads as number | undefined) ?? heads,
+    headDim: (hf.head_dim as number | undefined) ?? dim / heads,
+    hiddenDim: hf.intermediate_size as number,
+    maxSeq: (hf.max_position_embeddings as number | undefined) ?? 2048,
+    ropeTheta: theta,
+    ropeScaling: scaling,
+    normEps: (hf.rms_norm_eps as number | undefined) ?? 1e-6,
+    tieEmbeddings: tie,
+    attentionWindow: null,
+    bosId: firstId(hf.bos_token_id, 1),
+    eosId: firstId(hf.eos_token_id, 2),
+  };
+  validateConfig(config, file);
+  return config;
+}
+
+export function configToHf(c: ModelConfig): HfConfig {
+  const ropeParameters: Record<string, unknown> = { rope_theta: c.ropeTheta, rope_type: c.ropeScaling.type };
+  if (c.ropeScaling.factor !== undefined) ropeParameters.factor = c.ropeScaling.factor;
+  if (c.ropeScaling.lowFreqFactor !== undefined) ropeParameters.low_freq_factor = c.ropeScaling.lowFreqFactor;
+  if (c.ropeScaling.highFreqFactor !== undefined) ropeParameters.high_freq_factor = c.ropeScaling.highFreqFactor;
+  if (c.ropeScaling.originalMaxPositions !== undefined) ropeParameters.original_max_position_embeddings = c.ropeScaling.originalMaxPositions;
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    attention_bias: false,
+    mlp_bias: false,
+    hidden_act: 'silu',
+    vocab_size: c.vocabSize,
+    hidden_size: c.dim,
+    num_hidden_layers: c.layers,
+    num_attention_heads: c.heads,
+    num_key_value_heads: c.kvHeads,
+    head_dim: c.headDim,
+    intermediate_size: c.hiddenDim,
+    max_position_embeddings: c.maxSeq,
+    rms_norm_eps: c.normEps,
+    rope_theta: c.ropeTheta,
+    rope_parameters: ropeParameters,
+    tie_word_embeddings: c.tieEmbeddings,
+    bos_token_id: c.bosId,
+    eos_token_id: c.eosId,
+    torch_dtype: 'float32',
+  };
+}
+
+function transpose2d(arr: NamedArray): Float32Array {
+  const [rows, cols] = arr.shape;
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = arr.data[r * cols + c];
+  return out;
+}
+
+/** Copies HF-layout tensors (by HF name) into the model's variables. Every expected tensor must be present with the right shape. */
+export function assignHfWeights(model: LlamaModel, tensors: Map<string, NamedArray>, source: string): void {
+  for (const { name, variable, transposed } of model.namedWeights()) {
+    const arr = tensors.get(name);
+    if (!arr) throw new UserError(`${source}: missing tensor ${name}; the weights do not match the config`);
+    const expected = transposed ? [...variable.shape].reverse() : variable.shape;
+    if (arr.shape.join(',') !== expected.join(',')) {
+      throw new UserError(`${source}: tensor ${name} has shape [${arr.shape}] but the config needs [${expected}]; config and weights do not match`);
+    }
+    const values = transposed ? transpose2d(arr) : Float32Array.from(arr.data);
+    tf.tidy(() => variable.write(tf.tensor(values, variable.shape as number[], 'float32')));
+  }
+}
+
+/** Reads the model's variables as HF-layout tensors by HF name. */
+export function hfWeights(model: LlamaModel): Map<string, NamedArray> {
+  const out = new Map<string, NamedArray>();
+  for (const { name, variable, transposed } of model.namedWeights()) {
+    const data = variable.read().dataSync() as Float32Array;
+    const shape = variable.shape as number[];
+    out.set(name, transposed ? { shape: [shape[1], shape[0]], data: transpose2d({ shape, data }) } : { shape, data: Float32Array.from(data) });
+  }
+  return out;
+}
+
+/** Reads config and weights of a Hugging Face Llama directory. */
+export function readHfCheckpoint(dir: string): { config: ModelConfig; tensors: Map<string, NamedArray> } {
+  const tensors = readSafetensorsDir(dir);
+  const config = configFromHf(readJson(join(dir, 'config.json')), join(dir, 'config.json'), tensors.has('lm_head.weight'));
+  return { config, tensors };
+}

@@ -1,0 +1,394 @@
+/**
+ * The Llama decoder in tfjs layers: token embedding, N x (RMSNorm -> grouped-query attention with
+ * rotary positions -> residual, RMSNorm -> SwiGLU MLP -> residual), final RMSNorm, LM head
+ * (optionally tied to the embedding). No biases. Weight names follow Hugging Face's
+ * LlamaForCausalLM so import/export is a rename plus a transpose of the linear kernels
+ * (ours are [in, out], HF's are [out, in]).
+ *
+ * Every tensor stays rank <= 4 (the webgpu backend mis-compiles rank-5 pads), and grouped-query
+ * attention never copies K/V per head: the G query heads sharing a KV head are folded into the
+ * query-length axis, [B, KV, G*T, hd], so one batched matmul serves the whole group.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ModelConfig } from './config.ts';
+
+/** Per-layer keys and values of the tokens seen so far, [batch, kvHeads, length, headDim]. */
+export interface LayerCache {
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+}
+export interface KVCache {
+  layers: LayerCache[];
+  /** Number of positions already in the cache (the next token's position). */
+  length: number;
+}
+
+const MASKED = -1e9;
+
+function normalInit(std: number, seed: number): tf.initializers.Initializer {
+  return tf.initializers.randomNormal({ mean: 0, stddev: std, seed });
+}
+
+/** Inverse rotary frequencies, computed in float32 steps as Hugging Face does, with optional scaling. */
+export function ropeInverseFrequencies(config: ModelConfig): Float32Array {
+  const { headDim, ropeTheta, ropeScaling } = config;
+  const inv = new Float32Array(headDim / 2);
+  for (let i = 0; i < headDim / 2; i++) inv[i] = 1 / Math.fround(Math.pow(ropeTheta, Math.fround((2 * i) / headDim)));
+  if (ropeScaling.type === 'linear') {
+    for (let i = 0; i < inv.length; i++) inv[i] = inv[i] / (ropeScaling.factor ?? 1);
+  } else if (ropeScaling.type === 'llama3') {
+    const factor = ropeScaling.factor ?? 8;
+    const low = ropeScaling.lowFreqFactor ?? 1;
+    const high = ropeScaling.highFreqFactor ?? 4;
+    const oldLen = ropeScaling.originalMaxPositions ?? 8192;
+    const lowWavelen = oldLen / low;
+    const highWavelen = oldLen / high;
+    for (let i = 0; i < inv.length; i++) {
+      const wavelen = (2 * Math.PI) / inv[i];
+      if (wavelen > lowWavelen) inv[i] = inv[i] / factor;
+      else if (wavelen >= highWavelen) {
+        const smooth = (oldLen / wavelen - low) / (high - low);
+        inv[i] = (1 - smooth) * (inv[i] / factor) + smooth * inv[i];
+      }
+    }
+  }
+  return inv;
+}
+
+/** cos/sin tables [maxSeq, headDim] in HF's "rotate half" layout (frequencies repeated twice). */
+function ropeTables(config: ModelConfig): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const inv = ropeInverseFrequencies(config);
+  const half = config.headDim / 2;
+  const cos = new Float32Array(config.maxSeq * config.headDim);
+  const sin = new Float32Array(config.maxSeq * config.headDim);
+  for (let p = 0; p < config.maxSeq; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(p * inv[i]);
+      const base = p * config.headDim;
+      cos[base + i] = cos[base + half + i] = Math.cos(angle);
+      sin[base + i] = sin[base + half + i] = Math.sin(angle);
+    }
+  }
+  return { cos: tf.tensor2d(cos, [config.maxSeq, config.headDim]), sin: tf.tensor2d(sin, [config.maxSeq, config.headDim]) };
+}
+
+/** The matrix R with x @ R = rotate_half(x) = concat(-x2, x1): one matmul instead of two slices and a concat. */
+function rotateHalfMatrix(headDim: number): tf.Tensor2D {
+  const half = headDim / 2;
+  const r = new Float32Array(headDim * headDim);
+  for (let i = 0; i < half; i++) {
+    r[(half + i) * headDim + i] = -1; // out[i] = -x[half + i]
+    r[i * headDim + half + i] = 1; // out[half + i] = x[i]
+  }
+  return tf.tensor2d(r, [headDim, headDim]);
+}
+
+/** Additive mask [groups*T, start+T]: 0 where query (absolute position start+t) may see key j, else -1e9. */
+function attentionMask(queryLen: number, start: number, groups: number, window: number | null): tf.Tensor2D {
+  const keyLen = start + queryLen;
+  const values = new Float32Array(groups * queryLen * keyLen);
+  for (let g = 0; g < groups; g++) {
+    for (let t = 0; t < queryLen; t++) {
+      const pos = start + t;
+      const row = (g * queryLen + t) * keyLen;
+      for (let j = 0; j < keyLen; j++) {
+        const visible = j <= pos && (window === null || pos - j < window);
+        if (!visible) values[row + j] = MASKED;
+      }
+    }
+  }
+  return tf.tensor2d(values, [groups * queryLen, keyLen]);
+}
+
+/** Constants shared by all blocks during one forward pass. */
+interface ForwardContext {
+  start: number;
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+  rotate: tf.Tensor2D;
+  mask: tf.Tensor2D;
+}
+
+export class RMSNorm extends tf.layers.Layer {
+  static className = 'RMSNorm';
+  weight!: tf.LayerVariable;
+
+  constructor(private readonly dim: number, private readonly eps: number, name: string) {
+    super({ name });
+  }
+
+  override build(): void {
+    this.weight = this.addWeight('weight', [this.dim], 'float32', tf.initializers.ones());
+    this.built = true;
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const meanSquare = tf.mean(tf.square(x), -1, true);
+      return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, this.eps))), this.weight.read());
+    });
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward(Array.isArray(inputs) ? inputs[0] : inputs);
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), dim: this.dim, eps: this.eps };
+  }
+}
+
+export class TokenEmbedding extends tf.layers.Layer {
+  static className = 'TokenEmbedding';
+  weight!: tf.LayerVariable;
+
+  constructor(private readonly vocabSize: number, private readonly dim: number, private readonly seed: number, name: string) {
+    super({ name });
+  }
+
+  override build(): void {
+    this.weight = this.addWeight('weight', [this.vocabSize, this.dim], 'float32', normalInit(0.02, this.seed));
+    this.built = true;
+  }
+
+  /** ids [B, T] -> [B, T, dim] */
+  forward(ids: tf.Tensor2D): tf.Tensor3D {
+    return tf.gather(this.weight.read(), ids) as tf.Tensor3D;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward((Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor2D);
+  }
+
+  override computeOutputShape(inputShape: tf.Shape): tf.Shape {
+    return [...inputShape, this.dim];
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), vocabSize: this.vocabSize, dim: this.dim, seed: this.seed };
+  }
+}
+
+/** Output projection to vocabulary logits (used when embeddings are not tied). */
+export class LMHead extends tf.layers.Layer {
+  static className = 'LMHead';
+  weight!: tf.LayerVariable;
+
+  constructor(private readonly dim: number, private readonly vocabSize: number, private readonly seed: number) {
+    super({ name: 'lm_head' });
+  }
+
+  override build(): void {
+    this.weight = this.addWeight('weight', [this.dim, this.vocabSize], 'float32', normalInit(0.02, this.seed));
+    this.built = true;
+  }
+
+  forward(hidden2d: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(hidden2d, this.weight.read());
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward((Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor2D);
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), dim: this.dim, vocabSize: this.vocabSize, seed: this.seed };
+  }
+}
+
+/** One decoder layer: attention and MLP sublayers with pre-norm residuals. */
+export class DecoderBlock extends tf.layers.Layer {
+  static className = 'DecoderBlock';
+  attnNorm: RMSNorm;
+  mlpNorm: RMSNorm;
+  wq!: tf.LayerVariable;
+  wk!: tf.LayerVariable;
+  wv!: tf.LayerVariable;
+  wo!: tf.LayerVariable;
+  wGate!: tf.LayerVariable;
+  wUp!: tf.LayerVariable;
+  wDown!: tf.LayerVariable;
+
+  constructor(private readonly c: ModelConfig, private readonly index: number, private readonly seed: number) {
+    super({ name: `layers.${index}` });
+    this.attnNorm = new RMSNorm(c.dim, c.normEps, `layers.${index}.input_layernorm`);
+    this.mlpNorm = new RMSNorm(c.dim, c.normEps, `layers.${index}.post_attention_layernorm`);
+  }
+
+  override build(): void {
+    const { dim, heads, kvHeads, headDim, hiddenDim, layers } = this.c;
+    const std = 0.02;
+    const residualStd = std / Math.sqrt(2 * layers); // GPT-2: keep the residual stream's variance flat in depth
+    const s = this.seed;
+    this.attnNorm.build();
+    this.mlpNorm.build();
+    this.wq = this.addWeight('q_proj', [dim, heads * headDim], 'float32', normalInit(std, s + 1));
+    this.wk = this.addWeight('k_proj', [dim, kvHeads * headDim], 'float32', normalInit(std, s + 2));
+    this.wv = this.addWeight('v_proj', [dim, kvHeads * headDim], 'float32', normalInit(std, s + 3));
+    this.wo = this.addWeight('o_proj', [heads * headDim, dim], 'float32', normalInit(residualStd, s + 4));
+    this.wGate = this.addWeight('gate_proj', [dim, hiddenDim], 'float32', normalInit(std, s + 5));
+    this.wUp = this.addWeight('up_proj', [dim, hiddenDim], 'float32', normalInit(std, s + 6));
+    this.wDown = this.addWeight('down_proj', [hiddenDim, dim], 'float32', normalInit(residualStd, s + 7));
+    this.built = true;
+  }
+
+  override get trainableWeights(): tf.LayerVariable[] {
+    return [this.attnNorm.weight, this.wq, this.wk, this.wv, this.wo, this.mlpNorm.weight, this.wGate, this.wUp, this.wDown];
+  }
+
+  /** x [B, T, dim] -> [B, T, dim]; with a cache entry, also returns this layer's extended K/V. */
+  forward(x: tf.Tensor3D, ctx: ForwardContext, cache?: LayerCache): { y: tf.Tensor3D; cache?: LayerCache } {
+    const [batch, seq, dim] = x.shape;
+    const { heads, kvHeads, headDim } = this.c;
+    const groups = heads / kvHeads;
+    const rows = batch * seq;
+
+    // [B*T, n*hd] -> [B, n, T, hd] with rotary positions applied
+    const toHeads = (flat: tf.Tensor2D, n: number): tf.Tensor4D => tf.transpose(tf.reshape(flat, [batch, seq, n, headDim]), [0, 2, 1, 3]);
+    const rotary = (t: tf.Tensor4D): tf.Tensor4D => {
+      const cos = tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]);
+      const sin = tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]);
+      const rotated = tf.reshape(tf.matMul(tf.reshape(t, [-1, headDim]), ctx.rotate), t.shape);
+      return tf.add(tf.mul(t, cos), tf.mul(rotated, sin));
+    };
+
+    const h = tf.reshape(this.attnNorm.forward(x), [rows, dim]) as tf.Tensor2D;
+    const q = rotary(toHeads(tf.matMul(h, this.wq.read()), heads));
+    let k = rotary(toHeads(tf.matMul(h, this.wk.read()), kvHeads));
+    let v = toHeads(tf.matMul(h, this.wv.read()), kvHeads);
+    if (cache) {
+      k = tf.concat([cache.k, k], 2);
+      v = tf.concat([cache.v, v], 2);
+    }
+
+    // Fold each KV group's query heads into the length axis: [B, KV, G*T, hd].
+    const qGrouped = tf.mul(tf.reshape(q, [batch, kvHeads, groups * seq, headDim]), 1 / Math.sqrt(headDim));
+    const scores = tf.add(tf.matMul(qGrouped, k, false, true), ctx.mask);
+    const context = tf.matMul(tf.softmax(scores), v); // [B, KV, G*T, hd]
+    const merged = tf.reshape(tf.transpose(tf.reshape(context, [batch, heads, seq, headDim]), [0, 2, 1, 3]), [rows, heads * headDim]);
+    const attnOut = tf.matMul(merged, this.wo.read());
+    const x1 = tf.add(x, tf.reshape(attnOut, [batch, seq, dim])) as tf.Tensor3D;
+
+    const h2 = tf.reshape(this.mlpNorm.forward(x1), [rows, dim]) as tf.Tensor2D;
+    const gate = tf.matMul(h2, this.wGate.read());
+    const up = tf.matMul(h2, this.wUp.read());
+    const mlpOut = tf.matMul(tf.mul(tf.mul(gate, tf.sigmoid(gate)), up), this.wDown.read());
+    const y = tf.add(x1, tf.reshape(mlpOut, [batch, seq, dim])) as tf.Tensor3D;
+    return cache ? { y, cache: { k, v } } : { y };
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), modelConfig: this.c as unknown as tf.serialization.ConfigDictValue, index: this.index, seed: this.seed };
+  }
+}
+
+/** The whole decoder. Holds its layers and the rotary constants; `dispose()` frees them all. */
+export class LlamaModel {
+  readonly embedding: TokenEmbedding;
+  readonly blocks: DecoderBlock[];
+  readonly finalNorm: RMSNorm;
+  readonly lmHead: LMHead | null;
+  private readonly cos: tf.Tensor2D;
+  private readonly sin: tf.Tensor2D;
+  private readonly rotate: tf.Tensor2D;
+
+  constructor(readonly config: ModelConfig, seed = 1234) {
+    this.embedding = new TokenEmbedding(config.vocabSize, config.dim, seed, 'embed_tokens');
+    this.embedding.build();
+    this.blocks = [];
+    for (let i = 0; i < config.layers; i++) {
+      const block = new DecoderBlock(config, i, seed + 100 * (i + 1));
+      block.build();
+      this.blocks.push(block);
+    }
+    this.finalNorm = new RMSNorm(config.dim, config.normEps, 'norm');
+    this.finalNorm.build();
+    this.lmHead = config.tieEmbeddings ? null : new LMHead(config.dim, config.vocabSize, seed + 7);
+    this.lmHead?.build();
+    ({ cos: this.cos, sin: this.sin } = ropeTables(config));
+    this.rotate = rotateHalfMatrix(config.headDim);
+  }
+
+  /**
+   * Weights by Hugging Face name (our kernels are [in, out]; `transposed` marks those stored
+   * transposed relative to HF). Order is stable: it is the optimizer-state and checkpoint order.
+   */
+  namedWeights(): { name: string; variable: tf.LayerVariable; transposed: boolean }[] {
+    const out: { name: string; variable: tf.LayerVariable; transposed: boolean }[] = [];
+    out.push({ name: 'model.embed_tokens.weight', variable: this.embedding.weight, transposed: false });
+    for (const [i, b] of this.blocks.entries()) {
+      const p = `model.layers.${i}`;
+      out.push({ name: `${p}.input_layernorm.weight`, variable: b.attnNorm.weight, transposed: false });
+      out.push({ name: `${p}.self_attn.q_proj.weight`, variable: b.wq, transposed: true });
+      out.push({ name: `${p}.self_attn.k_proj.weight`, variable: b.wk, transposed: true });
+      out.push({ name: `${p}.self_attn.v_proj.weight`, variable: b.wv, transposed: true });
+      out.push({ name: `${p}.self_attn.o_proj.weight`, variable: b.wo, transposed: true });
+      out.push({ name: `${p}.post_attention_layernorm.weight`, variable: b.mlpNorm.weight, transposed: false });
+      out.push({ name: `${p}.mlp.gate_proj.weight`, variable: b.wGate, transposed: true });
+      out.push({ name: `${p}.mlp.up_proj.weight`, variable: b.wUp, transposed: true });
+      out.push({ name: `${p}.mlp.down_proj.weight`, variable: b.wDown, transposed: true });
+    }
+    out.push({ name: 'model.norm.weight', variable: this.finalNorm.weight, transposed: false });
+    if (this.lmHead) out.push({ name: 'lm_head.weight', variable: this.lmHead.weight, transposed: true });
+    return out;
+  }
+
+  /** The tf.Variables to train, in namedWeights() order. */
+  variables(): tf.Variable[] {
+    return this.namedWeights().map((w) => w.variable.read());
+  }
+
+  /**
+   * ids [B, T] -> final hidden states [B, T, dim]. With a cache, T new tokens are appended after
+   * cache.length positions and the extended cache is returned (the caller owns both caches).
+   */
+  hidden(ids: tf.Tensor2D, cache?: KVCache): { hidden: tf.Tensor3D; cache?: KVCache } {
+    const start = cache?.length ?? 0;
+    const seq = ids.shape[1];
+    if (start + seq > this.config.maxSeq) {
+      throw new Error(`sequence of ${start + seq} tokens exceeds the model's maxSeq ${this.config.maxSeq}`);
+    }
+    const groups = this.config.heads / this.config.kvHeads;
+    const mask = attentionMask(seq, start, groups, this.config.attentionWindow);
+    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, rotate: this.rotate, mask };
+    let x = this.embedding.forward(ids);
+    const newLayers: LayerCache[] = [];
+    for (const [i, block] of this.blocks.entries()) {
+      const out = block.forward(x, ctx, cache?.layers[i]);
+      x = out.y;
+      if (out.cache) newLayers.push(out.cache);
+    }
+    const hidden = this.finalNorm.forward(x) as tf.Tensor3D;
+    return cache ? { hidden, cache: { layers: newLayers, length: start + seq } } : { hidden };
+  }
+
+  /** Hidden states [N, dim] -> logits [N, vocab]. */
+  project(hidden2d: tf.Tensor2D): tf.Tensor2D {
+    return this.lmHead ? this.lmHead.forward(hidden2d) : tf.matMul(hidden2d, this.embedding.weight.read(), false, true);
+  }
+
+  /** ids [B, T] -> logits [B, T, vocab]. Call inside tf.tidy. */
+  logits(ids: tf.Tensor2D): tf.Tensor3D {
+    const { hidden } = this.hidden(ids);
+    const [b, t, d] = hidden.shape;
+    return tf.reshape(this.project(tf.reshape(hidden, [b * t, d])), [b, t, this.config.vocabSize]);
+  }
+
+  /** An empty cache for `batch` sequences. */
+  emptyCache(batch: number): KVCache {
+    const { kvHeads, headDim } = this.config;
+    const layers = this.blocks.map(() => ({ k: tf.zeros([batch, kvHeads, 0, headDim]) as tf.Tensor4D, v: tf.zeros([batch, kvHeads, 0, headDim]) as tf.Tensor4D }));
+    return { layers, length: 0 };
+  }
+
+  dispose(): void {
+    for (const w of this.namedWeights()) w.variable.dispose();
+    tf.dispose([this.cos, this.sin, this.rotate]);
+  }
+}
+
+export function disposeCache(cache: KVCache): void {
+  for (const l of cache.layers) tf.dispose([l.k, l.v]);
+}
+
+for (const cls of [RMSNorm, TokenEmbedding, LMHead, DecoderBlock]) tf.serialization.registerClass(cls);
