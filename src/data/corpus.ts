@@ -3,8 +3,9 @@ import { basename, extname, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { UserError } from '../io/errors.ts';
 import { readBrownDocuments } from './brown.ts';
+import { fsErrorReason } from './fs-errors.ts';
 
-export interface Document {
+export interface CorpusDocument {
   /** Stable name of the document within its corpus (file path, `file:line`, or Brown id); seeds the val split. */
   id: string;
   text: string;
@@ -19,7 +20,7 @@ const JSONL_EXTENSIONS = new Set(['.jsonl', '.jsonlines', '.ndjson']);
  * Streams the documents of a corpus, skipping empty ones: `brown` (bundled), a .txt file (one document), a folder
  * of .txt files (recursive, sorted by path) or a JSON-lines file with a string "text" field per line.
  */
-export async function* readDocuments(source: string): AsyncGenerator<Document> {
+export async function* readDocuments(source: string): AsyncGenerator<CorpusDocument> {
   let count = 0;
   for await (const doc of readSource(source)) {
     if (doc.text.trim().length === 0) continue;
@@ -29,7 +30,7 @@ export async function* readDocuments(source: string): AsyncGenerator<Document> {
   if (count === 0) throw new UserError(`${source}: corpus has no documents with text`);
 }
 
-function readSource(source: string): Iterable<Document> | AsyncIterable<Document> {
+function readSource(source: string): Iterable<CorpusDocument> | AsyncIterable<CorpusDocument> {
   if (source === BROWN_SOURCE) return readBrownDocuments();
   const stats = statOrThrow(source);
   if (stats.isDirectory()) return readTextFolder(source);
@@ -41,7 +42,7 @@ function readSource(source: string): Iterable<Document> | AsyncIterable<Document
   );
 }
 
-function* readTextFolder(dir: string): Generator<Document> {
+function* readTextFolder(dir: string): Generator<CorpusDocument> {
   for (const path of listTextFiles(dir)) {
     yield { id: relative(dir, path), text: readTextFile(path) };
   }
@@ -59,7 +60,7 @@ function collectTextFiles(dir: string, files: string[]): void {
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch (err) {
-    throw new UserError(`${dir}: cannot read folder (${errorReason(err)})`);
+    throw new UserError(`${dir}: cannot read folder (${fsErrorReason(err)})`);
   }
   for (const entry of entries) {
     const path = join(dir, entry.name);
@@ -77,7 +78,7 @@ function readTextFile(path: string): string {
   try {
     raw = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UserError(`${path}: cannot read file (${errorReason(err)})`);
+    throw new UserError(`${path}: cannot read file (${fsErrorReason(err)})`);
   }
   return raw
     .replace(/^\uFEFF/, '')
@@ -87,7 +88,7 @@ function readTextFile(path: string): string {
     .join('\n\n');
 }
 
-async function* readJsonLines(path: string): AsyncGenerator<Document> {
+async function* readJsonLines(path: string): AsyncGenerator<CorpusDocument> {
   const input = createReadStream(path, { encoding: 'utf8' });
   const lines = createInterface({ input, crlfDelay: Infinity });
   let lineNo = 0;
@@ -99,7 +100,7 @@ async function* readJsonLines(path: string): AsyncGenerator<Document> {
       try {
         record = JSON.parse(line);
       } catch (err) {
-        throw new UserError(`${path}:${lineNo}: not valid JSON (${errorReason(err)})`);
+        throw new UserError(`${path}:${lineNo}: not valid JSON (${(err as Error).message})`);
       }
       const text = (record as { text?: unknown } | null)?.text;
       if (typeof text !== 'string') throw new UserError(`${path}:${lineNo}: missing string field "text"`);
@@ -107,7 +108,7 @@ async function* readJsonLines(path: string): AsyncGenerator<Document> {
     }
   } catch (err) {
     if (err instanceof UserError) throw err;
-    throw new UserError(`${path}: cannot read file (${errorReason(err)})`);
+    throw new UserError(`${path}: cannot read file (${fsErrorReason(err)})`);
   } finally {
     lines.close();
     input.destroy();
@@ -118,11 +119,6 @@ function statOrThrow(path: string): Stats {
   try {
     return statSync(path);
   } catch (err) {
-    throw new UserError(`${path}: cannot read corpus (${errorReason(err)})`);
+    throw new UserError(`${path}: cannot read corpus (${fsErrorReason(err)})`);
   }
-}
-
-function errorReason(err: unknown): string {
-  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
-  return String(err);
 }

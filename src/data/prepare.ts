@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { replaceDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { check } from '../io/errors.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { BROWN_SOURCE, readDocuments } from './corpus.ts';
+import {
+  dtypeForVocab,
+  encodeTokens,
+  META_FILE,
+  META_FORMAT,
+  shardFileName,
+  type PrepareMeta,
+  type ShardInfo,
+  type Split,
+  type SplitInfo,
+  type TokenDtype,
+} from './format.ts';
+
+export interface PrepareOptions {
+  /** `brown`, a .txt file, a folder of .txt files, or a .jsonl file (see readDocuments). */
+  source: string;
+  tokenizer: Tokenizer;
+  /** Folder to (re)create; it is replaced as a whole once everything is written. */
+  outDir: string;
+  /** Expected share of documents in the val split (default 0.05); with 2+ documents val gets at least one. */
+  valFraction?: number;
+  /** Seeds the document split (default 0). */
+  seed?: number;
+  /** Tokens per shard file (default 16M). */
+  shardTokens?: number;
+  /** Called after each document with the running totals. */
+  onProgress?: (docs: number, tokens: number) => void;
+}
+
+export const DEFAULT_VAL_FRACTION = 0.05;
+export const DEFAULT_SHARD_TOKENS = 16 * 1024 * 1024;
+
+/**
+ * Tokenizes a corpus into train/val shard files plus meta.json, streaming document by document. Documents are
+ * assigned to a split by a hash of their id and the seed, so the split is reproducible and independent of order.
+ * Output goes to a temporary sibling folder that replaces `outDir` only when complete.
+ */
+export async function prepareCorpus(options: PrepareOptions): Promise<PrepareMeta> {
+  const { source, tokenizer, valFraction = DEFAULT_VAL_FRACTION, seed = 0 } = options;
+  const shardTokens = options.shardTokens ?? DEFAULT_SHARD_TOKENS;
+  check(valFraction >= 0 && valFraction < 1, `valFraction must be in [0, 1), got ${valFraction}`);
+  check(Number.isSafeInteger(seed), `seed must be an integer, got ${seed}`);
+  check(
+    Number.isSafeInteger(shardTokens) && shardTokens > 0,
+    `shardTokens must be a positive integer, got ${shardTokens}`,
+  );
+  const outDir = resolve(options.outDir);
+  checkReplaceable(outDir);
+
+  const tmpDir = `${outDir}.tmp-${process.pid}`;
+  rmSync(tmpDir, { recursive: true, force: true });
+  mkdirSync(tmpDir, { recursive: true });
+  const dtype = dtypeForVocab(tokenizer.vocabSize);
+  const train = new ShardWriter(tmpDir, 'train', dtype, shardTokens);
+  const val = new ShardWriter(tmpDir, 'val', dtype, shardTokens);
+  try {
+    // The train document whose hash is closest to the val threshold is held back (one document in memory), so
+    // that it can go to val if no document falls below the threshold.
+    let heldBack: { tokens: number[]; hash: number } | undefined;
+    let docs = 0;
+    let tokens = 0;
+    for await (const doc of readDocuments(source)) {
+      const docTokens = [tokenizer.bosId, ...tokenizer.encode(doc.text), tokenizer.eosId];
+      const hash = splitHash(doc.id, seed);
+      if (hash < valFraction) {
+        val.write(docTokens);
+      } else if (valFraction > 0 && (heldBack === undefined || hash < heldBack.hash)) {
+        if (heldBack) train.write(heldBack.tokens);
+        heldBack = { tokens: docTokens, hash };
+      } else {
+        train.write(docTokens);
+      }
+      docs++;
+      tokens += docTokens.length;
+      options.onProgress?.(docs, tokens);
+    }
+    if (heldBack) (val.docs === 0 && train.docs > 0 ? val : train).write(heldBack.tokens);
+
+    const meta: PrepareMeta = {
+      format: META_FORMAT,
+      vocabSize: tokenizer.vocabSize,
+      dtype,
+      tokenizer: { path: tokenizer.modelPath, sha256: tokenizer.sha256 },
+      source: source === BROWN_SOURCE ? source : resolve(source),
+      seed,
+      valFraction,
+      splits: { train: train.close(), val: val.close() },
+    };
+    writeFileAtomic(join(tmpDir, META_FILE), JSON.stringify(meta, null, 2) + '\n');
+    replaceDirAtomic(tmpDir, outDir);
+    return meta;
+  } catch (err) {
+    train.close();
+    val.close();
+    rmSync(tmpDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Refuses to replace anything but an empty folder or earlier prepare output, so a typo cannot wipe a folder. */
+function checkReplaceable(outDir: string): void {
+  let stats;
+  try {
+    stats = statSync(outDir);
+  } catch {
+    return; // nothing there yet
+  }
+  check(
+    stats.isDirectory() && (readdirSync(outDir).length === 0 || existsSync(join(outDir, META_FILE))),
+    `${outDir}: exists and is not a prepared-data folder; refusing to replace it`,
+  );
+}
+
+/** Uniform value in [0, 1) from the document id and seed. */
+function splitHash(id: string, seed: number): number {
+  const digest = createHash('sha256').update(`${seed}\0${id}`).digest();
+  return digest.readUIntBE(0, 6) / 2 ** 48;
+}
+
+/** Appends documents to consecutive shard files of one split, starting a new file every `shardTokens` tokens. */
+class ShardWriter {
+  private readonly shards: ShardInfo[] = [];
+  private fd: number | undefined;
+  docs = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly split: Split,
+    private readonly dtype: TokenDtype,
+    private readonly shardTokens: number,
+  ) {}
+
+  write(tokens: readonly number[]): void {
+    this.docs++;
+    let start = 0;
+    while (start < tokens.length) {
+      let shard = this.shards.at(-1);
+      if (shard === undefined || shard.tokens === this.shardTokens) shard = this.startShard();
+      const end = Math.min(tokens.length, start + this.shardTokens - shard.tokens);
+      const bytes = encodeTokens(tokens.slice(start, end), this.dtype);
+      for (let written = 0; written < bytes.length; ) written += writeSync(this.fd!, bytes, written);
+      if (start === 0) shard.docs++;
+      shard.tokens += end - start;
+      start = end;
+    }
+  }
+
+  /** Closes the current file (safe to repeat) and returns the split's totals. */
+  close(): SplitInfo {
+    this.closeFile();
+    const tokens = this.shards.reduce((sum, shard) => sum + shard.tokens, 0);
+    return { shards: this.shards, tokens, docs: this.docs };
+  }
+
+  private startShard(): ShardInfo {
+    this.closeFile();
+    const shard: ShardInfo = { file: shardFileName(this.split, this.shards.length), tokens: 0, docs: 0 };
+    this.fd = openSync(join(this.dir, shard.file), 'w');
+    this.shards.push(shard);
+    return shard;
+  }
+
+  private closeFile(): void {
+    if (this.fd === undefined) return;
+    fsyncSync(this.fd); // durable before the folder is renamed into place
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
