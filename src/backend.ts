@@ -36,7 +36,7 @@ async function tryTensorflow(): Promise<string | null> {
 async function installDawn(): Promise<{ description: string; software: boolean }> {
   const g = globalThis as Record<string, unknown>;
   if (!g.navigator || !(g.navigator as { gpu?: unknown }).gpu) {
-    const dawnPath = process.env.ARL_DAWN_NODE ?? join(dirname(require.resolve('webgpu')), `${process.platform}-${process.arch}.dawn.node`);
+    const dawnPath = process.env.ARL_DAWN_NODE ?? join(dirname(require.resolve('webgpu/package.json')), 'dist', `${process.platform}-${process.arch}.dawn.node`);
     const dawn = require(dawnPath) as { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
     Object.assign(globalThis, dawn.globals);
     Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });

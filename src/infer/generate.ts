@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { disposeCache, type KVCache, type LlamaModel } from '../model/llama.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { makeRng, sampleToken, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -95,4 +96,12 @@ export function generate(model: LlamaModel, prompt: number[], options: Partial<G
     if (cache) disposeCache(cache);
   }
   return produced;
+}
+
+/**
+ * Text of `ids` as a continuation of `prompt`. SentencePiece drops a leading space when decoding
+ * on its own, so decode prompt + continuation and cut the prompt's text off.
+ */
+export function continuationText(tokenizer: Tokenizer, prompt: number[], ids: number[]): string {
+  return tokenizer.decode([...prompt, ...ids]).slice(tokenizer.decode(prompt).length);
 }

@@ -128,7 +128,9 @@ export function assignHfWeights(model: LlamaModel, tensors: Map<string, NamedArr
       throw new UserError(`${source}: tensor ${name} has shape [${arr.shape}] but the config needs [${expected}]; config and weights do not match`);
     }
     const values = transposed ? transpose2d(arr) : Float32Array.from(arr.data);
-    tf.tidy(() => variable.write(tf.tensor(values, variable.shape as number[], 'float32')));
+    tf.tidy(() => {
+      variable.write(tf.tensor(values, variable.shape as number[], 'float32'));
+    });
   }
 }
 

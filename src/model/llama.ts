@@ -13,10 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 
 /** Per-layer keys and values of the tokens seen so far, [batch, kvHeads, length, headDim]. */
-export interface LayerCache {
-  k: tf.Tensor4D;
-  v: tf.Tensor4D;
-}
+export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D };
 export interface KVCache {
   layers: LayerCache[];
   /** Number of positions already in the cache (the next token's position). */
@@ -25,7 +22,7 @@ export interface KVCache {
 
 const MASKED = -1e9;
 
-function normalInit(std: number, seed: number): tf.initializers.Initializer {
+function normalInit(std: number, seed: number): ReturnType<typeof tf.initializers.randomNormal> {
   return tf.initializers.randomNormal({ mean: 0, stddev: std, seed });
 }
 
@@ -335,7 +332,7 @@ export class LlamaModel {
 
   /** The tf.Variables to train, in namedWeights() order. */
   variables(): tf.Variable[] {
-    return this.namedWeights().map((w) => w.variable.read());
+    return this.namedWeights().map((w) => w.variable.read() as tf.Variable);
   }
 
   /**

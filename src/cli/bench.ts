@@ -1,0 +1,141 @@
+/**
+ * `arl bench`: throughput of the chosen backend on a model given by flags, printed as JSON lines:
+ * training tokens/s (full AdamW steps), forward tokens/s, generation tokens/s with and without
+ * the KV cache, and memory. Random weights and random tokens: speed does not depend on them.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { CommandModule } from 'yargs';
+import type { BackendName } from '../backend.ts';
+import { selectBackend } from '../backend.ts';
+import { generate } from '../infer/generate.ts';
+import { UserError } from '../io/errors.ts';
+import { makeConfig, parameterCount } from '../model/config.ts';
+import { LlamaModel } from '../model/llama.ts';
+import { makeRng } from '../infer/sampling.ts';
+import { AdamW } from '../train/optimizer.ts';
+import { trainStep } from '../train/trainer.ts';
+import { withBackend } from './common.ts';
+
+interface BenchArgs {
+  backend: BackendName;
+  vocab: number;
+  dim: number;
+  layers: number;
+  heads: number;
+  kvHeads?: number;
+  hiddenDim?: number;
+  seq: number;
+  batch: number;
+  steps: number;
+  warmupSteps: number;
+  genContext: number;
+  genTokens: number;
+  skipGenerate: boolean;
+}
+
+function randomTokens(count: number, vocab: number, rng: () => number): Int32Array {
+  const out = new Int32Array(count);
+  for (let i = 0; i < count; i++) out[i] = Math.floor(rng() * vocab);
+  return out;
+}
+
+/** Seconds per call of fn, averaged over `runs` after `warmup` untimed calls. */
+function timeIt(fn: () => void, warmup: number, runs: number): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const start = performance.now();
+  for (let i = 0; i < runs; i++) fn();
+  return (performance.now() - start) / 1000 / runs;
+}
+
+export async function runBench(args: BenchArgs): Promise<Record<string, unknown>[]> {
+  const choice = await selectBackend(args.backend);
+  const maxSeq = Math.max(args.seq, args.skipGenerate ? 0 : args.genContext + args.genTokens);
+  const config = makeConfig(null, {
+    vocabSize: args.vocab,
+    dim: args.dim,
+    layers: args.layers,
+    heads: args.heads,
+    kvHeads: args.kvHeads,
+    hiddenDim: args.hiddenDim,
+    maxSeq,
+  });
+  const base = { backend: choice.name, params: parameterCount(config), vocab: args.vocab, dim: args.dim, layers: args.layers, heads: args.heads, kv_heads: config.kvHeads, seq: args.seq, batch: args.batch };
+  const lines: Record<string, unknown>[] = [];
+  const emit = (line: Record<string, unknown>): void => {
+    lines.push(line);
+    console.log(JSON.stringify(line));
+  };
+  let peakRss = process.memoryUsage().rss;
+  const sampleMemory = (): void => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  };
+  const rng = makeRng(1);
+  const model = new LlamaModel(config);
+  const optimizer = new AdamW(model.variables(), { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+  const tokens = args.batch * args.seq;
+  try {
+    const batch = (): { x: Int32Array; y: Int32Array } => ({ x: randomTokens(tokens, args.vocab, rng), y: randomTokens(tokens, args.vocab, rng) });
+    const tensorsBefore = tf.memory().numTensors;
+    const stepSeconds = timeIt(() => {
+      trainStep(model, optimizer, batch, { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 });
+      sampleMemory();
+    }, args.warmupSteps, args.steps);
+    emit({ bench: 'train', ...base, ms_per_step: stepSeconds * 1000, tokens_per_s: tokens / stepSeconds, tensors_before: tensorsBefore, tensors_after: tf.memory().numTensors });
+
+    const ids = tf.tensor2d(randomTokens(tokens, args.vocab, rng), [args.batch, args.seq], 'int32');
+    const forwardSeconds = timeIt(() => {
+      const logits = tf.tidy(() => model.logits(ids));
+      logits.dataSync();
+      logits.dispose();
+      sampleMemory();
+    }, 1, Math.max(2, Math.ceil(args.steps / 2)));
+    ids.dispose();
+    emit({ bench: 'forward', ...base, ms_per_batch: forwardSeconds * 1000, tokens_per_s: tokens / forwardSeconds });
+
+    if (!args.skipGenerate) {
+      const prompt = Array.from(randomTokens(args.genContext, args.vocab, rng));
+      for (const useCache of [true, false]) {
+        generate(model, prompt, { maxNewTokens: 2, greedy: true, useCache }); // warm-up (kernel set-up)
+        const start = performance.now();
+        const produced = generate(model, prompt, { maxNewTokens: args.genTokens, greedy: true, useCache, stopIds: [] });
+        const seconds = (performance.now() - start) / 1000;
+        sampleMemory();
+        emit({ bench: 'generate', ...base, kv_cache: useCache, context: args.genContext, new_tokens: produced.length, ms_per_token: (seconds * 1000) / produced.length, tokens_per_s: produced.length / seconds });
+      }
+    }
+    emit({ bench: 'memory', ...base, peak_rss_mb: Math.round(peakRss / 2 ** 20), tf_bytes_mb: Math.round(tf.memory().numBytes / 2 ** 20), tensors: tf.memory().numTensors });
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+  return lines;
+}
+
+export const benchCommand: CommandModule = {
+  command: 'bench',
+  describe: 'Measure training, forward and generation throughput (JSON lines)',
+  builder: (y) =>
+    withBackend(y)
+      .option('vocab', { type: 'number', default: 512 })
+      .option('dim', { type: 'number', default: 128 })
+      .option('layers', { type: 'number', default: 2 })
+      .option('heads', { type: 'number', default: 4 })
+      .option('kv-heads', { type: 'number' })
+      .option('hidden-dim', { type: 'number' })
+      .option('seq', { type: 'number', default: 128 })
+      .option('batch', { type: 'number', default: 8 })
+      .option('steps', { type: 'number', default: 10, describe: 'timed training steps' })
+      .option('warmup-steps', { type: 'number', default: 2 })
+      .option('gen-context', { type: 'number', default: 1000, describe: 'prompt length for the generation benchmark' })
+      .option('gen-tokens', { type: 'number', default: 16 })
+      .option('skip-generate', { type: 'boolean', default: false })
+      .example('$0 bench --backend wasm', 'llm.c reference config 1: vocab 512, dim 128, 2 layers, T 128, batch 8')
+      .example('$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2'),
+  handler: async (argv) => {
+    const args = argv as unknown as BenchArgs;
+    for (const key of ['vocab', 'dim', 'layers', 'heads', 'seq', 'batch', 'steps'] as const) {
+      if (!Number.isInteger(args[key]) || args[key] <= 0) throw new UserError(`--${key} must be a positive integer (got ${args[key]})`);
+    }
+    await runBench(args);
+  },
+};

@@ -1,0 +1,42 @@
+/** Options and helpers shared by the CLI commands. */
+import chalk from 'chalk';
+import type { Argv } from 'yargs';
+import { BACKENDS, type BackendName, selectBackend } from '../backend.ts';
+import { loadModel } from '../io/checkpoint.ts';
+import { UserError } from '../io/errors.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
+
+export function withBackend<T>(y: Argv<T>) {
+  return y.option('backend', {
+    choices: BACKENDS,
+    default: 'auto' as BackendName,
+    describe: 'tfjs backend (auto takes the fastest that loads)',
+  });
+}
+
+/** Initialises the backend and says which one was taken and why (on stderr, so --json output stays clean). */
+export async function startBackend(name: BackendName): Promise<void> {
+  const choice = await selectBackend(name);
+  process.stderr.write(chalk.dim(`backend: ${choice.name} (${choice.reason})\n`));
+}
+
+/** Loads a checkpoint and its tokenizer (the checkpoint's own, else the bundled one), checking they fit. */
+export async function loadModelAndTokenizer(checkpoint: string, tokenizerOverride?: string): Promise<{ model: LlamaModel; tokenizer: Tokenizer; checkpointDir: string }> {
+  const { model, ckpt } = loadModel(checkpoint);
+  const tokenizerPath = tokenizerOverride ?? ckpt.tokenizerPath ?? BUNDLED_TOKENIZER_PATH;
+  const tokenizer = await Tokenizer.load(tokenizerPath);
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    model.dispose();
+    throw new UserError(
+      `${tokenizerPath}: tokenizer has ${tokenizer.vocabSize} tokens but the model in ${ckpt.dir} has a vocabulary of ${model.config.vocabSize}; pass --tokenizer with the tokenizer the model was trained with`,
+    );
+  }
+  return { model, tokenizer, checkpointDir: ckpt.dir };
+}
+
+export function parseIdList(text: string, flag: string): number[] {
+  const ids = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (ids.length === 0 || ids.some((n) => !Number.isInteger(n) || n < 0)) throw new UserError(`${flag}: expected comma-separated non-negative integers, got "${text}"`);
+  return ids;
+}

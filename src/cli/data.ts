@@ -1,0 +1,45 @@
+/** `arl prepare`: tokenize a corpus into train/val shards. */
+import chalk from 'chalk';
+import type { CommandModule } from 'yargs';
+import { prepareCorpus } from '../data/prepare.ts';
+import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
+
+export const DEFAULT_PREPARED_DIR = 'data/prepared/brown';
+
+export async function runPrepare(args: { corpus: string; tokenizer: string; out: string; valFraction: number; seed: number }): Promise<void> {
+  const tokenizer = await Tokenizer.load(args.tokenizer);
+  let lastReport = 0;
+  const meta = await prepareCorpus({
+    source: args.corpus,
+    tokenizer,
+    outDir: args.out,
+    valFraction: args.valFraction,
+    seed: args.seed,
+    onProgress: (docs, tokens) => {
+      if (process.stderr.isTTY && Date.now() - lastReport > 500) {
+        lastReport = Date.now();
+        process.stderr.write(`\rprepare: ${docs} documents, ${tokens.toLocaleString()} tokens`);
+      }
+    },
+  });
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+  const { train, val } = meta.splits;
+  console.log(
+    `${chalk.green('prepared')} ${args.out}: train ${train.docs} docs / ${train.tokens.toLocaleString()} tokens, val ${val.docs} docs / ${val.tokens.toLocaleString()} tokens (vocab ${meta.vocabSize})`,
+  );
+}
+
+export const prepareCommand: CommandModule = {
+  command: 'prepare',
+  describe: 'Tokenize a corpus into binary train/val shards (split by document, streaming)',
+  builder: (y) =>
+    y
+      .option('corpus', { type: 'string', default: 'brown', describe: '"brown" (bundled), a .txt file, a folder of .txt files, or .jsonl with a "text" field' })
+      .option('tokenizer', { type: 'string', default: BUNDLED_TOKENIZER_PATH, describe: 'SentencePiece .model file' })
+      .option('out', { type: 'string', default: DEFAULT_PREPARED_DIR, describe: 'output directory' })
+      .option('val-fraction', { type: 'number', default: 0.05, describe: 'share of documents held out for validation' })
+      .option('seed', { type: 'number', default: 0, describe: 'seed of the train/val document split' })
+      .example('$0 prepare', 'prepare the bundled Brown corpus')
+      .example('$0 prepare --corpus my-docs/ --out data/prepared/mine', 'prepare a folder of .txt files'),
+  handler: (argv) => runPrepare(argv as unknown as Parameters<typeof runPrepare>[0]),
+};

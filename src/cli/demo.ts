@@ -1,0 +1,62 @@
+/**
+ * `arl demo` (npm run demo): the main job on the embedded defaults. Prepares the bundled Brown
+ * corpus with the bundled tokenizer, trains the tiny preset on the CPU for a few minutes, shows
+ * the loss falling, saves a checkpoint and generates a sample from it.
+ */
+import chalk from 'chalk';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CommandModule } from 'yargs';
+import { continuationText, generate } from '../infer/generate.ts';
+import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { runPrepare } from './data.ts';
+import { runTrain, type TrainArgs, trainOptions } from './train.ts';
+
+const DEMO_DEFAULTS = { out: 'checkpoints/demo', steps: 300, batch: 8, seq: 128, lr: 3e-3, warmup: 20, evalEvery: 100, saveEvery: 100 };
+const DEMO_PROMPT = 'The jury said';
+
+export const demoCommand: CommandModule = {
+  command: 'demo',
+  describe: 'Prepare the bundled corpus, train the tiny model on CPU, save it and generate a sample',
+  builder: (y) =>
+    trainOptions(y)
+      .option('prompt', { type: 'string', default: DEMO_PROMPT })
+      .default(DEMO_DEFAULTS)
+      .example('$0 demo', 'the whole pipeline in a few minutes')
+      .example('$0 demo --steps 1000 --out checkpoints/demo-long', 'a longer run'),
+  handler: async (argv) => {
+    const args = argv as unknown as TrainArgs & { prompt: string };
+    console.log(chalk.bold('1/3 prepare') + chalk.dim(' the Brown corpus (500 documents) with the bundled SentencePiece tokenizer'));
+    if (!existsSync(join(args.data, 'meta.json'))) {
+      await runPrepare({ corpus: 'brown', tokenizer: BUNDLED_TOKENIZER_PATH, out: args.data, valFraction: 0.05, seed: 0 });
+    } else {
+      console.log(chalk.dim(`${args.data} already prepared`));
+    }
+
+    console.log(chalk.bold('2/3 train') + chalk.dim(` the ${args.preset} preset for ${args.steps} steps of ${args.batch}x${args.seq} tokens`));
+    if (!args.resume) rmSync(args.out, { recursive: true, force: true }); // the demo starts over unless told to resume
+    const result = await runTrain(args);
+    const { losses } = result;
+    const head = losses.slice(0, 10);
+    const tail = losses.slice(-10);
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    if (losses.length > 0) {
+      const fell = mean(tail) < mean(head);
+      console.log(`loss ${mean(head).toFixed(3)} (first 10 steps) -> ${mean(tail).toFixed(3)} (last 10): ${fell ? chalk.green('falling') : chalk.red('not falling')}`);
+    }
+    console.log(`checkpoint: ${result.lastCheckpoint}`);
+
+    console.log(chalk.bold('3/3 generate') + chalk.dim(` from "${args.prompt}"`));
+    const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
+    const model = result.model;
+    try {
+      const prompt = [model.config.bosId, ...tokenizer.encode(args.prompt)];
+      const ids = generate(model, prompt, { maxNewTokens: 60, temperature: 0.8, topK: 40, seed: args.seed, stopIds: [model.config.eosId] });
+      console.log(`${chalk.dim(args.prompt)}${continuationText(tokenizer, prompt, ids)}`);
+    } finally {
+      model.dispose();
+    }
+    console.log(chalk.dim(`next: npm run generate -- --checkpoint ${args.out} --prompt "..."   |   npm run eval -- --checkpoint ${args.out}`));
+  },
+};
+

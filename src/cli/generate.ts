@@ -1,0 +1,83 @@
+/** `arl generate`: sample from a checkpoint, streaming text to the terminal. */
+import chalk from 'chalk';
+import type { CommandModule } from 'yargs';
+import type { BackendName } from '../backend.ts';
+import { continuationText, generate } from '../infer/generate.ts';
+import { UserError } from '../io/errors.ts';
+import { loadModelAndTokenizer, parseIdList, startBackend, withBackend } from './common.ts';
+
+interface GenerateArgs {
+  backend: BackendName;
+  checkpoint: string;
+  tokenizer?: string;
+  prompt?: string;
+  promptIds?: string;
+  maxNewTokens: number;
+  greedy: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  cache: boolean;
+  stopAtEos: boolean;
+  json: boolean;
+}
+
+export const generateCommand: CommandModule = {
+  command: 'generate',
+  describe: 'Generate text from a checkpoint (KV-cached incremental decoding)',
+  builder: (y) =>
+    withBackend(y)
+      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory' })
+      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's tokenizer.model)" })
+      .option('prompt', { type: 'string', describe: 'prompt text' })
+      .option('prompt-ids', { type: 'string', describe: 'prompt as comma-separated token ids' })
+      .option('max-new-tokens', { type: 'number', default: 64 })
+      .option('greedy', { type: 'boolean', default: false, describe: 'argmax decoding' })
+      .option('temperature', { type: 'number', default: 0.8 })
+      .option('top-k', { type: 'number', default: 40, describe: '0 = off' })
+      .option('top-p', { type: 'number', default: 0.95, describe: '1 = off' })
+      .option('seed', { type: 'number', default: 0 })
+      .option('cache', { type: 'boolean', default: true, describe: 'use the KV cache (--no-cache recomputes every step)' })
+      .option('stop-at-eos', { type: 'boolean', default: true, describe: 'stop at the end-of-sequence token' })
+      .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {ids, text} (new tokens only)' })
+      .conflicts('prompt', 'prompt-ids')
+      .example('$0 generate --checkpoint checkpoints/demo --prompt "The jury said"', 'sample a continuation')
+      .example('$0 generate --checkpoint ckpt --prompt-ids 1,15,27 --max-new-tokens 16 --greedy --json', 'greedy ids as JSON'),
+  handler: async (argv) => {
+    const args = argv as unknown as GenerateArgs;
+    if (args.prompt === undefined && args.promptIds === undefined) throw new UserError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
+    if (!Number.isInteger(args.maxNewTokens) || args.maxNewTokens <= 0) throw new UserError(`--max-new-tokens must be a positive integer (got ${args.maxNewTokens})`);
+    await startBackend(args.backend);
+    const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, args.tokenizer);
+    try {
+      const prompt = args.promptIds !== undefined ? parseIdList(args.promptIds, '--prompt-ids') : [model.config.bosId, ...tokenizer.encode(args.prompt!)];
+      const tooBig = prompt.find((id) => id >= model.config.vocabSize);
+      if (tooBig !== undefined) throw new UserError(`--prompt-ids: id ${tooBig} is outside the model's vocabulary of ${model.config.vocabSize}`);
+      const streamed: number[] = [];
+      let printed = '';
+      if (!args.json && args.prompt !== undefined) process.stdout.write(chalk.dim(args.prompt));
+      const ids = generate(model, prompt, {
+        maxNewTokens: args.maxNewTokens,
+        greedy: args.greedy,
+        temperature: args.temperature,
+        topK: args.topK,
+        topP: args.topP,
+        seed: args.seed,
+        useCache: args.cache,
+        stopIds: args.stopAtEos ? [model.config.eosId] : [],
+        onToken: (id) => {
+          if (args.json) return;
+          streamed.push(id);
+          const text = continuationText(tokenizer, prompt, streamed);
+          process.stdout.write(text.slice(printed.length));
+          printed = text;
+        },
+      });
+      if (args.json) console.log(JSON.stringify({ ids, text: continuationText(tokenizer, prompt, ids) }));
+      else process.stdout.write('\n');
+    } finally {
+      model.dispose();
+    }
+  },
+};

@@ -1,0 +1,47 @@
+/** The `arl` command line: yargs commands, one line on stderr and exit code 2 for bad input. */
+import chalk from 'chalk';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { UserError } from '../io/errors.ts';
+import { benchCommand } from './bench.ts';
+import { exportCommand, importCommand } from './checkpoints.ts';
+import { prepareCommand } from './data.ts';
+import { demoCommand } from './demo.ts';
+import { evalCommand } from './eval.ts';
+import { generateCommand } from './generate.ts';
+import { trainCommand } from './train.ts';
+
+function fail(message: string): never {
+  process.stderr.write(`${chalk.red('arl:')} ${message}\n`);
+  process.exit(2);
+}
+
+try {
+  await yargs(hideBin(process.argv))
+    .scriptName('arl')
+    .usage('$0 <command> [options]\n\nLong-context trainer on TensorFlow.js: a Llama-style decoder, ARL and LIFT.')
+    .command(prepareCommand)
+    .command(trainCommand)
+    .command(generateCommand)
+    .command(evalCommand)
+    .command(importCommand)
+    .command(exportCommand)
+    .command(benchCommand)
+    .command(demoCommand)
+    .demandCommand(1, 'name a command; see arl --help')
+    .strict()
+    .recommendCommands()
+    .epilogue('Bad input exits with code 2 and one line naming the file and what to do.')
+    .fail((msg, err) => {
+      if (err) throw err;
+      fail(msg);
+    })
+    .help()
+    .wrap(Math.min(120, process.stdout.columns ?? 100))
+    .parseAsync();
+} catch (err) {
+  if (err instanceof UserError) fail(err.message);
+  // A bug, not bad input: show the stack ourselves (the wasm runtime's own handler would dump its source).
+  process.stderr.write(`${chalk.red('arl: internal error:')} ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+}

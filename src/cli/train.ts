@@ -1,0 +1,144 @@
+/** `arl train`: train from scratch (--preset/config), continue pretraining (--init), or --resume a run. */
+import chalk from 'chalk';
+import { existsSync } from 'node:fs';
+import type { Argv, CommandModule } from 'yargs';
+import type { BackendName } from '../backend.ts';
+import { readPrepareMeta } from '../data/format.ts';
+import { hasTrainingCheckpoint } from '../io/checkpoint.ts';
+import { UserError } from '../io/errors.ts';
+import { makeConfig, parameterCount, PRESETS } from '../model/config.ts';
+import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
+import { DEFAULT_TRAIN, type StepMetrics, train, type TrainOptions, type TrainResult } from '../train/trainer.ts';
+import { DEFAULT_PREPARED_DIR } from './data.ts';
+import { startBackend, withBackend } from './common.ts';
+import { ProgressBar } from './progress.ts';
+
+export interface TrainArgs extends TrainOptions {
+  backend: BackendName;
+  preset: string;
+  dim?: number;
+  layers?: number;
+  heads?: number;
+  kvHeads?: number;
+  hiddenDim?: number;
+  maxSeq?: number;
+  ropeTheta?: number;
+  tieEmbeddings?: boolean;
+  attentionWindow?: number;
+  init?: string;
+  resume: boolean;
+}
+
+export function trainOptions<T>(y: Argv<T>) {
+  const d = DEFAULT_TRAIN;
+  return withBackend(y)
+    .option('data', { type: 'string', default: DEFAULT_PREPARED_DIR, describe: 'prepared data directory (arl prepare)' })
+    .option('out', { type: 'string', default: 'checkpoints/run', describe: 'run directory for checkpoints and metrics.jsonl' })
+    .option('preset', { type: 'string', default: 'tiny', describe: `model preset: ${Object.keys(PRESETS).join(', ')}` })
+    .option('dim', { type: 'number', describe: 'model width (overrides the preset)' })
+    .option('layers', { type: 'number' })
+    .option('heads', { type: 'number' })
+    .option('kv-heads', { type: 'number', describe: 'key/value heads (grouped-query attention)' })
+    .option('hidden-dim', { type: 'number', describe: 'SwiGLU hidden width' })
+    .option('max-seq', { type: 'number', describe: 'context window of the model' })
+    .option('rope-theta', { type: 'number' })
+    .option('tie-embeddings', { type: 'boolean' })
+    .option('attention-window', { type: 'number', describe: 'sliding attention window (tokens)' })
+    .option('init', { type: 'string', describe: 'continue pretraining from this checkpoint (fresh optimizer)' })
+    .option('resume', { type: 'boolean', default: false, describe: 'continue the run in --out from its latest checkpoint' })
+    .option('steps', { type: 'number', default: d.steps })
+    .option('batch', { type: 'number', default: d.batch })
+    .option('seq', { type: 'number', default: d.seq, describe: 'training sequence length' })
+    .option('accum', { type: 'number', default: d.accum, describe: 'gradient accumulation micro-batches per step' })
+    .option('lr', { type: 'number', default: d.lr, describe: 'peak learning rate' })
+    .option('min-lr', { type: 'number', default: d.minLr })
+    .option('warmup', { type: 'number', default: d.warmup })
+    .option('weight-decay', { type: 'number', default: d.weightDecay })
+    .option('beta1', { type: 'number', default: d.beta1 })
+    .option('beta2', { type: 'number', default: d.beta2 })
+    .option('clip', { type: 'number', default: d.clip, describe: 'global gradient-norm clip (0 = off)' })
+    .option('eval-every', { type: 'number', default: d.evalEvery })
+    .option('eval-batches', { type: 'number', default: d.evalBatches })
+    .option('save-every', { type: 'number', default: d.saveEvery })
+    .option('seed', { type: 'number', default: d.seed });
+}
+
+function checkPositive(args: TrainArgs): void {
+  for (const key of ['steps', 'batch', 'seq', 'accum', 'saveEvery', 'evalBatches'] as const) {
+    if (!Number.isInteger(args[key]) || args[key] <= 0) throw new UserError(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a positive integer (got ${args[key]})`);
+  }
+  if (!(args.lr > 0)) throw new UserError(`--lr must be positive (got ${args.lr})`);
+}
+
+/** Runs training with a progress bar and Ctrl-C handling; returns the result (the caller disposes the model). */
+export async function runTrain(args: TrainArgs): Promise<TrainResult> {
+  checkPositive(args);
+  const resumable = hasTrainingCheckpoint(args.out);
+  if (args.resume && !resumable) throw new UserError(`${args.out}: nothing to resume (no checkpoint); drop --resume to start a new run`);
+  if (!args.resume && resumable) throw new UserError(`${args.out}: already holds a training run; pass --resume to continue it, or choose another --out`);
+  const meta = readPrepareMeta(args.data);
+  const tokenizerPath = existsSync(meta.tokenizer.path) ? meta.tokenizer.path : BUNDLED_TOKENIZER_PATH;
+  const modelConfig = makeConfig(args.preset, {
+    vocabSize: meta.vocabSize,
+    dim: args.dim,
+    layers: args.layers,
+    heads: args.heads,
+    kvHeads: args.kvHeads,
+    hiddenDim: args.hiddenDim,
+    maxSeq: args.maxSeq,
+    ropeTheta: args.ropeTheta,
+    tieEmbeddings: args.tieEmbeddings,
+    attentionWindow: args.attentionWindow,
+  });
+  await startBackend(args.backend);
+  if (!args.resume && !args.init) {
+    console.log(chalk.dim(`model: ${args.preset} preset, ${(parameterCount(modelConfig) / 1e6).toFixed(2)}M parameters, dim ${modelConfig.dim}, ${modelConfig.layers} layers, ${modelConfig.heads}/${modelConfig.kvHeads} heads, window ${modelConfig.maxSeq}`));
+  }
+
+  let stopRequested = false;
+  const onSigint = (): void => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    process.stderr.write(chalk.yellow('\nCtrl-C: saving a checkpoint after this step (press again to quit without saving)\n'));
+  };
+  process.on('SIGINT', onSigint);
+  let bar: ProgressBar | null = null;
+  const options: TrainOptions = {
+    ...DEFAULT_TRAIN,
+    ...Object.fromEntries(Object.keys(DEFAULT_TRAIN).map((k) => [k, (args as unknown as Record<string, unknown>)[k]])),
+    data: args.data,
+    out: args.out,
+  } as TrainOptions;
+  try {
+    const result = train(options, { modelConfig, init: args.init, tokenizerPath }, {
+      onStep: (m: StepMetrics, total: number) => {
+        bar ??= new ProgressBar(total, 'train');
+        bar.update(m.step, `loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} ${Math.round(m.tokens_per_s)} tok/s`);
+      },
+      onEval: (step, valLoss) => bar?.log(`step ${step}: val loss ${valLoss.toFixed(4)} (ppl ${Math.exp(valLoss).toFixed(1)})`),
+      onSave: (dir) => bar?.log(chalk.dim(`saved ${dir}`)),
+      shouldStop: () => stopRequested,
+    });
+    if (result.stoppedEarly) console.log(chalk.yellow(`stopped at step ${result.finalStep}; continue with: arl train --out ${args.out} --resume`));
+    return result;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+export const trainCommand: CommandModule = {
+  command: 'train',
+  describe: 'Train a model on prepared shards (from scratch, --init from a checkpoint, or --resume)',
+  builder: (y) =>
+    trainOptions(y)
+      .example('$0 train --preset tiny --steps 300 --out checkpoints/tiny', 'train the tiny preset on the bundled corpus')
+      .example('$0 train --out checkpoints/tiny --resume --steps 600', 'continue that run to step 600')
+      .example('$0 train --init checkpoints/imported --data data/prepared/mine --out checkpoints/cpt', 'continue pretraining an imported model'),
+  handler: async (argv) => {
+    const result = await runTrain(argv as unknown as TrainArgs);
+    const first = result.losses[0];
+    const last = result.losses[result.losses.length - 1];
+    if (first !== undefined) console.log(`loss ${first.toFixed(4)} -> ${last.toFixed(4)} over ${result.losses.length} steps; checkpoint ${result.lastCheckpoint}`);
+    result.model.dispose();
+  },
+};

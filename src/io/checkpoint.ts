@@ -1,0 +1,173 @@
+/**
+ * Checkpoints. A checkpoint is a directory a Hugging Face Llama loader also understands:
+ *   config.json         HF Llama config plus an "arl" block (our extra fields)
+ *   model.safetensors   weights by HF name, HF layout
+ *   tokenizer.model     the SentencePiece model the ids belong to (when known)
+ *   optimizer.safetensors, state.json   training state (training checkpoints only)
+ * A training run directory holds ckpt-<step>/ directories and a `latest` file naming the newest.
+ * Each checkpoint is written to a temp directory and renamed into place, and `latest` is
+ * replaced atomically afterwards, so an interrupted save never leaves a half-written checkpoint.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { ModelConfig } from '../model/config.ts';
+import { LlamaModel } from '../model/llama.ts';
+import type { AdamW } from '../train/optimizer.ts';
+import { replaceDirAtomic, writeFileAtomic } from './atomic.ts';
+import { UserError } from './errors.ts';
+import { assignHfWeights, configFromHf, configToHf, hfWeights } from './hf.ts';
+import { type NamedArray, readSafetensors, writeSafetensors } from './safetensors.ts';
+
+export const CHECKPOINT_FORMAT = 1;
+const KEEP_CHECKPOINTS = 2;
+
+/** Everything besides tensors needed to continue a training run exactly. */
+export interface TrainState {
+  step: number;
+  tokensSeen: number;
+  optimizerStep: number;
+  /** Data loader position after the last completed step. */
+  dataPosition: unknown;
+  /** The training options the run was started with. */
+  options: Record<string, unknown>;
+  bestValLoss: number | null;
+}
+
+export interface LoadedCheckpoint {
+  dir: string;
+  config: ModelConfig;
+  weights: Map<string, NamedArray>;
+  tokenizerPath: string | null;
+  state: TrainState | null;
+  optimizer: Map<string, NamedArray> | null;
+}
+
+/** Accepts a checkpoint directory or a run directory (follows its `latest`). */
+export function resolveCheckpointDir(path: string): string {
+  const dir = resolve(path);
+  if (!existsSync(dir)) throw new UserError(`${path}: no such checkpoint; train one with \`arl train\` or import one with \`arl import --hf DIR --out ${path}\``);
+  if (existsSync(join(dir, 'config.json'))) return dir;
+  const latest = join(dir, 'latest');
+  if (existsSync(latest)) {
+    const target = join(dir, readFileSync(latest, 'utf8').trim());
+    if (!existsSync(join(target, 'config.json'))) throw new UserError(`${latest}: points to ${target}, which is not a checkpoint; delete ${latest} or pass a ckpt-* directory`);
+    return target;
+  }
+  throw new UserError(`${path}: not a checkpoint (no config.json, and no \`latest\` file of a training run)`);
+}
+
+function readJsonFile<T>(file: string): T {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(`${file}: ${code ? `cannot read (${code})` : `not valid JSON (${(err as Error).message}); the checkpoint is corrupt`}`);
+  }
+}
+
+export function readCheckpointConfig(dir: string): ModelConfig {
+  const file = join(dir, 'config.json');
+  const hf = readJsonFile<Record<string, unknown>>(file);
+  const config = configFromHf(hf, file, true);
+  const extra = (hf.arl ?? {}) as { attentionWindow?: number | null };
+  return { ...config, attentionWindow: extra.attentionWindow ?? null };
+}
+
+export function loadCheckpoint(path: string): LoadedCheckpoint {
+  const dir = resolveCheckpointDir(path);
+  const config = readCheckpointConfig(dir);
+  const weightsFile = join(dir, 'model.safetensors');
+  if (!existsSync(weightsFile)) throw new UserError(`${dir}: checkpoint has no model.safetensors`);
+  const weights = readSafetensors(weightsFile);
+  const tokenizer = join(dir, 'tokenizer.model');
+  const stateFile = join(dir, 'state.json');
+  const optimizerFile = join(dir, 'optimizer.safetensors');
+  return {
+    dir,
+    config,
+    weights,
+    tokenizerPath: existsSync(tokenizer) ? tokenizer : null,
+    state: existsSync(stateFile) ? readJsonFile<TrainState>(stateFile) : null,
+    optimizer: existsSync(optimizerFile) ? readSafetensors(optimizerFile) : null,
+  };
+}
+
+/** Builds the model of a loaded checkpoint with its weights. */
+export function modelFromCheckpoint(ckpt: LoadedCheckpoint): LlamaModel {
+  const model = new LlamaModel(ckpt.config);
+  try {
+    assignHfWeights(model, ckpt.weights, join(ckpt.dir, 'model.safetensors'));
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return model;
+}
+
+/** Convenience: load a checkpoint path straight into a model. */
+export function loadModel(path: string): { model: LlamaModel; ckpt: LoadedCheckpoint } {
+  const ckpt = loadCheckpoint(path);
+  return { model: modelFromCheckpoint(ckpt), ckpt };
+}
+
+function configJson(config: ModelConfig): string {
+  return JSON.stringify({ ...configToHf(config), arl: { format: CHECKPOINT_FORMAT, attentionWindow: config.attentionWindow } }, null, 2);
+}
+
+function optimizerTensors(model: LlamaModel, optimizer: AdamW): Map<string, NamedArray> {
+  const out = new Map<string, NamedArray>();
+  model.namedWeights().forEach(({ name, variable }, i) => {
+    const shape = variable.shape as number[];
+    out.set(`m.${name}`, { shape, data: optimizer.m[i].dataSync() as Float32Array });
+    out.set(`v.${name}`, { shape, data: optimizer.v[i].dataSync() as Float32Array });
+  });
+  return out;
+}
+
+/** Restores AdamW moments saved by saveTrainingCheckpoint. */
+export function restoreOptimizer(model: LlamaModel, optimizer: AdamW, tensors: Map<string, NamedArray>, step: number, source: string): void {
+  model.namedWeights().forEach(({ name, variable }, i) => {
+    for (const [prefix, target] of [['m', optimizer.m[i]], ['v', optimizer.v[i]]] as const) {
+      const arr = tensors.get(`${prefix}.${name}`);
+      if (!arr || arr.shape.join(',') !== variable.shape.join(',')) throw new UserError(`${source}: optimizer state for ${name} is missing or has the wrong shape; the checkpoint is corrupt`);
+      tf.tidy(() => target.assign(tf.tensor(arr.data, arr.shape, 'float32')));
+    }
+  });
+  optimizer.step = step;
+}
+
+/** Writes a plain checkpoint (weights, config, tokenizer) to `dir`, replacing it atomically. */
+export function saveCheckpoint(dir: string, model: LlamaModel, tokenizerPath: string | null, extra?: { optimizer: AdamW; state: TrainState }): void {
+  const target = resolve(dir);
+  const tmp = `${target}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  writeFileAtomic(join(tmp, 'config.json'), configJson(model.config));
+  writeSafetensors(join(tmp, 'model.safetensors'), hfWeights(model), { format: 'pt' });
+  if (tokenizerPath) copyFileSync(tokenizerPath, join(tmp, 'tokenizer.model'));
+  if (extra) {
+    writeSafetensors(join(tmp, 'optimizer.safetensors'), optimizerTensors(model, extra.optimizer));
+    writeFileAtomic(join(tmp, 'state.json'), JSON.stringify(extra.state, null, 2));
+  }
+  replaceDirAtomic(tmp, target);
+}
+
+/** Saves run/ckpt-<step>, points run/latest at it, and prunes older checkpoints. Returns the checkpoint dir. */
+export function saveTrainingCheckpoint(runDir: string, model: LlamaModel, tokenizerPath: string | null, optimizer: AdamW, state: TrainState): string {
+  const name = `ckpt-${String(state.step).padStart(6, '0')}`;
+  const dir = join(runDir, name);
+  saveCheckpoint(dir, model, tokenizerPath, { optimizer, state });
+  writeFileAtomic(join(runDir, 'latest'), `${name}\n`);
+  const old = readdirSync(runDir)
+    .filter((f) => /^ckpt-\d+$/.test(f) && statSync(join(runDir, f)).isDirectory())
+    .sort()
+    .slice(0, -KEEP_CHECKPOINTS);
+  for (const f of old) rmSync(join(runDir, f), { recursive: true, force: true });
+  return dir;
+}
+
+/** True when `runDir` already holds a training checkpoint to resume from. */
+export function hasTrainingCheckpoint(runDir: string): boolean {
+  return existsSync(join(runDir, 'latest'));
+}

@@ -1,0 +1,55 @@
+/**
+ * Sparse cross-entropy with a loss mask. Targets stay int ids: the forward gathers one logit per
+ * row and the gradient subtracts at the target with a scatter, so no one-hot over the vocabulary
+ * is ever built.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LlamaModel } from '../model/llama.ts';
+
+/** Mean negative log-likelihood over the rows where mask is 1. logits [N, V], targets int32 [N], mask float32 [N]. */
+export function maskedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D): tf.Scalar {
+  // Everything the gradient needs is computed in the forward and saved: tensors merely captured
+  // by the closure would be disposed before the backward pass runs.
+  const lossFn = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, t, m] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [rows, vocab] = x.shape;
+    const rowIds = tf.range(0, rows, 1, 'int32');
+    const flatIndex = tf.add(tf.mul(rowIds, tf.scalar(vocab, 'int32')), t);
+    const weights = tf.div(m, tf.maximum(tf.sum(m), 1)); // each row's share of the mean
+    const shifted = tf.sub(x, tf.max(x, 1, true));
+    const logSumExp = tf.log(tf.sum(tf.exp(shifted), 1));
+    const picked = tf.gather(tf.reshape(shifted, [-1]), flatIndex);
+    const value = tf.sum(tf.mul(tf.sub(logSumExp, picked), weights)) as tf.Scalar;
+    save([shifted, weights, tf.stack([rowIds, t], 1)]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [savedShifted, savedWeights, targetPairs] = saved;
+        const probs = tf.softmax(savedShifted);
+        const scaledWeights = tf.mul(savedWeights, dy);
+        const atTargets = tf.scatterND(targetPairs, scaledWeights, [rows, vocab]);
+        const dLogits = tf.sub(tf.mul(probs, tf.reshape(scaledWeights, [rows, 1])), atTargets);
+        return [dLogits, tf.zerosLike(t), tf.zerosLike(m)];
+      },
+    };
+  });
+  return lossFn(logits, targets, mask) as tf.Scalar;
+}
+
+/** Per-token log-probability of each target, [N] (used by evaluation and key-token scoring). */
+export function targetLogProbs(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const [rows, vocab] = logits.shape;
+    const logProbs = tf.logSoftmax(logits);
+    const flatIndex = tf.add(tf.mul(tf.range(0, rows, 1, 'int32'), tf.scalar(vocab, 'int32')), targets);
+    return tf.gather(tf.reshape(logProbs, [-1]), flatIndex) as tf.Tensor1D;
+  });
+}
+
+/** Next-token loss of the model on a batch: x, y are row-major [batch, seq] ids, y shifted by one. */
+export function languageModelLoss(model: LlamaModel, x: Int32Array, y: Int32Array, batch: number, seq: number): tf.Scalar {
+  const logits = model.logits(tf.tensor2d(x, [batch, seq], 'int32'));
+  const rows = batch * seq;
+  return maskedCrossEntropy(tf.reshape(logits, [rows, -1]) as tf.Tensor2D, tf.tensor1d(y, 'int32'), tf.ones([rows]) as tf.Tensor1D);
+}

@@ -1,0 +1,66 @@
+/**
+ * AdamW (Loshchilov & Hutter): Adam moments with weight decay applied directly to the weights,
+ * not through the gradient. Decay applies to matrices only (norm gains are left alone), as in
+ * nanoGPT. Moments are tf.Variables updated in place so no tensors accumulate across steps.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export class AdamW {
+  readonly m: tf.Variable[];
+  readonly v: tf.Variable[];
+  /** Number of updates applied (for bias correction). */
+  step = 0;
+
+  constructor(readonly params: tf.Variable[], readonly opts: AdamWOptions) {
+    this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
+  }
+
+  /** One update with gradients in `params` order. */
+  apply(grads: tf.Tensor[], lr: number): void {
+    this.step += 1;
+    const { beta1, beta2, eps, weightDecay } = this.opts;
+    const correction1 = 1 - Math.pow(beta1, this.step);
+    const correction2 = 1 - Math.pow(beta2, this.step);
+    tf.tidy(() => {
+      this.params.forEach((p, i) => {
+        const g = grads[i];
+        const m = tf.add(tf.mul(this.m[i], beta1), tf.mul(g, 1 - beta1));
+        const v = tf.add(tf.mul(this.v[i], beta2), tf.mul(tf.square(g), 1 - beta2));
+        this.m[i].assign(m);
+        this.v[i].assign(v);
+        const update = tf.div(tf.div(m, correction1), tf.add(tf.sqrt(tf.div(v, correction2)), eps));
+        const decayed = p.rank >= 2 && weightDecay > 0 ? tf.mul(p, 1 - lr * weightDecay) : p;
+        p.assign(tf.sub(decayed, tf.mul(update, lr)));
+      });
+    });
+  }
+
+  dispose(): void {
+    tf.dispose([...this.m, ...this.v]);
+  }
+}
+
+/** Linear warmup to peak, then cosine decay to minLr at totalSteps. */
+export function learningRate(step: number, opts: { lr: number; minLr: number; warmup: number; totalSteps: number }): number {
+  if (step < opts.warmup) return (opts.lr * (step + 1)) / opts.warmup;
+  if (step >= opts.totalSteps) return opts.minLr;
+  const progress = (step - opts.warmup) / Math.max(1, opts.totalSteps - opts.warmup);
+  return opts.minLr + 0.5 * (opts.lr - opts.minLr) * (1 + Math.cos(Math.PI * progress));
+}
+
+/** Scales gradients so their global L2 norm is at most maxNorm. Returns the clipped grads (new tensors) and the norm before clipping. */
+export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { clipped: tf.Tensor[]; norm: tf.Scalar } {
+  return tf.tidy(() => {
+    const norm = tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
+    const scale = maxNorm > 0 ? tf.minimum(1, tf.div(maxNorm, tf.add(norm, 1e-6))) : tf.scalar(1);
+    return { clipped: grads.map((g) => tf.mul(g, scale)), norm };
+  });
+}

@@ -1,0 +1,258 @@
+/**
+ * The training loop, flat in the nanoGPT manner: for each step, accumulate gradients over
+ * micro-batches, clip by global norm, AdamW update, log; validate and checkpoint periodically.
+ * A run directory holds checkpoints and metrics.jsonl; resuming restores weights, optimizer
+ * moments, step and data position, so the resumed run reproduces the uninterrupted one.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TokenLoader } from '../data/loader.ts';
+import {
+  hasTrainingCheckpoint,
+  loadCheckpoint,
+  modelFromCheckpoint,
+  restoreOptimizer,
+  saveTrainingCheckpoint,
+  type TrainState,
+} from '../io/checkpoint.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { UserError } from '../io/errors.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { LlamaModel } from '../model/llama.ts';
+import { evaluateLoss } from '../eval/perplexity.ts';
+import { languageModelLoss } from './loss.ts';
+import { AdamW, clipByGlobalNorm, learningRate } from './optimizer.ts';
+
+export interface TrainOptions {
+  /** Prepared data directory (from `arl prepare`). */
+  data: string;
+  /** Run directory: checkpoints, metrics.jsonl. */
+  out: string;
+  steps: number;
+  batch: number;
+  seq: number;
+  accum: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  clip: number;
+  evalEvery: number;
+  evalBatches: number;
+  saveEvery: number;
+  seed: number;
+}
+
+export const DEFAULT_TRAIN: Omit<TrainOptions, 'data' | 'out'> = {
+  steps: 200,
+  batch: 8,
+  seq: 128,
+  accum: 1,
+  lr: 3e-3,
+  minLr: 3e-4,
+  warmup: 20,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.95,
+  clip: 1.0,
+  evalEvery: 50,
+  evalBatches: 4,
+  saveEvery: 100,
+  seed: 1234,
+};
+
+export interface StepMetrics {
+  step: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  tokens_per_s: number;
+  tensors: number;
+  elapsed_s: number;
+  val_loss?: number;
+}
+
+export interface TrainCallbacks {
+  onStep?: (m: StepMetrics, totalSteps: number) => void;
+  onEval?: (step: number, valLoss: number) => void;
+  onSave?: (dir: string) => void;
+  /** Polled after every step; true stops the run after saving a checkpoint (Ctrl-C). */
+  shouldStop?: () => boolean;
+}
+
+export interface TrainSetup {
+  /** A fresh model config; ignored when resuming or initialising from a checkpoint. */
+  modelConfig?: ModelConfig;
+  /** Continue pretraining from these weights (fresh optimizer, step 0). */
+  init?: string;
+  /** Tokenizer model copied into each checkpoint. */
+  tokenizerPath: string | null;
+}
+
+export interface TrainResult {
+  model: LlamaModel;
+  finalStep: number;
+  stoppedEarly: boolean;
+  lastCheckpoint: string | null;
+  losses: number[];
+}
+
+export class DivergedError extends UserError {}
+
+/** Rewrites metrics.jsonl keeping only steps up to `step` (a resumed run re-logs what followed). */
+function truncateMetrics(file: string, step: number): void {
+  if (!existsSync(file)) return;
+  const kept = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() && (JSON.parse(line) as StepMetrics).step <= step);
+  writeFileAtomic(file, kept.map((l) => `${l}\n`).join(''));
+}
+
+/**
+ * One optimizer step: gradients summed over `accum` micro-batches and averaged, clipped by global
+ * norm, then AdamW. The update is skipped when the loss or gradient norm is not finite.
+ */
+export function trainStep(
+  model: LlamaModel,
+  optimizer: AdamW,
+  nextBatch: () => { x: Int32Array; y: Int32Array },
+  o: { batch: number; seq: number; accum: number; clip: number; lr: number },
+): { loss: number; gradNorm: number } {
+  const variables = optimizer.params;
+  let summed: tf.Tensor[] | null = null;
+  let lossSum = 0;
+  for (let micro = 0; micro < o.accum; micro++) {
+    const { x, y } = nextBatch();
+    const { value, grads } = tf.tidy(() => tf.variableGrads(() => languageModelLoss(model, x, y, o.batch, o.seq), variables));
+    lossSum += value.dataSync()[0];
+    value.dispose();
+    const ordered = variables.map((v) => grads[v.name]);
+    if (summed === null) summed = ordered;
+    else {
+      const previous: tf.Tensor[] = summed;
+      summed = previous.map((g, i) => tf.add(g, ordered[i]));
+      tf.dispose([...previous, ...ordered]);
+    }
+  }
+  const meanGrads = o.accum > 1 ? tf.tidy(() => summed!.map((g) => tf.div(g, o.accum))) : summed!;
+  if (o.accum > 1) tf.dispose(summed!);
+  const { clipped, norm } = clipByGlobalNorm(meanGrads, o.clip);
+  tf.dispose(meanGrads);
+  const loss = lossSum / o.accum;
+  const gradNorm = norm.dataSync()[0];
+  norm.dispose();
+  if (Number.isFinite(loss) && Number.isFinite(gradNorm)) optimizer.apply(clipped, o.lr);
+  tf.dispose(clipped);
+  return { loss, gradNorm };
+}
+
+export function train(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks = {}): TrainResult {
+  const resume = hasTrainingCheckpoint(options.out);
+  mkdirSync(options.out, { recursive: true });
+  const metricsFile = join(options.out, 'metrics.jsonl');
+  const loader = TokenLoader.open(options.data, 'train');
+
+  let model: LlamaModel;
+  let state: TrainState;
+  let optimizerTensors = null;
+  let opts = options;
+  if (resume) {
+    const ckpt = loadCheckpoint(options.out);
+    if (!ckpt.state || !ckpt.optimizer) throw new UserError(`${ckpt.dir}: not a training checkpoint (no state.json/optimizer.safetensors); use --init to start a new run from it`);
+    model = modelFromCheckpoint(ckpt);
+    state = ckpt.state;
+    optimizerTensors = ckpt.optimizer;
+    // Hyperparameters come from the run being resumed; only the step budget may be extended.
+    opts = { ...(state.options as unknown as TrainOptions), data: options.data, out: options.out, steps: options.steps };
+    loader.seek(state.dataPosition as Parameters<TokenLoader['seek']>[0]);
+    truncateMetrics(metricsFile, state.step);
+  } else {
+    if (setup.init) {
+      const ckpt = loadCheckpoint(setup.init);
+      model = modelFromCheckpoint(ckpt);
+    } else if (setup.modelConfig) {
+      model = new LlamaModel(setup.modelConfig, options.seed);
+    } else {
+      throw new UserError('train needs a model: a --preset/config, --init CKPT, or a run directory to resume');
+    }
+    state = { step: 0, tokensSeen: 0, optimizerStep: 0, dataPosition: loader.position, options: { ...options }, bestValLoss: null };
+  }
+  if (loader.vocabSize > model.config.vocabSize) {
+    model.dispose();
+    throw new UserError(`${options.data}: data was tokenized with a vocabulary of ${loader.vocabSize} but the model has ${model.config.vocabSize}; prepare the data with the model's tokenizer`);
+  }
+  if (opts.seq > model.config.maxSeq) {
+    model.dispose();
+    throw new UserError(`--seq ${opts.seq} exceeds the model's context window (maxSeq ${model.config.maxSeq})`);
+  }
+
+  const optimizer = new AdamW(model.variables(), { beta1: opts.beta1, beta2: opts.beta2, eps: 1e-8, weightDecay: opts.weightDecay });
+  if (optimizerTensors) restoreOptimizer(model, optimizer, optimizerTensors, state.optimizerStep, options.out);
+
+  const { batch, seq, accum } = opts;
+  const tokensPerStep = batch * seq * accum;
+  const losses: number[] = [];
+  let lastCheckpoint: string | null = null;
+  let stoppedEarly = false;
+  const started = Date.now();
+  let lastGoodState = { ...state };
+
+  const save = (): void => {
+    lastCheckpoint = saveTrainingCheckpoint(options.out, model, setup.tokenizerPath, optimizer, state);
+    lastGoodState = { ...state };
+    callbacks.onSave?.(lastCheckpoint);
+  };
+
+  try {
+    while (state.step < opts.steps) {
+      const stepStart = performance.now();
+      const lr = learningRate(state.step, { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, totalSteps: opts.steps });
+      const { loss, gradNorm } = trainStep(model, optimizer, () => loader.nextBatch(batch, seq), { batch, seq, accum, clip: opts.clip, lr });
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+        const where = lastCheckpoint ?? (resume ? options.out : 'none saved yet');
+        throw new DivergedError(
+          `step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}); training stopped and the last good checkpoint (${where}, step ${lastGoodState.step}) was kept; lower --lr or raise --warmup`,
+        );
+      }
+
+      state.step += 1;
+      state.tokensSeen += tokensPerStep;
+      state.optimizerStep = optimizer.step;
+      state.dataPosition = loader.position;
+      losses.push(loss);
+      const seconds = (performance.now() - stepStart) / 1000;
+      const metrics: StepMetrics = {
+        step: state.step,
+        loss,
+        lr,
+        grad_norm: gradNorm,
+        tokens_per_s: tokensPerStep / seconds,
+        tensors: tf.memory().numTensors,
+        elapsed_s: (Date.now() - started) / 1000,
+      };
+      if (opts.evalEvery > 0 && (state.step % opts.evalEvery === 0 || state.step === opts.steps)) {
+        metrics.val_loss = evaluateLoss(model, options.data, 'val', { batches: opts.evalBatches, batch, seq }).loss;
+        state.bestValLoss = Math.min(state.bestValLoss ?? Infinity, metrics.val_loss);
+        callbacks.onEval?.(state.step, metrics.val_loss);
+      }
+      appendFileSync(metricsFile, `${JSON.stringify(metrics)}\n`);
+      callbacks.onStep?.(metrics, opts.steps);
+
+      const stopRequested = callbacks.shouldStop?.() ?? false;
+      if (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested) save();
+      if (stopRequested) {
+        stoppedEarly = state.step < opts.steps;
+        break;
+      }
+    }
+  } catch (err) {
+    optimizer.dispose();
+    model.dispose();
+    throw err;
+  }
+  optimizer.dispose();
+  return { model, finalStep: state.step, stoppedEarly, lastCheckpoint, losses };
+}
