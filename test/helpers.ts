@@ -20,3 +20,22 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 export { tf };
+
+/** A small prepared corpus (the first Brown documents, bundled tokenizer) in a temp dir. */
+export async function prepareTinyCorpus(docs = 12): Promise<string> {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { readBrownDocuments } = await import('../src/data/brown.ts');
+  const { prepareCorpus } = await import('../src/data/prepare.ts');
+  const { Tokenizer, BUNDLED_TOKENIZER_PATH } = await import('../src/tokenizer/sentencepiece.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'arl-test-'));
+  const lines: string[] = [];
+  for (const doc of readBrownDocuments()) {
+    lines.push(JSON.stringify({ text: doc.text }));
+    if (lines.length === docs) break;
+  }
+  writeFileSync(join(dir, 'corpus.jsonl'), `${lines.join('\n')}\n`);
+  const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
+  await prepareCorpus({ source: join(dir, 'corpus.jsonl'), tokenizer, outDir: join(dir, 'prepared'), valFraction: 0.2, seed: 1 });
+  return join(dir, 'prepared');
+}

@@ -21,10 +21,17 @@ export async function startBackend(name: BackendName): Promise<void> {
   process.stderr.write(chalk.dim(`backend: ${choice.name} (${choice.reason})\n`));
 }
 
-/** Loads a checkpoint and its tokenizer (the checkpoint's own, else the bundled one), checking they fit. */
-export async function loadModelAndTokenizer(checkpoint: string, tokenizerOverride?: string): Promise<{ model: LlamaModel; tokenizer: Tokenizer; checkpointDir: string }> {
+/**
+ * Loads a checkpoint and its tokenizer: --tokenizer, else the checkpoint's own, else (when text
+ * must be encoded) the bundled one. Without a tokenizer to hand and none needed, tokenizer is null.
+ */
+export async function loadModelAndTokenizer(
+  checkpoint: string,
+  opts: { tokenizer?: string; needTokenizer: boolean },
+): Promise<{ model: LlamaModel; tokenizer: Tokenizer | null; checkpointDir: string }> {
   const { model, ckpt } = loadModel(checkpoint);
-  const tokenizerPath = tokenizerOverride ?? ckpt.tokenizerPath ?? BUNDLED_TOKENIZER_PATH;
+  const tokenizerPath = opts.tokenizer ?? ckpt.tokenizerPath ?? (opts.needTokenizer ? BUNDLED_TOKENIZER_PATH : null);
+  if (tokenizerPath === null) return { model, tokenizer: null, checkpointDir: ckpt.dir };
   const tokenizer = await Tokenizer.load(tokenizerPath);
   if (tokenizer.vocabSize > model.config.vocabSize) {
     model.dispose();

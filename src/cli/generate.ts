@@ -49,9 +49,9 @@ export const generateCommand: CommandModule = {
     if (args.prompt === undefined && args.promptIds === undefined) throw new UserError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
     if (!Number.isInteger(args.maxNewTokens) || args.maxNewTokens <= 0) throw new UserError(`--max-new-tokens must be a positive integer (got ${args.maxNewTokens})`);
     await startBackend(args.backend);
-    const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, args.tokenizer);
+    const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: args.prompt !== undefined });
     try {
-      const prompt = args.promptIds !== undefined ? parseIdList(args.promptIds, '--prompt-ids') : [model.config.bosId, ...tokenizer.encode(args.prompt!)];
+      const prompt = args.promptIds !== undefined ? parseIdList(args.promptIds, '--prompt-ids') : [model.config.bosId, ...tokenizer!.encode(args.prompt!)];
       const tooBig = prompt.find((id) => id >= model.config.vocabSize);
       if (tooBig !== undefined) throw new UserError(`--prompt-ids: id ${tooBig} is outside the model's vocabulary of ${model.config.vocabSize}`);
       const streamed: number[] = [];
@@ -67,15 +67,16 @@ export const generateCommand: CommandModule = {
         useCache: args.cache,
         stopIds: args.stopAtEos ? [model.config.eosId] : [],
         onToken: (id) => {
-          if (args.json) return;
+          if (args.json || !tokenizer) return;
           streamed.push(id);
           const text = continuationText(tokenizer, prompt, streamed);
           process.stdout.write(text.slice(printed.length));
           printed = text;
         },
       });
-      if (args.json) console.log(JSON.stringify({ ids, text: continuationText(tokenizer, prompt, ids) }));
-      else process.stdout.write('\n');
+      const text = tokenizer ? continuationText(tokenizer, prompt, ids) : null;
+      if (args.json) console.log(JSON.stringify({ ids, text }));
+      else process.stdout.write(tokenizer ? '\n' : `${ids.join(',')}\n`);
     } finally {
       model.dispose();
     }

@@ -29,11 +29,14 @@ export const DEFAULT_GENERATE: GenerateOptions = {
 };
 
 function lastLogits(model: LlamaModel, hidden: tf.Tensor3D): Float32Array {
-  return tf.tidy(() => {
+  const logits = tf.tidy(() => {
     const [, t, d] = hidden.shape;
     const last = tf.reshape(tf.slice(hidden, [0, t - 1, 0], [1, 1, d]), [1, d]) as tf.Tensor2D;
     return model.project(last);
-  }).dataSync() as Float32Array;
+  });
+  const values = logits.dataSync() as Float32Array;
+  logits.dispose();
+  return values;
 }
 
 /** Runs `ids` through the model, extending `cache` (disposed and replaced). Returns the new cache and the last position's logits. */
