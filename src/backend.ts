@@ -4,8 +4,9 @@
  * wasm (XNNPACK) > cpu (pure JS), and says which one it took and why.
  */
 import * as tf from '@tensorflow/tfjs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
 import { registerWasmKernels } from './model/wasm-kernels.ts';
 
@@ -36,8 +37,9 @@ async function tryTensorflow(): Promise<string | null> {
 async function installDawn(): Promise<{ description: string; software: boolean }> {
   const g = globalThis as Record<string, unknown>;
   if (!g.navigator || !(g.navigator as { gpu?: unknown }).gpu) {
-    const dawnPath = process.env.ARL_DAWN_NODE ?? join(dirname(require.resolve('webgpu/package.json')), 'dist', `${process.platform}-${process.arch}.dawn.node`);
-    const dawn = require(dawnPath) as { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
+    // ARL_DAWN_NODE points at a dawn.node shipped beside a bundled build (GPU boxes without node_modules).
+    type Dawn = { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
+    const dawn = (process.env.ARL_DAWN_NODE ? require(process.env.ARL_DAWN_NODE) : await import('webgpu')) as Dawn;
     Object.assign(globalThis, dawn.globals);
     Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });
   }
@@ -50,7 +52,15 @@ async function installDawn(): Promise<{ description: string; software: boolean }
   return { description, software };
 }
 
+/** On Linux Dawn needs the Vulkan loader; looking first keeps Dawn's native warning off the terminal. */
+function vulkanLoaderPresent(): boolean {
+  if (process.platform !== 'linux' || process.env.ARL_DAWN_NODE) return true;
+  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/usr/local/lib'];
+  return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1'))) || (process.env.LD_LIBRARY_PATH ?? '').split(':').some((d) => d && existsSync(join(d, 'libvulkan.so.1')));
+}
+
 async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
+  if (!allowSoftware && !vulkanLoaderPresent()) throw new Error('no Vulkan loader (libvulkan.so.1) installed');
   const { description, software } = await installDawn();
   if (software && !allowSoftware) return null;
   await import('@tensorflow/tfjs-backend-webgpu');
