@@ -305,6 +305,35 @@ describe('TokenLoader', () => {
     assert.deepEqual([resumed.nextBatch(2, 24), resumed.nextBatch(2, 24)], expected);
   });
 
+  test('shuffled order: every row of a shard once per epoch, seeded, new each epoch, resumable', async () => {
+    const bigDir = join(tmp, 'prepared-shuffle');
+    const bigMeta = await prepareCorpus({ source: smallCorpusFolder('shuffle'), tokenizer, outDir: bigDir, seed: 1 });
+    const stream = readSplit(bigDir, bigMeta, 'train');
+    const seq = 8;
+    const rows = Math.floor((stream.length - 1) / seq);
+    const rowsOf = (seed: number, count: number): string[] => {
+      const loader = TokenLoader.open(bigDir, 'train', { shuffleSeed: seed });
+      return Array.from({ length: count }, () => {
+        const { x, y } = loader.nextBatch(1, seq);
+        assert.deepEqual([...y.subarray(0, seq - 1)], [...x.subarray(1)], 'y is x shifted by one');
+        return [...x].join(',');
+      });
+    };
+    const epoch1 = rowsOf(3, rows);
+    const expected = Array.from({ length: rows }, (_, r) => stream.slice(r * seq, r * seq + seq).join(','));
+    assert.deepEqual([...epoch1].sort(), [...expected].sort(), 'one epoch visits each row once');
+    assert.notDeepEqual(epoch1, expected, 'the order is shuffled');
+    assert.deepEqual(rowsOf(3, rows), epoch1, 'same seed, same order');
+    const twoEpochs = rowsOf(3, 2 * rows);
+    assert.notDeepEqual(twoEpochs.slice(rows), epoch1, 'a new order each epoch');
+
+    const loader = TokenLoader.open(bigDir, 'train', { shuffleSeed: 3 });
+    for (let i = 0; i < 5; i++) loader.nextBatch(2, seq);
+    const resumed = TokenLoader.open(bigDir, 'train', { shuffleSeed: 3 });
+    resumed.seek(JSON.parse(JSON.stringify(loader.position)));
+    assert.deepEqual(resumed.nextBatch(2, seq), loader.nextBatch(2, seq));
+  });
+
   test('rejects positions and sequence lengths that do not fit the data', () => {
     const loader = TokenLoader.open(dir, 'val');
     assert.throws(() => loader.seek({ shard: 99, offset: 0, epoch: 0 }), UserError);

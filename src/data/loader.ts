@@ -1,10 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { check, UserError } from '../io/errors.ts';
+import { makeRng } from '../infer/sampling.ts';
 import { fsErrorReason } from './fs-errors.ts';
 import { bytesPerToken, decodeTokens, readPrepareMeta, type PrepareMeta, type Split } from './format.ts';
 
-/** Where the next batch starts: a token in a shard, and how many times the split has been read through. */
+/**
+ * Where the next batch starts: a shard, a token offset in it (or, when shuffling, an index into
+ * the shard's shuffled row order), and how many times the split has been read through.
+ */
 export interface LoaderPosition {
   shard: number;
   offset: number;
@@ -18,27 +22,32 @@ export interface Batch {
 }
 
 /**
- * Reads a prepared split as one endless token stream, in order, so a run resumed from a saved `position`
+ * Reads a prepared split as one endless token stream, so a run resumed from a saved `position`
  * sees exactly the batches it would have seen. Only one shard is in memory at a time.
+ * In order by default (evaluation); with `shuffleSeed`, each shard is cut into rows of seq+1
+ * tokens that are visited in a seeded random order, new each epoch, so a batch mixes documents
+ * and genres instead of walking through the corpus in file order (training).
  */
 export class TokenLoader {
   private shard = 0;
   private offset = 0;
   private epoch = 0;
   private loaded: { index: number; tokens: Uint16Array | Uint32Array } | undefined;
+  private rowOrder: { key: string; starts: Uint32Array } | undefined;
 
   private constructor(
     readonly dir: string,
     readonly split: Split,
     readonly meta: PrepareMeta,
+    readonly shuffleSeed: number | undefined,
   ) {}
 
   /** Opens `split` of the prepared folder `dir`; a missing, malformed or empty split is a UserError. */
-  static open(dir: string, split: Split): TokenLoader {
+  static open(dir: string, split: Split, options: { shuffleSeed?: number } = {}): TokenLoader {
     const absDir = resolve(dir);
     const meta = readPrepareMeta(absDir);
     check(meta.splits[split].tokens > 0, `${absDir}: the ${split} split is empty; prepare more documents`);
-    return new TokenLoader(absDir, split, meta);
+    return new TokenLoader(absDir, split, meta, options.shuffleSeed);
   }
 
   /** Vocabulary size of the tokenizer the data was prepared with. */
@@ -87,12 +96,55 @@ export class TokenLoader {
     const y = new Int32Array(batch * seq);
     const window = new Int32Array(seq + 1);
     for (let row = 0; row < batch; row++) {
-      this.take(window, seq);
-      window[seq] = this.shardTokens()[this.offset]!; // the next window starts with this token
+      if (this.shuffleSeed === undefined) {
+        this.take(window, seq);
+        window[seq] = this.shardTokens()[this.offset]!; // the next window starts with this token
+      } else {
+        this.takeShuffledRow(window, seq);
+      }
       x.set(window.subarray(0, seq), row * seq);
       y.set(window.subarray(1), row * seq);
     }
     return { x, y };
+  }
+
+  /** Copies the next row of the current shard's shuffled order into `out` (seq+1 tokens). */
+  private takeShuffledRow(out: Int32Array, seq: number): void {
+    const shards = this.meta.splits[this.split].shards;
+    check(
+      shards.some((s) => s.tokens > seq),
+      `${this.dir}: no ${this.split} shard holds more than ${seq} tokens; use a shorter --seq`,
+    );
+    for (;;) {
+      const starts = this.shuffledRowStarts(seq);
+      if (this.offset < starts.length) {
+        const start = starts[this.offset++]!;
+        out.set(this.shardTokens().subarray(start, start + seq + 1));
+        return;
+      }
+      this.offset = 0;
+      this.shard++;
+      if (this.shard === shards.length) {
+        this.shard = 0;
+        this.epoch++;
+      }
+    }
+  }
+
+  /** Start offsets of the current shard's rows (stride seq, seq+1 tokens each) in a seeded order for this epoch. */
+  private shuffledRowStarts(seq: number): Uint32Array {
+    const key = `${this.shard}/${this.epoch}/${seq}`;
+    if (this.rowOrder?.key !== key) {
+      const rows = Math.max(0, Math.floor((this.meta.splits[this.split].shards[this.shard]!.tokens - 1) / seq));
+      const starts = Uint32Array.from({ length: rows }, (_, i) => i * seq);
+      const rng = makeRng((this.shuffleSeed! * 1_000_003 + this.epoch * 7919 + this.shard) >>> 0);
+      for (let i = rows - 1; i > 0; i--) {
+        const j = Math.floor(rng() * (i + 1));
+        [starts[i], starts[j]] = [starts[j]!, starts[i]!];
+      }
+      this.rowOrder = { key, starts };
+    }
+    return this.rowOrder.starts;
   }
 
   /** Copies the next `count` tokens into `out` and moves past them. */

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TokenLoader } from '../data/loader.ts';
+import { type LoaderPosition, TokenLoader } from '../data/loader.ts';
 import {
   hasTrainingCheckpoint,
   loadCheckpoint,
@@ -153,31 +153,25 @@ export function train(options: TrainOptions, setup: TrainSetup, callbacks: Train
   const resume = hasTrainingCheckpoint(options.out);
   mkdirSync(options.out, { recursive: true });
   const metricsFile = join(options.out, 'metrics.jsonl');
-  const loader = TokenLoader.open(options.data, 'train');
+  const resumeFrom = resume ? loadCheckpoint(options.out) : null;
+  if (resumeFrom && (!resumeFrom.state || !resumeFrom.optimizer)) {
+    throw new UserError(`${resumeFrom.dir}: not a training checkpoint (no state.json/optimizer.safetensors); use --init to start a new run from it`);
+  }
+  // A resumed run keeps the hyperparameters (and data order) it started with; only the step budget may be extended.
+  const opts: TrainOptions = resumeFrom ? { ...(resumeFrom.state!.options as unknown as TrainOptions), data: options.data, out: options.out, steps: options.steps } : options;
+  const loader = TokenLoader.open(options.data, 'train', { shuffleSeed: opts.seed });
 
   let model: LlamaModel;
   let state: TrainState;
-  let optimizerTensors = null;
-  let opts = options;
-  if (resume) {
-    const ckpt = loadCheckpoint(options.out);
-    if (!ckpt.state || !ckpt.optimizer) throw new UserError(`${ckpt.dir}: not a training checkpoint (no state.json/optimizer.safetensors); use --init to start a new run from it`);
-    model = modelFromCheckpoint(ckpt);
-    state = ckpt.state;
-    optimizerTensors = ckpt.optimizer;
-    // Hyperparameters come from the run being resumed; only the step budget may be extended.
-    opts = { ...(state.options as unknown as TrainOptions), data: options.data, out: options.out, steps: options.steps };
-    loader.seek(state.dataPosition as Parameters<TokenLoader['seek']>[0]);
+  if (resumeFrom) {
+    model = modelFromCheckpoint(resumeFrom);
+    state = resumeFrom.state!;
+    loader.seek(state.dataPosition as LoaderPosition);
     truncateMetrics(metricsFile, state.step);
   } else {
-    if (setup.init) {
-      const ckpt = loadCheckpoint(setup.init);
-      model = modelFromCheckpoint(ckpt);
-    } else if (setup.modelConfig) {
-      model = new LlamaModel(setup.modelConfig, options.seed);
-    } else {
-      throw new UserError('train needs a model: a --preset/config, --init CKPT, or a run directory to resume');
-    }
+    if (setup.init) model = modelFromCheckpoint(loadCheckpoint(setup.init));
+    else if (setup.modelConfig) model = new LlamaModel(setup.modelConfig, options.seed);
+    else throw new UserError('train needs a model: a --preset/config, --init CKPT, or a run directory to resume');
     state = { step: 0, tokensSeen: 0, optimizerStep: 0, dataPosition: loader.position, options: { ...options }, bestValLoss: null };
   }
   if (loader.vocabSize > model.config.vocabSize) {
@@ -190,7 +184,7 @@ export function train(options: TrainOptions, setup: TrainSetup, callbacks: Train
   }
 
   const optimizer = new AdamW(model.variables(), { beta1: opts.beta1, beta2: opts.beta2, eps: 1e-8, weightDecay: opts.weightDecay });
-  if (optimizerTensors) restoreOptimizer(model, optimizer, optimizerTensors, state.optimizerStep, options.out);
+  if (resumeFrom) restoreOptimizer(model, optimizer, resumeFrom.optimizer!, state.optimizerStep, options.out);
 
   const { batch, seq, accum } = opts;
   const tokensPerStep = batch * seq * accum;
