@@ -116,3 +116,25 @@ describe('arl CLI', () => {
     assert.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 4);
   });
 });
+
+test('Ctrl-C during training saves a checkpoint at the step in flight and exits cleanly', async () => {
+  const { spawn } = await import('node:child_process');
+  const { existsSync } = await import('node:fs');
+  const data = await prepareTinyCorpus(6);
+  const out = join(work, 'interrupted');
+  const child = spawn(process.execPath, [ARL, 'train', '--data', data, '--out', out, '--backend', 'cpu', '--dim', '32', '--layers', '1', '--heads', '2', '--max-seq', '32', '--seq', '16', '--batch', '2', '--eval-every', '0', '--steps', '100000', '--save-every', '100000'], { cwd: REPO_ROOT });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (/train \d+\/100000/.test(stderr) && !child.killed) child.kill('SIGINT');
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, stderr);
+  const stoppedAt = Number(/stopped at step (\d+)/.exec(stdout)?.[1]);
+  assert.ok(stoppedAt >= 1, stdout);
+  assert.ok(existsSync(join(out, `ckpt-${String(stoppedAt).padStart(6, '0')}`, 'model.safetensors')));
+  const state = JSON.parse(readFileSync(join(out, `ckpt-${String(stoppedAt).padStart(6, '0')}`, 'state.json'), 'utf8'));
+  assert.equal(state.step, stoppedAt);
+});

@@ -68,9 +68,9 @@ test('gradient accumulation over 2 micro-batches equals one batch twice the size
   results[0].weights.forEach((w, i) => assert.ok(maxAbsDiff(w, results[1].weights[i]) < 1e-5, `weight ${i}`));
 });
 
-test('training: loss falls, tensor count stays flat, metrics.jsonl has one line per step', () => {
+test('training: loss falls, tensor count stays flat, metrics.jsonl has one line per step', async () => {
   const out = tempDir();
-  const result = train(options(out, { steps: 12, evalEvery: 6 }), { modelConfig, tokenizerPath: null });
+  const result = await train(options(out, { steps: 12, evalEvery: 6 }), { modelConfig, tokenizerPath: null });
   result.model.dispose();
   const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepMetrics);
   assert.deepEqual(lines.map((m) => m.step), Array.from({ length: 12 }, (_, i) => i + 1));
@@ -81,17 +81,17 @@ test('training: loss falls, tensor count stays flat, metrics.jsonl has one line 
   assert.ok(lines[11].loss < lines[0].loss, `loss did not fall: ${lines[0].loss} -> ${lines[11].loss}`);
 });
 
-test('an interrupted run resumed from its checkpoint reproduces the uninterrupted run exactly', () => {
-  const straight = train(options(tempDir()), { modelConfig, tokenizerPath: null });
+test('an interrupted run resumed from its checkpoint reproduces the uninterrupted run exactly', async () => {
+  const straight = await train(options(tempDir()), { modelConfig, tokenizerPath: null });
   straight.model.dispose();
 
   const out = tempDir();
   let steps = 0;
-  const first = train(options(out), { modelConfig, tokenizerPath: null }, { shouldStop: () => ++steps === 4 });
+  const first = await train(options(out), { modelConfig, tokenizerPath: null }, { shouldStop: () => ++steps === 4 });
   assert.equal(first.finalStep, 4);
   assert.ok(first.stoppedEarly);
   first.model.dispose();
-  const resumed = train(options(out), { modelConfig, tokenizerPath: null });
+  const resumed = await train(options(out), { modelConfig, tokenizerPath: null });
   assert.equal(resumed.finalStep, 6);
   resumed.model.dispose();
 
@@ -100,7 +100,7 @@ test('an interrupted run resumed from its checkpoint reproduces the uninterrupte
   assert.deepEqual(logged, straight.losses);
 });
 
-test('a NaN loss stops training with a clear message and writes no checkpoint', () => {
+test('a NaN loss stops training with a clear message and writes no checkpoint', async () => {
   const init = join(tempDir(), 'nan-init');
   const model = new LlamaModel(modelConfig, 2);
   const w = model.blocks[0].wq;
@@ -108,6 +108,6 @@ test('a NaN loss stops training with a clear message and writes no checkpoint', 
   saveCheckpoint(init, model, null);
   model.dispose();
   const out = tempDir();
-  assert.throws(() => train(options(out), { init, tokenizerPath: null }), (err: Error) => err instanceof DivergedError && /step 1: loss is NaN/.test(err.message));
+  await assert.rejects(train(options(out), { init, tokenizerPath: null }), (err: Error) => err instanceof DivergedError && /step 1: loss is NaN/.test(err.message));
   assert.ok(!existsSync(join(out, 'latest')));
 });

@@ -110,7 +110,7 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
     out: args.out,
   } as TrainOptions;
   try {
-    const result = train(options, { modelConfig, init: args.init, tokenizerPath }, {
+    const result = await train(options, { modelConfig, init: args.init, tokenizerPath }, {
       onStep: (m: StepMetrics, total: number) => {
         bar ??= new ProgressBar(total, 'train');
         bar.update(m.step, `loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} ${Math.round(m.tokens_per_s)} tok/s`);

@@ -149,7 +149,7 @@ export function trainStep(
   return { loss, gradNorm };
 }
 
-export function train(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks = {}): TrainResult {
+export async function train(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
   const resume = hasTrainingCheckpoint(options.out);
   mkdirSync(options.out, { recursive: true });
   const metricsFile = join(options.out, 'metrics.jsonl');
@@ -235,6 +235,7 @@ export function train(options: TrainOptions, setup: TrainSetup, callbacks: Train
       appendFileSync(metricsFile, `${JSON.stringify(metrics)}\n`);
       callbacks.onStep?.(metrics, opts.steps);
 
+      await new Promise((resolve) => setImmediate(resolve)); // let signal handlers (Ctrl-C) run between steps
       const stopRequested = callbacks.shouldStop?.() ?? false;
       if (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested) save();
       if (stopRequested) {
