@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
 import { registerWasmKernels } from './model/wasm-kernels.ts';
+import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './model/wasm-threads.ts';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -70,7 +71,20 @@ async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
 
 async function tryWasm(): Promise<boolean> {
   await import('@tensorflow/tfjs-backend-wasm');
-  if (!(await tf.setBackend('wasm'))) return false;
+  // The multi-threaded SIMD build (XNNPACK on a thread pool); the stock single-threaded one if it fails.
+  const stock = tf.findBackendFactory('wasm');
+  const threaded = tf.engine().registry.wasm === undefined && installThreadedWasm(wasmThreadCount());
+  let ok = false;
+  try {
+    ok = await tf.setBackend('wasm');
+  } catch {
+    ok = false;
+  }
+  if (!ok && threaded && stock) {
+    restoreStockWasm(stock);
+    ok = await tf.setBackend('wasm');
+  }
+  if (!ok) return false;
   registerWasmKernels();
   return true;
 }
@@ -99,7 +113,7 @@ export async function selectBackend(requested: BackendName = 'auto'): Promise<Ba
     }
     case 'wasm':
       if (!(await attempt('wasm', tryWasm))) throw new UserError(`--backend wasm: ${failures.join('; ')}`);
-      return { name: 'wasm', reason: 'requested' };
+      return { name: 'wasm', reason: `requested; ${wasmThreadsInUse()} thread(s)` };
     case 'cpu':
       await tf.setBackend('cpu');
       return { name: 'cpu', reason: 'requested' };
@@ -110,7 +124,7 @@ export async function selectBackend(requested: BackendName = 'auto'): Promise<Ba
       const adapter = await attempt('webgpu', () => tryWebgpu(false));
       if (adapter) return { name: 'webgpu', reason: `auto: hardware WebGPU adapter ${adapter}` };
       if (failures.length === 1) failures.push('webgpu: only a software (CPU) adapter, slower than wasm');
-      if (await attempt('wasm', tryWasm)) return { name: 'wasm', reason: `auto: wasm (XNNPACK) is the fastest that loaded; skipped ${failures.join('; ')}` };
+      if (await attempt('wasm', tryWasm)) return { name: 'wasm', reason: `auto: wasm (XNNPACK, ${wasmThreadsInUse()} thread(s)) is the fastest that loaded; skipped ${failures.join('; ')}` };
       await tf.setBackend('cpu');
       return { name: 'cpu', reason: `auto: fell back to the pure-JS cpu backend; skipped ${failures.join('; ')}` };
     }

@@ -1,15 +1,41 @@
 /**
- * Kernels the tfjs wasm backend lacks. UnsortedSegmentSum is the gradient of gather (the token
- * embedding); without it nothing trains on wasm. It runs in JS directly on the wasm heap.
+ * Kernels for the tfjs wasm backend, registered over (or beside) its own:
+ *
+ * - BatchMatMul. The stock kernel sends every product to XNNPACK's fully-connected operator only
+ *   when it is a single 2-D product without transposes; anything batched or transposed (all of a
+ *   training step's backward matmuls, and attention) falls to a naive scalar triple loop that runs
+ *   10-30x slower. This one transposes operands physically where needed (a cheap O(n) copy),
+ *   folds a batch into the rows when the right operand is shared, and otherwise runs XNNPACK once
+ *   per batch slice on views into the operands' heap memory (no copies).
+ * - UnsortedSegmentSum, the gradient of gather (the token embedding), which the backend lacks.
+ *
+ * Both run on the wasm heap from JS; XNNPACK itself runs on the backend's thread pool.
  */
 import * as tf from '@tensorflow/tfjs';
 
-interface WasmBackend {
+interface WasmModule {
+  cwrap: (name: string, ret: string | null, args: string[]) => (...args: unknown[]) => unknown;
+  HEAPU8: Uint8Array;
+  tfjs: { registerTensor: (id: number, size: number, offset: number) => void; disposeData: (id: number) => void };
+}
+
+interface TensorData {
+  id: number;
+  memoryOffset: number;
+}
+
+export interface WasmBackend {
+  wasm: WasmModule;
+  dataIdMap: { get(dataId: tf.DataId): TensorData };
+  dataIdNextNumber: number;
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: tf.DataId, force?: boolean): boolean;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array;
 }
 
-function unsortedSegmentSum(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+function unsortedSegmentSum(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as WasmBackend;
   const x = args.inputs.x as tf.TensorInfo;
   const segmentIds = args.inputs.segmentIds as tf.TensorInfo;
@@ -32,6 +58,89 @@ function unsortedSegmentSum(args: { inputs: tf.NamedTensorInfoMap; backend: unkn
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// BatchMatMul through XNNPACK
+
+let stockBatchMatMul: tf.KernelConfig | null = null;
+let boundModule: WasmModule | null = null;
+let cBatchMatMul: ((...args: unknown[]) => unknown) | null = null;
+
+function bind(backend: WasmBackend): void {
+  if (boundModule === backend.wasm) return;
+  boundModule = backend.wasm;
+  cBatchMatMul = backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
+  stockBatchMatMul?.setupFunc?.(backend as unknown as tf.KernelBackend);
+}
+
+const shapeBytes = (shape: number[]): Uint8Array => new Uint8Array(new Int32Array(shape).buffer);
+
+/** out[M, N] = a[M, K] @ b[K, N] by tensor ids, through XNNPACK's fully-connected operator. */
+function xnnMatMul(aId: number, bId: number, outId: number, m: number, k: number, n: number): void {
+  cBatchMatMul!(aId, shapeBytes([1, m, k]), 3, bId, shapeBytes([1, k, n]), 3, 0, 0, outId);
+}
+
+/** A temporary tensor id naming `size` floats of existing heap memory (freed with releaseView). */
+function view(backend: WasmBackend, offset: number, size: number): number {
+  const id = backend.dataIdNextNumber++;
+  backend.wasm.tfjs.registerTensor(id, size, offset);
+  return id;
+}
+
+function releaseView(backend: WasmBackend, id: number): void {
+  backend.wasm.tfjs.disposeData(id); // also drops XNNPACK operators cached on this id
+}
+
+/** Swaps the last two axes of a [batch, rows, cols] tensor into new memory. */
+function transposeLast2(backend: WasmBackend, x: tf.TensorInfo, batch: number, rows: number, cols: number): tf.TensorInfo {
+  const transpose = tf.getKernel('Transpose', 'wasm')!.kernelFunc;
+  const x3d: tf.TensorInfo = { dataId: x.dataId, shape: [batch, rows, cols], dtype: x.dtype };
+  return transpose({ inputs: { x: x3d }, backend: backend as unknown as tf.KernelBackend, attrs: { perm: [0, 2, 1] } }) as tf.TensorInfo;
+}
+
+function batchMatMul(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as WasmBackend;
+  bind(backend);
+  const a = args.inputs.a as tf.TensorInfo;
+  const b = args.inputs.b as tf.TensorInfo;
+  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  const aRank = a.shape.length;
+  const bRank = b.shape.length;
+  const m = transposeA ? a.shape[aRank - 1] : a.shape[aRank - 2];
+  const k = transposeA ? a.shape[aRank - 2] : a.shape[aRank - 1];
+  const n = transposeB ? b.shape[bRank - 2] : b.shape[bRank - 1];
+  const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+  const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+  const plain = a.dtype === 'float32' && b.dtype === 'float32' && m > 0 && n > 0 && k > 0;
+  const broadcastable = batchA === batchB || batchB === 1 || batchA === 1;
+  if (!plain || !broadcastable) return stockBatchMatMul!.kernelFunc(args as never) as tf.TensorInfo;
+
+  const outer = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const batch = Math.max(batchA, batchB);
+  const temps: tf.TensorInfo[] = [];
+  const aRows = transposeA ? (temps.push(transposeLast2(backend, a, batchA, k, m)), temps[temps.length - 1]) : a;
+  const bRows = transposeB ? (temps.push(transposeLast2(backend, b, batchB, n, k)), temps[temps.length - 1]) : b;
+  const out = backend.makeOutput([...outer, m, n], 'float32');
+  const aData = backend.dataIdMap.get(aRows.dataId);
+  const bData = backend.dataIdMap.get(bRows.dataId);
+  const outData = backend.dataIdMap.get(out.dataId);
+  if (batchB === 1) {
+    // One product: the batch of A folds into its rows.
+    xnnMatMul(aData.id, bData.id, outData.id, batchA * m, k, n);
+  } else {
+    for (let i = 0; i < batch; i++) {
+      const ai = batchA === 1 ? aData.id : view(backend, aData.memoryOffset + 4 * i * m * k, m * k);
+      const bi = view(backend, bData.memoryOffset + 4 * i * k * n, k * n);
+      const oi = view(backend, outData.memoryOffset + 4 * i * m * n, m * n);
+      xnnMatMul(ai, bi, oi, m, k, n);
+      if (batchA !== 1) releaseView(backend, ai);
+      releaseView(backend, bi);
+      releaseView(backend, oi);
+    }
+  }
+  for (const t of temps) backend.disposeData(t.dataId);
+  return out;
+}
+
 let registered = false;
 
 export function registerWasmKernels(): void {
@@ -39,5 +148,11 @@ export function registerWasmKernels(): void {
   registered = true;
   if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
     tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
+  }
+  const stock = tf.getKernel('BatchMatMul', 'wasm');
+  if (stock) {
+    stockBatchMatMul = stock;
+    tf.unregisterKernel('BatchMatMul', 'wasm');
+    tf.registerKernel({ kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: batchMatMul as unknown as tf.KernelFunc });
   }
 }

@@ -1,0 +1,139 @@
+/**
+ * The multi-threaded SIMD build of the tfjs wasm backend under Node.
+ *
+ * tfjs-backend-wasm ships tfjs-backend-wasm-threaded-simd.wasm but never loads it under Node
+ * (its WASM_HAS_MULTITHREAD_SUPPORT flag is hard-wired to false there, tensorflow/tfjs#3830), and
+ * its loader hands Emscripten Blob URLs for the pthread worker script, which Node's worker_threads
+ * cannot start. This module registers a replacement factory for the `wasm` backend that loads the
+ * threaded build with plain file paths: the worker script (shipped as a string in the package) is
+ * written once to the temp directory, the main script is the package's own file.
+ *
+ * Two more fixes: the C++ side sizes its thread pool as navigator.hardwareConcurrency / 2 (it
+ * assumes hyper-threading), i.e. one thread on a 2-core machine, so os.cpus() is doubled while the
+ * module initialises; and pthreads that run keep the Node event loop alive, so running workers are
+ * unref'd (a CLI command then exits when its work is done, as with the single-threaded build).
+ *
+ * XNNPACK's operators (fully connected, i.e. our matmuls; convolutions; some element-wise ops) then
+ * run on the thread pool. Everything else, including our JS kernels, stays on the main thread.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
+import { createHash } from 'node:crypto';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+
+interface EmscriptenModule {
+  cwrap: (name: string, ret: string | null, args: string[]) => (...args: unknown[]) => unknown;
+  PThread?: { runningWorkers: { unref(): void }[]; unusedWorkers: { unref(): void }[] };
+  tfjs?: Record<string, unknown>;
+}
+
+type ModuleFactory = (config: Record<string, unknown>) => Promise<EmscriptenModule>;
+
+/** Threads to use: ARL_WASM_THREADS if set, else the available cores (XNNPACK's pool holds at most 8). */
+export function wasmThreadCount(): number {
+  const env = process.env.ARL_WASM_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (Number.isInteger(n) && n >= 1) return Math.min(n, 8);
+  }
+  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return Math.max(1, Math.min(cores, 8));
+}
+
+/** Writes the pthread worker script to the temp dir (content-addressed, atomic) and returns its path. */
+function workerScriptPath(contents: string): string {
+  const hash = createHash('sha256').update(contents).digest('hex').slice(0, 16);
+  const path = join(os.tmpdir(), `arl-tfjs-wasm-threaded-worker-${hash}.cjs`);
+  if (!existsSync(path)) {
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, contents);
+    renameSync(tmp, path);
+  }
+  return path;
+}
+
+let installed = false;
+
+/**
+ * Replaces the `wasm` backend's factory with one that loads the threaded SIMD build with `threads`
+ * threads. Call before the first tf.setBackend('wasm'). Returns false (leaving the stock factory in
+ * place) where the threaded build cannot work: one thread requested, or no shared wasm memory.
+ */
+export function installThreadedWasm(threads: number): boolean {
+  if (installed) return true;
+  if (threads <= 1 || typeof SharedArrayBuffer === 'undefined') return false;
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  } catch {
+    return false;
+  }
+  const pkgDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+  const outDir = join(pkgDir, 'wasm-out');
+  const mainScript = join(outDir, 'tfjs-backend-wasm-threaded-simd.js');
+  const factory = require(mainScript) as ModuleFactory;
+  // The package exports the worker source inside a template literal, so its "\n" escapes arrive as
+  // real newlines; put them back (tfjs does the same before making its Blob).
+  const { wasmWorkerContents } = require(join(outDir, 'tfjs-backend-wasm-threaded-simd.worker.js')) as { wasmWorkerContents: string };
+  const workerPath = workerScriptPath(wasmWorkerContents.replace(/\n/g, '\\n'));
+
+  tf.removeBackend('wasm');
+  tf.registerBackend(
+    'wasm',
+    async () => {
+      const realCpus = os.cpus;
+      const cores = realCpus().length;
+      // The C++ init reads emscripten_num_logical_cores() (= os.cpus().length under Node) once,
+      // during module initialisation, and halves it.
+      os.cpus = () => {
+        const list = realCpus();
+        return Array.from({ length: 2 * Math.max(cores, threads) }, (_, i) => list[i % list.length]);
+      };
+      let module: EmscriptenModule;
+      try {
+        module = await factory({
+          locateFile: (path: string) => (path.endsWith('.worker.js') ? workerPath : join(outDir, path)),
+          mainScriptUrlOrBlob: mainScript,
+        });
+      } finally {
+        os.cpus = realCpus;
+      }
+      module.tfjs = {
+        init: module.cwrap('init', null, []),
+        initWithThreadsCount: module.cwrap('init_with_threads_count', null, ['number']),
+        getThreadsCount: module.cwrap('get_threads_count', 'number', []),
+        registerTensor: module.cwrap('register_tensor', null, ['number', 'number', 'number']),
+        disposeData: module.cwrap('dispose_data', null, ['number']),
+        dispose: module.cwrap('dispose', null, []),
+      };
+      wasmBackend.setThreadsCount(threads);
+      const backend = new wasmBackend.BackendWasm(module as unknown as ConstructorParameters<typeof wasmBackend.BackendWasm>[0]);
+      // Thread-pool workers are parked pthreads: let the process exit while they wait.
+      for (const w of [...(module.PThread?.runningWorkers ?? []), ...(module.PThread?.unusedWorkers ?? [])]) w.unref();
+      return backend;
+    },
+    2,
+  );
+  installed = true;
+  return true;
+}
+
+/** Threads the wasm backend's XNNPACK pool actually uses (1 for the single-threaded build). */
+export function wasmThreadsInUse(): number {
+  try {
+    return wasmBackend.getThreadsCount();
+  } catch {
+    return 1;
+  }
+}
+
+/** Puts the stock (single-threaded) factory back after the threaded build failed to start. */
+export function restoreStockWasm(factory: NonNullable<ReturnType<typeof tf.findBackendFactory>>): void {
+  tf.removeBackend('wasm');
+  tf.registerBackend('wasm', factory, 2);
+  installed = false;
+}
