@@ -24,6 +24,7 @@ interface BenchArgs {
   heads: number;
   kvHeads?: number;
   hiddenDim?: number;
+  tieEmbeddings: boolean;
   seq: number;
   batch: number;
   steps: number;
@@ -57,6 +58,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     heads: args.heads,
     kvHeads: args.kvHeads,
     hiddenDim: args.hiddenDim,
+    tieEmbeddings: args.tieEmbeddings,
     maxSeq,
   });
   const base = { backend: choice.name, params: parameterCount(config), vocab: args.vocab, dim: args.dim, layers: args.layers, heads: args.heads, kv_heads: config.kvHeads, seq: args.seq, batch: args.batch };
@@ -122,6 +124,7 @@ export const benchCommand: CommandModule = {
       .option('heads', { type: 'number', default: 4 })
       .option('kv-heads', { type: 'number' })
       .option('hidden-dim', { type: 'number' })
+      .option('tie-embeddings', { type: 'boolean', default: false })
       .option('seq', { type: 'number', default: 128 })
       .option('batch', { type: 'number', default: 8 })
       .option('steps', { type: 'number', default: 10, describe: 'timed training steps' })
@@ -130,7 +133,8 @@ export const benchCommand: CommandModule = {
       .option('gen-tokens', { type: 'number', default: 16 })
       .option('skip-generate', { type: 'boolean', default: false })
       .example('$0 bench --backend wasm', 'llm.c reference config 1: vocab 512, dim 128, 2 layers, T 128, batch 8')
-      .example('$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2'),
+      .example('$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2')
+      .example('$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'),
   handler: async (argv) => {
     const args = argv as unknown as BenchArgs;
     for (const key of ['vocab', 'dim', 'layers', 'heads', 'seq', 'batch', 'steps'] as const) {

@@ -1,0 +1,39 @@
+/**
+ * `npm run build`: bundles the CLI into one file, dist/cli/arl.mjs (tfjs and all), so it runs where
+ * only `node` is present (a GPU box). The wasm backend's .wasm files are copied beside it; Dawn
+ * (webgpu) and tfjs-node stay external: point ARL_DAWN_NODE at a dawn.node to use WebGPU.
+ * dist/cli/ sits two levels below the repo root, so data/ resolves as it does from src/.
+ */
+import { build } from 'esbuild';
+import { copyFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+const outDir = 'dist/cli';
+mkdirSync(outDir, { recursive: true });
+await build({
+  entryPoints: ['src/cli/main.ts'],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outfile: join(outDir, 'arl.mjs'),
+  external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
+  // CommonJS dependencies bundled into ESM still expect these.
+  banner: {
+    js: [
+      "import { createRequire as __arlCreateRequire } from 'node:module';",
+      "import { fileURLToPath as __arlFileURLToPath } from 'node:url';",
+      "import { dirname as __arlDirname } from 'node:path';",
+      'const require = __arlCreateRequire(import.meta.url);',
+      'const __filename = __arlFileURLToPath(import.meta.url);',
+      'const __dirname = __arlDirname(__filename);',
+    ].join('\n'),
+  },
+  logLevel: 'warning',
+});
+const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+for (const f of readdirSync(join(wasmDir, 'dist')).filter((f) => f.endsWith('.wasm'))) copyFileSync(join(wasmDir, 'dist', f), join(outDir, f));
+const size = statSync(join(outDir, 'arl.mjs')).size;
+console.log(`built ${join(outDir, 'arl.mjs')} (${(size / 2 ** 20).toFixed(1)} MB) and the wasm backend binaries`);
