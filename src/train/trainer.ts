@@ -150,10 +150,9 @@ export function trainStep(
 }
 
 export async function train(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
-  const resume = hasTrainingCheckpoint(options.out);
   mkdirSync(options.out, { recursive: true });
   const metricsFile = join(options.out, 'metrics.jsonl');
-  const resumeFrom = resume ? loadCheckpoint(options.out) : null;
+  const resumeFrom = hasTrainingCheckpoint(options.out) ? loadCheckpoint(options.out) : null;
   if (resumeFrom && (!resumeFrom.state || !resumeFrom.optimizer)) {
     throw new UserError(`${resumeFrom.dir}: not a training checkpoint (no state.json/optimizer.safetensors); use --init to start a new run from it`);
   }
@@ -189,14 +188,14 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
   const { batch, seq, accum } = opts;
   const tokensPerStep = batch * seq * accum;
   const losses: number[] = [];
-  let lastCheckpoint: string | null = null;
+  let lastCheckpoint: string | null = resumeFrom?.dir ?? null;
+  let lastSavedStep = state.step;
   let stoppedEarly = false;
   const started = Date.now();
-  let lastGoodState = { ...state };
 
   const save = (): void => {
     lastCheckpoint = saveTrainingCheckpoint(options.out, model, setup.tokenizerPath, optimizer, state);
-    lastGoodState = { ...state };
+    lastSavedStep = state.step;
     callbacks.onSave?.(lastCheckpoint);
   };
 
@@ -206,10 +205,8 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
       const lr = learningRate(state.step, { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, totalSteps: opts.steps });
       const { loss, gradNorm } = trainStep(model, optimizer, () => loader.nextBatch(batch, seq), { batch, seq, accum, clip: opts.clip, lr });
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        const where = lastCheckpoint ?? (resume ? options.out : 'none saved yet');
-        throw new DivergedError(
-          `step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}); training stopped and the last good checkpoint (${where}, step ${lastGoodState.step}) was kept; lower --lr or raise --warmup`,
-        );
+        const kept = lastCheckpoint ? `the last good checkpoint (${lastCheckpoint}, step ${lastSavedStep}) was kept` : 'no checkpoint had been saved yet';
+        throw new DivergedError(`step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}); training stopped and ${kept}; lower --lr or raise --warmup`);
       }
 
       state.step += 1;
