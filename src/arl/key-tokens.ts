@@ -1,0 +1,379 @@
+/**
+ * ARL step 1: key tokens by the dual forward pass (methods.md section 1).
+ *
+ * For every token x_i of a document (BOS + sentence-wise tokens, see document.ts):
+ *   long  l_i = log p(x_i | the longest context that fits the model's window)
+ *   short s_i = log p(x_i | the short context), LSG_i = l_i - s_i.
+ * Short scores follow LongPPL's chunking: one sequence of S + W tokens starting at k*W scores the
+ * W targets at its positions S..S+W-1, each seeing between S and S+W-1 tokens (W = 1 gives exactly S).
+ * Long scores come from windows of maxSeq tokens whose starts advance by a stride; every target is
+ * scored in the earliest window holding it, where it has the most context. The short chunks join the
+ * window set, so a long score never sees less than the short one, and windows sharing a start are one
+ * forward (causal attention: a longer sequence gives the same scores for its shared prefix).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { resolve } from 'node:path';
+import { BROWN_SOURCE, readDocuments } from '../data/corpus.ts';
+import { UserError } from '../io/errors.ts';
+import { makeRng } from '../infer/sampling.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { tokenizeDocument } from './document.ts';
+import { DocumentJournal, type Settings } from './journal.ts';
+import { nextTokenLogProbs, roundLogProb } from './scoring.ts';
+
+export const SELECTIONS = ['topk', 'threshold', 'both'] as const;
+/** topk: the K largest gaps (ARL); threshold: every token with LSG > alpha and l > beta (LongPPL); both: the K largest among those. */
+export type Selection = (typeof SELECTIONS)[number];
+
+export interface KeyTokenOptions {
+  /** S: tokens of short context. */
+  shortContext: number;
+  /** W: targets per short-context chunk; a chunk is S + W tokens. */
+  chunk: number;
+  /** Distance between the starts of consecutive long-context windows. */
+  longStride: number;
+  /** K: key tokens per document (topk, both). */
+  topK: number;
+  /** Minimum LSG (threshold, both). */
+  alpha: number;
+  /** Minimum long log-prob (threshold, both). */
+  beta: number;
+  select: Selection;
+  /** Windows per forward pass. */
+  batch: number;
+}
+
+/**
+ * Options for a model window of maxSeq tokens, with defaults for those not given, scaled to the window:
+ * S = maxSeq/4, W = maxSeq - S (a chunk fills the window), long stride S, K = 8, alpha 2 and beta -2 as LongPPL.
+ */
+export function keyTokenOptions(maxSeq: number, given: Partial<KeyTokenOptions> = {}): KeyTokenOptions {
+  const shortContext = given.shortContext ?? Math.max(1, Math.floor(maxSeq / 4));
+  return {
+    shortContext,
+    chunk: given.chunk ?? Math.max(1, maxSeq - shortContext),
+    longStride: given.longStride ?? shortContext,
+    topK: given.topK ?? 8,
+    alpha: given.alpha ?? 2,
+    beta: given.beta ?? -2,
+    select: given.select ?? 'topk',
+    batch: given.batch ?? 8,
+  };
+}
+
+export function validateKeyTokenOptions(o: KeyTokenOptions, maxSeq: number): void {
+  const positive = { '--short': o.shortContext, '--chunk': o.chunk, '--long-stride': o.longStride, '--top-k': o.topK, '--batch': o.batch };
+  for (const [flag, value] of Object.entries(positive)) {
+    if (!Number.isInteger(value) || value <= 0) throw new UserError(`${flag} must be a positive integer (got ${value})`);
+  }
+  if (o.shortContext + o.chunk > maxSeq) throw new UserError(`--short ${o.shortContext} + --chunk ${o.chunk} exceeds the model's window of ${maxSeq} tokens; lower one of them`);
+  if (o.longStride >= maxSeq) throw new UserError(`--long-stride ${o.longStride} must be below the model's window of ${maxSeq} tokens, or windows would leave tokens unscored`);
+  if (!Number.isFinite(o.alpha) || !Number.isFinite(o.beta)) throw new UserError(`--alpha and --beta must be numbers (got ${o.alpha}, ${o.beta})`);
+  if (!SELECTIONS.includes(o.select)) throw new UserError(`--select must be one of ${SELECTIONS.join(', ')} (got ${o.select})`);
+}
+
+/** Per-position scores of one document; index i scores token i given the tokens before it. */
+export interface DocumentScores {
+  /** l_i; NaN at position 0. */
+  long: Float32Array;
+  /** s_i; NaN before position S. */
+  short: Float32Array;
+  /** Tokens of context behind long[i] and short[i] (0 where unscored). */
+  longContext: Int32Array;
+  shortContext: Int32Array;
+  forwardPasses: number;
+}
+
+/** Tokens [start, end) of a document, read as one sequence to score `targets` (positions in (start, end)). */
+interface Window {
+  start: number;
+  end: number;
+  targets: number[];
+}
+
+/** The windows that score a document of `length` tokens, and which window scores each target's long and short log-prob. */
+function planWindows(length: number, o: KeyTokenOptions, maxSeq: number): { windows: Window[]; longSource: Int32Array; shortSource: Int32Array } {
+  const ends = new Map<number, number>();
+  const addWindow = (start: number, size: number): void => {
+    ends.set(start, Math.max(ends.get(start) ?? 0, Math.min(start + size, length)));
+  };
+  for (let start = 0; ; start += o.longStride) {
+    addWindow(start, maxSeq);
+    if (start + maxSeq >= length) break;
+  }
+  for (let start = 0; start + o.shortContext < length; start += o.chunk) addWindow(start, o.shortContext + o.chunk);
+
+  const windows: Window[] = [...ends.keys()].sort((a, b) => a - b).map((start) => ({ start, end: ends.get(start)!, targets: [] }));
+  const indexOfStart = new Map(windows.map((w, index) => [w.start, index]));
+  const longSource = new Int32Array(length).fill(-1);
+  const shortSource = new Int32Array(length).fill(-1);
+  // Windows are in start order and overlap, so the first one reaching a target gives it the most context.
+  let next = 1;
+  windows.forEach((w, index) => {
+    for (; next < w.end; next++) longSource[next] = index;
+  });
+  for (let i = o.shortContext; i < length; i++) {
+    shortSource[i] = indexOfStart.get(Math.floor((i - o.shortContext) / o.chunk) * o.chunk)!;
+  }
+  for (let i = 1; i < length; i++) {
+    windows[longSource[i]].targets.push(i);
+    if (shortSource[i] >= 0 && shortSource[i] !== longSource[i]) windows[shortSource[i]].targets.push(i);
+  }
+  return { windows, longSource, shortSource };
+}
+
+/** Long and short log-probs of every token of `tokens` (BOS first), `options.batch` windows per forward. */
+export function scoreDocument(model: LlamaModel, tokens: readonly number[], options: KeyTokenOptions): DocumentScores {
+  const length = tokens.length;
+  const { windows, longSource, shortSource } = planWindows(length, options, model.config.maxSeq);
+  const scores: DocumentScores = {
+    long: new Float32Array(length).fill(NaN),
+    short: new Float32Array(length).fill(NaN),
+    longContext: new Int32Array(length),
+    shortContext: new Int32Array(length),
+    forwardPasses: 0,
+  };
+  for (let first = 0; first < windows.length; first += options.batch) {
+    const group = windows.slice(first, first + options.batch);
+    const logProbs = nextTokenLogProbs(
+      model,
+      group.map((w) => ({
+        input: tokens.slice(w.start, w.targets[w.targets.length - 1]),
+        offsets: w.targets.map((i) => i - w.start - 1),
+        nextTokens: w.targets.map((i) => tokens[i]),
+      })),
+    );
+    scores.forwardPasses++;
+    let row = 0;
+    group.forEach((w, k) => {
+      for (const i of w.targets) {
+        if (longSource[i] === first + k) {
+          scores.long[i] = logProbs[row];
+          scores.longContext[i] = i - w.start;
+        }
+        if (shortSource[i] === first + k) {
+          scores.short[i] = logProbs[row];
+          scores.shortContext[i] = i - w.start;
+        }
+        row++;
+      }
+    });
+  }
+  return scores;
+}
+
+/**
+ * Positions of the key tokens, ascending. Only tokens whose long context is longer than their short
+ * one can show a long-short gap: that excludes the first S tokens, and tokens whose short chunk
+ * already is the longest window that fits.
+ */
+export function selectKeyTokens(scores: DocumentScores, o: Pick<KeyTokenOptions, 'topK' | 'alpha' | 'beta' | 'select'>): number[] {
+  const candidates: { pos: number; lsg: number }[] = [];
+  for (let i = 1; i < scores.long.length; i++) {
+    if (scores.shortContext[i] === 0 || scores.longContext[i] <= scores.shortContext[i]) continue;
+    const lsg = scores.long[i] - scores.short[i];
+    if (o.select !== 'topk' && !(lsg > o.alpha && scores.long[i] > o.beta)) continue;
+    candidates.push({ pos: i, lsg });
+  }
+  const chosen = o.select === 'threshold' ? candidates : candidates.sort((a, b) => b.lsg - a.lsg || a.pos - b.pos).slice(0, o.topK);
+  return chosen.map((c) => c.pos).sort((a, b) => a - b);
+}
+
+/** One line of keytokens.jsonl. */
+export interface KeyTokenRecord {
+  doc: string;
+  pos: number;
+  token: number;
+  piece: string;
+  long_logprob: number;
+  short_logprob: number;
+  lsg: number;
+}
+
+/** One line of documents.jsonl: the document's tokens (for step 2) and its share of the totals. */
+export interface KeyTokenDocument {
+  doc: string;
+  tokens: number[];
+  sentence_starts: number[];
+  /** Shorter than S + 1 tokens: no token has a short context, nothing was scored. */
+  skipped_short: boolean;
+  tokens_scored: number;
+  long_logprob_sum: number;
+  key_tokens: number;
+  key_long_logprob_sum: number;
+}
+
+export interface KeyTokenTotals {
+  documents: number;
+  documents_skipped_short: number;
+  tokens_scored: number;
+  key_tokens: number;
+  /** exp(-mean l_i) over all scored tokens; null when none were scored. */
+  perplexity: number | null;
+  /** exp(-mean l_i) over key tokens; null without key tokens. */
+  longppl: number | null;
+}
+
+export type KeyTokenSummary = KeyTokenTotals & Settings;
+
+export const KEY_TOKEN_FILES = { records: 'keytokens.jsonl', documents: 'documents.jsonl', summary: 'summary.json' };
+
+export interface KeyTokenRun {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  /** Directory of the checkpoint the model came from (recorded in the summary). */
+  checkpoint: string;
+  /** Corpus source for readDocuments: `brown`, a .txt file or folder, or a .jsonl file. */
+  corpus: string;
+  outDir: string;
+  options: KeyTokenOptions;
+  /** Take only the first N documents of the corpus. */
+  maxDocs?: number;
+  /** Called after each document, done earlier or now. */
+  onDocument?: (progress: { documents: number; tokensScoredNow: number; keyTokens: number }) => void;
+}
+
+export interface KeyTokenResult {
+  summary: KeyTokenSummary;
+  /** Documents scored by this call (the rest were done by an earlier run in the same folder). */
+  documentsScored: number;
+}
+
+function totalsOf(documents: KeyTokenDocument[]): KeyTokenTotals {
+  const sum = (pick: (d: KeyTokenDocument) => number): number => documents.reduce((acc, d) => acc + pick(d), 0);
+  const tokensScored = sum((d) => d.tokens_scored);
+  const keyTokens = sum((d) => d.key_tokens);
+  return {
+    documents: documents.length,
+    documents_skipped_short: documents.filter((d) => d.skipped_short).length,
+    tokens_scored: tokensScored,
+    key_tokens: keyTokens,
+    perplexity: tokensScored > 0 ? Math.exp(-sum((d) => d.long_logprob_sum) / tokensScored) : null,
+    longppl: keyTokens > 0 ? Math.exp(-sum((d) => d.key_long_logprob_sum) / keyTokens) : null,
+  };
+}
+
+/**
+ * Scores a corpus document by document into `outDir` (keytokens.jsonl, documents.jsonl, summary.json).
+ * Documents already done in `outDir` by an earlier run with the same settings are not scored again.
+ */
+export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
+  const { model, tokenizer, options } = run;
+  validateKeyTokenOptions(options, model.config.maxSeq);
+  const settings: Settings = {
+    checkpoint: run.checkpoint,
+    corpus: run.corpus === BROWN_SOURCE ? BROWN_SOURCE : resolve(run.corpus),
+    tokenizer: tokenizer.sha256,
+    S: options.shortContext,
+    W: options.chunk,
+    K: options.topK,
+    alpha: options.alpha,
+    beta: options.beta,
+    select: options.select,
+    long_stride: options.longStride,
+  };
+  const { journal, resumed } = DocumentJournal.open<KeyTokenDocument>(run.outDir, KEY_TOKEN_FILES, settings);
+  // Totals need only the small fields; dropping the token lists keeps memory flat on large corpora.
+  const counted: KeyTokenDocument[] = resumed.map((d) => ({ ...d, tokens: [], sentence_starts: [] }));
+  let documents = 0;
+  let documentsScored = 0;
+  let tokensScoredNow = 0;
+  let keyTokens = counted.reduce((acc, d) => acc + d.key_tokens, 0);
+  try {
+    for await (const { id, text } of readDocuments(run.corpus)) {
+      if (run.maxDocs !== undefined && documents >= run.maxDocs) break;
+      documents++;
+      if (!journal.isDone(id)) {
+        const scored = scoreCorpusDocument(model, tokenizer, id, text, options);
+        journal.append(scored.keyTokens, scored.record);
+        counted.push({ ...scored.record, tokens: [], sentence_starts: [] });
+        documentsScored++;
+        tokensScoredNow += scored.record.tokens_scored;
+        keyTokens += scored.record.key_tokens;
+      }
+      run.onDocument?.({ documents, tokensScoredNow, keyTokens });
+    }
+    const totals = totalsOf(counted);
+    journal.finish(totals);
+    return { summary: { ...totals, ...settings }, documentsScored };
+  } finally {
+    journal.close();
+  }
+}
+
+function scoreCorpusDocument(model: LlamaModel, tokenizer: Tokenizer, doc: string, text: string, options: KeyTokenOptions): { record: KeyTokenDocument; keyTokens: KeyTokenRecord[] } {
+  const { tokens, sentenceStarts } = tokenizeDocument(text, tokenizer);
+  const record: KeyTokenDocument = {
+    doc,
+    tokens,
+    sentence_starts: sentenceStarts,
+    skipped_short: tokens.length < options.shortContext + 1,
+    tokens_scored: 0,
+    long_logprob_sum: 0,
+    key_tokens: 0,
+    key_long_logprob_sum: 0,
+  };
+  if (record.skipped_short) return { record, keyTokens: [] };
+  const scores = scoreDocument(model, tokens, options);
+  for (let i = 1; i < tokens.length; i++) record.long_logprob_sum += scores.long[i];
+  record.tokens_scored = tokens.length - 1;
+  const keyTokens = selectKeyTokens(scores, options).map((pos): KeyTokenRecord => {
+    record.key_long_logprob_sum += scores.long[pos];
+    return {
+      doc,
+      pos,
+      token: tokens[pos],
+      piece: tokenizer.pieceOf(tokens[pos]),
+      long_logprob: roundLogProb(scores.long[pos]),
+      short_logprob: roundLogProb(scores.short[pos]),
+      lsg: roundLogProb(scores.long[pos] - scores.short[pos]),
+    };
+  });
+  record.key_tokens = keyTokens.length;
+  return { record, keyTokens };
+}
+
+export interface ScoringThroughput {
+  /** Document tokens given l_i and s_i per second. */
+  scoring_tokens_per_s: number;
+  /** Tokens per second of plain forward passes (full logits) over batches of maxSeq-token windows. */
+  forward_tokens_per_s: number;
+  /** Forward passes per document of `document_tokens` tokens, with `batch` windows each. */
+  forward_passes: number;
+  document_tokens: number;
+  batch: number;
+}
+
+/** Key-token scoring speed against plain forward speed on random tokens (speed does not depend on them). */
+export function measureKeyTokenThroughput(model: LlamaModel, options: KeyTokenOptions, documentTokens = 8 * model.config.maxSeq, repeats = 3): ScoringThroughput {
+  validateKeyTokenOptions(options, model.config.maxSeq);
+  const { vocabSize, maxSeq } = model.config;
+  const rng = makeRng(1);
+  const randomIds = (count: number): number[] => Array.from({ length: count }, () => Math.floor(rng() * vocabSize));
+  const secondsPerCall = (fn: () => void): number => {
+    fn(); // warm-up: kernel set-up
+    const start = performance.now();
+    for (let r = 0; r < repeats; r++) fn();
+    return (performance.now() - start) / 1000 / repeats;
+  };
+  const document = randomIds(documentTokens);
+  let forwardPasses = 0;
+  const scoringSeconds = secondsPerCall(() => {
+    forwardPasses = scoreDocument(model, document, options).forwardPasses;
+  });
+  const windows = tf.tensor2d(randomIds(options.batch * maxSeq), [options.batch, maxSeq], 'int32');
+  const forwardSeconds = secondsPerCall(() => {
+    const logits = tf.tidy(() => model.logits(windows));
+    logits.dataSync();
+    logits.dispose();
+  });
+  windows.dispose();
+  return {
+    scoring_tokens_per_s: documentTokens / scoringSeconds,
+    forward_tokens_per_s: (options.batch * maxSeq) / forwardSeconds,
+    forward_passes: forwardPasses,
+    document_tokens: documentTokens,
+    batch: options.batch,
+  };
+}

@@ -1,0 +1,47 @@
+/** Batched next-token log-probabilities at chosen positions of several token sequences: the one forward both ARL steps use. */
+import * as tf from '@tensorflow/tfjs';
+import type { LlamaModel } from '../model/llama.ts';
+import { targetLogProbs } from '../train/loss.ts';
+
+export interface ScoredSequence {
+  /** Tokens the model reads, starting at position 0 (one row of the batch). */
+  input: ArrayLike<number>;
+  /** Offsets in `input` whose next token is scored, ascending. */
+  offsets: number[];
+  /** The next token at each offset. */
+  nextTokens: number[];
+}
+
+/** Id written after a shorter sequence to fill its row; causal attention keeps it out of every score. */
+const PADDING_ID = 0;
+
+/**
+ * log p(nextTokens | input up to and including each offset) for all sequences in one forward pass,
+ * flattened in sequence order. Rows are right-padded to the longest input: a position never attends
+ * to later ones, so each score equals that of the sequence run alone. Only the scored rows of the
+ * hidden states are projected to the vocabulary.
+ */
+export function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequence[]): Float32Array {
+  const length = Math.max(...sequences.map((s) => s.input.length));
+  const ids = new Int32Array(sequences.length * length).fill(PADDING_ID);
+  const rows: number[] = [];
+  const targets: number[] = [];
+  sequences.forEach((sequence, b) => {
+    ids.set(sequence.input, b * length);
+    for (const offset of sequence.offsets) rows.push(b * length + offset);
+    targets.push(...sequence.nextTokens);
+  });
+  const logProbs = tf.tidy(() => {
+    const { hidden } = model.hidden(tf.tensor2d(ids, [sequences.length, length], 'int32'));
+    const scoredRows = tf.gather(tf.reshape(hidden, [-1, model.config.dim]), tf.tensor1d(rows, 'int32')) as tf.Tensor2D;
+    return targetLogProbs(model.project(scoredRows), tf.tensor1d(targets, 'int32'));
+  });
+  const values = logProbs.dataSync() as Float32Array;
+  logProbs.dispose();
+  return values;
+}
+
+/** A log-prob as written to output files (6 decimals); totals are taken before rounding. */
+export function roundLogProb(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}
