@@ -1,0 +1,242 @@
+/**
+ * ARL step 2: the relevant segment of each key token (methods.md section 2).
+ *
+ * For a key token at position i with short context [i - S, i), the candidates are sentence-aligned
+ * windows of earlier text that end at or before i - S. Each is scored as log P(x_i | candidate +
+ * short context), i.e. the candidate inserted right before the short context; the baseline is
+ * log P(x_i | short context alone). All of a key token's candidates and its baseline go through one
+ * batched forward pass (split only beyond `batch` rows), and the best candidate c* is kept when it
+ * raises the log-prob by at least `margin` nats.
+ *
+ * Rows of different lengths are right-padded and each row's target is read at its own last position
+ * (see scoring.ts): causal attention makes that exactly the score of the row run alone, and no
+ * candidate is cut or padded with other text, which left-aligning to a common length would need.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UserError } from '../io/errors.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { DocumentJournal, readJsonLines, type Settings } from './journal.ts';
+import { KEY_TOKEN_FILES, type KeyTokenDocument, type KeyTokenRecord, type KeyTokenSummary } from './key-tokens.ts';
+import { nextTokenLogProbs, roundLogProb, type ScoredSequence } from './scoring.ts';
+
+export interface SegmentOptions {
+  /** S: the short context, as in step 1. */
+  shortContext: number;
+  /** Candidates hold whole sentences up to this many tokens (a longer sentence is cut to it). */
+  segmentTokens: number;
+  /** Minimum gain in log-prob (nats) for c* to be kept. */
+  margin: number;
+  /** Rows (candidates plus the baseline) per forward pass. */
+  batch: number;
+}
+
+/** Tokens per forward pass the default batch fills. */
+const DEFAULT_BATCH_TOKENS = 32768;
+
+/** Options for short context S with defaults for those not given: segments of S/2 tokens, margin 0.5 nats, batches of about 32k tokens. */
+export function segmentOptions(shortContext: number, given: Partial<Omit<SegmentOptions, 'shortContext'>> = {}): SegmentOptions {
+  const segmentTokens = given.segmentTokens ?? Math.max(1, Math.floor(shortContext / 2));
+  const batch = given.batch ?? Math.max(1, Math.floor(DEFAULT_BATCH_TOKENS / (shortContext + segmentTokens)));
+  return { shortContext, segmentTokens, margin: given.margin ?? 0.5, batch };
+}
+
+export function validateSegmentOptions(o: SegmentOptions, maxSeq: number): void {
+  for (const [flag, value] of Object.entries({ '--segment-tokens': o.segmentTokens, '--batch': o.batch })) {
+    if (!Number.isInteger(value) || value <= 0) throw new UserError(`${flag} must be a positive integer (got ${value})`);
+  }
+  if (o.shortContext + o.segmentTokens > maxSeq) {
+    throw new UserError(`--segment-tokens ${o.segmentTokens} plus the short context of ${o.shortContext} tokens exceeds the model's window of ${maxSeq}; lower --segment-tokens`);
+  }
+  if (!Number.isFinite(o.margin)) throw new UserError(`--margin must be a number (got ${o.margin})`);
+}
+
+/** Tokens [start, end) of a document. */
+export interface Segment {
+  start: number;
+  end: number;
+}
+
+/**
+ * One candidate per sentence starting before the short context of the key token at `keyPos`: whole
+ * sentences from there, as many as fit in `segmentTokens`, ending at or before keyPos - S.
+ */
+export function candidateSegments(sentenceStarts: readonly number[], keyPos: number, o: Pick<SegmentOptions, 'shortContext' | 'segmentTokens'>): Segment[] {
+  const limit = keyPos - o.shortContext;
+  const bounds = [...sentenceStarts.filter((s) => s < limit), limit];
+  const segments: Segment[] = [];
+  for (let k = 0; k < bounds.length - 1; k++) {
+    const start = bounds[k];
+    let end = Math.min(bounds[k + 1], start + o.segmentTokens);
+    for (let m = k + 2; m < bounds.length && bounds[m] - start <= o.segmentTokens; m++) end = bounds[m];
+    segments.push({ start, end });
+  }
+  return segments;
+}
+
+export interface CandidateScores {
+  /** log P(x_i | short context). */
+  baseline: number;
+  /** log P(x_i | candidate + short context), per candidate. */
+  candidates: Float32Array;
+  forwardPasses: number;
+}
+
+/** Scores the baseline and every candidate for the key token at `keyPos`, `batch` rows per forward. */
+export function scoreCandidates(model: LlamaModel, tokens: readonly number[], keyPos: number, candidates: readonly Segment[], o: Pick<SegmentOptions, 'shortContext' | 'batch'>): CandidateScores {
+  const shortContext = tokens.slice(keyPos - o.shortContext, keyPos);
+  const row = (prefix: readonly number[]): ScoredSequence => {
+    const input = [...prefix, ...shortContext];
+    return { input, offsets: [input.length - 1], nextTokens: [tokens[keyPos]] };
+  };
+  const rows = [row([]), ...candidates.map((c) => row(tokens.slice(c.start, c.end)))];
+  const logProbs = new Float32Array(rows.length);
+  let forwardPasses = 0;
+  for (let first = 0; first < rows.length; first += o.batch) {
+    logProbs.set(nextTokenLogProbs(model, rows.slice(first, first + o.batch)), first);
+    forwardPasses++;
+  }
+  return { baseline: logProbs[0], candidates: logProbs.subarray(1), forwardPasses };
+}
+
+export interface RelevantSegment extends Segment {
+  /** log P(x_i | c* + short context) - baseline. */
+  gain: number;
+  logProb: number;
+  baseline: number;
+}
+
+/** c* for the key token at `keyPos`, or null when no candidate gains at least the margin. */
+export function findRelevantSegment(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPos: number, o: SegmentOptions): { segment: RelevantSegment | null; candidates: number; forwardPasses: number } {
+  const candidates = candidateSegments(sentenceStarts, keyPos, o);
+  if (candidates.length === 0) return { segment: null, candidates: 0, forwardPasses: 0 };
+  const scores = scoreCandidates(model, tokens, keyPos, candidates, o);
+  let best = 0;
+  for (let c = 1; c < candidates.length; c++) if (scores.candidates[c] > scores.candidates[best]) best = c;
+  const gain = scores.candidates[best] - scores.baseline;
+  const segment = gain >= o.margin ? { ...candidates[best], gain, logProb: scores.candidates[best], baseline: scores.baseline } : null;
+  return { segment, candidates: candidates.length, forwardPasses: scores.forwardPasses };
+}
+
+/** One line of segments.jsonl: a key token whose relevant segment was kept. */
+export interface SegmentRecord extends KeyTokenRecord {
+  segment_start: number;
+  segment_end: number;
+  segment_text: string;
+  gain: number;
+  /** log P(x_i | exactly the last S tokens); the step-1 short_logprob saw S to S+W-1 tokens. */
+  baseline_logprob: number;
+  segment_logprob: number;
+}
+
+interface SegmentDocument {
+  doc: string;
+  key_tokens: number;
+  segments: number;
+  candidates: number;
+  gain_sum: number;
+}
+
+export const SEGMENT_FILES = { records: 'segments.jsonl', documents: 'segments-documents.jsonl', summary: 'segments-summary.json' };
+
+export interface SegmentRun {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  checkpoint: string;
+  /** Output folder of step 1. */
+  keyTokensDir: string;
+  /** Where segments.jsonl goes (default: keyTokensDir). */
+  outDir?: string;
+  /** Options not given take segmentOptions' defaults; the short context is step 1's. */
+  options: Partial<Omit<SegmentOptions, 'shortContext'>>;
+  onKeyToken?: (progress: { keyTokens: number; segments: number }) => void;
+}
+
+export interface SegmentTotals {
+  key_tokens: number;
+  segments: number;
+  candidates_scored: number;
+  /** Mean gain of the kept segments, nats; null when none was kept. */
+  mean_gain: number | null;
+}
+
+/** The summary.json of a finished step-1 folder. */
+export function readKeyTokenSummary(dir: string): KeyTokenSummary {
+  const file = join(dir, KEY_TOKEN_FILES.summary);
+  if (!existsSync(file)) throw new UserError(`${dir}: no ${KEY_TOKEN_FILES.summary}; run \`arl keytokens --out ${dir}\` first (or rerun it to finish an interrupted run)`);
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as KeyTokenSummary;
+  } catch {
+    throw new UserError(`${file}: not valid JSON; rerun \`arl keytokens --out ${dir}\``);
+  }
+}
+
+/** Finds c* for every key token of a step-1 folder, document by document (resumable like step 1). */
+export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: SegmentTotals; keyTokensScored: number }> {
+  const { model, tokenizer } = run;
+  const keyTokensDir = resolve(run.keyTokensDir);
+  const summary = readKeyTokenSummary(keyTokensDir);
+  if (summary.tokenizer !== tokenizer.sha256) {
+    throw new UserError(`${keyTokensDir}: key tokens were made with another tokenizer (sha256 ${String(summary.tokenizer).slice(0, 12)}…); pass a checkpoint with the tokenizer step 1 used`);
+  }
+  const shortContext = Number(summary.S);
+  const options = segmentOptions(shortContext, run.options);
+  validateSegmentOptions(options, model.config.maxSeq);
+
+  const keyTokensByDoc = new Map<string, KeyTokenRecord[]>();
+  for (const record of readJsonLines<KeyTokenRecord>(join(keyTokensDir, KEY_TOKEN_FILES.records))) {
+    const forDoc = keyTokensByDoc.get(record.doc);
+    if (forDoc) forDoc.push(record);
+    else keyTokensByDoc.set(record.doc, [record]);
+  }
+  const settings: Settings = { checkpoint: run.checkpoint, keytokens: keyTokensDir, S: shortContext, segment_tokens: options.segmentTokens, margin: options.margin };
+  const { journal, resumed } = DocumentJournal.open<SegmentDocument>(run.outDir ?? keyTokensDir, SEGMENT_FILES, settings);
+  const done = [...resumed];
+  let keyTokensScored = 0;
+  let progress = { keyTokens: 0, segments: 0 };
+  for (const d of resumed) progress = { keyTokens: progress.keyTokens + d.key_tokens, segments: progress.segments + d.segments };
+  try {
+    for (const document of readJsonLines<KeyTokenDocument>(join(keyTokensDir, KEY_TOKEN_FILES.documents))) {
+      const keyTokens = keyTokensByDoc.get(document.doc);
+      if (!keyTokens || journal.isDone(document.doc)) continue;
+      const record: SegmentDocument = { doc: document.doc, key_tokens: keyTokens.length, segments: 0, candidates: 0, gain_sum: 0 };
+      const kept: SegmentRecord[] = [];
+      for (const keyToken of keyTokens) {
+        const found = findRelevantSegment(model, document.tokens, document.sentence_starts, keyToken.pos, options);
+        record.candidates += found.candidates;
+        keyTokensScored++;
+        if (found.segment) {
+          const { start, end, gain, logProb, baseline } = found.segment;
+          record.segments++;
+          record.gain_sum += gain;
+          kept.push({
+            ...keyToken,
+            segment_start: start,
+            segment_end: end,
+            segment_text: tokenizer.decode(document.tokens.slice(start, end)).trim(),
+            gain: roundLogProb(gain),
+            baseline_logprob: roundLogProb(baseline),
+            segment_logprob: roundLogProb(logProb),
+          });
+        }
+        progress = { keyTokens: progress.keyTokens + 1, segments: progress.segments + (found.segment ? 1 : 0) };
+        run.onKeyToken?.(progress);
+      }
+      journal.append(kept, record);
+      done.push(record);
+    }
+    const sum = (pick: (d: SegmentDocument) => number): number => done.reduce((acc, d) => acc + pick(d), 0);
+    const segments = sum((d) => d.segments);
+    const totals: SegmentTotals = {
+      key_tokens: sum((d) => d.key_tokens),
+      segments,
+      candidates_scored: sum((d) => d.candidates),
+      mean_gain: segments > 0 ? sum((d) => d.gain_sum) / segments : null,
+    };
+    journal.finish(totals);
+    return { totals, keyTokensScored };
+  } finally {
+    journal.close();
+  }
+}
