@@ -3,6 +3,7 @@ import chalk from 'chalk';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UserError } from '../io/errors.ts';
+import { arlCommands } from './arl.ts';
 import { benchCommand } from './bench.ts';
 import { exportCommand, importCommand } from './checkpoints.ts';
 import { prepareCommand } from './data.ts';
@@ -28,6 +29,7 @@ try {
     .command(exportCommand)
     .command(benchCommand)
     .command(demoCommand)
+    .command(arlCommands)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
     .recommendCommands()

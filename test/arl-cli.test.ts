@@ -1,0 +1,91 @@
+/** `arl keytokens` and `arl segments` end to end on a small random checkpoint, and their one-line errors. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { readBrownDocuments } from '../src/data/brown.ts';
+import { saveCheckpoint } from '../src/io/checkpoint.ts';
+import { makeConfig } from '../src/model/config.ts';
+import { LlamaModel } from '../src/model/llama.ts';
+import { BUNDLED_TOKENIZER_PATH } from '../src/tokenizer/sentencepiece.ts';
+import { REPO_ROOT, useCpu } from './helpers.ts';
+
+const run = promisify(execFile);
+const ARL = join(REPO_ROOT, 'bin', 'arl.js');
+
+async function arl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [ARL, ...args, '--backend', 'cpu'], { cwd: REPO_ROOT, env: { ...process.env, FORCE_COLOR: '0' } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** Exit code 2 and one line on stderr (besides the backend note) matching `pattern`, no stack trace. */
+function assertUserError(r: { code: number; stderr: string }, pattern: RegExp): void {
+  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:'));
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], pattern);
+}
+
+const work = mkdtempSync(join(tmpdir(), 'arl-cli-arl-'));
+const checkpoint = join(work, 'ckpt');
+const corpus = join(work, 'corpus.jsonl');
+const out = join(work, 'keytokens');
+
+describe('arl keytokens / segments', () => {
+  before(async () => {
+    await useCpu();
+    // vocab 4096: the bundled tokenizer's size; window 64 tokens, so S = 16 and W = 48 by default.
+    const model = new LlamaModel(makeConfig(null, { vocabSize: 4096, dim: 32, layers: 2, heads: 4, kvHeads: 2, maxSeq: 64 }), 3);
+    saveCheckpoint(checkpoint, model, BUNDLED_TOKENIZER_PATH);
+    model.dispose();
+    const texts = [...readBrownDocuments()].slice(0, 3).map((d) => d.text.split(' ').slice(0, 110).join(' '));
+    writeFileSync(corpus, texts.map((text) => JSON.stringify({ text })).join('\n'));
+  });
+
+  test('keytokens writes key tokens and a summary, prints perplexity and LongPPL; segments follows', async () => {
+    const r = await arl('keytokens', '--checkpoint', checkpoint, '--corpus', corpus, '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /perplexity \d+\.\d+\s+LongPPL \d+\.\d+/);
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
+    assert.equal(summary.documents, 3);
+    assert.deepEqual([summary.S, summary.W, summary.K, summary.alpha, summary.beta], [16, 48, 8, 2, -2]);
+    const keyTokens = readFileSync(join(out, 'keytokens.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    assert.equal(keyTokens.length, summary.key_tokens);
+    assert.equal(keyTokens.length, 3 * 8);
+    for (const k of keyTokens) assert.deepEqual(Object.keys(k), ['doc', 'pos', 'token', 'piece', 'long_logprob', 'short_logprob', 'lsg']);
+
+    const s = await arl('segments', '--checkpoint', checkpoint, '--keytokens', out, '--margin', '0');
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /kept a segment for \d+ of 24 key tokens/);
+    assert.ok(existsSync(join(out, 'segments.jsonl')));
+  });
+
+  test('documents too short for a long-short gap: a clear message, not a crash', async () => {
+    const shortCorpus = join(work, 'short.jsonl');
+    writeFileSync(shortCorpus, [JSON.stringify({ text: 'Far too short.' }), JSON.stringify({ text: texts30() })].join('\n'));
+    const r = await arl('keytokens', '--checkpoint', checkpoint, '--corpus', shortCorpus, '--out', join(work, 'short'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /1 skipped, shorter than S\+1 = 17 tokens/);
+    assert.match(r.stdout, /no key tokens: only tokens past S\+W = 64 have more long than short context\n/);
+  });
+
+  test('bad input: one line on stderr and exit code 2', async () => {
+    assertUserError(await arl('keytokens', '--checkpoint', checkpoint, '--corpus', join(work, 'missing.jsonl'), '--out', join(work, 'x')), /missing\.jsonl: cannot read corpus/);
+    assertUserError(await arl('keytokens', '--checkpoint', join(work, 'nope'), '--corpus', corpus, '--out', join(work, 'x')), /nope: no such checkpoint/);
+    assertUserError(await arl('keytokens', '--checkpoint', checkpoint, '--corpus', corpus, '--out', join(work, 'x'), '--short', '40', '--chunk', '40'), /--short 40 \+ --chunk 40 exceeds the model's window of 64 tokens/);
+    assertUserError(await arl('segments', '--checkpoint', checkpoint, '--keytokens', join(work, 'none')), /none: no summary\.json; run `arl keytokens/);
+  });
+});
+
+/** About 30 words: longer than S + 1 tokens, shorter than one S + W chunk. */
+function texts30(): string {
+  return 'The jury said it did find that many of the laws were outmoded or inadequate and often ambiguous, and it urged that the next legislature act on them.';
+}
