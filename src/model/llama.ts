@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
+import { causalAttention, rmsNorm, swiglu } from './fused.ts';
 
 /** Per-layer keys and values of the tokens seen so far, [batch, kvHeads, length, headDim]. */
 export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D };
@@ -119,10 +120,12 @@ export class RMSNorm extends tf.layers.Layer {
     this.built = true;
   }
 
+  /** Normalises over the last axis; any rank. Fused, with a hand-written gradient (fused.ts). */
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const meanSquare = tf.mean(tf.square(x), -1, true);
-      return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, this.eps))), this.weight.read());
+      const flat = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, this.dim]) as tf.Tensor2D;
+      const y = rmsNorm(flat, this.weight.read() as tf.Tensor1D, this.eps);
+      return x.rank === 2 ? y : tf.reshape(y, x.shape);
     });
   }
 
@@ -239,6 +242,27 @@ export class DecoderBlock extends tf.layers.Layer {
     const { heads, kvHeads, headDim } = this.c;
     const groups = heads / kvHeads;
     const rows = batch * seq;
+
+    if (!cache) {
+      // Whole sequences (training, scoring): fused attention and MLP with hand-written gradients.
+      const x2 = tf.reshape(x, [rows, dim]) as tf.Tensor2D;
+      const h = this.attnNorm.forward(x2) as tf.Tensor2D;
+      const attn = causalAttention(tf.matMul(h, this.wq.read()), tf.matMul(h, this.wk.read()), tf.matMul(h, this.wv.read()), {
+        batch,
+        seq,
+        heads,
+        kvHeads,
+        headDim,
+        cos: tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]),
+        sin: tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]),
+        rotate: ctx.rotate,
+        mask: ctx.mask,
+      });
+      const x1 = tf.add(x2, tf.matMul(attn, this.wo.read()));
+      const h2 = this.mlpNorm.forward(x1) as tf.Tensor2D;
+      const mlp = tf.matMul(swiglu(tf.matMul(h2, this.wGate.read()), tf.matMul(h2, this.wUp.read())), this.wDown.read());
+      return { y: tf.reshape(tf.add(x1, mlp), [batch, seq, dim]) };
+    }
 
     // [B*T, n*hd] -> [B, n, T, hd] with rotary positions applied
     const toHeads = (flat: tf.Tensor2D, n: number): tf.Tensor4D => tf.transpose(tf.reshape(flat, [batch, seq, n, headDim]), [0, 2, 1, 3]);

@@ -7,6 +7,9 @@
  *   10-30x slower. This one transposes operands physically where needed (a cheap O(n) copy),
  *   folds a batch into the rows when the right operand is shared, and otherwise runs XNNPACK once
  *   per batch slice on views into the operands' heap memory (no copies).
+ * - Identity, and Cast to the same dtype: the stock kernels copy the data; these share it by
+ *   reference count, as the cpu backend does. The engine clones every tensor it saves for the
+ *   backward pass, so on wasm each one was a full copy.
  * - UnsortedSegmentSum, the gradient of gather (the token embedding), which the backend lacks.
  *
  * Both run on the wasm heap from JS; XNNPACK itself runs on the backend's thread pool.
@@ -56,6 +59,28 @@ function unsortedSegmentSum(args: KernelArgs): tf.TensorInfo {
     for (let j = 0; j < rowSize; j++) outValues[dst + j] += xValues[src + j];
   }
   return out;
+}
+
+/** A new tensor info on the same data (tensors are immutable; the backend counts references). */
+function share(backend: WasmBackend & { incRef(dataId: tf.DataId): void }, x: tf.TensorInfo, dtype = x.dtype): tf.TensorInfo {
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape.slice(), dtype };
+}
+
+let stockIdentity: tf.KernelConfig | null = null;
+let stockCast: tf.KernelConfig | null = null;
+
+function identity(args: KernelArgs): tf.TensorInfo {
+  const x = args.inputs.x as tf.TensorInfo;
+  if (x.dtype === 'string') return stockIdentity!.kernelFunc(args as never) as tf.TensorInfo;
+  return share(args.backend as never, x);
+}
+
+function cast(args: KernelArgs): tf.TensorInfo {
+  const x = args.inputs.x as tf.TensorInfo;
+  const { dtype } = args.attrs as { dtype: tf.DataType };
+  if (dtype !== x.dtype || dtype === 'string') return stockCast!.kernelFunc(args as never) as tf.TensorInfo;
+  return share(args.backend as never, x);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,10 +174,14 @@ export function registerWasmKernels(): void {
   if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
     tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
   }
-  const stock = tf.getKernel('BatchMatMul', 'wasm');
-  if (stock) {
-    stockBatchMatMul = stock;
-    tf.unregisterKernel('BatchMatMul', 'wasm');
-    tf.registerKernel({ kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: batchMatMul as unknown as tf.KernelFunc });
-  }
+  const replace = (kernelName: string, kernelFunc: (args: KernelArgs) => tf.TensorInfo): tf.KernelConfig | null => {
+    const stock = tf.getKernel(kernelName, 'wasm');
+    if (!stock) return null;
+    tf.unregisterKernel(kernelName, 'wasm');
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+    return stock;
+  };
+  stockBatchMatMul = replace('BatchMatMul', batchMatMul);
+  stockIdentity = replace('Identity', identity);
+  stockCast = replace('Cast', cast);
 }

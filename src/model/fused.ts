@@ -1,0 +1,145 @@
+/**
+ * Fused building blocks of the decoder with hand-written backward passes (tf.customGrad).
+ *
+ * Autodiff of the plain formulations is correct but expensive on the CPU backends: every
+ * broadcasting multiply's gradient casts and reduces, each intermediate is saved (cloned), and
+ * the attention's layout transposes and rotary tables are differentiated op by op. These
+ * versions save only what the backward pass needs and compute the gradients with a handful of
+ * element-wise ops and matmuls. Each is checked against autodiff of the plain formulation in
+ * test/kernels.test.ts.
+ *
+ * Everything the gradient needs is passed to `save`: tensors merely captured by the closure are
+ * disposed (the engine tidies the forward pass) before the backward pass runs. Only constants that
+ * outlive the step (the model's rotate-half matrix) are captured.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+type Saver = tf.GradSaveFunc;
+
+/** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight. x [N, D], weight [D]. */
+export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+  const op = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
+    const [xIn, w] = args as tf.Tensor[];
+    const save = args[2] as Saver;
+    const inv = tf.rsqrt(tf.add(tf.mean(tf.square(xIn), -1, true), eps)); // [N, 1]
+    const value = tf.mul(tf.mul(xIn, inv), w);
+    save([xIn, w, inv]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ws, r] = saved;
+        const xhat = tf.mul(xs, r);
+        const dw = tf.sum(tf.mul(dy, xhat), 0);
+        const g = tf.mul(dy, ws); // d loss / d xhat
+        // d xhat_i / d x_j = r (delta_ij - xhat_i xhat_j / D)
+        const dx = tf.mul(tf.sub(g, tf.mul(xhat, tf.mean(tf.mul(g, xhat), -1, true))), r);
+        return [dx, dw];
+      },
+    };
+  });
+  return op(x, weight) as tf.Tensor2D;
+}
+
+/** SwiGLU: silu(gate) * up, element-wise. */
+export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
+    const [g, u] = args as tf.Tensor[];
+    const save = args[2] as Saver;
+    const sig = tf.sigmoid(g);
+    const silu = tf.mul(g, sig);
+    const value = tf.mul(silu, u);
+    save([g, u, sig]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [gs, us, s] = saved;
+        const dUp = tf.mul(dy, tf.mul(gs, s));
+        // silu'(g) = s + g s (1 - s) = s (1 + g (1 - s))
+        const dSilu = tf.mul(s, tf.add(1, tf.mul(gs, tf.sub(1, s))));
+        const dGate = tf.mul(tf.mul(dy, us), dSilu);
+        return [dGate, dUp];
+      },
+    };
+  });
+  return op(gate, up) as tf.Tensor2D;
+}
+
+/** Shapes and constants of one causal self-attention call. */
+export interface AttentionSpec {
+  batch: number;
+  seq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Rotary tables for positions start..start+seq-1, [seq, headDim] (HF "rotate half" layout). */
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+  /** R with x @ R = rotate_half(x), [headDim, headDim]; R^T = -R. */
+  rotate: tf.Tensor2D;
+  /** Additive mask [groups*seq, seq]: 0 where visible, a large negative number elsewhere. */
+  mask: tf.Tensor2D;
+}
+
+/** [B*T, n*hd] -> [B, n, T, hd] */
+function toHeads(flat: tf.Tensor, s: AttentionSpec, n: number): tf.Tensor4D {
+  return tf.transpose(tf.reshape(flat, [s.batch, s.seq, n, s.headDim]), [0, 2, 1, 3]);
+}
+
+/** [B, n, T, hd] -> [B*T, n*hd] */
+function fromHeads(heads: tf.Tensor, s: AttentionSpec, n: number): tf.Tensor2D {
+  return tf.reshape(tf.transpose(tf.reshape(heads, [s.batch, n, s.seq, s.headDim]), [0, 2, 1, 3]), [s.batch * s.seq, n * s.headDim]);
+}
+
+/** Rotary position embedding on [B, n, T, hd]: t*cos + rotate_half(t)*sin. */
+export function applyRotary(t: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, rotate: tf.Tensor2D): tf.Tensor4D {
+  const hd = t.shape[3];
+  const rotated = tf.reshape(tf.matMul(tf.reshape(t, [-1, hd]), rotate), t.shape);
+  return tf.add(tf.mul(t, cos), tf.mul(rotated, sin));
+}
+
+/** Transpose of applyRotary: dt = dy*cos + (dy*sin) @ R^T = dy*cos - (dy*sin) @ R. */
+function rotaryBackward(dy: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, rotate: tf.Tensor2D): tf.Tensor4D {
+  const hd = dy.shape[3];
+  const back = tf.reshape(tf.matMul(tf.reshape(tf.mul(dy, sin), [-1, hd]), rotate), dy.shape);
+  return tf.sub(tf.mul(dy, cos), back);
+}
+
+/**
+ * Causal grouped-query self-attention with rotary positions, from the projections to the merged
+ * heads: q [B*T, H*hd], k and v [B*T, KV*hd] -> [B*T, H*hd]. The G = H/KV query heads sharing a
+ * KV head are folded into the query-length axis ([B, KV, G*T, hd]) so one batched matmul serves
+ * the group and K/V are never copied per head.
+ */
+export function causalAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, s: AttentionSpec): tf.Tensor2D {
+  const { batch, seq, heads, kvHeads, headDim, cos, sin, rotate, mask } = s;
+  const groups = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const op = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
+    const [qIn, kIn, vIn] = args as tf.Tensor[];
+    const save = args[3] as Saver;
+    const qh = tf.reshape(tf.mul(applyRotary(toHeads(qIn, s, heads), cos, sin, rotate), scale), [batch, kvHeads, groups * seq, headDim]);
+    const kh = applyRotary(toHeads(kIn, s, kvHeads), cos, sin, rotate);
+    const vh = toHeads(vIn, s, kvHeads);
+    const probs = tf.softmax(tf.add(tf.matMul(qh, kh, false, true), mask)); // [B, KV, G*T, T]
+    const context = tf.matMul(probs, vh); // [B, KV, G*T, hd]
+    const value = fromHeads(context, s, heads);
+    save([qh, kh, vh, probs, cos, sin]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [qs, ks, vs, p, cosSaved, sinSaved] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
+        const dContext = tf.reshape(toHeads(dy, s, heads), [batch, kvHeads, groups * seq, headDim]);
+        const dv = tf.matMul(p, dContext, true, false); // [B, KV, T, hd]
+        const dp = tf.matMul(dContext, vs, false, true); // [B, KV, G*T, T]
+        const dScores = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+        const dqScaled = tf.matMul(dScores, ks); // gradient w.r.t. the scaled, rotated queries
+        const dkRot = tf.matMul(dScores, qs, true, false); // [B, KV, T, hd]
+        const dqRot = tf.mul(tf.reshape(dqScaled, [batch, heads, seq, headDim]), scale);
+        const dq = fromHeads(rotaryBackward(dqRot as tf.Tensor4D, cosSaved, sinSaved, rotate), s, heads);
+        const dk = fromHeads(rotaryBackward(dkRot as tf.Tensor4D, cosSaved, sinSaved, rotate), s, kvHeads);
+        return [dq, dk, fromHeads(dv, s, kvHeads)];
+      },
+    };
+  });
+  return op(q, k, v) as tf.Tensor2D;
+}

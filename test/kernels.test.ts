@@ -1,0 +1,192 @@
+/**
+ * Fused ops and custom kernels against plain tfjs: values and gradients of each fused op (hand-
+ * written backward passes) against autodiff of the plain formulation, and the wasm kernels
+ * registered over the stock ones against the cpu backend. Runs on the cpu and wasm backends.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { selectBackend } from '../src/backend.ts';
+import { applyRotary, causalAttention, rmsNorm, swiglu, type AttentionSpec } from '../src/model/fused.ts';
+import { maxAbsDiff, tf } from './helpers.ts';
+
+const BACKENDS = ['cpu', 'wasm'] as const;
+
+function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
+  return tf.mul(tf.randomNormal(shape, 0, 1, 'float32', seed), scale);
+}
+
+/** Value and gradients of sum(f(inputs) * probe) w.r.t. every input. */
+function valueAndGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], probe: tf.Tensor): { value: Float32Array; grads: Float32Array[] } {
+  return tf.tidy(() => {
+    const value = f(...inputs).dataSync() as Float32Array;
+    const grads = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), probe)))(inputs);
+    return { value, grads: grads.map((g) => g.dataSync() as Float32Array) };
+  });
+}
+
+function assertClose(name: string, got: { value: Float32Array; grads: Float32Array[] }, want: { value: Float32Array; grads: Float32Array[] }, tol: number): void {
+  const dv = maxAbsDiff(got.value, want.value);
+  assert.ok(dv < tol, `${name}: value max abs diff ${dv}`);
+  got.grads.forEach((g, i) => {
+    const dg = maxAbsDiff(g, want.grads[i]);
+    assert.ok(dg < tol, `${name}: gradient ${i} max abs diff ${dg}`);
+  });
+}
+
+function plainRmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), w);
+}
+
+function rotaryTables(seq: number, hd: number): { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D } {
+  const half = hd / 2;
+  const cos = new Float32Array(seq * hd);
+  const sin = new Float32Array(seq * hd);
+  for (let p = 0; p < seq; p++) {
+    for (let i = 0; i < half; i++) {
+      const a = p / Math.pow(10000, (2 * i) / hd);
+      cos[p * hd + i] = cos[p * hd + half + i] = Math.cos(a);
+      sin[p * hd + i] = sin[p * hd + half + i] = Math.sin(a);
+    }
+  }
+  const r = new Float32Array(hd * hd);
+  for (let i = 0; i < half; i++) {
+    r[(half + i) * hd + i] = -1;
+    r[i * hd + half + i] = 1;
+  }
+  return { cos: tf.tensor2d(cos, [seq, hd]), sin: tf.tensor2d(sin, [seq, hd]), rotate: tf.tensor2d(r, [hd, hd]) };
+}
+
+function causalMask(seq: number, groups: number): tf.Tensor2D {
+  const m = new Float32Array(groups * seq * seq);
+  for (let g = 0; g < groups; g++) for (let t = 0; t < seq; t++) for (let j = t + 1; j < seq; j++) m[(g * seq + t) * seq + j] = -1e9;
+  return tf.tensor2d(m, [groups * seq, seq]);
+}
+
+/** The plain formulation the fused attention replaces (autodiff differentiates it op by op). */
+function plainAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, s: AttentionSpec): tf.Tensor {
+  const { batch, seq, heads, kvHeads, headDim } = s;
+  const groups = heads / kvHeads;
+  const toHeads = (t: tf.Tensor, n: number): tf.Tensor4D => tf.transpose(tf.reshape(t, [batch, seq, n, headDim]), [0, 2, 1, 3]);
+  const qh = tf.mul(tf.reshape(applyRotary(toHeads(q, heads), s.cos, s.sin, s.rotate), [batch, kvHeads, groups * seq, headDim]), 1 / Math.sqrt(headDim));
+  const kh = applyRotary(toHeads(k, kvHeads), s.cos, s.sin, s.rotate);
+  const p = tf.softmax(tf.add(tf.matMul(qh, kh, false, true), s.mask));
+  const ctx = tf.reshape(tf.matMul(p, toHeads(v, kvHeads)), [batch, heads, seq, headDim]);
+  return tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [batch * seq, heads * headDim]);
+}
+
+after(async () => {
+  await selectBackend('cpu');
+});
+
+for (const backend of BACKENDS) {
+  describe(`fused ops on ${backend}`, () => {
+    test('rmsNorm: values and gradients match autodiff of the plain formula', async () => {
+      await selectBackend(backend);
+      const x = randn([6, 16], 1, 2);
+      const w = tf.add(1, randn([16], 2, 0.1));
+      const probe = randn([6, 16], 3);
+      const got = valueAndGrads((a, b) => rmsNorm(a as tf.Tensor2D, b as tf.Tensor1D, 1e-5), [x, w], probe);
+      const want = valueAndGrads((a, b) => plainRmsNorm(a, b, 1e-5), [x, w], probe);
+      assertClose('rmsNorm', got, want, 1e-4);
+      tf.dispose([x, w, probe]);
+    });
+
+    test('swiglu: values and gradients match autodiff of silu(gate) * up', async () => {
+      await selectBackend(backend);
+      const g = randn([5, 12], 4, 3);
+      const u = randn([5, 12], 5);
+      const probe = randn([5, 12], 6);
+      const got = valueAndGrads((a, b) => swiglu(a as tf.Tensor2D, b as tf.Tensor2D), [g, u], probe);
+      const want = valueAndGrads((a, b) => tf.mul(tf.mul(a, tf.sigmoid(a)), b), [g, u], probe);
+      assertClose('swiglu', got, want, 1e-4);
+      tf.dispose([g, u, probe]);
+    });
+
+    for (const [heads, kvHeads] of [
+      [4, 4],
+      [4, 2],
+      [3, 1],
+    ]) {
+      test(`causalAttention (${heads} heads, ${kvHeads} kv heads): values and gradients match autodiff`, async () => {
+        await selectBackend(backend);
+        const batch = 2;
+        const seq = 7;
+        const headDim = 8;
+        const { cos, sin, rotate } = rotaryTables(seq, headDim);
+        const mask = causalMask(seq, heads / kvHeads);
+        const spec: AttentionSpec = { batch, seq, heads, kvHeads, headDim, cos, sin, rotate, mask };
+        const q = randn([batch * seq, heads * headDim], 7);
+        const k = randn([batch * seq, kvHeads * headDim], 8);
+        const v = randn([batch * seq, kvHeads * headDim], 9);
+        const probe = randn([batch * seq, heads * headDim], 10);
+        const got = valueAndGrads((a, b, c) => causalAttention(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor2D, spec), [q, k, v], probe);
+        const want = valueAndGrads((a, b, c) => plainAttention(a, b, c, spec), [q, k, v], probe);
+        assertClose('attention', got, want, 1e-4);
+        tf.dispose([cos, sin, rotate, mask, q, k, v, probe]);
+      });
+    }
+
+    test('fused ops leak no tensors through a gradient computation', async () => {
+      await selectBackend(backend);
+      const x = randn([4, 8], 11) as tf.Tensor2D;
+      const w = tf.variable(tf.ones([8])) as tf.Variable<tf.Rank.R1>;
+      const step = (): void => {
+        const { value, grads } = tf.variableGrads(() => tf.sum(swiglu(rmsNorm(x, w, 1e-5), x)), [w]);
+        tf.dispose([value, ...Object.values(grads)]);
+      };
+      step();
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) step();
+      assert.equal(tf.memory().numTensors, before);
+      tf.dispose([x, w]);
+    });
+  });
+}
+
+describe('wasm kernels against the cpu backend', () => {
+  const cases: [number[], number[], boolean, boolean][] = [
+    [[5, 7], [7, 3], false, false],
+    [[7, 5], [7, 3], true, false],
+    [[5, 7], [3, 7], false, true],
+    [[7, 5], [3, 7], true, true],
+    [[2, 3, 5, 7], [2, 3, 7, 4], false, false],
+    [[2, 3, 5, 7], [2, 3, 4, 7], false, true],
+    [[2, 3, 7, 5], [2, 3, 7, 4], true, false],
+    [[2, 3, 7, 5], [2, 3, 4, 7], true, true],
+    [[2, 5, 7], [7, 4], false, false],
+    [[5, 7], [3, 7, 4], false, false],
+    [[2, 7, 5], [4, 7], true, true],
+    [[1, 1, 5, 7], [2, 3, 7, 4], false, false],
+    [[3, 1, 5, 7], [1, 2, 7, 4], false, false],
+    [[1, 7], [7, 1], false, false],
+  ];
+  for (const [sa, sb, ta, tb] of cases) {
+    test(`BatchMatMul ${JSON.stringify(sa)} x ${JSON.stringify(sb)} transposeA=${ta} transposeB=${tb}`, async () => {
+      await selectBackend('cpu');
+      const av = tf.randomNormal(sa, 0, 1, 'float32', 1).dataSync();
+      const bv = tf.randomNormal(sb, 0, 1, 'float32', 2).dataSync();
+      const want = tf.tidy(() => tf.matMul(tf.tensor(av, sa), tf.tensor(bv, sb), ta, tb));
+      const wantShape = want.shape;
+      const wantValues = want.dataSync();
+      want.dispose();
+      await selectBackend('wasm');
+      const got = tf.tidy(() => tf.matMul(tf.tensor(av, sa), tf.tensor(bv, sb), ta, tb));
+      assert.deepEqual(got.shape, wantShape);
+      assert.ok(maxAbsDiff(got.dataSync(), wantValues) < 1e-5);
+      got.dispose();
+    });
+  }
+
+  test('Identity and same-dtype Cast share data safely', async () => {
+    await selectBackend('wasm');
+    const x = tf.tensor1d([1, 2, 3]);
+    const y = tf.clone(x);
+    const z = tf.cast(x, 'float32');
+    const w = tf.cast(x, 'int32');
+    x.dispose();
+    assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3]);
+    assert.deepEqual(Array.from(z.dataSync()), [1, 2, 3]);
+    assert.equal(w.dtype, 'int32');
+    tf.dispose([y, z, w]);
+  });
+});
