@@ -193,9 +193,9 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
   const settings: Settings = { checkpoint: run.checkpoint, keytokens: keyTokensDir, S: shortContext, segment_tokens: options.segmentTokens, margin: options.margin };
   const { journal, resumed } = DocumentJournal.open<SegmentDocument>(run.outDir ?? keyTokensDir, SEGMENT_FILES, settings);
   const done = [...resumed];
+  const sum = (pick: (d: SegmentDocument) => number): number => done.reduce((acc, d) => acc + pick(d), 0);
+  const progress = { keyTokens: sum((d) => d.key_tokens), segments: sum((d) => d.segments) };
   let keyTokensScored = 0;
-  let progress = { keyTokens: 0, segments: 0 };
-  for (const d of resumed) progress = { keyTokens: progress.keyTokens + d.key_tokens, segments: progress.segments + d.segments };
   try {
     for (const document of readJsonLines<KeyTokenDocument>(join(keyTokensDir, KEY_TOKEN_FILES.documents))) {
       const keyTokens = keyTokensByDoc.get(document.doc);
@@ -206,10 +206,12 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
         const found = findRelevantSegment(model, document.tokens, document.sentence_starts, keyToken.pos, options);
         record.candidates += found.candidates;
         keyTokensScored++;
+        progress.keyTokens++;
         if (found.segment) {
           const { start, end, gain, logProb, baseline } = found.segment;
           record.segments++;
           record.gain_sum += gain;
+          progress.segments++;
           kept.push({
             ...keyToken,
             segment_start: start,
@@ -220,13 +222,11 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
             segment_logprob: roundLogProb(logProb),
           });
         }
-        progress = { keyTokens: progress.keyTokens + 1, segments: progress.segments + (found.segment ? 1 : 0) };
-        run.onKeyToken?.(progress);
+        run.onKeyToken?.({ ...progress });
       }
       journal.append(kept, record);
       done.push(record);
     }
-    const sum = (pick: (d: SegmentDocument) => number): number => done.reduce((acc, d) => acc + pick(d), 0);
     const segments = sum((d) => d.segments);
     const totals: SegmentTotals = {
       key_tokens: sum((d) => d.key_tokens),
