@@ -10,6 +10,7 @@ import { prepareCommand } from './data.ts';
 import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
+import { longbenchCommand } from './longbench.ts';
 import { trainCommand } from './train.ts';
 
 function fail(message: string): never {
@@ -29,6 +30,7 @@ try {
     .command(exportCommand)
     .command(benchCommand)
     .command(demoCommand)
+    .command(longbenchCommand)
     .command(arlCommands)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
