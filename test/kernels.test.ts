@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { selectBackend } from '../src/backend.ts';
 import { applyRotary, causalAttention, rmsNorm, swiglu, type AttentionSpec } from '../src/model/fused.ts';
+import { maskedCrossEntropy } from '../src/train/loss.ts';
 import { maxAbsDiff, tf } from './helpers.ts';
 
 const BACKENDS = ['cpu', 'wasm'] as const;
@@ -125,6 +126,26 @@ for (const backend of BACKENDS) {
         tf.dispose([cos, sin, rotate, mask, q, k, v, probe]);
       });
     }
+
+    test('maskedCrossEntropy: value and gradient match autodiff of -sum(mask * log_softmax[target]) / sum(mask)', async () => {
+      await selectBackend(backend);
+      const rows = 9;
+      const vocab = 13;
+      const logits = randn([rows, vocab], 12, 4);
+      const targets = tf.tensor1d([0, 12, 5, 5, 1, 7, 3, 11, 2], 'int32');
+      const mask = tf.tensor1d([1, 1, 0, 1, 1, 0, 1, 1, 1]);
+      const ours = tf.valueAndGrad((x: tf.Tensor) => maskedCrossEntropy(x as tf.Tensor2D, targets, mask))(logits);
+      const plain = tf.valueAndGrad((x: tf.Tensor) =>
+        tf.div(tf.neg(tf.sum(tf.mul(tf.sum(tf.mul(tf.logSoftmax(x), tf.oneHot(targets, vocab)), 1), mask))), tf.sum(mask)),
+      )(logits);
+      assert.ok(Math.abs(ours.value.dataSync()[0] - plain.value.dataSync()[0]) < 1e-5);
+      assert.ok(maxAbsDiff(ours.grad.dataSync(), plain.grad.dataSync()) < 1e-6);
+      // a target whose probability underflows float32 still gets its exact NLL
+      const extreme = tf.tensor2d([[0, 200, -200]]);
+      const nll = maskedCrossEntropy(extreme, tf.tensor1d([2], 'int32'), tf.ones([1]) as tf.Tensor1D).dataSync()[0];
+      assert.ok(Math.abs(nll - 400) < 1e-3, `nll ${nll}`);
+      tf.dispose([logits, targets, mask, ours.value, ours.grad, plain.value, plain.grad, extreme]);
+    });
 
     test('fused ops leak no tensors through a gradient computation', async () => {
       await selectBackend(backend);

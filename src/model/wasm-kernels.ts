@@ -11,8 +11,11 @@
  *   reference count, as the cpu backend does. The engine clones every tensor it saves for the
  *   backward pass, so on wasm each one was a full copy.
  * - UnsortedSegmentSum, the gradient of gather (the token embedding), which the backend lacks.
+ * - Our own kernels for the loss (ArlTargetNll, ArlSubAtTargets), registered for wasm and cpu:
+ *   single passes in JS where a composition of tfjs ops would make several full passes over the
+ *   [rows, vocab] logits.
  *
- * Both run on the wasm heap from JS; XNNPACK itself runs on the backend's thread pool.
+ * They run on the wasm heap from JS; XNNPACK itself runs on the backend's thread pool.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -165,6 +168,104 @@ function batchMatMul(args: KernelArgs): tf.TensorInfo {
   for (const t of temps) backend.disposeData(t.dataId);
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Loss kernels (JS on typed arrays; registered for wasm and cpu)
+
+interface CpuBackend {
+  data: { get(dataId: tf.DataId): { values: tf.backend_util.BackendValues } };
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: tf.backend_util.BackendValues): tf.TensorInfo;
+}
+
+type Typed = Float32Array | Int32Array;
+
+/** Reads inputs and allocates the output as typed arrays, on either backend. */
+function jsKernel(body: (inputs: Typed[], attrs: tf.NamedAttrMap | undefined) => { shape: number[]; dtype: tf.DataType; fill: (out: Typed) => void }, inputNames: string[]) {
+  const wasm = (args: KernelArgs): tf.TensorInfo => {
+    const backend = args.backend as WasmBackend;
+    const arrays = inputNames.map((n) => backend.typedArrayFromHeap(args.inputs[n] as tf.TensorInfo));
+    const spec = body(arrays, args.attrs);
+    const out = backend.makeOutput(spec.shape, spec.dtype);
+    // the heap may have grown in makeOutput: re-read the inputs
+    const fresh = inputNames.map((n) => backend.typedArrayFromHeap(args.inputs[n] as tf.TensorInfo));
+    for (let i = 0; i < arrays.length; i++) arrays[i] = fresh[i];
+    spec.fill(backend.typedArrayFromHeap(out));
+    return out;
+  };
+  const cpu = (args: KernelArgs): tf.TensorInfo => {
+    const backend = args.backend as CpuBackend;
+    const arrays = inputNames.map((n) => backend.data.get((args.inputs[n] as tf.TensorInfo).dataId).values as Typed);
+    const spec = body(arrays, args.attrs);
+    const values = spec.dtype === 'int32' ? new Int32Array(tf.util.sizeFromShape(spec.shape)) : new Float32Array(tf.util.sizeFromShape(spec.shape));
+    spec.fill(values);
+    return backend.makeTensorInfo(spec.shape, spec.dtype, values);
+  };
+  return { wasm, cpu };
+}
+
+/**
+ * ArlTargetNll: per-row negative log-likelihood of the target, -log softmax(logits)[t], from the
+ * softmax probabilities; rows whose target probability underflows fall back to logsumexp over
+ * the logits. Inputs probs, logits [N, V] float32, targets [N] int32; output [N].
+ */
+const targetNll = jsKernel((inputs, attrs) => {
+  const vocab = (attrs as { vocab: number }).vocab;
+  const rows = inputs[2].length;
+  return {
+    shape: [rows],
+    dtype: 'float32',
+    fill: (out) => {
+      const [probs, logits, targets] = inputs;
+      for (let r = 0; r < rows; r++) {
+        const base = r * vocab;
+        const t = targets[r];
+        const p = probs[base + t];
+        if (p > 1e-30) {
+          out[r] = -Math.log(p);
+          continue;
+        }
+        let max = -Infinity;
+        for (let j = 0; j < vocab; j++) max = Math.max(max, logits[base + j]);
+        let sum = 0;
+        for (let j = 0; j < vocab; j++) sum += Math.exp(logits[base + j] - max);
+        out[r] = max + Math.log(sum) - logits[base + t];
+      }
+    },
+  };
+}, ['probs', 'logits', 'targets']);
+
+/** ArlSubAtTargets: a copy of x [N, V] with amount[r] subtracted at (r, targets[r]). */
+const subAtTargets = jsKernel((inputs) => {
+  const [x, targets] = inputs;
+  const rows = targets.length;
+  const vocab = rows === 0 ? 0 : x.length / rows;
+  return {
+    shape: [rows, vocab],
+    dtype: 'float32',
+    fill: (out) => {
+      const [xs, ts, amount] = inputs;
+      out.set(xs);
+      for (let r = 0; r < rows; r++) out[r * vocab + ts[r]] -= amount[r];
+    },
+  };
+}, ['x', 'targets', 'amount']);
+
+/** True when the loss kernels are registered for the active backend. */
+export function hasLossKernels(): boolean {
+  return tf.getKernel('ArlTargetNll', tf.getBackend()) !== undefined;
+}
+
+function registerLossKernels(): void {
+  for (const [kernelName, impl] of [
+    ['ArlTargetNll', targetNll],
+    ['ArlSubAtTargets', subAtTargets],
+  ] as const) {
+    for (const backendName of ['wasm', 'cpu'] as const) {
+      if (!tf.getKernel(kernelName, backendName)) tf.registerKernel({ kernelName, backendName, kernelFunc: impl[backendName] as unknown as tf.KernelFunc });
+    }
+  }
+}
+registerLossKernels();
 
 let registered = false;
 

@@ -1,13 +1,48 @@
 /**
- * Sparse cross-entropy with a loss mask. Targets stay int ids: the forward gathers one logit per
- * row and the gradient subtracts at the target with a scatter, so no one-hot over the vocabulary
- * is ever built.
+ * Sparse cross-entropy with a loss mask. Targets stay int ids: no one-hot over the vocabulary is
+ * ever built. On wasm and cpu two small JS kernels (model/wasm-kernels.ts) read the target's NLL
+ * off the softmax and subtract at the targets in the gradient; elsewhere plain tfjs ops do it.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.ts';
+import { hasLossKernels } from '../model/wasm-kernels.ts';
 
 /** Mean negative log-likelihood over the rows where mask is 1. logits [N, V], targets int32 [N], mask float32 [N]. */
 export function maskedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D): tf.Scalar {
+  return hasLossKernels() ? fusedCrossEntropy(logits, targets, mask) : composedCrossEntropy(logits, targets, mask);
+}
+
+/**
+ * With our JS kernels (wasm, cpu): one softmax (XNNPACK's on wasm), the target's NLL read off the
+ * probabilities, and a gradient that is the probabilities scaled per row with the weight taken
+ * off at the target: two passes over [N, V] beyond the softmax.
+ */
+function fusedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D): tf.Scalar {
+  const lossFn = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, t, m] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [rows, vocab] = x.shape;
+    const weights = tf.div(m, tf.maximum(tf.sum(m), 1)); // each row's share of the mean
+    const probs = tf.softmax(x);
+    const nll = tf.engine().runKernel('ArlTargetNll', { probs, logits: x, targets: t }, { vocab }) as tf.Tensor1D;
+    const value = tf.sum(tf.mul(nll, weights)) as tf.Scalar;
+    save([probs, weights, t]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [p, w, targetIds] = saved;
+        const scaledWeights = tf.mul(w, dy);
+        const scaled = tf.mul(p, tf.reshape(scaledWeights, [rows, 1]));
+        const dLogits = tf.engine().runKernel('ArlSubAtTargets', { x: scaled, targets: targetIds, amount: scaledWeights }) as tf.Tensor;
+        return [dLogits, tf.zerosLike(t), tf.zerosLike(m)];
+      },
+    };
+  });
+  return lossFn(logits, targets, mask) as tf.Scalar;
+}
+
+/** Plain tfjs ops (other backends): targets stay int ids, no one-hot over the vocabulary is built. */
+function composedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D): tf.Scalar {
   // Everything the gradient needs is computed in the forward and saved: tensors merely captured
   // by the closure would be disposed before the backward pass runs.
   const lossFn = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
