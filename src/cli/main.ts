@@ -11,6 +11,7 @@ import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
 import { longbenchCommand } from './longbench.ts';
+import { rulerCommand } from './ruler.ts';
 import { trainCommand } from './train.ts';
 
 function fail(message: string): never {
@@ -31,6 +32,7 @@ try {
     .command(benchCommand)
     .command(demoCommand)
     .command(longbenchCommand)
+    .command(rulerCommand)
     .command(arlCommands)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
