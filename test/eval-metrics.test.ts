@@ -263,9 +263,10 @@ describe('arl longbench', () => {
 
   test('bad input: exit code 2 and one line on stderr', async () => {
     const malformed = writeLines('malformed.jsonl', [readFileSync(SAMPLE_DATA, 'utf8').split('\n')[0]!, '{not json']);
+    const [badData, noPredictions] = await Promise.all([arl('--data', malformed, '--predictions', SAMPLE_PREDICTIONS), arl('--data', SAMPLE_DATA)]);
     for (const [r, pattern] of [
-      [await arl('--data', malformed, '--predictions', SAMPLE_PREDICTIONS), /malformed\.jsonl:2: not valid JSON/],
-      [await arl('--data', SAMPLE_DATA), /running a model on LongBench is not available yet; pass --predictions/],
+      [badData, /malformed\.jsonl:2: not valid JSON/],
+      [noPredictions, /running a model on LongBench is not available yet; pass --predictions/],
     ] as const) {
       assert.equal(r.code, 2, r.stderr);
       const lines = r.stderr.trim().split('\n');
