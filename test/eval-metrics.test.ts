@@ -231,6 +231,7 @@ describe('LongBench datasets and scoring', () => {
     };
     await rejectsWithUserError(read([record, '{"input": ']), /bad\.jsonl:2: not valid JSON/);
     await rejectsWithUserError(read([{ ...record, dataset: 'squad' }]), /bad\.jsonl:1: unknown LongBench dataset "squad"; known: narrativeqa, qasper, .*repobench-p$/);
+    await rejectsWithUserError(read([{ ...record, dataset: 'constructor' }]), /unknown LongBench dataset "constructor"/);
     await rejectsWithUserError(read([{ ...record, answers: 'a' }]), /bad\.jsonl:1: field "answers" must be an array of strings/);
     await rejectsWithUserError(read([{ ...record, dataset: 'trec' }]), /bad\.jsonl:1: trec is a classification dataset; "all_classes" must list the classes/);
     await rejectsWithUserError(read([{ ...record, dataset: 'passage_retrieval_en' }]), /bad\.jsonl:1: retrieval answer "a" does not name a paragraph/);

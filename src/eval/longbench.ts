@@ -191,16 +191,19 @@ const FIRST_LINE_ONLY = new Set(['trec', 'triviaqa', 'samsum', 'lsht']);
 
 /** The dataset a record's `dataset` field names; LongBench-E's `hotpotqa_e` is scored as `hotpotqa`. */
 export function datasetName(name: string): string | null {
-  if (name in LONGBENCH_DATASETS) return name;
+  if (Object.hasOwn(LONGBENCH_DATASETS, name)) return name;
   const base = name.replace(/_e$/, '');
   return LONGBENCH_E_DATASETS.includes(base) ? base : null;
 }
 
 /** The official prompt of a record: `prompt_format.format(**json_obj)`, substituting in one pass. */
 export function buildLongBenchPrompt(record: Pick<LongBenchRecord, 'dataset' | 'context' | 'input'>): string {
-  const dataset = LONGBENCH_DATASETS[record.dataset];
-  if (!dataset) throw new UserError(unknownDatasetMessage(record.dataset));
-  return dataset.prompt.replace(/\{(context|input)\}/g, (_, field: 'context' | 'input') => record[field]);
+  return specOf(record.dataset).prompt.replace(/\{(context|input)\}/g, (_, field: 'context' | 'input') => record[field]);
+}
+
+function specOf(dataset: string): LongBenchDataset {
+  if (!Object.hasOwn(LONGBENCH_DATASETS, dataset)) throw new UserError(unknownDatasetMessage(dataset));
+  return LONGBENCH_DATASETS[dataset]!;
 }
 
 function unknownDatasetMessage(name: string): string {
@@ -238,7 +241,7 @@ function parseRecord(source: JsonLine): LongBenchRecord {
 
 /** Catches here what would crash the official scorer later: missing classes, retrieval answers without a number. */
 function checkAnswersScorable(record: LongBenchRecord, source: JsonLine): void {
-  const { metric } = LONGBENCH_DATASETS[record.dataset]!;
+  const { metric } = specOf(record.dataset);
   if (metric === 'classification_score' && (record.all_classes === null || record.all_classes.length === 0)) {
     throw new UserError(`${source.where}: ${record.dataset} is a classification dataset; "all_classes" must list the classes`);
   }
@@ -252,8 +255,7 @@ function checkAnswersScorable(record: LongBenchRecord, source: JsonLine): void {
 
 /** Score of one prediction: the best over the reference answers (eval.py `scorer`). */
 export function scoreLongBenchExample(dataset: string, prediction: string, answers: readonly string[], allClasses: readonly string[] | null): number {
-  const spec = LONGBENCH_DATASETS[dataset];
-  if (!spec) throw new UserError(unknownDatasetMessage(dataset));
+  const spec = specOf(dataset);
   const scored = FIRST_LINE_ONLY.has(dataset) ? prediction.replace(/^\n+/, '').split('\n')[0]! : prediction;
   let score = 0;
   for (const answer of answers) score = Math.max(score, METRICS[spec.metric](scored, answer, allClasses ?? []));
@@ -295,7 +297,7 @@ export function aggregateLongBench(examples: ReadonlyArray<{ dataset: string; le
     }
     const total = sum(group.map((example) => example.score));
     result[dataset] = {
-      metric: LONGBENCH_DATASETS[dataset]!.metric,
+      metric: specOf(dataset).metric,
       count: group.length,
       score: pythonRound((100 * total) / group.length, 2), // scorer: round(100 * total_score / len(predictions), 2)
       buckets,
