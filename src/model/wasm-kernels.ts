@@ -18,6 +18,7 @@
  * They run on the wasm heap from JS; XNNPACK itself runs on the backend's thread pool.
  */
 import * as tf from '@tensorflow/tfjs';
+import { threadPool } from './wasm-threads.ts';
 
 interface WasmModule {
   cwrap: (name: string, ret: string | null, args: string[]) => (...args: unknown[]) => unknown;
@@ -102,9 +103,53 @@ function bind(backend: WasmBackend): void {
 
 const shapeBytes = (shape: number[]): Uint8Array => new Uint8Array(new Int32Array(shape).buffer);
 
+/** Products smaller than this many multiply-adds always run inline (the pool would cost more). */
+const THREADED_MACS = 1 << 20;
+/** Every EXPLORE-th call of a shape runs the other way, to notice when the better way changes. */
+const EXPLORE = 16;
+
+/** Per product shape: recent wall times inline and on the thread pool (ms, moving averages). */
+const timings = new Map<string, { inline: number; pooled: number; calls: number }>();
+
+/**
+ * Inline or pooled? The pool wins on an idle machine and loses badly when another process holds
+ * a core (its closing barrier waits a scheduler slice), so the choice is measured, per shape.
+ */
+function usePool(m: number, k: number, n: number): { pooled: boolean; record: (ms: number) => void } | null {
+  if (!threadPool.available() || m * k * n < THREADED_MACS) return null;
+  const key = `${m},${k},${n}`;
+  let t = timings.get(key);
+  if (!t) timings.set(key, (t = { inline: NaN, pooled: NaN, calls: 0 }));
+  const stats = t;
+  stats.calls++;
+  let pooled: boolean;
+  if (Number.isNaN(stats.pooled)) pooled = true;
+  else if (Number.isNaN(stats.inline)) pooled = false;
+  else {
+    const best = stats.pooled <= stats.inline;
+    pooled = stats.calls % EXPLORE === 0 ? !best : best;
+  }
+  return {
+    pooled,
+    record: (ms) => {
+      const field = pooled ? 'pooled' : 'inline';
+      stats[field] = Number.isNaN(stats[field]) ? ms : 0.7 * stats[field] + 0.3 * ms;
+    },
+  };
+}
+
 /** out[M, N] = a[M, K] @ b[K, N] by tensor ids, through XNNPACK's fully-connected operator. */
 function xnnMatMul(aId: number, bId: number, outId: number, m: number, k: number, n: number): void {
+  const choice = usePool(m, k, n);
+  if (choice === null) {
+    cBatchMatMul!(aId, shapeBytes([1, m, k]), 3, bId, shapeBytes([1, k, n]), 3, 0, 0, outId);
+    return;
+  }
+  threadPool.set(choice.pooled);
+  const start = performance.now();
   cBatchMatMul!(aId, shapeBytes([1, m, k]), 3, bId, shapeBytes([1, k, n]), 3, 0, 0, outId);
+  choice.record(performance.now() - start);
+  threadPool.set(false);
 }
 
 /** A temporary tensor id naming `size` floats of existing heap memory (freed with releaseView). */

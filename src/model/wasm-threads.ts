@@ -13,13 +13,18 @@
  * module initialises; and pthreads that run keep the Node event loop alive, so running workers are
  * unref'd (a CLI command then exits when its work is done, as with the single-threaded build).
  *
- * XNNPACK's operators (fully connected, i.e. our matmuls; convolutions; some element-wise ops) then
- * run on the thread pool. Everything else, including our JS kernels, stays on the main thread.
+ * XNNPACK's operators (fully connected, i.e. our matmuls; convolutions; element-wise ops) then run
+ * on the thread pool. Every pooled operator ends in a barrier where the caller waits for all
+ * threads; when another process holds a core that wait lasts a scheduler time slice, so ~2,000
+ * small pooled ops per training step made a busy 2-core machine twice as slow as one thread.
+ * So the pool is switched off by default (the C++ side's global pool pointer, found in the
+ * module's get_threads_count, is set to null: XNNPACK then runs inline) and switched on only
+ * around large matmuls, and for those only while it measures faster (usePool in wasm-kernels.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
 import { createHash } from 'node:crypto';
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,6 +33,7 @@ const require = createRequire(import.meta.url);
 
 interface EmscriptenModule {
   cwrap: (name: string, ret: string | null, args: string[]) => (...args: unknown[]) => unknown;
+  HEAP32: Int32Array;
   PThread?: { runningWorkers: { unref(): void }[]; unusedWorkers: { unref(): void }[] };
   tfjs?: Record<string, unknown>;
 }
@@ -56,6 +62,109 @@ function workerScriptPath(contents: string): string {
   }
   return path;
 }
+
+/**
+ * The heap address of the C++ global `tfjs::backend::threadpool`, read from the code of the
+ * exported get_threads_count, which begins `i32.const ADDR; i32.load` (null where the code does
+ * not have that shape: the pool then simply stays on).
+ */
+export function threadpoolPointerAddress(wasm: Uint8Array): number | null {
+  let pos = 8;
+  const leb = (): number => {
+    let result = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = wasm[pos++];
+      result += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (byte & 0x80);
+    return result;
+  };
+  let importedFunctions = 0;
+  let exported: number | null = null;
+  const bodies: number[] = [];
+  try {
+    while (pos < wasm.length) {
+      const id = wasm[pos++];
+      const size = leb();
+      const end = pos + size;
+      if (id === 2) {
+        const count = leb();
+        for (let i = 0; i < count; i++) {
+          const moduleName = leb();
+          pos += moduleName;
+          const fieldName = leb();
+          pos += fieldName;
+          const kind = wasm[pos++];
+          if (kind === 0) {
+            leb();
+            importedFunctions++;
+          } else if (kind === 1) {
+            pos++;
+            if (leb() & 1) leb();
+            leb();
+          } else if (kind === 2) {
+            const flags = leb();
+            leb();
+            if (flags & 1) leb();
+          } else if (kind === 3) pos += 2;
+          else return null;
+        }
+      } else if (id === 7) {
+        const count = leb();
+        for (let i = 0; i < count; i++) {
+          const length = leb();
+          const name = new TextDecoder().decode(wasm.subarray(pos, pos + length));
+          pos += length;
+          const kind = wasm[pos++];
+          const index = leb();
+          if (kind === 0 && name === 'get_threads_count') exported = index;
+        }
+      } else if (id === 10) {
+        const count = leb();
+        for (let i = 0; i < count; i++) {
+          const length = leb();
+          bodies.push(pos);
+          pos += length;
+        }
+      }
+      pos = end;
+    }
+    if (exported === null) return null;
+    pos = bodies[exported - importedFunctions];
+    const localGroups = leb();
+    for (let i = 0; i < localGroups; i++) {
+      leb();
+      pos++;
+    }
+    if (wasm[pos++] !== 0x41) return null; // i32.const
+    const address = leb();
+    if (wasm[pos++] !== 0x28) return null; // i32.load
+    return address;
+  } catch {
+    return null;
+  }
+}
+
+/** Switches the XNNPACK thread pool on and off between operators (no-op without a pool). */
+export const threadPool = {
+  address: 0,
+  pointer: 0,
+  heap: null as Int32Array | null,
+  module: null as EmscriptenModule | null,
+  on: true,
+  /** True when the pool exists and can be switched. */
+  available(): boolean {
+    return this.pointer !== 0;
+  },
+  set(on: boolean): void {
+    if (this.pointer === 0 || on === this.on || !this.module) return;
+    if (this.heap === null || this.heap.buffer !== this.module.HEAP32.buffer) this.heap = this.module.HEAP32;
+    this.heap[this.address >> 2] = on ? this.pointer : 0;
+    this.on = on;
+  },
+};
 
 let installed = false;
 
@@ -114,6 +223,12 @@ export function installThreadedWasm(threads: number): boolean {
       const backend = new wasmBackend.BackendWasm(module as unknown as ConstructorParameters<typeof wasmBackend.BackendWasm>[0]);
       // Thread-pool workers are parked pthreads: let the process exit while they wait.
       for (const w of [...(module.PThread?.runningWorkers ?? []), ...(module.PThread?.unusedWorkers ?? [])]) w.unref();
+      const address = threadpoolPointerAddress(readFileSync(join(outDir, 'tfjs-backend-wasm-threaded-simd.wasm')));
+      const pointer = address === null ? 0 : module.HEAP32[address >> 2];
+      if (address !== null && pointer !== 0 && wasmBackend.getThreadsCount() === threads) {
+        Object.assign(threadPool, { address, pointer, module, heap: module.HEAP32, on: true });
+        threadPool.set(false);
+      }
       return backend;
     },
     2,
