@@ -106,14 +106,16 @@ const shapeBytes = (shape: number[]): Uint8Array => new Uint8Array(new Int32Arra
 /** Products smaller than this many multiply-adds always run inline (the pool would cost more). */
 const THREADED_MACS = 1 << 20;
 /** Every EXPLORE-th call of a shape runs the other way, to notice when the better way changes. */
-const EXPLORE = 16;
+const EXPLORE = 8;
 
-/** Per product shape: recent wall times inline and on the thread pool (ms, moving averages). */
+/** Per product shape: recent wall times inline and pooled (ms, moving averages). */
 const timings = new Map<string, { inline: number; pooled: number; calls: number }>();
 
 /**
  * Inline or pooled? The pool wins on an idle machine and loses badly when another process holds
- * a core (its closing barrier waits a scheduler slice), so the choice is measured, per shape.
+ * a core (its closing barrier waits for a scheduler slice), so the choice is measured per shape:
+ * the first call pooled, the second inline, then whichever was faster lately, re-trying the
+ * other every EXPLORE-th call.
  */
 function usePool(m: number, k: number, n: number): { pooled: boolean; record: (ms: number) => void } | null {
   if (!threadPool.available() || m * k * n < THREADED_MACS) return null;
@@ -133,7 +135,7 @@ function usePool(m: number, k: number, n: number): { pooled: boolean; record: (m
     pooled,
     record: (ms) => {
       const field = pooled ? 'pooled' : 'inline';
-      stats[field] = Number.isNaN(stats[field]) ? ms : 0.7 * stats[field] + 0.3 * ms;
+      stats[field] = Number.isNaN(stats[field]) ? ms : 0.5 * stats[field] + 0.5 * ms;
     },
   };
 }
