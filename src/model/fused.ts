@@ -13,11 +13,32 @@
  * outlive the step (the model's rotate-half matrix) are captured.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasJsKernels } from './wasm-kernels.ts';
 
 type Saver = tf.GradSaveFunc;
 
-/** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight. x [N, D], weight [D]. */
+/**
+ * RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight. x [N, D], weight [D]. On wasm
+ * and cpu one JS kernel each way (ArlRmsNorm, ArlRmsNormGrad); elsewhere tfjs ops.
+ */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+  if (hasJsKernels()) {
+    const fused = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
+      const [xIn, w] = args as tf.Tensor[];
+      const save = args[2] as Saver;
+      save([xIn, w]);
+      return {
+        value: tf.engine().runKernel('ArlRmsNorm', { x: xIn, weight: w }, { eps }) as tf.Tensor,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel('ArlRmsNormGrad', { x: saved[0], weight: saved[1], dy }, { eps }) as tf.Tensor[],
+      };
+    });
+    return fused(x, weight) as tf.Tensor2D;
+  }
+  return rmsNormOps(x, weight, eps);
+}
+
+/** rmsNorm with tfjs ops (backends without our JS kernels). */
+export function rmsNormOps(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
   const op = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
     const [xIn, w] = args as tf.Tensor[];
     const save = args[2] as Saver;

@@ -11,9 +11,10 @@
  *   reference count, as the cpu backend does. The engine clones every tensor it saves for the
  *   backward pass, so on wasm each one was a full copy.
  * - UnsortedSegmentSum, the gradient of gather (the token embedding), which the backend lacks.
- * - Our own kernels for the loss (ArlTargetNll, ArlSubAtTargets), registered for wasm and cpu:
- *   single passes in JS where a composition of tfjs ops would make several full passes over the
- *   [rows, vocab] logits.
+ * - GatherV2 on the first axis (the embedding lookup): row copies instead of per-element C++.
+ * - Our own kernels (Arl*: the loss's target NLL and gradient, RMSNorm forward and backward),
+ *   registered for wasm and cpu: single passes in JS where a composition of tfjs ops would make
+ *   several passes (and reductions across rows, which the wasm backend does by transposing).
  *
  * They run on the wasm heap from JS; XNNPACK itself runs on the backend's thread pool.
  */
@@ -69,6 +70,32 @@ function unsortedSegmentSum(args: KernelArgs): tf.TensorInfo {
 function share(backend: WasmBackend & { incRef(dataId: tf.DataId): void }, x: tf.TensorInfo, dtype = x.dtype): tf.TensorInfo {
   backend.incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape.slice(), dtype };
+}
+
+let stockGather: tf.KernelConfig | null = null;
+
+/** Row gather (the token embedding lookup): one copyWithin per row instead of per element. */
+function gatherV2(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const x = args.inputs.x as tf.TensorInfo;
+  const indices = args.inputs.indices as tf.TensorInfo;
+  const { axis, batchDims } = args.attrs as { axis: number; batchDims: number };
+  if ((axis !== 0 && axis !== -x.shape.length) || batchDims !== 0 || x.dtype === 'string' || x.dtype === 'bool' || indices.dtype !== 'int32') {
+    return stockGather!.kernelFunc(args as never) as tf.TensorInfo;
+  }
+  const rows = x.shape[0];
+  const rowSize = tf.util.sizeFromShape(x.shape.slice(1));
+  const ids = backend.typedArrayFromHeap(indices).slice();
+  for (const id of ids) {
+    if (id < 0 || id >= rows) throw new Error(`GatherV2: the index value ${id} is not in [0, ${rows - 1}]`);
+  }
+  const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
+  const heap = backend.typedArrayFromHeap(out);
+  const src = backend.dataIdMap.get(x.dataId).memoryOffset >> 2;
+  const dst = backend.dataIdMap.get(out.dataId).memoryOffset >> 2;
+  const all = new Int32Array(heap.buffer); // any 4-byte view of the heap will do for a copy
+  for (let i = 0; i < ids.length; i++) all.copyWithin(dst + i * rowSize, src + ids[i] * rowSize, src + (ids[i] + 1) * rowSize);
+  return out;
 }
 
 let stockIdentity: tf.KernelConfig | null = null;
@@ -226,26 +253,46 @@ interface CpuBackend {
 
 type Typed = Float32Array | Int32Array;
 
-/** Reads inputs and allocates the output as typed arrays, on either backend. */
-function jsKernel(body: (inputs: Typed[], attrs: tf.NamedAttrMap | undefined) => { shape: number[]; dtype: tf.DataType; fill: (out: Typed) => void }, inputNames: string[]) {
-  const wasm = (args: KernelArgs): tf.TensorInfo => {
+interface OutputSpec {
+  shape: number[];
+  dtype: tf.DataType;
+}
+
+/**
+ * A kernel in JS on typed arrays, for either backend: `plan` sees the inputs and attributes and
+ * says which outputs to allocate; `fill` then writes them (inputs re-read: the wasm heap may
+ * have moved while the outputs were allocated).
+ */
+function jsKernel(
+  inputNames: string[],
+  plan: (inputs: tf.TensorInfo[], attrs: tf.NamedAttrMap | undefined) => OutputSpec[],
+  fill: (inputs: Typed[], outputs: Typed[], infos: tf.TensorInfo[], attrs: tf.NamedAttrMap | undefined) => void,
+): { wasm: (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]; cpu: (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[] } {
+  const single = <T>(list: T[]): T | T[] => (list.length === 1 ? list[0] : list);
+  const wasm = (args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] => {
     const backend = args.backend as WasmBackend;
-    const arrays = inputNames.map((n) => backend.typedArrayFromHeap(args.inputs[n] as tf.TensorInfo));
-    const spec = body(arrays, args.attrs);
-    const out = backend.makeOutput(spec.shape, spec.dtype);
-    // the heap may have grown in makeOutput: re-read the inputs
-    const fresh = inputNames.map((n) => backend.typedArrayFromHeap(args.inputs[n] as tf.TensorInfo));
-    for (let i = 0; i < arrays.length; i++) arrays[i] = fresh[i];
-    spec.fill(backend.typedArrayFromHeap(out));
-    return out;
+    const infos = inputNames.map((n) => args.inputs[n] as tf.TensorInfo);
+    const outs = plan(infos, args.attrs).map((o) => backend.makeOutput(o.shape, o.dtype));
+    fill(
+      infos.map((i) => backend.typedArrayFromHeap(i)),
+      outs.map((o) => backend.typedArrayFromHeap(o)),
+      infos,
+      args.attrs,
+    );
+    return single(outs);
   };
-  const cpu = (args: KernelArgs): tf.TensorInfo => {
+  const cpu = (args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] => {
     const backend = args.backend as CpuBackend;
-    const arrays = inputNames.map((n) => backend.data.get((args.inputs[n] as tf.TensorInfo).dataId).values as Typed);
-    const spec = body(arrays, args.attrs);
-    const values = spec.dtype === 'int32' ? new Int32Array(tf.util.sizeFromShape(spec.shape)) : new Float32Array(tf.util.sizeFromShape(spec.shape));
-    spec.fill(values);
-    return backend.makeTensorInfo(spec.shape, spec.dtype, values);
+    const infos = inputNames.map((n) => args.inputs[n] as tf.TensorInfo);
+    const specs = plan(infos, args.attrs);
+    const values = specs.map((o) => (o.dtype === 'int32' ? new Int32Array(tf.util.sizeFromShape(o.shape)) : new Float32Array(tf.util.sizeFromShape(o.shape))));
+    fill(
+      infos.map((i) => backend.data.get(i.dataId).values as Typed),
+      values,
+      infos,
+      args.attrs,
+    );
+    return single(specs.map((o, i) => backend.makeTensorInfo(o.shape, o.dtype, values[i])));
   };
   return { wasm, cpu };
 }
@@ -255,64 +302,111 @@ function jsKernel(body: (inputs: Typed[], attrs: tf.NamedAttrMap | undefined) =>
  * softmax probabilities; rows whose target probability underflows fall back to logsumexp over
  * the logits. Inputs probs, logits [N, V] float32, targets [N] int32; output [N].
  */
-const targetNll = jsKernel((inputs, attrs) => {
-  const vocab = (attrs as { vocab: number }).vocab;
-  const rows = inputs[2].length;
-  return {
-    shape: [rows],
-    dtype: 'float32',
-    fill: (out) => {
-      const [probs, logits, targets] = inputs;
-      for (let r = 0; r < rows; r++) {
-        const base = r * vocab;
-        const t = targets[r];
-        const p = probs[base + t];
-        if (p > 1e-30) {
-          out[r] = -Math.log(p);
-          continue;
-        }
-        let max = -Infinity;
-        for (let j = 0; j < vocab; j++) max = Math.max(max, logits[base + j]);
-        let sum = 0;
-        for (let j = 0; j < vocab; j++) sum += Math.exp(logits[base + j] - max);
-        out[r] = max + Math.log(sum) - logits[base + t];
+const targetNll = jsKernel(
+  ['probs', 'logits', 'targets'],
+  (inputs) => [{ shape: [inputs[2].shape[0]], dtype: 'float32' }],
+  ([probs, logits, targets], [out], infos) => {
+    const rows = targets.length;
+    const vocab = infos[0].shape[1];
+    for (let r = 0; r < rows; r++) {
+      const base = r * vocab;
+      const t = targets[r];
+      const p = probs[base + t];
+      if (p > 1e-30) {
+        out[r] = -Math.log(p);
+        continue;
       }
-    },
-  };
-}, ['probs', 'logits', 'targets']);
+      let max = -Infinity;
+      for (let j = 0; j < vocab; j++) max = Math.max(max, logits[base + j]);
+      let sum = 0;
+      for (let j = 0; j < vocab; j++) sum += Math.exp(logits[base + j] - max);
+      out[r] = max + Math.log(sum) - logits[base + t];
+    }
+  },
+);
 
 /** ArlSubAtTargets: a copy of x [N, V] with amount[r] subtracted at (r, targets[r]). */
-const subAtTargets = jsKernel((inputs) => {
-  const [x, targets] = inputs;
-  const rows = targets.length;
-  const vocab = rows === 0 ? 0 : x.length / rows;
-  return {
-    shape: [rows, vocab],
-    dtype: 'float32',
-    fill: (out) => {
-      const [xs, ts, amount] = inputs;
-      out.set(xs);
-      for (let r = 0; r < rows; r++) out[r * vocab + ts[r]] -= amount[r];
-    },
-  };
-}, ['x', 'targets', 'amount']);
+const subAtTargets = jsKernel(
+  ['x', 'targets', 'amount'],
+  (inputs) => [{ shape: inputs[0].shape, dtype: 'float32' }],
+  ([x, targets, amount], [out]) => {
+    const rows = targets.length;
+    const vocab = rows === 0 ? 0 : x.length / rows;
+    out.set(x);
+    for (let r = 0; r < rows; r++) out[r * vocab + targets[r]] -= amount[r];
+  },
+);
 
-/** True when the loss kernels are registered for the active backend. */
-export function hasLossKernels(): boolean {
+/** ArlRmsNorm: y = x / sqrt(mean(x^2) + eps) * w over the last axis; x [N, D], w [D] -> y [N, D]. */
+const rmsNormKernel = jsKernel(
+  ['x', 'weight'],
+  (inputs) => [{ shape: inputs[0].shape, dtype: 'float32' }],
+  ([x, w], [y], _infos, attrs) => {
+    const eps = (attrs as { eps: number }).eps;
+    const d = w.length;
+    const rows = d === 0 ? 0 : x.length / d;
+    for (let r = 0; r < rows; r++) {
+      const base = r * d;
+      let ss = 0;
+      for (let j = 0; j < d; j++) ss += x[base + j] * x[base + j];
+      const inv = 1 / Math.sqrt(ss / d + eps);
+      for (let j = 0; j < d; j++) y[base + j] = x[base + j] * inv * w[j];
+    }
+  },
+);
+
+/**
+ * ArlRmsNormGrad: from x [N, D], w [D] and dy [N, D]: dx [N, D] and dw [D].
+ * With r = 1/sqrt(mean(x^2)+eps), xhat = x r, g = dy w: dx = r (g - xhat mean(g xhat)), dw = sum_rows dy xhat.
+ */
+const rmsNormGradKernel = jsKernel(
+  ['x', 'weight', 'dy'],
+  (inputs) => [
+    { shape: inputs[0].shape, dtype: 'float32' },
+    { shape: inputs[1].shape, dtype: 'float32' },
+  ],
+  ([x, w, dy], [dx, dw], _infos, attrs) => {
+    const eps = (attrs as { eps: number }).eps;
+    const d = w.length;
+    const rows = d === 0 ? 0 : x.length / d;
+    const dwAcc = new Float64Array(d);
+    for (let r = 0; r < rows; r++) {
+      const base = r * d;
+      let ss = 0;
+      for (let j = 0; j < d; j++) ss += x[base + j] * x[base + j];
+      const inv = 1 / Math.sqrt(ss / d + eps);
+      let dot = 0; // sum_j g_j xhat_j
+      for (let j = 0; j < d; j++) {
+        const xhat = x[base + j] * inv;
+        const g = dy[base + j];
+        dwAcc[j] += g * xhat;
+        dot += g * w[j] * xhat;
+      }
+      const mean = dot / d;
+      for (let j = 0; j < d; j++) dx[base + j] = inv * (dy[base + j] * w[j] - x[base + j] * inv * mean);
+    }
+    for (let j = 0; j < d; j++) dw[j] = dwAcc[j];
+  },
+);
+
+/** True when our JS kernels (Arl*) are registered for the active backend (wasm, cpu). */
+export function hasJsKernels(): boolean {
   return tf.getKernel('ArlTargetNll', tf.getBackend()) !== undefined;
 }
 
-function registerLossKernels(): void {
+function registerJsKernels(): void {
   for (const [kernelName, impl] of [
     ['ArlTargetNll', targetNll],
     ['ArlSubAtTargets', subAtTargets],
+    ['ArlRmsNorm', rmsNormKernel],
+    ['ArlRmsNormGrad', rmsNormGradKernel],
   ] as const) {
     for (const backendName of ['wasm', 'cpu'] as const) {
       if (!tf.getKernel(kernelName, backendName)) tf.registerKernel({ kernelName, backendName, kernelFunc: impl[backendName] as unknown as tf.KernelFunc });
     }
   }
 }
-registerLossKernels();
+registerJsKernels();
 
 let registered = false;
 
@@ -332,4 +426,5 @@ export function registerWasmKernels(): void {
   stockBatchMatMul = replace('BatchMatMul', batchMatMul);
   stockIdentity = replace('Identity', identity);
   stockCast = replace('Cast', cast);
+  stockGather = replace('GatherV2', gatherV2);
 }

@@ -5,11 +5,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.ts';
-import { hasLossKernels } from '../model/wasm-kernels.ts';
+import { hasJsKernels } from '../model/wasm-kernels.ts';
 
 /** Mean negative log-likelihood over the rows where mask is 1. logits [N, V], targets int32 [N], mask float32 [N]. */
 export function maskedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D): tf.Scalar {
-  return hasLossKernels() ? fusedCrossEntropy(logits, targets, mask) : composedCrossEntropy(logits, targets, mask);
+  return hasJsKernels() ? fusedCrossEntropy(logits, targets, mask) : composedCrossEntropy(logits, targets, mask);
 }
 
 /**
