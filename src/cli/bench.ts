@@ -78,11 +78,21 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   try {
     const batch = (): { x: Int32Array; y: Int32Array } => ({ x: randomTokens(tokens, args.vocab, rng), y: randomTokens(tokens, args.vocab, rng) });
     const tensorsBefore = tf.memory().numTensors;
+    let firstStepDone: number | null = null; // seconds since process start (performance.now() counts from there)
     const stepSeconds = timeIt(() => {
       trainStep(model, optimizer, batch, { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 });
+      firstStepDone ??= performance.now() / 1000;
       sampleMemory();
     }, args.warmupSteps, args.steps);
-    emit({ bench: 'train', ...base, ms_per_step: stepSeconds * 1000, tokens_per_s: tokens / stepSeconds, tensors_before: tensorsBefore, tensors_after: tf.memory().numTensors });
+    emit({
+      bench: 'train',
+      ...base,
+      ms_per_step: stepSeconds * 1000,
+      tokens_per_s: tokens / stepSeconds,
+      first_step_done_s: firstStepDone,
+      tensors_before: tensorsBefore,
+      tensors_after: tf.memory().numTensors,
+    });
 
     const ids = tf.tensor2d(randomTokens(tokens, args.vocab, rng), [args.batch, args.seq], 'int32');
     const forwardSeconds = timeIt(() => {
