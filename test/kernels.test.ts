@@ -8,12 +8,13 @@ import { after, describe, test } from 'node:test';
 import { selectBackend } from '../src/backend.ts';
 import { applyRotary, causalAttention, rmsNorm, rmsNormOps, swiglu, type AttentionSpec } from '../src/model/fused.ts';
 import { maskedCrossEntropy } from '../src/train/loss.ts';
+import { AdamW } from '../src/train/optimizer.ts';
 import { maxAbsDiff, tf } from './helpers.ts';
 
 const BACKENDS = ['cpu', 'wasm'] as const;
 
 function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
-  return tf.mul(tf.randomNormal(shape, 0, 1, 'float32', seed), scale);
+  return tf.tidy(() => tf.mul(tf.randomNormal(shape, 0, 1, 'float32', seed), scale));
 }
 
 /** Value and gradients of sum(f(inputs) * probe) w.r.t. every input. */
@@ -145,6 +146,34 @@ for (const backend of BACKENDS) {
       const nll = maskedCrossEntropy(extreme, tf.tensor1d([2], 'int32'), tf.ones([1]) as tf.Tensor1D).dataSync()[0];
       assert.ok(Math.abs(nll - 400) < 1e-3, `nll ${nll}`);
       tf.dispose([logits, targets, mask, ours.value, ours.grad, plain.value, plain.grad, extreme]);
+    });
+
+    test('AdamW: the JS kernel update equals the tfjs-ops update, and leaks nothing', async () => {
+      await selectBackend(backend);
+      const shapes = [[5, 3], [4]];
+      const make = (): tf.Variable[] => shapes.map((sh, i) => tf.variable(randn(sh, 20 + i)));
+      const opts = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+      const fusedParams = make();
+      const composedParams = make();
+      const fused = new AdamW(fusedParams, opts);
+      const composed = new AdamW(composedParams, opts);
+      composed.composed = true;
+      const before = tf.memory().numTensors;
+      for (let step = 0; step < 3; step++) {
+        const grads = shapes.map((sh, i) => randn(sh, 30 + 10 * step + i));
+        fused.apply(grads, 0.01);
+        composed.apply(grads, 0.01);
+        tf.dispose(grads);
+      }
+      assert.equal(tf.memory().numTensors, before);
+      for (let i = 0; i < shapes.length; i++) {
+        assert.ok(maxAbsDiff(fusedParams[i].dataSync(), composedParams[i].dataSync()) < 1e-6);
+        assert.ok(maxAbsDiff(fused.m[i].dataSync(), composed.m[i].dataSync()) < 1e-6);
+        assert.ok(maxAbsDiff(fused.v[i].dataSync(), composed.v[i].dataSync()) < 1e-6);
+      }
+      fused.dispose();
+      composed.dispose();
+      tf.dispose([...fusedParams, ...composedParams]);
     });
 
     test('fused ops leak no tensors through a gradient computation', async () => {

@@ -389,6 +389,29 @@ const rmsNormGradKernel = jsKernel(
   },
 );
 
+/**
+ * ArlAdamW: one AdamW update of a parameter from its gradient and moments, all [size]:
+ * m' = b1 m + (1-b1) g, v' = b2 v + (1-b2) g^2, p' = p decay - lr (m'/c1) / (sqrt(v'/c2) + eps).
+ * Outputs p', m', v' (new tensors: a parameter's data may be cached by XNNPACK as packed weights).
+ */
+const adamWKernel = jsKernel(
+  ['param', 'grad', 'm', 'v'],
+  (inputs) => [0, 0, 0].map(() => ({ shape: inputs[0].shape, dtype: 'float32' as const })),
+  ([p, g, m, v], [pOut, mOut, vOut], _infos, attrs) => {
+    const { lr, beta1, beta2, eps, decay, correction1, correction2 } = attrs as Record<string, number>;
+    const a1 = 1 - beta1;
+    const a2 = 1 - beta2;
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i];
+      const mi = beta1 * m[i] + a1 * gi;
+      const vi = beta2 * v[i] + a2 * gi * gi;
+      mOut[i] = mi;
+      vOut[i] = vi;
+      pOut[i] = p[i] * decay - (lr * (mi / correction1)) / (Math.sqrt(vi / correction2) + eps);
+    }
+  },
+);
+
 /** True when our JS kernels (Arl*) are registered for the active backend (wasm, cpu). */
 export function hasJsKernels(): boolean {
   return tf.getKernel('ArlTargetNll', tf.getBackend()) !== undefined;
@@ -400,6 +423,7 @@ function registerJsKernels(): void {
     ['ArlSubAtTargets', subAtTargets],
     ['ArlRmsNorm', rmsNormKernel],
     ['ArlRmsNormGrad', rmsNormGradKernel],
+    ['ArlAdamW', adamWKernel],
   ] as const) {
     for (const backendName of ['wasm', 'cpu'] as const) {
       if (!tf.getKernel(kernelName, backendName)) tf.registerKernel({ kernelName, backendName, kernelFunc: impl[backendName] as unknown as tf.KernelFunc });

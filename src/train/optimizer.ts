@@ -4,6 +4,7 @@
  * nanoGPT. Moments are tf.Variables updated in place so no tensors accumulate across steps.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasJsKernels } from '../model/wasm-kernels.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -18,6 +19,9 @@ export class AdamW {
   /** Number of updates applied (for bias correction). */
   step = 0;
 
+  /** Force the tfjs-ops update even where the JS kernel exists (tests compare the two). */
+  composed = false;
+
   constructor(readonly params: tf.Variable[], readonly opts: AdamWOptions) {
     this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
     this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
@@ -29,6 +33,20 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay } = this.opts;
     const correction1 = 1 - Math.pow(beta1, this.step);
     const correction2 = 1 - Math.pow(beta2, this.step);
+    if (tf.getBackend() === 'cpu' && hasJsKernels() && !this.composed) {
+      // One JS pass per parameter (ArlAdamW) instead of a dozen element-wise kernels, each
+      // allocating. (On wasm the tfjs kernels are vectorised C++ and measured as fast or faster.)
+      this.params.forEach((p, i) => {
+        const decay = p.rank >= 2 && weightDecay > 0 ? 1 - lr * weightDecay : 1;
+        const attrs = { lr, beta1, beta2, eps, decay, correction1, correction2 };
+        const [pNew, mNew, vNew] = tf.engine().runKernel('ArlAdamW', { param: p, grad: grads[i], m: this.m[i], v: this.v[i] }, attrs) as tf.Tensor[];
+        this.m[i].assign(mNew);
+        this.v[i].assign(vNew);
+        p.assign(pNew);
+        tf.dispose([pNew, mNew, vNew]);
+      });
+      return;
+    }
     tf.tidy(() => {
       this.params.forEach((p, i) => {
         const g = grads[i];
