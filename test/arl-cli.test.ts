@@ -44,7 +44,7 @@ describe('arl keytokens / segments', () => {
     await useCpu();
     // vocab 4096: the bundled tokenizer's size; window 64 tokens, so S = 16 and W = 48 by default.
     const model = new LlamaModel(makeConfig(null, { vocabSize: 4096, dim: 32, layers: 2, heads: 4, kvHeads: 2, maxSeq: 64 }), 3);
-    saveCheckpoint(checkpoint, model, BUNDLED_TOKENIZER_PATH);
+    await saveCheckpoint(checkpoint, model, BUNDLED_TOKENIZER_PATH);
     model.dispose();
     const texts = [...readBrownDocuments()].slice(0, 3).map((d) => d.text.split(' ').slice(0, 110).join(' '));
     writeFileSync(corpus, texts.map((text) => JSON.stringify({ text })).join('\n'));

@@ -38,23 +38,23 @@ test('cached incremental decoding gives the same logits as recomputing the whole
   model.dispose();
 });
 
-test('generate with and without the cache agrees, and leaves no tensors behind', () => {
+test('generate with and without the cache agrees, and leaves no tensors behind', async () => {
   const model = new LlamaModel(config, 3);
   const before = tf.memory().numTensors;
   const prompt = [1, 5, 9, 13];
   const options = { maxNewTokens: 12, temperature: 0.9, topK: 20, topP: 0.9, seed: 42 };
-  const cached = generate(model, prompt, { ...options, useCache: true });
-  const recomputed = generate(model, prompt, { ...options, useCache: false });
+  const cached = await generate(model, prompt, { ...options, useCache: true });
+  const recomputed = await generate(model, prompt, { ...options, useCache: false });
   assert.deepEqual(cached, recomputed);
   assert.equal(cached.length, 12);
   assert.equal(tf.memory().numTensors, before);
   model.dispose();
 });
 
-test('generation past the context window keeps going (cache re-prefill) without leaking', () => {
+test('generation past the context window keeps going (cache re-prefill) without leaking', async () => {
   const model = new LlamaModel(config, 5);
   const before = tf.memory().numTensors;
-  const produced = generate(model, [1, 2, 3], { maxNewTokens: 60, greedy: true });
+  const produced = await generate(model, [1, 2, 3], { maxNewTokens: 60, greedy: true });
   assert.equal(produced.length, 60);
   assert.equal(tf.memory().numTensors, before);
   model.dispose();

@@ -38,13 +38,13 @@ for (const dir of fixtureDirs) {
       assert.ok(diff < 1e-4, `max abs logit difference ${diff}`);
     });
 
-    test('greedy continuation matches token for token (with and without KV cache)', () => {
+    test('greedy continuation matches token for token (with and without KV cache)', async () => {
       const model = new LlamaModel(config);
       assignHfWeights(model, tensors, dir);
       const { prompt, output } = ref.greedy;
       const wanted = output.slice(prompt.length);
       for (const useCache of [true, false]) {
-        const got = generate(model, prompt, { greedy: true, maxNewTokens: wanted.length, useCache });
+        const got = await generate(model, prompt, { greedy: true, maxNewTokens: wanted.length, useCache });
         assert.deepEqual(got, wanted, `useCache=${useCache}`);
       }
       model.dispose();

@@ -48,22 +48,24 @@ test('learning rate: linear warmup then cosine to minLr', () => {
   assert.equal(learningRate(110, o), 0.1);
 });
 
-test('gradient accumulation over 2 micro-batches equals one batch twice the size', () => {
+test('gradient accumulation over 2 micro-batches equals one batch twice the size', async () => {
   const rows = Array.from({ length: 4 }, (_, r) => Array.from({ length: 17 }, (_, i) => (r * 131 + i * 17) % 4096));
   const flat = (rs: number[][], from: number): Int32Array => Int32Array.from(rs.flatMap((row) => row.slice(from, from + 16)));
-  const results = [
+  const setups = [
     { batch: 4, accum: 1, batches: [rows] },
     { batch: 2, accum: 2, batches: [rows.slice(0, 2), rows.slice(2)] },
-  ].map(({ batch, accum, batches }) => {
+  ];
+  const results: { loss: number; weights: number[][] }[] = [];
+  for (const { batch, accum, batches } of setups) {
     const model = new LlamaModel(modelConfig, 5);
     const optimizer = new AdamW(model.variables(), { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
     let i = 0;
-    const { loss } = trainStep(model, optimizer, () => ({ x: flat(batches[i], 0), y: flat(batches[i++], 1) }), { batch, seq: 16, accum, clip: 1, lr: 1e-2 });
+    const { loss } = await trainStep(model, optimizer, () => ({ x: flat(batches[i], 0), y: flat(batches[i++], 1) }), { batch, seq: 16, accum, clip: 1, lr: 1e-2 });
     const weights = model.variables().map((v) => Array.from(v.dataSync()));
     optimizer.dispose();
     model.dispose();
-    return { loss, weights };
-  });
+    results.push({ loss, weights });
+  }
   assert.ok(Math.abs(results[0].loss - results[1].loss) < 1e-5);
   results[0].weights.forEach((w, i) => assert.ok(maxAbsDiff(w, results[1].weights[i]) < 1e-5, `weight ${i}`));
 });
@@ -105,7 +107,7 @@ test('a NaN loss stops training with a clear message and writes no checkpoint', 
   const model = new LlamaModel(modelConfig, 2);
   const w = model.blocks[0].wq;
   w.write(tf.fill(w.shape as number[], NaN));
-  saveCheckpoint(init, model, null);
+  await saveCheckpoint(init, model, null);
   model.dispose();
   const out = tempDir();
   await assert.rejects(train(options(out), { init, tokenizerPath: null }), (err: Error) => err instanceof DivergedError && /step 1: loss is NaN/.test(err.message));

@@ -41,15 +41,23 @@ function randomTokens(count: number, vocab: number, rng: () => number): Int32Arr
 }
 
 /** Seconds per call of fn, averaged over `runs` after `warmup` untimed calls. */
-function timeIt(fn: () => void, warmup: number, runs: number): number {
-  for (let i = 0; i < warmup; i++) fn();
+async function timeIt(fn: () => Promise<void>, warmup: number, runs: number): Promise<number> {
+  for (let i = 0; i < warmup; i++) await fn();
   const start = performance.now();
-  for (let i = 0; i < runs; i++) fn();
+  for (let i = 0; i < runs; i++) await fn();
   return (performance.now() - start) / 1000 / runs;
+}
+
+/** Waits until `t` is computed by reading back one element (the whole tensor would time the copy, not the work). */
+async function settle(t: tf.Tensor): Promise<void> {
+  const first = tf.tidy(() => tf.slice(tf.reshape(t, [-1]), [0], [1]));
+  await first.data();
+  first.dispose();
 }
 
 export async function runBench(args: BenchArgs): Promise<Record<string, unknown>[]> {
   const choice = await selectBackend(args.backend);
+  process.stderr.write(`backend: ${choice.name} (${choice.reason})\n`);
   const maxSeq = Math.max(args.seq, args.skipGenerate ? 0 : args.genContext + args.genTokens);
   const config = makeConfig(null, {
     vocabSize: args.vocab,
@@ -79,8 +87,8 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     const batch = (): { x: Int32Array; y: Int32Array } => ({ x: randomTokens(tokens, args.vocab, rng), y: randomTokens(tokens, args.vocab, rng) });
     const tensorsBefore = tf.memory().numTensors;
     let firstStepDone: number | null = null; // seconds since process start (performance.now() counts from there)
-    const stepSeconds = timeIt(() => {
-      trainStep(model, optimizer, batch, { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 });
+    const stepSeconds = await timeIt(async () => {
+      await trainStep(model, optimizer, batch, { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 });
       firstStepDone ??= performance.now() / 1000;
       sampleMemory();
     }, args.warmupSteps, args.steps);
@@ -95,9 +103,9 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     });
 
     const ids = tf.tensor2d(randomTokens(tokens, args.vocab, rng), [args.batch, args.seq], 'int32');
-    const forwardSeconds = timeIt(() => {
+    const forwardSeconds = await timeIt(async () => {
       const logits = tf.tidy(() => model.logits(ids));
-      logits.dataSync();
+      await settle(logits);
       logits.dispose();
       sampleMemory();
     }, 1, Math.max(2, Math.ceil(args.steps / 2)));
@@ -107,9 +115,9 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     if (!args.skipGenerate) {
       const prompt = Array.from(randomTokens(args.genContext, args.vocab, rng));
       for (const useCache of [true, false]) {
-        generate(model, prompt, { maxNewTokens: 2, greedy: true, useCache }); // warm-up (kernel set-up)
+        await generate(model, prompt, { maxNewTokens: 2, greedy: true, useCache }); // warm-up (kernel set-up)
         const start = performance.now();
-        const produced = generate(model, prompt, { maxNewTokens: args.genTokens, greedy: true, useCache, stopIds: [] });
+        const produced = await generate(model, prompt, { maxNewTokens: args.genTokens, greedy: true, useCache, stopIds: [] });
         const seconds = (performance.now() - start) / 1000;
         sampleMemory();
         emit({ bench: 'generate', ...base, kv_cache: useCache, context: args.genContext, new_tokens: produced.length, ms_per_token: (seconds * 1000) / produced.length, tokens_per_s: produced.length / seconds });

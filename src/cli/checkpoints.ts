@@ -30,7 +30,7 @@ export const importCommand: CommandModule = {
     try {
       assignHfWeights(model, tensors, hf);
       const tokenizer = join(hf, 'tokenizer.model');
-      saveCheckpoint(out, model, existsSync(tokenizer) ? tokenizer : null);
+      await saveCheckpoint(out, model, existsSync(tokenizer) ? tokenizer : null);
     } finally {
       model.dispose();
     }
@@ -39,11 +39,11 @@ export const importCommand: CommandModule = {
 };
 
 /** Writes a checkpoint as a Hugging Face directory: config.json, model.safetensors, tokenizer files. */
-function exportHf(checkpoint: string, out: string): void {
+async function exportHf(checkpoint: string, out: string): Promise<void> {
   const { model, ckpt } = loadModel(checkpoint);
   try {
     mkdirSync(out, { recursive: true });
-    writeSafetensors(join(out, 'model.safetensors'), hfWeights(model), { format: 'pt' });
+    writeSafetensors(join(out, 'model.safetensors'), await hfWeights(model), { format: 'pt' });
     writeFileAtomic(join(out, 'config.json'), JSON.stringify(configToHf(model.config), null, 2));
     writeFileAtomic(join(out, 'generation_config.json'), JSON.stringify({ bos_token_id: model.config.bosId, eos_token_id: model.config.eosId }, null, 2));
     if (ckpt.tokenizerPath) {
@@ -77,7 +77,7 @@ export const exportCommand: CommandModule = {
     const { checkpoint, format, out } = argv as unknown as { checkpoint: string; format: string; out: string };
     if (format !== 'hf') throw new UserError(`--format ${format}: not available yet; use --format hf`);
     await startBackend('cpu');
-    exportHf(checkpoint, out);
+    await exportHf(checkpoint, out);
     console.log(`${chalk.green('exported')} ${checkpoint} -> ${out} (Hugging Face Llama format)`);
   },
 };

@@ -51,7 +51,7 @@ export const demoCommand: CommandModule = {
     const model = result.model;
     try {
       const prompt = [model.config.bosId, ...tokenizer.encode(args.prompt)];
-      const ids = generate(model, prompt, { maxNewTokens: 60, temperature: 0.8, topK: 40, seed: args.seed, stopIds: [model.config.eosId] });
+      const ids = await generate(model, prompt, { maxNewTokens: 60, temperature: 0.8, topK: 40, seed: args.seed, stopIds: [model.config.eosId] });
       console.log(`${chalk.dim(args.prompt)}${continuationText(tokenizer, prompt, ids)}`);
     } finally {
       model.dispose();

@@ -27,7 +27,7 @@ export const evalCommand: CommandModule = {
     try {
       const seq = args.seq ?? Math.min(model.config.maxSeq, 256);
       if (seq > model.config.maxSeq) throw new UserError(`--seq ${seq} exceeds the model's context window ${model.config.maxSeq}`);
-      const report = evaluateLoss(model, args.data, args.split, { batches: args.batches, batch: args.batch, seq });
+      const report = await evaluateLoss(model, args.data, args.split, { batches: args.batches, batch: args.batch, seq });
       console.log(JSON.stringify({ checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report }));
     } finally {
       model.dispose();

@@ -57,7 +57,7 @@ export const generateCommand: CommandModule = {
       const streamed: number[] = [];
       let printed = '';
       if (!args.json && args.prompt !== undefined) process.stdout.write(chalk.dim(args.prompt));
-      const ids = generate(model, prompt, {
+      const ids = await generate(model, prompt, {
         maxNewTokens: args.maxNewTokens,
         greedy: args.greedy,
         temperature: args.temperature,

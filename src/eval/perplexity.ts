@@ -15,7 +15,7 @@ export interface LossReport {
  * Mean next-token loss over the first `batches` batches of a split, read from its start so
  * repeated evaluations see the same tokens. batches = 0 covers the split once.
  */
-export function evaluateLoss(model: LlamaModel, dataDir: string, split: Split, opts: { batches: number; batch: number; seq: number }): LossReport {
+export async function evaluateLoss(model: LlamaModel, dataDir: string, split: Split, opts: { batches: number; batch: number; seq: number }): Promise<LossReport> {
   const loader = TokenLoader.open(dataDir, split);
   const perBatch = opts.batch * (opts.seq + 1);
   const batches = opts.batches > 0 ? opts.batches : Math.max(1, Math.floor(loader.totalTokens / perBatch));
@@ -23,7 +23,7 @@ export function evaluateLoss(model: LlamaModel, dataDir: string, split: Split, o
   for (let i = 0; i < batches; i++) {
     const { x, y } = loader.nextBatch(opts.batch, opts.seq);
     const loss = tf.tidy(() => languageModelLoss(model, x, y, opts.batch, opts.seq));
-    total += loss.dataSync()[0];
+    total += (await loss.data())[0];
     loss.dispose();
   }
   const loss = total / batches;

@@ -28,40 +28,40 @@ export const DEFAULT_GENERATE: GenerateOptions = {
   useCache: true,
 };
 
-function lastLogits(model: LlamaModel, hidden: tf.Tensor3D): Float32Array {
+async function lastLogits(model: LlamaModel, hidden: tf.Tensor3D): Promise<Float32Array> {
   const logits = tf.tidy(() => {
     const [, t, d] = hidden.shape;
     const last = tf.reshape(tf.slice(hidden, [0, t - 1, 0], [1, 1, d]), [1, d]) as tf.Tensor2D;
     return model.project(last);
   });
-  const values = logits.dataSync() as Float32Array;
+  const values = (await logits.data()) as Float32Array;
   logits.dispose();
   return values;
 }
 
 /** Runs `ids` through the model, extending `cache` (disposed and replaced). Returns the new cache and the last position's logits. */
-function step(model: LlamaModel, ids: number[], cache: KVCache): { cache: KVCache; logits: Float32Array } {
+async function step(model: LlamaModel, ids: number[], cache: KVCache): Promise<{ cache: KVCache; logits: Float32Array }> {
   const out = tf.tidy(() => {
     const r = model.hidden(tf.tensor2d(ids, [1, ids.length], 'int32'), cache);
     return { hidden: r.hidden, layers: r.cache!.layers };
   });
   const next: KVCache = { layers: out.layers, length: cache.length + ids.length };
   disposeCache(cache);
-  const logits = lastLogits(model, out.hidden);
+  const logits = await lastLogits(model, out.hidden);
   out.hidden.dispose();
   return { cache: next, logits };
 }
 
-function recomputeLogits(model: LlamaModel, ids: number[]): Float32Array {
+async function recomputeLogits(model: LlamaModel, ids: number[]): Promise<Float32Array> {
   const window = ids.slice(-model.config.maxSeq);
   const hidden = tf.tidy(() => model.hidden(tf.tensor2d(window, [1, window.length], 'int32')).hidden);
-  const logits = lastLogits(model, hidden);
+  const logits = await lastLogits(model, hidden);
   hidden.dispose();
   return logits;
 }
 
 /** Generates up to maxNewTokens after `prompt`; returns the new ids only. Leaves no tensors behind. */
-export function generate(model: LlamaModel, prompt: number[], options: Partial<GenerateOptions> = {}): number[] {
+export async function generate(model: LlamaModel, prompt: number[], options: Partial<GenerateOptions> = {}): Promise<number[]> {
   const opts = { ...DEFAULT_GENERATE, ...options };
   if (prompt.length === 0) throw new Error('generate needs at least one prompt token');
   const rng = makeRng(opts.seed);
@@ -73,9 +73,9 @@ export function generate(model: LlamaModel, prompt: number[], options: Partial<G
     let logits: Float32Array;
     if (opts.useCache) {
       // Prefill at most maxSeq - 1 tokens so there is room for at least one new position.
-      ({ cache, logits } = step(model, ids.slice(-(maxSeq - 1)), model.emptyCache(1)));
+      ({ cache, logits } = await step(model, ids.slice(-(maxSeq - 1)), model.emptyCache(1)));
     } else {
-      logits = recomputeLogits(model, ids);
+      logits = await recomputeLogits(model, ids);
     }
     while (produced.length < opts.maxNewTokens) {
       const next = sampleToken(logits, opts, rng);
@@ -87,12 +87,12 @@ export function generate(model: LlamaModel, prompt: number[], options: Partial<G
         if (cache.length >= maxSeq) {
           // Window full: re-prefill the most recent half so decoding can go on.
           disposeCache(cache);
-          ({ cache, logits } = step(model, ids.slice(-Math.floor(maxSeq / 2)), model.emptyCache(1)));
+          ({ cache, logits } = await step(model, ids.slice(-Math.floor(maxSeq / 2)), model.emptyCache(1)));
           continue;
         }
-        ({ cache, logits } = step(model, [next], cache));
+        ({ cache, logits } = await step(model, [next], cache));
       } else {
-        logits = recomputeLogits(model, ids);
+        logits = await recomputeLogits(model, ids);
       }
     }
   } finally {

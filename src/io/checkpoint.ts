@@ -115,13 +115,13 @@ function configJson(config: ModelConfig): string {
   return JSON.stringify({ ...configToHf(config), arl: { format: CHECKPOINT_FORMAT, attentionWindow: config.attentionWindow } }, null, 2);
 }
 
-function optimizerTensors(model: LlamaModel, optimizer: AdamW): Map<string, NamedArray> {
+async function optimizerTensors(model: LlamaModel, optimizer: AdamW): Promise<Map<string, NamedArray>> {
   const out = new Map<string, NamedArray>();
-  model.namedWeights().forEach(({ name, variable }, i) => {
+  for (const [i, { name, variable }] of model.namedWeights().entries()) {
     const shape = variable.shape as number[];
-    out.set(`m.${name}`, { shape, data: optimizer.m[i].dataSync() as Float32Array });
-    out.set(`v.${name}`, { shape, data: optimizer.v[i].dataSync() as Float32Array });
-  });
+    out.set(`m.${name}`, { shape, data: (await optimizer.m[i].data()) as Float32Array });
+    out.set(`v.${name}`, { shape, data: (await optimizer.v[i].data()) as Float32Array });
+  }
   return out;
 }
 
@@ -138,26 +138,26 @@ export function restoreOptimizer(model: LlamaModel, optimizer: AdamW, tensors: M
 }
 
 /** Writes a plain checkpoint (weights, config, tokenizer) to `dir`, replacing it atomically. */
-export function saveCheckpoint(dir: string, model: LlamaModel, tokenizerPath: string | null, extra?: { optimizer: AdamW; state: TrainState }): void {
+export async function saveCheckpoint(dir: string, model: LlamaModel, tokenizerPath: string | null, extra?: { optimizer: AdamW; state: TrainState }): Promise<void> {
   const target = resolve(dir);
   const tmp = `${target}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   writeFileAtomic(join(tmp, 'config.json'), configJson(model.config));
-  writeSafetensors(join(tmp, 'model.safetensors'), hfWeights(model), { format: 'pt' });
+  writeSafetensors(join(tmp, 'model.safetensors'), await hfWeights(model), { format: 'pt' });
   if (tokenizerPath) copyFileSync(tokenizerPath, join(tmp, 'tokenizer.model'));
   if (extra) {
-    writeSafetensors(join(tmp, 'optimizer.safetensors'), optimizerTensors(model, extra.optimizer));
+    writeSafetensors(join(tmp, 'optimizer.safetensors'), await optimizerTensors(model, extra.optimizer));
     writeFileAtomic(join(tmp, 'state.json'), JSON.stringify(extra.state, null, 2));
   }
   replaceDirAtomic(tmp, target);
 }
 
 /** Saves run/ckpt-<step>, points run/latest at it, and prunes older checkpoints. Returns the checkpoint dir. */
-export function saveTrainingCheckpoint(runDir: string, model: LlamaModel, tokenizerPath: string | null, optimizer: AdamW, state: TrainState): string {
+export async function saveTrainingCheckpoint(runDir: string, model: LlamaModel, tokenizerPath: string | null, optimizer: AdamW, state: TrainState): Promise<string> {
   const name = `ckpt-${String(state.step).padStart(6, '0')}`;
   const dir = join(runDir, name);
-  saveCheckpoint(dir, model, tokenizerPath, { optimizer, state });
+  await saveCheckpoint(dir, model, tokenizerPath, { optimizer, state });
   writeFileAtomic(join(runDir, 'latest'), `${name}\n`);
   const old = readdirSync(runDir)
     .filter((f) => /^ckpt-\d+$/.test(f) && statSync(join(runDir, f)).isDirectory())

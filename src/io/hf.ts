@@ -135,10 +135,10 @@ export function assignHfWeights(model: LlamaModel, tensors: Map<string, NamedArr
 }
 
 /** Reads the model's variables as HF-layout tensors by HF name. */
-export function hfWeights(model: LlamaModel): Map<string, NamedArray> {
+export async function hfWeights(model: LlamaModel): Promise<Map<string, NamedArray>> {
   const out = new Map<string, NamedArray>();
   for (const { name, variable, transposed } of model.namedWeights()) {
-    const data = variable.read().dataSync() as Float32Array;
+    const data = (await variable.read().data()) as Float32Array;
     const shape = variable.shape as number[];
     out.set(name, transposed ? { shape: [shape[1], shape[0]], data: transpose2d({ shape, data }) } : { shape, data: Float32Array.from(data) });
   }

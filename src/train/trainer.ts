@@ -114,21 +114,21 @@ function truncateMetrics(file: string, step: number): void {
 /**
  * One optimizer step: gradients summed over `accum` micro-batches and averaged, clipped by global
  * norm, then AdamW. The update is skipped when the loss or gradient norm is not finite.
+ * Values are read back asynchronously: the webgpu backend cannot read synchronously under Node.
  */
-export function trainStep(
+export async function trainStep(
   model: LlamaModel,
   optimizer: AdamW,
   nextBatch: () => { x: Int32Array; y: Int32Array },
   o: { batch: number; seq: number; accum: number; clip: number; lr: number },
-): { loss: number; gradNorm: number } {
+): Promise<{ loss: number; gradNorm: number }> {
   const variables = optimizer.params;
   let summed: tf.Tensor[] | null = null;
-  let lossSum = 0;
+  const microLosses: tf.Scalar[] = [];
   for (let micro = 0; micro < o.accum; micro++) {
     const { x, y } = nextBatch();
     const { value, grads } = tf.tidy(() => tf.variableGrads(() => languageModelLoss(model, x, y, o.batch, o.seq), variables));
-    lossSum += value.dataSync()[0];
-    value.dispose();
+    microLosses.push(value);
     const ordered = variables.map((v) => grads[v.name]);
     if (summed === null) summed = ordered;
     else {
@@ -141,9 +141,10 @@ export function trainStep(
   if (o.accum > 1) tf.dispose(summed!);
   const { clipped, norm } = clipByGlobalNorm(meanGrads, o.clip);
   tf.dispose(meanGrads);
+  const lossTotal = tf.addN(microLosses);
+  const [lossSum, gradNorm] = await Promise.all([lossTotal.data(), norm.data()]).then(([l, n]) => [l[0], n[0]]);
+  tf.dispose([lossTotal, norm, ...microLosses]);
   const loss = lossSum / o.accum;
-  const gradNorm = norm.dataSync()[0];
-  norm.dispose();
   if (Number.isFinite(loss) && Number.isFinite(gradNorm)) optimizer.apply(clipped, o.lr);
   tf.dispose(clipped);
   return { loss, gradNorm };
@@ -193,8 +194,8 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
   let stoppedEarly = false;
   const started = Date.now();
 
-  const save = (): void => {
-    lastCheckpoint = saveTrainingCheckpoint(options.out, model, setup.tokenizerPath, optimizer, state);
+  const save = async (): Promise<void> => {
+    lastCheckpoint = await saveTrainingCheckpoint(options.out, model, setup.tokenizerPath, optimizer, state);
     lastSavedStep = state.step;
     callbacks.onSave?.(lastCheckpoint);
   };
@@ -203,7 +204,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
     while (state.step < opts.steps) {
       const stepStart = performance.now();
       const lr = learningRate(state.step, { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, totalSteps: opts.steps });
-      const { loss, gradNorm } = trainStep(model, optimizer, () => loader.nextBatch(batch, seq), { batch, seq, accum, clip: opts.clip, lr });
+      const { loss, gradNorm } = await trainStep(model, optimizer, () => loader.nextBatch(batch, seq), { batch, seq, accum, clip: opts.clip, lr });
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         const kept = lastCheckpoint ? `the last good checkpoint (${lastCheckpoint}, step ${lastSavedStep}) was kept` : 'no checkpoint had been saved yet';
         throw new DivergedError(`step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}); training stopped and ${kept}; lower --lr or raise --warmup`);
@@ -225,7 +226,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
         elapsed_s: (Date.now() - started) / 1000,
       };
       if (opts.evalEvery > 0 && (state.step % opts.evalEvery === 0 || state.step === opts.steps)) {
-        metrics.val_loss = evaluateLoss(model, options.data, 'val', { batches: opts.evalBatches, batch, seq }).loss;
+        metrics.val_loss = (await evaluateLoss(model, options.data, 'val', { batches: opts.evalBatches, batch, seq })).loss;
         state.bestValLoss = Math.min(state.bestValLoss ?? Infinity, metrics.val_loss);
         callbacks.onEval?.(state.step, metrics.val_loss);
       }
@@ -234,7 +235,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
 
       await new Promise((resolve) => setImmediate(resolve)); // let signal handlers (Ctrl-C) run between steps
       const stopRequested = callbacks.shouldStop?.() ?? false;
-      if (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested) save();
+      if (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested) await save();
       if (stopRequested) {
         stoppedEarly = state.step < opts.steps;
         break;
