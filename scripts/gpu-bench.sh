@@ -25,6 +25,21 @@ ref = json.load(open(sys.argv[1]))['greedy']; got = json.loads(sys.argv[2])['ids
 want = ref['output'][len(ref['prompt']):]
 print(json.dumps({"bench": "webgpu-greedy-parity", "match": got == want, "got": got, "want": want}))
 PY
+if [ -f data/prepared/brown/meta.json ]; then
+  stamp "training on webgpu vs wasm: the same 30 steps of the tiny preset"
+  for backend in webgpu wasm; do
+    arl train --backend $backend --data data/prepared/brown --out /tmp/run-$backend --steps 30 --eval-every 0 --save-every 30 >&2
+  done
+  python3 - >> "$log" <<'PY'
+import json
+losses = {b: [json.loads(l)["loss"] for l in open(f"/tmp/run-{b}/metrics.jsonl")] for b in ("webgpu", "wasm")}
+speed = {b: [json.loads(l)["tokens_per_s"] for l in open(f"/tmp/run-{b}/metrics.jsonl")][-1] for b in ("webgpu", "wasm")}
+diff = max(abs(a - b) for a, b in zip(losses["webgpu"], losses["wasm"]))
+print(json.dumps({"bench": "train-webgpu-vs-wasm", "steps": len(losses["webgpu"]), "max_loss_diff": diff,
+                  "first_last_webgpu": [losses["webgpu"][0], losses["webgpu"][-1]], "first_last_wasm": [losses["wasm"][0], losses["wasm"][-1]],
+                  "tokens_per_s_last_step": speed}))
+PY
+fi
 stamp "webgpu bench: llm.c config 1"
 SECONDS=0
 timeout 200 node dist/cli/arl.mjs bench --backend webgpu --steps 10 --gen-context 1000 --gen-tokens 32 >> "$log"

@@ -77,8 +77,14 @@ export function learningRate(step: number, opts: { lr: number; minLr: number; wa
 /** Scales gradients so their global L2 norm is at most maxNorm. Returns the clipped grads (new tensors) and the norm before clipping. */
 export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { clipped: tf.Tensor[]; norm: tf.Scalar } {
   return tf.tidy(() => {
-    const norm = tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
+    // A chain of adds, not addN: webgpu binds every addN input as a storage buffer (limit 8 per shader).
+    const norm = tf.sqrt(sumAll(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
     const scale = maxNorm > 0 ? tf.minimum(1, tf.div(maxNorm, tf.add(norm, 1e-6))) : tf.scalar(1);
     return { clipped: grads.map((g) => tf.mul(g, scale)), norm };
   });
+}
+
+/** Sum of same-shaped tensors by pairwise adds (safe on every backend, unlike a many-input addN). */
+export function sumAll<T extends tf.Tensor>(tensors: T[]): T {
+  return tf.tidy(() => tensors.reduce((a, b) => tf.add(a, b) as T));
 }

@@ -22,7 +22,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
 import { languageModelLoss } from './loss.ts';
-import { AdamW, clipByGlobalNorm, learningRate } from './optimizer.ts';
+import { AdamW, clipByGlobalNorm, learningRate, sumAll } from './optimizer.ts';
 
 export interface TrainOptions {
   /** Prepared data directory (from `arl prepare`). */
@@ -141,7 +141,7 @@ export async function trainStep(
   if (o.accum > 1) tf.dispose(summed!);
   const { clipped, norm } = clipByGlobalNorm(meanGrads, o.clip);
   tf.dispose(meanGrads);
-  const lossTotal = tf.addN(microLosses);
+  const lossTotal = sumAll(microLosses);
   const [lossSum, gradNorm] = await Promise.all([lossTotal.data(), norm.data()]).then(([l, n]) => [l[0], n[0]]);
   tf.dispose([lossTotal, norm, ...microLosses]);
   const loss = lossSum / o.accum;
