@@ -127,20 +127,32 @@ function rotaryBackward(dy: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, rot
 
 /**
  * Causal grouped-query self-attention with rotary positions, from the projections to the merged
- * heads: q [B*T, H*hd], k and v [B*T, KV*hd] -> [B*T, H*hd]. The G = H/KV query heads sharing a
- * KV head are folded into the query-length axis ([B, KV, G*T, hd]) so one batched matmul serves
- * the group and K/V are never copied per head.
+ * heads: q [B*T, H*hd], k and v [B*T, KV*hd] -> [B*T, H*hd]. See causalSelfAttention.
  */
 export function causalAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, s: AttentionSpec): tf.Tensor2D {
+  return causalSelfAttention(tf.concat([q, k, v], 1), s);
+}
+
+/**
+ * Causal grouped-query self-attention with rotary positions on the fused projection
+ * qkv [B*T, (H + 2 KV)*hd] (queries, then keys, then values, each head-major) -> [B*T, H*hd].
+ * One layout transpose in and one out each way; rotary is applied to queries and keys together.
+ * The G = H/KV query heads sharing a KV head are folded into the query-length axis
+ * ([B, KV, G*T, hd]) so one batched matmul serves the group and K/V are never copied per head.
+ */
+export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tensor2D {
   const { batch, seq, heads, kvHeads, headDim, cos, sin, rotate, mask } = s;
   const groups = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
+  const n = heads + 2 * kvHeads;
   const op = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
-    const [qIn, kIn, vIn] = args as tf.Tensor[];
-    const save = args[3] as Saver;
-    const qh = tf.reshape(tf.mul(applyRotary(toHeads(qIn, s, heads), cos, sin, rotate), scale), [batch, kvHeads, groups * seq, headDim]);
-    const kh = applyRotary(toHeads(kIn, s, kvHeads), cos, sin, rotate);
-    const vh = toHeads(vIn, s, kvHeads);
+    const [qkvIn] = args as tf.Tensor[];
+    const save = args[1] as Saver;
+    const all = toHeads(qkvIn, s, n); // [B, H + 2 KV, T, hd]
+    const qk = applyRotary(tf.slice(all, [0, 0, 0, 0], [batch, heads + kvHeads, seq, headDim]), cos, sin, rotate);
+    const qh = tf.reshape(tf.mul(tf.slice(qk, [0, 0, 0, 0], [batch, heads, seq, headDim]), scale), [batch, kvHeads, groups * seq, headDim]);
+    const kh = tf.slice(qk, [0, heads, 0, 0], [batch, kvHeads, seq, headDim]);
+    const vh = tf.slice(all, [0, heads + kvHeads, 0, 0], [batch, kvHeads, seq, headDim]);
     const probs = tf.softmax(tf.add(tf.matMul(qh, kh, false, true), mask)); // [B, KV, G*T, T]
     const context = tf.matMul(probs, vh); // [B, KV, G*T, hd]
     const value = fromHeads(context, s, heads);
@@ -156,11 +168,10 @@ export function causalAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, 
         const dqScaled = tf.matMul(dScores, ks); // gradient w.r.t. the scaled, rotated queries
         const dkRot = tf.matMul(dScores, qs, true, false); // [B, KV, T, hd]
         const dqRot = tf.mul(tf.reshape(dqScaled, [batch, heads, seq, headDim]), scale);
-        const dq = fromHeads(rotaryBackward(dqRot as tf.Tensor4D, cosSaved, sinSaved, rotate), s, heads);
-        const dk = fromHeads(rotaryBackward(dkRot as tf.Tensor4D, cosSaved, sinSaved, rotate), s, kvHeads);
-        return [dq, dk, fromHeads(dv, s, kvHeads)];
+        const dqk = rotaryBackward(tf.concat([dqRot, dkRot], 1) as tf.Tensor4D, cosSaved, sinSaved, rotate);
+        return [fromHeads(tf.concat([dqk, dv], 1), s, n)];
       },
     };
   });
-  return op(q, k, v) as tf.Tensor2D;
+  return op(qkv) as tf.Tensor2D;
 }

@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
-import { causalAttention, rmsNorm, swiglu } from './fused.ts';
+import { causalSelfAttention, rmsNorm, swiglu } from './fused.ts';
 
 /** Per-layer keys and values of the tokens seen so far, [batch, kvHeads, length, headDim]. */
 export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D };
@@ -247,7 +247,9 @@ export class DecoderBlock extends tf.layers.Layer {
       // Whole sequences (training, scoring): fused attention and MLP with hand-written gradients.
       const x2 = tf.reshape(x, [rows, dim]) as tf.Tensor2D;
       const h = this.attnNorm.forward(x2) as tf.Tensor2D;
-      const attn = causalAttention(tf.matMul(h, this.wq.read()), tf.matMul(h, this.wk.read()), tf.matMul(h, this.wv.read()), {
+      // One projection for queries, keys and values (one product and one weight gradient, not three).
+      const qkv = tf.matMul(h, tf.concat([this.wq.read(), this.wk.read(), this.wv.read()], 1)) as tf.Tensor2D;
+      const attn = causalSelfAttention(qkv, {
         batch,
         seq,
         heads,

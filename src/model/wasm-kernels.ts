@@ -133,22 +133,22 @@ const shapeBytes = (shape: number[]): Uint8Array => new Uint8Array(new Int32Arra
 /** Products smaller than this many multiply-adds always run inline (the pool would cost more). */
 const THREADED_MACS = 1 << 20;
 /** Every EXPLORE-th call of a shape runs the other way, to notice when the better way changes. */
-const EXPLORE = 8;
+const EXPLORE = 16;
 
 /** Per product shape: recent wall times inline and pooled (ms, moving averages). */
-const timings = new Map<string, { inline: number; pooled: number; calls: number }>();
+const timings = new Map<string, { inline: number; pooled: number; calls: number; retry: boolean }>();
 
 /**
  * Inline or pooled? The pool wins on an idle machine and loses badly when another process holds
  * a core (its closing barrier waits for a scheduler slice), so the choice is measured per shape:
- * the first call pooled, the second inline, then whichever was faster lately, re-trying the
- * other every EXPLORE-th call.
+ * the first call pooled, the second inline, then whichever was faster lately; the other way is
+ * re-tried every EXPLORE-th call, and at once after the chosen way ran 1.5x slower than usual.
  */
 function usePool(m: number, k: number, n: number): { pooled: boolean; record: (ms: number) => void } | null {
   if (!threadPool.available() || m * k * n < THREADED_MACS) return null;
   const key = `${m},${k},${n}`;
   let t = timings.get(key);
-  if (!t) timings.set(key, (t = { inline: NaN, pooled: NaN, calls: 0 }));
+  if (!t) timings.set(key, (t = { inline: NaN, pooled: NaN, calls: 0, retry: false }));
   const stats = t;
   stats.calls++;
   let pooled: boolean;
@@ -156,13 +156,16 @@ function usePool(m: number, k: number, n: number): { pooled: boolean; record: (m
   else if (Number.isNaN(stats.inline)) pooled = false;
   else {
     const best = stats.pooled <= stats.inline;
-    pooled = stats.calls % EXPLORE === 0 ? !best : best;
+    pooled = stats.retry || stats.calls % EXPLORE === 0 ? !best : best;
+    stats.retry = false;
   }
   return {
     pooled,
     record: (ms) => {
       const field = pooled ? 'pooled' : 'inline';
-      stats[field] = Number.isNaN(stats[field]) ? ms : 0.5 * stats[field] + 0.5 * ms;
+      const previous = stats[field];
+      if (!Number.isNaN(previous) && ms > 1.5 * previous && (pooled ? stats.pooled <= stats.inline : stats.inline < stats.pooled)) stats.retry = true;
+      stats[field] = Number.isNaN(previous) ? ms : 0.5 * previous + 0.5 * ms;
     },
   };
 }
