@@ -181,7 +181,12 @@ export function installThreadedWasm(threads: number): boolean {
   } catch {
     return false;
   }
-  const pkgDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+  let pkgDir: string;
+  try {
+    pkgDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+  } catch {
+    return false; // a bundled CLI without node_modules: the single-threaded build bundled with tfjs
+  }
   const outDir = join(pkgDir, 'wasm-out');
   const mainScript = join(outDir, 'tfjs-backend-wasm-threaded-simd.js');
   const factory = require(mainScript) as ModuleFactory;
