@@ -73,7 +73,12 @@ async function tryWasm(): Promise<boolean> {
   await import('@tensorflow/tfjs-backend-wasm');
   // The multi-threaded SIMD build (XNNPACK on a thread pool); the stock single-threaded one if it fails.
   const stock = tf.findBackendFactory('wasm');
-  const threaded = tf.engine().registry.wasm === undefined && installThreadedWasm(wasmThreadCount());
+  let threaded = false;
+  try {
+    threaded = tf.engine().registry.wasm === undefined && installThreadedWasm(wasmThreadCount());
+  } catch {
+    threaded = false; // e.g. no writable temp dir for the worker script: the stock build it is
+  }
   let ok = false;
   try {
     ok = await tf.setBackend('wasm');
