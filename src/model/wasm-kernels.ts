@@ -142,7 +142,8 @@ const timings = new Map<string, { inline: number; pooled: number; calls: number;
  * Inline or pooled? The pool wins on an idle machine and loses badly when another process holds
  * a core (its closing barrier waits for a scheduler slice), so the choice is measured per shape:
  * the first call pooled, the second inline, then whichever was faster lately; the other way is
- * re-tried every EXPLORE-th call, and at once after the chosen way ran 1.5x slower than usual.
+ * re-tried every EXPLORE-th call (4x less often when it lost by more than 30%), and at once
+ * after the chosen way ran 1.5x slower than usual.
  */
 function usePool(m: number, k: number, n: number): { pooled: boolean; record: (ms: number) => void } | null {
   if (!threadPool.available() || m * k * n < THREADED_MACS) return null;
@@ -156,7 +157,9 @@ function usePool(m: number, k: number, n: number): { pooled: boolean; record: (m
   else if (Number.isNaN(stats.inline)) pooled = false;
   else {
     const best = stats.pooled <= stats.inline;
-    pooled = stats.retry || stats.calls % EXPLORE === 0 ? !best : best;
+    // A clear loser is re-tried less often (a slowdown of the winner still triggers a retry).
+    const clear = Math.max(stats.pooled, stats.inline) > 1.3 * Math.min(stats.pooled, stats.inline);
+    pooled = stats.retry || stats.calls % (clear ? 4 * EXPLORE : EXPLORE) === 0 ? !best : best;
     stats.retry = false;
   }
   return {
