@@ -96,6 +96,9 @@ async function tryWasm(): Promise<boolean> {
 
 /** Selects and initialises a backend. Throws UserError when an explicitly requested backend cannot load. */
 export async function selectBackend(requested: BackendName = 'auto'): Promise<BackendChoice> {
+  // Production mode silences tfjs's console banners ("install the node backend"), which would
+  // otherwise interleave with our progress output; we say which backend we took ourselves.
+  tf.env().set('PROD', true);
   const failures: string[] = [];
   const attempt = async <T>(label: string, fn: () => Promise<T>): Promise<T | null> => {
     try {
