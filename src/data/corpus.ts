@@ -1,8 +1,8 @@
-import { createReadStream, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
-import { createInterface } from 'node:readline';
 import { UserError } from '../io/errors.ts';
 import { readBrownDocuments } from './brown.ts';
+import { readJsonObjects } from '../io/jsonl.ts';
 import { fsErrorReason } from './fs-errors.ts';
 
 export interface CorpusDocument {
@@ -89,29 +89,10 @@ function readTextFile(path: string): string {
 }
 
 async function* readJsonLines(path: string): AsyncGenerator<CorpusDocument> {
-  const input = createReadStream(path, { encoding: 'utf8' });
-  const lines = createInterface({ input, crlfDelay: Infinity });
-  let lineNo = 0;
-  try {
-    for await (const line of lines) {
-      lineNo++;
-      if (line.trim().length === 0) continue;
-      let record: unknown;
-      try {
-        record = JSON.parse(line);
-      } catch (err) {
-        throw new UserError(`${path}:${lineNo}: not valid JSON (${(err as Error).message})`);
-      }
-      const text = (record as { text?: unknown } | null)?.text;
-      if (typeof text !== 'string') throw new UserError(`${path}:${lineNo}: missing string field "text"`);
-      yield { id: `${basename(path)}:${lineNo}`, text };
-    }
-  } catch (err) {
-    if (err instanceof UserError) throw err;
-    throw new UserError(`${path}: cannot read file (${fsErrorReason(err)})`);
-  } finally {
-    lines.close();
-    input.destroy();
+  for await (const record of readJsonObjects(path)) {
+    const text = record.fields.text;
+    if (typeof text !== 'string') throw new UserError(`${record.where}: missing string field "text"`);
+    yield { id: `${basename(path)}:${record.line}`, text };
   }
 }
 

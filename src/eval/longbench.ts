@@ -4,16 +4,8 @@
  * of predictions as `eval.py` does it (plus the LongBench-E length buckets of its `scorer_e`).
  */
 import { UserError } from '../io/errors.ts';
-import {
-  alignPredictions,
-  integerField,
-  type JsonLine,
-  type Prediction,
-  readAllJsonObjects,
-  readJsonObjects,
-  stringArrayField,
-  stringField,
-} from './jsonl.ts';
+import { integerField, type JsonLine, readAllJsonObjects, readJsonObjects, stringArrayField, stringField } from '../io/jsonl.ts';
+import { alignPredictions, type Prediction } from './jsonl.ts';
 import {
   classificationScore,
   codeSimScore,

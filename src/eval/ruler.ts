@@ -13,7 +13,8 @@ import { type CorpusDocument, readDocuments } from '../data/corpus.ts';
 import { makeRng } from '../infer/sampling.ts';
 import { UserError } from '../io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { alignPredictions, integerField, type JsonLine, type Prediction, readAllJsonObjects, stringArrayField, stringField } from './jsonl.ts';
+import { integerField, type JsonLine, readAllJsonObjects, stringArrayField, stringField } from '../io/jsonl.ts';
+import { alignPredictions, type Prediction } from './jsonl.ts';
 import { pythonRound, stringMatchAll, stringMatchPart } from './metrics.ts';
 import { ADJECTIVES, FIRST_NAMES, NOUNS, SURNAMES, TOWN_ENDS, TOWN_STARTS } from './ruler-words.ts';
 
