@@ -1,38 +1,18 @@
 /** `arl keytokens` and `arl segments` end to end on a small random checkpoint, and their one-line errors. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { saveCheckpoint } from '../src/io/checkpoint.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH } from '../src/tokenizer/sentencepiece.ts';
-import { REPO_ROOT, useCpu } from './helpers.ts';
+import { assertUserError, runArl, useCpu } from './helpers.ts';
 
-const run = promisify(execFile);
-const ARL = join(REPO_ROOT, 'bin', 'arl.js');
-
-async function arl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [ARL, ...args, '--backend', 'cpu'], { cwd: REPO_ROOT, env: { ...process.env, FORCE_COLOR: '0' } });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-/** Exit code 2 and one line on stderr (besides the backend note) matching `pattern`, no stack trace. */
-function assertUserError(r: { code: number; stderr: string }, pattern: RegExp): void {
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:'));
-  assert.equal(r.code, 2, r.stderr);
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], pattern);
-}
+/** The ARL commands run on the cpu backend (deterministic). */
+const arl = (...args: string[]) => runArl(...args, '--backend', 'cpu');
 
 const work = mkdtempSync(join(tmpdir(), 'arl-cli-arl-'));
 const checkpoint = join(work, 'ckpt');

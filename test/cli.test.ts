@@ -1,36 +1,15 @@
 /** The CLI end to end: help, import -> generate parity, export round trip, and one-line errors for bad input. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { readSafetensors } from '../src/io/safetensors.ts';
-import { prepareTinyCorpus, REPO_ROOT, SHARED_FIXTURES } from './helpers.ts';
+import { assertUserError, prepareTinyCorpus, REPO_ROOT, runArl, SHARED_FIXTURES } from './helpers.ts';
 
-const run = promisify(execFile);
 const ARL = join(REPO_ROOT, 'bin', 'arl.js');
 const FIXTURE = join(SHARED_FIXTURES, 'tiny-llama');
-
-async function arl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [ARL, ...args], { cwd: REPO_ROOT, env: { ...process.env, FORCE_COLOR: '0' } });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-/** Exit code 2 and exactly one line on stderr (after the backend note) matching `pattern`, no stack trace. */
-function assertUserError(r: { code: number; stderr: string }, pattern: RegExp): void {
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:'));
-  assert.equal(r.code, 2, r.stderr);
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
-}
+const arl = runArl;
 
 const work = mkdtempSync(join(tmpdir(), 'arl-cli-'));
 const imported = join(work, 'imported');

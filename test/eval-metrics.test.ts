@@ -1,11 +1,9 @@
 /** LongBench/RULER metrics against hand-computed cases, LongBench file handling, and `arl longbench` end to end. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import {
   aggregateLongBench,
   buildLongBenchPrompt,
@@ -34,7 +32,7 @@ import {
   stringMatchPart,
 } from '../src/eval/metrics.ts';
 import { UserError } from '../src/io/errors.ts';
-import { REPO_ROOT } from './helpers.ts';
+import { REPO_ROOT, runArl } from './helpers.ts';
 
 const SAMPLE_DATA = join(REPO_ROOT, 'data', 'longbench-sample', 'data.jsonl');
 const SAMPLE_PREDICTIONS = join(REPO_ROOT, 'data', 'longbench-sample', 'predictions.jsonl');
@@ -239,16 +237,7 @@ describe('LongBench datasets and scoring', () => {
 });
 
 describe('arl longbench', () => {
-  const run = promisify(execFile);
-  const arl = async (...args: string[]) => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [join(REPO_ROOT, 'bin', 'arl.js'), 'longbench', ...args], { cwd: REPO_ROOT, env: { ...process.env, FORCE_COLOR: '0' } });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  };
+  const arl = (...args: string[]) => runArl('longbench', ...args);
 
   test('scores the sample: a table on stdout and JSON in --out', async () => {
     const out = join(work, 'scores.json');

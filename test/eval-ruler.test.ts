@@ -1,11 +1,9 @@
 /** RULER-style tasks: lengths, depths, answers that are really the answers, disjoint train/test pools, scoring, CLI. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import {
   entityPool,
   evenlySpacedDepth,
@@ -24,7 +22,7 @@ import {
 } from '../src/eval/ruler.ts';
 import { UserError } from '../src/io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
-import { REPO_ROOT } from './helpers.ts';
+import { runArl } from './helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'arl-eval-ruler-'));
 let tokenizer: Tokenizer;
@@ -249,16 +247,7 @@ describe('RULER scoring', () => {
 });
 
 describe('arl ruler', () => {
-  const run = promisify(execFile);
-  const arl = async (...args: string[]) => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [join(REPO_ROOT, 'bin', 'arl.js'), 'ruler', ...args], { cwd: REPO_ROOT, env: { ...process.env, FORCE_COLOR: '0' } });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  };
+  const arl = (...args: string[]) => runArl('ruler', ...args);
 
   test('generate is deterministic from the seed; score reads its output; bad input is one line', async () => {
     const generate = (out: string, seed: string) =>

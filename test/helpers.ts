@@ -1,5 +1,8 @@
 /** Shared test set-up: the deterministic pure-JS cpu backend, and paths to fixtures. */
 import * as tf from '@tensorflow/tfjs';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../src/backend.ts';
@@ -38,4 +41,30 @@ export async function prepareTinyCorpus(docs = 12): Promise<string> {
   const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
   await prepareCorpus({ source: join(dir, 'corpus.jsonl'), tokenizer, outDir: join(dir, 'prepared'), valFraction: 0.2, seed: 1 });
   return join(dir, 'prepared');
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node bin/arl.js ...args` from the repo root (colour off) and returns its exit code and output. */
+export async function runArl(...args: string[]): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'bin', 'arl.js'), ...args], { cwd: REPO_ROOT, env: { ...process.env, FORCE_COLOR: '0' } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as CliResult;
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** Exit code 2 and exactly one line on stderr (besides the backend note) matching `pattern`, no stack trace. */
+export function assertUserError(r: CliResult, pattern: RegExp): void {
+  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:'));
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
 }
