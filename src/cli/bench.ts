@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { selectBackend } from '../backend.ts';
+import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
 import { generate } from '../infer/generate.ts';
 import { UserError } from '../io/errors.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
@@ -32,6 +33,7 @@ interface BenchArgs {
   genContext: number;
   genTokens: number;
   skipGenerate: boolean;
+  keyTokens: boolean;
 }
 
 function randomTokens(count: number, vocab: number, rng: () => number): Int32Array {
@@ -112,6 +114,17 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     ids.dispose();
     emit({ bench: 'forward', ...base, ms_per_batch: forwardSeconds * 1000, tokens_per_s: tokens / forwardSeconds });
 
+    if (args.keyTokens) {
+      // ARL step 1 with its default S and W for this window, against plain forwards of full windows.
+      const options = keyTokenOptions(config.maxSeq);
+      if (choice.name === 'webgpu') emit({ bench: 'keytokens', ...base, skipped: 'ARL scoring reads results synchronously, which webgpu under Node cannot do yet' });
+      else {
+        const figures = measureKeyTokenThroughput(model, options, 4 * config.maxSeq, 2);
+        emit({ bench: 'keytokens', ...base, window: config.maxSeq, short: options.shortContext, chunk: options.chunk, ...figures, cost_vs_forward: figures.forward_tokens_per_s / figures.scoring_tokens_per_s });
+      }
+      sampleMemory();
+    }
+
     if (!args.skipGenerate) {
       const prompt = Array.from(randomTokens(args.genContext, args.vocab, rng));
       for (const useCache of [true, false]) {
@@ -150,6 +163,7 @@ export const benchCommand: CommandModule = {
       .option('gen-context', { type: 'number', default: 1000, describe: 'prompt length for the generation benchmark' })
       .option('gen-tokens', { type: 'number', default: 16 })
       .option('skip-generate', { type: 'boolean', default: false })
+      .option('key-tokens', { type: 'boolean', default: true, describe: 'also time ARL key-token scoring (--no-key-tokens to skip)' })
       .example('$0 bench --backend wasm', 'llm.c reference config 1: vocab 512, dim 128, 2 layers, T 128, batch 8')
       .example('$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2')
       .example('$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'),
