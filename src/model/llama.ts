@@ -239,65 +239,59 @@ export class DecoderBlock extends tf.layers.Layer {
   /** x [B, T, dim] -> [B, T, dim]; with a cache entry, also returns this layer's extended K/V. */
   forward(x: tf.Tensor3D, ctx: ForwardContext, cache?: LayerCache): { y: tf.Tensor3D; cache?: LayerCache } {
     const [batch, seq, dim] = x.shape;
+    const rows = batch * seq;
+    const x2 = tf.reshape(x, [rows, dim]) as tf.Tensor2D;
+    const h = this.attnNorm.forward(x2) as tf.Tensor2D;
+    // Whole sequences (training, scoring) take the fused attention with hand-written gradients;
+    // incremental decoding attends over the cached keys and values.
+    const attention: { out: tf.Tensor2D; cache?: LayerCache } = cache ? this.cachedAttention(h, batch, seq, ctx, cache) : { out: this.fusedAttention(h, batch, seq, ctx) };
+    const x1 = tf.add(x2, tf.matMul(attention.out, this.wo.read()));
+    const h2 = this.mlpNorm.forward(x1) as tf.Tensor2D;
+    const mlp = tf.matMul(swiglu(tf.matMul(h2, this.wGate.read()), tf.matMul(h2, this.wUp.read())), this.wDown.read());
+    const y = tf.reshape(tf.add(x1, mlp), [batch, seq, dim]) as tf.Tensor3D;
+    return attention.cache ? { y, cache: attention.cache } : { y };
+  }
+
+  /** Normed input [B*T, dim] -> attention output [B*T, heads*headDim] for whole sequences. */
+  private fusedAttention(h: tf.Tensor2D, batch: number, seq: number, ctx: ForwardContext): tf.Tensor2D {
+    const { heads, kvHeads, headDim } = this.c;
+    // One projection for queries, keys and values (one product and one weight gradient, not three).
+    const qkv = tf.matMul(h, tf.concat([this.wq.read(), this.wk.read(), this.wv.read()], 1)) as tf.Tensor2D;
+    return causalSelfAttention(qkv, {
+      batch,
+      seq,
+      heads,
+      kvHeads,
+      headDim,
+      cos: tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]),
+      sin: tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]),
+      rotate: ctx.rotate,
+      mask: ctx.mask,
+    });
+  }
+
+  /** Attention of T new tokens over the cache plus themselves; returns the output and the extended K/V. */
+  private cachedAttention(h: tf.Tensor2D, batch: number, seq: number, ctx: ForwardContext, cache: LayerCache): { out: tf.Tensor2D; cache: LayerCache } {
     const { heads, kvHeads, headDim } = this.c;
     const groups = heads / kvHeads;
-    const rows = batch * seq;
-
-    if (!cache) {
-      // Whole sequences (training, scoring): fused attention and MLP with hand-written gradients.
-      const x2 = tf.reshape(x, [rows, dim]) as tf.Tensor2D;
-      const h = this.attnNorm.forward(x2) as tf.Tensor2D;
-      // One projection for queries, keys and values (one product and one weight gradient, not three).
-      const qkv = tf.matMul(h, tf.concat([this.wq.read(), this.wk.read(), this.wv.read()], 1)) as tf.Tensor2D;
-      const attn = causalSelfAttention(qkv, {
-        batch,
-        seq,
-        heads,
-        kvHeads,
-        headDim,
-        cos: tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]),
-        sin: tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]),
-        rotate: ctx.rotate,
-        mask: ctx.mask,
-      });
-      const x1 = tf.add(x2, tf.matMul(attn, this.wo.read()));
-      const h2 = this.mlpNorm.forward(x1) as tf.Tensor2D;
-      const mlp = tf.matMul(swiglu(tf.matMul(h2, this.wGate.read()), tf.matMul(h2, this.wUp.read())), this.wDown.read());
-      return { y: tf.reshape(tf.add(x1, mlp), [batch, seq, dim]) };
-    }
-
     // [B*T, n*hd] -> [B, n, T, hd] with rotary positions applied
     const toHeads = (flat: tf.Tensor2D, n: number): tf.Tensor4D => tf.transpose(tf.reshape(flat, [batch, seq, n, headDim]), [0, 2, 1, 3]);
+    const cos = tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]);
+    const sin = tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]);
     const rotary = (t: tf.Tensor4D): tf.Tensor4D => {
-      const cos = tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]);
-      const sin = tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]);
       const rotated = tf.reshape(tf.matMul(tf.reshape(t, [-1, headDim]), ctx.rotate), t.shape);
       return tf.add(tf.mul(t, cos), tf.mul(rotated, sin));
     };
-
-    const h = tf.reshape(this.attnNorm.forward(x), [rows, dim]) as tf.Tensor2D;
     const q = rotary(toHeads(tf.matMul(h, this.wq.read()), heads));
-    let k = rotary(toHeads(tf.matMul(h, this.wk.read()), kvHeads));
-    let v = toHeads(tf.matMul(h, this.wv.read()), kvHeads);
-    if (cache) {
-      k = tf.concat([cache.k, k], 2);
-      v = tf.concat([cache.v, v], 2);
-    }
+    const k = tf.concat([cache.k, rotary(toHeads(tf.matMul(h, this.wk.read()), kvHeads))], 2);
+    const v = tf.concat([cache.v, toHeads(tf.matMul(h, this.wv.read()), kvHeads)], 2);
 
     // Fold each KV group's query heads into the length axis: [B, KV, G*T, hd].
     const qGrouped = tf.mul(tf.reshape(q, [batch, kvHeads, groups * seq, headDim]), 1 / Math.sqrt(headDim));
     const scores = tf.add(tf.matMul(qGrouped, k, false, true), ctx.mask);
     const context = tf.matMul(tf.softmax(scores), v); // [B, KV, G*T, hd]
-    const merged = tf.reshape(tf.transpose(tf.reshape(context, [batch, heads, seq, headDim]), [0, 2, 1, 3]), [rows, heads * headDim]);
-    const attnOut = tf.matMul(merged, this.wo.read());
-    const x1 = tf.add(x, tf.reshape(attnOut, [batch, seq, dim])) as tf.Tensor3D;
-
-    const h2 = tf.reshape(this.mlpNorm.forward(x1), [rows, dim]) as tf.Tensor2D;
-    const gate = tf.matMul(h2, this.wGate.read());
-    const up = tf.matMul(h2, this.wUp.read());
-    const mlpOut = tf.matMul(tf.mul(tf.mul(gate, tf.sigmoid(gate)), up), this.wDown.read());
-    const y = tf.add(x1, tf.reshape(mlpOut, [batch, seq, dim])) as tf.Tensor3D;
-    return cache ? { y, cache: { k, v } } : { y };
+    const out = tf.reshape(tf.transpose(tf.reshape(context, [batch, heads, seq, headDim]), [0, 2, 1, 3]), [batch * seq, heads * headDim]) as tf.Tensor2D;
+    return { out, cache: { k, v } };
   }
 
   override getConfig(): tf.serialization.ConfigDict {
