@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { resolve } from 'node:path';
 import { BROWN_SOURCE, readDocuments } from '../data/corpus.ts';
-import { UserError } from '../io/errors.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { makeRng } from '../infer/sampling.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -63,10 +63,7 @@ export function keyTokenOptions(maxSeq: number, given: Partial<KeyTokenOptions> 
 }
 
 export function validateKeyTokenOptions(o: KeyTokenOptions, maxSeq: number): void {
-  const positive = { '--short': o.shortContext, '--chunk': o.chunk, '--long-stride': o.longStride, '--top-k': o.topK, '--batch': o.batch };
-  for (const [flag, value] of Object.entries(positive)) {
-    if (!Number.isInteger(value) || value <= 0) throw new UserError(`${flag} must be a positive integer (got ${value})`);
-  }
+  checkPositiveIntegers({ '--short': o.shortContext, '--chunk': o.chunk, '--long-stride': o.longStride, '--top-k': o.topK, '--batch': o.batch });
   if (o.shortContext + o.chunk > maxSeq) throw new UserError(`--short ${o.shortContext} + --chunk ${o.chunk} exceeds the model's window of ${maxSeq} tokens; lower one of them`);
   if (o.longStride >= maxSeq) throw new UserError(`--long-stride ${o.longStride} must be below the model's window of ${maxSeq} tokens, or windows would leave tokens unscored`);
   if (!Number.isFinite(o.alpha) || !Number.isFinite(o.beta)) throw new UserError(`--alpha and --beta must be numbers (got ${o.alpha}, ${o.beta})`);

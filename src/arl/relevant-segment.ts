@@ -14,7 +14,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { UserError } from '../io/errors.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { DocumentJournal, readJsonLines, type Settings } from './journal.ts';
@@ -43,9 +43,7 @@ export function segmentOptions(shortContext: number, given: Partial<Omit<Segment
 }
 
 export function validateSegmentOptions(o: SegmentOptions, maxSeq: number): void {
-  for (const [flag, value] of Object.entries({ '--segment-tokens': o.segmentTokens, '--batch': o.batch })) {
-    if (!Number.isInteger(value) || value <= 0) throw new UserError(`${flag} must be a positive integer (got ${value})`);
-  }
+  checkPositiveIntegers({ '--segment-tokens': o.segmentTokens, '--batch': o.batch });
   if (o.shortContext + o.segmentTokens > maxSeq) {
     throw new UserError(`--segment-tokens ${o.segmentTokens} plus the short context of ${o.shortContext} tokens exceeds the model's window of ${maxSeq}; lower --segment-tokens`);
   }

@@ -6,7 +6,7 @@ import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOption
 import type { BackendName } from '../backend.ts';
 import { readDocuments } from '../data/corpus.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { UserError } from '../io/errors.ts';
+import { checkPositiveIntegers } from '../io/errors.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -74,7 +74,7 @@ const keyTokensCommand: CommandModule = {
       .example('$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --select both --top-k 16', 'Top-16 among tokens passing the LongPPL thresholds'),
   handler: async (argv) => {
     const args = argv as unknown as KeyTokensArgs;
-    if (args.maxDocs !== undefined && !(Number.isInteger(args.maxDocs) && args.maxDocs > 0)) throw new UserError(`--max-docs must be a positive integer (got ${args.maxDocs})`);
+    if (args.maxDocs !== undefined) checkPositiveIntegers({ '--max-docs': args.maxDocs });
     // Check the flags against the checkpoint's window and read the corpus once (for the ETA) before loading weights.
     const maxSeq = readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq;
     const options = keyTokenOptions(maxSeq, {

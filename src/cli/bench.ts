@@ -9,7 +9,7 @@ import type { BackendName } from '../backend.ts';
 import { selectBackend } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
 import { generate } from '../infer/generate.ts';
-import { UserError } from '../io/errors.ts';
+import { checkPositiveIntegers } from '../io/errors.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { makeRng } from '../infer/sampling.ts';
@@ -169,9 +169,7 @@ export const benchCommand: CommandModule = {
       .example('$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'),
   handler: async (argv) => {
     const args = argv as unknown as BenchArgs;
-    for (const key of ['vocab', 'dim', 'layers', 'heads', 'seq', 'batch', 'steps'] as const) {
-      if (!Number.isInteger(args[key]) || args[key] <= 0) throw new UserError(`--${key} must be a positive integer (got ${args[key]})`);
-    }
+    checkPositiveIntegers({ '--vocab': args.vocab, '--dim': args.dim, '--layers': args.layers, '--heads': args.heads, '--seq': args.seq, '--batch': args.batch, '--steps': args.steps });
     await runBench(args);
   },
 };

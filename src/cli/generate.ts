@@ -3,7 +3,7 @@ import chalk from 'chalk';
 import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { continuationText, generate } from '../infer/generate.ts';
-import { UserError } from '../io/errors.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { loadModelAndTokenizer, parseIdList, startBackend, withBackend } from './common.ts';
 
 interface GenerateArgs {
@@ -47,7 +47,7 @@ export const generateCommand: CommandModule = {
   handler: async (argv) => {
     const args = argv as unknown as GenerateArgs;
     if (args.prompt === undefined && args.promptIds === undefined) throw new UserError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
-    if (!Number.isInteger(args.maxNewTokens) || args.maxNewTokens <= 0) throw new UserError(`--max-new-tokens must be a positive integer (got ${args.maxNewTokens})`);
+    checkPositiveIntegers({ '--max-new-tokens': args.maxNewTokens });
     await startBackend(args.backend);
     const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: args.prompt !== undefined });
     try {

@@ -5,7 +5,7 @@ import type { Argv, CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { readPrepareMeta } from '../data/format.ts';
 import { hasTrainingCheckpoint } from '../io/checkpoint.ts';
-import { UserError } from '../io/errors.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { makeConfig, parameterCount, PRESETS } from '../model/config.ts';
 import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
 import { DEFAULT_TRAIN, type StepMetrics, train, type TrainOptions, type TrainResult } from '../train/trainer.ts';
@@ -64,9 +64,14 @@ export function trainOptions<T>(y: Argv<T>) {
 }
 
 function checkPositive(args: TrainArgs): void {
-  for (const key of ['steps', 'batch', 'seq', 'accum', 'saveEvery', 'evalBatches'] as const) {
-    if (!Number.isInteger(args[key]) || args[key] <= 0) throw new UserError(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a positive integer (got ${args[key]})`);
-  }
+  checkPositiveIntegers({
+    '--steps': args.steps,
+    '--batch': args.batch,
+    '--seq': args.seq,
+    '--accum': args.accum,
+    '--save-every': args.saveEvery,
+    '--eval-batches': args.evalBatches,
+  });
   if (!(args.lr > 0)) throw new UserError(`--lr must be positive (got ${args.lr})`);
 }
 

@@ -10,3 +10,10 @@ export class UserError extends Error {
 export function check(condition: unknown, message: string): asserts condition {
   if (!condition) throw new UserError(message);
 }
+
+/** Throws `--flag must be a positive integer (got X)` for the first entry of `flags` that is not one. */
+export function checkPositiveIntegers(flags: Record<string, number>): void {
+  for (const [flag, value] of Object.entries(flags)) {
+    if (!Number.isInteger(value) || value <= 0) throw new UserError(`${flag} must be a positive integer (got ${value})`);
+  }
+}
