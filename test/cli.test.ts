@@ -61,6 +61,8 @@ describe('arl CLI', () => {
     writeFileSync(join(mismatched, 'config.json'), JSON.stringify({ ...config, intermediate_size: 100 }));
     const emptyCorpus = join(work, 'empty');
     mkdirSync(emptyCorpus);
+    mkdirSync(join(work, 'not-a-checkpoint'));
+    writeFileSync(join(work, 'not-a-checkpoint', 'notes.txt'), 'keep me');
     const badJsonl = join(work, 'bad.jsonl');
     writeFileSync(badJsonl, '{"text": "fine"}\n{"text": oops}\n');
     const noTokenizer = join(work, 'vocab-mismatch');
@@ -73,12 +75,14 @@ describe('arl CLI', () => {
       [['generate', '--checkpoint', noTokenizer, '--prompt', 'hello'], /tokenizer has 4096 tokens but the model .* vocabulary of 256/],
       [['generate', '--checkpoint', imported, '--prompt-ids', '1,x'], /--prompt-ids: expected comma-separated/],
       [['generate', '--checkpoint', imported, '--prompt-ids', '1,999'], /id 999 is outside the model's vocabulary of 256/],
+      [['export', '--checkpoint', imported, '--format', 'hf', '--out', emptyCorpus.replace('empty', 'not-a-checkpoint')], /not-a-checkpoint: exists and is not a checkpoint/],
       [['prepare', '--corpus', emptyCorpus, '--out', join(work, 'p1')], /no documents|no \.txt/],
       [['prepare', '--corpus', badJsonl, '--out', join(work, 'p2')], /bad\.jsonl:2: not valid JSON/],
       [['train', '--data', join(work, 'nowhere'), '--out', join(work, 'r1')], /nowhere.*arl prepare/],
     ];
     const results = await Promise.all(cases.map(([args]) => arl(...args)));
     results.forEach((r, i) => assertUserError(r, cases[i][1]));
+    assert.equal(readFileSync(join(work, 'not-a-checkpoint', 'notes.txt'), 'utf8'), 'keep me');
   });
 
   test('train runs from the CLI, refuses to overwrite a run without --resume, and resumes with it', async () => {

@@ -1,16 +1,13 @@
 /** `arl import` (Hugging Face Llama -> checkpoint) and `arl export` (checkpoint -> Hugging Face). */
 import chalk from 'chalk';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { loadModel, saveCheckpoint } from '../io/checkpoint.ts';
-import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
-import { assignHfWeights, configToHf, hfWeights, readHfCheckpoint } from '../io/hf.ts';
-import { writeSafetensors } from '../io/safetensors.ts';
+import { assignHfWeights, readHfCheckpoint } from '../io/hf.ts';
 import { parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
-import { RECAP_CLOSE, RECAP_OPEN } from '../tokenizer/sentencepiece.ts';
 import { startBackend } from './common.ts';
 
 export const importCommand: CommandModule = {
@@ -38,27 +35,11 @@ export const importCommand: CommandModule = {
   },
 };
 
-/** Writes a checkpoint as a Hugging Face directory: config.json, model.safetensors, tokenizer files. */
+/** Writes a checkpoint as a Hugging Face directory (weights, config and tokenizer files; no training state). */
 async function exportHf(checkpoint: string, out: string): Promise<void> {
   const { model, ckpt } = loadModel(checkpoint);
   try {
-    mkdirSync(out, { recursive: true });
-    writeSafetensors(join(out, 'model.safetensors'), await hfWeights(model), { format: 'pt' });
-    writeFileAtomic(join(out, 'config.json'), JSON.stringify(configToHf(model.config), null, 2));
-    writeFileAtomic(join(out, 'generation_config.json'), JSON.stringify({ bos_token_id: model.config.bosId, eos_token_id: model.config.eosId }, null, 2));
-    if (ckpt.tokenizerPath) {
-      copyFileSync(ckpt.tokenizerPath, join(out, 'tokenizer.model'));
-      const tokenizerConfig = {
-        tokenizer_class: 'LlamaTokenizer',
-        add_bos_token: true,
-        add_eos_token: false,
-        additional_special_tokens: [RECAP_OPEN, RECAP_CLOSE],
-        bos_token: '<s>',
-        eos_token: '</s>',
-        unk_token: '<unk>',
-      };
-      writeFileAtomic(join(out, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2));
-    }
+    await saveCheckpoint(out, model, ckpt.tokenizerPath);
   } finally {
     model.dispose();
   }

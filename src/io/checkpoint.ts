@@ -2,7 +2,8 @@
  * Checkpoints. A checkpoint is a directory a Hugging Face Llama loader also understands:
  *   config.json         HF Llama config plus an "arl" block (our extra fields)
  *   model.safetensors   weights by HF name, HF layout
- *   tokenizer.model     the SentencePiece model the ids belong to (when known)
+ *   generation_config.json
+ *   tokenizer.model     the SentencePiece model the ids belong to (when known), with tokenizer_config.json
  *   optimizer.safetensors, state.json   training state (training checkpoints only)
  * A training run directory holds ckpt-<step>/ directories and a `latest` file naming the newest.
  * Each checkpoint is written to a temp directory and renamed into place, and `latest` is
@@ -13,6 +14,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import { join, resolve } from 'node:path';
 import type { ModelConfig } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
+import { RECAP_CLOSE, RECAP_OPEN } from '../tokenizer/sentencepiece.ts';
 import type { AdamW } from '../train/optimizer.ts';
 import { replaceDirAtomic, writeFileAtomic } from './atomic.ts';
 import { UserError } from './errors.ts';
@@ -111,6 +113,17 @@ export function loadModel(path: string): { model: LlamaModel; ckpt: LoadedCheckp
   return { model: modelFromCheckpoint(ckpt), ckpt };
 }
 
+/** Tells Hugging Face's LlamaTokenizer about our special tokens. */
+const TOKENIZER_CONFIG = {
+  tokenizer_class: 'LlamaTokenizer',
+  add_bos_token: true,
+  add_eos_token: false,
+  additional_special_tokens: [RECAP_OPEN, RECAP_CLOSE],
+  bos_token: '<s>',
+  eos_token: '</s>',
+  unk_token: '<unk>',
+};
+
 function configJson(config: ModelConfig): string {
   return JSON.stringify({ ...configToHf(config), arl: { format: CHECKPOINT_FORMAT, attentionWindow: config.attentionWindow } }, null, 2);
 }
@@ -140,12 +153,20 @@ export function restoreOptimizer(model: LlamaModel, optimizer: AdamW, tensors: M
 /** Writes a plain checkpoint (weights, config, tokenizer) to `dir`, replacing it atomically. */
 export async function saveCheckpoint(dir: string, model: LlamaModel, tokenizerPath: string | null, extra?: { optimizer: AdamW; state: TrainState }): Promise<void> {
   const target = resolve(dir);
+  // The directory is replaced whole: never let that delete a folder that is not a checkpoint.
+  if (existsSync(target) && readdirSync(target).length > 0 && !existsSync(join(target, 'config.json'))) {
+    throw new UserError(`${dir}: exists and is not a checkpoint (no config.json); choose another output directory`);
+  }
   const tmp = `${target}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   writeFileAtomic(join(tmp, 'config.json'), configJson(model.config));
   writeSafetensors(join(tmp, 'model.safetensors'), await hfWeights(model), { format: 'pt' });
-  if (tokenizerPath) copyFileSync(tokenizerPath, join(tmp, 'tokenizer.model'));
+  writeFileAtomic(join(tmp, 'generation_config.json'), JSON.stringify({ bos_token_id: model.config.bosId, eos_token_id: model.config.eosId }, null, 2));
+  if (tokenizerPath) {
+    copyFileSync(tokenizerPath, join(tmp, 'tokenizer.model'));
+    writeFileAtomic(join(tmp, 'tokenizer_config.json'), JSON.stringify(TOKENIZER_CONFIG, null, 2));
+  }
   if (extra) {
     writeSafetensors(join(tmp, 'optimizer.safetensors'), await optimizerTensors(model, extra.optimizer));
     writeFileAtomic(join(tmp, 'state.json'), JSON.stringify(extra.state, null, 2));
