@@ -1,0 +1,96 @@
+/** SVG line charts: well-formed XML, every point inside the plot area, ticks spanning the data, log axes. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { lineChartSvg, niceTicks, PLOT_AREA } from '../src/eval/plot.ts';
+
+/** Checks tags nest and close, attributes are quoted and no raw `<` or `&` appears in text; returns the element names in order. */
+function assertWellFormedXml(xml: string): string[] {
+  const names: string[] = [];
+  const stack: string[] = [];
+  const tag = /<(\/?)([a-zA-Z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>/gy;
+  let pos = 0;
+  while (pos < xml.length) {
+    const next = xml.indexOf('<', pos);
+    const text = xml.slice(pos, next < 0 ? xml.length : next);
+    assert.doesNotMatch(text, /&(?!(lt|gt|amp|quot|apos);)/, `bare & in text: ${text}`);
+    if (next < 0) break;
+    tag.lastIndex = next;
+    const m = tag.exec(xml);
+    assert.ok(m, `malformed tag at ${next}: ${xml.slice(next, next + 60)}`);
+    const [, closing, name, , selfClosing] = m;
+    if (closing) assert.equal(stack.pop(), name, `</${name}> closes the wrong element`);
+    else {
+      names.push(name);
+      if (!selfClosing) stack.push(name);
+    }
+    pos = tag.lastIndex;
+  }
+  assert.deepEqual(stack, [], 'unclosed elements');
+  return names;
+}
+
+function plottedPoints(svg: string): [number, number][] {
+  const out: [number, number][] = [];
+  for (const m of svg.matchAll(/<polyline class="series" points="([^"]+)"/g)) {
+    for (const pair of m[1].split(' ')) out.push(pair.split(',').map(Number) as [number, number]);
+  }
+  for (const m of svg.matchAll(/<circle class="series" cx="([^"]+)" cy="([^"]+)"/g)) out.push([Number(m[1]), Number(m[2])]);
+  return out;
+}
+
+function assertInsidePlotArea(points: [number, number][]): void {
+  for (const [x, y] of points) {
+    assert.ok(x >= PLOT_AREA.left - 0.01 && x <= PLOT_AREA.right + 0.01, `x ${x} outside the plot area`);
+    assert.ok(y >= PLOT_AREA.top - 0.01 && y <= PLOT_AREA.bottom + 0.01, `y ${y} outside the plot area`);
+  }
+}
+
+describe('lineChartSvg', () => {
+  test('two series: well-formed, every point inside the plot area, a legend entry each, text escaped', () => {
+    const train = Array.from({ length: 50 }, (_, i): [number, number] => [i + 1, 5 * Math.exp(-i / 20) + 0.3 * Math.sin(i)]);
+    const val: [number, number][] = [[10, 4.1], [20, 3.2], [50, 2.05]];
+    const svg = lineChartSvg({ title: 'loss <train & val>', xLabel: 'step', yLabel: 'loss', series: [{ name: 'train', points: train }, { name: 'val "held out"', points: val }] });
+    const names = assertWellFormedXml(svg);
+    assert.equal(names[0], 'svg');
+    assert.match(svg, /loss &lt;train &amp; val&gt;/);
+    assert.match(svg, /val &quot;held out&quot;/);
+    const points = plottedPoints(svg);
+    assert.equal(points.length, train.length + val.length);
+    assertInsidePlotArea(points);
+    // The extremes touch or lie inside the plot area's opposite sides: the axes span the data.
+    assert.ok(Math.min(...points.map((p) => p[0])) >= PLOT_AREA.left && Math.max(...points.map((p) => p[0])) <= PLOT_AREA.right);
+    assert.equal(names.filter((n) => n === 'polyline').length, 2);
+  });
+
+  test('log y: ticks are powers of ten around the data; non-positive and non-finite points are dropped', () => {
+    const points: [number, number][] = [[0, 1e-4], [1, 3e-3], [2, 0], [3, 0.2], [4, NaN], [5, 7]];
+    const svg = lineChartSvg({ title: 'lr', xLabel: 'step', yLabel: 'lr', series: [{ name: 'lr', points }], logY: true });
+    assertWellFormedXml(svg);
+    const plotted = plottedPoints(svg);
+    assert.equal(plotted.length, 4);
+    assertInsidePlotArea(plotted);
+    const yTickLabels = [...svg.matchAll(/text-anchor="end">([^<]+)</g)].map((m) => Number(m[1]));
+    assert.deepEqual(yTickLabels, [1e-4, 1e-3, 1e-2, 1e-1, 1, 10]);
+    assert.match(svg, /\(log scale\)/);
+  });
+
+  test('a single point, a constant series and no data all give valid charts', () => {
+    for (const series of [[{ name: 'one', points: [[3, 2]] as [number, number][] }], [{ name: 'flat', points: [[0, 1], [1, 1], [2, 1]] as [number, number][] }], [], [{ name: 'empty', points: [] }]]) {
+      const svg = lineChartSvg({ title: 't', xLabel: 'x', yLabel: 'y', series });
+      assertWellFormedXml(svg);
+      assertInsidePlotArea(plottedPoints(svg));
+      if (series.every((s) => s.points.length === 0)) assert.match(svg, /no data/);
+    }
+  });
+
+  test('niceTicks: round steps that cover the range', () => {
+    for (const [min, max] of [[0, 1], [0.37, 4.2], [-3, 17], [1000, 1003], [5, 5], [1e-5, 3e-5]]) {
+      const ticks = niceTicks(min, max);
+      assert.ok(ticks[0] <= min && ticks[ticks.length - 1] >= max, `${ticks} covers [${min}, ${max}]`);
+      assert.ok(ticks.length >= 3 && ticks.length <= 12, `${ticks.length} ticks`);
+      const step = ticks[1] - ticks[0];
+      const mantissa = step / 10 ** Math.floor(Math.log10(step));
+      assert.ok([1, 2, 5, 10].some((m) => Math.abs(mantissa - m) < 1e-6), `step ${step}`);
+    }
+  });
+});
