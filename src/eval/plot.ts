@@ -51,7 +51,7 @@ function logTicks(min: number, max: number): number[] {
   const ticks: number[] = [];
   for (let e = low; e <= high; e++) for (const m of multiples) ticks.push(Number((m * 10 ** e).toPrecision(12)));
   // Keep one tick at or beyond each end, so the axis spans every point.
-  const first = ticks.findLastIndex((t) => t <= min);
+  const first = ticks.filter((t) => t <= min).length - 1;
   const last = ticks.findIndex((t) => t >= max);
   return ticks.slice(Math.max(0, first), last < 0 ? undefined : last + 1);
 }
