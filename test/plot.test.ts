@@ -1,7 +1,10 @@
-/** SVG line charts: well-formed XML, every point inside the plot area, ticks spanning the data, log axes. */
+/** SVG line charts: well-formed XML, every point inside the plot area, ticks spanning the data, log axes; training curves and `arl plot`. */
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { lineChartSvg, niceTicks, PLOT_AREA } from '../src/eval/plot.ts';
+import { assertUserError, prepareTinyCorpus, runArl } from './helpers.ts';
 
 /** Checks tags nest and close, attributes are quoted and no raw `<` or `&` appears in text; returns the element names in order. */
 function assertWellFormedXml(xml: string): string[] {
@@ -93,4 +96,30 @@ describe('lineChartSvg', () => {
       assert.ok([1, 2, 5, 10].some((m) => Math.abs(mantissa - m) < 1e-6), `step ${step}`);
     }
   });
+});
+
+test('training writes loss/lr/throughput curves at each save; `arl plot` redraws them', async () => {
+  const data = await prepareTinyCorpus(6);
+  const out = join(data, '..', 'run');
+  const r = await runArl('train', '--data', data, '--out', out, '--backend', 'cpu', '--dim', '32', '--layers', '1', '--heads', '2', '--max-seq', '32', '--seq', '16', '--batch', '2', '--eval-every', '2', '--eval-batches', '1', '--steps', '3', '--save-every', '2');
+  assert.equal(r.code, 0, r.stderr);
+  const steps = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length;
+  const charts = ['loss.svg', 'lr.svg', 'tokens-per-s.svg'].map((name) => join(out, 'plots', name));
+  const check = (): void => {
+    for (const chart of charts) {
+      const svg = readFileSync(chart, 'utf8');
+      assertWellFormedXml(svg);
+      const points = plottedPoints(svg);
+      assertInsidePlotArea(points);
+      // loss: every step's train loss plus the two validation points (steps 2 and 3)
+      assert.equal(points.length, chart.endsWith('loss.svg') ? steps + 2 : steps, chart);
+    }
+  };
+  check();
+  for (const chart of charts) rmSync(chart);
+  const redraw = await runArl('plot', '--run', out);
+  assert.equal(redraw.code, 0, redraw.stderr);
+  assert.ok(charts.every((c) => existsSync(c)));
+  check();
+  assertUserError(await runArl('plot', '--run', join(out, 'nowhere')), /nowhere: no metrics\.jsonl; pass the --out folder/);
 });

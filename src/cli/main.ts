@@ -11,6 +11,7 @@ import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
 import { longbenchCommand } from './longbench.ts';
+import { plotCommand } from './plot.ts';
 import { rulerCommand } from './ruler.ts';
 import { trainCommand } from './train.ts';
 
@@ -33,6 +34,7 @@ try {
     .command(demoCommand)
     .command(longbenchCommand)
     .command(rulerCommand)
+    .command(plotCommand)
     .command(arlCommands)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()

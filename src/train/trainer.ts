@@ -1,7 +1,7 @@
 /**
  * The training loop, flat in the nanoGPT manner: for each step, accumulate gradients over
  * micro-batches, clip by global norm, AdamW update, log; validate and checkpoint periodically.
- * A run directory holds checkpoints and metrics.jsonl; resuming restores weights, optimizer
+ * A run directory holds checkpoints, metrics.jsonl and plots/ (curves redrawn at each save); resuming restores weights, optimizer
  * moments, step and data position, so the resumed run reproduces the uninterrupted one.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -23,6 +23,7 @@ import { LlamaModel } from '../model/llama.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
 import { languageModelLoss } from './loss.ts';
 import { AdamW, clipByGlobalNorm, learningRate, sumAll } from './optimizer.ts';
+import { writeTrainingCurves } from './curves.ts';
 
 export interface TrainOptions {
   /** Prepared data directory (from `arl prepare`). */
@@ -196,6 +197,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
 
   const save = async (): Promise<void> => {
     lastCheckpoint = await saveTrainingCheckpoint(options.out, model, setup.tokenizerPath, optimizer, state);
+    writeTrainingCurves(options.out);
     lastSavedStep = state.step;
     callbacks.onSave?.(lastCheckpoint);
   };
