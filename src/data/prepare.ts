@@ -43,7 +43,25 @@ export const DEFAULT_SHARD_TOKENS = 16 * 1024 * 1024;
  * Output goes to a temporary sibling folder that replaces `outDir` only when complete.
  */
 export async function prepareCorpus(options: PrepareOptions): Promise<PrepareMeta> {
-  const { source, tokenizer, valFraction = DEFAULT_VAL_FRACTION, seed = 0 } = options;
+  const { source, tokenizer } = options;
+  async function* tokenized(): AsyncGenerator<TokenizedDocument> {
+    for await (const doc of readDocuments(source)) yield { id: doc.id, tokens: [tokenizer.bosId, ...tokenizer.encode(doc.text), tokenizer.eosId] };
+  }
+  return writePrepared(tokenized(), { ...options, source: source === BROWN_SOURCE ? source : resolve(source) });
+}
+
+/** A document ready for the shards: its id (which picks the split) and its tokens, BOS and EOS included. */
+export interface TokenizedDocument {
+  id: string;
+  tokens: number[];
+}
+
+/**
+ * Writes already tokenized documents as a prepared-data folder (what `prepareCorpus` writes for a text corpus):
+ * the same hash split, shard format and atomic replacement of `outDir`. `source` is recorded in meta.json as is.
+ */
+export async function writePrepared(documents: AsyncIterable<TokenizedDocument> | Iterable<TokenizedDocument>, options: Omit<PrepareOptions, 'source'> & { source: string }): Promise<PrepareMeta> {
+  const { tokenizer, valFraction = DEFAULT_VAL_FRACTION, seed = 0 } = options;
   const shardTokens = options.shardTokens ?? DEFAULT_SHARD_TOKENS;
   check(valFraction >= 0 && valFraction < 1, `valFraction must be in [0, 1), got ${valFraction}`);
   check(Number.isSafeInteger(seed), `seed must be an integer, got ${seed}`);
@@ -66,8 +84,8 @@ export async function prepareCorpus(options: PrepareOptions): Promise<PrepareMet
     let heldBack: { tokens: number[]; hash: number } | undefined;
     let docs = 0;
     let tokens = 0;
-    for await (const doc of readDocuments(source)) {
-      const docTokens = [tokenizer.bosId, ...tokenizer.encode(doc.text), tokenizer.eosId];
+    for await (const doc of documents) {
+      const docTokens = doc.tokens;
       const hash = splitHash(doc.id, seed);
       if (hash < valFraction) {
         val.write(docTokens);
@@ -88,7 +106,7 @@ export async function prepareCorpus(options: PrepareOptions): Promise<PrepareMet
       vocabSize: tokenizer.vocabSize,
       dtype,
       tokenizer: { path: tokenizer.modelPath, sha256: tokenizer.sha256 },
-      source: source === BROWN_SOURCE ? source : resolve(source),
+      source: options.source,
       seed,
       valFraction,
       splits: { train: train.close(), val: val.close() },
@@ -118,8 +136,8 @@ function checkReplaceable(outDir: string): void {
   );
 }
 
-/** Uniform value in [0, 1) from the document id and seed. */
-function splitHash(id: string, seed: number): number {
+/** Uniform value in [0, 1) from the document id and seed; a document goes to val when it is below valFraction. */
+export function splitHash(id: string, seed: number): number {
   const digest = createHash('sha256').update(`${seed}\0${id}`).digest();
   return digest.readUIntBE(0, 6) / 2 ** 48;
 }
