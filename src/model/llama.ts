@@ -23,6 +23,20 @@ export interface KVCache {
 
 const MASKED = -1e9;
 
+/** The linear projections of a decoder block, by their Hugging Face names. */
+export type Projection = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
+
+/**
+ * A per-block adapter (LIFT's Gated Memory, LoRA). Each hook is optional; a block without an
+ * adapter runs exactly as before (no extra ops).
+ */
+export interface BlockAdapter {
+  /** A term added to projection `name`'s output given its input x [N, in] (LoRA), or null for none. */
+  projectionDelta?(name: Projection, x: tf.Tensor2D): tf.Tensor2D | null;
+  /** The merged attention heads [N, H*hd] rewritten given each head's query before RoPE [N, H*hd] (Gated Memory). */
+  attentionOutput?(attention: tf.Tensor2D, queries: tf.Tensor2D): tf.Tensor2D;
+}
+
 function normalInit(std: number, seed: number): ReturnType<typeof tf.initializers.randomNormal> {
   return tf.initializers.randomNormal({ mean: 0, stddev: std, seed });
 }
@@ -208,6 +222,8 @@ export class DecoderBlock extends tf.layers.Layer {
   wGate!: tf.LayerVariable;
   wUp!: tf.LayerVariable;
   wDown!: tf.LayerVariable;
+  /** Optional adapter (src/lift); its weights are its own, never among trainableWeights. */
+  adapter: BlockAdapter | null = null;
 
   constructor(private readonly c: ModelConfig, private readonly index: number, private readonly seed: number) {
     super({ name: `layers.${index}` });
@@ -245,19 +261,36 @@ export class DecoderBlock extends tf.layers.Layer {
     // Whole sequences (training, scoring) take the fused attention with hand-written gradients;
     // incremental decoding attends over the cached keys and values.
     const attention: { out: tf.Tensor2D; cache?: LayerCache } = cache ? this.cachedAttention(h, batch, seq, ctx, cache) : { out: this.fusedAttention(h, batch, seq, ctx) };
-    const x1 = tf.add(x2, tf.matMul(attention.out, this.wo.read()));
+    const x1 = tf.add(x2, this.project('o_proj', attention.out, this.wo));
     const h2 = this.mlpNorm.forward(x1) as tf.Tensor2D;
-    const mlp = tf.matMul(swiglu(tf.matMul(h2, this.wGate.read()), tf.matMul(h2, this.wUp.read())), this.wDown.read());
+    const mlp = this.project('down_proj', swiglu(this.project('gate_proj', h2, this.wGate), this.project('up_proj', h2, this.wUp)), this.wDown);
     const y = tf.reshape(tf.add(x1, mlp), [batch, seq, dim]) as tf.Tensor3D;
     return attention.cache ? { y, cache: attention.cache } : { y };
+  }
+
+  /** x @ w, plus the adapter's term for this projection if it has one. */
+  private project(name: Projection, x: tf.Tensor2D, w: tf.LayerVariable): tf.Tensor2D {
+    const y = tf.matMul(x, w.read()) as tf.Tensor2D;
+    const delta = this.adapter?.projectionDelta?.(name, x);
+    return delta ? tf.add(y, delta) : y;
+  }
+
+  /** The adapter's rewrite of the merged attention heads, given the pre-RoPE queries [N, H*hd]. */
+  private adaptAttention(out: tf.Tensor2D, queries: () => tf.Tensor2D): tf.Tensor2D {
+    return this.adapter?.attentionOutput ? this.adapter.attentionOutput(out, queries()) : out;
   }
 
   /** Normed input [B*T, dim] -> attention output [B*T, heads*headDim] for whole sequences. */
   private fusedAttention(h: tf.Tensor2D, batch: number, seq: number, ctx: ForwardContext): tf.Tensor2D {
     const { heads, kvHeads, headDim } = this.c;
     // One projection for queries, keys and values (one product and one weight gradient, not three).
-    const qkv = tf.matMul(h, tf.concat([this.wq.read(), this.wk.read(), this.wv.read()], 1)) as tf.Tensor2D;
-    return causalSelfAttention(qkv, {
+    let qkv = tf.matMul(h, tf.concat([this.wq.read(), this.wk.read(), this.wv.read()], 1)) as tf.Tensor2D;
+    if (this.adapter?.projectionDelta) {
+      const widths = { q_proj: heads * headDim, k_proj: kvHeads * headDim, v_proj: kvHeads * headDim };
+      const deltas = (['q_proj', 'k_proj', 'v_proj'] as const).map((n) => this.adapter!.projectionDelta!(n, h) ?? tf.zeros([h.shape[0], widths[n]]));
+      qkv = tf.add(qkv, tf.concat(deltas, 1));
+    }
+    const out = causalSelfAttention(qkv, {
       batch,
       seq,
       heads,
@@ -268,6 +301,7 @@ export class DecoderBlock extends tf.layers.Layer {
       rotate: ctx.rotate,
       mask: ctx.mask,
     });
+    return this.adaptAttention(out, () => tf.slice(qkv, [0, 0], [batch * seq, heads * headDim]));
   }
 
   /** Attention of T new tokens over the cache plus themselves; returns the output and the extended K/V. */
@@ -282,16 +316,17 @@ export class DecoderBlock extends tf.layers.Layer {
       const rotated = tf.reshape(tf.matMul(tf.reshape(t, [-1, headDim]), ctx.rotate), t.shape);
       return tf.add(tf.mul(t, cos), tf.mul(rotated, sin));
     };
-    const q = rotary(toHeads(tf.matMul(h, this.wq.read()), heads));
-    const k = tf.concat([cache.k, rotary(toHeads(tf.matMul(h, this.wk.read()), kvHeads))], 2);
-    const v = tf.concat([cache.v, toHeads(tf.matMul(h, this.wv.read()), kvHeads)], 2);
+    const queries = this.project('q_proj', h, this.wq);
+    const q = rotary(toHeads(queries, heads));
+    const k = tf.concat([cache.k, rotary(toHeads(this.project('k_proj', h, this.wk), kvHeads))], 2);
+    const v = tf.concat([cache.v, toHeads(this.project('v_proj', h, this.wv), kvHeads)], 2);
 
     // Fold each KV group's query heads into the length axis: [B, KV, G*T, hd].
     const qGrouped = tf.mul(tf.reshape(q, [batch, kvHeads, groups * seq, headDim]), 1 / Math.sqrt(headDim));
     const scores = tf.add(tf.matMul(qGrouped, k, false, true), ctx.mask);
     const context = tf.matMul(tf.softmax(scores), v); // [B, KV, G*T, hd]
     const out = tf.reshape(tf.transpose(tf.reshape(context, [batch, heads, seq, headDim]), [0, 2, 1, 3]), [batch * seq, heads * headDim]) as tf.Tensor2D;
-    return { out, cache: { k, v } };
+    return { out: this.adaptAttention(out, () => queries), cache: { k, v } };
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -23,8 +23,9 @@ export class AdamW {
   composed = false;
 
   constructor(readonly params: tf.Variable[], readonly opts: AdamWOptions) {
-    this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
-    this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    // tidy frees the zeros each variable was made from (the variable keeps its own reference).
+    this.m = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
+    this.v = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
   }
 
   /** One update with gradients in `params` order. */
