@@ -1,14 +1,15 @@
-/** `arl import` (Hugging Face Llama -> checkpoint) and `arl export` (checkpoint -> Hugging Face). */
+/** `arl import` (Hugging Face Llama -> checkpoint) and `arl export` (checkpoint -> Hugging Face, GGUF). */
 import chalk from 'chalk';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { loadModel, saveCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
-import { assignHfWeights, readHfCheckpoint } from '../io/hf.ts';
+import { writeGguf } from '../io/gguf.ts';
+import { assignHfWeights, hfWeights, readHfCheckpoint } from '../io/hf.ts';
 import { parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
-import { startBackend } from './common.ts';
+import { loadModelAndTokenizer, startBackend } from './common.ts';
 
 export const importCommand: CommandModule = {
   command: 'import',
@@ -45,19 +46,38 @@ async function exportHf(checkpoint: string, out: string): Promise<void> {
   }
 }
 
+/** Writes a checkpoint as one GGUF file (F32) for llama.cpp. */
+async function exportGguf(checkpoint: string, out: string, tokenizerPath: string | undefined): Promise<string> {
+  const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(checkpoint, { tokenizer: tokenizerPath, needTokenizer: false });
+  try {
+    const { tensors, bytes } = writeGguf(out, model.config, await hfWeights(model), tokenizer, basename(checkpointDir));
+    return `GGUF v3, llama architecture, ${tensors} F32 tensors, ${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  } finally {
+    model.dispose();
+  }
+}
+
 export const exportCommand: CommandModule = {
   command: 'export',
-  describe: 'Export a checkpoint (hf: Hugging Face Llama directory)',
+  describe: 'Export a checkpoint (hf: Hugging Face Llama directory; gguf: one file for llama.cpp)',
   builder: (y) =>
     y
       .option('checkpoint', { type: 'string', demandOption: true })
       .option('format', { choices: ['hf', 'gguf', 'tfjs'] as const, default: 'hf' as const })
       .option('out', { type: 'string', demandOption: true })
-      .example('$0 export --checkpoint checkpoints/demo --format hf --out exported/demo', 'load it with transformers.AutoModelForCausalLM.from_pretrained'),
+      .option('tokenizer', { type: 'string', describe: "SentencePiece .model for the GGUF vocabulary (default: the checkpoint's)" })
+      .example('$0 export --checkpoint checkpoints/demo --format hf --out exported/demo', 'load it with transformers.AutoModelForCausalLM.from_pretrained')
+      .example('$0 export --checkpoint checkpoints/demo --format gguf --out exported/demo.gguf', 'run it with llama.cpp (llama-cli -m exported/demo.gguf)'),
   handler: async (argv) => {
-    const { checkpoint, format, out } = argv as unknown as { checkpoint: string; format: string; out: string };
-    if (format !== 'hf') throw new UserError(`--format ${format}: not available yet; use --format hf`);
+    const { checkpoint, format, out, tokenizer } = argv as unknown as { checkpoint: string; format: string; out: string; tokenizer?: string };
     await startBackend('cpu');
+    if (format === 'gguf') {
+      if (!out.endsWith('.gguf')) throw new UserError(`--out ${out}: a GGUF export is one file; name it *.gguf`);
+      const what = await exportGguf(checkpoint, out, tokenizer);
+      console.log(`${chalk.green('exported')} ${checkpoint} -> ${out} (${what})`);
+      return;
+    }
+    if (format !== 'hf') throw new UserError(`--format ${format}: not available yet; use --format hf or gguf`);
     await exportHf(checkpoint, out);
     console.log(`${chalk.green('exported')} ${checkpoint} -> ${out} (Hugging Face Llama format)`);
   },

@@ -9,7 +9,10 @@ export const PieceType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4 } 
 
 export interface ModelPiece {
   piece: string;
+  /** SentencePiece.Type: the values above, 5 = UNUSED, 6 = BYTE. */
   type: number;
+  /** The unigram log-probability (BPE: the negated merge rank). */
+  score: number;
 }
 
 export interface ModelInfo {
@@ -22,6 +25,7 @@ export interface ModelInfo {
 const MODEL_PIECES = 1;
 const MODEL_TRAINER_SPEC = 2;
 const PIECE_TEXT = 1;
+const PIECE_SCORE = 2;
 const PIECE_TYPE = 3;
 const TRAINER_BOS_PIECE = 46;
 const TRAINER_EOS_PIECE = 47;
@@ -48,9 +52,10 @@ export function parseModelProto(bytes: Uint8Array): ModelInfo {
 }
 
 function parsePiece(bytes: Uint8Array): ModelPiece {
-  const piece: ModelPiece = { piece: '', type: PieceType.NORMAL };
+  const piece: ModelPiece = { piece: '', type: PieceType.NORMAL, score: 0 };
   for (const field of readFields(bytes)) {
     if (field.number === PIECE_TEXT) piece.piece = textOf(field);
+    if (field.number === PIECE_SCORE) piece.score = floatOf(field);
     if (field.number === PIECE_TYPE) piece.type = Number(field.value);
   }
   return piece;
@@ -109,6 +114,11 @@ function bytesOf(field: Field): Uint8Array {
     throw new Error(`field ${field.number} is not a length-delimited value`);
   }
   return field.value;
+}
+
+function floatOf(field: Field): number {
+  if (field.wireType !== WIRE_FIXED32 || typeof field.value === 'bigint') throw new Error(`field ${field.number} is not a 32-bit float`);
+  return new DataView(field.value.buffer, field.value.byteOffset, 4).getFloat32(0, true);
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

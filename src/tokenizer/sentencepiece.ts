@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { SentencePieceProcessor } from 'sentencepiece-js';
 import { fsErrorReason } from '../data/fs-errors.ts';
 import { UserError } from '../io/errors.ts';
-import { parseModelProto, PieceType, type ModelInfo } from './model-proto.ts';
+import { parseModelProto, PieceType, type ModelInfo, type ModelPiece } from './model-proto.ts';
 
 /** The SentencePiece model trained on the bundled Brown corpus (see data/tokenizer/README.md). */
 export const BUNDLED_TOKENIZER_PATH = fileURLToPath(new URL('../../data/tokenizer/brown.model', import.meta.url));
@@ -19,7 +19,7 @@ interface TokenizerParts {
   modelPath: string;
   sha256: string;
   processor: SentencePieceProcessor;
-  pieces: string[];
+  pieces: ModelPiece[];
   bosId: number;
   eosId: number;
   unkId: number;
@@ -47,14 +47,15 @@ export class Tokenizer {
   readonly recapCloseId: number;
   /** True when the model lacked the recap markers and they were appended as ids vocabSize-2 and vocabSize-1. */
   readonly vocabExtended: boolean;
+  /** Every piece with its type and score, by id (appended recap markers are user-defined, score 0). */
+  readonly vocabulary: readonly ModelPiece[];
   private readonly processor: SentencePieceProcessor;
-  private readonly pieces: readonly string[];
 
   private constructor(parts: TokenizerParts) {
     this.modelPath = parts.modelPath;
     this.sha256 = parts.sha256;
     this.processor = parts.processor;
-    this.pieces = parts.pieces;
+    this.vocabulary = parts.pieces;
     this.vocabSize = parts.pieces.length;
     this.bosId = parts.bosId;
     this.eosId = parts.eosId;
@@ -95,13 +96,13 @@ export class Tokenizer {
     const bosId = idOf(info.bosPiece, PieceType.CONTROL);
     const eosId = idOf(info.eosPiece, PieceType.CONTROL);
     if (bosId < 0 || eosId < 0) fail('it has no BOS/EOS control pieces, which delimit documents');
-    const pieces = info.pieces.map((p) => p.piece);
+    const pieces = [...info.pieces];
     let recapOpenId = idOf(RECAP_OPEN, PieceType.USER_DEFINED);
     let recapCloseId = idOf(RECAP_CLOSE, PieceType.USER_DEFINED);
     const vocabExtended = recapOpenId < 0 || recapCloseId < 0;
     if (vocabExtended) {
-      recapOpenId = pieces.push(RECAP_OPEN) - 1;
-      recapCloseId = pieces.push(RECAP_CLOSE) - 1;
+      recapOpenId = pieces.push({ piece: RECAP_OPEN, type: PieceType.USER_DEFINED, score: 0 }) - 1;
+      recapCloseId = pieces.push({ piece: RECAP_CLOSE, type: PieceType.USER_DEFINED, score: 0 }) - 1;
     }
     return new Tokenizer({
       modelPath: path,
@@ -153,7 +154,7 @@ export class Tokenizer {
   /** The vocabulary piece of `id`, e.g. `▁the`, `<0x0A>` or `<recap>`. */
   pieceOf(id: number): string {
     this.checkId(id);
-    return this.pieces[id]!;
+    return this.vocabulary[id]!.piece;
   }
 
   private checkId(id: number): void {
