@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { getLlama, type Llama, LlamaLogLevel, readGgufFileInfo } from 'node-llama-cpp';
+import { getLlama, type Llama, LlamaLogLevel, readGgufFileInfo, type Token } from 'node-llama-cpp';
 import { generate } from '../src/infer/generate.ts';
 import { saveCheckpoint } from '../src/io/checkpoint.ts';
 import { writeGguf } from '../src/io/gguf.ts';
@@ -49,17 +49,17 @@ async function ourLogits(model: LlamaModel, ids: number[]): Promise<Float32Array
 }
 
 /** Loads `file` in llama.cpp: logits at every position of `prompt` and the greedy continuation of `newTokens` tokens. */
-async function llamaCppRun(file: string, prompt: number[], newTokens: number): Promise<{ logits: Map<number, number>[]; greedy: number[] }> {
+async function llamaCppRun(file: string, prompt: number[], newTokens: number): Promise<{ logits: Map<Token, number>[]; greedy: number[] }> {
   const model = await llama.loadModel({ modelPath: file });
   // F32 K/V cache: the default F16 cache would round keys and values.
   const context = await model.createContext({ contextSize: 128, batchSize: 128, threads: 1, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32', flashAttention: false });
   try {
     const sequence = context.getSequence();
-    const evaluated = await sequence.controlledEvaluate(prompt.map((id) => [id, { generateNext: { logits: true } }] as [number, { generateNext: { logits: true } }]));
+    const evaluated = await sequence.controlledEvaluate(prompt.map((id) => [id as Token, { generateNext: { logits: true } }]));
     const logits = evaluated.map((r) => r!.next.logits!);
     await sequence.clearHistory();
     const greedy: number[] = [];
-    for await (const id of sequence.evaluate(prompt, { temperature: 0 })) {
+    for await (const id of sequence.evaluate(prompt as Token[], { temperature: 0 })) {
       greedy.push(id);
       if (greedy.length === newTokens) break;
     }
