@@ -256,7 +256,7 @@ describe('arl longbench', () => {
     const [badData, noPredictions] = await Promise.all([arl('--data', malformed, '--predictions', SAMPLE_PREDICTIONS), arl('--data', SAMPLE_DATA)]);
     for (const [r, pattern] of [
       [badData, /malformed\.jsonl:2: not valid JSON/],
-      [noPredictions, /running a model on LongBench is not available yet; pass --predictions/],
+      [noPredictions, /pass --predictions FILE with model outputs .*, or --checkpoint CKPT --pred-dir DIR/],
     ] as const) {
       assert.equal(r.code, 2, r.stderr);
       const lines = r.stderr.trim().split('\n');

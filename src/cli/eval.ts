@@ -1,36 +1,118 @@
-/** `arl eval`: loss and perplexity of a checkpoint on a prepared split. */
+/** `arl eval`: loss and perplexity on a prepared split, or perplexity and LongPPL over documents (--corpus). */
 import type { CommandModule } from 'yargs';
+import { keyTokenOptions, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
 import type { BackendName } from '../backend.ts';
 import type { Split } from '../data/format.ts';
+import { evaluateLongPpl } from '../eval/longppl.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
-import { loadModel } from '../io/checkpoint.ts';
-import { UserError } from '../io/errors.ts';
+import { loadModel, readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import type { LlamaModel } from '../model/llama.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
-import { startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { ProgressBar } from './progress.ts';
+
+interface EvalArgs {
+  backend: BackendName;
+  checkpoint: string;
+  data: string;
+  split: Split;
+  batches: number;
+  batch: number;
+  seq?: number;
+  corpus?: string;
+  evaluator?: string;
+  tokenizer?: string;
+  maxDocs?: number;
+  short?: number;
+  chunk?: number;
+  longStride?: number;
+  topK?: number;
+  alpha?: number;
+  beta?: number;
+  select: Selection;
+}
+
+async function evaluateSplit(args: EvalArgs): Promise<void> {
+  const { model, ckpt } = loadModel(args.checkpoint);
+  try {
+    const seq = args.seq ?? Math.min(model.config.maxSeq, 256);
+    if (seq > model.config.maxSeq) throw new UserError(`--seq ${seq} exceeds the model's context window ${model.config.maxSeq}`);
+    const report = await evaluateLoss(model, args.data, args.split, { batches: args.batches, batch: args.batch, seq });
+    console.log(JSON.stringify({ checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report }));
+  } finally {
+    model.dispose();
+  }
+}
+
+async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<void> {
+  if (args.maxDocs !== undefined) checkPositiveIntegers({ '--max-docs': args.maxDocs });
+  const evaluatorPath = args.evaluator ?? args.checkpoint;
+  // Flags are checked against the evaluator's window before any weights load.
+  const evaluatorWindow = readCheckpointConfig(resolveCheckpointDir(evaluatorPath)).maxSeq;
+  const options = keyTokenOptions(evaluatorWindow, {
+    shortContext: args.short,
+    chunk: args.chunk,
+    longStride: args.longStride,
+    topK: args.topK,
+    alpha: args.alpha,
+    beta: args.beta,
+    select: args.select,
+    batch: args.batch,
+  });
+  validateKeyTokenOptions(options, evaluatorWindow);
+  const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
+  let evaluator: LlamaModel | undefined;
+  try {
+    const evaluatorDir = args.evaluator === undefined ? checkpointDir : resolveCheckpointDir(args.evaluator);
+    if (args.evaluator !== undefined) evaluator = loadModel(args.evaluator).model;
+    const bar = args.maxDocs === undefined ? null : new ProgressBar(args.maxDocs, 'longppl');
+    const report = await evaluateLongPpl({
+      model,
+      evaluator,
+      tokenizer: tokenizer!,
+      corpus: args.corpus,
+      options,
+      maxDocs: args.maxDocs,
+      onDocument: (documents, r) => bar?.update(documents, `${r.tokens_scored} tokens, ${r.key_tokens} key tokens`),
+    });
+    const settings = { S: options.shortContext, W: options.chunk, long_stride: options.longStride, select: options.select, K: options.topK, alpha: options.alpha, beta: options.beta };
+    console.log(JSON.stringify({ checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report }));
+  } finally {
+    model.dispose();
+    evaluator?.dispose();
+  }
+}
 
 export const evalCommand: CommandModule = {
   command: 'eval',
-  describe: 'Loss and perplexity of a checkpoint on a prepared split (prints JSON)',
+  describe: 'Loss and perplexity on a prepared split; with --corpus, perplexity and LongPPL over documents (prints JSON)',
   builder: (y) =>
     withBackend(y)
       .option('checkpoint', { type: 'string', demandOption: true })
       .option('data', { type: 'string', default: DEFAULT_PREPARED_DIR })
       .option('split', { choices: ['train', 'val'] as const, default: 'val' as const })
       .option('batches', { type: 'number', default: 0, describe: 'number of batches (0 = the whole split once)' })
-      .option('batch', { type: 'number', default: 8 })
+      .option('batch', { type: 'number', default: 8, describe: 'sequences per batch (with --corpus: windows per forward pass)' })
       .option('seq', { type: 'number', describe: "sequence length (default: the model's window, at most 256)" })
-      .example('$0 eval --checkpoint checkpoints/demo', 'validation perplexity of the demo model'),
+      .option('corpus', { type: 'string', describe: 'held-out documents ("brown", .txt, folder, .jsonl): report perplexity and LongPPL over them' })
+      .option('evaluator', { type: 'string', describe: 'checkpoint that chooses the key tokens (default: --checkpoint itself)' })
+      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
+      .option('max-docs', { type: 'number', describe: 'only the first N documents of --corpus' })
+      .option('short', { type: 'number', describe: "S, short context of the dual pass (default: a quarter of the evaluator's window)" })
+      .option('chunk', { type: 'number', describe: 'W, targets per short-context forward (default: window - S)' })
+      .option('long-stride', { type: 'number', describe: 'start-to-start distance of long-context windows (default: S)' })
+      .option('select', { choices: SELECTIONS, default: 'threshold' as Selection, describe: 'key tokens: threshold (LongPPL: LSG > alpha and long log-prob > beta), topk or both' })
+      .option('top-k', { type: 'number', describe: 'K key tokens per document for topk/both (default 8)' })
+      .option('alpha', { type: 'number', describe: 'LSG threshold, nats (default 2)' })
+      .option('beta', { type: 'number', describe: 'long log-prob threshold (default -2)' })
+      .example('$0 eval --checkpoint checkpoints/demo', 'validation perplexity of the demo model')
+      .example('$0 eval --checkpoint runs/cpt --corpus heldout.jsonl --evaluator runs/base', 'perplexity and LongPPL, key tokens chosen by runs/base'),
   handler: async (argv) => {
-    const args = argv as unknown as { backend: BackendName; checkpoint: string; data: string; split: Split; batches: number; batch: number; seq?: number };
+    const args = argv as unknown as EvalArgs;
+    if (args.corpus === undefined && args.evaluator !== undefined) throw new UserError('--evaluator needs --corpus (LongPPL is computed over documents)');
     await startBackend(args.backend);
-    const { model, ckpt } = loadModel(args.checkpoint);
-    try {
-      const seq = args.seq ?? Math.min(model.config.maxSeq, 256);
-      if (seq > model.config.maxSeq) throw new UserError(`--seq ${seq} exceeds the model's context window ${model.config.maxSeq}`);
-      const report = await evaluateLoss(model, args.data, args.split, { batches: args.batches, batch: args.batch, seq });
-      console.log(JSON.stringify({ checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report }));
-    } finally {
-      model.dispose();
-    }
+    if (args.corpus === undefined) await evaluateSplit(args);
+    else await evaluateDocuments({ ...args, corpus: args.corpus });
   },
 };

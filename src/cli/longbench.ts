@@ -1,13 +1,16 @@
-/** `arl longbench`: score LongBench predictions with the official per-dataset metrics. */
+/** `arl longbench`: score LongBench predictions (given, or of a checkpoint run here) with the official per-dataset metrics. */
 import chalk from 'chalk';
 import type { CommandModule } from 'yargs';
-import { type DatasetScore, LENGTH_BUCKETS, scoreLongBenchFiles } from '../eval/longbench.ts';
+import { type DatasetScore, LENGTH_BUCKETS, LONGBENCH_DATASETS, readLongBench, scoreLongBenchFiles, splitLongBenchPrompt } from '../eval/longbench.ts';
+import { type PredictionItem, writePredictions } from '../eval/predict.ts';
 import { pythonRound } from '../eval/metrics.ts';
 import { formatTable } from '../eval/table.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
+import { type AnswerArgs, openAnswerer, withAnswerOptions } from './answer-options.ts';
+import { ProgressBar } from './progress.ts';
 
-interface LongBenchArgs {
+interface LongBenchArgs extends AnswerArgs {
   data: string;
   predictions?: string;
   out?: string;
@@ -19,28 +22,51 @@ function averageScore(scores: Record<string, DatasetScore>): number {
   return pythonRound(values.reduce((a, b) => a + b, 0) / values.length, 2);
 }
 
-async function runLongBench(args: LongBenchArgs): Promise<void> {
-  if (args.predictions === undefined) {
-    throw new UserError(
-      `${args.data}: running a model on LongBench is not available yet; pass --predictions FILE with model outputs (JSON lines with "pred", and "_id" or in the order of the data) to score them`,
-    );
+/** Answers every record with the checkpoint into --pred-dir; returns the predictions file. */
+async function predictLongBench(args: LongBenchArgs & { checkpoint: string }): Promise<string> {
+  if (args.predDir === undefined) throw new UserError('running a model on LongBench needs --pred-dir DIR for its predictions.jsonl');
+  const items: PredictionItem[] = [];
+  for await (const { record } of readLongBench(args.data)) {
+    items.push({ key: record._id, prompt: splitLongBenchPrompt(record), maxNewTokens: LONGBENCH_DATASETS[record.dataset]!.maxNewTokens, fields: { _id: record._id } });
   }
-  const datasets = await scoreLongBenchFiles(args.data, args.predictions);
+  const opened = await openAnswerer(args);
+  try {
+    let bar: ProgressBar | null = null;
+    return await writePredictions({
+      items,
+      answer: opened.answer,
+      outDir: args.predDir,
+      settings: opened.settings,
+      stopAtNewline: false,
+      onItem: (done, total) => (bar ??= new ProgressBar(total, `longbench ${opened.mode}`)).update(done, ''),
+    });
+  } finally {
+    opened.model.dispose();
+  }
+}
+
+async function runLongBench(args: LongBenchArgs): Promise<void> {
+  if (args.predictions !== undefined && args.checkpoint !== undefined) throw new UserError('pass --predictions (score given outputs) or --checkpoint (run a model), not both');
+  if (args.predictions === undefined && args.checkpoint === undefined) {
+    throw new UserError(`${args.data}: pass --predictions FILE with model outputs (JSON lines with "pred", and "_id" or in data order), or --checkpoint CKPT --pred-dir DIR to run a model`);
+  }
+  const predictions = args.predictions ?? (await predictLongBench({ ...args, checkpoint: args.checkpoint! }));
+  const datasets = await scoreLongBenchFiles(args.data, predictions);
   const average = averageScore(datasets);
   const rows = Object.entries(datasets).map(([name, s]) => [name, s.metric, String(s.count), s.score, ...LENGTH_BUCKETS.map((b) => s.buckets[b])]);
   if (rows.length > 1) rows.push(['average', '', '', average, null, null, null]);
   console.log(formatTable(['dataset', 'metric', 'n', 'score', ...LENGTH_BUCKETS], rows));
   if (args.out !== undefined) {
-    writeFileAtomic(args.out, `${JSON.stringify({ data: args.data, predictions: args.predictions, average, datasets }, null, 2)}\n`);
+    writeFileAtomic(args.out, `${JSON.stringify({ data: args.data, predictions, average, datasets }, null, 2)}\n`);
     process.stderr.write(chalk.dim(`wrote ${args.out}\n`));
   }
 }
 
 export const longbenchCommand: CommandModule = {
   command: 'longbench',
-  describe: 'Score LongBench predictions with the official metrics (per dataset, and by LongBench-E length bucket)',
+  describe: 'Score LongBench predictions, or a checkpoint run on the data, with the official metrics (per dataset and LongBench-E length bucket)',
   builder: (y) =>
-    y
+    withAnswerOptions(y)
       .option('data', {
         type: 'string',
         demandOption: true,
@@ -51,6 +77,7 @@ export const longbenchCommand: CommandModule = {
       .example(
         '$0 longbench --data data/longbench-sample/data.jsonl --predictions data/longbench-sample/predictions.jsonl',
         'score the bundled sample',
-      ),
+      )
+      .example('$0 longbench --data data/longbench-sample/data.jsonl --checkpoint checkpoints/demo --pred-dir lb/demo', 'run the demo model on it and score its answers'),
   handler: (argv) => runLongBench(argv as unknown as LongBenchArgs),
 };

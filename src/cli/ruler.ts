@@ -2,9 +2,12 @@
 import chalk from 'chalk';
 import type { CommandModule } from 'yargs';
 import { generateRulerSamples, Haystack, RULER_TASKS, type RulerSplit, type RulerTask, scoreRulerFiles } from '../eval/ruler.ts';
+import { evaluateRulerModel } from '../eval/ruler-eval.ts';
 import { formatTable } from '../eval/table.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { UserError } from '../io/errors.ts';
+import { type AnswerArgs, openAnswerer, withAnswerOptions } from './answer-options.ts';
 import { ProgressBar } from './progress.ts';
 
 interface GenerateArgs {
@@ -84,9 +87,44 @@ const scoreCommand: CommandModule = {
   handler: (argv) => runScore(argv as unknown as ScoreArgs),
 };
 
+interface EvalArgs extends AnswerArgs {
+  data: string;
+}
+
+async function runEval(args: EvalArgs): Promise<void> {
+  if (args.checkpoint === undefined) throw new UserError('arl ruler eval needs --checkpoint CKPT (to score given predictions, use arl ruler score)');
+  if (args.predDir === undefined) throw new UserError('arl ruler eval needs --pred-dir DIR for its predictions.jsonl and scores.json');
+  const opened = await openAnswerer({ ...args, checkpoint: args.checkpoint });
+  try {
+    let bar: ProgressBar | null = null;
+    const result = await evaluateRulerModel({
+      ...opened,
+      dataPath: args.data,
+      outDir: args.predDir,
+      onItem: (done, total) => (bar ??= new ProgressBar(total, `ruler ${opened.mode}`)).update(done, ''),
+    });
+    const rows = Object.entries(result.tasks).map(([task, s]) => [task, s.metric, String(s.count), s.score]);
+    if (rows.length > 1) rows.push(['average', '', '', result.average]);
+    console.log(formatTable(['task', 'metric', 'n', 'score'], rows));
+    process.stderr.write(chalk.dim(`wrote ${args.predDir}/predictions.jsonl and scores.json\n`));
+  } finally {
+    opened.model.dispose();
+  }
+}
+
+const evalCommand: CommandModule = {
+  command: 'eval',
+  describe: 'Run a checkpoint on generated samples (plain, --recap-agent or --lift), write predictions and score them',
+  builder: (y) =>
+    withAnswerOptions(y)
+      .option('data', { type: 'string', demandOption: true, describe: 'samples from `arl ruler generate`' })
+      .example('$0 ruler eval --checkpoint checkpoints/demo --data ruler/niah-1k.jsonl --pred-dir ruler/demo-niah-1k', 'greedy answers of the demo model, scored'),
+  handler: (argv) => runEval(argv as unknown as EvalArgs),
+};
+
 export const rulerCommand: CommandModule = {
   command: 'ruler',
-  describe: 'RULER-style synthetic long-context tasks: generate samples, score predictions',
-  builder: (y) => y.command(generateCommand).command(scoreCommand).demandCommand(1, 'name a subcommand: generate or score'),
+  describe: 'RULER-style synthetic long-context tasks: generate samples, score predictions, run a model on them',
+  builder: (y) => y.command(generateCommand).command(scoreCommand).command(evalCommand).demandCommand(1, 'name a subcommand: generate, score or eval'),
   handler: () => {},
 };

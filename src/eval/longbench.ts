@@ -190,7 +190,18 @@ export function datasetName(name: string): string | null {
 
 /** The official prompt of a record: `prompt_format.format(**json_obj)`, substituting in one pass. */
 export function buildLongBenchPrompt(record: Pick<LongBenchRecord, 'dataset' | 'context' | 'input'>): string {
-  return specOf(record.dataset).prompt.replace(/\{(context|input)\}/g, (_, field: 'context' | 'input') => record[field]);
+  return fillPrompt(specOf(record.dataset).prompt, record);
+}
+
+function fillPrompt(template: string, record: Pick<LongBenchRecord, 'context' | 'input'>): string {
+  return template.replace(/\{(context|input)\}/g, (_, field: 'context' | 'input') => record[field]);
+}
+
+/** The official prompt cut where the question part starts (after the context), for methods that take the context apart. */
+export function splitLongBenchPrompt(record: Pick<LongBenchRecord, 'dataset' | 'context' | 'input'>): { context: string; question: string } {
+  const { prompt } = specOf(record.dataset);
+  const cut = prompt.indexOf('{context}') + '{context}'.length;
+  return { context: fillPrompt(prompt.slice(0, cut), record), question: fillPrompt(prompt.slice(cut), record) };
 }
 
 function specOf(dataset: string): LongBenchDataset {

@@ -660,11 +660,16 @@ export interface RulerTaskScore {
   score: number;
 }
 
+/** One prediction's score in [0, 1] by its task's metric. */
+export function scoreRulerExample(task: RulerTask, pred: string, outputs: readonly string[]): number {
+  return RULER_METRICS[task] === 'string_match_all' ? stringMatchAll(pred, outputs) : stringMatchPart(pred, outputs);
+}
+
 export function scoreRuler(examples: ReadonlyArray<{ task: RulerTask; pred: string; outputs: readonly string[] }>): Record<string, RulerTaskScore> {
   const byTask = new Map<RulerTask, number[]>();
   for (const { task, pred, outputs } of examples) {
     const scores = byTask.get(task) ?? [];
-    scores.push(RULER_METRICS[task] === 'string_match_all' ? stringMatchAll(pred, outputs) : stringMatchPart(pred, outputs));
+    scores.push(scoreRulerExample(task, pred, outputs));
     byTask.set(task, scores);
   }
   const result: Record<string, RulerTaskScore> = {};
@@ -674,6 +679,34 @@ export function scoreRuler(examples: ReadonlyArray<{ task: RulerTask; pred: stri
     result[task] = { metric: RULER_METRICS[task], count: scores.length, score: pythonRound((total / scores.length) * 100, 2) };
   }
   return result;
+}
+
+/** Answer budget per task in tokens (RULER's tokens_to_generate; needle tasks 64 instead of 128, as our answers are one line). */
+export const RULER_ANSWER_TOKENS: Record<RulerTask, number> = {
+  niah_single: 64,
+  niah_multikey: 64,
+  niah_multivalue: 64,
+  niah_multiquery: 64,
+  variable_tracking: 30,
+  common_words: 120,
+  frequent_words: 50,
+  qa: 32,
+};
+
+/** Samples of a generated file, with the line each came from. */
+export async function readRulerSamples(path: string): Promise<Array<{ sample: Pick<RulerSample, 'task' | 'index' | 'input' | 'outputs' | 'length' | 'depth'>; source: JsonLine }>> {
+  return (await readAllJsonObjects(path)).map((source) => {
+    const depth = source.fields.depth;
+    const sample = {
+      task: parseTask(source),
+      index: integerField(source, 'index'),
+      input: stringField(source, 'input'),
+      outputs: stringArrayField(source, 'outputs'),
+      length: integerField(source, 'length'),
+      depth: typeof depth === 'number' ? depth : null,
+    };
+    return { sample, source };
+  });
 }
 
 function parseTask(source: JsonLine): RulerTask {

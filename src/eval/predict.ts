@@ -1,0 +1,104 @@
+/**
+ * Running a model on benchmark prompts: greedy answers from a prompt truncated to the window (head + tail, as
+ * LongBench's pred.py and LIFT's inference do), written one example at a time to a resumable predictions file.
+ */
+import { DocumentJournal, type Settings } from '../arl/journal.ts';
+import { continuationText, generate } from '../infer/generate.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
+
+/** Prompt ids of at most `budget` tokens: all of `ids` when they fit, else the first and last halves. */
+export function headTailIds(ids: readonly number[], budget: number): { ids: number[]; truncated: boolean } {
+  if (ids.length <= budget) return { ids: [...ids], truncated: false };
+  const head = Math.floor(budget / 2);
+  return { ids: [...ids.slice(0, head), ...ids.slice(ids.length - (budget - head))], truncated: true };
+}
+
+/** A benchmark prompt split where the question starts, so methods that handle the context apart (recap agent, LIFT) can. */
+export interface PromptParts {
+  context: string;
+  question: string;
+}
+
+/** The ids of the line-feed piece(s): RULER answers are one line, so decoding stops there. */
+export function newlineIds(tokenizer: Tokenizer): number[] {
+  return tokenizer.encode('\n').filter((id) => tokenizer.pieceOf(id) === '<0x0A>');
+}
+
+export interface AnswerOptions {
+  maxNewTokens: number;
+  /** Stop at the end of the first line as well as at EOS. */
+  stopAtNewline: boolean;
+}
+
+export interface Answer {
+  pred: string;
+  /** Method-specific detail kept in the predictions file (recaps written, ...). */
+  extra?: Record<string, unknown>;
+}
+
+/** A way of answering a prompt with a model: plain, the recap agent, LIFT. */
+export type Answerer = (prompt: PromptParts, options: AnswerOptions) => Promise<Answer>;
+
+/**
+ * BOS + the prompt truncated head + tail so that it and the answer fit the window; an answer budget above half
+ * the window reserves only half (decoding slides the window once it is full).
+ */
+export function windowPrompt(model: LlamaModel, tokenizer: Tokenizer, text: string, maxNewTokens: number): { ids: number[]; truncated: boolean } {
+  const { maxSeq } = model.config;
+  const budget = Math.max(1, maxSeq - 1 - Math.min(maxNewTokens, Math.floor(maxSeq / 2)));
+  const { ids, truncated } = headTailIds(tokenizer.encode(text), budget);
+  return { ids: [tokenizer.bosId, ...ids], truncated };
+}
+
+/** Greedy decoding of the whole prompt (context + question), truncated to the window. */
+export function plainAnswerer(model: LlamaModel, tokenizer: Tokenizer): Answerer {
+  const newlines = newlineIds(tokenizer);
+  return async ({ context, question }, { maxNewTokens, stopAtNewline }) => {
+    const { ids } = windowPrompt(model, tokenizer, context + question, maxNewTokens);
+    const stopIds = stopAtNewline ? [tokenizer.eosId, ...newlines] : [tokenizer.eosId];
+    const produced = await generate(model, ids, { greedy: true, maxNewTokens, stopIds });
+    const answer = stopIds.includes(produced.at(-1)!) ? produced.slice(0, -1) : produced;
+    return { pred: continuationText(tokenizer, ids, answer).trim() };
+  };
+}
+
+/** One example to answer: `key` names it in the predictions file; `fields` are copied into its line (task, index, _id). */
+export interface PredictionItem {
+  key: string;
+  prompt: PromptParts;
+  maxNewTokens: number;
+  fields: Record<string, unknown>;
+}
+
+export const PREDICTION_FILES = { records: 'predictions.jsonl', documents: 'predictions-done.jsonl', summary: 'predictions.json' };
+
+/**
+ * Answers every item into `outDir`/predictions.jsonl ({...fields, pred, ...extra}, one line per item, in item
+ * order). Items answered by an earlier run with the same settings are skipped, so an interrupted run loses at
+ * most the item in flight; other settings in the same folder are refused.
+ */
+export async function writePredictions(run: {
+  items: readonly PredictionItem[];
+  answer: Answerer;
+  outDir: string;
+  settings: Settings;
+  stopAtNewline: boolean;
+  onItem?: (done: number, total: number) => void;
+}): Promise<string> {
+  const { journal } = DocumentJournal.open<{ doc: string }>(run.outDir, PREDICTION_FILES, run.settings);
+  try {
+    let done = 0;
+    for (const item of run.items) {
+      if (!journal.isDone(item.key)) {
+        const { pred, extra } = await run.answer(item.prompt, { maxNewTokens: item.maxNewTokens, stopAtNewline: run.stopAtNewline });
+        journal.append([{ ...item.fields, pred, ...extra, doc: item.key }], { doc: item.key });
+      }
+      run.onItem?.(++done, run.items.length);
+    }
+    journal.finish({ predictions: run.items.length });
+  } finally {
+    journal.close();
+  }
+  return `${run.outDir}/${PREDICTION_FILES.records}`;
+}

@@ -1,0 +1,81 @@
+/** Running a model on RULER-style samples: predictions (resumable), scores per task, and which answers the truncated window still holds. */
+import { join } from 'node:path';
+import { readJsonLines, type Settings } from '../arl/journal.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { pythonRound } from './metrics.ts';
+import { type Answerer, type PromptParts, windowPrompt, writePredictions } from './predict.ts';
+import { readRulerSamples, RULER_ANSWER_TOKENS, type RulerTask, type RulerTaskScore, scoreRuler, scoreRulerExample } from './ruler.ts';
+
+/** RULER prompts end with one line holding the question and the answer prefix; the context is everything before it. */
+export function splitRulerPrompt(input: string): PromptParts {
+  const cut = input.lastIndexOf('\n') + 1;
+  return { context: input.slice(0, cut), question: input.slice(cut) };
+}
+
+export interface RulerExampleResult {
+  task: RulerTask;
+  index: number;
+  length: number;
+  depth: number | null;
+  /** 0..1 by the task's metric. */
+  score: number;
+  /** Every expected string is still in the prompt after head + tail truncation to the model's window. */
+  in_context: boolean;
+  pred: string;
+}
+
+export interface RulerEvalResult {
+  tasks: Record<string, RulerTaskScore>;
+  /** Mean of the task scores (0..100), as RULER averages. */
+  average: number;
+  examples: RulerExampleResult[];
+}
+
+/** Answers every sample of `dataPath` into `outDir` (predictions.jsonl, scores.json) and scores them. */
+export async function evaluateRulerModel(run: {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  dataPath: string;
+  outDir: string;
+  answer: Answerer;
+  settings: Settings;
+  onItem?: (done: number, total: number) => void;
+}): Promise<RulerEvalResult> {
+  const samples = (await readRulerSamples(run.dataPath)).map((entry) => entry.sample);
+  const keyOf = (task: string, index: number): string => `${task}#${index}`;
+  const predictionsFile = await writePredictions({
+    items: samples.map((s) => ({
+      key: keyOf(s.task, s.index),
+      prompt: splitRulerPrompt(s.input),
+      maxNewTokens: RULER_ANSWER_TOKENS[s.task],
+      fields: { task: s.task, index: s.index },
+    })),
+    answer: run.answer,
+    outDir: run.outDir,
+    settings: run.settings,
+    stopAtNewline: true,
+    onItem: run.onItem,
+  });
+  const predictions = new Map(readJsonLines<{ doc: string; pred: string }>(predictionsFile).map((p) => [p.doc, p.pred]));
+  const examples = samples.map((s): RulerExampleResult => {
+    const pred = predictions.get(keyOf(s.task, s.index))!;
+    const window = run.tokenizer.decode(windowPrompt(run.model, run.tokenizer, s.input, RULER_ANSWER_TOKENS[s.task]).ids);
+    return {
+      task: s.task,
+      index: s.index,
+      length: s.length,
+      depth: s.depth,
+      score: scoreRulerExample(s.task, pred, s.outputs),
+      in_context: s.outputs.every((output) => window.includes(output)),
+      pred,
+    };
+  });
+  const tasks = scoreRuler(samples.map((s) => ({ task: s.task, pred: predictions.get(keyOf(s.task, s.index))!, outputs: s.outputs })));
+  const scores = Object.values(tasks).map((t) => t.score);
+  const average = pythonRound(scores.reduce((a, b) => a + b, 0) / scores.length, 2);
+  const result = { tasks, average, examples };
+  writeFileAtomic(join(run.outDir, 'scores.json'), `${JSON.stringify({ data: run.dataPath, ...run.settings, ...result }, null, 2)}\n`);
+  return result;
+}
