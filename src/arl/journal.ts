@@ -54,7 +54,8 @@ function toJsonLines(lines: object[]): string {
   return lines.map((line) => `${JSON.stringify(line)}\n`).join('');
 }
 
-function appendAndSync(fd: number, lines: object[]): void {
+/** Appends JSON lines to an open file and flushes them to disk. */
+export function appendAndSync(fd: number, lines: object[]): void {
   if (lines.length === 0) return;
   const bytes = Buffer.from(toJsonLines(lines));
   let written = 0;
