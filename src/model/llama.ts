@@ -68,7 +68,7 @@ export function ropeInverseFrequencies(config: ModelConfig): Float32Array {
 }
 
 /** cos/sin tables [maxSeq, headDim] in HF's "rotate half" layout (frequencies repeated twice). */
-function ropeTables(config: ModelConfig): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+export function ropeTables(config: ModelConfig): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
   const inv = ropeInverseFrequencies(config);
   const half = config.headDim / 2;
   const cos = new Float32Array(config.maxSeq * config.headDim);
@@ -85,7 +85,7 @@ function ropeTables(config: ModelConfig): { cos: tf.Tensor2D; sin: tf.Tensor2D }
 }
 
 /** The matrix R with x @ R = rotate_half(x) = concat(-x2, x1): one matmul instead of two slices and a concat. */
-function rotateHalfMatrix(headDim: number): tf.Tensor2D {
+export function rotateHalfMatrix(headDim: number): tf.Tensor2D {
   const half = headDim / 2;
   const r = new Float32Array(headDim * headDim);
   for (let i = 0; i < half; i++) {
@@ -96,7 +96,7 @@ function rotateHalfMatrix(headDim: number): tf.Tensor2D {
 }
 
 /** Additive mask [groups*T, start+T]: 0 where query (absolute position start+t) may see key j, else -1e9. */
-function attentionMask(queryLen: number, start: number, groups: number, window: number | null): tf.Tensor2D {
+export function attentionMask(queryLen: number, start: number, groups: number, window: number | null): tf.Tensor2D {
   const keyLen = start + queryLen;
   const values = new Float32Array(groups * queryLen * keyLen);
   for (let g = 0; g < groups; g++) {
