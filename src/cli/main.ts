@@ -7,6 +7,7 @@ import { arlCommands } from './arl.ts';
 import { benchCommand } from './bench.ts';
 import { exportCommand, importCommand } from './checkpoints.ts';
 import { prepareCommand } from './data.ts';
+import { recapDataCommands } from './recap-data.ts';
 import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
@@ -36,6 +37,7 @@ try {
     .command(rulerCommand)
     .command(plotCommand)
     .command(arlCommands)
+    .command(recapDataCommands)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
     .recommendCommands()
