@@ -39,17 +39,47 @@ async function lastLogits(model: LlamaModel, hidden: tf.Tensor3D): Promise<Float
   return values;
 }
 
-/** Runs `ids` through the model, extending `cache` (disposed and replaced). Returns the new cache and the last position's logits. */
-async function step(model: LlamaModel, ids: number[], cache: KVCache): Promise<{ cache: KVCache; logits: Float32Array }> {
-  const out = tf.tidy(() => {
-    const r = model.hidden(tf.tensor2d(ids, [1, ids.length], 'int32'), cache);
-    return { hidden: r.hidden, layers: r.cache!.layers };
-  });
-  const next: KVCache = { layers: out.layers, length: cache.length + ids.length };
-  disposeCache(cache);
-  const logits = await lastLogits(model, out.hidden);
-  out.hidden.dispose();
-  return { cache: next, logits };
+/**
+ * A KV-cached decoding state for one sequence: tokens appended run through the model once, and
+ * the next-token logits after the last of them come back. generate() and the recap agent
+ * (recap-agent.ts) both decode through it. Holds the cache's tensors until dispose().
+ */
+export class DecodeSession {
+  private cache: KVCache;
+
+  constructor(private readonly model: LlamaModel) {
+    this.cache = model.emptyCache(1);
+  }
+
+  /** Tokens in the cache. */
+  get length(): number {
+    return this.cache.length;
+  }
+
+  /** Runs `ids` (one forward) after the cached ones; returns the logits that follow the last. */
+  async append(ids: number[]): Promise<Float32Array> {
+    const out = tf.tidy(() => {
+      const r = this.model.hidden(tf.tensor2d(ids, [1, ids.length], 'int32'), this.cache);
+      return { hidden: r.hidden, layers: r.cache!.layers };
+    });
+    const next: KVCache = { layers: out.layers, length: this.cache.length + ids.length };
+    disposeCache(this.cache);
+    this.cache = next;
+    const logits = await lastLogits(this.model, out.hidden);
+    out.hidden.dispose();
+    return logits;
+  }
+
+  /** Drops the cache and starts over from `ids`. */
+  async restart(ids: number[]): Promise<Float32Array> {
+    disposeCache(this.cache);
+    this.cache = this.model.emptyCache(1);
+    return this.append(ids);
+  }
+
+  dispose(): void {
+    disposeCache(this.cache);
+  }
 }
 
 async function recomputeLogits(model: LlamaModel, ids: number[]): Promise<Float32Array> {
@@ -68,35 +98,23 @@ export async function generate(model: LlamaModel, prompt: number[], options: Par
   const maxSeq = model.config.maxSeq;
   const ids = [...prompt];
   const produced: number[] = [];
-  let cache: KVCache | null = null;
+  const session = opts.useCache ? new DecodeSession(model) : null;
   try {
-    let logits: Float32Array;
-    if (opts.useCache) {
-      // Prefill at most maxSeq - 1 tokens so there is room for at least one new position.
-      ({ cache, logits } = await step(model, ids.slice(-(maxSeq - 1)), model.emptyCache(1)));
-    } else {
-      logits = await recomputeLogits(model, ids);
-    }
+    // Prefill at most maxSeq - 1 tokens so there is room for at least one new position.
+    let logits = session ? await session.append(ids.slice(-(maxSeq - 1))) : await recomputeLogits(model, ids);
     while (produced.length < opts.maxNewTokens) {
       const next = sampleToken(logits, opts, rng);
       produced.push(next);
       ids.push(next);
       opts.onToken?.(next);
       if (opts.stopIds.includes(next) || produced.length === opts.maxNewTokens) break;
-      if (cache) {
-        if (cache.length >= maxSeq) {
-          // Window full: re-prefill the most recent half so decoding can go on.
-          disposeCache(cache);
-          ({ cache, logits } = await step(model, ids.slice(-Math.floor(maxSeq / 2)), model.emptyCache(1)));
-          continue;
-        }
-        ({ cache, logits } = await step(model, [next], cache));
-      } else {
-        logits = await recomputeLogits(model, ids);
-      }
+      if (!session) logits = await recomputeLogits(model, ids);
+      // Window full: re-prefill the most recent half so decoding can go on.
+      else if (session.length >= maxSeq) logits = await session.restart(ids.slice(-Math.floor(maxSeq / 2)));
+      else logits = await session.append([next]);
     }
   } finally {
-    if (cache) disposeCache(cache);
+    session?.dispose();
   }
   return produced;
 }
