@@ -1,34 +1,55 @@
 #!/usr/bin/env bash
 # The GPU comparison run, on a box prepared by scripts/gpu-pack.sh (run through scripts/gpu-run.sh):
 #   bash scripts/gpu-run.sh bash scripts/gpu-bench.sh OUT_DIR
-# 1. PyTorch reference (../shared/bench/torch_gpt_bench.py copied to .gpu/) fp32 and bf16;
-# 2. greedy parity of our webgpu path against a transformers fixture;
-# 3. our bench on webgpu: the llm.c config, then the model of the PyTorch reference.
-# Every result is a JSON line appended to OUT_DIR/gpu-bench.jsonl; stage times go to stderr.
+# Stages (STAGES="..." picks some; default all but ablate):
+#   torch    PyTorch reference (../shared/bench/torch_gpt_bench.py copied to .gpu/), fp32 and bf16
+#   compat   transformers loads `arl export --format hf` (.gpu/compat/hf) and matches our logits
+#            (.gpu/compat/ours-logits.json from scripts/compat-logits.ts) within 1e-4
+#   parity   greedy continuation of a transformers fixture on webgpu, token for token
+#   train    the same 30 training steps of the tiny preset on webgpu and wasm
+#   config1  our bench on the llm.c config 1 (generation with and without the KV cache)
+#   big      our bench on the model of the PyTorch reference
+#   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
+#            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
+#            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness
+# PROFILE=1 adds per-kernel GPU times (tf.profile) to config1 and big. Every result is a JSON line
+# appended to OUT_DIR/gpu-bench.jsonl; stage times go to stderr.
 set -uo pipefail
 out=${1:?usage: gpu-bench.sh OUT_DIR}
+mkdir -p "$out"
 log=$out/gpu-bench.jsonl
+stages=${STAGES:-torch compat parity train config1 big}
+profile=${PROFILE:+--profile}
+big_model=(--vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16)
 arl() { node dist/cli/arl.mjs "$@"; }
 stamp() { echo "[$(date +%T)] $*" >&2; }
+has() { [[ " $stages " == *" $1 "* ]]; }
+wall() { echo "{\"bench\":\"wall\",\"what\":\"$1\",\"exit\":$2,\"seconds\":$SECONDS}" >> "$log"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/{"gpu":"/; s/$/"}/' >> "$log"
-if [ -f .gpu/torch_gpt_bench.py ]; then
+if has torch && [ -f .gpu/torch_gpt_bench.py ]; then
   for mode in fp32 bf16; do stamp "torch $mode"; MODE=$mode python3 .gpu/torch_gpt_bench.py >> "$log"; done
 fi
-stamp "webgpu parity (mha-tied fixture)"
-fixture=test/fixtures/hf/mha-tied
-arl import --hf $fixture --out /tmp/parity-ckpt >&2
-prompt=$(python3 -c "import json;print(','.join(map(str,json.load(open('$fixture/reference.json'))['greedy']['prompt'])))")
-got=$(arl generate --backend webgpu --checkpoint /tmp/parity-ckpt --prompt-ids "$prompt" --max-new-tokens 12 --greedy --json --no-stop-at-eos)
-python3 - "$fixture/reference.json" "$got" >> "$log" <<'PY'
+if has compat && [ -f .gpu/compat/ours-logits.json ]; then
+  stamp "transformers logits parity"
+  python3 scripts/compat-hf-check.py .gpu/compat/hf .gpu/compat/ours-logits.json >> "$log"
+fi
+if has parity; then
+  stamp "webgpu parity (mha-tied fixture)"
+  fixture=test/fixtures/hf/mha-tied
+  arl import --hf $fixture --out /tmp/parity-ckpt >&2
+  prompt=$(python3 -c "import json;print(','.join(map(str,json.load(open('$fixture/reference.json'))['greedy']['prompt'])))")
+  got=$(arl generate --backend webgpu --checkpoint /tmp/parity-ckpt --prompt-ids "$prompt" --max-new-tokens 12 --greedy --json --no-stop-at-eos)
+  python3 - "$fixture/reference.json" "$got" >> "$log" <<'PY'
 import json, sys
 ref = json.load(open(sys.argv[1]))['greedy']; got = json.loads(sys.argv[2])['ids']
 want = ref['output'][len(ref['prompt']):]
 print(json.dumps({"bench": "webgpu-greedy-parity", "match": got == want, "got": got, "want": want}))
 PY
-if [ -f data/prepared/brown/meta.json ]; then
+fi
+if has train && [ -f data/prepared/brown/meta.json ]; then
   stamp "training on webgpu vs wasm: the same 30 steps of the tiny preset"
   for backend in webgpu wasm; do
-    arl train --backend $backend --data data/prepared/brown --out /tmp/run-$backend --steps 30 --eval-every 0 --save-every 30 >&2
+    timeout 120 node dist/cli/arl.mjs train --backend $backend --data data/prepared/brown --out /tmp/run-$backend --steps 30 --eval-every 0 --save-every 30 >&2
   done
   python3 - >> "$log" <<'PY'
 import json
@@ -40,13 +61,27 @@ print(json.dumps({"bench": "train-webgpu-vs-wasm", "steps": len(losses["webgpu"]
                   "tokens_per_s_last_step": speed}))
 PY
 fi
-stamp "webgpu bench: llm.c config 1"
-SECONDS=0
-timeout 200 node dist/cli/arl.mjs bench --backend webgpu --steps 10 --gen-context 1000 --gen-tokens 32 >> "$log"
-echo "{\"bench\":\"wall\",\"what\":\"webgpu config 1 process\",\"seconds\":$SECONDS}" >> "$log"
-stamp "webgpu bench: the PyTorch reference model"
-SECONDS=0
-timeout "${BIG_TIMEOUT:-280}" node dist/cli/arl.mjs bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16 --steps 5 --warmup-steps 1 --skip-generate >> "$log"
-status=$?
-echo "{\"bench\":\"wall\",\"what\":\"webgpu reference-model process\",\"exit\":$status,\"seconds\":$SECONDS}" >> "$log"
+if has config1; then
+  stamp "webgpu bench: llm.c config 1"
+  SECONDS=0
+  timeout 200 node dist/cli/arl.mjs bench --backend webgpu --steps 10 --gen-context 1000 --gen-tokens 32 $profile >> "$log"
+  wall "webgpu config 1 process" $?
+fi
+if has big; then
+  stamp "webgpu bench: the PyTorch reference model"
+  SECONDS=0
+  timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 16 --no-key-tokens $profile >> "$log"
+  wall "webgpu reference-model process" $?
+fi
+if has ablate; then
+  IFS=';' read -ra env_sets <<< "${ABLATE_ENV:-ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3}"
+  for flags in "${env_sets[@]}"; do
+    stamp "ablation: $flags"
+    SECONDS=0
+    echo "{\"bench\":\"ablation\",\"env\":\"$flags\"}" >> "$log"
+    # shellcheck disable=SC2086 # each set is a list of VAR=value words
+    env $flags timeout 120 node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps 4 --warmup-steps 1 --skip-generate --no-key-tokens >> "$log"
+    wall "ablation $flags" $?
+  done
+fi
 stamp done

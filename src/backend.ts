@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
 import { registerWasmKernels } from './model/wasm-kernels.ts';
+import { registerWebgpuKernels } from './model/webgpu-kernels.ts';
 import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './model/wasm-threads.ts';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -42,7 +43,9 @@ async function installDawn(): Promise<{ description: string; software: boolean }
     type Dawn = { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
     const dawn = (process.env.ARL_DAWN_NODE ? require(process.env.ARL_DAWN_NODE) : await import('webgpu')) as Dawn;
     Object.assign(globalThis, dawn.globals);
-    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });
+    // ARL_DAWN_FLAGS: Dawn's own options, space-separated (e.g. enable-dawn-features=disable_robustness).
+    const flags = (process.env.ARL_DAWN_FLAGS ?? '').split(' ').filter(Boolean);
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create(flags) }, configurable: true, writable: true });
   }
   const gpu = (g.navigator as { gpu: { requestAdapter: () => Promise<unknown> } }).gpu;
   const adapter = (await gpu.requestAdapter()) as { info?: { vendor?: string; architecture?: string; device?: string; description?: string } } | null;
@@ -65,8 +68,41 @@ async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
   const { description, software } = await installDawn();
   if (software && !allowSoftware) return null;
   await import('@tensorflow/tfjs-backend-webgpu');
+  applyTfjsFlags(process.env.ARL_TFJS_FLAGS); // the webgpu flags exist once the backend module is loaded
   if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend failed to initialise');
+  setUpWebgpuDevice();
   return description;
+}
+
+/** What the webgpu backend spent creating compute pipelines (shader compilation), for start-up figures. */
+export const pipelineStats = { count: 0, ms: 0 };
+
+interface GpuDeviceLike {
+  onuncapturederror: ((event: { error: { message: string } }) => void) | null;
+  createComputePipeline: (descriptor: unknown) => unknown;
+}
+
+/**
+ * Makes Dawn's uncaptured errors fatal: a WebGPU validation or out-of-memory error otherwise only
+ * logs, and the kernels that follow compute garbage. Also counts pipeline creations and their time.
+ */
+function setUpWebgpuDevice(): void {
+  const device = (tf.backend() as unknown as { device: GpuDeviceLike }).device;
+  device.onuncapturederror = (event) => {
+    // Thrown outside the callback so it reaches Node's uncaught-exception handler and ends the process.
+    setImmediate(() => {
+      throw new Error(`WebGPU error (fatal): ${event.error.message}`);
+    });
+  };
+  const create = device.createComputePipeline.bind(device);
+  device.createComputePipeline = (descriptor) => {
+    const start = performance.now();
+    const pipeline = create(descriptor);
+    pipelineStats.count += 1;
+    pipelineStats.ms += performance.now() - start;
+    return pipeline;
+  };
+  registerWebgpuKernels();
 }
 
 async function tryWasm(): Promise<boolean> {
@@ -92,6 +128,18 @@ async function tryWasm(): Promise<boolean> {
   if (!ok) return false;
   registerWasmKernels();
   return true;
+}
+
+/**
+ * ARL_TFJS_FLAGS="NAME=value,..." sets tfjs environment flags (numbers and booleans parsed), for
+ * ablations on the GPU, e.g. WEBGPU_MATMUL_PROGRAM_TYPE=3 or WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=64.
+ */
+function applyTfjsFlags(spec: string | undefined): void {
+  for (const item of (spec ?? '').split(',').filter(Boolean)) {
+    const [name, raw] = item.split('=');
+    if (raw === undefined) throw new UserError(`ARL_TFJS_FLAGS: "${item}" is not NAME=value`);
+    tf.env().set(name.trim(), raw === 'true' ? true : raw === 'false' ? false : Number.isNaN(Number(raw)) ? raw : Number(raw));
+  }
 }
 
 /** Selects and initialises a backend. Throws UserError when an explicitly requested backend cannot load. */

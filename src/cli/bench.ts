@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
-import { selectBackend } from '../backend.ts';
+import { pipelineStats, selectBackend } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
 import { generate } from '../infer/generate.ts';
 import { checkPositiveIntegers } from '../io/errors.ts';
@@ -34,6 +34,7 @@ interface BenchArgs {
   genTokens: number;
   skipGenerate: boolean;
   keyTokens: boolean;
+  profile: boolean;
 }
 
 function randomTokens(count: number, vocab: number, rng: () => number): Int32Array {
@@ -50,6 +51,29 @@ async function timeIt(fn: () => Promise<void>, warmup: number, runs: number): Pr
   return (performance.now() - start) / 1000 / runs;
 }
 
+/**
+ * Kernel-by-kernel profile of `fn` (tf.profile; on webgpu each program is timed on the GPU with
+ * timestamp queries, so `kernel_ms` is device time and `wall_ms - kernel_ms` is dispatch overhead).
+ */
+async function profileKernels(what: string, fn: () => Promise<unknown>, top = 20): Promise<Record<string, unknown>> {
+  const start = performance.now();
+  const info = await tf.profile(fn as () => Promise<tf.TensorContainer>);
+  const wallMs = performance.now() - start;
+  const byName = new Map<string, { calls: number; ms: number; shapes: string }>();
+  let kernelMs = 0;
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    kernelMs += ms;
+    const entry = byName.get(k.name) ?? { calls: 0, ms: 0, shapes: '' };
+    entry.calls += 1;
+    entry.ms += ms;
+    if (!entry.shapes) entry.shapes = `${JSON.stringify(k.inputShapes)}->${JSON.stringify(k.outputShapes)}`;
+    byName.set(k.name, entry);
+  }
+  const kernels = [...byName.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, top).map(([name, e]) => ({ name, calls: e.calls, ms: Number(e.ms.toFixed(3)), first_shapes: e.shapes }));
+  return { bench: 'profile', what, dispatches: info.kernels.length, kernel_ms: Number(kernelMs.toFixed(2)), wall_ms: Number(wallMs.toFixed(2)), kernels };
+}
+
 /** Waits until `t` is computed by reading back one element (the whole tensor would time the copy, not the work). */
 async function settle(t: tf.Tensor): Promise<void> {
   const first = tf.tidy(() => tf.slice(tf.reshape(t, [-1]), [0], [1]));
@@ -58,7 +82,9 @@ async function settle(t: tf.Tensor): Promise<void> {
 }
 
 export async function runBench(args: BenchArgs): Promise<Record<string, unknown>[]> {
+  const startupBegin = performance.now();
   const choice = await selectBackend(args.backend);
+  const backendReady = performance.now();
   process.stderr.write(`backend: ${choice.name} (${choice.reason})\n`);
   const maxSeq = Math.max(args.seq, args.skipGenerate ? 0 : args.genContext + args.genTokens);
   const config = makeConfig(null, {
@@ -84,14 +110,32 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   const rng = makeRng(1);
   const model = new LlamaModel(config);
   const optimizer = new AdamW(model.variables(), { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+  const modelReady = performance.now();
   const tokens = args.batch * args.seq;
   try {
     const batch = (): { x: Int32Array; y: Int32Array } => ({ x: randomTokens(tokens, args.vocab, rng), y: randomTokens(tokens, args.vocab, rng) });
     const tensorsBefore = tf.memory().numTensors;
     let firstStepDone: number | null = null; // seconds since process start (performance.now() counts from there)
+    const stepOptions = { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 };
     const stepSeconds = await timeIt(async () => {
-      await trainStep(model, optimizer, batch, { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 });
-      firstStepDone ??= performance.now() / 1000;
+      await trainStep(model, optimizer, batch, stepOptions);
+      if (firstStepDone === null) {
+        firstStepDone = performance.now() / 1000;
+        // Where the time to the first step went: module loading before our code ran, backend
+        // (adapter, device), model (weight initialisation and upload), then the first step, of
+        // which pipeline creation (shader compilation) is counted separately.
+        emit({
+          bench: 'startup',
+          ...base,
+          process_to_main_s: startupBegin / 1000,
+          backend_s: (backendReady - startupBegin) / 1000,
+          model_init_s: (modelReady - backendReady) / 1000,
+          first_step_s: firstStepDone - modelReady / 1000,
+          pipelines_created: pipelineStats.count,
+          pipeline_creation_s: pipelineStats.ms / 1000,
+          first_step_done_s: firstStepDone,
+        });
+      }
       sampleMemory();
     }, args.warmupSteps, args.steps);
     emit({
@@ -113,6 +157,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     }, 1, Math.max(2, Math.ceil(args.steps / 2)));
     ids.dispose();
     emit({ bench: 'forward', ...base, ms_per_batch: forwardSeconds * 1000, tokens_per_s: tokens / forwardSeconds });
+    if (args.profile) emit({ ...base, ...(await profileKernels('train step', () => trainStep(model, optimizer, batch, stepOptions))) });
 
     if (args.keyTokens) {
       // ARL step 1 with its default S and W for this window, against plain forwards of full windows.
@@ -134,6 +179,11 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
         const seconds = (performance.now() - start) / 1000;
         sampleMemory();
         emit({ bench: 'generate', ...base, kv_cache: useCache, context: args.genContext, new_tokens: produced.length, ms_per_token: (seconds * 1000) / produced.length, tokens_per_s: produced.length / seconds });
+        if (args.profile) {
+          // One new token per generate call beyond the first (the prefill), so the profile of 2
+          // tokens minus that of 1 is one decoding step; both are reported whole for simplicity.
+          emit({ ...base, ...(await profileKernels(`generate 2 tokens, kv_cache ${useCache}`, () => generate(model, prompt, { maxNewTokens: 2, greedy: true, useCache, stopIds: [] }))) });
+        }
       }
     }
     emit({ bench: 'memory', ...base, peak_rss_mb: Math.round(peakRss / 2 ** 20), tf_bytes_mb: Math.round(tf.memory().numBytes / 2 ** 20), tensors: tf.memory().numTensors });
@@ -164,6 +214,7 @@ export const benchCommand: CommandModule = {
       .option('gen-tokens', { type: 'number', default: 16 })
       .option('skip-generate', { type: 'boolean', default: false })
       .option('key-tokens', { type: 'boolean', default: true, describe: 'also time ARL key-token scoring (--no-key-tokens to skip)' })
+      .option('profile', { type: 'boolean', default: false, describe: 'also print per-kernel times of one training step and of generation (GPU time on webgpu)' })
       .example('$0 bench --backend wasm', 'llm.c reference config 1: vocab 512, dim 128, 2 layers, T 128, batch 8')
       .example('$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2')
       .example('$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'),

@@ -14,14 +14,32 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels } from './wasm-kernels.ts';
+import { hasWebgpuKernels } from './webgpu-kernels.ts';
 
 type Saver = tf.GradSaveFunc;
 
 /**
  * RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight. x [N, D], weight [D]. On wasm
- * and cpu one JS kernel each way (ArlRmsNorm, ArlRmsNormGrad); elsewhere tfjs ops.
+ * and cpu one JS kernel each way (ArlRmsNorm, ArlRmsNormGrad); on webgpu our WGSL kernels
+ * (webgpu-kernels.ts); elsewhere tfjs ops.
  */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+  if (hasWebgpuKernels()) {
+    const fused = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
+      const [xIn, w] = args as tf.Tensor[];
+      const save = args[2] as Saver;
+      const [value, inv] = tf.engine().runKernel('ArlGpuRmsNorm', { x: xIn, weight: w }, { eps }) as tf.Tensor[];
+      save([xIn, w, inv]);
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [dx, partials] = tf.engine().runKernel('ArlGpuRmsNormGrad', { x: saved[0], weight: saved[1], inv: saved[2], dy }) as tf.Tensor[];
+          return [dx, tf.sum(partials, 0)];
+        },
+      };
+    });
+    return fused(x, weight) as tf.Tensor2D;
+  }
   if (hasJsKernels()) {
     const fused = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
       const [xIn, w] = args as tf.Tensor[];
@@ -61,8 +79,25 @@ export function rmsNormOps(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf
   return op(x, weight) as tf.Tensor2D;
 }
 
-/** SwiGLU: silu(gate) * up, element-wise. */
+/** SwiGLU: silu(gate) * up, element-wise (one WGSL kernel each way on webgpu). */
 export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
+  if (hasWebgpuKernels()) {
+    const fused = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
+      const [g, u] = args as tf.Tensor[];
+      const save = args[2] as Saver;
+      save([g, u]);
+      return {
+        value: tf.engine().runKernel('ArlGpuSwiGlu', { gate: g, up: u }) as tf.Tensor,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel('ArlGpuSwiGluGrad', { gate: saved[0], up: saved[1], dy }) as tf.Tensor[],
+      };
+    });
+    return fused(gate, up) as tf.Tensor2D;
+  }
+  return swigluOps(gate, up);
+}
+
+/** swiglu with tfjs ops (and the reference the fused kernels are tested against). */
+export function swigluOps(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
     const [g, u] = args as tf.Tensor[];
     const save = args[2] as Saver;

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels } from '../model/wasm-kernels.ts';
+import { adamwUpdateGpu, globalNormGpu, hasWebgpuKernels } from '../model/webgpu-kernels.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -34,6 +35,14 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay } = this.opts;
     const correction1 = 1 - Math.pow(beta1, this.step);
     const correction2 = 1 - Math.pow(beta2, this.step);
+    if (hasWebgpuKernels() && !this.composed) {
+      // One WGSL dispatch per parameter, updating weights and moments in place.
+      this.params.forEach((p, i) => {
+        const decay = p.rank >= 2 && weightDecay > 0 ? 1 - lr * weightDecay : 1;
+        adamwUpdateGpu(p, grads[i], this.m[i], this.v[i], { lr, beta1, beta2, eps, decay, correction1, correction2 });
+      });
+      return;
+    }
     if (tf.getBackend() === 'cpu' && hasJsKernels() && !this.composed) {
       // One JS pass per parameter (ArlAdamW) instead of a dozen element-wise kernels, each
       // allocating. (On wasm the tfjs kernels are vectorised C++ and measured as fast or faster.)
@@ -78,8 +87,9 @@ export function learningRate(step: number, opts: { lr: number; minLr: number; wa
 /** Scales gradients so their global L2 norm is at most maxNorm. Returns the clipped grads (new tensors) and the norm before clipping. */
 export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { clipped: tf.Tensor[]; norm: tf.Scalar } {
   return tf.tidy(() => {
-    // A chain of adds, not addN: webgpu binds every addN input as a storage buffer (limit 8 per shader).
-    const norm = tf.sqrt(sumAll(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
+    // On webgpu one sum-of-squares dispatch per gradient. Elsewhere a chain of adds, not addN
+    // (webgpu binds every addN input as a storage buffer, limit 8 per shader).
+    const norm = hasWebgpuKernels() ? globalNormGpu(grads) : (tf.sqrt(sumAll(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar);
     const scale = maxNorm > 0 ? tf.minimum(1, tf.div(maxNorm, tf.add(norm, 1e-6))) : tf.scalar(1);
     return { clipped: grads.map((g) => tf.mul(g, scale)), norm };
   });

@@ -1,0 +1,363 @@
+/**
+ * Our own WGSL kernels for the tfjs webgpu backend, registered as tfjs kernels (ArlGpu*) and used
+ * from fused.ts and optimizer.ts when the webgpu backend is active.
+ *
+ * Why: on the GPU a training step of the stock ops was bound by dispatch overhead, not arithmetic
+ * (H200, 29.4M model: 2,733 dispatches, 148 ms of GPU time in a 333 ms step; docs/benchmarks.md).
+ * Each kernel here replaces a chain of small element-wise ops with one dispatch: RMSNorm forward
+ * (1 instead of 6) and backward (3 instead of ~10), SwiGLU (1 and 1 instead of 3 and 7), the AdamW
+ * update of one variable in place (1 instead of ~12, and no new buffers), and the gradient's sum of
+ * squares for clipping (1 per variable instead of 2).
+ *
+ * tfjs's own program system gives a shader one output; these dispatch through `dispatchRaw`,
+ * which records into the backend's command encoder (so ordering with tfjs's kernels holds) and may
+ * write several outputs, or update buffers in place. Each kernel is checked against the plain
+ * tfjs ops, values and gradients, in test/webgpu-kernels.test.ts.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** The parts of tfjs-backend-webgpu's WebGPUBackend that dispatchRaw uses. */
+interface WebgpuBackend {
+  device: {
+    createShaderModule(d: { code: string; label?: string }): unknown;
+    createComputePipeline(d: unknown): { getBindGroupLayout(i: number): unknown };
+    createBindGroup(d: unknown): unknown;
+    createQuerySet(d: unknown): unknown;
+  };
+  commandEncoder: { beginComputePass(d: unknown): ComputePass } | null;
+  computePassEncoder: ComputePass | null;
+  commandQueueOwnedIds: WeakSet<object>;
+  dispatchCountInPass: number;
+  activeTimers: { name: string; query: Promise<number> }[] | null;
+  supportTimestampQuery: boolean;
+  querySet: unknown;
+  querySetCount: number;
+  makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  uploadToGPU(dataId: tf.DataId): void;
+  tensorToBinding(t: tf.TensorInfo): unknown;
+  makeUniforms(u: Uniform[]): unknown;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  getQueryTime(): Promise<number>;
+  refCount(dataId: tf.DataId): number;
+}
+interface ComputePass {
+  setPipeline(p: unknown): void;
+  setBindGroup(i: number, g: unknown): void;
+  dispatchWorkgroups(x: number, y: number, z: number): void;
+}
+type Uniform = { type: 'float32' | 'int32' | 'uint32'; data: number[] };
+
+const MAX_GROUPS_PER_DIM = 65535;
+const pipelines = new Map<string, ReturnType<WebgpuBackend['device']['createComputePipeline']>>();
+
+/** [x, y, 1] workgroups covering `count` workgroups (2-D past the 65,535-per-dimension limit). */
+function grid(count: number): [number, number, number] {
+  return count <= MAX_GROUPS_PER_DIM ? [Math.max(count, 1), 1, 1] : [MAX_GROUPS_PER_DIM, Math.ceil(count / MAX_GROUPS_PER_DIM), 1];
+}
+
+/**
+ * Records one compute dispatch of `code` into tfjs's command stream. `buffers` bind in order at
+ * @binding(0..n-1) (declared read or read_write by the shader), the uniforms, if any, at @binding(n).
+ * Outputs must be allocated by the caller (backend.makeTensorInfo); inputs are uploaded if needed.
+ * Under tf.profile the dispatch is timed on the GPU like tfjs's own programs.
+ */
+function dispatchRaw(name: string, code: string, buffers: tf.TensorInfo[], uniforms: Uniform[] | null, groups: [number, number, number]): void {
+  const backend = tf.backend() as unknown as WebgpuBackend;
+  let pipeline = pipelines.get(code);
+  if (!pipeline) {
+    const module = backend.device.createShaderModule({ code, label: name });
+    pipeline = backend.device.createComputePipeline({ layout: 'auto', label: name, compute: { module, entryPoint: 'main' } });
+    pipelines.set(code, pipeline);
+  }
+  for (const b of buffers) backend.uploadToGPU(b.dataId);
+  const entries = buffers.map((b, i) => ({ binding: i, resource: backend.tensorToBinding(b) }));
+  if (uniforms) entries.push({ binding: buffers.length, resource: backend.makeUniforms(uniforms) });
+  for (const b of buffers) backend.commandQueueOwnedIds.add(b.dataId);
+  const bindGroup = backend.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  backend.ensureCommandEncoderReady();
+  const timed = backend.activeTimers != null && backend.supportTimestampQuery;
+  if (timed) {
+    backend.endComputePassEncoder();
+    backend.querySet ??= backend.device.createQuerySet({ type: 'timestamp', count: backend.querySetCount });
+    backend.computePassEncoder = backend.commandEncoder!.beginComputePass({ timestampWrites: { querySet: backend.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+  } else if (!backend.computePassEncoder) {
+    backend.computePassEncoder = backend.commandEncoder!.beginComputePass({});
+  }
+  const pass = backend.computePassEncoder!;
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+  backend.dispatchCountInPass++;
+  if (timed) {
+    backend.endComputePassEncoder();
+    backend.activeTimers!.push({ name, query: backend.getQueryTime() });
+  } else if (backend.dispatchCountInPass >= (tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number)) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
+  }
+}
+
+function allocate(shape: number[]): tf.TensorInfo {
+  return (tf.backend() as unknown as WebgpuBackend).makeTensorInfo(shape, 'float32');
+}
+
+/** The flat index of this invocation in a grid() dispatch of 1-D workgroups of size WG. */
+const flatIndex = (wg: number): string => `gid.x + gid.y * nwg.x * ${wg}u`;
+const builtins = '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>';
+
+/** Sum over a 256-wide workgroup of `value` (every invocation gets it). */
+const WG_SUM = `
+var<workgroup> partial: array<f32, 256>;
+fn workgroupSum(value: f32, lid: u32) -> f32 {
+  partial[lid] = value;
+  workgroupBarrier();
+  for (var stride = 128u; stride > 0u; stride = stride >> 1u) {
+    if (lid < stride) { partial[lid] = partial[lid] + partial[lid + stride]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}`;
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm: one workgroup per row.
+
+const RMS_NORM = `
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read_write> inv: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+struct U { rows: u32, dim: u32, eps: f32 };
+@group(0) @binding(4) var<uniform> u: U;
+${WG_SUM}
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= u.rows) { return; }
+  let base = row * u.dim;
+  var sq = 0.0;
+  for (var j = lid; j < u.dim; j += 256u) { let v = x[base + j]; sq += v * v; }
+  let r = inverseSqrt(workgroupSum(sq, lid) / f32(u.dim) + u.eps);
+  for (var j = lid; j < u.dim; j += 256u) { y[base + j] = x[base + j] * r * w[j]; }
+  if (lid == 0u) { inv[row] = r; }
+}`;
+
+/** dx per row: (g - xhat * mean(g * xhat)) * r with g = dy * w, xhat = x * r. */
+const RMS_NORM_GRAD_X = `
+@group(0) @binding(0) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> inv: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+struct U { rows: u32, dim: u32 };
+@group(0) @binding(5) var<uniform> u: U;
+${WG_SUM}
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= u.rows) { return; }
+  let base = row * u.dim;
+  let r = inv[row];
+  var dot = 0.0;
+  for (var j = lid; j < u.dim; j += 256u) { dot += dy[base + j] * w[j] * x[base + j] * r; }
+  let c = workgroupSum(dot, lid) / f32(u.dim);
+  for (var j = lid; j < u.dim; j += 256u) {
+    let xhat = x[base + j] * r;
+    dx[base + j] = (dy[base + j] * w[j] - xhat * c) * r;
+  }
+}`;
+
+/** dw partial sums: out[chunk, j] = sum over the chunk's rows of dy * x * r. */
+const RMS_NORM_GRAD_W = `
+@group(0) @binding(0) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> inv: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+struct U { rows: u32, dim: u32, chunkRows: u32, chunks: u32 };
+@group(0) @binding(4) var<uniform> u: U;
+@compute @workgroup_size(64) fn main(${builtins}) {
+  let i = ${flatIndex(64)};
+  if (i >= u.chunks * u.dim) { return; }
+  let chunk = i / u.dim;
+  let j = i % u.dim;
+  let end = min(u.rows, (chunk + 1u) * u.chunkRows);
+  var acc = 0.0;
+  for (var row = chunk * u.chunkRows; row < end; row++) { acc += dy[row * u.dim + j] * x[row * u.dim + j] * inv[row]; }
+  partials[i] = acc;
+}`;
+
+const DW_CHUNK_ROWS = 64;
+
+function rmsNormKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
+  const { x, weight } = args.inputs as { x: tf.TensorInfo; weight: tf.TensorInfo };
+  const { eps } = args.attrs as { eps: number };
+  const [rows, dim] = x.shape;
+  const y = allocate([rows, dim]);
+  const inv = allocate([rows]);
+  dispatchRaw('ArlGpuRmsNorm', RMS_NORM, [y, inv, x, weight], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }, { type: 'float32', data: [eps] }], grid(rows));
+  return [y, inv];
+}
+
+function rmsNormGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo[] {
+  const { x, weight, inv, dy } = args.inputs as Record<string, tf.TensorInfo>;
+  const [rows, dim] = x.shape;
+  const dx = allocate([rows, dim]);
+  dispatchRaw('ArlGpuRmsNormGradX', RMS_NORM_GRAD_X, [dx, x, weight, inv, dy], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }], grid(rows));
+  const chunks = Math.ceil(rows / DW_CHUNK_ROWS);
+  const partials = allocate([chunks, dim]);
+  const uniforms: Uniform[] = [rows, dim, DW_CHUNK_ROWS, chunks].map((v) => ({ type: 'uint32', data: [v] }));
+  dispatchRaw('ArlGpuRmsNormGradW', RMS_NORM_GRAD_W, [partials, x, inv, dy], uniforms, grid(Math.ceil((chunks * dim) / 64)));
+  return [dx, partials];
+}
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU: silu(gate) * up, element-wise; the gradient writes both inputs' gradients at once.
+
+const SWIGLU = `
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> gate: array<f32>;
+@group(0) @binding(2) var<storage, read> up: array<f32>;
+struct U { size: u32 };
+@group(0) @binding(3) var<uniform> u: U;
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let i = ${flatIndex(256)};
+  if (i >= u.size) { return; }
+  let g = gate[i];
+  y[i] = g / (1.0 + exp(-g)) * up[i];
+}`;
+
+const SWIGLU_GRAD = `
+@group(0) @binding(0) var<storage, read_write> dGate: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dUp: array<f32>;
+@group(0) @binding(2) var<storage, read> gate: array<f32>;
+@group(0) @binding(3) var<storage, read> up: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+struct U { size: u32 };
+@group(0) @binding(5) var<uniform> u: U;
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let i = ${flatIndex(256)};
+  if (i >= u.size) { return; }
+  let g = gate[i];
+  let s = 1.0 / (1.0 + exp(-g));
+  dUp[i] = dy[i] * g * s;
+  dGate[i] = dy[i] * up[i] * s * (1.0 + g * (1.0 - s)); // silu'(g) = s (1 + g (1 - s))
+}`;
+
+function swigluKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo {
+  const { gate, up } = args.inputs as { gate: tf.TensorInfo; up: tf.TensorInfo };
+  const size = tf.util.sizeFromShape(gate.shape);
+  const y = allocate(gate.shape);
+  dispatchRaw('ArlGpuSwiGlu', SWIGLU, [y, gate, up], [{ type: 'uint32', data: [size] }], grid(Math.ceil(size / 256)));
+  return y;
+}
+
+function swigluGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo[] {
+  const { gate, up, dy } = args.inputs as Record<string, tf.TensorInfo>;
+  const size = tf.util.sizeFromShape(gate.shape);
+  const dGate = allocate(gate.shape);
+  const dUp = allocate(gate.shape);
+  dispatchRaw('ArlGpuSwiGluGrad', SWIGLU_GRAD, [dGate, dUp, gate, up, dy], [{ type: 'uint32', data: [size] }], grid(Math.ceil(size / 256)));
+  return [dGate, dUp];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimizer: sum of squares (for the global gradient norm) and the AdamW update in place.
+
+const SUM_SQUARES_GROUPS = 64;
+
+/** partials[slot * 64 + workgroup] = part of sum(x^2); 64 workgroups stride over x. */
+const SUM_SQUARES = `
+@group(0) @binding(0) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+struct U { size: u32, slot: u32 };
+@group(0) @binding(2) var<uniform> u: U;
+${WG_SUM}
+@compute @workgroup_size(256) fn main(${builtins}) {
+  var acc = 0.0;
+  for (var i = wid.x * 256u + lid; i < u.size; i += ${SUM_SQUARES_GROUPS * 256}u) { let v = x[i]; acc += v * v; }
+  let total = workgroupSum(acc, lid);
+  if (lid == 0u) { partials[u.slot * ${SUM_SQUARES_GROUPS}u + wid.x] = total; }
+}`;
+
+/** Global L2 norm of `tensors` (a scalar): one dispatch per tensor, then one sum. */
+export function globalNormGpu(tensors: tf.Tensor[]): tf.Scalar {
+  const partials = allocate([tensors.length * SUM_SQUARES_GROUPS]);
+  tensors.forEach((t, slot) => {
+    const uniforms: Uniform[] = [{ type: 'uint32', data: [t.size] }, { type: 'uint32', data: [slot] }];
+    dispatchRaw('ArlGpuSumSquares', SUM_SQUARES, [partials, t], uniforms, [SUM_SQUARES_GROUPS, 1, 1]);
+  });
+  const partialsTensor = tf.engine().makeTensorFromTensorInfo(partials);
+  return tf.tidy(() => tf.sqrt(tf.sum(partialsTensor)) as tf.Scalar);
+}
+
+const ADAMW = `
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;
+@group(0) @binding(1) var<storage, read_write> m: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+struct U { size: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, correction1: f32, correction2: f32 };
+@group(0) @binding(4) var<uniform> u: U;
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let i = ${flatIndex(256)};
+  if (i >= u.size) { return; }
+  let gi = g[i];
+  let mi = u.beta1 * m[i] + (1.0 - u.beta1) * gi;
+  let vi = u.beta2 * v[i] + (1.0 - u.beta2) * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = p[i] * u.decay - u.lr * ((mi / u.correction1) / (sqrt(vi / u.correction2) + u.eps));
+}`;
+
+export interface AdamWStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Multiplier of the weights before the update: 1 - lr * weightDecay, or 1. */
+  decay: number;
+  correction1: number;
+  correction2: number;
+}
+
+/**
+ * Gives `variable` a buffer of its own if another tensor shares it (tf.variable(t) and clones
+ * share data), so writing it in place cannot change that tensor. A one-time copy per variable.
+ */
+function ownBuffer(variable: tf.Variable): void {
+  if ((tf.backend() as unknown as WebgpuBackend).refCount(variable.dataId) <= 1) return;
+  const copy = tf.add(variable, 0);
+  variable.assign(copy);
+  copy.dispose();
+}
+
+/** AdamW on one variable, updating `param`, `m` and `v` in place. */
+export function adamwUpdateGpu(param: tf.Variable, grad: tf.Tensor, m: tf.Variable, v: tf.Variable, s: AdamWStep): void {
+  for (const variable of [param, m, v]) ownBuffer(variable);
+  const size = param.size;
+  const f = (x: number): Uniform => ({ type: 'float32', data: [x] });
+  const uniforms: Uniform[] = [{ type: 'uint32', data: [size] }, f(s.lr), f(s.beta1), f(s.beta2), f(s.eps), f(s.decay), f(s.correction1), f(s.correction2)];
+  dispatchRaw('ArlGpuAdamW', ADAMW, [param, m, v, grad], uniforms, grid(Math.ceil(size / 256)));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let registered = false;
+
+/** Registers the ArlGpu* kernels for the webgpu backend (idempotent). */
+export function registerWebgpuKernels(): void {
+  if (registered) return;
+  registered = true;
+  const kernels: [string, (args: never) => tf.TensorInfo | tf.TensorInfo[]][] = [
+    ['ArlGpuRmsNorm', rmsNormKernel],
+    ['ArlGpuRmsNormGrad', rmsNormGradKernel],
+    ['ArlGpuSwiGlu', swigluKernel],
+    ['ArlGpuSwiGluGrad', swigluGradKernel],
+  ];
+  for (const [kernelName, kernelFunc] of kernels) tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+}
+
+/** True when the active backend is webgpu with our kernels (ARL_STOCK_WEBGPU=1 turns them off, for comparisons). */
+export function hasWebgpuKernels(): boolean {
+  return registered && tf.getBackend() === 'webgpu' && process.env.ARL_STOCK_WEBGPU !== '1';
+}

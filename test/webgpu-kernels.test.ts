@@ -1,0 +1,109 @@
+/**
+ * Our WGSL kernels (src/model/webgpu-kernels.ts) against the plain tfjs ops, values and gradients,
+ * on the webgpu backend: in CI through Mesa's lavapipe (CPU Vulkan; .ci/run installs it and sets
+ * ARL_REQUIRE_WEBGPU=1 so a missing adapter fails instead of skipping), on the GPU machine on the GPU.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../src/backend.ts';
+import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
+import { hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
+import { AdamW, clipByGlobalNorm } from '../src/train/optimizer.ts';
+import { maxAbsDiff } from './helpers.ts';
+
+async function webgpuUnavailable(): Promise<string | false> {
+  try {
+    await selectBackend('webgpu');
+    return false;
+  } catch (err) {
+    const reason = `no WebGPU adapter here (${(err as Error).message.split('\n')[0]}); install Mesa's lavapipe as .ci/run does`;
+    if (process.env.ARL_REQUIRE_WEBGPU === '1') throw new Error(`ARL_REQUIRE_WEBGPU=1 but ${reason}`);
+    return reason;
+  }
+}
+
+const skip = await webgpuUnavailable();
+
+function randn(shape: number[], seed: number): tf.Tensor {
+  return tf.randomNormal(shape, 0, 1, 'float32', seed);
+}
+
+/** Values and gradients (w.r.t. every input, for a random upstream gradient) of f at the inputs. */
+async function valueAndGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], seed: number): Promise<Float32Array[]> {
+  const out = tf.tidy(() => {
+    const y = f(...inputs);
+    const dy = randn(y.shape, seed);
+    const grads = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), dy)))(inputs);
+    return [y, ...grads];
+  });
+  const values = await Promise.all(out.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose(out);
+  return values;
+}
+
+function assertClose(got: Float32Array[], want: Float32Array[], tol: number, what: string): void {
+  assert.equal(got.length, want.length);
+  got.forEach((g, i) => {
+    const scale = Math.max(1, ...Array.from(want[i], Math.abs));
+    const diff = maxAbsDiff(g, want[i]);
+    assert.ok(diff <= tol * scale, `${what}, output ${i}: max |diff| ${diff} > ${tol * scale}`);
+  });
+}
+
+describe('webgpu kernels', { skip }, () => {
+  before(() => {
+    assert.ok(hasWebgpuKernels(), 'our kernels are registered on webgpu');
+  });
+
+  it('RMSNorm: values and gradients equal the tfjs ops (odd width, more rows than a workgroup)', async () => {
+    const x = randn([300, 37], 1);
+    const w = tf.add(1, randn([37], 2));
+    const want = await valueAndGrads((a, b) => rmsNormOps(a as tf.Tensor2D, b as tf.Tensor1D, 1e-5), [x, w], 3);
+    const got = await valueAndGrads((a, b) => rmsNorm(a as tf.Tensor2D, b as tf.Tensor1D, 1e-5), [x, w], 3);
+    assertClose(got, want, 2e-5, 'rmsNorm');
+    tf.dispose([x, w]);
+  });
+
+  it('SwiGLU: values and gradients equal the tfjs ops', async () => {
+    const gate = tf.mul(3, randn([33, 70], 4));
+    const up = randn([33, 70], 5);
+    const want = await valueAndGrads((a, b) => swigluOps(a as tf.Tensor2D, b as tf.Tensor2D), [gate, up], 6);
+    const got = await valueAndGrads((a, b) => swiglu(a as tf.Tensor2D, b as tf.Tensor2D), [gate, up], 6);
+    assertClose(got, want, 1e-5, 'swiglu');
+    tf.dispose([gate, up]);
+  });
+
+  it('global gradient norm and clipping equal the tfjs ops', async () => {
+    const grads = [randn([70000], 7), randn([3, 5], 8), randn([1], 9)];
+    const want = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
+    const { clipped, norm } = clipByGlobalNorm(grads, 1);
+    const [n, w] = await Promise.all([norm.data(), want.data()]);
+    assert.ok(Math.abs(n[0] - w[0]) <= 1e-4 * w[0], `norm ${n[0]} vs ${w[0]}`);
+    const total = tf.tidy(() => tf.sqrt(tf.addN(clipped.map((g) => tf.sum(tf.square(g))))));
+    assert.ok(Math.abs((await total.data())[0] - 1) < 1e-4, 'clipped to norm 1');
+    tf.dispose([...grads, ...clipped, norm, want, total]);
+  });
+
+  it('AdamW: the in-place kernel takes the same steps as the tfjs ops, and leaks nothing', async () => {
+    const init = [randn([300, 7], 10), randn([7], 11)];
+    const run = async (composed: boolean): Promise<Float32Array[]> => {
+      const params = init.map((t) => tf.variable(t.clone()));
+      const opt = new AdamW(params, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+      opt.composed = composed;
+      const before = tf.memory().numTensors;
+      for (let step = 0; step < 3; step++) {
+        const grads = params.map((p, i) => randn(p.shape, 20 + 2 * step + i));
+        opt.apply(grads, 1e-2);
+        tf.dispose(grads);
+      }
+      assert.equal(tf.memory().numTensors, before, 'no tensors left behind by the steps');
+      const out = await Promise.all([...params, ...opt.m, ...opt.v].map((t) => t.data() as Promise<Float32Array>));
+      opt.dispose();
+      tf.dispose(params);
+      return out;
+    };
+    assertClose(await run(false), await run(true), 2e-6, 'adamw');
+    tf.dispose(init);
+  });
+});
