@@ -3,11 +3,13 @@
  * only `node` is present (a GPU box). The wasm backend's .wasm files are copied beside it; Dawn
  * (webgpu) and tfjs-node stay external: point ARL_DAWN_NODE at a dawn.node to use WebGPU.
  * dist/cli/ sits two levels below the repo root, so data/ resolves as it does from src/.
+ * Also dist/browser/arl-tfjs-layers.js: the layers of `arl export --format tfjs` models, for web pages.
  */
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { buildBrowserLayers } from './build-browser.ts';
 
 const require = createRequire(import.meta.url);
 const outDir = 'dist/cli';
@@ -19,7 +21,7 @@ await build({
   format: 'esm',
   target: 'node20',
   outfile: join(outDir, 'arl.mjs'),
-  external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
+  external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'node-llama-cpp'], // native binaries: used from node_modules
   // CommonJS dependencies bundled into ESM still expect these.
   banner: {
     js: [
@@ -37,3 +39,6 @@ const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.j
 for (const f of readdirSync(join(wasmDir, 'dist')).filter((f) => f.endsWith('.wasm'))) copyFileSync(join(wasmDir, 'dist', f), join(outDir, f));
 const size = statSync(join(outDir, 'arl.mjs')).size;
 console.log(`built ${join(outDir, 'arl.mjs')} (${(size / 2 ** 20).toFixed(1)} MB) and the wasm backend binaries`);
+const browserBundle = 'dist/browser/arl-tfjs-layers.js';
+await buildBrowserLayers(browserBundle);
+console.log(`built ${browserBundle} (${(statSync(browserBundle).size / 2 ** 10).toFixed(0)} KB, registers the tfjs export's layers with the page's tf)`);

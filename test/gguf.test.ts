@@ -16,28 +16,11 @@ import { hfWeights } from '../src/io/hf.ts';
 import { makeConfig, type ModelConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
-import { assertUserError, runArl, tf, useCpu } from './helpers.ts';
+import { assertUserError, runArl, sharpModel, tf, useCpu } from './helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'arl-gguf-'));
 let tokenizer: Tokenizer;
 let llama: Llama;
-
-/**
- * A model whose weights are scaled up from the usual 0.02 init (and whose norm weights vary), so
- * attention is sharp and position-dependent and the logits are far from ties: a rope-layout or
- * tensor-mapping mistake then changes the output instead of hiding in near-uniform attention.
- */
-function sharpModel(config: ModelConfig): LlamaModel {
-  const model = new LlamaModel(config, 7);
-  for (const { name, variable } of model.namedWeights()) {
-    tf.tidy(() => {
-      const w = variable.read();
-      if (name.endsWith('norm.weight')) variable.write(tf.add(1, tf.mul(0.3, tf.randomNormal(w.shape, 0, 1, 'float32', 3))));
-      else variable.write(tf.mul(w, /q_proj|k_proj/.test(name) ? 12 : 4));
-    });
-  }
-  return model;
-}
 
 /** Our logits [T, vocab] for `ids`. */
 async function ourLogits(model: LlamaModel, ids: number[]): Promise<Float32Array[]> {

@@ -7,6 +7,7 @@ import { loadModel, saveCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import { writeGguf } from '../io/gguf.ts';
 import { assignHfWeights, hfWeights, readHfCheckpoint } from '../io/hf.ts';
+import { exportTfjs } from '../io/tfjs-export.ts';
 import { parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { loadModelAndTokenizer, startBackend } from './common.ts';
@@ -57,9 +58,20 @@ async function exportGguf(checkpoint: string, out: string, tokenizerPath: string
   }
 }
 
+/** Writes a checkpoint as a tfjs LayersModel folder for the browser. */
+async function exportTfjsFolder(checkpoint: string, out: string): Promise<string> {
+  const { model, ckpt } = loadModel(checkpoint);
+  try {
+    const { shards, bytes } = await exportTfjs(model, out, ckpt.tokenizerPath);
+    return `tfjs LayersModel, ${shards} weight shard${shards === 1 ? '' : 's'}, ${(bytes / 2 ** 20).toFixed(1)} MiB; register the layers with dist/browser/arl-tfjs-layers.js (npm run build)`;
+  } finally {
+    model.dispose();
+  }
+}
+
 export const exportCommand: CommandModule = {
   command: 'export',
-  describe: 'Export a checkpoint (hf: Hugging Face Llama directory; gguf: one file for llama.cpp)',
+  describe: 'Export a checkpoint (hf: Hugging Face Llama directory; gguf: one file for llama.cpp; tfjs: LayersModel folder for the browser)',
   builder: (y) =>
     y
       .option('checkpoint', { type: 'string', demandOption: true })
@@ -67,7 +79,8 @@ export const exportCommand: CommandModule = {
       .option('out', { type: 'string', demandOption: true })
       .option('tokenizer', { type: 'string', describe: "SentencePiece .model for the GGUF vocabulary (default: the checkpoint's)" })
       .example('$0 export --checkpoint checkpoints/demo --format hf --out exported/demo', 'load it with transformers.AutoModelForCausalLM.from_pretrained')
-      .example('$0 export --checkpoint checkpoints/demo --format gguf --out exported/demo.gguf', 'run it with llama.cpp (llama-cli -m exported/demo.gguf)'),
+      .example('$0 export --checkpoint checkpoints/demo --format gguf --out exported/demo.gguf', 'run it with llama.cpp (llama-cli -m exported/demo.gguf)')
+      .example('$0 export --checkpoint checkpoints/demo --format tfjs --out exported/demo-tfjs', 'tf.loadLayersModel in a page that loads dist/browser/arl-tfjs-layers.js'),
   handler: async (argv) => {
     const { checkpoint, format, out, tokenizer } = argv as unknown as { checkpoint: string; format: string; out: string; tokenizer?: string };
     await startBackend('cpu');
@@ -77,7 +90,10 @@ export const exportCommand: CommandModule = {
       console.log(`${chalk.green('exported')} ${checkpoint} -> ${out} (${what})`);
       return;
     }
-    if (format !== 'hf') throw new UserError(`--format ${format}: not available yet; use --format hf or gguf`);
+    if (format === 'tfjs') {
+      console.log(`${chalk.green('exported')} ${checkpoint} -> ${out} (${await exportTfjsFolder(checkpoint, out)})`);
+      return;
+    }
     await exportHf(checkpoint, out);
     console.log(`${chalk.green('exported')} ${checkpoint} -> ${out} (Hugging Face Llama format)`);
   },

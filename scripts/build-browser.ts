@@ -1,0 +1,32 @@
+/**
+ * The browser bundle of our tfjs layers (src/io/tfjs-layers.ts): one classic script that registers
+ * the custom layers of an `arl export --format tfjs` model with the page's global `tf`
+ * (@tensorflow/tfjs loaded by its own script tag before it), so tf.loadLayersModel can build them.
+ * tfjs itself is not bundled, and the Node-only wasm kernels are replaced by a stub saying they are absent.
+ */
+import { build, type Plugin } from 'esbuild';
+
+const browserShims: Plugin = {
+  name: 'arl-browser-shims',
+  setup(b) {
+    b.onResolve({ filter: /^@tensorflow\/tfjs$/ }, () => ({ path: 'tf', namespace: 'global-tf' }));
+    b.onLoad({ filter: /.*/, namespace: 'global-tf' }, () => ({ contents: 'module.exports = globalThis.tf;', loader: 'js' }));
+    b.onResolve({ filter: /\/wasm-kernels\.ts$/ }, () => ({ path: 'wasm-kernels', namespace: 'no-wasm-kernels' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-wasm-kernels' }, () => ({ contents: 'export const hasJsKernels = () => false;', loader: 'js' }));
+  },
+};
+
+/** Writes the bundle to `outfile`. */
+export async function buildBrowserLayers(outfile: string): Promise<void> {
+  await build({
+    entryPoints: ['src/io/tfjs-layers.ts'],
+    absWorkingDir: new URL('..', import.meta.url).pathname,
+    bundle: true,
+    platform: 'browser',
+    format: 'iife',
+    target: 'es2020',
+    outfile,
+    plugins: [browserShims],
+    logLevel: 'warning',
+  });
+}
