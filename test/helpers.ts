@@ -6,6 +6,8 @@ import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../src/backend.ts';
+import type { ModelConfig } from '../src/model/config.ts';
+import { LlamaModel } from '../src/model/llama.ts';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED_FIXTURES = join(REPO_ROOT, '..', 'shared', 'fixtures');
@@ -67,4 +69,21 @@ export function assertUserError(r: CliResult, pattern: RegExp): void {
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], pattern);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
+}
+
+/**
+ * A model whose weights are scaled up from the usual 0.02 init (and whose norm weights vary), so
+ * attention is sharp and position-dependent and the logits are far from ties: in export checks a
+ * rope-layout or tensor-mapping mistake then changes the output instead of hiding in near-uniform attention.
+ */
+export function sharpModel(config: ModelConfig): LlamaModel {
+  const model = new LlamaModel(config, 7);
+  for (const { name, variable } of model.namedWeights()) {
+    tf.tidy(() => {
+      const w = variable.read();
+      if (name.endsWith('norm.weight')) variable.write(tf.add(1, tf.mul(0.3, tf.randomNormal(w.shape, 0, 1, 'float32', 3))));
+      else variable.write(tf.mul(w, /q_proj|k_proj/.test(name) ? 12 : 4));
+    });
+  }
+  return model;
 }
