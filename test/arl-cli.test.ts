@@ -4,30 +4,21 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { readBrownDocuments } from '../src/data/brown.ts';
-import { saveCheckpoint } from '../src/io/checkpoint.ts';
-import { makeConfig } from '../src/model/config.ts';
-import { LlamaModel } from '../src/model/llama.ts';
-import { BUNDLED_TOKENIZER_PATH } from '../src/tokenizer/sentencepiece.ts';
-import { assertUserError, runArl, useCpu } from './helpers.ts';
+import { assertUserError, makeTinyArlInputs, runArl, useCpu } from './helpers.ts';
 
 /** The ARL commands run on the cpu backend (deterministic). */
 const arl = (...args: string[]) => runArl(...args, '--backend', 'cpu');
 
 const work = mkdtempSync(join(tmpdir(), 'arl-cli-arl-'));
-const checkpoint = join(work, 'ckpt');
-const corpus = join(work, 'corpus.jsonl');
 const out = join(work, 'keytokens');
+let checkpoint: string;
+let corpus: string;
 
 describe('arl keytokens / segments', () => {
   before(async () => {
     await useCpu();
-    // vocab 4096: the bundled tokenizer's size; window 64 tokens, so S = 16 and W = 48 by default.
-    const model = new LlamaModel(makeConfig(null, { vocabSize: 4096, dim: 32, layers: 2, heads: 4, kvHeads: 2, maxSeq: 64 }), 3);
-    await saveCheckpoint(checkpoint, model, BUNDLED_TOKENIZER_PATH);
-    model.dispose();
-    const texts = [...readBrownDocuments()].slice(0, 3).map((d) => d.text.split(' ').slice(0, 110).join(' '));
-    writeFileSync(corpus, texts.map((text) => JSON.stringify({ text })).join('\n'));
+    // window 64 tokens, so S = 16 and W = 48 by default.
+    ({ checkpoint, corpus } = await makeTinyArlInputs(work));
   });
 
   test('keytokens writes key tokens and a summary, prints perplexity and LongPPL; segments follows', async () => {

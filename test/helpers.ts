@@ -72,6 +72,27 @@ export function assertUserError(r: CliResult, pattern: RegExp): void {
 }
 
 /**
+ * Inputs for the ARL commands in `dir`: a random checkpoint (bundled tokenizer, window 64, so S = 16
+ * and W = 48 by default) and corpus.jsonl with the first `docs` Brown documents cut to 110 words.
+ */
+export async function makeTinyArlInputs(dir: string, docs = 3): Promise<{ checkpoint: string; corpus: string }> {
+  const { writeFileSync } = await import('node:fs');
+  const { readBrownDocuments } = await import('../src/data/brown.ts');
+  const { saveCheckpoint } = await import('../src/io/checkpoint.ts');
+  const { makeConfig } = await import('../src/model/config.ts');
+  const { LlamaModel } = await import('../src/model/llama.ts');
+  const { BUNDLED_TOKENIZER_PATH } = await import('../src/tokenizer/sentencepiece.ts');
+  const checkpoint = join(dir, 'ckpt');
+  const corpus = join(dir, 'corpus.jsonl');
+  const model = new LlamaModel(makeConfig(null, { vocabSize: 4096, dim: 32, layers: 2, heads: 4, kvHeads: 2, maxSeq: 64 }), 3);
+  await saveCheckpoint(checkpoint, model, BUNDLED_TOKENIZER_PATH);
+  model.dispose();
+  const texts = [...readBrownDocuments()].slice(0, docs).map((d) => d.text.split(' ').slice(0, 110).join(' '));
+  writeFileSync(corpus, texts.map((text) => JSON.stringify({ text })).join('\n'));
+  return { checkpoint, corpus };
+}
+
+/**
  * A model whose weights are scaled up from the usual 0.02 init (and whose norm weights vary), so
  * attention is sharp and position-dependent and the logits are far from ties: in export checks a
  * rope-layout or tensor-mapping mistake then changes the output instead of hiding in near-uniform attention.

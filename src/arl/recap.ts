@@ -236,9 +236,10 @@ export interface RecapProgress {
 }
 
 export interface RecapTotals {
-  /** Distinct segments (items) and the key tokens they cover. */
+  /** Distinct segments with text (items), the key tokens of step 2's output, and segments skipped for holding only whitespace. */
   items: number;
   key_tokens: number;
+  blank_segments: number;
   /** recaps.jsonl lines now. */
   recaps: number;
   /** Done by an earlier run into the same folder. */
@@ -289,7 +290,9 @@ export async function writeRecaps(run: RecapRun): Promise<RecapTotals> {
   const wanted = new Set(segments.map((s) => s.doc));
   const documents = new Map<string, KeyTokenDocument>();
   for (const d of readJsonLines<KeyTokenDocument>(join(keyTokensDir, KEY_TOKEN_FILES.documents))) if (wanted.has(d.doc)) documents.set(d.doc, d);
-  const items = groupRecapItems(segments, documents, Number(summary.S), tokenizer, segmentsFile);
+  const grouped = groupRecapItems(segments, documents, Number(summary.S), tokenizer, segmentsFile);
+  // A segment of only whitespace (e.g. a paragraph break cut by the short context) has nothing to recap.
+  const items = grouped.filter((item) => item.segmentText.trim() !== '');
 
   const settings: Settings = { segments: segmentsDir, recapper: recapper.name, model: recapper.identity, prompt_sha256: recapper.promptSha256, max_recap_tokens: maxRecapTokens };
   const summaryFile = join(outDir, RECAP_FILES.summary);
@@ -388,6 +391,7 @@ export async function writeRecaps(run: RecapRun): Promise<RecapTotals> {
   const totals: RecapTotals = {
     items: items.length,
     key_tokens: segments.length,
+    blank_segments: grouped.length - items.length,
     recaps: progress.done,
     resumed,
     made: progress.made,

@@ -81,7 +81,7 @@ export function extractiveRecapper(model: LlamaModel, tokenizer: Tokenizer, chec
         contexts: item.positions.map((pos) => item.tokens.slice(pos - item.shortContext, pos + 1)),
       }),
     recap: async (item) => {
-      const sentences = segmentSentences(item);
+      const sentences = segmentSentences(item).filter((s) => tokenizer.decode(item.tokens.slice(s.start, s.end)).trim() !== '');
       const chosen = sentences.length === 1 ? sentences : chooseSentences(sentences, sentenceGains(model, item, sentences), maxRecapTokens);
       return tokenizer.decode(chosen.flatMap((s) => item.tokens.slice(s.start, s.end)));
     },
