@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../src/backend.ts';
+import { DecodeSession, generate } from '../src/infer/generate.ts';
+import { makeConfig } from '../src/model/config.ts';
 import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
+import { disposeCache, LlamaModel } from '../src/model/llama.ts';
 import { hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
 import { AdamW, clipByGlobalNorm } from '../src/train/optimizer.ts';
 import { maxAbsDiff } from './helpers.ts';
@@ -106,4 +109,33 @@ describe('webgpu kernels', { skip }, () => {
     assertClose(await run(false), await run(true), 2e-6, 'adamw');
     tf.dispose(init);
   });
+
+  for (const attentionWindow of [null, 6]) {
+    it(`KV-cached decoding (preallocated cache, one attention kernel) matches the full forward, window ${attentionWindow}`, async () => {
+      const config = makeConfig(null, { vocabSize: 61, dim: 48, layers: 2, heads: 6, kvHeads: 2, maxSeq: 24, attentionWindow });
+      const model = new LlamaModel(config, 3);
+      const ids = Array.from({ length: 15 }, (_, i) => (i * 17 + 3) % config.vocabSize);
+      const full = tf.tidy(() => model.logits(tf.tensor2d([ids], [1, ids.length], 'int32')));
+      const fullValues = (await full.data()) as Float32Array;
+      full.dispose();
+      const probe = model.emptyCache(1);
+      assert.equal(probe.layers[0].capacity, config.maxSeq, 'the webgpu cache is preallocated');
+      disposeCache(probe);
+      const before = tf.memory().numTensors;
+      const session = new DecodeSession(model);
+      const got: number[] = [];
+      const prefill = await session.append(ids.slice(0, 5)); // logits after position 4
+      got.push(...prefill);
+      for (const id of ids.slice(5)) got.push(...(await session.append([id])));
+      session.dispose();
+      assert.equal(tf.memory().numTensors, before, 'the session leaves no tensors behind');
+      const want = Array.from(fullValues.slice(4 * config.vocabSize));
+      assert.ok(maxAbsDiff(got, want) < 1e-4, `max |diff| ${maxAbsDiff(got, want)}`);
+      // and generation through it is the same, token for token, as without the cache
+      const withCache = await generate(model, ids.slice(0, 8), { maxNewTokens: 6, greedy: true, useCache: true });
+      const without = await generate(model, ids.slice(0, 8), { maxNewTokens: 6, greedy: true, useCache: false });
+      assert.deepEqual(withCache, without);
+      model.dispose();
+    });
+  }
 });

@@ -12,9 +12,15 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import { causalSelfAttention, rmsNorm, swiglu } from './fused.ts';
+import { cachedAttentionGpu, hasWebgpuKernels } from './webgpu-kernels.ts';
 
-/** Per-layer keys and values of the tokens seen so far, [batch, kvHeads, length, headDim]. */
-export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D };
+/**
+ * Per-layer keys (rotated) and values, [batch, kvHeads, positions, headDim]: exactly the tokens
+ * seen so far, or, when preallocated (webgpu), `capacity` positions of which the first
+ * KVCache.length are filled, written in place: no per-token concatenation, no mask upload, and
+ * one attention kernel.
+ */
+export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D; capacity?: number };
 export interface KVCache {
   layers: LayerCache[];
   /** Number of positions already in the cache (the next token's position). */
@@ -118,7 +124,10 @@ interface ForwardContext {
   cos: tf.Tensor2D;
   sin: tf.Tensor2D;
   rotate: tf.Tensor2D;
-  mask: tf.Tensor2D;
+  /** Additive attention mask; null when a preallocated cache's kernel masks by position itself. */
+  mask: tf.Tensor2D | null;
+  /** The cache's capacity when it is preallocated (KVCache.capacity). */
+  cacheCapacity: number | null;
 }
 
 export class RMSNorm extends tf.layers.Layer {
@@ -299,7 +308,7 @@ export class DecoderBlock extends tf.layers.Layer {
       cos: tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]),
       sin: tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]),
       rotate: ctx.rotate,
-      mask: ctx.mask,
+      mask: ctx.mask!,
     });
     return this.adaptAttention(out, () => tf.slice(qkv, [0, 0], [batch * seq, heads * headDim]));
   }
@@ -307,6 +316,14 @@ export class DecoderBlock extends tf.layers.Layer {
   /** Attention of T new tokens over the cache plus themselves; returns the output and the extended K/V. */
   private cachedAttention(h: tf.Tensor2D, batch: number, seq: number, ctx: ForwardContext, cache: LayerCache): { out: tf.Tensor2D; cache: LayerCache } {
     const { heads, kvHeads, headDim } = this.c;
+    if (ctx.cacheCapacity !== null) {
+      // Preallocated (webgpu): keys and values written in place, attention in one kernel.
+      const queries = this.project('q_proj', h, this.wq);
+      const shape = { batch, seq, heads, kvHeads, headDim, capacity: ctx.cacheCapacity, start: ctx.start, window: this.c.attentionWindow };
+      const out = cachedAttentionGpu(queries, this.project('k_proj', h, this.wk), this.project('v_proj', h, this.wv), cache.k, cache.v, ctx.cos, ctx.sin, shape);
+      // New handles on the same buffers, so the caller may dispose the old cache as usual.
+      return { out: this.adaptAttention(out, () => queries), cache: { k: tf.clone(cache.k), v: tf.clone(cache.v), capacity: ctx.cacheCapacity } };
+    }
     const groups = heads / kvHeads;
     // [B*T, n*hd] -> [B, n, T, hd] with rotary positions applied
     const toHeads = (flat: tf.Tensor2D, n: number): tf.Tensor4D => tf.transpose(tf.reshape(flat, [batch, seq, n, headDim]), [0, 2, 1, 3]);
@@ -323,7 +340,7 @@ export class DecoderBlock extends tf.layers.Layer {
 
     // Fold each KV group's query heads into the length axis: [B, KV, G*T, hd].
     const qGrouped = tf.mul(tf.reshape(q, [batch, kvHeads, groups * seq, headDim]), 1 / Math.sqrt(headDim));
-    const scores = tf.add(tf.matMul(qGrouped, k, false, true), ctx.mask);
+    const scores = tf.add(tf.matMul(qGrouped, k, false, true), ctx.mask!);
     const context = tf.matMul(tf.softmax(scores), v); // [B, KV, G*T, hd]
     const out = tf.reshape(tf.transpose(tf.reshape(context, [batch, heads, seq, headDim]), [0, 2, 1, 3]), [batch * seq, heads * headDim]) as tf.Tensor2D;
     return { out: this.adaptAttention(out, () => queries), cache: { k, v } };
@@ -392,7 +409,8 @@ export class LlamaModel {
 
   /**
    * ids [B, T] -> final hidden states [B, T, dim]. With a cache, T new tokens are appended after
-   * cache.length positions and the extended cache is returned (the caller owns both caches).
+   * cache.length positions and the extended cache is returned (the caller owns both caches; a
+   * preallocated one is written in place, so the old cache is only good for disposing).
    */
   hidden(ids: tf.Tensor2D, cache?: KVCache): { hidden: tf.Tensor3D; cache?: KVCache } {
     const start = cache?.length ?? 0;
@@ -401,8 +419,9 @@ export class LlamaModel {
       throw new Error(`sequence of ${start + seq} tokens exceeds the model's maxSeq ${this.config.maxSeq}`);
     }
     const groups = this.config.heads / this.config.kvHeads;
-    const mask = attentionMask(seq, start, groups, this.config.attentionWindow);
-    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, rotate: this.rotate, mask };
+    const cacheCapacity = cache?.layers[0]?.capacity ?? null;
+    const mask = cacheCapacity === null ? attentionMask(seq, start, groups, this.config.attentionWindow) : null;
+    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, rotate: this.rotate, mask, cacheCapacity };
     let x = this.embedding.forward(ids);
     const newLayers: LayerCache[] = [];
     for (const [i, block] of this.blocks.entries()) {
@@ -426,10 +445,12 @@ export class LlamaModel {
     return tf.reshape(this.project(tf.reshape(hidden, [b * t, d])), [b, t, this.config.vocabSize]);
   }
 
-  /** An empty cache for `batch` sequences. */
+  /** An empty cache for `batch` sequences: preallocated to maxSeq positions on webgpu, growing elsewhere. */
   emptyCache(batch: number): KVCache {
-    const { kvHeads, headDim } = this.config;
-    const layers = this.blocks.map(() => ({ k: tf.zeros([batch, kvHeads, 0, headDim]) as tf.Tensor4D, v: tf.zeros([batch, kvHeads, 0, headDim]) as tf.Tensor4D }));
+    const { kvHeads, headDim, maxSeq } = this.config;
+    const capacity = hasWebgpuKernels() ? maxSeq : null;
+    const positions = capacity ?? 0;
+    const layers = this.blocks.map(() => ({ k: tf.zeros([batch, kvHeads, positions, headDim]) as tf.Tensor4D, v: tf.zeros([batch, kvHeads, positions, headDim]) as tf.Tensor4D, ...(capacity ? { capacity } : {}) }));
     return { layers, length: 0 };
   }
 
