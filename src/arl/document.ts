@@ -10,6 +10,8 @@ export interface TokenizedDocument {
   tokens: number[];
   /** Token offset of each sentence's first token, ascending; sentence k ends where k+1 starts (the last at tokens.length). */
   sentenceStarts: number[];
+  /** The sentence starts that open a new line (a paragraph, after the first). */
+  paragraphStarts: number[];
 }
 
 /** SentencePiece's word-boundary marker, which it also prepends to every encoded text (the "dummy prefix"). */
@@ -54,13 +56,20 @@ export function splitSentences(text: string): string[] {
 export function tokenizeDocument(text: string, tokenizer: Tokenizer): TokenizedDocument {
   const tokens = [tokenizer.bosId];
   const sentenceStarts: number[] = [];
+  const paragraphStarts: number[] = [];
   for (const [index, sentence] of splitSentences(text).entries()) {
-    const opensWithSpace = index > 0 && sentence.startsWith(' ');
-    let ids = tokenizer.encode(opensWithSpace ? sentence.slice(1) : sentence);
-    if (index > 0 && !opensWithSpace && ids.length > 0 && tokenizer.pieceOf(ids[0]) === WORD_BOUNDARY) ids = ids.slice(1);
+    const ids = index > 0 ? encodeContinuation(sentence, tokenizer) : tokenizer.encode(sentence);
     if (ids.length === 0) continue;
+    if (index > 0 && /^\s*\n/.test(sentence)) paragraphStarts.push(tokens.length);
     sentenceStarts.push(tokens.length);
     for (const id of ids) tokens.push(id);
   }
-  return { tokens, sentenceStarts };
+  return { tokens, sentenceStarts, paragraphStarts };
+}
+
+/** Tokens of `text` as it reads after earlier text (no dummy word-boundary marker of its own), as tokenizeDocument encodes every sentence but the first. */
+export function encodeContinuation(text: string, tokenizer: Tokenizer): number[] {
+  if (text.startsWith(' ')) return tokenizer.encode(text.slice(1));
+  const ids = tokenizer.encode(text);
+  return ids.length > 0 && tokenizer.pieceOf(ids[0]) === WORD_BOUNDARY ? ids.slice(1) : ids;
 }

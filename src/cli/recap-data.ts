@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { AUGMENT_FILES, augmentDocuments, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath } from '../arl/augment.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { answerCommand } from './answer.ts';
 
 interface AugmentFlags {
   maxRecapsPerDoc: number;
@@ -53,4 +54,5 @@ const augmentCommand: CommandModule = {
   },
 };
 
-export const recapDataCommands: CommandModule[] = [augmentCommand];
+/** Helper B's ARL commands (steps 4 and 1-4, and the recap agent's `answer`), registered in main.ts. */
+export const recapDataCommands: CommandModule[] = [augmentCommand, answerCommand];

@@ -1,0 +1,86 @@
+/** `arl answer`: read a long input with the ARL recap agent (recaps as memory), then answer a question. */
+import chalk from 'chalk';
+import { readFileSync } from 'node:fs';
+import type { Argv, CommandModule } from 'yargs';
+import type { BackendName } from '../backend.ts';
+import { fsErrorReason } from '../data/fs-errors.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { answerWithRecaps, DEFAULT_ANSWER, DEFAULT_RECAP_AGENT, type RecapAgentOptions } from '../infer/recap-agent.ts';
+import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+
+export interface RecapAgentFlags {
+  maxRecapTokens: number;
+  recapBudget?: number;
+  recapBias: number;
+}
+
+/** Flags of the recap agent, shared by `arl answer` and `arl generate --recap-agent`. */
+export function withRecapAgentFlags<T>(y: Argv<T>) {
+  return y
+    .option('max-recap-tokens', { type: 'number', default: DEFAULT_RECAP_AGENT.maxRecapTokens, describe: 'recap length cap; </recap> is forced after this many tokens' })
+    .option('recap-budget', { type: 'number', describe: 'context tokens the kept recaps may take, oldest left out first (default: half the window)' })
+    .option('recap-bias', { type: 'number', default: 0, describe: 'added to the <recap> logit outside recaps (0: the model decides alone)' });
+}
+
+export function recapAgentOptions(args: RecapAgentFlags, sampling: Partial<RecapAgentOptions>): RecapAgentOptions {
+  return { ...DEFAULT_RECAP_AGENT, ...sampling, maxRecapTokens: args.maxRecapTokens, recapBudget: args.recapBudget, recapBias: args.recapBias };
+}
+
+interface AnswerArgs extends RecapAgentFlags {
+  backend: BackendName;
+  checkpoint: string;
+  tokenizer?: string;
+  input: string;
+  question: string;
+  recapAgent: boolean;
+  recapThreshold: number;
+  maxAnswerTokens: number;
+  json: boolean;
+}
+
+export const answerCommand: CommandModule = {
+  command: 'answer',
+  describe: 'ARL recap agent: read a long input paragraph by paragraph, keeping the recaps the model writes, then answer a question',
+  builder: (y) =>
+    withRecapAgentFlags(withBackend(y))
+      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory (a model trained on recap-augmented data)' })
+      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
+      .option('input', { type: 'string', demandOption: true, describe: 'text file to read; paragraphs are separated by line breaks' })
+      .option('question', { type: 'string', demandOption: true })
+      .option('recap-agent', { type: 'boolean', default: true, describe: 'let the model write recaps (--no-recap-agent: none, the recent-text baseline)' })
+      .option('recap-threshold', { type: 'number', default: DEFAULT_ANSWER.recapThreshold, describe: 'write a recap at a paragraph end when P(<recap>) reaches this' })
+      .option('max-answer-tokens', { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens })
+      .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {answer, recaps, recap_probabilities, ...}' })
+      .example('$0 answer --checkpoint checkpoints/demo-arl --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text'),
+  handler: async (argv) => {
+    const args = argv as unknown as AnswerArgs;
+    checkPositiveIntegers({ '--max-answer-tokens': args.maxAnswerTokens, '--max-recap-tokens': args.maxRecapTokens });
+    if (!Number.isFinite(args.recapThreshold)) throw new UserError(`--recap-threshold must be a number (got ${args.recapThreshold})`);
+    let input: string;
+    try {
+      input = readFileSync(args.input, 'utf8');
+    } catch (err) {
+      throw new UserError(`${args.input}: cannot read input (${fsErrorReason(err)})`);
+    }
+    await startBackend(args.backend);
+    const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
+    try {
+      const result = await answerWithRecaps(model, tokenizer!, input, args.question, {
+        agent: recapAgentOptions(args, { greedy: true }),
+        recapThreshold: args.recapAgent ? args.recapThreshold : Infinity,
+        maxAnswerTokens: args.maxAnswerTokens,
+      });
+      if (args.json) {
+        const { answer, recaps, recapProbabilities, paragraphs, inputTokens, stats } = result;
+        console.log(JSON.stringify({ answer, recaps, recap_probabilities: recapProbabilities.map((p) => Math.round(p * 1e6) / 1e6), paragraphs, input_tokens: inputTokens, ...stats }));
+        return;
+      }
+      for (const [k, recap] of result.recaps.entries()) console.log(chalk.cyan(`recap ${k + 1}: ${recap}`));
+      const maxP = Math.max(0, ...result.recapProbabilities);
+      console.log(chalk.dim(`${result.inputTokens} input tokens in ${result.paragraphs} paragraphs, window ${model.config.maxSeq}; ${result.recaps.length} recaps written (max P(<recap>) at a paragraph end ${maxP.toFixed(3)}, threshold ${args.recapAgent ? args.recapThreshold : 'off'}); ${result.stats.rebuilds} context rebuilds`));
+      console.log(`${chalk.bold('answer:')} ${result.answer}`);
+    } finally {
+      model.dispose();
+    }
+  },
+};
