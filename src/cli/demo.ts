@@ -7,13 +7,20 @@ import chalk from 'chalk';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
+import { readPrepareMeta } from '../data/format.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { runPrepare } from './data.ts';
-import { runTrain, type TrainArgs, trainOptions } from './train.ts';
+import { fileSha256, runTrain, type TrainArgs, trainOptions } from './train.ts';
 
 const DEMO_DEFAULTS = { out: 'checkpoints/demo', steps: 300, batch: 8, seq: 128, lr: 3e-3, warmup: 20, evalEvery: 100, saveEvery: 100 };
 const DEMO_PROMPT = 'The jury said';
+
+/** True when `dir` holds data prepared with the tokenizer now at `tokenizerPath` (a changed tokenizer makes it stale). */
+export function isPreparedWith(dir: string, tokenizerPath: string): boolean {
+  if (!existsSync(join(dir, 'meta.json'))) return false;
+  return readPrepareMeta(dir).tokenizer.sha256 === fileSha256(tokenizerPath);
+}
 
 export const demoCommand: CommandModule = {
   command: 'demo',
@@ -27,10 +34,10 @@ export const demoCommand: CommandModule = {
   handler: async (argv) => {
     const args = argv as unknown as TrainArgs & { prompt: string };
     console.log(chalk.bold('1/3 prepare') + chalk.dim(' the Brown corpus (500 documents) with the bundled SentencePiece tokenizer'));
-    if (!existsSync(join(args.data, 'meta.json'))) {
+    if (!isPreparedWith(args.data, BUNDLED_TOKENIZER_PATH)) {
       await runPrepare({ corpus: 'brown', tokenizer: BUNDLED_TOKENIZER_PATH, out: args.data, valFraction: 0.05, seed: 0 });
     } else {
-      console.log(chalk.dim(`${args.data} already prepared`));
+      console.log(chalk.dim(`${args.data} already prepared with this tokenizer`));
     }
 
     console.log(chalk.bold('2/3 train') + chalk.dim(` the ${args.preset} preset for ${args.steps} steps of ${args.batch}x${args.seq} tokens`));
