@@ -6,19 +6,21 @@
 #   compat   transformers loads `arl export --format hf` (.gpu/compat/hf) and matches our logits
 #            (.gpu/compat/ours-logits.json from scripts/compat-logits.ts) within 1e-4
 #   parity   greedy continuation of a transformers fixture on webgpu, token for token
-#   train    the same 30 training steps of the tiny preset on webgpu and wasm
+#   train    the same 30 training steps of the tiny preset on webgpu and wasm (TRAIN_DATA: a prepared
+#            corpus, default data/prepared/brown)
 #   config1  our bench on the llm.c config 1 (generation with and without the KV cache)
 #   big      our bench on the model of the PyTorch reference
+#   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness
-# PROFILE=1 adds per-kernel GPU times (tf.profile) to config1 and big. Every result is a JSON line
+# PROFILE=1 adds per-kernel GPU times (tf.profile) to config1, big and ablate. Every result is a JSON line
 # appended to OUT_DIR/gpu-bench.jsonl; stage times go to stderr.
 set -uo pipefail
 out=${1:?usage: gpu-bench.sh OUT_DIR}
 mkdir -p "$out"
 log=$out/gpu-bench.jsonl
-stages=${STAGES:-torch compat parity train config1 big}
+stages=${STAGES:-torch compat parity train config1 big soak}
 profile=${PROFILE:+--profile}
 big_model=(--vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16)
 arl() { node dist/cli/arl.mjs "$@"; }
@@ -46,10 +48,11 @@ want = ref['output'][len(ref['prompt']):]
 print(json.dumps({"bench": "webgpu-greedy-parity", "match": got == want, "got": got, "want": want}))
 PY
 fi
-if has train && [ -f data/prepared/brown/meta.json ]; then
+train_data=${TRAIN_DATA:-data/prepared/brown}
+if has train && [ -f "$train_data/meta.json" ]; then
   stamp "training on webgpu vs wasm: the same 30 steps of the tiny preset"
   for backend in webgpu wasm; do
-    timeout 120 node dist/cli/arl.mjs train --backend $backend --data data/prepared/brown --out /tmp/run-$backend --steps 30 --eval-every 0 --save-every 30 >&2
+    timeout 120 node dist/cli/arl.mjs train --backend $backend --data "$train_data" --out /tmp/run-$backend --steps 30 --eval-every 0 --save-every 30 >&2
   done
   python3 - >> "$log" <<'PY'
 import json
@@ -73,6 +76,12 @@ if has big; then
   timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 16 --no-key-tokens $profile >> "$log"
   wall "webgpu reference-model process" $?
 fi
+if has soak; then
+  stamp "webgpu: 1,000 training steps (tensor and GPU buffer growth)"
+  SECONDS=0
+  timeout 240 node dist/cli/arl.mjs bench --backend webgpu --steps 1000 --warmup-steps 1 --skip-generate --no-key-tokens >> "$log"
+  wall "webgpu 1,000-step soak" $?
+fi
 if has ablate; then
   IFS=';' read -ra env_sets <<< "${ABLATE_ENV:-ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3}"
   for flags in "${env_sets[@]}"; do
@@ -80,7 +89,7 @@ if has ablate; then
     SECONDS=0
     echo "{\"bench\":\"ablation\",\"env\":\"$flags\"}" >> "$log"
     # shellcheck disable=SC2086 # each set is a list of VAR=value words
-    env $flags timeout 120 node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps 4 --warmup-steps 1 --skip-generate --no-key-tokens >> "$log"
+    env $flags timeout 120 node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps 4 --warmup-steps 1 --skip-generate --no-key-tokens $profile >> "$log"
     wall "ablation $flags" $?
   done
 fi

@@ -77,6 +77,32 @@ describe('webgpu kernels', { skip }, () => {
     tf.dispose([gate, up]);
   });
 
+  it('BatchMatMul: our tiled kernel equals tfjs\'s, every transpose, broadcast batch, ragged edges', async () => {
+    const m = 131;
+    const n = 129;
+    const k = 37;
+    const cases: [number[], number[], boolean, boolean][] = [
+      [[2, m, k], [2, k, n], false, false],
+      [[2, k, m], [1, k, n], true, false],
+      [[1, m, k], [2, n, k], false, true],
+      [[k, m], [n, k], true, true],
+      [[1100, m], [1100, n], true, false], // few output tiles, long K: split along K
+    ];
+    for (const [shapeA, shapeB, ta, tb] of cases) {
+      const a = randn(shapeA, 12);
+      const b = randn(shapeB, 13);
+      const ours = tf.matMul(a, b, ta, tb);
+      process.env.ARL_STOCK_MATMUL = '1';
+      const stock = tf.matMul(a, b, ta, tb);
+      delete process.env.ARL_STOCK_MATMUL;
+      assert.deepEqual(ours.shape, stock.shape);
+      const [x, y] = await Promise.all([ours.data(), stock.data()]);
+      const tol = 1e-5 * Math.max(1, ...Array.from(y, Math.abs));
+      assert.ok(maxAbsDiff(x, y) < tol, `${shapeA} x ${shapeB}, transposeA ${ta} transposeB ${tb}: max |diff| ${maxAbsDiff(x, y)}`);
+      tf.dispose([a, b, ours, stock]);
+    }
+  });
+
   it('global gradient norm and clipping equal the tfjs ops', async () => {
     const grads = [randn([70000], 7), randn([3, 5], 8), randn([1], 9)];
     const want = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
@@ -124,12 +150,13 @@ describe('webgpu kernels', { skip }, () => {
       const before = tf.memory().numTensors;
       const session = new DecodeSession(model);
       const got: number[] = [];
-      const prefill = await session.append(ids.slice(0, 5)); // logits after position 4
+      // a 10-token prefill (the many-token kernel), then one token at a time (the decoding kernel)
+      const prefill = await session.append(ids.slice(0, 10)); // logits after position 9
       got.push(...prefill);
-      for (const id of ids.slice(5)) got.push(...(await session.append([id])));
+      for (const id of ids.slice(10)) got.push(...(await session.append([id])));
       session.dispose();
       assert.equal(tf.memory().numTensors, before, 'the session leaves no tensors behind');
-      const want = Array.from(fullValues.slice(4 * config.vocabSize));
+      const want = Array.from(fullValues.slice(9 * config.vocabSize));
       assert.ok(maxAbsDiff(got, want) < 1e-4, `max |diff| ${maxAbsDiff(got, want)}`);
       // and generation through it is the same, token for token, as without the cache
       const withCache = await generate(model, ids.slice(0, 8), { maxNewTokens: 6, greedy: true, useCache: true });

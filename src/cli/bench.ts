@@ -59,19 +59,26 @@ async function profileKernels(what: string, fn: () => Promise<unknown>, top = 20
   const start = performance.now();
   const info = await tf.profile(fn as () => Promise<tf.TensorContainer>);
   const wallMs = performance.now() - start;
-  const byName = new Map<string, { calls: number; ms: number; shapes: string }>();
+  type Entry = { calls: number; ms: number; shapes: string };
+  const byName = new Map<string, Entry>();
+  const byShape = new Map<string, Entry>();
+  const add = (map: Map<string, Entry>, key: string, ms: number, shapes: string): void => {
+    const entry = map.get(key) ?? { calls: 0, ms: 0, shapes };
+    entry.calls += 1;
+    entry.ms += ms;
+    map.set(key, entry);
+  };
   let kernelMs = 0;
   for (const k of info.kernels) {
     const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
     kernelMs += ms;
-    const entry = byName.get(k.name) ?? { calls: 0, ms: 0, shapes: '' };
-    entry.calls += 1;
-    entry.ms += ms;
-    if (!entry.shapes) entry.shapes = `${JSON.stringify(k.inputShapes)}->${JSON.stringify(k.outputShapes)}`;
-    byName.set(k.name, entry);
+    const shapes = `${JSON.stringify(k.inputShapes)}->${JSON.stringify(k.outputShapes)}`;
+    add(byName, k.name, ms, shapes);
+    add(byShape, `${k.name} ${shapes}`, ms, shapes);
   }
-  const kernels = [...byName.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, top).map(([name, e]) => ({ name, calls: e.calls, ms: Number(e.ms.toFixed(3)), first_shapes: e.shapes }));
-  return { bench: 'profile', what, dispatches: info.kernels.length, kernel_ms: Number(kernelMs.toFixed(2)), wall_ms: Number(wallMs.toFixed(2)), kernels };
+  const list = (map: Map<string, Entry>, key: 'name' | 'kernel'): Record<string, unknown>[] =>
+    [...map.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, top).map(([name, e]) => ({ [key]: name, calls: e.calls, ms: Number(e.ms.toFixed(3)), ...(key === 'name' ? { first_shapes: e.shapes } : {}) }));
+  return { bench: 'profile', what, dispatches: info.kernels.length, kernel_ms: Number(kernelMs.toFixed(2)), wall_ms: Number(wallMs.toFixed(2)), kernels: list(byName, 'name'), by_shape: list(byShape, 'kernel') };
 }
 
 /** Waits until `t` is computed by reading back one element (the whole tensor would time the copy, not the work). */
@@ -115,12 +122,16 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   try {
     const batch = (): { x: Int32Array; y: Int32Array } => ({ x: randomTokens(tokens, args.vocab, rng), y: randomTokens(tokens, args.vocab, rng) });
     const tensorsBefore = tf.memory().numTensors;
+    // GPU buffers in use (webgpu only): with tensors, what must stay flat across steps.
+    const gpuBytes = (): number | undefined => (tf.memory() as { numBytesInGPU?: number }).numBytesInGPU;
+    let gpuBytesAfterFirstStep: number | undefined;
     let firstStepDone: number | null = null; // seconds since process start (performance.now() counts from there)
     const stepOptions = { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 };
     const stepSeconds = await timeIt(async () => {
       await trainStep(model, optimizer, batch, stepOptions);
       if (firstStepDone === null) {
         firstStepDone = performance.now() / 1000;
+        gpuBytesAfterFirstStep = gpuBytes();
         // Where the time to the first step went: module loading before our code ran, backend
         // (adapter, device), model (weight initialisation and upload), then the first step, of
         // which pipeline creation (shader compilation) is counted separately.
@@ -146,6 +157,8 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
       first_step_done_s: firstStepDone,
       tensors_before: tensorsBefore,
       tensors_after: tf.memory().numTensors,
+      gpu_bytes_after_first_step: gpuBytesAfterFirstStep,
+      gpu_bytes_after: gpuBytes(),
     });
 
     const ids = tf.tensor2d(randomTokens(tokens, args.vocab, rng), [args.batch, args.seq], 'int32');

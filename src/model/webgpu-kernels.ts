@@ -461,6 +461,100 @@ var<workgroup> scores: array<f32, 64>;
   }
 }`;
 
+/**
+ * The same for few new tokens (decoding): 256 threads share one query's keys. Keys in chunks of
+ * 1,024: scores in workgroup memory, chunk max and sum by workgroup reductions, then 256/hd
+ * groups of hd threads accumulate the values of interleaved keys and are added up; chunks
+ * combine with the online-softmax correction.
+ */
+const CACHED_ATTENTION_DECODE = `
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> cacheK: array<f32>;
+@group(0) @binding(3) var<storage, read> cacheV: array<f32>;
+@group(0) @binding(4) var<storage, read> cosT: array<f32>;
+@group(0) @binding(5) var<storage, read> sinT: array<f32>;
+struct U { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, window: u32, scale: f32 };
+@group(0) @binding(6) var<uniform> u: U;
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> scores: array<f32, 1024>;
+var<workgroup> red: array<f32, 256>;
+fn reduce(value: f32, lid: u32, isMax: bool) -> f32 {
+  red[lid] = value;
+  workgroupBarrier();
+  for (var stride = 128u; stride > 0u; stride = stride >> 1u) {
+    if (lid < stride) { red[lid] = select(red[lid] + red[lid + stride], max(red[lid], red[lid + stride]), isMax); }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let item = wid.x + wid.y * nwg.x;
+  if (item >= u.batch * u.heads * u.seq) { return; }
+  let hd = u.headDim;
+  let half = hd / 2u;
+  let t = item % u.seq;
+  let h = (item / u.seq) % u.heads;
+  let b = item / (u.seq * u.heads);
+  let kvh = h / (u.heads / u.kvHeads);
+  let pos = u.start + t;
+  var lo = 0u;
+  if (u.window > 0u && pos + 1u > u.window) { lo = pos + 1u - u.window; }
+  let qBase = (b * u.seq + t) * u.heads * hd + h * hd;
+  if (lid < hd) {
+    let other = select(1.0, -1.0, lid < half) * q[qBase + select(lid - half, lid + half, lid < half)];
+    qs[lid] = (q[qBase + lid] * cosT[pos * hd + lid] + other * sinT[pos * hd + lid]) * u.scale;
+  }
+  workgroupBarrier();
+  let kvBase = (b * u.kvHeads + kvh) * u.capacity * hd;
+  let parts = 256u / hd;
+  let d = lid % hd;
+  let part = lid / hd;
+  var acc = 0.0;
+  var runMax = -3.0e38;
+  var runSum = 0.0;
+  for (var c0 = lo; c0 <= pos; c0 += 1024u) {
+    let count = min(1024u, pos + 1u - c0);
+    var localMax = -3.0e38;
+    for (var j = lid; j < count; j += 256u) {
+      let row = kvBase + (c0 + j) * hd;
+      var s = 0.0;
+      for (var x = 0u; x < hd; x++) { s += qs[x] * cacheK[row + x]; }
+      scores[j] = s;
+      localMax = max(localMax, s);
+    }
+    let newMax = max(runMax, reduce(localMax, lid, true));
+    var localSum = 0.0;
+    for (var j = lid; j < count; j += 256u) {
+      let p = exp(scores[j] - newMax);
+      scores[j] = p;
+      localSum += p;
+    }
+    let chunkSum = reduce(localSum, lid, false); // its barriers also publish scores[]
+    var partial = 0.0;
+    if (part < parts) {
+      for (var j = part; j < count; j += parts) { partial += scores[j] * cacheV[kvBase + (c0 + j) * hd + d]; }
+    }
+    red[lid] = partial;
+    workgroupBarrier();
+    let correction = exp(runMax - newMax);
+    if (lid < hd) {
+      var chunkAcc = 0.0;
+      for (var p = 0u; p < parts; p++) { chunkAcc += red[p * hd + lid]; }
+      acc = acc * correction + chunkAcc;
+    }
+    runSum = runSum * correction + chunkSum;
+    runMax = newMax;
+    workgroupBarrier();
+  }
+  if (lid < hd) { out[(b * u.seq + t) * u.heads * hd + h * hd + lid] = acc / runSum; }
+}`;
+
+/** New tokens up to which decoding uses CACHED_ATTENTION_DECODE (a workgroup of 256 per query). */
+const DECODE_TOKENS = 8;
+
 function cacheUniforms(c: CacheShape, fields: (keyof CacheShape)[]): Uniform[] {
   return fields.map((f) => ({ type: 'uint32', data: [f === 'window' ? c.window ?? 0 : (c[f] as number)] }));
 }
@@ -479,7 +573,8 @@ function cachedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf
   if (c.headDim > 256 || c.headDim % 2 !== 0) throw new Error(`ArlGpuCachedAttention: head dimension ${c.headDim} must be even and at most 256`);
   const out = allocate([c.batch * c.seq, c.heads * c.headDim]);
   const uniforms = [...cacheUniforms(c, ['batch', 'seq', 'heads', 'kvHeads', 'headDim', 'capacity', 'start', 'window']), { type: 'float32' as const, data: [1 / Math.sqrt(c.headDim)] }];
-  dispatchRaw('ArlGpuCachedAttention', CACHED_ATTENTION, [out, q, cacheK, cacheV, cos, sin], uniforms, grid(c.batch * c.heads * c.seq));
+  const decode = c.seq <= DECODE_TOKENS && 256 % c.headDim === 0;
+  dispatchRaw('ArlGpuCachedAttention', decode ? CACHED_ATTENTION_DECODE : CACHED_ATTENTION, [out, q, cacheK, cacheV, cos, sin], uniforms, grid(c.batch * c.heads * c.seq));
   return out;
 }
 
@@ -492,6 +587,151 @@ export function cachedAttentionGpu(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2
   const attrs = shape as unknown as tf.NamedAttrMap;
   tf.engine().runKernel('ArlGpuKvWrite', { cacheK, cacheV, k, v, cos, sin }, attrs);
   return tf.engine().runKernel('ArlGpuCachedAttention', { q, cacheK, cacheV, cos, sin }, attrs) as tf.Tensor2D;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products: BatchMatMul for float32 operands with at least one full tile each way. tfjs's
+// own kernel tiles 32x32 with 64 threads; this one tiles TILE x TILE with 256 threads, each
+// computing (TILE/16)^2 outputs held in registers (the inner product is unrolled into scalar fmas
+// so no private array is indexed dynamically), operands staged through workgroup memory k-major.
+// Transposed operands are read in their stored order, so tile loads stay coalesced.
+
+const MATMUL_K_TILE = 16;
+
+function matmulShader(tile: number, transposeA: boolean, transposeB: boolean): string {
+  const per = tile / 16; // outputs per thread along each axis
+  const loads = (tile * MATMUL_K_TILE) / 256; // elements of each operand's tile one thread stages
+  const idx = (i: number, j: number): string => `c${i}_${j}`;
+  const decl: string[] = [];
+  const fmas: string[] = [];
+  const stores: string[] = [];
+  for (let i = 0; i < per; i++) {
+    for (let j = 0; j < per; j++) {
+      decl.push(`var ${idx(i, j)} = 0.0;`);
+      fmas.push(`${idx(i, j)} = fma(a${i}, b${j}, ${idx(i, j)});`);
+      stores.push(`if (row${i} < u.m && col${j} < u.n) { out[outBase + row${i} * u.n + col${j}] = ${idx(i, j)}; }`);
+    }
+  }
+  const aRegs = Array.from({ length: per }, (_, i) => `let a${i} = tileA[kk * ${tile}u + ty + ${16 * i}u];`).join('\n      ');
+  const bRegs = Array.from({ length: per }, (_, j) => `let b${j} = tileB[kk * ${tile}u + tx + ${16 * j}u];`).join('\n      ');
+  const rows = Array.from({ length: per }, (_, i) => `let row${i} = m0 + ty + ${16 * i}u;`).join('\n  ');
+  const cols = Array.from({ length: per }, (_, j) => `let col${j} = n0 + tx + ${16 * j}u;`).join('\n  ');
+  // Staging: element e of this thread's share -> (m or n, k) inside the tile, read in stored order.
+  const loadA = transposeA
+    ? `let k = e / ${tile}u; let m = e % ${tile}u; let gm = m0 + m; let gk = k0 + k;
+        tileA[k * ${tile}u + m] = select(0.0, a[aBase + gk * u.m + gm], gm < u.m && gk < kEnd);`
+    : `let m = e / ${MATMUL_K_TILE}u; let k = e % ${MATMUL_K_TILE}u; let gm = m0 + m; let gk = k0 + k;
+        tileA[k * ${tile}u + m] = select(0.0, a[aBase + gm * u.k + gk], gm < u.m && gk < kEnd);`;
+  const loadB = transposeB
+    ? `let n = e / ${MATMUL_K_TILE}u; let k = e % ${MATMUL_K_TILE}u; let gn = n0 + n; let gk = k0 + k;
+        tileB[k * ${tile}u + n] = select(0.0, b[bBase + gn * u.k + gk], gn < u.n && gk < kEnd);`
+    : `let k = e / ${tile}u; let n = e % ${tile}u; let gn = n0 + n; let gk = k0 + k;
+        tileB[k * ${tile}u + n] = select(0.0, b[bBase + gk * u.n + gn], gn < u.n && gk < kEnd);`;
+  return `
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32 };
+@group(0) @binding(3) var<uniform> u: U;
+var<workgroup> tileA: array<f32, ${tile * MATMUL_K_TILE}>;
+var<workgroup> tileB: array<f32, ${tile * MATMUL_K_TILE}>;
+@compute @workgroup_size(16, 16, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let tx = lid.x;
+  let ty = lid.y;
+  // z = batch * splits + split: split-K products write partial sums [splits, batch, m, n].
+  let batch = wid.z / u.splits;
+  let split = wid.z % u.splits;
+  let kBegin = split * u.kChunk;
+  let kEnd = min(u.k, kBegin + u.kChunk);
+  let m0 = wid.y * ${tile}u;
+  let n0 = wid.x * ${tile}u;
+  let aBase = select(batch, 0u, u.batchA == 1u) * u.m * u.k;
+  let bBase = select(batch, 0u, u.batchB == 1u) * u.k * u.n;
+  let outBase = (split * (u.batchA + u.batchB - min(u.batchA, u.batchB)) + batch) * u.m * u.n;
+  ${decl.join('\n  ')}
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${MATMUL_K_TILE}u) {
+    for (var l = 0u; l < ${loads}u; l++) {
+      let e = lidx + l * 256u;
+      {
+        ${loadA}
+      }
+      {
+        ${loadB}
+      }
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${MATMUL_K_TILE}u; kk++) {
+      ${aRegs}
+      ${bRegs}
+      ${fmas.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${rows}
+  ${cols}
+  ${stores.join('\n  ')}
+}`;
+}
+
+/** out[i] = sum over s of partials[s * size + i] (the split-K reduction). */
+const SUM_SPLITS = `
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> partials: array<f32>;
+struct U { size: u32, splits: u32 };
+@group(0) @binding(2) var<uniform> u: U;
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let i = ${flatIndex(256)};
+  if (i >= u.size) { return; }
+  var acc = 0.0;
+  for (var s = 0u; s < u.splits; s++) { acc += partials[s * u.size + i]; }
+  out[i] = acc;
+}`;
+
+/** Output tiles below which a product is split along K (about two waves of workgroups on a large GPU). */
+const SPLIT_K_BELOW_TILES = 256;
+/** Smallest K range one split handles. */
+const SPLIT_K_MIN_CHUNK = 512;
+
+let stockBatchMatMul: tf.KernelConfig | null = null;
+
+/** Tile edge of our matmul (64 or 128; ARL_MATMUL_TILE picks, for measurements). */
+function matmulTile(): number {
+  return process.env.ARL_MATMUL_TILE === '64' ? 64 : 128;
+}
+
+function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+  const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+  const tile = matmulTile();
+  const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
+  // Small or oddly batched products stay with tfjs (its split-K and small-output programs suit them).
+  if (!hasWebgpuKernels() || process.env.ARL_STOCK_MATMUL === '1' || a.dtype !== 'float32' || b.dtype !== 'float32' || m < tile || n < tile || !sameBatch || ra !== rb) {
+    return stockBatchMatMul!.kernelFunc(args as never) as tf.TensorInfo;
+  }
+  const batch = Math.max(batchA, batchB);
+  const outShape = [...(batchA >= batchB ? a.shape : b.shape).slice(0, -2), m, n];
+  const out = allocate(outShape);
+  // Few output tiles and a long K (weight gradients: [d, d'] from 8,192 rows): split K so every
+  // multiprocessor gets work, then add the partial products.
+  const tiles = Math.ceil(n / tile) * Math.ceil(m / tile) * batch;
+  const splits = tiles >= SPLIT_K_BELOW_TILES ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_K_BELOW_TILES / tiles), Math.floor(k / SPLIT_K_MIN_CHUNK)));
+  const kChunk = Math.ceil(k / splits / MATMUL_K_TILE) * MATMUL_K_TILE;
+  const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
+  const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk].map((v) => ({ type: 'uint32', data: [v] }));
+  dispatchRaw('ArlGpuMatMul', matmulShader(tile, transposeA, transposeB), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
+  if (splits > 1) {
+    const size = batch * m * n;
+    dispatchRaw('ArlGpuSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));
+    (tf.backend() as unknown as { disposeData(id: tf.DataId): void }).disposeData(target.dataId);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,6 +751,11 @@ export function registerWebgpuKernels(): void {
     ['ArlGpuCachedAttention', cachedAttentionKernel],
   ];
   for (const [kernelName, kernelFunc] of kernels) tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+  stockBatchMatMul = tf.getKernel('BatchMatMul', 'webgpu') ?? null;
+  if (stockBatchMatMul) {
+    tf.unregisterKernel('BatchMatMul', 'webgpu');
+    tf.registerKernel({ ...stockBatchMatMul, kernelFunc: batchMatMulKernel as unknown as tf.KernelFunc });
+  }
 }
 
 /** True when the active backend is webgpu with our kernels (ARL_STOCK_WEBGPU=1 turns them off, for comparisons). */
