@@ -11,6 +11,8 @@ import { recapDataCommands } from './recap-data.ts';
 import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
+import { liftDemoCommand } from './lift-demo.ts';
+import { liftCommand } from './lift.ts';
 import { longbenchCommand } from './longbench.ts';
 import { plotCommand } from './plot.ts';
 import { rulerCommand } from './ruler.ts';
@@ -35,6 +37,8 @@ try {
     .command(demoCommand)
     .command(longbenchCommand)
     .command(rulerCommand)
+    .command(liftCommand)
+    .command(liftDemoCommand)
     .command(plotCommand)
     .command(arlCommands)
     .command(recapDataCommands)

@@ -1,0 +1,237 @@
+/**
+ * `arl lift`: LIFT on one long input. Trains a fresh adapter (Gated Memory or LoRA) on the input,
+ * saves it as DIR/adapter.safetensors (with the base checkpoint's hash), and answers the
+ * questions with the truncated prompt, optionally next to the in-context-only answers.
+ * Resumable: an adapter already in DIR for the same input, base and settings is reused, and
+ * questions already in DIR/answers.jsonl are not asked again.
+ */
+import chalk from 'chalk';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CommandModule } from 'yargs';
+import type { BackendName } from '../backend.ts';
+import { type ChatArgs, chatOptionsFromArgs, openChatModel, withChatOptions } from '../io/chat.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { makeRng } from '../infer/sampling.ts';
+import { ADAPTER_KINDS, type AdapterKind, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
+import { ADAPTER_FILE, baseCheckpointHash, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
+import { DEFAULT_PROMPT_TEMPLATE, generateQaPairs, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';
+import { answerQuestions, LIFT_DEFAULTS, type LiftOptions, trainLiftAdapter } from '../lift/lift.ts';
+import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { formatDuration, ProgressBar } from './progress.ts';
+
+interface LiftArgs extends ChatArgs {
+  backend: BackendName;
+  checkpoint: string;
+  tokenizer?: string;
+  input: string;
+  questions: string;
+  out: string;
+  compareIcl: boolean;
+  adapter: AdapterKind;
+  loadAdapter?: string;
+  loraRank: number;
+  loraAlpha: number;
+  segmentLength?: number;
+  segmentStride?: number;
+  contextTokens?: number;
+  contextualized: boolean;
+  stage1Epochs: number;
+  stage2Epochs: number;
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  clip: number;
+  accumulateEpoch: boolean;
+  batch: number;
+  seed: number;
+  qa?: string;
+  qaLlm?: 'openai' | 'llama-cpp';
+  qaCount: number;
+  promptTemplate: string;
+  maxNewTokens: number;
+}
+
+function readInput(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UserError(`${path}: cannot read the input (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (text.trim() === '') throw new UserError(`${path}: the input is empty; give a long text to fine-tune on`);
+  return text;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** Auxiliary QA pairs: from --qa, or written by an LLM (--qa-llm) and kept in DIR/qa.jsonl so a rerun reuses them. */
+async function auxiliaryQa(args: LiftArgs, input: string, log: (m: string) => void): Promise<QaPair[]> {
+  if (args.qa !== undefined) return readQaPairs(args.qa);
+  if (args.qaLlm === undefined) return [];
+  const cached = join(args.out, 'qa.jsonl');
+  if (existsSync(cached)) return readQaPairs(cached);
+  const chat = await openChatModel(chatOptionsFromArgs(args, args.qaLlm));
+  try {
+    const { pairs, failed } = await generateQaPairs(chat, input, makeRng(args.seed), args.qaCount);
+    log(`auxiliary QA: ${pairs.length} pairs from ${chat.model}${failed ? `, ${failed} windows gave no pair with verbatim evidence` : ''}`);
+    if (pairs.length > 0) writeFileAtomic(cached, pairs.map((p) => `${JSON.stringify(p)}\n`).join(''));
+    return pairs;
+  } finally {
+    await chat.dispose();
+  }
+}
+
+export const liftCommand: CommandModule = {
+  command: 'lift',
+  describe: 'LIFT: fine-tune an adapter on one long input, then answer questions about it with a short context',
+  builder: (y) =>
+    withChatOptions(withBackend(y))
+      .option('checkpoint', { type: 'string', demandOption: true, describe: 'base checkpoint (stays frozen)' })
+      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's)" })
+      .option('input', { type: 'string', demandOption: true, describe: 'the long input, a text file' })
+      .option('questions', { type: 'string', demandOption: true, describe: 'JSONL of {question, answer?} to answer' })
+      .option('out', { type: 'string', demandOption: true, describe: 'output folder: adapter.safetensors, answers.jsonl, summary.json' })
+      .option('compare-icl', { type: 'boolean', default: false, describe: 'also answer without the adapter (in-context only, same truncated prompt)' })
+      .option('adapter', { choices: ADAPTER_KINDS, default: LIFT_DEFAULTS.adapter, describe: 'Gated Memory (the paper) or LoRA on all projections' })
+      .option('load-adapter', { type: 'string', describe: 'answer with this adapter file instead of training one' })
+      .option('lora-rank', { type: 'number', default: LIFT_DEFAULTS.loraRank })
+      .option('lora-alpha', { type: 'number', default: LIFT_DEFAULTS.loraAlpha })
+      .option('segment-length', { type: 'number', describe: "tokens per segment (default: 2048 of 8192 scaled to the model's window)" })
+      .option('segment-stride', { type: 'number', describe: 'tokens between segment starts (default: 768 of 8192 scaled)' })
+      .option('context-tokens', { type: 'number', describe: 'head + tail tokens before each segment (default: 4096 of 8192 scaled)' })
+      .option('contextualized', { type: 'boolean', default: true, describe: 'contextualized training (--no-contextualized: plain segments)' })
+      .option('stage1-epochs', { type: 'number', default: LIFT_DEFAULTS.stage1Epochs, describe: 'epochs over the segments' })
+      .option('stage2-epochs', { type: 'number', default: LIFT_DEFAULTS.stage2Epochs, describe: 'epochs over segments + auxiliary QA' })
+      .option('lr', { type: 'number', default: LIFT_DEFAULTS.lr, describe: 'AdamW learning rate (constant)' })
+      .option('weight-decay', { type: 'number', default: LIFT_DEFAULTS.weightDecay })
+      .option('beta1', { type: 'number', default: LIFT_DEFAULTS.beta1 })
+      .option('beta2', { type: 'number', default: LIFT_DEFAULTS.beta2 })
+      .option('clip', { type: 'number', default: LIFT_DEFAULTS.clip, describe: 'global gradient-norm clip' })
+      .option('accumulate-epoch', { type: 'boolean', default: false, describe: 'one optimizer step per epoch (the official code); default one per batch' })
+      .option('batch', { type: 'number', default: LIFT_DEFAULTS.batch, describe: 'examples per batch' })
+      .option('seed', { type: 'number', default: LIFT_DEFAULTS.seed })
+      .option('qa', { type: 'string', describe: 'auxiliary QA pairs, JSONL of {question, answer} (stage 2)' })
+      .option('qa-llm', { choices: ['openai', 'llama-cpp'] as const, describe: 'write auxiliary QA pairs with this LLM backend (--llm-* flags)' })
+      .option('qa-count', { type: 'number', default: 10, describe: 'auxiliary QA pairs to write with --qa-llm' })
+      .option('prompt-template', { type: 'string', default: DEFAULT_PROMPT_TEMPLATE, describe: 'answering (and QA training) prompt with {context} and {question}' })
+      .option('max-new-tokens', { type: 'number', default: LIFT_DEFAULTS.maxNewTokens })
+      .conflicts('qa', 'qa-llm')
+      .example('$0 lift --checkpoint checkpoints/demo --input book.txt --questions q.jsonl --out lift/book --compare-icl', 'train a Gated Memory adapter and answer')
+      .example('$0 lift --checkpoint ckpt --input book.txt --questions q.jsonl --out lift/book --qa-llm openai --llm-url http://localhost:8000 --llm-model qwen', 'with LLM-written auxiliary QA'),
+  handler: async (argv) => {
+    const args = argv as unknown as LiftArgs;
+    checkPositiveIntegers({ '--lora-rank': args.loraRank, '--batch': args.batch, '--max-new-tokens': args.maxNewTokens, '--qa-count': args.qaCount });
+    for (const [flag, value] of Object.entries({ '--segment-length': args.segmentLength, '--segment-stride': args.segmentStride })) {
+      if (value !== undefined) checkPositiveIntegers({ [flag]: value });
+    }
+    for (const [flag, value] of Object.entries({ '--stage1-epochs': args.stage1Epochs, '--stage2-epochs': args.stage2Epochs, '--context-tokens': args.contextTokens ?? 0 })) {
+      if (!Number.isInteger(value) || value < 0) throw new UserError(`${flag} must be a non-negative integer (got ${value})`);
+    }
+    if (!(args.lr > 0)) throw new UserError(`--lr must be positive (got ${args.lr})`);
+    const input = readInput(args.input);
+    const questions = await readQuestions(args.questions, false);
+    await startBackend(args.backend);
+    const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
+    const log = (m: string) => process.stderr.write(`${m}\n`);
+    let adapter: ModelAdapter | null = null;
+    try {
+      const baseHash = baseCheckpointHash(checkpointDir);
+      const tokens = tokenizer!.encode(input);
+      const options: Partial<LiftOptions> = {
+        adapter: args.adapter,
+        loraRank: args.loraRank,
+        loraAlpha: args.loraAlpha,
+        segmentLength: args.segmentLength ?? null,
+        segmentStride: args.segmentStride ?? null,
+        contextTokens: args.contextTokens ?? null,
+        contextualized: args.contextualized,
+        stage1Epochs: args.stage1Epochs,
+        stage2Epochs: args.stage2Epochs,
+        lr: args.lr,
+        weightDecay: args.weightDecay,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        clip: args.clip,
+        accumulateEpoch: args.accumulateEpoch,
+        batch: args.batch,
+        seed: args.seed,
+        promptTemplate: args.promptTemplate,
+        maxNewTokens: args.maxNewTokens,
+      };
+      // An adapter in DIR is reused only if it was trained on this input, base and settings.
+      const provenance = { input_sha256: sha256(input), options: JSON.stringify({ ...options, qa: args.qa ?? args.qaLlm ?? null }) };
+      const adapterFile = join(args.out, ADAPTER_FILE);
+      const reusable = existsSync(adapterFile) && (() => {
+        const info = readAdapterInfo(adapterFile);
+        return info.extra.input_sha256 === provenance.input_sha256 && info.extra.options === provenance.options && info.baseSha256 === baseHash;
+      })();
+      const summaryFile = join(args.out, 'summary.json');
+      if (args.loadAdapter !== undefined || reusable) {
+        const file = args.loadAdapter ?? adapterFile;
+        adapter = loadAdapter(file, model.config, baseHash, checkpointDir).adapter;
+        log(chalk.dim(`adapter: ${file} (${adapterParameterCount(adapter).toLocaleString()} parameters), no training`));
+      }
+      const answersFile = join(args.out, 'answers.jsonl');
+      const done: Record<string, unknown>[] = existsSync(answersFile) && adapter !== null && args.loadAdapter === undefined
+        ? readFileSync(answersFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+        : [];
+      const answered = done.findIndex((r, i) => r.question !== questions[i]?.question);
+      if (answered >= 0) done.length = answered; // answers to another questions file are not kept
+      const pending = questions.slice(done.length);
+      const icl = args.compareIcl && pending.length > 0 ? await answerQuestions(model, tokenizer!, tokens, pending.map((q) => q.question), options) : null;
+
+      if (adapter === null) {
+        const qa = await auxiliaryQa(args, input, log);
+        let bar: ProgressBar | null = null;
+        let lastLoss = NaN;
+        const training = await trainLiftAdapter(model, tokenizer!, tokens, {
+          ...options,
+          qa,
+          onNote: (m) => log(chalk.yellow(m)),
+          onProgress: (p) => {
+            lastLoss = p.loss;
+            bar ??= new ProgressBar(p.total, 'lift');
+            bar.update(p.step, `stage ${p.stage} loss ${p.loss.toFixed(3)}`);
+          },
+        });
+        adapter = training.adapter;
+        await saveAdapter(adapterFile, adapter, baseHash, { ...provenance, base_checkpoint: checkpointDir });
+        const perThousand = (training.seconds * 1000) / tokens.length;
+        const summary = {
+          input: args.input,
+          input_tokens: tokens.length,
+          segments: training.segments,
+          qa_pairs: qa.length,
+          optimizer_steps: training.losses.length,
+          final_loss: lastLoss,
+          train_seconds: training.seconds,
+          seconds_per_1k_input_tokens: perThousand,
+          adapter: adapter.kind,
+          adapter_parameters: adapterParameterCount(adapter),
+          adapter_bytes: statSync(adapterFile).size,
+        };
+        writeFileAtomic(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
+        log(`trained ${adapter.kind} adapter on ${tokens.length} tokens in ${formatDuration(training.seconds)} (${perThousand.toFixed(1)} s per 1,000 input tokens); saved ${adapterFile}`);
+      } else {
+        attachAdapter(model, adapter);
+      }
+
+      const records = [...done];
+      for (const [i, q] of pending.entries()) {
+        const [answer] = await answerQuestions(model, tokenizer!, tokens, [q.question], options);
+        records.push({ question: q.question, answer, ...(icl ? { icl_answer: icl[i] } : {}), ...(q.answer !== null ? { expected: q.answer } : {}) });
+        writeFileAtomic(answersFile, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+        console.log(`${chalk.bold('Q')} ${q.question}\n${chalk.green('LIFT')} ${answer}${icl ? `\n${chalk.dim('ICL')}  ${icl[i]}` : ''}`);
+      }
+      log(chalk.dim(`answers: ${answersFile}`));
+    } finally {
+      detachAdapter(model);
+      adapter?.dispose();
+      model.dispose();
+    }
+  },
+};
