@@ -10,7 +10,9 @@ import { prepareCommand } from './data.ts';
 import { recapDataCommands } from './recap-data.ts';
 import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
+import { experimentCommand } from './experiment.ts';
 import { generateCommand } from './generate.ts';
+import { inspectCommand } from './inspect.ts';
 import { liftDemoCommand } from './lift-demo.ts';
 import { liftCommand } from './lift.ts';
 import { longbenchCommand } from './longbench.ts';
@@ -31,6 +33,7 @@ try {
     .command(trainCommand)
     .command(generateCommand)
     .command(evalCommand)
+    .command(experimentCommand)
     .command(importCommand)
     .command(exportCommand)
     .command(benchCommand)
@@ -40,6 +43,7 @@ try {
     .command(liftCommand)
     .command(liftDemoCommand)
     .command(plotCommand)
+    .command(inspectCommand)
     .command(arlCommands)
     .command(recapDataCommands)
     .demandCommand(1, 'name a command; see arl --help')

@@ -1,4 +1,5 @@
 /** The ways of answering a long prompt that evaluation compares: plain (truncated window), the ARL recap agent, LIFT. */
+import { answerWithRecaps, DEFAULT_ANSWER } from '../infer/recap-agent.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -13,7 +14,26 @@ export function answerModeOf(flags: { recapAgent?: boolean; lift?: boolean }): A
   return flags.recapAgent ? 'recap-agent' : flags.lift ? 'lift' : 'plain';
 }
 
-export function makeAnswerer(mode: AnswerMode, model: LlamaModel, tokenizer: Tokenizer): Answerer {
+export interface AnswererOptions {
+  /** LIFT's epochs of stage 1 (segments) and stage 2 (segments + QA); default the paper's 3 and 5. */
+  liftEpochs?: [number, number];
+}
+
+export function makeAnswerer(mode: AnswerMode, model: LlamaModel, tokenizer: Tokenizer, _options: AnswererOptions = {}): Answerer {
   if (mode === 'plain') return plainAnswerer(model, tokenizer);
+  if (mode === 'recap-agent') return recapAgentAnswerer(model, tokenizer);
   throw new UserError(`--${mode} is not available in this build yet; run without it for plain answers`);
+}
+
+/**
+ * The ARL recap agent: reads the context in runs, writing recaps where the model opens one, then answers the
+ * question line as given (RULER and LongBench questions carry their own answer prefix).
+ */
+function recapAgentAnswerer(model: LlamaModel, tokenizer: Tokenizer): Answerer {
+  return async ({ context, question }, { maxNewTokens }) => {
+    // The question, the answer budget and the agent's memory share the window: long budgets are capped.
+    const maxAnswerTokens = Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4));
+    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, maxAnswerTokens, rawQuestion: true });
+    return { pred: result.answer, extra: { recaps: result.recaps } };
+  };
 }

@@ -1,0 +1,77 @@
+/**
+ * The experiment runner at its toy size (a 1-layer model, a few steps, one sample per length): it completes,
+ * writes results.json, results.md and the plots, and a rerun redoes only the stages not recorded as done.
+ * Runs on the wasm backend: the pure-JS cpu backend takes minutes for the same work.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { checkClaims, LENGTH_MULTIPLES, METHODS, type MethodLengthResult } from '../src/eval/experiment.ts';
+import { assertUserError, runArl } from './helpers.ts';
+
+const out = join(mkdtempSync(join(tmpdir(), 'arl-experiment-')), 'run');
+const experiment = (...extra: string[]) => runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', out, ...extra);
+
+test('the toy experiment completes, writes every output, and a rerun only redoes unfinished stages', async () => {
+  const first = await experiment();
+  assert.equal(first.code, 0, first.stderr);
+  const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+  assert.equal(results.ruler.length, METHODS.length * LENGTH_MULTIPLES.length);
+  for (const r of results.ruler as MethodLengthResult[]) {
+    if (r.skipped) continue;
+    assert.ok(r.examples.length > 0, `${r.method} ${r.multiple}x has no examples`);
+    assert.ok(r.average >= 0 && r.average <= 100);
+  }
+  assert.deepEqual(Object.keys(results.longppl), ['base', 'cpt-plain', 'cpt-arl']);
+  assert.ok(results.longppl.base.perplexity > 1);
+  assert.equal(results.claims.length, 2);
+  const markdown = readFileSync(join(out, 'results.md'), 'utf8');
+  assert.match(markdown, /^\| method \| 1x T \(\d+ tok\) \| 2x T/m);
+  assert.match(markdown, /^\| plain-CPT \|/m);
+  for (const plot of ['plots/ruler-vs-length.svg', 'plots/training-loss.svg']) {
+    const svg = readFileSync(join(out, plot), 'utf8');
+    assert.match(svg, /^<svg [^>]*>[\s\S]*<\/svg>$/);
+    assert.match(svg, /class="series"/);
+  }
+
+  // Forget two finished stages, as if the run had stopped before them.
+  const statePath = join(out, 'state.json');
+  const state = JSON.parse(readFileSync(statePath, 'utf8'));
+  const stages = Object.keys(state.stages);
+  assert.ok(stages.includes('train-base') && stages.includes('longppl') && stages.includes('ruler base 2x'));
+  delete state.stages.longppl;
+  delete state.stages['ruler base 2x'];
+  writeFileSync(statePath, JSON.stringify(state));
+  const second = await experiment();
+  assert.equal(second.code, 0, second.stderr);
+  const started = [...second.stderr.matchAll(/^\[experiment\] (.+) \.\.\.$/gm)].map((m) => m[1]);
+  assert.deepEqual(started, ['ruler base 2x', 'longppl']);
+  const skipped = [...second.stderr.matchAll(/^\[experiment\] (.+): done earlier/gm)].map((m) => m[1]);
+  assert.equal(skipped.length, stages.length - 2);
+  const again = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+  assert.deepEqual(again.ruler, results.ruler);
+
+  // Other settings in the same folder are refused rather than mixed in.
+  assertUserError(await experiment('--base-steps', '3'), /started with other settings/);
+});
+
+test('claims: relative gains, and no verdict without the method', () => {
+  const row = (method: string, multiple: number, average: number, examples: MethodLengthResult['examples'] = []): MethodLengthResult => ({ method, multiple, length: 0, average, tasks: {}, examples });
+  const example = (score: number, inContext: boolean) => ({ task: 'niah_single' as const, index: 0, length: 0, depth: 50, score, in_context: inContext, pred: '' });
+  const [arl, lift] = checkClaims([
+    row('plain-CPT', 4, 20),
+    row('ARL-CPT', 4, 30),
+    row('base', 8, 0, [example(1, true), example(0.2, false), example(0.2, false)]),
+    row('LIFT (base)', 8, 0, [example(0, true), example(0.4, false), example(0.2, false)]),
+  ]);
+  assert.ok(Math.abs(arl!.relative! - 0.5) < 1e-12);
+  assert.equal(arl!.met, true);
+  assert.ok(Math.abs(lift!.relative! - 0.5) < 1e-9);
+  assert.equal(lift!.met, true);
+  const [missing] = checkClaims([row('plain-CPT', 4, 20)]);
+  assert.equal(missing!.met, null);
+  const [below] = checkClaims([row('plain-CPT', 4, 20), row('ARL-CPT', 4, 22)]);
+  assert.equal(below!.met, false);
+});
