@@ -59,12 +59,11 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
 
 test('claims: relative gains, and no verdict without the method', () => {
   const row = (method: string, multiple: number, average: number, examples: MethodLengthResult['examples'] = []): MethodLengthResult => ({ method, multiple, length: 0, average, tasks: {}, examples });
-  const example = (score: number, inContext: boolean) => ({ task: 'niah_single' as const, index: 0, length: 0, depth: 50, score, in_context: inContext, pred: '' });
+  const example = (score: number, inContext: boolean, iclScore?: number) => ({ task: 'niah_single' as const, index: 0, length: 0, depth: 50, score, in_context: inContext, pred: '', icl_score: iclScore });
   const [arl, lift] = checkClaims([
     row('plain-CPT', 4, 20),
     row('ARL-CPT', 4, 30),
-    row('base', 8, 0, [example(1, true), example(0.2, false), example(0.2, false)]),
-    row('LIFT (base)', 8, 0, [example(0, true), example(0.4, false), example(0.2, false)]),
+    row('LIFT (base)', 8, 0, [example(0, true, 1), example(0.4, false, 0.2), example(0.2, false, 0.2)]),
   ]);
   assert.ok(Math.abs(arl!.relative! - 0.5) < 1e-12);
   assert.equal(arl!.met, true);

@@ -1,6 +1,7 @@
 /** The ways of answering a long prompt that evaluation compares: plain (truncated window), the ARL recap agent, LIFT. */
 import { answerWithRecaps, DEFAULT_ANSWER } from '../infer/recap-agent.ts';
 import { UserError } from '../io/errors.ts';
+import { liftAnswer } from '../lift/lift.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { type Answerer, plainAnswerer } from './predict.ts';
@@ -19,10 +20,28 @@ export interface AnswererOptions {
   liftEpochs?: [number, number];
 }
 
-export function makeAnswerer(mode: AnswerMode, model: LlamaModel, tokenizer: Tokenizer, _options: AnswererOptions = {}): Answerer {
+export function makeAnswerer(mode: AnswerMode, model: LlamaModel, tokenizer: Tokenizer, options: AnswererOptions = {}): Answerer {
   if (mode === 'plain') return plainAnswerer(model, tokenizer);
   if (mode === 'recap-agent') return recapAgentAnswerer(model, tokenizer);
-  throw new UserError(`--${mode} is not available in this build yet; run without it for plain answers`);
+  return liftAnswerer(model, tokenizer, options);
+}
+
+/**
+ * LIFT: a fresh adapter trained on the context, then a greedy answer to the question line appended as given
+ * (context truncated head + tail); the same prompt without the adapter is kept as the truncated-ICL answer.
+ */
+function liftAnswerer(model: LlamaModel, tokenizer: Tokenizer, options: AnswererOptions): Answerer {
+  const [stage1Epochs, stage2Epochs] = options.liftEpochs ?? [3, 5];
+  return async ({ context, question }, { maxNewTokens }) => {
+    const result = await liftAnswer(model, tokenizer, context, [question], {
+      stage1Epochs,
+      stage2Epochs,
+      promptTemplate: '{context}{question}',
+      maxNewTokens: Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4)),
+      compareIcl: true,
+    });
+    return { pred: result.answers[0]!, extra: { icl_pred: result.iclAnswers![0]!, lift_train_seconds: Math.round(result.trainSeconds * 10) / 10 } };
+  };
 }
 
 /**

@@ -24,6 +24,8 @@ export interface RulerExampleResult {
   /** Every expected string is still in the prompt after head + tail truncation to the model's window. */
   in_context: boolean;
   pred: string;
+  /** Score of the same prompt answered in context only, where the method records that answer (LIFT's icl_pred). */
+  icl_score?: number;
 }
 
 export interface RulerEvalResult {
@@ -58,9 +60,11 @@ export async function evaluateRulerModel(run: {
     stopAtNewline: true,
     onItem: run.onItem,
   });
-  const predictions = new Map(readJsonLines<{ doc: string; pred: string }>(predictionsFile).map((p) => [p.doc, p.pred]));
+  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred?: string }>(predictionsFile).map((p) => [p.doc, p]));
+  const predictions = new Map([...lines].map(([key, line]) => [key, line.pred]));
   const examples = samples.map((s): RulerExampleResult => {
     const pred = predictions.get(keyOf(s.task, s.index))!;
+    const iclPred = lines.get(keyOf(s.task, s.index))!.icl_pred;
     const window = run.tokenizer.decode(windowPrompt(run.model, run.tokenizer, s.input, RULER_ANSWER_TOKENS[s.task]).ids);
     return {
       task: s.task,
@@ -70,6 +74,7 @@ export async function evaluateRulerModel(run: {
       score: scoreRulerExample(s.task, pred, s.outputs),
       in_context: s.outputs.every((output) => window.includes(output)),
       pred,
+      ...(iclPred === undefined ? {} : { icl_score: scoreRulerExample(s.task, iclPred, s.outputs) }),
     };
   });
   const tasks = scoreRuler(samples.map((s) => ({ task: s.task, pred: predictions.get(keyOf(s.task, s.index))!, outputs: s.outputs })));
