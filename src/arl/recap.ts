@@ -142,13 +142,14 @@ const LABEL = /^(recap|summary)\s*:\s*/i;
 const QUOTED = /^(["“'])(.*)(["”'])$/s;
 
 /**
- * The recap as inserted into training text: markers removed (they delimit recaps), whitespace
+ * The recap as inserted into training text: markers and broken characters removed, whitespace
  * collapsed to single spaces, a leading "Recap:" label or enclosing quotes dropped, and at most
  * `maxTokens` tokens of our tokenizer, cut at the last sentence end in the second half of the cap
  * when there is one.
  */
 export function capRecap(text: string, tokenizer: Tokenizer, maxTokens: number): string {
-  let clean = text.split(RECAP_OPEN).join(' ').split(RECAP_CLOSE).join(' ').replace(/\s+/g, ' ').trim().replace(LABEL, '');
+  // U+FFFD: bytes a model emitted that form no character (a cut multi-byte sequence).
+  let clean = text.split(RECAP_OPEN).join(' ').split(RECAP_CLOSE).join(' ').replace(/\uFFFD/g, '').replace(/\s+/g, ' ').trim().replace(LABEL, '');
   const quoted = QUOTED.exec(clean);
   if (quoted) clean = quoted[2].trim();
   if (clean === '') throw new RecapRejected('the reply is empty once markers, labels and whitespace are removed');

@@ -12,11 +12,26 @@ import { UserError } from './errors.ts';
 
 /** Context per sequence: enough for a prompt with a segment and its continuation, small enough for CPU memory. */
 const MAX_CONTEXT_TOKENS = 8192;
+/**
+ * Below this file size one CPU thread is the default: a small model's per-op work is too little to
+ * share, and llama.cpp's spinning thread barriers on a busy machine made a 1 MB model ~100x slower.
+ */
+const SINGLE_THREAD_BELOW_BYTES = 256 * 2 ** 20;
 
-async function loadLlama(): Promise<Llama> {
+export interface LlamaCppOptions {
+  concurrency: number;
+  timeoutMs: number;
+  /** Let llama.cpp use a GPU (CUDA, Vulkan, Metal) when it finds one; otherwise CPU only. */
+  gpu: boolean;
+  /** CPU threads; default 1 for small models, else llama.cpp's choice (the cores useful for math). */
+  threads?: number;
+}
+
+async function loadLlama(gpu: boolean, threads: number | undefined): Promise<Llama> {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-  const fixed = { build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error } as const;
+  const fixed = { maxThreads: threads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error } as const;
   try {
+    if (!gpu) return await getLlama({ ...fixed, gpu: false });
     const llama = await getLlama({ ...fixed, gpu: 'auto' });
     // A GPU backend can load with no usable device (e.g. Vulkan without a GPU); the CPU build is then the honest choice.
     if (llama.gpu === false || (await llama.getGpuDeviceNames()).length > 0) return llama;
@@ -27,11 +42,12 @@ async function loadLlama(): Promise<Llama> {
   }
 }
 
-export async function openLlamaCppChat(gguf: string, limits: { concurrency: number; timeoutMs: number }): Promise<ChatModel> {
+export async function openLlamaCppChat(gguf: string, limits: LlamaCppOptions): Promise<ChatModel> {
   const modelPath = resolve(gguf);
   if (!existsSync(modelPath) || !statSync(modelPath).isFile()) throw new UserError(`--llm-gguf ${gguf}: no such file`);
   const { LlamaChatSession } = await import('node-llama-cpp');
-  const llama = await loadLlama();
+  const threads = limits.threads ?? (statSync(modelPath).size < SINGLE_THREAD_BELOW_BYTES ? 1 : undefined);
+  const llama = await loadLlama(limits.gpu, threads);
   let model;
   try {
     model = await llama.loadModel({ modelPath });

@@ -45,6 +45,10 @@ export interface ChatOptions {
   timeoutMs?: number;
   /** Retries after the first attempt (openai). */
   retries?: number;
+  /** Let llama.cpp use a GPU when it finds one (llama-cpp; default CPU only). */
+  gpu?: boolean;
+  /** CPU threads (llama-cpp; default 1 for models under 256 MiB, else llama.cpp's choice). */
+  threads?: number;
   /** First backoff step, milliseconds; step k waits a random time in [0, base * 2^k), at most MAX_BACKOFF_MS. */
   backoffBaseMs?: number;
   /** Called before each retry's wait (e.g. to log it). */
@@ -103,7 +107,8 @@ export async function openChatModel(o: ChatOptions): Promise<ChatModel> {
   if (o.backend === 'llama-cpp') {
     if (!o.gguf) throw new UserError('--llm-gguf FILE is required with the llama-cpp backend (a local .gguf model)');
     const { openLlamaCppChat } = await import('./chat-llama-cpp.ts');
-    return openLlamaCppChat(o.gguf, { concurrency, timeoutMs });
+    if (o.threads !== undefined) checkPositiveIntegers({ '--llm-threads': o.threads });
+    return openLlamaCppChat(o.gguf, { concurrency, timeoutMs, gpu: o.gpu ?? false, threads: o.threads });
   }
   return openServerChat(o, { concurrency, timeoutMs, retries });
 }
@@ -237,7 +242,9 @@ export function withChatOptions<T>(y: Argv<T>) {
     .option('llm-api-key-env', { type: 'string', describe: `environment variable holding the API key (default ${CHAT_DEFAULTS.apiKeyEnv}; never printed or stored)` })
     .option('llm-concurrency', { type: 'number', default: CHAT_DEFAULTS.concurrency, describe: 'LLM calls in flight at once' })
     .option('llm-timeout', { type: 'number', default: CHAT_DEFAULTS.timeoutMs / 1000, describe: 'seconds before one LLM call is abandoned (and retried)' })
-    .option('llm-retries', { type: 'number', default: CHAT_DEFAULTS.retries, describe: 'retries of a call after 429, 5xx, timeouts, connection errors or unusable replies' });
+    .option('llm-retries', { type: 'number', default: CHAT_DEFAULTS.retries, describe: 'retries of a call after 429, 5xx, timeouts, connection errors or unusable replies' })
+    .option('llm-gpu', { type: 'boolean', default: false, describe: 'llama-cpp: use a GPU (CUDA, Vulkan, Metal) when llama.cpp finds one' })
+    .option('llm-threads', { type: 'number', describe: 'llama-cpp: CPU threads (default 1 for models under 256 MiB, else all math cores)' });
 }
 
 export interface ChatArgs {
@@ -248,6 +255,8 @@ export interface ChatArgs {
   llmConcurrency: number;
   llmTimeout: number;
   llmRetries: number;
+  llmGpu: boolean;
+  llmThreads?: number;
 }
 
 /** ChatOptions from the parsed withChatOptions flags. */
@@ -262,5 +271,7 @@ export function chatOptionsFromArgs(args: ChatArgs, backend: ChatBackend): ChatO
     concurrency: args.llmConcurrency,
     timeoutMs: Math.round(args.llmTimeout * 1000),
     retries: args.llmRetries,
+    gpu: args.llmGpu,
+    threads: args.llmThreads,
   };
 }
