@@ -13,7 +13,10 @@ import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
 import { languageModelLoss, targetLogProbs } from '../src/train/loss.ts';
-import { assertUserError, runArl, tf, useCpu } from './helpers.ts';
+import { DEFAULT_TRAIN, train } from '../src/train/trainer.ts';
+import { growVocabulary } from '../src/arl/continued-pretraining.ts';
+import { saveCheckpoint } from '../src/io/checkpoint.ts';
+import { assertUserError, prepareTinyCorpus, runArl, tf, useCpu } from './helpers.ts';
 
 let tokenizer: Tokenizer;
 before(async () => {
@@ -149,6 +152,25 @@ describe('arl augment', () => {
     const meanNll = -Array.from(perToken).reduce((a, b) => a + b, 0) / 8;
     assert.ok(Math.abs(loss - meanNll) < 1e-5, `loss ${loss} is the mean over all 8 targets, recap ones included (${meanNll})`);
     model.dispose();
+  });
+
+  test('continued pretraining from a model whose tokenizer lacks the markers: the vocabulary grows by them, new rows the mean', async () => {
+    const small = new LlamaModel(makeConfig(null, { vocabSize: tokenizer.vocabSize - 2, dim: 16, layers: 1, heads: 2, kvHeads: 1, maxSeq: 32 }), 5);
+    const embedding = small.embedding.weight.read().arraySync() as number[][];
+    const grown = growVocabulary(small, tokenizer.vocabSize);
+    const rows = grown.embedding.weight.read().arraySync() as number[][];
+    assert.deepEqual(rows.slice(0, -2), embedding);
+    const mean = embedding[0].map((_, j) => embedding.reduce((acc, row) => acc + row[j], 0) / embedding.length);
+    for (const row of rows.slice(-2)) assert.ok(row.every((v, j) => Math.abs(v - mean[j]) < 1e-6));
+    const init = join(mkdtempSync(join(tmpdir(), 'arl-cpt-')), 'init');
+    const base = new LlamaModel(small.config, 5);
+    await saveCheckpoint(init, base, BUNDLED_TOKENIZER_PATH);
+    base.dispose();
+    const data = await prepareTinyCorpus(3);
+    const result = await train({ ...DEFAULT_TRAIN, data, out: join(init, '..', 'run'), steps: 1, batch: 1, seq: 16, evalEvery: 0 }, { init, tokenizerPath: BUNDLED_TOKENIZER_PATH });
+    assert.equal(result.model.config.vocabSize, tokenizer.vocabSize);
+    result.model.dispose();
+    grown.dispose();
   });
 
   test('bad input: one line naming the file', async () => {

@@ -21,6 +21,7 @@ import { UserError } from '../io/errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
+import { APPENDED_MARKERS, growVocabulary } from '../arl/continued-pretraining.ts';
 import { languageModelLoss } from './loss.ts';
 import { AdamW, clipByGlobalNorm, learningRate, sumAll } from './optimizer.ts';
 import { writeTrainingCurves } from './curves.ts';
@@ -174,6 +175,10 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
     else if (setup.modelConfig) model = new LlamaModel(setup.modelConfig, options.seed);
     else throw new UserError('train needs a model: a --preset/config, --init CKPT, or a run directory to resume');
     state = { step: 0, tokensSeen: 0, optimizerStep: 0, dataPosition: loader.position, options: { ...options }, bestValLoss: null };
+  }
+  // Continued pretraining of an imported model whose tokenizer got the recap markers appended.
+  if (setup.init && !resumeFrom && loader.vocabSize > model.config.vocabSize && loader.vocabSize - model.config.vocabSize <= APPENDED_MARKERS) {
+    model = growVocabulary(model, loader.vocabSize);
   }
   if (loader.vocabSize > model.config.vocabSize) {
     model.dispose();
