@@ -1,12 +1,18 @@
-/** `arl keytokens` and `arl segments`: ARL steps 1 and 2 (key tokens, relevant segments). */
+/** `arl keytokens`, `arl segments` and `arl recaps`: ARL steps 1-3 (key tokens, relevant segments, recaps). */
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
+import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
+import { openRecapper } from '../arl/recappers.ts';
 import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
 import type { BackendName } from '../backend.ts';
 import { readDocuments } from '../data/corpus.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { checkPositiveIntegers } from '../io/errors.ts';
+import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -36,6 +42,19 @@ interface SegmentsArgs {
   margin?: number;
   segmentTokens?: number;
   batch?: number;
+}
+
+export interface RecapsArgs extends ChatArgs {
+  backend: BackendName;
+  keytokens: string;
+  segments?: string;
+  out?: string;
+  recapper: RecapperName;
+  checkpoint?: string;
+  tokenizer?: string;
+  prompt?: string;
+  maxRecapTokens: number;
+  cache?: string;
 }
 
 async function countDocuments(corpus: string, maxDocs: number | undefined): Promise<number> {
@@ -161,4 +180,94 @@ const segmentsCommand: CommandModule = {
   },
 };
 
-export const arlCommands: CommandModule[] = [keyTokensCommand, segmentsCommand];
+const RECAPPER_NOTES: Record<RecapperName, string> = {
+  extractive: 'extractive: sentences copied from each segment, chosen by our model, no LLM',
+  openai: 'openai: written by the LLM server',
+  'llama-cpp': 'llama-cpp: written by the local GGUF model',
+};
+
+const recapsCommand: CommandModule = {
+  command: 'recaps',
+  describe: 'ARL step 3: a short recap of each relevant segment, by an LLM (server or local GGUF) or extractively',
+  builder: (y) =>
+    withChatOptions(withBackend(y))
+      .option('keytokens', { type: 'string', demandOption: true, describe: 'output folder of `arl keytokens`' })
+      .option('segments', { type: 'string', describe: 'output folder of `arl segments` (default: the --keytokens folder)' })
+      .option('out', { type: 'string', describe: 'output folder (default: the --segments folder); a rerun into it skips recaps already made' })
+      .option('recapper', { choices: RECAPPERS, demandOption: true, describe: 'extractive (no LLM; needs --checkpoint), openai (--llm-url, --llm-model) or llama-cpp (--llm-gguf)' })
+      .option('checkpoint', { type: 'string', describe: 'our checkpoint (extractive scores sentences with it; else only its tokenizer is used)' })
+      .option('tokenizer', { type: 'string', describe: "SentencePiece model step 1 used (default: the checkpoint's, else the bundled one)" })
+      .option('prompt', { type: 'string', describe: 'recap prompt template with {{segment}}, {{following}} and optionally {{max_words}} (default data/prompts/recap.txt)' })
+      .option('max-recap-tokens', { type: 'number', default: DEFAULT_MAX_RECAP_TOKENS, describe: 'recap length cap in tokens of our tokenizer' })
+      .option('cache', { type: 'string', describe: `recap cache shared by reruns and other output folders (default: ${RECAP_FILES.cache} in the --keytokens folder)` })
+      .example('$0 recaps --keytokens arl/brown --recapper extractive --checkpoint checkpoints/demo', 'recaps with no LLM')
+      .example('OPENAI_API_KEY=... $0 recaps --keytokens arl/brown --recapper openai --llm-url https://api.openai.com --llm-model gpt-4o-mini', 'recaps by an OpenAI-compatible server')
+      .example('$0 recaps --keytokens arl/brown --recapper llama-cpp --llm-gguf models/qwen2.5-1.5b-instruct-q4_k_m.gguf', 'recaps by a local GGUF model'),
+  handler: async (argv) => {
+    const args = argv as unknown as RecapsArgs;
+    checkPositiveIntegers({ '--max-recap-tokens': args.maxRecapTokens });
+    readKeyTokenSummary(resolve(args.keytokens));
+    if (args.recapper === 'extractive' && args.checkpoint === undefined) throw new UserError('--recapper extractive needs --checkpoint: it scores the sentences of each segment with our model');
+    if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
+    const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
+    let model: LlamaModel | null = null;
+    let tokenizer: Tokenizer;
+    let checkpointDir: string | undefined;
+    if (args.recapper === 'extractive') {
+      await startBackend(args.backend);
+      const loaded = await loadModelAndTokenizer(args.checkpoint!, { tokenizer: args.tokenizer, needTokenizer: true });
+      model = loaded.model;
+      tokenizer = loaded.tokenizer!;
+      checkpointDir = loaded.checkpointDir;
+    } else {
+      const own = args.checkpoint === undefined ? null : join(resolveCheckpointDir(args.checkpoint), 'tokenizer.model');
+      tokenizer = await Tokenizer.load(args.tokenizer ?? (own !== null && existsSync(own) ? own : BUNDLED_TOKENIZER_PATH));
+    }
+    let bar: ProgressBar | null = null;
+    const log = (message: string): void => (bar ? bar.log(message) : void process.stderr.write(`${message}\n`));
+    const started = performance.now();
+    try {
+      const recapper = await openRecapper({
+        name: args.recapper,
+        tokenizer,
+        maxRecapTokens: args.maxRecapTokens,
+        promptFile: args.prompt,
+        chat: chat && { ...chat, onRetry: (r) => log(`retry ${r.attempt} in ${(r.delayMs / 1000).toFixed(1)} s: ${r.error.message}`) },
+        model: model ?? undefined,
+        checkpointDir,
+      });
+      try {
+        const totals = await writeRecaps({
+          recapper,
+          tokenizer,
+          keyTokensDir: args.keytokens,
+          segmentsDir: args.segments,
+          outDir: args.out,
+          cacheFile: args.cache,
+          maxRecapTokens: args.maxRecapTokens,
+          onProgress: (p) => {
+            bar ??= new ProgressBar(p.total, 'recaps');
+            bar.update(p.done, `${rate(p.made, started, 'calls')} ${p.cached} cached ${p.failed} failed`);
+          },
+          onFailure: (f) => log(`failed: doc ${f.doc} tokens ${f.segment_start}-${f.segment_end}: ${f.error}`),
+        });
+        const outDir = resolve(args.out ?? args.segments ?? args.keytokens);
+        console.log(`${totals.recaps} of ${totals.items} segments (${totals.key_tokens} key tokens) have recaps: ${totals.made} made now, ${totals.cached} from the cache, ${totals.resumed} done before`);
+        if (totals.blank_segments > 0) console.log(`${totals.blank_segments} segments hold only whitespace: no recap`);
+        console.log(`recapper ${RECAPPER_NOTES[args.recapper]} (model ${recapper.model})`);
+        console.log(`wrote ${join(outDir, RECAP_FILES.records)}`);
+        if (totals.failed.length > 0) {
+          for (const f of totals.failed) console.log(`failed: doc ${f.doc} tokens ${f.segment_start}-${f.segment_end}: ${f.error}`);
+          console.log(`${totals.failed.length} segments failed after retries (listed in ${join(outDir, RECAP_FILES.failed)}); rerun the same command to retry them`);
+          process.exitCode = 1;
+        }
+      } finally {
+        await recapper.dispose();
+      }
+    } finally {
+      model?.dispose();
+    }
+  },
+};
+
+export const arlCommands: CommandModule[] = [keyTokensCommand, segmentsCommand, recapsCommand];
