@@ -13,7 +13,7 @@ import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts
 import { runPrepare } from './data.ts';
 import { fileSha256, runTrain, type TrainArgs, trainOptions } from './train.ts';
 
-const DEMO_DEFAULTS = { out: 'checkpoints/demo', steps: 300, batch: 8, seq: 128, lr: 3e-3, warmup: 20, evalEvery: 100, saveEvery: 100 };
+export const DEMO_DEFAULTS = { out: 'checkpoints/demo', steps: 300, batch: 8, seq: 128, lr: 3e-3, warmup: 20, evalEvery: 100, saveEvery: 100 };
 const DEMO_PROMPT = 'The jury said';
 
 /** True when `dir` holds data prepared with the tokenizer now at `tokenizerPath` (a changed tokenizer makes it stale). */

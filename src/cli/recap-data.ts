@@ -1,9 +1,21 @@
 /** `arl augment` (ARL step 4: recap-augmented data) and `arl recap-data` (steps 1-4 in one resumable command). */
+import chalk from 'chalk';
 import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { AUGMENT_FILES, augmentDocuments, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath } from '../arl/augment.ts';
+import { AUGMENT_FILES, augmentDocuments, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
+import { findKeyTokens } from '../arl/key-tokens.ts';
+import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
+import { openRecapper } from '../arl/recappers.ts';
+import { findRelevantSegments, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
+import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
+import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
+import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
+import { demoArlCommand } from './demo-arl.ts';
+import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, rate } from './arl.ts';
+import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { ProgressBar } from './progress.ts';
 
 interface AugmentFlags {
   maxRecapsPerDoc: number;
@@ -54,5 +66,127 @@ const augmentCommand: CommandModule = {
   },
 };
 
+export interface RecapDataArgs extends KeyTokensArgs, AugmentFlags, ChatArgs {
+  margin?: number;
+  segmentTokens?: number;
+  segmentBatch?: number;
+  recapper: RecapperName;
+  prompt?: string;
+  maxRecapTokens: number;
+  cache?: string;
+}
+
+/** What `arl recap-data` did, step by step (seconds are this run's). */
+export interface RecapDataResult {
+  keyTokens: number;
+  perplexity: number | null;
+  longppl: number | null;
+  segments: number;
+  recaps: number;
+  recapsFailed: number;
+  augment: AugmentTotals;
+  seconds: { keytokens: number; segments: number; recaps: number; augment: number };
+}
+
+/**
+ * ARL steps 1-4 into one folder with one model load. Each step resumes where an interrupted run
+ * stopped (steps 1-3 skip what is on disk; step 4 is rebuilt whole, atomically, from it), so a rerun
+ * after a crash or Ctrl-C ends with the same files as an uninterrupted run. Prints one line per step.
+ */
+export async function runRecapData(args: RecapDataArgs): Promise<RecapDataResult> {
+  const keyTokenOptions = keyTokenOptionsFromArgs(args);
+  const segmentGiven = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
+  validateSegmentOptions(segmentOptions(keyTokenOptions.shortContext, segmentGiven), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
+  checkPositiveIntegers({ '--max-recap-tokens': args.maxRecapTokens });
+  if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
+  const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
+  const augmentOptions = augmentOptionsFrom(args);
+  validateAugmentOptions(augmentOptions);
+  const outDir = resolve(args.out);
+  const total = await countDocuments(args.corpus, args.maxDocs);
+
+  await startBackend(args.backend);
+  const { model, tokenizer: loaded, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
+  const tokenizer = loaded!;
+  const seconds = { keytokens: 0, segments: 0, recaps: 0, augment: 0 };
+  const timed = async <T>(step: keyof typeof seconds, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    const result = await work();
+    seconds[step] = (performance.now() - started) / 1000;
+    return result;
+  };
+  const done = (step: string, line: string, s: number): void => console.log(`${chalk.bold(step)} ${line} ${chalk.dim(`(${s.toFixed(1)} s)`)}`);
+  try {
+    const bar1 = new ProgressBar(total, '1/4 keytokens');
+    const { summary } = await timed('keytokens', () =>
+      findKeyTokens({ model, tokenizer, checkpoint: checkpointDir, corpus: args.corpus, outDir, options: keyTokenOptions, maxDocs: args.maxDocs, onDocument: (p) => bar1.update(p.documents, `${p.keyTokens} key tokens`) }),
+    );
+    done('1/4 keytokens', `${summary.documents} documents, ${summary.key_tokens} key tokens; perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${summary.longppl?.toFixed(3) ?? 'n/a'}`, seconds.keytokens);
+
+    const bar2 = new ProgressBar(Math.max(1, summary.key_tokens), '2/4 segments');
+    const { totals: segments } = await timed('segments', () =>
+      findRelevantSegments({ model, tokenizer, checkpoint: checkpointDir, keyTokensDir: outDir, options: segmentGiven, onKeyToken: (p) => bar2.update(p.keyTokens, `${p.segments} kept`) }),
+    );
+    done('2/4 segments', `a segment kept for ${segments.segments} of ${segments.key_tokens} key tokens`, seconds.segments);
+
+    const recaps = await timed('recaps', async () => {
+      const recapper = await openRecapper({ name: args.recapper, tokenizer, maxRecapTokens: args.maxRecapTokens, promptFile: args.prompt, chat, model, checkpointDir });
+      let bar3: ProgressBar | null = null;
+      const started = performance.now();
+      try {
+        return await writeRecaps({
+          recapper,
+          tokenizer,
+          keyTokensDir: outDir,
+          cacheFile: args.cache,
+          maxRecapTokens: args.maxRecapTokens,
+          onProgress: (p) => {
+            bar3 ??= new ProgressBar(p.total, '3/4 recaps');
+            bar3.update(p.done, `${rate(p.made, started, 'calls')} ${p.cached} cached ${p.failed} failed`);
+          },
+        });
+      } finally {
+        await recapper.dispose();
+      }
+    });
+    const failed = recaps.failed.length > 0 ? `; ${recaps.failed.length} failed (listed in ${RECAP_FILES.failed}; rerun to retry them)` : '';
+    done('3/4 recaps', `${recaps.recaps} of ${recaps.items} segments have recaps (${args.recapper}: ${recaps.made} made now, ${recaps.cached} cached, ${recaps.resumed} done before)${failed}`, seconds.recaps);
+
+    const augment = await timed('augment', () => augmentDocuments({ tokenizer, keyTokensDir: outDir, options: augmentOptions }));
+    const [first, ...rest] = describeAugment(augment, outDir);
+    done('4/4 augment', first, seconds.augment);
+    for (const line of rest) console.log(`    ${line}`);
+    return { keyTokens: summary.key_tokens, perplexity: summary.perplexity, longppl: summary.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, augment, seconds };
+  } finally {
+    model.dispose();
+  }
+}
+
+const recapDataCommand: CommandModule = {
+  command: 'recap-data',
+  describe: 'ARL steps 1-4 in one resumable command: key tokens, segments, recaps, augmented training shards',
+  builder: (y) =>
+    withAugmentFlags(withChatOptions(withBackend(y)))
+      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory (scores key tokens and segments; the extractive recapper uses it too)' })
+      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
+      .option('corpus', { type: 'string', demandOption: true, describe: '"brown", a .txt file, a folder of .txt files, or a .jsonl file' })
+      .option('out', { type: 'string', demandOption: true, describe: 'output folder of all four steps; a rerun resumes it' })
+      .options(KEY_TOKEN_FLAGS)
+      .option('margin', { type: 'number', describe: 'step 2: minimum gain in log-prob of the key token, nats (default 0.5)' })
+      .option('segment-tokens', { type: 'number', describe: 'step 2: candidate length in tokens, whole sentences (default S/2)' })
+      .option('segment-batch', { type: 'number', describe: 'step 2: candidates per forward pass (default: as many as fill 32k tokens)' })
+      .option('recapper', { choices: RECAPPERS, demandOption: true, describe: 'step 3: extractive (no LLM), openai (--llm-url, --llm-model) or llama-cpp (--llm-gguf)' })
+      .option('prompt', { type: 'string', describe: 'step 3: recap prompt template (LLM recappers; default data/prompts/recap.txt)' })
+      .option('max-recap-tokens', { type: 'number', default: DEFAULT_MAX_RECAP_TOKENS, describe: 'step 3: recap length cap in tokens of our tokenizer' })
+      .option('cache', { type: 'string', describe: `step 3: recap cache (default: ${RECAP_FILES.cache} in --out)` })
+      .example('$0 recap-data --checkpoint checkpoints/demo --corpus brown --max-docs 40 --out arl/brown --recapper extractive', 'the demo data, no LLM')
+      .example('$0 recap-data --checkpoint ckpt --corpus docs/ --out arl/docs --recapper openai --llm-url http://localhost:8000 --llm-model qwen', 'recaps by a local vLLM server'),
+  handler: async (argv) => {
+    const result = await runRecapData(argv as unknown as RecapDataArgs);
+    console.log(chalk.dim(`next: arl train --init CHECKPOINT --data ${join(resolve((argv as unknown as RecapDataArgs).out), AUGMENT_FILES.prepared)} --out RUN --lr 1e-3 --warmup 10`));
+    if (result.recapsFailed > 0) process.exitCode = 1;
+  },
+};
+
 /** Helper B's ARL commands (steps 4 and 1-4, and the recap agent's `answer`), registered in main.ts. */
-export const recapDataCommands: CommandModule[] = [augmentCommand, answerCommand];
+export const recapDataCommands: CommandModule[] = [augmentCommand, recapDataCommand, answerCommand, demoArlCommand];
