@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
+import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
 import { openRecapper } from '../arl/recappers.ts';
 import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
@@ -16,7 +16,7 @@ import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
-interface KeyTokensArgs {
+export interface KeyTokensArgs {
   backend: BackendName;
   checkpoint: string;
   tokenizer?: string;
@@ -57,7 +57,7 @@ export interface RecapsArgs extends ChatArgs {
   cache?: string;
 }
 
-async function countDocuments(corpus: string, maxDocs: number | undefined): Promise<number> {
+export async function countDocuments(corpus: string, maxDocs: number | undefined): Promise<number> {
   let count = 0;
   for await (const _ of readDocuments(corpus)) {
     if (++count === maxDocs) break;
@@ -66,9 +66,40 @@ async function countDocuments(corpus: string, maxDocs: number | undefined): Prom
 }
 
 /** Per-second rate since `started` (a performance.now() time), formatted. */
-function rate(count: number, started: number, unit: string): string {
+export function rate(count: number, started: number, unit: string): string {
   const perSecond = count / Math.max(1e-3, (performance.now() - started) / 1000);
   return `${perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)} ${unit}/s`;
+}
+
+/** The flags of ARL step 1 besides --checkpoint, --corpus and --out (shared with `arl recap-data`). */
+export const KEY_TOKEN_FLAGS = {
+  short: { type: 'number', describe: "S, tokens of short context (default: a quarter of the model's window)" },
+  chunk: { type: 'number', describe: 'W, targets per short-context forward (default: window - S)' },
+  'long-stride': { type: 'number', describe: 'start-to-start distance of the long-context windows (default: S)' },
+  'top-k': { type: 'number', describe: 'K, key tokens per document (default 8)' },
+  alpha: { type: 'number', describe: 'threshold on LSG = l - s, nats (default 2, as LongPPL)' },
+  beta: { type: 'number', describe: 'threshold on the long log-prob l (default -2, as LongPPL)' },
+  select: { choices: SELECTIONS, describe: 'topk (ARL), threshold (LongPPL) or both (default topk)' },
+  batch: { type: 'number', describe: 'windows per forward pass (default 8)' },
+  'max-docs': { type: 'number', describe: 'only the first N documents' },
+} as const;
+
+/** Step 1's options from its flags, checked against the checkpoint's window (read without loading weights). */
+export function keyTokenOptionsFromArgs(args: KeyTokensArgs): KeyTokenOptions {
+  if (args.maxDocs !== undefined) checkPositiveIntegers({ '--max-docs': args.maxDocs });
+  const maxSeq = readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq;
+  const options = keyTokenOptions(maxSeq, {
+    shortContext: args.short,
+    chunk: args.chunk,
+    longStride: args.longStride,
+    topK: args.topK,
+    alpha: args.alpha,
+    beta: args.beta,
+    select: args.select,
+    batch: args.batch,
+  });
+  validateKeyTokenOptions(options, maxSeq);
+  return options;
 }
 
 const keyTokensCommand: CommandModule = {
@@ -80,33 +111,13 @@ const keyTokensCommand: CommandModule = {
       .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
       .option('corpus', { type: 'string', demandOption: true, describe: '"brown", a .txt file, a folder of .txt files, or a .jsonl file' })
       .option('out', { type: 'string', demandOption: true, describe: 'output folder; a rerun into it skips documents already done' })
-      .option('short', { type: 'number', describe: "S, tokens of short context (default: a quarter of the model's window)" })
-      .option('chunk', { type: 'number', describe: 'W, targets per short-context forward (default: window - S)' })
-      .option('long-stride', { type: 'number', describe: 'start-to-start distance of the long-context windows (default: S)' })
-      .option('top-k', { type: 'number', describe: 'K, key tokens per document (default 8)' })
-      .option('alpha', { type: 'number', describe: 'threshold on LSG = l - s, nats (default 2, as LongPPL)' })
-      .option('beta', { type: 'number', describe: 'threshold on the long log-prob l (default -2, as LongPPL)' })
-      .option('select', { choices: SELECTIONS, describe: 'topk (ARL), threshold (LongPPL) or both (default topk)' })
-      .option('batch', { type: 'number', describe: 'windows per forward pass (default 8)' })
-      .option('max-docs', { type: 'number', describe: 'only the first N documents' })
+      .options(KEY_TOKEN_FLAGS)
       .example('$0 keytokens --checkpoint checkpoints/demo --corpus brown --out arl/brown --max-docs 50', 'key tokens of 50 Brown documents')
       .example('$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --select both --top-k 16', 'Top-16 among tokens passing the LongPPL thresholds'),
   handler: async (argv) => {
     const args = argv as unknown as KeyTokensArgs;
-    if (args.maxDocs !== undefined) checkPositiveIntegers({ '--max-docs': args.maxDocs });
-    // Check the flags against the checkpoint's window and read the corpus once (for the ETA) before loading weights.
-    const maxSeq = readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq;
-    const options = keyTokenOptions(maxSeq, {
-      shortContext: args.short,
-      chunk: args.chunk,
-      longStride: args.longStride,
-      topK: args.topK,
-      alpha: args.alpha,
-      beta: args.beta,
-      select: args.select,
-      batch: args.batch,
-    });
-    validateKeyTokenOptions(options, maxSeq);
+    // Check the flags and read the corpus once (for the ETA) before loading weights.
+    const options = keyTokenOptionsFromArgs(args);
     const total = await countDocuments(args.corpus, args.maxDocs);
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
@@ -225,7 +236,6 @@ const recapsCommand: CommandModule = {
     }
     let bar: ProgressBar | null = null;
     const log = (message: string): void => (bar ? bar.log(message) : void process.stderr.write(`${message}\n`));
-    const started = performance.now();
     try {
       const recapper = await openRecapper({
         name: args.recapper,
@@ -236,6 +246,7 @@ const recapsCommand: CommandModule = {
         model: model ?? undefined,
         checkpointDir,
       });
+      const started = performance.now();
       try {
         const totals = await writeRecaps({
           recapper,
