@@ -255,7 +255,7 @@ export interface ChatArgs {
   llmConcurrency: number;
   llmTimeout: number;
   llmRetries: number;
-  llmGpu: boolean;
+  llmGpu?: boolean;
   llmThreads?: number;
 }
 
