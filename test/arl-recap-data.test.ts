@@ -15,7 +15,7 @@ const work = mkdtempSync(join(tmpdir(), 'arl-recap-data-'));
 let inputs: { checkpoint: string; corpus: string };
 
 /** recap-data flags: a margin that keeps every segment, so all four steps have work. */
-const flags = (out: string): string[] => ['recap-data', '--checkpoint', inputs.checkpoint, '--corpus', inputs.corpus, '--out', out, '--recapper', 'extractive', '--margin', '-100', '--max-recap-tokens', '12', '--mix', '1', '--backend', 'cpu'];
+const flags = (out: string): string[] => ['recap-data', '--checkpoint', inputs.checkpoint, '--corpus', inputs.corpus, '--out', out, '--recapper', 'extractive', '--top-k', '3', '--margin', '-100', '--max-recap-tokens', '12', '--mix', '1', '--backend', 'cpu'];
 
 /** The outputs that must not depend on interruptions (summaries name their folder, so they are compared by content elsewhere). */
 function outputs(dir: string): Record<string, string> {
