@@ -42,7 +42,9 @@ const CONTINUED = { steps: 80, lr: 1e-3, minLr: 1e-4, warmup: 10, evalEvery: 40,
 function usableDemoCheckpoint(path: string): string | null {
   if (!existsSync(path)) return `${path} does not exist`;
   const dir = resolveCheckpointDir(path);
-  const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { options?: { data?: string } };
+  const stateFile = join(dir, 'state.json');
+  if (!existsSync(stateFile)) return `${path} is not a training checkpoint`;
+  const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { options?: { data?: string } };
   const data = state.options?.data;
   const tokenizer = join(dir, 'tokenizer.model');
   if (!data || !existsSync(join(data, 'meta.json')) || !existsSync(tokenizer)) return `${path} does not name its data and tokenizer`;
