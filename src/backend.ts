@@ -4,7 +4,7 @@
  * wasm (XNNPACK) > cpu (pure JS), and says which one it took and why.
  */
 import * as tf from '@tensorflow/tfjs';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
@@ -63,8 +63,20 @@ function vulkanLoaderPresent(): boolean {
   return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1'))) || (process.env.LD_LIBRARY_PATH ?? '').split(':').some((d) => d && existsSync(join(d, 'libvulkan.so.1')));
 }
 
+/**
+ * On Linux a hardware adapter needs a GPU device node (DRM render node, or NVIDIA's). Looking
+ * first keeps `auto` from loading Dawn where only lavapipe (CPU Vulkan, as in CI) could answer:
+ * Dawn then prints limit warnings of its own on stderr.
+ */
+function gpuDevicePresent(): boolean {
+  if (process.platform !== 'linux' || process.env.ARL_DAWN_NODE) return true;
+  const dri = existsSync('/dev/dri') ? readdirSync('/dev/dri').some((f) => f.startsWith('renderD')) : false;
+  return dri || existsSync('/dev/nvidia0') || existsSync('/dev/nvidiactl');
+}
+
 async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
   if (!allowSoftware && !vulkanLoaderPresent()) throw new Error('no Vulkan loader (libvulkan.so.1) installed');
+  if (!allowSoftware && !gpuDevicePresent()) throw new Error('no GPU device (/dev/dri/renderD*, /dev/nvidia*)');
   const { description, software } = await installDawn();
   if (software && !allowSoftware) return null;
   await import('@tensorflow/tfjs-backend-webgpu');
