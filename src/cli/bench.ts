@@ -8,6 +8,8 @@ import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { pipelineStats, selectBackend } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
+import { ADAPTER_KINDS } from '../lift/adapter.ts';
+import { measureLiftThroughput } from '../lift/throughput.ts';
 import { generate } from '../infer/generate.ts';
 import { checkPositiveIntegers } from '../io/errors.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
@@ -34,6 +36,7 @@ interface BenchArgs {
   genTokens: number;
   skipGenerate: boolean;
   keyTokens: boolean;
+  lift: boolean;
   profile: boolean;
 }
 
@@ -183,6 +186,11 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
       sampleMemory();
     }
 
+    if (args.lift) {
+      for (const kind of ADAPTER_KINDS) emit({ backend: choice.name, ...(await measureLiftThroughput(kind)) });
+      sampleMemory();
+    }
+
     if (!args.skipGenerate) {
       const prompt = Array.from(randomTokens(args.genContext, args.vocab, rng));
       for (const useCache of [true, false]) {
@@ -227,6 +235,7 @@ export const benchCommand: CommandModule = {
       .option('gen-tokens', { type: 'number', default: 16 })
       .option('skip-generate', { type: 'boolean', default: false })
       .option('key-tokens', { type: 'boolean', default: true, describe: 'also time ARL key-token scoring (--no-key-tokens to skip)' })
+      .option('lift', { type: 'boolean', default: true, describe: 'also time LIFT on the tiny preset, per adapter kind (--no-lift to skip)' })
       .option('profile', { type: 'boolean', default: false, describe: 'also print per-kernel times of one training step and of generation (GPU time on webgpu)' })
       .example('$0 bench --backend wasm', 'llm.c reference config 1: vocab 512, dim 128, 2 layers, T 128, batch 8')
       .example('$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2')
