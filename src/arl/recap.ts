@@ -139,7 +139,8 @@ export function renderRecapPrompt(prompt: RecapPrompt, item: RecapItem, maxRecap
 export class RecapRejected extends Error {}
 
 const LABEL = /^(recap|summary)\s*:\s*/i;
-const QUOTED = /^(["“'])(.*)(["”'])$/s;
+/** A reply wholly in double quotes (and none inside). */
+const QUOTED = /^(["“])([^"“”]*)(["”])$/;
 
 /**
  * The recap as inserted into training text: markers and broken characters removed, whitespace
