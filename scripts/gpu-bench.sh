@@ -13,7 +13,7 @@
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
-#            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness
+#            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation
 # PROFILE=1 adds per-kernel GPU times (tf.profile) to config1, big and ablate. Every result is a JSON line
 # appended to OUT_DIR/gpu-bench.jsonl; stage times go to stderr.
 set -uo pipefail
@@ -67,19 +67,19 @@ fi
 if has config1; then
   stamp "webgpu bench: llm.c config 1"
   SECONDS=0
-  timeout 200 node dist/cli/arl.mjs bench --backend webgpu --steps 10 --gen-context 1000 --gen-tokens 32 $profile >> "$log"
+  timeout 200 node dist/cli/arl.mjs bench --backend webgpu --steps 10 --gen-context 1000 --gen-tokens 32 --no-lift $profile >> "$log"
   wall "webgpu config 1 process" $?
 fi
 if has big; then
   stamp "webgpu bench: the PyTorch reference model"
   SECONDS=0
-  timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 16 --no-key-tokens $profile >> "$log"
+  timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 16 --no-key-tokens --no-lift $profile >> "$log"
   wall "webgpu reference-model process" $?
 fi
 if has soak; then
   stamp "webgpu: 1,000 training steps (tensor and GPU buffer growth)"
   SECONDS=0
-  timeout 240 node dist/cli/arl.mjs bench --backend webgpu --steps 1000 --warmup-steps 1 --skip-generate --no-key-tokens >> "$log"
+  timeout 240 node dist/cli/arl.mjs bench --backend webgpu --steps 1000 --warmup-steps 1 --skip-generate --no-key-tokens --no-lift >> "$log"
   wall "webgpu 1,000-step soak" $?
 fi
 if has ablate; then
@@ -89,7 +89,9 @@ if has ablate; then
     SECONDS=0
     echo "{\"bench\":\"ablation\",\"env\":\"$flags\"}" >> "$log"
     # shellcheck disable=SC2086 # each set is a list of VAR=value words
-    env $flags timeout 120 node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps 4 --warmup-steps 1 --skip-generate --no-key-tokens $profile >> "$log"
+    generation=(--skip-generate)
+    [ -n "${ABLATE_GENERATE:-}" ] && generation=(--gen-context 1000 --gen-tokens 16)
+    env $flags timeout 120 node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps 4 --warmup-steps 1 "${generation[@]}" --no-key-tokens --no-lift $profile >> "$log"
     wall "ablation $flags" $?
   done
 fi

@@ -13,7 +13,14 @@ import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
 import { disposeCache, LlamaModel } from '../src/model/llama.ts';
 import { hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
 import { AdamW, clipByGlobalNorm } from '../src/train/optimizer.ts';
-import { maxAbsDiff } from './helpers.ts';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { maxAbsDiff, REPO_ROOT } from './helpers.ts';
 
 async function webgpuUnavailable(): Promise<string | false> {
   try {
@@ -57,6 +64,28 @@ function assertClose(got: Float32Array[], want: Float32Array[], tol: number, wha
 describe('webgpu kernels', { skip }, () => {
   before(() => {
     assert.ok(hasWebgpuKernels(), 'our kernels are registered on webgpu');
+  });
+
+  it('a WebGPU validation error ends the process with the error', async () => {
+    const script = join(mkdtempSync(join(tmpdir(), 'arl-webgpu-')), 'invalid-shader.mts');
+    writeFileSync(
+      script,
+      [
+        // the same tfjs module backend.ts loads (a bare specifier would not resolve from the temp dir)
+        `import * as tf from ${JSON.stringify(pathToFileURL(createRequire(import.meta.url).resolve('@tensorflow/tfjs')).href)};`,
+        `import { selectBackend } from ${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'src', 'backend.ts')).href)};`,
+        `await selectBackend('webgpu');`,
+        `(tf.backend() as any).device.createShaderModule({ code: 'fn broken( {' });`,
+        `await new Promise((resolve) => setTimeout(resolve, 2000));`,
+        `console.log('survived');`,
+      ].join('\n'),
+    );
+    const run = promisify(execFile)(process.execPath, ['--import', 'tsx', script], { cwd: REPO_ROOT });
+    const failure = (await run.then(() => null, (err: unknown) => err)) as { code: number; stdout: string; stderr: string } | null;
+    assert.ok(failure, 'the process exited with an error');
+    assert.notEqual(failure.code, 0);
+    assert.match(failure.stderr, /WebGPU error \(fatal\): .*WGSL/);
+    assert.doesNotMatch(failure.stdout, /survived/);
   });
 
   it('RMSNorm: values and gradients equal the tfjs ops (odd width, more rows than a workgroup)', async () => {
