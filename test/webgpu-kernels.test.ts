@@ -11,7 +11,7 @@ import { DecodeSession, generate } from '../src/infer/generate.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
 import { disposeCache, LlamaModel } from '../src/model/llama.ts';
-import { hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
+import { addRmsNormGpu, hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
 import { AdamW, clipByGlobalNorm } from '../src/train/optimizer.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -95,6 +95,17 @@ describe('webgpu kernels', { skip }, () => {
     const got = await valueAndGrads((a, b) => rmsNorm(a as tf.Tensor2D, b as tf.Tensor1D, 1e-5), [x, w], 3);
     assertClose(got, want, 2e-5, 'rmsNorm');
     tf.dispose([x, w]);
+  });
+
+  it('residual add + RMSNorm (decoding): the sum and its norm equal the tfjs ops', async () => {
+    const [x, r] = [randn([300, 37], 4), randn([300, 37], 5)];
+    const w = tf.add(1, randn([37], 6)) as tf.Tensor1D;
+    const sum = tf.add(x, r) as tf.Tensor2D;
+    const normed = rmsNormOps(sum, w, 1e-5);
+    const want = [await sum.data(), await normed.data()] as Float32Array[];
+    const fused = addRmsNormGpu(x as tf.Tensor2D, r as tf.Tensor2D, w, 1e-5);
+    assertClose([await fused[0].data(), await fused[1].data()] as Float32Array[], want, 2e-5, 'addRmsNorm');
+    tf.dispose([x, r, w, sum, normed, ...fused]);
   });
 
   it('SwiGLU: values and gradients equal the tfjs ops', async () => {

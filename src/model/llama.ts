@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import { causalSelfAttention, rmsNorm, swiglu } from './fused.ts';
-import { cachedAttentionGpu, hasWebgpuKernels } from './webgpu-kernels.ts';
+import { addRmsNormGpu, cachedAttentionGpu, hasWebgpuKernels } from './webgpu-kernels.ts';
 
 /**
  * Per-layer keys (rotated) and values, [batch, kvHeads, positions, headDim]: exactly the tokens
@@ -270,8 +270,16 @@ export class DecoderBlock extends tf.layers.Layer {
     // Whole sequences (training, scoring) take the fused attention with hand-written gradients;
     // incremental decoding attends over the cached keys and values.
     const attention: { out: tf.Tensor2D; cache?: LayerCache } = cache ? this.cachedAttention(h, batch, seq, ctx, cache) : { out: this.fusedAttention(h, batch, seq, ctx) };
-    const x1 = tf.add(x2, this.project('o_proj', attention.out, this.wo));
-    const h2 = this.mlpNorm.forward(x1) as tf.Tensor2D;
+    const attnOut = this.project('o_proj', attention.out, this.wo);
+    let x1: tf.Tensor2D;
+    let h2: tf.Tensor2D;
+    if (ctx.cacheCapacity !== null) {
+      // Decoding with the preallocated cache (webgpu, no gradients): residual add and norm in one dispatch.
+      [x1, h2] = addRmsNormGpu(x2, attnOut, this.mlpNorm.weight.read() as tf.Tensor1D, this.c.normEps);
+    } else {
+      x1 = tf.add(x2, attnOut);
+      h2 = this.mlpNorm.forward(x1) as tf.Tensor2D;
+    }
     const mlp = this.project('down_proj', swiglu(this.project('gate_proj', h2, this.wGate), this.project('up_proj', h2, this.wUp)), this.wDown);
     const y = tf.reshape(tf.add(x1, mlp), [batch, seq, dim]) as tf.Tensor3D;
     return attention.cache ? { y, cache: attention.cache } : { y };

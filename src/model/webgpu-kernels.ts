@@ -211,6 +211,41 @@ function rmsNormGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorIn
   return [dx, partials];
 }
 
+/** Inference only: the residual sum s = x + r and its RMSNorm in one dispatch (instead of two). */
+const ADD_RMS_NORM = `
+@group(0) @binding(0) var<storage, read_write> s: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> r: array<f32>;
+@group(0) @binding(4) var<storage, read> w: array<f32>;
+struct U { rows: u32, dim: u32, eps: f32 };
+@group(0) @binding(5) var<uniform> u: U;
+${WG_SUM}
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= u.rows) { return; }
+  let base = row * u.dim;
+  var sq = 0.0;
+  for (var j = lid; j < u.dim; j += 256u) { let v = x[base + j] + r[base + j]; s[base + j] = v; sq += v * v; }
+  let inv = inverseSqrt(workgroupSum(sq, lid) / f32(u.dim) + u.eps);
+  for (var j = lid; j < u.dim; j += 256u) { y[base + j] = (x[base + j] + r[base + j]) * inv * w[j]; }
+}`;
+
+function addRmsNormKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
+  const { x, residual, weight } = args.inputs as Record<string, tf.TensorInfo>;
+  const { eps } = args.attrs as { eps: number };
+  const [rows, dim] = x.shape;
+  const sum = allocate([rows, dim]);
+  const y = allocate([rows, dim]);
+  dispatchRaw('ArlGpuAddRmsNorm', ADD_RMS_NORM, [sum, y, x, residual, weight], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }, { type: 'float32', data: [eps] }], grid(rows));
+  return [sum, y];
+}
+
+/** [x + residual, rmsNorm(x + residual) * weight] for [N, D] inputs, without gradients (decoding). */
+export function addRmsNormGpu(x: tf.Tensor2D, residual: tf.Tensor2D, weight: tf.Tensor1D, eps: number): [tf.Tensor2D, tf.Tensor2D] {
+  return tf.engine().runKernel('ArlGpuAddRmsNorm', { x, residual, weight }, { eps }) as unknown as [tf.Tensor2D, tf.Tensor2D];
+}
+
 // ---------------------------------------------------------------------------------------------
 // SwiGLU: silu(gate) * up, element-wise; the gradient writes both inputs' gradients at once.
 
@@ -694,6 +729,15 @@ const SPLIT_K_MIN_CHUNK = 512;
 
 let stockBatchMatMul: tf.KernelConfig | null = null;
 
+/**
+ * Products where tfjs's own matmul measured faster than ours on an H200 (docs/gpu-runs/
+ * 2026-11-22T0538-h200-matmul.jsonl, per-shape GPU times with ARL_STOCK_MATMUL=1 against ours),
+ * as "transposeA transposeB m n k": the fused q/k/v weight gradient of the 512-wide model
+ * (x^T [8192,512] by dQKV [8192,1536]: ours 0.75 ms, tfjs 0.47 ms per call). Every other measured
+ * shape was as fast or faster with ours. A fixed table keeps the choice deterministic.
+ */
+const STOCK_FASTER = new Set(['true false 512 1536 8192']);
+
 /** Tile edge of our matmul (64 or 128; ARL_MATMUL_TILE picks, for measurements). */
 function matmulTile(): number {
   return process.env.ARL_MATMUL_TILE === '64' ? 64 : 128;
@@ -712,7 +756,8 @@ function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
   const tile = matmulTile();
   const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
   // Small or oddly batched products stay with tfjs (its split-K and small-output programs suit them).
-  if (!hasWebgpuKernels() || process.env.ARL_STOCK_MATMUL === '1' || a.dtype !== 'float32' || b.dtype !== 'float32' || m < tile || n < tile || !sameBatch || ra !== rb) {
+  const stockFaster = batchA === 1 && batchB === 1 && STOCK_FASTER.has(`${transposeA} ${transposeB} ${m} ${n} ${k}`);
+  if (!hasWebgpuKernels() || process.env.ARL_STOCK_MATMUL === '1' || stockFaster || a.dtype !== 'float32' || b.dtype !== 'float32' || m < tile || n < tile || !sameBatch || ra !== rb) {
     return stockBatchMatMul!.kernelFunc(args as never) as tf.TensorInfo;
   }
   const batch = Math.max(batchA, batchB);
@@ -745,6 +790,7 @@ export function registerWebgpuKernels(): void {
   const kernels: [string, (args: never) => tf.TensorInfo | tf.TensorInfo[]][] = [
     ['ArlGpuRmsNorm', rmsNormKernel],
     ['ArlGpuRmsNormGrad', rmsNormGradKernel],
+    ['ArlGpuAddRmsNorm', addRmsNormKernel],
     ['ArlGpuSwiGlu', swigluKernel],
     ['ArlGpuSwiGluGrad', swigluGradKernel],
     ['ArlGpuKvWrite', kvWriteKernel],
