@@ -11,7 +11,7 @@ import { DecodeSession, generate } from '../src/infer/generate.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
 import { disposeCache, LlamaModel } from '../src/model/llama.ts';
-import { addRmsNormGpu, hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
+import { addRmsNormGpu, hasWebgpuKernels, softmaxGradGpu, softmaxMaskedGpu } from '../src/model/webgpu-kernels.ts';
 import { AdamW, clipByGlobalNorm } from '../src/train/optimizer.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -106,6 +106,19 @@ describe('webgpu kernels', { skip }, () => {
     const fused = addRmsNormGpu(x as tf.Tensor2D, r as tf.Tensor2D, w, 1e-5);
     assertClose([await fused[0].data(), await fused[1].data()] as Float32Array[], want, 2e-5, 'addRmsNorm');
     tf.dispose([x, r, w, sum, normed, ...fused]);
+  });
+
+  it('attention softmax: mask add + softmax and its gradient equal the tfjs ops (odd width, causal mask)', async () => {
+    const scores = randn([2, 3, 6, 37], 7);
+    const mask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([6, 37]), -1, 31)), -1e9)) as tf.Tensor2D;
+    const dy = randn([2, 3, 6, 37], 8);
+    const reference = tf.grad((x: tf.Tensor) => tf.mul(tf.softmax(tf.add(x, mask)), dy).sum());
+    const [wantP, wantGrad] = [tf.softmax(tf.add(scores, mask)), reference(scores)];
+    const gotP = softmaxMaskedGpu(scores, mask);
+    const gotGrad = softmaxGradGpu(gotP, dy);
+    const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
+    assertClose(await values([gotP, gotGrad]), await values([wantP, wantGrad]), 2e-5, 'softmax');
+    tf.dispose([scores, mask, dy, wantP, wantGrad, gotP, gotGrad]);
   });
 
   it('SwiGLU: values and gradients equal the tfjs ops', async () => {

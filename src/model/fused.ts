@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels } from './wasm-kernels.ts';
-import { hasWebgpuKernels } from './webgpu-kernels.ts';
+import { hasWebgpuKernels, softmaxGradGpu, softmaxMaskedGpu } from './webgpu-kernels.ts';
 
 type Saver = tf.GradSaveFunc;
 
@@ -188,7 +188,8 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
     const qh = tf.reshape(tf.mul(tf.slice(qk, [0, 0, 0, 0], [batch, heads, seq, headDim]), scale), [batch, kvHeads, groups * seq, headDim]);
     const kh = tf.slice(qk, [0, heads, 0, 0], [batch, kvHeads, seq, headDim]);
     const vh = tf.slice(all, [0, heads + kvHeads, 0, 0], [batch, kvHeads, seq, headDim]);
-    const probs = tf.softmax(tf.add(tf.matMul(qh, kh, false, true), mask)); // [B, KV, G*T, T]
+    const scores = tf.matMul(qh, kh, false, true); // [B, KV, G*T, T]
+    const probs = hasWebgpuKernels() ? softmaxMaskedGpu(scores, mask) : tf.softmax(tf.add(scores, mask));
     const context = tf.matMul(probs, vh); // [B, KV, G*T, hd]
     const value = fromHeads(context, s, heads);
     save([qh, kh, vh, probs, cos, sin]);
@@ -199,7 +200,7 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
         const dContext = tf.reshape(toHeads(dy, s, heads), [batch, kvHeads, groups * seq, headDim]);
         const dv = tf.matMul(p, dContext, true, false); // [B, KV, T, hd]
         const dp = tf.matMul(dContext, vs, false, true); // [B, KV, G*T, T]
-        const dScores = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+        const dScores = hasWebgpuKernels() ? softmaxGradGpu(p, dp) : tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
         const dqScaled = tf.matMul(dScores, ks); // gradient w.r.t. the scaled, rotated queries
         const dkRot = tf.matMul(dScores, qs, true, false); // [B, KV, T, hd]
         const dqRot = tf.mul(tf.reshape(dqScaled, [batch, heads, seq, headDim]), scale);

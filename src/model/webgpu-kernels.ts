@@ -247,6 +247,88 @@ export function addRmsNormGpu(x: tf.Tensor2D, residual: tf.Tensor2D, weight: tf.
 }
 
 // ---------------------------------------------------------------------------------------------
+// Attention softmax over materialised scores, one workgroup per row: the mask add and the softmax
+// forward in one dispatch (tfjs: 2), and the backward p * (dp - sum(dp * p)) in one (tfjs: 4).
+
+const SOFTMAX_MASKED = `
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;
+@group(0) @binding(1) var<storage, read> scores: array<f32>;
+@group(0) @binding(2) var<storage, read> mask: array<f32>;
+struct U { rows: u32, cols: u32, maskRows: u32 };
+@group(0) @binding(3) var<uniform> u: U;
+${WG_SUM}
+var<workgroup> partialMax: array<f32, 256>;
+fn workgroupMax(value: f32, lid: u32) -> f32 {
+  partialMax[lid] = value;
+  workgroupBarrier();
+  for (var stride = 128u; stride > 0u; stride = stride >> 1u) {
+    if (lid < stride) { partialMax[lid] = max(partialMax[lid], partialMax[lid + stride]); }
+    workgroupBarrier();
+  }
+  let total = partialMax[0];
+  workgroupBarrier();
+  return total;
+}
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= u.rows) { return; }
+  let base = row * u.cols;
+  let maskBase = (row % u.maskRows) * u.cols;
+  var m = -3.402823e38;
+  for (var j = lid; j < u.cols; j += 256u) { m = max(m, scores[base + j] + mask[maskBase + j]); }
+  let rowMax = workgroupMax(m, lid);
+  var total = 0.0;
+  for (var j = lid; j < u.cols; j += 256u) { let e = exp(scores[base + j] + mask[maskBase + j] - rowMax); p[base + j] = e; total += e; }
+  let inv = 1.0 / workgroupSum(total, lid);
+  for (var j = lid; j < u.cols; j += 256u) { p[base + j] = p[base + j] * inv; }
+}`;
+
+const SOFTMAX_GRAD = `
+@group(0) @binding(0) var<storage, read_write> ds: array<f32>;
+@group(0) @binding(1) var<storage, read> p: array<f32>;
+@group(0) @binding(2) var<storage, read> dp: array<f32>;
+struct U { rows: u32, cols: u32 };
+@group(0) @binding(3) var<uniform> u: U;
+${WG_SUM}
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= u.rows) { return; }
+  let base = row * u.cols;
+  var dot = 0.0;
+  for (var j = lid; j < u.cols; j += 256u) { dot += dp[base + j] * p[base + j]; }
+  let c = workgroupSum(dot, lid);
+  for (var j = lid; j < u.cols; j += 256u) { ds[base + j] = p[base + j] * (dp[base + j] - c); }
+}`;
+
+function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo {
+  const { scores, mask } = args.inputs as Record<string, tf.TensorInfo>;
+  const cols = scores.shape[scores.shape.length - 1];
+  const rows = tf.util.sizeFromShape(scores.shape) / cols;
+  const p = allocate(scores.shape);
+  dispatchRaw('ArlGpuSoftmaxMasked', SOFTMAX_MASKED, [p, scores, mask], [rows, cols, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(rows));
+  return p;
+}
+
+function softmaxGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo {
+  const { p, dp } = args.inputs as Record<string, tf.TensorInfo>;
+  const cols = p.shape[p.shape.length - 1];
+  const rows = tf.util.sizeFromShape(p.shape) / cols;
+  const ds = allocate(p.shape);
+  dispatchRaw('ArlGpuSoftmaxGrad', SOFTMAX_GRAD, [ds, p, dp], [rows, cols].map((v) => ({ type: 'uint32', data: [v] })), grid(rows));
+  return ds;
+}
+
+/** softmax(scores + mask) over the last axis; mask [R, C] repeats over the leading rows of scores [..., R, C]. */
+export function softmaxMaskedGpu<T extends tf.Tensor>(scores: T, mask: tf.Tensor2D): T {
+  return tf.engine().runKernel('ArlGpuSoftmaxMasked', { scores, mask }) as T;
+}
+
+/** The softmax's input gradient p * (dp - sum(dp * p)) over the last axis, from its output p and dp. */
+export function softmaxGradGpu<T extends tf.Tensor>(p: T, dp: T): T {
+  return tf.engine().runKernel('ArlGpuSoftmaxGrad', { p, dp }) as T;
+}
+
+// ---------------------------------------------------------------------------------------------
 // SwiGLU: silu(gate) * up, element-wise; the gradient writes both inputs' gradients at once.
 
 const SWIGLU = `
@@ -791,6 +873,8 @@ export function registerWebgpuKernels(): void {
     ['ArlGpuRmsNorm', rmsNormKernel],
     ['ArlGpuRmsNormGrad', rmsNormGradKernel],
     ['ArlGpuAddRmsNorm', addRmsNormKernel],
+    ['ArlGpuSoftmaxMasked', softmaxMaskedKernel],
+    ['ArlGpuSoftmaxGrad', softmaxGradKernel],
     ['ArlGpuSwiGlu', swigluKernel],
     ['ArlGpuSwiGluGrad', swigluGradKernel],
     ['ArlGpuKvWrite', kvWriteKernel],
