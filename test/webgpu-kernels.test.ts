@@ -109,9 +109,9 @@ describe('webgpu kernels', { skip }, () => {
   });
 
   it('attention softmax: mask add + softmax and its gradient equal the tfjs ops (odd width, causal mask)', async () => {
-    const scores = randn([2, 3, 6, 37], 7);
-    const mask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([6, 37]), -1, 31)), -1e9)) as tf.Tensor2D;
-    const dy = randn([2, 3, 6, 37], 8);
+    const scores = randn([2, 3, 7, 37], 7); // 42 rows: not a multiple of the kernel's 4 rows per workgroup
+    const mask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([7, 37]), -1, 31)), -1e9)) as tf.Tensor2D;
+    const dy = randn([2, 3, 7, 37], 8);
     const reference = tf.grad((x: tf.Tensor) => tf.mul(tf.softmax(tf.add(x, mask)), dy).sum());
     const [wantP, wantGrad] = [tf.softmax(tf.add(scores, mask)), reference(scores)];
     const gotP = softmaxMaskedGpu(scores, mask);

@@ -250,37 +250,45 @@ export function addRmsNormGpu(x: tf.Tensor2D, residual: tf.Tensor2D, weight: tf.
 // Attention softmax over materialised scores, one workgroup per row: the mask add and the softmax
 // forward in one dispatch (tfjs: 2), and the backward p * (dp - sum(dp * p)) in one (tfjs: 4).
 
+/** 4 rows per workgroup, 64 invocations per row (one workgroup per 512-wide row was slower than tfjs's). */
+const SOFTMAX_ROWS_PER_WG = 4;
+const ROW_REDUCE = `
+var<workgroup> red: array<f32, 256>;
+fn rowReduce(value: f32, lid: u32, isMax: bool) -> f32 {
+  let lane = lid % 64u;
+  red[lid] = value;
+  workgroupBarrier();
+  for (var stride = 32u; stride > 0u; stride = stride >> 1u) {
+    if (lane < stride) { red[lid] = select(red[lid] + red[lid + stride], max(red[lid], red[lid + stride]), isMax); }
+    workgroupBarrier();
+  }
+  let total = red[lid - lane];
+  workgroupBarrier();
+  return total;
+}
+fn rowOf(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { return (wid.x + wid.y * nwg.x) * ${SOFTMAX_ROWS_PER_WG}u + lid / 64u; }`;
+
 const SOFTMAX_MASKED = `
 @group(0) @binding(0) var<storage, read_write> p: array<f32>;
 @group(0) @binding(1) var<storage, read> scores: array<f32>;
 @group(0) @binding(2) var<storage, read> mask: array<f32>;
 struct U { rows: u32, cols: u32, maskRows: u32 };
 @group(0) @binding(3) var<uniform> u: U;
-${WG_SUM}
-var<workgroup> partialMax: array<f32, 256>;
-fn workgroupMax(value: f32, lid: u32) -> f32 {
-  partialMax[lid] = value;
-  workgroupBarrier();
-  for (var stride = 128u; stride > 0u; stride = stride >> 1u) {
-    if (lid < stride) { partialMax[lid] = max(partialMax[lid], partialMax[lid + stride]); }
-    workgroupBarrier();
-  }
-  let total = partialMax[0];
-  workgroupBarrier();
-  return total;
-}
+${ROW_REDUCE}
 @compute @workgroup_size(256) fn main(${builtins}) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= u.rows) { return; }
+  let row = rowOf(wid, nwg, lid);
+  let lane = lid % 64u;
+  // No early return: the reductions' barriers need every invocation of the workgroup.
+  let cols = select(0u, u.cols, row < u.rows);
   let base = row * u.cols;
   let maskBase = (row % u.maskRows) * u.cols;
   var m = -3.402823e38;
-  for (var j = lid; j < u.cols; j += 256u) { m = max(m, scores[base + j] + mask[maskBase + j]); }
-  let rowMax = workgroupMax(m, lid);
+  for (var j = lane; j < cols; j += 64u) { m = max(m, scores[base + j] + mask[maskBase + j]); }
+  let rowMax = rowReduce(m, lid, true);
   var total = 0.0;
-  for (var j = lid; j < u.cols; j += 256u) { let e = exp(scores[base + j] + mask[maskBase + j] - rowMax); p[base + j] = e; total += e; }
-  let inv = 1.0 / workgroupSum(total, lid);
-  for (var j = lid; j < u.cols; j += 256u) { p[base + j] = p[base + j] * inv; }
+  for (var j = lane; j < cols; j += 64u) { total += exp(scores[base + j] + mask[maskBase + j] - rowMax); }
+  let inv = 1.0 / rowReduce(total, lid, false);
+  for (var j = lane; j < cols; j += 64u) { p[base + j] = exp(scores[base + j] + mask[maskBase + j] - rowMax) * inv; }
 }`;
 
 const SOFTMAX_GRAD = `
@@ -289,15 +297,16 @@ const SOFTMAX_GRAD = `
 @group(0) @binding(2) var<storage, read> dp: array<f32>;
 struct U { rows: u32, cols: u32 };
 @group(0) @binding(3) var<uniform> u: U;
-${WG_SUM}
+${ROW_REDUCE}
 @compute @workgroup_size(256) fn main(${builtins}) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= u.rows) { return; }
+  let row = rowOf(wid, nwg, lid);
+  let lane = lid % 64u;
+  let cols = select(0u, u.cols, row < u.rows);
   let base = row * u.cols;
   var dot = 0.0;
-  for (var j = lid; j < u.cols; j += 256u) { dot += dp[base + j] * p[base + j]; }
-  let c = workgroupSum(dot, lid);
-  for (var j = lid; j < u.cols; j += 256u) { ds[base + j] = p[base + j] * (dp[base + j] - c); }
+  for (var j = lane; j < cols; j += 64u) { dot += dp[base + j] * p[base + j]; }
+  let c = rowReduce(dot, lid, false);
+  for (var j = lane; j < cols; j += 64u) { ds[base + j] = p[base + j] * (dp[base + j] - c); }
 }`;
 
 function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo {
@@ -305,7 +314,7 @@ function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.Tensor
   const cols = scores.shape[scores.shape.length - 1];
   const rows = tf.util.sizeFromShape(scores.shape) / cols;
   const p = allocate(scores.shape);
-  dispatchRaw('ArlGpuSoftmaxMasked', SOFTMAX_MASKED, [p, scores, mask], [rows, cols, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(rows));
+  dispatchRaw('ArlGpuSoftmaxMasked', SOFTMAX_MASKED, [p, scores, mask], [rows, cols, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return p;
 }
 
@@ -314,7 +323,7 @@ function softmaxGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorIn
   const cols = p.shape[p.shape.length - 1];
   const rows = tf.util.sizeFromShape(p.shape) / cols;
   const ds = allocate(p.shape);
-  dispatchRaw('ArlGpuSoftmaxGrad', SOFTMAX_GRAD, [ds, p, dp], [rows, cols].map((v) => ({ type: 'uint32', data: [v] })), grid(rows));
+  dispatchRaw('ArlGpuSoftmaxGrad', SOFTMAX_GRAD, [ds, p, dp], [rows, cols].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return ds;
 }
 
