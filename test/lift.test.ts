@@ -76,7 +76,7 @@ test('LIFT trains only the adapter: base weights are bit-identical and the base 
   const logitsBefore = tf.tidy(() => model.logits(ids).dataSync());
   const tokens = tokenizer.encode(TEXT.repeat(2));
   for (const adapter of ['gated-memory', 'lora'] as const) {
-    const { adapter: trained, losses } = await trainLiftAdapter(model, tokenizer, tokens, { adapter, stage1Epochs: 1, stage2Epochs: 1, qa: [{ question: 'Who spoke?', answer: 'the mayor' }], lr: 1e-2 });
+    const { adapter: trained, losses } = await trainLiftAdapter(model, tokenizer, tokens, { adapter, stage1Epochs: 1, stage2Epochs: 1, segmentLength: 48, segmentStride: 32, contextTokens: 16, qa: [{ question: 'Who spoke?', answer: 'the mayor' }], lr: 1e-2 });
     assert.ok(losses.length > 2 && losses.every(Number.isFinite));
     // the adapter moved: with it attached the logits differ from the base
     assert.ok(maxAbsDiff(tf.tidy(() => model.logits(ids).dataSync()), logitsBefore) > 1e-6);
