@@ -10,8 +10,8 @@ import { selectBackend } from '../src/backend.ts';
 import { DecodeSession, generate } from '../src/infer/generate.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
-import { disposeCache, LlamaModel } from '../src/model/llama.ts';
-import { addRmsNormGpu, hasWebgpuKernels, softmaxGradGpu, softmaxMaskedGpu } from '../src/model/webgpu-kernels.ts';
+import { disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
+import { addRmsNormGpu, hasWebgpuKernels, rotaryGpu, softmaxGradGpu, softmaxMaskedGpu } from '../src/model/webgpu-kernels.ts';
 import { AdamW, clipByGlobalNorm } from '../src/train/optimizer.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -119,6 +119,20 @@ describe('webgpu kernels', { skip }, () => {
     const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
     assertClose(await values([gotP, gotGrad]), await values([wantP, wantGrad]), 2e-5, 'softmax');
     tf.dispose([scores, mask, dy, wantP, wantGrad, gotP, gotGrad]);
+  });
+
+  it('rotary positions: the kernel and its transpose equal the tfjs ops (matmul by rotate-half) and their gradient', async () => {
+    const [seq, headDim] = [5, 8];
+    const x = randn([2, 3, seq, headDim], 9) as tf.Tensor4D;
+    const dy = randn([2, 3, seq, headDim], 10) as tf.Tensor4D;
+    const [cos, sin] = [randn([seq, headDim], 11) as tf.Tensor2D, randn([seq, headDim], 12) as tf.Tensor2D];
+    const rotate = rotateHalfMatrix(headDim);
+    const reference = (t: tf.Tensor) => tf.add(tf.mul(t, cos), tf.mul(tf.reshape(tf.matMul(tf.reshape(t, [-1, headDim]), rotate), t.shape), sin));
+    const want = [reference(x), tf.grad((t: tf.Tensor) => tf.mul(reference(t), dy).sum())(x)];
+    const got = [rotaryGpu(x, cos, sin, false), rotaryGpu(dy, cos, sin, true)];
+    const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
+    assertClose(await values(got), await values(want), 2e-5, 'rotary');
+    tf.dispose([x, dy, cos, sin, rotate, ...want, ...got]);
   });
 
   it('SwiGLU: values and gradients equal the tfjs ops', async () => {

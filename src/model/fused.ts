@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels } from './wasm-kernels.ts';
-import { hasWebgpuKernels, softmaxGradGpu, softmaxMaskedGpu } from './webgpu-kernels.ts';
+import { hasWebgpuKernels, rotaryGpu, softmaxGradGpu, softmaxMaskedGpu } from './webgpu-kernels.ts';
 
 type Saver = tf.GradSaveFunc;
 
@@ -146,8 +146,9 @@ function fromHeads(heads: tf.Tensor, s: AttentionSpec, n: number): tf.Tensor2D {
   return tf.reshape(tf.transpose(tf.reshape(heads, [s.batch, n, s.seq, s.headDim]), [0, 2, 1, 3]), [s.batch * s.seq, n * s.headDim]);
 }
 
-/** Rotary position embedding on [B, n, T, hd]: t*cos + rotate_half(t)*sin. */
+/** Rotary position embedding on [B, n, T, hd]: t*cos + rotate_half(t)*sin (on webgpu one kernel without autodiff: callers give the gradient, as causalSelfAttention does). */
 export function applyRotary(t: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, rotate: tf.Tensor2D): tf.Tensor4D {
+  if (hasWebgpuKernels()) return rotaryGpu(t, cos, sin, false);
   const hd = t.shape[3];
   const rotated = tf.reshape(tf.matMul(tf.reshape(t, [-1, hd]), rotate), t.shape);
   return tf.add(tf.mul(t, cos), tf.mul(rotated, sin));
@@ -155,6 +156,7 @@ export function applyRotary(t: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, 
 
 /** Transpose of applyRotary: dt = dy*cos + (dy*sin) @ R^T = dy*cos - (dy*sin) @ R. */
 function rotaryBackward(dy: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, rotate: tf.Tensor2D): tf.Tensor4D {
+  if (hasWebgpuKernels()) return rotaryGpu(dy, cos, sin, true);
   const hd = dy.shape[3];
   const back = tf.reshape(tf.matMul(tf.reshape(tf.mul(dy, sin), [-1, hd]), rotate), dy.shape);
   return tf.sub(tf.mul(dy, cos), back);
