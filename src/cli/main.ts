@@ -12,6 +12,7 @@ import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { experimentCommand } from './experiment.ts';
 import { generateCommand } from './generate.ts';
+import { inspectCommand } from './inspect.ts';
 import { liftDemoCommand } from './lift-demo.ts';
 import { liftCommand } from './lift.ts';
 import { longbenchCommand } from './longbench.ts';
@@ -42,6 +43,7 @@ try {
     .command(liftCommand)
     .command(liftDemoCommand)
     .command(plotCommand)
+    .command(inspectCommand)
     .command(arlCommands)
     .command(recapDataCommands)
     .demandCommand(1, 'name a command; see arl --help')
