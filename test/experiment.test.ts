@@ -53,7 +53,14 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   const again = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
   assert.deepEqual(again.ruler, results.ruler);
 
-  // Other settings in the same folder are refused rather than mixed in.
+  // Other evaluation settings redo the evaluation only; other training settings are refused rather than mixed in.
+  const third = await experiment('--per-length', '2');
+  assert.equal(third.code, 0, third.stderr);
+  const redone = [...third.stderr.matchAll(/^\[experiment\] (.+) \.\.\.$/gm)].map((m) => m[1]!);
+  assert.ok(!redone.some((name) => name.startsWith('train') || name === 'data' || name === 'arl-data'), redone.join(', '));
+  assert.ok(redone.includes('ruler-data') && redone.includes('longppl'));
+  const twice = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+  assert.equal(twice.ruler.find((r: MethodLengthResult) => r.method === 'base' && r.multiple === 1).examples.length, 2);
   assertUserError(await experiment('--base-steps', '3'), /started with other settings/);
 });
 

@@ -7,7 +7,7 @@
  * Every finished stage is recorded in <run>/state.json and skipped on a rerun; the stages that take long
  * (training, ARL data, predictions) also resume inside themselves, so an interrupted run loses little.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { findKeyTokens, keyTokenOptions } from '../arl/key-tokens.ts';
 import { findRelevantSegments } from '../arl/relevant-segment.ts';
@@ -174,6 +174,15 @@ export interface ClaimCheck {
   note: string;
 }
 
+/** Settings only the evaluation depends on: changing them redoes the evaluation stages and keeps the trained models. */
+const EVALUATION_SETTINGS = ['perLength', 'liftEpochs'];
+/** The stages that make the data and the models. */
+const TRAINING_STAGES = ['data', 'train-base', 'train-cpt-plain', 'arl-data', 'train-cpt-arl'];
+
+function trainingSettings(settings: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(settings).filter(([key]) => !EVALUATION_SETTINGS.includes(key)));
+}
+
 /** The size with overrides applied and checked. */
 export function resolveSize(name: string, overrides: Partial<ExperimentSize> = {}): ExperimentSize {
   const base = EXPERIMENT_SIZES[name];
@@ -230,8 +239,15 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const statePath = join(out, 'state.json');
   const settings: Record<string, unknown> = { size: o.size, ...size, recapper: o.recapper };
   const state: ExperimentState = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as ExperimentState) : { settings, stages: {} };
-  if (JSON.stringify(state.settings) !== JSON.stringify(settings)) {
+  if (JSON.stringify(trainingSettings(state.settings)) !== JSON.stringify(trainingSettings(settings))) {
     throw new UserError(`${statePath}: this run was started with other settings (${JSON.stringify(state.settings)}); use another --out, or the same flags`);
+  }
+  if (JSON.stringify(state.settings) !== JSON.stringify(settings)) {
+    // Test samples depend on the count (needle depths are spread over them), so old predictions cannot be reused.
+    log(`[experiment] evaluation settings changed (${EVALUATION_SETTINGS.join(', ')}): the trained models are kept, the evaluation is redone`);
+    for (const name of Object.keys(state.stages)) if (!TRAINING_STAGES.includes(name)) delete state.stages[name];
+    for (const dir of ['ruler', 'predictions']) rmSync(join(out, dir), { recursive: true, force: true });
+    state.settings = settings;
   }
   const saveState = () => writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`);
   saveState();
@@ -266,25 +282,27 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const runDir = (model: ModelStage) => join(paths.runs, model);
   let haystack: Haystack | null = null;
   const loadHaystack = async () => (haystack ??= await Haystack.load());
+  const fitsLength = (task: RulerTask, lengthTokens: number): boolean => {
+    try {
+      generateRulerSample({ task, lengthTokens, seed: 0, split: 'train', count: 1, tokenizer, haystack: haystack! }, 0);
+      return true;
+    } catch (err) {
+      if (!(err instanceof UserError && /too short/.test(err.message))) throw err;
+      log(`  ${task} does not fit ${lengthTokens} tokens: ${err.message}`);
+      return false;
+    }
+  };
 
   // 1. Data: Brown documents in three disjoint sets, plus RULER training-mix samples (train pool, seed 0 for the
   // base data and seed 1 for the CPT data; the test sets below use the test pool).
-  // Tasks whose shortest prompt does not fit a training row (qa's gold passage, below a window of ~450) are left
-  // out of the whole experiment, so that every length averages the same tasks.
+  // Tasks whose shortest prompt does not fit a training row or the 1x test length (qa's gold passage below a
+  // window of ~500, variable tracking below ~270) are left out, so that every length averages the same tasks.
   const dataInfo = await stage('data', async () => {
     mkdirSync(paths.data, { recursive: true });
     const brown = splitBrown(size);
+    await loadHaystack();
     const mixLength = window - 32; // with its answer, a mix sample about fills one training row
-    const fitting: RulerTask[] = [];
-    for (const task of size.tasks) {
-      try {
-        generateRulerSample({ task, lengthTokens: mixLength, seed: 0, split: 'train', count: 1, tokenizer, haystack: await loadHaystack() }, 0);
-        fitting.push(task);
-      } catch (err) {
-        if (!(err instanceof UserError && /too short/.test(err.message))) throw err;
-        log(`  ${task} left out: ${err.message}`);
-      }
-    }
+    const fitting = size.tasks.filter((task) => fitsLength(task, Math.min(mixLength, testLength(window, 1))));
     if (fitting.length === 0) throw new UserError(`no RULER task fits a window of ${window} tokens; use a larger size`);
     const mix = async (count: number, seed: number) =>
       collect(rulerMixDocuments({ tasks: fitting, count, lengthTokens: mixLength, seed, tokenizer, haystack: await loadHaystack() }));
@@ -349,16 +367,22 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
 
   // 3. RULER test sets (test pool, seed 1000) at each length.
   const testFile = (multiple: number) => join(paths.ruler, `${multiple}x.jsonl`);
-  await stage('ruler-data', async () => {
+  const testTasks = await stage('ruler-data', async () => {
     mkdirSync(paths.ruler, { recursive: true });
+    await loadHaystack();
+    // A task whose shortest prompt exceeds the 1x length is left out of every length (runs whose data stage
+    // predates the check below in 'data' can still hold one).
+    const tasks = dataInfo.tasks.filter((task) => fitsLength(task, testLength(window, 1)));
+    for (const task of dataInfo.tasks.filter((t) => !tasks.includes(t))) log(`  ${task} left out of the tests: its shortest prompt exceeds ${testLength(window, 1)} tokens`);
     for (const multiple of LENGTH_MULTIPLES) {
       const lines: string[] = [];
-      for (const task of dataInfo.tasks) {
+      for (const task of tasks) {
         const samples = generateRulerSamples({ task, lengthTokens: testLength(window, multiple), seed: 1000, split: 'test', count: size.perLength, tokenizer, haystack: await loadHaystack() });
         for (const sample of samples) lines.push(JSON.stringify(sample));
       }
       writeFileAtomic(testFile(multiple), `${lines.join('\n')}\n`);
     }
+    return tasks;
   });
 
   const ruler: MethodLengthResult[] = [];
@@ -413,7 +437,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   });
 
   const results: ExperimentResults = {
-    settings: { ...settings, window, tasks: dataInfo.tasks, arl_data: arlData, command: o.command ?? null },
+    settings: { ...settings, window, tasks: testTasks, mix_tasks: dataInfo.tasks, arl_data: arlData, command: o.command ?? null },
     ruler,
     longppl,
     timings: Object.fromEntries(Object.entries(state.stages).map(([name, s]) => [name, Math.round(s.seconds * 10) / 10])),
