@@ -10,7 +10,9 @@ import { detachAdapter } from '../src/lift/adapter.ts';
 import { generateQaPairs, parseQaReply, qaExample } from '../src/lift/auxiliary-qa.ts';
 import { contextualizedExample, headTail, promptPieces } from '../src/lift/contextualized-training.ts';
 import { liftAnswer, trainLiftAdapter } from '../src/lift/lift.ts';
+import { demoDocument, factSentence } from '../src/lift/demo-set.ts';
 import { defaultSegmentSizes, segmentRanges } from '../src/lift/segmentation.ts';
+import { withSentenceOrders } from '../src/lift/sentence-orders.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
@@ -46,6 +48,30 @@ test('head + tail truncation and a contextualized example with the loss on the s
   const qa = qaExample(tokenizer, tokens, { question: 'Who?', answer: 'the jury' }, '{context}\nQ: {question}\nA:', pieces, 40);
   assert.ok(qa.ids.length <= 40);
   assert.deepEqual(qa.ids.slice(qa.lossFrom), [...tokenizer.encode('the jury'), tokenizer.eosId]);
+});
+
+test('demo documents state each fact once in a seed-dependent order; base documents repeat only earlier facts', () => {
+  const count = (text: string, sentence: string) => text.split(sentence).length - 1;
+  const doc = demoDocument(0);
+  assert.ok(doc.facts.every((f) => count(doc.text, factSentence(f)) === 1));
+  assert.notDeepEqual(doc.facts.map((f) => f.person), demoDocument(1).facts.map((f) => f.person));
+  const base = demoDocument(7, 0.5);
+  const sentences = base.text.split(/(?<=\.) /);
+  assert.ok(sentences.length > base.facts.length);
+  // First statements come in the facts' order, so every other sentence repeats an earlier fact.
+  assert.deepEqual(sentences.filter((s, i) => sentences.indexOf(s) === i), base.facts.map(factSentence));
+});
+
+test('sentence orders: the input as given, then copies holding exactly its sentences in other orders', () => {
+  const sentences = TEXT.trim().split(/(?<=\.) /);
+  const text = withSentenceOrders(TEXT, 3, () => 0.3);
+  assert.ok(text.startsWith(TEXT.trim()));
+  const all = text.split(/(?<=\.) /);
+  assert.equal(all.length, 3 * sentences.length);
+  assert.deepEqual([...all.slice(sentences.length)].sort(), [...sentences, ...sentences].sort());
+  assert.notDeepEqual(all.slice(sentences.length, 2 * sentences.length), sentences);
+  assert.equal(withSentenceOrders(TEXT, 1, () => 0.3), TEXT.trim());
+  assert.throws(() => withSentenceOrders(TEXT, 0, () => 0.3), /sentence-orders/);
 });
 
 test('LLM-written QA: evidence must be verbatim; bad replies and failed calls are retried', async () => {

@@ -1,9 +1,11 @@
 /**
  * The synthetic set of `arl lift-demo` (deterministic from a seed): documents that each state the
- * code word of each of 45 people once, always in the same order of people. The base model is trained on other documents of
- * the same kind, so it knows the form but not any document's facts; a fact can then only be
- * recalled from the document itself. Questions ask about people whose sentence lies outside the
- * head + tail part of the document that fits the answering prompt.
+ * code word of each of 45 people once, in a random order of people. The base model is trained on
+ * other documents of the same kind in which some facts are stated again a few sentences later, so
+ * it learns to recall a person's word from its context (in-context retrieval keyed on the person,
+ * which the adapter's memory then builds on) but not any demo document's facts; a fact can then
+ * only be recalled from the document itself. Questions ask about people whose sentence lies
+ * outside the head + tail part of the document that fits the answering prompt.
  */
 import { makeRng } from '../infer/sampling.ts';
 
@@ -31,11 +33,28 @@ export const factSentence = (f: DemoFact) => `The code word of ${f.person} is ${
 export const factQuestion = (person: string) => `The code word of ${person} is`;
 export const DEMO_PROMPT_TEMPLATE = '{context}\n{question}';
 
-export function demoDocument(seed: number): DemoDocument {
+/** How far back (in facts) a repeated fact of a base-training document lies: well inside the window. */
+const REPEAT_REACH = 12;
+
+/**
+ * A document of all 45 people's code words in a random order. With `repeatShare` > 0 (the base
+ * model's training documents), after each fact, with that probability, one of the previous
+ * REPEAT_REACH facts is stated again: the base model learns to look a person's word up in context.
+ */
+export function demoDocument(seed: number, repeatShare = 0): DemoDocument {
   const rng = makeRng(seed);
-  // Always the same order of people: the base model learns it, so only the code words are new in a document.
-  const facts = PEOPLE.map((person) => ({ person, word: CODE_WORDS[Math.floor(rng() * CODE_WORDS.length)] }));
-  return { text: facts.map(factSentence).join(' '), facts };
+  const people = [...PEOPLE];
+  for (let i = people.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [people[i], people[j]] = [people[j], people[i]];
+  }
+  const facts = people.map((person) => ({ person, word: CODE_WORDS[Math.floor(rng() * CODE_WORDS.length)] }));
+  const sentences: string[] = [];
+  facts.forEach((f, i) => {
+    sentences.push(factSentence(f));
+    if (i > 0 && rng() < repeatShare) sentences.push(factSentence(facts[i - 1 - Math.floor(rng() * Math.min(i, REPEAT_REACH))]));
+  });
+  return { text: sentences.join(' '), facts };
 }
 
 /** A chance-level guess is right 1 time in this many. */

@@ -17,6 +17,7 @@ import { createAdapter } from './adapter-file.ts';
 import { DEFAULT_PROMPT_TEMPLATE, type QaPair, qaExample, questionPrompt } from './auxiliary-qa.ts';
 import { contextualizedExample, type LiftExample, plainSegmentExample, type PromptPieces, promptPieces } from './contextualized-training.ts';
 import { defaultSegmentSizes, segmentRanges } from './segmentation.ts';
+import { withSentenceOrders } from './sentence-orders.ts';
 
 export interface LiftOptions {
   adapter: AdapterKind;
@@ -41,6 +42,8 @@ export interface LiftOptions {
   seed: number;
   /** Auxiliary QA pairs (stage 2). */
   qa: QaPair[];
+  /** liftAnswer trains on the input plus this many minus one copies in other sentence orders (sentence-orders.ts). */
+  sentenceOrders: number;
   promptTemplate: string;
   maxNewTokens: number;
   onProgress?: (p: { step: number; total: number; stage: 1 | 2; loss: number }) => void;
@@ -66,6 +69,7 @@ export const LIFT_DEFAULTS: LiftOptions = {
   batch: 1,
   seed: 0,
   qa: [],
+  sentenceOrders: 1,
   promptTemplate: DEFAULT_PROMPT_TEMPLATE,
   maxNewTokens: 16,
 };
@@ -214,7 +218,10 @@ export async function liftAnswer(
 ): Promise<{ answers: string[]; iclAnswers?: string[]; trainSeconds: number; inputTokens: number }> {
   const tokens = tokenizer.encode(input);
   const iclAnswers = opts.compareIcl ? await answerQuestions(model, tokenizer, tokens, questions, opts) : undefined;
-  const { adapter, seconds } = await trainLiftAdapter(model, tokenizer, tokens, opts);
+  const orders = opts.sentenceOrders ?? LIFT_DEFAULTS.sentenceOrders;
+  // Answering prompts are cut from the input as given; only training sees the reordered copies.
+  const trainTokens = orders > 1 ? tokenizer.encode(withSentenceOrders(input, orders, makeRng(opts.seed ?? LIFT_DEFAULTS.seed))) : tokens;
+  const { adapter, seconds } = await trainLiftAdapter(model, tokenizer, trainTokens, opts);
   try {
     const answers = await answerQuestions(model, tokenizer, tokens, questions, opts);
     return { answers, ...(iclAnswers ? { iclAnswers } : {}), trainSeconds: seconds, inputTokens: tokens.length };
