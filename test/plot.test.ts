@@ -1,9 +1,11 @@
 /** SVG line charts: well-formed XML, every point inside the plot area, ticks spanning the data, log axes; training curves and `arl plot`. */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { lineChartSvg, niceTicks, PLOT_AREA } from '../src/eval/plot.ts';
+import { chromiumSkip, withPage } from './browser.ts';
 import { assertUserError, prepareTinyCorpus, runArl } from './helpers.ts';
 
 /** Checks tags nest and close, attributes are quoted and no raw `<` or `&` appears in text; returns the element names in order. */
@@ -122,4 +124,30 @@ test('training writes loss/lr/throughput curves at each save; `arl plot` redraws
   assert.ok(charts.every((c) => existsSync(c)));
   check();
   assertUserError(await runArl('plot', '--run', join(out, 'nowhere')), /nowhere: no metrics\.jsonl; pass the --out folder/);
+});
+
+test('a chart renders in headless Chromium: the SVG has its size, one drawn line per series and the legend text', { skip: chromiumSkip() }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'arl-plot-'));
+  const series = [
+    { name: 'train', points: [[0, 5], [10, 4], [20, 3.5]] as [number, number][] },
+    { name: 'val', points: [[10, 4.2], [20, 3.9]] as [number, number][] },
+  ];
+  writeFileSync(join(dir, 'chart.svg'), lineChartSvg({ title: 'loss', xLabel: 'step', yLabel: 'loss', series }));
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><img id="chart" src="chart.svg"><object id="doc" data="chart.svg" type="image/svg+xml"></object>');
+  const seen = await withPage({ '/': dir }, '/index.html', async (page) => {
+    await page.waitForFunction(() => (document.getElementById('chart') as HTMLImageElement).complete);
+    await page.waitForFunction(() => (document.getElementById('doc') as HTMLObjectElement).contentDocument?.querySelector('svg') != null);
+    return page.evaluate(() => {
+      const img = document.getElementById('chart') as HTMLImageElement;
+      const svg = (document.getElementById('doc') as HTMLObjectElement).contentDocument!.querySelector('svg')!;
+      const lines = [...svg.querySelectorAll('polyline.series')].map((p) => (p as SVGPolylineElement).getBBox().width);
+      return { width: img.naturalWidth, height: img.naturalHeight, lines, text: svg.textContent ?? '' };
+    });
+  });
+  rmSync(dir, { recursive: true, force: true });
+  assert.ok(seen.width > 100 && seen.height > 100, `image decoded at ${seen.width}x${seen.height}`);
+  assert.equal(seen.lines.length, 2);
+  assert.ok(seen.lines.every((w) => w > 10), `drawn line widths ${seen.lines}`);
+  assert.match(seen.text, /train/);
+  assert.match(seen.text, /val/);
 });
