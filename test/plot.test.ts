@@ -140,7 +140,7 @@ test('a chart renders in headless Chromium: the SVG has its size, one drawn line
     return page.evaluate(() => {
       const img = document.getElementById('chart') as HTMLImageElement;
       const svg = (document.getElementById('doc') as HTMLObjectElement).contentDocument!.querySelector('svg')!;
-      const lines = [...svg.querySelectorAll('polyline.series')].map((p) => (p as SVGPolylineElement).getBBox().width);
+      const lines = Array.from(svg.querySelectorAll('polyline.series'), (p) => (p as SVGPolylineElement).getBBox().width);
       return { width: img.naturalWidth, height: img.naturalHeight, lines, text: svg.textContent ?? '' };
     });
   });
