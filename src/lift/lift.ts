@@ -11,7 +11,7 @@ import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { maskedCrossEntropy } from '../train/loss.ts';
-import { AdamW, clipByGlobalNorm, sumAll } from '../train/optimizer.ts';
+import { AdamW, stepOnMeanGradient } from '../train/optimizer.ts';
 import { type AdapterKind, adapterVariables, attachAdapter, detachAdapter, type ModelAdapter } from './adapter.ts';
 import { createAdapter } from './adapter-file.ts';
 import { DEFAULT_PROMPT_TEMPLATE, type QaPair, qaExample, questionPrompt } from './auxiliary-qa.ts';
@@ -93,30 +93,8 @@ function examplesLoss(model: LlamaModel, batch: LiftExample[]): tf.Scalar {
 
 /** One AdamW step on the mean gradient over `batches` (one batch, or a whole epoch); returns the mean loss. */
 async function adapterStep(model: LlamaModel, optimizer: AdamW, batches: LiftExample[][], o: { clip: number; lr: number }): Promise<number> {
-  const variables = optimizer.params;
-  let summed: tf.Tensor[] | null = null;
-  const losses: tf.Scalar[] = [];
-  for (const batch of batches) {
-    const { value, grads } = tf.tidy(() => tf.variableGrads(() => examplesLoss(model, batch), variables));
-    losses.push(value);
-    const ordered = variables.map((v) => grads[v.name]);
-    if (summed === null) summed = ordered;
-    else {
-      const previous: tf.Tensor[] = summed;
-      summed = previous.map((g, i) => tf.add(g, ordered[i]));
-      tf.dispose([...previous, ...ordered]);
-    }
-  }
-  const mean = tf.tidy(() => summed!.map((g) => tf.div(g, batches.length)));
-  tf.dispose(summed!);
-  const { clipped, norm } = clipByGlobalNorm(mean, o.clip);
-  tf.dispose(mean);
-  const total = sumAll(losses);
-  const [lossSum, gradNorm] = await Promise.all([total.data(), norm.data()]).then(([l, n]) => [l[0], n[0]]);
-  tf.dispose([total, norm, ...losses]);
-  if (Number.isFinite(lossSum) && Number.isFinite(gradNorm)) optimizer.apply(clipped, o.lr);
-  tf.dispose(clipped);
-  return lossSum / batches.length;
+  const { loss } = await stepOnMeanGradient(optimizer, batches.map((batch) => () => examplesLoss(model, batch)), o);
+  return loss;
 }
 
 function shuffled<T>(items: T[], rng: () => number): T[] {

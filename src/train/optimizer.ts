@@ -99,3 +99,37 @@ export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { clipped
 export function sumAll<T extends tf.Tensor>(tensors: T[]): T {
   return tf.tidy(() => tensors.reduce((a, b) => tf.add(a, b) as T));
 }
+
+/**
+ * One AdamW step on the mean gradient of `microLosses` (micro-batches whose gradients are summed
+ * before the step), clipped to `clip`. The step is skipped when the loss or the norm is not finite
+ * (the caller sees them and decides). Returns the mean loss and the pre-clip gradient norm.
+ */
+export async function stepOnMeanGradient(optimizer: AdamW, microLosses: (() => tf.Scalar)[], o: { clip: number; lr: number }): Promise<{ loss: number; gradNorm: number }> {
+  const variables = optimizer.params;
+  let summed: tf.Tensor[] | null = null;
+  const losses: tf.Scalar[] = [];
+  for (const microLoss of microLosses) {
+    const { value, grads } = tf.tidy(() => tf.variableGrads(microLoss, variables));
+    losses.push(value);
+    const ordered = variables.map((v) => grads[v.name]);
+    if (summed === null) summed = ordered;
+    else {
+      const previous: tf.Tensor[] = summed;
+      summed = previous.map((g, i) => tf.add(g, ordered[i]));
+      tf.dispose([...previous, ...ordered]);
+    }
+  }
+  const count = microLosses.length;
+  const meanGrads = count > 1 ? tf.tidy(() => summed!.map((g) => tf.div(g, count))) : summed!;
+  if (count > 1) tf.dispose(summed!);
+  const { clipped, norm } = clipByGlobalNorm(meanGrads, o.clip);
+  tf.dispose(meanGrads);
+  const lossTotal = sumAll(losses);
+  const [lossSum, gradNorm] = await Promise.all([lossTotal.data(), norm.data()]).then(([l, n]) => [l[0], n[0]]);
+  tf.dispose([lossTotal, norm, ...losses]);
+  const loss = lossSum / count;
+  if (Number.isFinite(loss) && Number.isFinite(gradNorm)) optimizer.apply(clipped, o.lr);
+  tf.dispose(clipped);
+  return { loss, gradNorm };
+}

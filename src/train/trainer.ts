@@ -23,7 +23,7 @@ import { LlamaModel } from '../model/llama.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
 import { APPENDED_MARKERS, growVocabulary } from '../arl/continued-pretraining.ts';
 import { languageModelLoss } from './loss.ts';
-import { AdamW, clipByGlobalNorm, learningRate, sumAll } from './optimizer.ts';
+import { AdamW, learningRate, stepOnMeanGradient } from './optimizer.ts';
 import { writeTrainingCurves } from './curves.ts';
 
 export interface TrainOptions {
@@ -124,32 +124,11 @@ export async function trainStep(
   nextBatch: () => { x: Int32Array; y: Int32Array },
   o: { batch: number; seq: number; accum: number; clip: number; lr: number },
 ): Promise<{ loss: number; gradNorm: number }> {
-  const variables = optimizer.params;
-  let summed: tf.Tensor[] | null = null;
-  const microLosses: tf.Scalar[] = [];
-  for (let micro = 0; micro < o.accum; micro++) {
+  const microLosses = Array.from({ length: o.accum }, () => {
     const { x, y } = nextBatch();
-    const { value, grads } = tf.tidy(() => tf.variableGrads(() => languageModelLoss(model, x, y, o.batch, o.seq), variables));
-    microLosses.push(value);
-    const ordered = variables.map((v) => grads[v.name]);
-    if (summed === null) summed = ordered;
-    else {
-      const previous: tf.Tensor[] = summed;
-      summed = previous.map((g, i) => tf.add(g, ordered[i]));
-      tf.dispose([...previous, ...ordered]);
-    }
-  }
-  const meanGrads = o.accum > 1 ? tf.tidy(() => summed!.map((g) => tf.div(g, o.accum))) : summed!;
-  if (o.accum > 1) tf.dispose(summed!);
-  const { clipped, norm } = clipByGlobalNorm(meanGrads, o.clip);
-  tf.dispose(meanGrads);
-  const lossTotal = sumAll(microLosses);
-  const [lossSum, gradNorm] = await Promise.all([lossTotal.data(), norm.data()]).then(([l, n]) => [l[0], n[0]]);
-  tf.dispose([lossTotal, norm, ...microLosses]);
-  const loss = lossSum / o.accum;
-  if (Number.isFinite(loss) && Number.isFinite(gradNorm)) optimizer.apply(clipped, o.lr);
-  tf.dispose(clipped);
-  return { loss, gradNorm };
+    return () => languageModelLoss(model, x, y, o.batch, o.seq);
+  });
+  return stepOnMeanGradient(optimizer, microLosses, o);
 }
 
 export async function train(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
