@@ -84,10 +84,12 @@ export const KEY_TOKEN_FLAGS = {
   'max-docs': { type: 'number', describe: 'only the first N documents' },
 } as const;
 
-/** Step 1's options from its flags, checked against the checkpoint's window (read without loading weights). */
-export function keyTokenOptionsFromArgs(args: KeyTokensArgs): KeyTokenOptions {
+type KeyTokenFlags = Pick<KeyTokensArgs, 'maxDocs' | 'short' | 'chunk' | 'longStride' | 'topK' | 'alpha' | 'beta' | 'select' | 'batch'>;
+
+/** Step 1's options from its flags, checked against the window of the model that scores (read without loading weights). */
+export function keyTokenOptionsFromArgs(args: KeyTokenFlags, scoringCheckpoint: string): KeyTokenOptions {
   if (args.maxDocs !== undefined) checkPositiveIntegers({ '--max-docs': args.maxDocs });
-  const maxSeq = readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq;
+  const maxSeq = readCheckpointConfig(resolveCheckpointDir(scoringCheckpoint)).maxSeq;
   const options = keyTokenOptions(maxSeq, {
     shortContext: args.short,
     chunk: args.chunk,
@@ -117,7 +119,7 @@ const keyTokensCommand: CommandModule = {
   handler: async (argv) => {
     const args = argv as unknown as KeyTokensArgs;
     // Check the flags and read the corpus once (for the ETA) before loading weights.
-    const options = keyTokenOptionsFromArgs(args);
+    const options = keyTokenOptionsFromArgs(args, args.checkpoint);
     const total = await countDocuments(args.corpus, args.maxDocs);
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });

@@ -1,13 +1,14 @@
 /** `arl eval`: loss and perplexity on a prepared split, or perplexity and LongPPL over documents (--corpus). */
 import type { CommandModule } from 'yargs';
-import { keyTokenOptions, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
+import { SELECTIONS, type Selection } from '../arl/key-tokens.ts';
 import type { BackendName } from '../backend.ts';
 import type { Split } from '../data/format.ts';
 import { evaluateLongPpl } from '../eval/longppl.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
-import { loadModel, readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { loadModel, resolveCheckpointDir } from '../io/checkpoint.ts';
+import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
+import { keyTokenOptionsFromArgs } from './arl.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
@@ -46,21 +47,8 @@ async function evaluateSplit(args: EvalArgs): Promise<void> {
 }
 
 async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<void> {
-  if (args.maxDocs !== undefined) checkPositiveIntegers({ '--max-docs': args.maxDocs });
-  const evaluatorPath = args.evaluator ?? args.checkpoint;
-  // Flags are checked against the evaluator's window before any weights load.
-  const evaluatorWindow = readCheckpointConfig(resolveCheckpointDir(evaluatorPath)).maxSeq;
-  const options = keyTokenOptions(evaluatorWindow, {
-    shortContext: args.short,
-    chunk: args.chunk,
-    longStride: args.longStride,
-    topK: args.topK,
-    alpha: args.alpha,
-    beta: args.beta,
-    select: args.select,
-    batch: args.batch,
-  });
-  validateKeyTokenOptions(options, evaluatorWindow);
+  // Flags are checked against the evaluator's window (it picks the key tokens) before any weights load.
+  const options = keyTokenOptionsFromArgs(args, args.evaluator ?? args.checkpoint);
   const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
   let evaluator: LlamaModel | undefined;
   try {

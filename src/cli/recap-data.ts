@@ -94,7 +94,7 @@ export interface RecapDataResult {
  * after a crash or Ctrl-C ends with the same files as an uninterrupted run. Prints one line per step.
  */
 export async function runRecapData(args: RecapDataArgs): Promise<RecapDataResult> {
-  const keyTokenOptions = keyTokenOptionsFromArgs(args);
+  const keyTokenOptions = keyTokenOptionsFromArgs(args, args.checkpoint);
   const segmentGiven = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
   validateSegmentOptions(segmentOptions(keyTokenOptions.shortContext, segmentGiven), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
   checkPositiveIntegers({ '--max-recap-tokens': args.maxRecapTokens });
