@@ -93,6 +93,28 @@ export async function makeTinyArlInputs(dir: string, docs = 3): Promise<{ checkp
 }
 
 /**
+ * makeTinyArlInputs plus ARL steps 1 and 2 run on them into `<dir>/arl` (every candidate kept, margin
+ * -1e9, so there are segments to recap even with an untrained model).
+ */
+export async function makeTinyArlSegments(dir: string, docs: number): Promise<{ checkpoint: string; corpus: string; arlDir: string }> {
+  const { findKeyTokens, keyTokenOptions } = await import('../src/arl/key-tokens.ts');
+  const { findRelevantSegments } = await import('../src/arl/relevant-segment.ts');
+  const { loadModel } = await import('../src/io/checkpoint.ts');
+  const { BUNDLED_TOKENIZER_PATH, Tokenizer } = await import('../src/tokenizer/sentencepiece.ts');
+  const arlDir = join(dir, 'arl');
+  const { checkpoint, corpus } = await makeTinyArlInputs(dir, docs);
+  const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
+  const { model } = loadModel(checkpoint);
+  try {
+    await findKeyTokens({ model, tokenizer, checkpoint, corpus, outDir: arlDir, options: keyTokenOptions(model.config.maxSeq) });
+    await findRelevantSegments({ model, tokenizer, checkpoint, keyTokensDir: arlDir, options: { margin: -1e9 } });
+  } finally {
+    model.dispose();
+  }
+  return { checkpoint, corpus, arlDir };
+}
+
+/**
  * A model whose weights are scaled up from the usual 0.02 init (and whose norm weights vary), so
  * attention is sharp and position-dependent and the logits are far from ties: in export checks a
  * rope-layout or tensor-mapping mistake then changes the output instead of hiding in near-uniform attention.

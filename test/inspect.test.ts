@@ -4,27 +4,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
-import { findKeyTokens, keyTokenOptions } from '../src/arl/key-tokens.ts';
 import { readJsonLines } from '../src/arl/journal.ts';
-import { findRelevantSegments, type SegmentRecord } from '../src/arl/relevant-segment.ts';
-import { loadModel } from '../src/io/checkpoint.ts';
-import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
+import type { SegmentRecord } from '../src/arl/relevant-segment.ts';
 import { chromiumSkip, withPage } from './browser.ts';
-import { assertUserError, makeTinyArlInputs, runArl, useCpu } from './helpers.ts';
+import { assertUserError, makeTinyArlSegments, runArl, useCpu } from './helpers.ts';
 
 test('arl inspect: key tokens, segments and inline recaps in one page whose counts match the JSONL', { skip: chromiumSkip() }, async () => {
   await useCpu();
   const work = mkdtempSync(join(tmpdir(), 'arl-inspect-'));
-  const arlDir = join(work, 'arl');
-  const { checkpoint, corpus } = await makeTinyArlInputs(work, 2);
-  const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
-  const { model } = loadModel(checkpoint);
-  try {
-    await findKeyTokens({ model, tokenizer, checkpoint, corpus, outDir: arlDir, options: keyTokenOptions(model.config.maxSeq) });
-    await findRelevantSegments({ model, tokenizer, checkpoint, keyTokensDir: arlDir, options: { margin: -1e9 } });
-  } finally {
-    model.dispose();
-  }
+  const { arlDir } = await makeTinyArlSegments(work, 2);
   const keyTokens = readJsonLines(join(arlDir, 'keytokens.jsonl'));
   const documents = readJsonLines(join(arlDir, 'documents.jsonl'));
   const segments = readJsonLines<SegmentRecord>(join(arlDir, 'segments.jsonl'));

@@ -9,30 +9,20 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { keyTokenOptions, findKeyTokens } from '../src/arl/key-tokens.ts';
 import { readJsonLines } from '../src/arl/journal.ts';
 import type { RecapRecord } from '../src/arl/recap.ts';
-import { findRelevantSegments, type SegmentRecord } from '../src/arl/relevant-segment.ts';
-import { loadModel } from '../src/io/checkpoint.ts';
+import type { SegmentRecord } from '../src/arl/relevant-segment.ts';
 import { writeGguf } from '../src/io/gguf.ts';
 import { hfWeights } from '../src/io/hf.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
-import { makeTinyArlInputs, runArl, sharpModel, useCpu } from './helpers.ts';
+import { makeTinyArlSegments, runArl, sharpModel, useCpu } from './helpers.ts';
 
 test('arl recaps --recapper llama-cpp runs our exported GGUF and writes its replies as the recaps', async () => {
   await useCpu();
   const work = mkdtempSync(join(tmpdir(), 'arl-llama-cpp-'));
-  const arlDir = join(work, 'arl');
-  const { checkpoint, corpus } = await makeTinyArlInputs(work, 1);
+  const { checkpoint, arlDir } = await makeTinyArlSegments(work, 1);
   const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
-  const { model } = loadModel(checkpoint);
-  try {
-    await findKeyTokens({ model, tokenizer, checkpoint, corpus, outDir: arlDir, options: keyTokenOptions(model.config.maxSeq) });
-    await findRelevantSegments({ model, tokenizer, checkpoint, keyTokensDir: arlDir, options: { margin: -1e9 } });
-  } finally {
-    model.dispose();
-  }
   const segments = readJsonLines<SegmentRecord>(join(arlDir, 'segments.jsonl')).filter((s) => s.segment_text.trim() !== '');
   assert.ok(segments.length > 0, 'no segments to recap');
 
