@@ -109,35 +109,35 @@ describe('dual forward pass', () => {
     positions.forEach((i, k) => assert.ok(Math.abs(values[i] - expected[k]) < 1e-4, `${which} log-prob of position ${i}: ${values[i]} vs naive ${expected[k]}`));
   }
 
-  test('context matters for this model (so the comparisons below can fail)', () => {
+  test('context matters for this model (so the comparisons below can fail)', async () => {
     const [short, long] = naiveLogProbs(model, tokens, [60, 60], [8, 30]);
     assert.ok(Math.abs(short - long) > 0.05, `${short} vs ${long}`);
   });
 
-  test('(a) chunk of S + 1 tokens: each short log-prob sees exactly the last S tokens', () => {
+  test('(a) chunk of S + 1 tokens: each short log-prob sees exactly the last S tokens', async () => {
     const S = 8;
-    const scores = scoreDocument(model, tokens, keyTokenOptions(maxSeq, { shortContext: S, chunk: 1, batch: 16 }));
+    const scores = await scoreDocument(model, tokens, keyTokenOptions(maxSeq, { shortContext: S, chunk: 1, batch: 16 }));
     for (let i = 0; i < tokens.length; i++) assert.equal(scores.shortContext[i], i >= S ? S : 0);
     assertMatchesNaive(scores, 'short');
   });
 
-  test('(a) chunks of S + W tokens: LongPPL contexts of S..S+W-1 tokens, equal to naive forwards of those contexts', () => {
+  test('(a) chunks of S + W tokens: LongPPL contexts of S..S+W-1 tokens, equal to naive forwards of those contexts', async () => {
     const S = 8;
     const W = 20;
-    const scores = scoreDocument(model, tokens, keyTokenOptions(maxSeq, { shortContext: S, chunk: W, batch: 3 }));
+    const scores = await scoreDocument(model, tokens, keyTokenOptions(maxSeq, { shortContext: S, chunk: W, batch: 3 }));
     for (let i = S; i < tokens.length; i++) assert.equal(scores.shortContext[i], S + ((i - S) % W));
     assertMatchesNaive(scores, 'short');
   });
 
-  test('(b) long stride 1: every long log-prob sees the whole window (min(i, maxSeq - 1) tokens), equal to naive', () => {
-    const scores = scoreDocument(model, tokens, keyTokenOptions(maxSeq, { longStride: 1, batch: 16 }));
+  test('(b) long stride 1: every long log-prob sees the whole window (min(i, maxSeq - 1) tokens), equal to naive', async () => {
+    const scores = await scoreDocument(model, tokens, keyTokenOptions(maxSeq, { longStride: 1, batch: 16 }));
     for (let i = 1; i < tokens.length; i++) assert.equal(scores.longContext[i], Math.min(i, maxSeq - 1));
     assertMatchesNaive(scores, 'long');
   });
 
-  test('(b) default stride: long contexts between maxSeq - stride and maxSeq - 1, never shorter than the short one, equal to naive', () => {
+  test('(b) default stride: long contexts between maxSeq - stride and maxSeq - 1, never shorter than the short one, equal to naive', async () => {
     const options = keyTokenOptions(maxSeq, { chunk: 20 });
-    const scores = scoreDocument(model, tokens, options);
+    const scores = await scoreDocument(model, tokens, options);
     for (let i = 1; i < tokens.length; i++) {
       assert.ok(scores.longContext[i] >= Math.min(i, maxSeq - options.longStride) && scores.longContext[i] <= maxSeq - 1, `position ${i}`);
       assert.ok(scores.longContext[i] >= scores.shortContext[i], `position ${i}`);
@@ -145,10 +145,10 @@ describe('dual forward pass', () => {
     assertMatchesNaive(scores, 'long');
   });
 
-  test('scores do not depend on how many windows share a forward, and leave no tensors behind', () => {
+  test('scores do not depend on how many windows share a forward, and leave no tensors behind', async () => {
     const before = tf.memory().numTensors;
-    const one = scoreDocument(model, tokens, keyTokenOptions(maxSeq, { batch: 1 }));
-    const many = scoreDocument(model, tokens, keyTokenOptions(maxSeq, { batch: 7 }));
+    const one = await scoreDocument(model, tokens, keyTokenOptions(maxSeq, { batch: 1 }));
+    const many = await scoreDocument(model, tokens, keyTokenOptions(maxSeq, { batch: 7 }));
     assert.equal(tf.memory().numTensors, before);
     for (let i = 1; i < tokens.length; i++) assert.ok(Math.abs(one.long[i] - many.long[i]) < 1e-5 && (Number.isNaN(one.short[i]) || Math.abs(one.short[i] - many.short[i]) < 1e-5));
     assert.ok(many.forwardPasses < one.forwardPasses);
@@ -186,19 +186,19 @@ describe('(c) key-token selection', () => {
   }
   const thresholds = { alpha: 2, beta: -2 };
 
-  test('topk takes the K largest gaps at positions >= S, returned in position order', () => {
+  test('topk takes the K largest gaps at positions >= S, returned in position order', async () => {
     assert.deepEqual(selectKeyTokens(synthetic(), { ...thresholds, topK: 3, select: 'topk' }), [8, 11, 15]);
   });
 
-  test('threshold keeps every token with LSG > alpha and l > beta (LongPPL), however many', () => {
+  test('threshold keeps every token with LSG > alpha and l > beta (LongPPL), however many', async () => {
     assert.deepEqual(selectKeyTokens(synthetic(), { ...thresholds, topK: 1, select: 'threshold' }), [11, 15]);
   });
 
-  test('both takes the top K among tokens passing the thresholds', () => {
+  test('both takes the top K among tokens passing the thresholds', async () => {
     assert.deepEqual(selectKeyTokens(synthetic(), { ...thresholds, topK: 1, select: 'both' }), [15]);
   });
 
-  test('tokens whose long context is no longer than their short one are never chosen', () => {
+  test('tokens whose long context is no longer than their short one are never chosen', async () => {
     const scores = synthetic();
     scores.longContext[15] = scores.shortContext[15];
     assert.deepEqual(selectKeyTokens(scores, { ...thresholds, topK: 2, select: 'topk' }), [8, 11]);
@@ -298,7 +298,7 @@ describe('(d) relevant segments', () => {
   });
   after(() => model.dispose());
 
-  test('candidates: one per earlier sentence, whole sentences up to the target length, never reaching into the short context', () => {
+  test('candidates: one per earlier sentence, whole sentences up to the target length, never reaching into the short context', async () => {
     const limit = keyPos - options.shortContext;
     const candidates = candidateSegments(sentenceStarts, keyPos, options);
     assert.deepEqual(candidates.map((c) => c.start), sentenceStarts.filter((s) => s < limit));
@@ -313,11 +313,11 @@ describe('(d) relevant segments', () => {
     assert.deepEqual(candidateSegments(sentenceStarts, 20, options), [{ start: 1, end: 9 }, { start: 4, end: 12 }, { start: 9, end: 12 }]);
   });
 
-  test('batched candidate scores equal one-at-a-time forwards, in one pass or split', () => {
+  test('batched candidate scores equal one-at-a-time forwards, in one pass or split', async () => {
     const candidates = candidateSegments(sentenceStarts, keyPos, options);
     const before = tf.memory().numTensors;
-    const batched = scoreCandidates(model, tokens, keyPos, candidates, options);
-    const split = scoreCandidates(model, tokens, keyPos, candidates, { ...options, batch: 4 });
+    const batched = await scoreCandidates(model, tokens, keyPos, candidates, options);
+    const split = await scoreCandidates(model, tokens, keyPos, candidates, { ...options, batch: 4 });
     assert.equal(tf.memory().numTensors, before);
     assert.equal(batched.forwardPasses, 1);
     assert.equal(split.forwardPasses, Math.ceil((candidates.length + 1) / 4));
@@ -333,15 +333,15 @@ describe('(d) relevant segments', () => {
     assert.ok(spread > 0.01, 'candidates should differ for this model');
   });
 
-  test('c* is the best candidate, kept only when its gain reaches the margin', () => {
+  test('c* is the best candidate, kept only when its gain reaches the margin', async () => {
     const candidates = candidateSegments(sentenceStarts, keyPos, options);
-    const scores = scoreCandidates(model, tokens, keyPos, candidates, options);
+    const scores = await scoreCandidates(model, tokens, keyPos, candidates, options);
     const best = scores.candidates.indexOf(Math.max(...scores.candidates));
     const gain = scores.candidates[best] - scores.baseline;
-    const kept = findRelevantSegment(model, tokens, sentenceStarts, keyPos, { ...options, margin: gain - 1e-3 });
+    const kept = await findRelevantSegment(model, tokens, sentenceStarts, keyPos, { ...options, margin: gain - 1e-3 });
     assert.deepEqual({ start: kept.segment?.start, end: kept.segment?.end }, candidates[best]);
     assert.ok(Math.abs(kept.segment!.gain - gain) < 1e-6);
-    assert.equal(findRelevantSegment(model, tokens, sentenceStarts, keyPos, { ...options, margin: gain + 1e-3 }).segment, null);
-    assert.equal(findRelevantSegment(model, tokens, sentenceStarts, 9, options).candidates, 0);
+    assert.equal((await findRelevantSegment(model, tokens, sentenceStarts, keyPos, { ...options, margin: gain + 1e-3 })).segment, null);
+    assert.equal((await findRelevantSegment(model, tokens, sentenceStarts, 9, options)).candidates, 0);
   });
 });

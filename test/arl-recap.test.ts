@@ -411,7 +411,7 @@ describe('arl recaps', () => {
       const tensors = tf.memory().numTensors;
       for (const item of multi) {
         const sentences = segmentSentences(item);
-        const gains = sentenceGains(model, item, sentences);
+        const gains = await sentenceGains(model, item, sentences);
         const best = sentences[gains.indexOf(Math.max(...gains))];
         const chosen = chooseSentences(sentences, gains, 1000);
         assert.ok(chosen.includes(best));

@@ -86,7 +86,7 @@ describe('LongPPL', () => {
     const docs = readJsonLines<{ doc: string; tokens: number[] }>(join(work, 'kt-b', 'documents.jsonl'));
     let nll = 0;
     for (const doc of docs) {
-      const long = scoreDocument(modelA, doc.tokens, options()).long;
+      const long = (await scoreDocument(modelA, doc.tokens, options())).long;
       for (const k of keyLines.filter((l) => l.doc === doc.doc)) nll -= long[k.pos]!;
     }
     assert.equal(keyLines.length, ktB.summary.key_tokens);

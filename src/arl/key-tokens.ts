@@ -121,7 +121,7 @@ function planWindows(length: number, o: KeyTokenOptions, maxSeq: number): { wind
 }
 
 /** Long and short log-probs of every token of `tokens` (BOS first), `options.batch` windows per forward. */
-export function scoreDocument(model: LlamaModel, tokens: readonly number[], options: KeyTokenOptions): DocumentScores {
+export async function scoreDocument(model: LlamaModel, tokens: readonly number[], options: KeyTokenOptions): Promise<DocumentScores> {
   const length = tokens.length;
   const { windows, longSource, shortSource } = planWindows(length, options, model.config.maxSeq);
   const scores: DocumentScores = {
@@ -133,7 +133,7 @@ export function scoreDocument(model: LlamaModel, tokens: readonly number[], opti
   };
   for (let first = 0; first < windows.length; first += options.batch) {
     const group = windows.slice(first, first + options.batch);
-    const logProbs = nextTokenLogProbs(
+    const logProbs = await nextTokenLogProbs(
       model,
       group.map((w) => ({
         input: tokens.slice(w.start, w.targets[w.targets.length - 1]),
@@ -282,7 +282,7 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
       if (run.maxDocs !== undefined && documents >= run.maxDocs) break;
       documents++;
       if (!journal.isDone(id)) {
-        const scored = scoreCorpusDocument(model, tokenizer, id, text, options);
+        const scored = await scoreCorpusDocument(model, tokenizer, id, text, options);
         journal.append(scored.keyTokens, scored.record);
         counted.push({ ...scored.record, tokens: [], sentence_starts: [] });
         documentsScored++;
@@ -299,7 +299,7 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
   }
 }
 
-function scoreCorpusDocument(model: LlamaModel, tokenizer: Tokenizer, doc: string, text: string, options: KeyTokenOptions): { record: KeyTokenDocument; keyTokens: KeyTokenRecord[] } {
+async function scoreCorpusDocument(model: LlamaModel, tokenizer: Tokenizer, doc: string, text: string, options: KeyTokenOptions): Promise<{ record: KeyTokenDocument; keyTokens: KeyTokenRecord[] }> {
   const { tokens, sentenceStarts } = tokenizeDocument(text, tokenizer);
   const record: KeyTokenDocument = {
     doc,
@@ -312,7 +312,7 @@ function scoreCorpusDocument(model: LlamaModel, tokenizer: Tokenizer, doc: strin
     key_long_logprob_sum: 0,
   };
   if (record.skipped_short) return { record, keyTokens: [] };
-  const scores = scoreDocument(model, tokens, options);
+  const scores = await scoreDocument(model, tokens, options);
   for (let i = 1; i < tokens.length; i++) record.long_logprob_sum += scores.long[i];
   record.tokens_scored = tokens.length - 1;
   const keyTokens = selectKeyTokens(scores, options).map((pos): KeyTokenRecord => {
@@ -343,26 +343,26 @@ export interface ScoringThroughput {
 }
 
 /** Key-token scoring speed against plain forward speed on random tokens (speed does not depend on them). */
-export function measureKeyTokenThroughput(model: LlamaModel, options: KeyTokenOptions, documentTokens = 8 * model.config.maxSeq, repeats = 3): ScoringThroughput {
+export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyTokenOptions, documentTokens = 8 * model.config.maxSeq, repeats = 3): Promise<ScoringThroughput> {
   validateKeyTokenOptions(options, model.config.maxSeq);
   const { vocabSize, maxSeq } = model.config;
   const rng = makeRng(1);
   const randomIds = (count: number): number[] => Array.from({ length: count }, () => Math.floor(rng() * vocabSize));
-  const secondsPerCall = (fn: () => void): number => {
-    fn(); // warm-up: kernel set-up
+  const secondsPerCall = async (fn: () => Promise<void>): Promise<number> => {
+    await fn(); // warm-up: kernel set-up
     const start = performance.now();
-    for (let r = 0; r < repeats; r++) fn();
+    for (let r = 0; r < repeats; r++) await fn();
     return (performance.now() - start) / 1000 / repeats;
   };
   const document = randomIds(documentTokens);
   let forwardPasses = 0;
-  const scoringSeconds = secondsPerCall(() => {
-    forwardPasses = scoreDocument(model, document, options).forwardPasses;
+  const scoringSeconds = await secondsPerCall(async () => {
+    forwardPasses = (await scoreDocument(model, document, options)).forwardPasses;
   });
   const windows = tf.tensor2d(randomIds(options.batch * maxSeq), [options.batch, maxSeq], 'int32');
-  const forwardSeconds = secondsPerCall(() => {
+  const forwardSeconds = await secondsPerCall(async () => {
     const logits = tf.tidy(() => model.logits(windows));
-    logits.dataSync();
+    await logits.data();
     logits.dispose();
   });
   windows.dispose();

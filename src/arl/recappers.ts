@@ -31,7 +31,7 @@ export function segmentSentences(item: Pick<RecapItem, 'segmentStart' | 'segment
  * Mean over the item's key tokens of log P(x_i | sentence + short context) - log P(x_i | short
  * context), per sentence: every row of all key tokens in one forward pass.
  */
-export function sentenceGains(model: LlamaModel, item: RecapItem, sentences: readonly Segment[]): Float64Array {
+export async function sentenceGains(model: LlamaModel, item: RecapItem, sentences: readonly Segment[]): Promise<Float64Array> {
   const rows: ScoredSequence[] = [];
   for (const pos of item.positions) {
     const shortContext = item.tokens.slice(pos - item.shortContext, pos);
@@ -40,7 +40,7 @@ export function sentenceGains(model: LlamaModel, item: RecapItem, sentences: rea
       rows.push({ input, offsets: [input.length - 1], nextTokens: [item.tokens[pos]] });
     }
   }
-  const logProbs = nextTokenLogProbs(model, rows);
+  const logProbs = await nextTokenLogProbs(model, rows);
   const gains = new Float64Array(sentences.length);
   const perKeyToken = sentences.length + 1;
   item.positions.forEach((_, k) => {
@@ -82,7 +82,7 @@ export function extractiveRecapper(model: LlamaModel, tokenizer: Tokenizer, chec
       }),
     recap: async (item) => {
       const sentences = segmentSentences(item).filter((s) => tokenizer.decode(item.tokens.slice(s.start, s.end)).trim() !== '');
-      const chosen = sentences.length === 1 ? sentences : chooseSentences(sentences, sentenceGains(model, item, sentences), maxRecapTokens);
+      const chosen = sentences.length === 1 ? sentences : chooseSentences(sentences, await sentenceGains(model, item, sentences), maxRecapTokens);
       return tokenizer.decode(chosen.flatMap((s) => item.tokens.slice(s.start, s.end)));
     },
     dispose: async () => {},

@@ -82,7 +82,7 @@ export interface CandidateScores {
 }
 
 /** Scores the baseline and every candidate for the key token at `keyPos`, `batch` rows per forward. */
-export function scoreCandidates(model: LlamaModel, tokens: readonly number[], keyPos: number, candidates: readonly Segment[], o: Pick<SegmentOptions, 'shortContext' | 'batch'>): CandidateScores {
+export async function scoreCandidates(model: LlamaModel, tokens: readonly number[], keyPos: number, candidates: readonly Segment[], o: Pick<SegmentOptions, 'shortContext' | 'batch'>): Promise<CandidateScores> {
   const shortContext = tokens.slice(keyPos - o.shortContext, keyPos);
   const row = (prefix: readonly number[]): ScoredSequence => {
     const input = [...prefix, ...shortContext];
@@ -92,7 +92,7 @@ export function scoreCandidates(model: LlamaModel, tokens: readonly number[], ke
   const logProbs = new Float32Array(rows.length);
   let forwardPasses = 0;
   for (let first = 0; first < rows.length; first += o.batch) {
-    logProbs.set(nextTokenLogProbs(model, rows.slice(first, first + o.batch)), first);
+    logProbs.set(await nextTokenLogProbs(model, rows.slice(first, first + o.batch)), first);
     forwardPasses++;
   }
   return { baseline: logProbs[0], candidates: logProbs.subarray(1), forwardPasses };
@@ -106,10 +106,10 @@ export interface RelevantSegment extends Segment {
 }
 
 /** c* for the key token at `keyPos`, or null when no candidate gains at least the margin. */
-export function findRelevantSegment(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPos: number, o: SegmentOptions): { segment: RelevantSegment | null; candidates: number; forwardPasses: number } {
+export async function findRelevantSegment(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPos: number, o: SegmentOptions): Promise<{ segment: RelevantSegment | null; candidates: number; forwardPasses: number }> {
   const candidates = candidateSegments(sentenceStarts, keyPos, o);
   if (candidates.length === 0) return { segment: null, candidates: 0, forwardPasses: 0 };
-  const scores = scoreCandidates(model, tokens, keyPos, candidates, o);
+  const scores = await scoreCandidates(model, tokens, keyPos, candidates, o);
   let best = 0;
   for (let c = 1; c < candidates.length; c++) if (scores.candidates[c] > scores.candidates[best]) best = c;
   const gain = scores.candidates[best] - scores.baseline;
@@ -201,7 +201,7 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
       const record: SegmentDocument = { doc: document.doc, key_tokens: keyTokens.length, segments: 0, candidates: 0, gain_sum: 0 };
       const kept: SegmentRecord[] = [];
       for (const keyToken of keyTokens) {
-        const found = findRelevantSegment(model, document.tokens, document.sentence_starts, keyToken.pos, options);
+        const found = await findRelevantSegment(model, document.tokens, document.sentence_starts, keyToken.pos, options);
         record.candidates += found.candidates;
         keyTokensScored++;
         progress.keyTokens++;

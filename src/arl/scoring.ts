@@ -21,7 +21,7 @@ const PADDING_ID = 0;
  * to later ones, so each score equals that of the sequence run alone. Only the scored rows of the
  * hidden states are projected to the vocabulary.
  */
-export function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequence[]): Float32Array {
+export async function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequence[]): Promise<Float32Array> {
   const length = Math.max(...sequences.map((s) => s.input.length));
   const ids = new Int32Array(sequences.length * length).fill(PADDING_ID);
   const rows: number[] = [];
@@ -36,7 +36,8 @@ export function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequence[]
     const scoredRows = tf.gather(tf.reshape(hidden, [-1, model.config.dim]), tf.tensor1d(rows, 'int32')) as tf.Tensor2D;
     return targetLogProbs(model.project(scoredRows), tf.tensor1d(targets, 'int32'));
   });
-  const values = logProbs.dataSync() as Float32Array;
+  // Asynchronous read: the webgpu backend cannot read synchronously in Node.
+  const values = (await logProbs.data()) as Float32Array;
   logProbs.dispose();
   return values;
 }

@@ -38,12 +38,12 @@ export interface LongPplRun {
 }
 
 /** Long log-prob of every token (NaN at 0) from `scores`, or from a fresh pass when the model differs from the evaluator. */
-function longLogProbs(model: LlamaModel, tokens: number[], evaluatorScores: DocumentScores, sameModel: boolean, options: KeyTokenOptions): Float32Array {
+async function longLogProbs(model: LlamaModel, tokens: number[], evaluatorScores: DocumentScores, sameModel: boolean, options: KeyTokenOptions): Promise<Float32Array> {
   if (sameModel) return evaluatorScores.long;
   // Only long log-probs are needed: short chunks of S + W = maxSeq starting every long stride are the long windows themselves.
   const stride = Math.min(options.longStride, model.config.maxSeq - 1);
   const longOnly: KeyTokenOptions = { ...options, longStride: stride, chunk: stride, shortContext: model.config.maxSeq - stride };
-  return scoreDocument(model, tokens, longOnly).long;
+  return (await scoreDocument(model, tokens, longOnly)).long;
 }
 
 export async function evaluateLongPpl(run: LongPplRun): Promise<LongPplReport> {
@@ -71,8 +71,8 @@ export async function evaluateLongPpl(run: LongPplRun): Promise<LongPplReport> {
     documents++;
     const { tokens } = tokenizeDocument(text, run.tokenizer);
     if (tokens.length >= 2) {
-      const evaluatorScores = scoreDocument(evaluator, tokens, run.options);
-      const long = longLogProbs(run.model, tokens, evaluatorScores, sameModel, run.options);
+      const evaluatorScores = await scoreDocument(evaluator, tokens, run.options);
+      const long = await longLogProbs(run.model, tokens, evaluatorScores, sameModel, run.options);
       for (let i = 1; i < tokens.length; i++) nllSum -= long[i]!;
       tokensScored += tokens.length - 1;
       for (const pos of selectKeyTokens(evaluatorScores, run.options)) {
