@@ -205,26 +205,19 @@ function transposeLast2(backend: WasmBackend, x: tf.TensorInfo, batch: number, r
   return transpose({ inputs: { x: x3d }, backend: backend as unknown as tf.KernelBackend, attrs: { perm: [0, 2, 1] } }) as tf.TensorInfo;
 }
 
-/** m, k, n and the two batch sizes of a (possibly transposed) BatchMatMul, shared by our wasm and webgpu kernels. */
-export function matMulDims(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean): { m: number; k: number; n: number; batchA: number; batchB: number } {
-  const aRank = a.shape.length;
-  const bRank = b.shape.length;
-  return {
-    m: transposeA ? a.shape[aRank - 1] : a.shape[aRank - 2],
-    k: transposeA ? a.shape[aRank - 2] : a.shape[aRank - 1],
-    n: transposeB ? b.shape[bRank - 2] : b.shape[bRank - 1],
-    batchA: tf.util.sizeFromShape(a.shape.slice(0, -2)),
-    batchB: tf.util.sizeFromShape(b.shape.slice(0, -2)),
-  };
-}
-
 function batchMatMul(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as WasmBackend;
   bind(backend);
   const a = args.inputs.a as tf.TensorInfo;
   const b = args.inputs.b as tf.TensorInfo;
   const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-  const { m, k, n, batchA, batchB } = matMulDims(a, b, transposeA, transposeB);
+  const aRank = a.shape.length;
+  const bRank = b.shape.length;
+  const m = transposeA ? a.shape[aRank - 1] : a.shape[aRank - 2];
+  const k = transposeA ? a.shape[aRank - 2] : a.shape[aRank - 1];
+  const n = transposeB ? b.shape[bRank - 2] : b.shape[bRank - 1];
+  const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+  const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
   const plain = a.dtype === 'float32' && b.dtype === 'float32' && m > 0 && n > 0 && k > 0;
   const broadcastable = batchA === batchB || batchB === 1 || batchA === 1;
   if (!plain || !broadcastable) return stockBatchMatMul!.kernelFunc(args as never) as tf.TensorInfo;

@@ -15,7 +15,6 @@
  * tfjs ops, values and gradients, in test/webgpu-kernels.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { matMulDims } from './wasm-kernels.ts';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend that dispatchRaw uses. */
 interface WebgpuBackend {
@@ -883,12 +882,18 @@ function matmulTile(): number {
 function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
   const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-  const { m, k, n, batchA, batchB } = matMulDims(a, b, transposeA, transposeB);
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+  const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
   const tile = matmulTile();
   const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
   // Small or oddly batched products stay with tfjs (its split-K and small-output programs suit them).
   const stockFaster = batchA === 1 && batchB === 1 && STOCK_FASTER.has(`${transposeA} ${transposeB} ${m} ${n} ${k}`);
-  if (!hasWebgpuKernels() || process.env.ARL_STOCK_MATMUL === '1' || stockFaster || a.dtype !== 'float32' || b.dtype !== 'float32' || m < tile || n < tile || !sameBatch || a.shape.length !== b.shape.length) {
+  if (!hasWebgpuKernels() || process.env.ARL_STOCK_MATMUL === '1' || stockFaster || a.dtype !== 'float32' || b.dtype !== 'float32' || m < tile || n < tile || !sameBatch || ra !== rb) {
     return stockBatchMatMul!.kernelFunc(args as never) as tf.TensorInfo;
   }
   const batch = Math.max(batchA, batchB);
