@@ -117,6 +117,41 @@ function setUpWebgpuDevice(): void {
   registerWebgpuKernels();
 }
 
+interface GpuBufferPool {
+  freeBuffers: Map<string, { destroy: () => void; size: number }[]>;
+  numFreeBuffers: number;
+  numBytesAllocated: number;
+  numBytesUsed: number;
+}
+
+/** Pooled free GPU memory beyond which releaseUnusedGpuMemory destroys the pool. */
+const MAX_POOLED_BYTES = 2 ** 30;
+
+/**
+ * tfjs-webgpu keeps every freed buffer in a pool keyed by its exact size and never frees one, so
+ * work whose shapes change from call to call (scoring documents and candidates of different
+ * lengths, prompts of different lengths) grows the pool until the device runs out of memory (found
+ * on the H200 in ARL segment scoring). Call between such calls: once the pool holds more than
+ * `maxPooledBytes` it is destroyed. Returns the bytes released (0 off webgpu).
+ */
+export function releaseUnusedGpuMemory(maxPooledBytes = MAX_POOLED_BYTES): number {
+  if (tf.getBackend() !== 'webgpu') return 0;
+  const pool = (tf.backend() as unknown as { bufferManager: GpuBufferPool }).bufferManager;
+  const pooled = pool.numBytesAllocated - pool.numBytesUsed;
+  if (pooled <= maxPooledBytes) return 0;
+  let released = 0;
+  // Empty each size's list in place: the manager skips releases while its map has no keys.
+  for (const buffers of pool.freeBuffers.values()) {
+    for (const buffer of buffers.splice(0)) {
+      released += buffer.size;
+      buffer.destroy();
+    }
+  }
+  pool.numFreeBuffers = 0;
+  pool.numBytesAllocated -= released;
+  return released;
+}
+
 async function tryWasm(): Promise<boolean> {
   await import('@tensorflow/tfjs-backend-wasm');
   // The multi-threaded SIMD build (XNNPACK on a thread pool); the stock single-threaded one if it fails.

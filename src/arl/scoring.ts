@@ -1,5 +1,6 @@
 /** Batched next-token log-probabilities at chosen positions of several token sequences: the one forward both ARL steps use. */
 import * as tf from '@tensorflow/tfjs';
+import { releaseUnusedGpuMemory } from '../backend.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { targetLogProbs } from '../train/loss.ts';
 
@@ -39,6 +40,8 @@ export async function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequ
   // Asynchronous read: the webgpu backend cannot read synchronously in Node.
   const values = (await logProbs.data()) as Float32Array;
   logProbs.dispose();
+  // Every call has its own shapes; keep tfjs-webgpu's buffer pool from growing with each of them.
+  releaseUnusedGpuMemory();
   return values;
 }
 

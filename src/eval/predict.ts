@@ -3,6 +3,7 @@
  * LongBench's pred.py and LIFT's inference do), written one example at a time to a resumable predictions file.
  */
 import { DocumentJournal, type Settings } from '../arl/journal.ts';
+import { releaseUnusedGpuMemory } from '../backend.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -93,6 +94,8 @@ export async function writePredictions(run: {
       if (!journal.isDone(item.key)) {
         const { pred, extra } = await run.answer(item.prompt, { maxNewTokens: item.maxNewTokens, stopAtNewline: run.stopAtNewline });
         journal.append([{ ...item.fields, pred, ...extra, doc: item.key }], { doc: item.key });
+        // Each prompt has its own length (and LIFT its own adapter): drop the GPU buffers pooled for it.
+        releaseUnusedGpuMemory();
       }
       run.onItem?.(++done, run.items.length);
     }
