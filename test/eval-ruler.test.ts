@@ -201,6 +201,13 @@ describe('RULER generation', () => {
     assert.deepEqual(mix.map((doc) => doc.id), ['ruler:niah_single:9:0', 'ruler:qa:9:1', 'ruler:niah_single:9:2', 'ruler:qa:9:3']);
     const second = generateRulerSample({ task: 'qa', lengthTokens: 400, seed: 9, split: 'train', count: 4, tokenizer, haystack }, 1);
     assert.equal(mix[1]!.text, `${second.input} ${second.outputs[0]}`);
+    // With a shortest length, samples step through a ladder of lengths (a curriculum); qa's prompt does not
+    // fit 150 tokens, so its short rung moves up to the next.
+    const ladder = [];
+    for await (const doc of rulerMixDocuments({ tasks: ['niah_single', 'qa'], count: 6, lengthTokens: 400, minLengthTokens: 150, seed: 9, tokenizer, haystack })) ladder.push(tokenizer.encode(doc.text).length);
+    const [needleShort, qaShort, needleMiddle, , needleLong] = ladder;
+    assert.ok(needleShort! <= 170 && needleMiddle! > 170 && needleMiddle! <= 295 && needleLong! > 295, `needle lengths ${ladder}`);
+    assert.ok(qaShort! > 170 && qaShort! <= 295, `qa takes the middle rung: ${ladder}`);
   });
 
   test('helpers: sentence splitting and evenly spaced depths', () => {

@@ -16,6 +16,8 @@ interface ExperimentArgs extends ChatArgs {
   recapper: RecapperName;
   baseSteps?: number;
   cptSteps?: number;
+  baseMix?: number;
+  cptMix?: number;
   perLength?: number;
   batch?: number;
   tasks?: RulerTask[];
@@ -32,6 +34,8 @@ export const experimentCommand: CommandModule = {
       .option('recapper', { choices: RECAPPERS, default: 'extractive' as RecapperName, describe: 'who writes the ARL recaps: extractive (our model, no LLM), openai or llama-cpp (--llm-* flags)' })
       .option('base-steps', { type: 'number', describe: 'base pretraining steps (default: the size\'s)' })
       .option('cpt-steps', { type: 'number', describe: 'continued-pretraining steps of each copy (default: the size\'s)' })
+      .option('base-mix', { type: 'number', describe: 'RULER training-mix samples in the base data (default: the size\'s)' })
+      .option('cpt-mix', { type: 'number', describe: 'RULER training-mix samples in each continued-pretraining data set (default: the size\'s)' })
       .option('batch', { type: 'number', describe: 'training batch (default: the size\'s)' })
       .option('per-length', { type: 'number', describe: 'test samples per task and length (default: the size\'s)' })
       .option('tasks', { type: 'string', array: true, choices: RULER_TASKS, describe: 'RULER tasks (default: the size\'s)' })
@@ -44,6 +48,8 @@ export const experimentCommand: CommandModule = {
     const overrides: Partial<ExperimentSize> = {
       baseSteps: args.baseSteps,
       cptSteps: args.cptSteps,
+      baseMix: args.baseMix,
+      cptMix: args.cptMix,
       batch: args.batch,
       perLength: args.perLength,
       tasks: args.tasks,

@@ -191,6 +191,9 @@ export function resolveSize(name: string, overrides: Partial<ExperimentSize> = {
   for (const key of ['baseDocs', 'cptDocs', 'heldoutDocs', 'baseSteps', 'cptSteps', 'batch', 'perLength'] as const) {
     if (!Number.isInteger(size[key]) || size[key] <= 0) throw new UserError(`experiment ${key} must be a positive integer (got ${size[key]})`);
   }
+  for (const key of ['baseMix', 'cptMix'] as const) {
+    if (!Number.isInteger(size[key]) || size[key] < 0) throw new UserError(`experiment ${key} must be a non-negative integer (got ${size[key]})`);
+  }
   if (size.tasks.length === 0) throw new UserError('name at least one RULER task');
   return size;
 }
@@ -301,11 +304,12 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     mkdirSync(paths.data, { recursive: true });
     const brown = splitBrown(size);
     await loadHaystack();
-    const mixLength = window - 32; // with its answer, a mix sample about fills one training row
+    // The longest mix samples about fill one training row with their answer; lengths from T/4 up (a curriculum).
+    const mixLength = window - 32;
     const fitting = size.tasks.filter((task) => fitsLength(task, Math.min(mixLength, testLength(window, 1))));
     if (fitting.length === 0) throw new UserError(`no RULER task fits a window of ${window} tokens; use a larger size`);
     const mix = async (count: number, seed: number) =>
-      collect(rulerMixDocuments({ tasks: fitting, count, lengthTokens: mixLength, seed, tokenizer, haystack: await loadHaystack() }));
+      collect(rulerMixDocuments({ tasks: fitting, count, lengthTokens: mixLength, minLengthTokens: Math.floor(window / 4), seed, tokenizer, haystack: await loadHaystack() }));
     writeJsonl(corpus('base'), [...brown.base, ...(await mix(size.baseMix, 0))]);
     writeJsonl(corpus('cpt'), [...brown.cpt, ...(await mix(size.cptMix, 1))]);
     writeJsonl(corpus('heldout'), brown.heldout);

@@ -629,10 +629,17 @@ export function* generateRulerSamples(options: RulerOptions): Generator<RulerSam
  * Short RULER samples with their answers, as documents to mix into pretraining data: always the train split,
  * tasks in turn, depths spread over the whole mix.
  */
+/**
+ * Training-pool samples for the pretraining mix, tasks in turn, each followed by its answer. With
+ * `minLengthTokens`, lengths step through a ladder from it to `lengthTokens` (sample i takes rung i / tasks
+ * mod 3): short haystacks teach the retrieval formats with fewer distractors, as a curriculum; a task whose
+ * prompt does not fit a short rung takes the next one.
+ */
 export async function* rulerMixDocuments(options: {
   tasks: readonly RulerTask[];
   count: number;
   lengthTokens: number;
+  minLengthTokens?: number;
   seed: number;
   tokenizer?: Tokenizer;
   haystack?: Haystack;
@@ -640,13 +647,23 @@ export async function* rulerMixDocuments(options: {
   if (options.tasks.length === 0) throw new UserError('name at least one RULER task to mix');
   const tokenizer = options.tokenizer ?? (await Tokenizer.load(BUNDLED_TOKENIZER_PATH));
   const haystack = options.haystack ?? (await Haystack.load());
+  const shortest = Math.min(options.minLengthTokens ?? options.lengthTokens, options.lengthTokens);
+  const ladder = [shortest, Math.round((shortest + options.lengthTokens) / 2), options.lengthTokens];
   for (let index = 0; index < options.count; index++) {
     const task = options.tasks[index % options.tasks.length]!;
-    const sample = generateRulerSample(
-      { task, lengthTokens: options.lengthTokens, seed: options.seed, split: 'train', count: options.count, tokenizer, haystack },
-      index,
-    );
-    yield { id: `ruler:${task}:${options.seed}:${index}`, text: `${sample.input} ${sample.outputs.join(', ')}` };
+    const rung = Math.floor(index / options.tasks.length) % ladder.length;
+    const sample = (lengthTokens: number) =>
+      generateRulerSample({ task, lengthTokens, seed: options.seed, split: 'train', count: options.count, tokenizer, haystack }, index);
+    let made: RulerSample | null = null;
+    for (const lengthTokens of ladder.slice(rung)) {
+      try {
+        made = sample(lengthTokens);
+        break;
+      } catch (err) {
+        if (!(err instanceof UserError && /too short/.test(err.message)) || lengthTokens === options.lengthTokens) throw err;
+      }
+    }
+    yield { id: `ruler:${task}:${options.seed}:${index}`, text: `${made!.input} ${made!.outputs.join(', ')}` };
   }
 }
 
