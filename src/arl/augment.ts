@@ -21,6 +21,7 @@ import type { SplitInfo } from '../data/format.ts';
 import { RECAP_CLOSE, RECAP_OPEN, type Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { readJsonLines } from './journal.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument } from './key-tokens.ts';
+import { mergeOutDir, readKeyTokenInputs } from './merge-shards.ts';
 import { readKeyTokenSummary, SEGMENT_FILES, type SegmentRecord } from './relevant-segment.ts';
 
 /** recaps.jsonl (step 3), as far as augmenting reads it. */
@@ -146,9 +147,9 @@ export interface AugmentTotals {
 
 export interface AugmentRun {
   tokenizer: Tokenizer;
-  /** Folder of steps 1-3 (documents.jsonl, segments.jsonl, recaps.jsonl). */
-  keyTokensDir: string;
-  /** Where augmented.jsonl, the summary and the shard folder go (default: keyTokensDir). */
+  /** Folder of steps 1-3 (documents.jsonl, segments.jsonl, recaps.jsonl), or all the shard folders of a `--shard` run, merged. */
+  keyTokensDir: string | readonly string[];
+  /** Where augmented.jsonl, the summary and the shard folder go (default: keyTokensDir; for shard folders, the folder holding them). */
   outDir?: string;
   options: AugmentOptions;
 }
@@ -161,13 +162,14 @@ function positiveIntegers(line: JsonLine, name: string): number[] {
   return value as number[];
 }
 
-/** recaps.jsonl grouped by document, checked against the documents' lengths; a repeated segment is read once. */
-async function readRecaps(file: string, documents: Map<string, KeyTokenDocument>): Promise<{ byDoc: Map<string, Recap[]>; count: number }> {
-  if (!existsSync(file)) throw new UserError(`${file}: missing; run \`arl recaps\` first`);
+/** The recaps.jsonl files grouped by document, checked against the documents' lengths; a repeated segment is read once. */
+async function readRecaps(files: readonly string[], documents: Map<string, KeyTokenDocument>): Promise<{ byDoc: Map<string, Recap[]>; count: number }> {
+  const missing = files.find((file) => !existsSync(file));
+  if (missing !== undefined) throw new UserError(`${missing}: missing; run \`arl recaps\` first`);
   const byDoc = new Map<string, Recap[]>();
   const seen = new Set<string>();
   let count = 0;
-  for await (const line of readJsonObjects(file)) {
+  for (const file of files) for await (const line of readJsonObjects(file)) {
     const { doc, segment_start: start, segment_end: end, recap } = line.fields;
     if (typeof doc !== 'string' || !documents.has(doc)) throw new UserError(`${line.where}: document ${JSON.stringify(doc)} is not in ${KEY_TOKEN_FILES.documents}; the recaps belong to another run, rerun \`arl recaps\``);
     if (typeof recap !== 'string') throw new UserError(`${line.where}: field "recap" must be a string; rerun \`arl recaps\``);
@@ -188,13 +190,15 @@ async function readRecaps(file: string, documents: Map<string, KeyTokenDocument>
 }
 
 /** Sum of the step-2 gains of each recap's key tokens, keyed like readRecaps. */
-function segmentGains(dir: string): Map<string, number> {
-  const file = join(dir, SEGMENT_FILES.records);
-  if (!existsSync(file)) throw new UserError(`${file}: missing; run \`arl segments --keytokens ${dir}\` first`);
+function segmentGains(dirs: readonly string[]): Map<string, number> {
   const gains = new Map<string, number>();
-  for (const r of readJsonLines<SegmentRecord>(file)) {
-    const key = `${r.doc}\0${r.segment_start}\0${r.segment_end}`;
-    gains.set(key, (gains.get(key) ?? 0) + r.gain);
+  for (const dir of dirs) {
+    const file = join(dir, SEGMENT_FILES.records);
+    if (!existsSync(file)) throw new UserError(`${file}: missing; run \`arl segments --keytokens ${dir}\` first`);
+    for (const r of readJsonLines<SegmentRecord>(file)) {
+      const key = `${r.doc}\0${r.segment_start}\0${r.segment_end}`;
+      gains.set(key, (gains.get(key) ?? 0) + r.gain);
+    }
   }
   return gains;
 }
@@ -218,15 +222,17 @@ function chooseAugmented(withRecaps: string[], total: number, o: AugmentOptions)
 export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> {
   const { tokenizer, options } = run;
   validateAugmentOptions(options);
-  const dir = resolve(run.keyTokensDir);
-  const outDir = resolve(run.outDir ?? dir);
-  const summary = readKeyTokenSummary(dir);
+  const inputs = readKeyTokenInputs(typeof run.keyTokensDir === 'string' ? [run.keyTokensDir] : run.keyTokensDir);
+  const { dirs, summary } = inputs;
+  const source = dirs.join(', ');
+  const outDir = augmentOutDir(dirs, run.outDir);
   if (summary.tokenizer !== tokenizer.sha256) {
-    throw new UserError(`${dir}: documents were tokenized with another tokenizer (sha256 ${String(summary.tokenizer).slice(0, 12)}…); pass --tokenizer with the one step 1 used`);
+    throw new UserError(`${dirs[0]}: documents were tokenized with another tokenizer (sha256 ${String(summary.tokenizer).slice(0, 12)}…); pass --tokenizer with the one step 1 used`);
   }
-  const documents = new Map(readJsonLines<KeyTokenDocument>(join(dir, KEY_TOKEN_FILES.documents)).map((d) => [d.doc, d]));
-  const { byDoc, count } = await readRecaps(join(dir, RECAP_FILE), documents);
-  const gains = segmentGains(dir);
+  const documents = new Map(inputs.documents.map((d) => [d.doc, d]));
+  if (documents.size !== inputs.documents.length) throw new UserError(`${source}: a document id appears twice; the corpus needs unique document ids`);
+  const { byDoc, count } = await readRecaps(dirs.map((dir) => join(dir, RECAP_FILE)), documents);
+  const gains = segmentGains(dirs);
 
   const totals = { recaps_read: count, recaps_inserted: 0, recaps_dropped_no_boundary: 0, recaps_dropped_empty: 0, recaps_dropped_over_cap: 0, tokens: 0, recap_tokens: 0 };
   const placedByDoc = new Map<string, PlacedRecap[]>();
@@ -265,7 +271,7 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
   const meta = await writePrepared(shardDocuments, {
     tokenizer,
     outDir: join(outDir, AUGMENT_FILES.prepared),
-    source: `${dir} (ARL augmented, mix ${options.mix})`,
+    source: `${source} (ARL augmented, mix ${options.mix})`,
     valFraction: options.valFraction,
     seed: options.seed,
   });
@@ -280,9 +286,18 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
     train: split(meta.splits.train),
     val: split(meta.splits.val),
   };
-  const settings = { keytokens: dir, tokenizer: tokenizer.sha256, max_recaps_per_doc: options.maxRecapsPerDoc, mix: options.mix, seed: options.seed, val_fraction: options.valFraction };
+  const settings = { keytokens: source, tokenizer: tokenizer.sha256, max_recaps_per_doc: options.maxRecapsPerDoc, mix: options.mix, seed: options.seed, val_fraction: options.valFraction };
   writeFileAtomic(join(outDir, AUGMENT_FILES.summary), `${JSON.stringify({ ...result, ...settings }, null, 2)}\n`);
   return result;
+}
+
+/** Where step 4 writes: `outDir`, else the one folder of steps 1-3, else the folder holding all the shard folders. */
+export function augmentOutDir(keyTokensDirs: readonly string[], outDir?: string): string {
+  if (outDir !== undefined) return resolve(outDir);
+  if (keyTokensDirs.length === 1) return resolve(keyTokensDirs[0]);
+  const parent = mergeOutDir(keyTokensDirs);
+  if (parent === null) throw new UserError(`the shard folders ${keyTokensDirs.join(', ')} are not side by side in one folder; pass --out for the merged output`);
+  return parent;
 }
 
 /** The tokenizer step 1 used: `given`, else the checkpoint's tokenizer.model, else null (the caller falls back to the bundled one). */

@@ -20,6 +20,7 @@ import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { tokenizeDocument } from './document.ts';
 import { DocumentJournal, type Settings } from './journal.ts';
+import { CorpusHash, inShard, type Shard, type ShardSettings } from './shard.ts';
 import { nextTokenLogProbs, roundLogProb } from './scoring.ts';
 
 export const SELECTIONS = ['topk', 'threshold', 'both'] as const;
@@ -212,7 +213,13 @@ export interface KeyTokenTotals {
   longppl: number | null;
 }
 
-export type KeyTokenSummary = KeyTokenTotals & Settings;
+/** What a shard's summary adds: the corpus it read in full (its documents and their hash), for the merge's checks. */
+export interface ShardTotals {
+  corpus_documents: number;
+  corpus_sha256: string;
+}
+
+export type KeyTokenSummary = KeyTokenTotals & Partial<ShardTotals> & Settings;
 
 export const KEY_TOKEN_FILES = { records: 'keytokens.jsonl', documents: 'documents.jsonl', summary: 'summary.json' };
 
@@ -227,6 +234,8 @@ export interface KeyTokenRun {
   options: KeyTokenOptions;
   /** Take only the first N documents of the corpus. */
   maxDocs?: number;
+  /** Score only this shard's documents of those (see shard.ts), recording the shard in the summary. */
+  shard?: ShardSettings;
   /** Called after each document, done earlier or now. */
   onDocument?: (progress: { documents: number; tokensScoredNow: number; keyTokens: number }) => void;
 }
@@ -269,7 +278,10 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
     beta: options.beta,
     select: options.select,
     long_stride: options.longStride,
+    ...run.shard,
   };
+  const shard: Shard | null = run.shard ? { index: run.shard.shard_index, count: run.shard.shard_count } : null;
+  const corpusHash = new CorpusHash();
   const { journal, resumed } = DocumentJournal.open<KeyTokenDocument>(run.outDir, KEY_TOKEN_FILES, settings);
   // Totals need only the small fields; dropping the token lists keeps memory flat on large corpora.
   const counted: KeyTokenDocument[] = resumed.map((d) => ({ ...d, tokens: [], sentence_starts: [] }));
@@ -279,7 +291,10 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
   let keyTokens = counted.reduce((acc, d) => acc + d.key_tokens, 0);
   try {
     for await (const { id, text } of readDocuments(run.corpus)) {
-      if (run.maxDocs !== undefined && documents >= run.maxDocs) break;
+      if (run.maxDocs !== undefined && corpusHash.documents >= run.maxDocs) break;
+      const index = corpusHash.documents;
+      corpusHash.add(id, text);
+      if (shard && !inShard(index, shard)) continue;
       documents++;
       if (!journal.isDone(id)) {
         const scored = await scoreCorpusDocument(model, tokenizer, id, text, options);
@@ -291,7 +306,7 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
       }
       run.onDocument?.({ documents, tokensScoredNow, keyTokens });
     }
-    const totals = totalsOf(counted);
+    const totals: KeyTokenTotals & Partial<ShardTotals> = { ...totalsOf(counted), ...(shard && { corpus_documents: corpusHash.documents, corpus_sha256: corpusHash.digest() }) };
     journal.finish(totals);
     return { summary: { ...totals, ...settings }, documentsScored };
   } finally {

@@ -4,8 +4,9 @@ import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
-import { openRecapper } from '../arl/recappers.ts';
+import { openRecapper, sha256File } from '../arl/recappers.ts';
 import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
+import { parseShard, type Shard, shardFolder, type ShardSettings, shardSize } from '../arl/shard.ts';
 import type { BackendName } from '../backend.ts';
 import { readDocuments } from '../data/corpus.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
@@ -31,6 +32,7 @@ export interface KeyTokensArgs {
   select?: Selection;
   batch?: number;
   maxDocs?: number;
+  shard?: string;
 }
 
 interface SegmentsArgs {
@@ -82,7 +84,20 @@ export const KEY_TOKEN_FLAGS = {
   select: { choices: SELECTIONS, describe: 'topk (ARL), threshold (LongPPL) or both (default topk)' },
   batch: { type: 'number', describe: 'windows per forward pass (default 8)' },
   'max-docs': { type: 'number', describe: 'only the first N documents' },
+  shard: { type: 'string', describe: 'i/N: only documents i, i+N, i+2N, ... (0-based), into <out>/shard-i-of-N; `arl augment` merges the N shard folders' },
 } as const;
+
+/** `--shard i/N` checked (before any weights load), and the folder the run writes into: --out, or its shard folder. */
+export function shardOutput(args: Pick<KeyTokensArgs, 'out' | 'shard'>): { shard: Shard | null; outDir: string } {
+  const shard = args.shard === undefined ? null : parseShard(String(args.shard));
+  return { shard, outDir: resolve(shard ? shardFolder(args.out, shard) : args.out) };
+}
+
+/** What step 1 records about a shard: the shard and the checkpoint's weights hash (its path may differ between machines). */
+export async function shardSettings(shard: Shard | null, checkpointDir: string): Promise<ShardSettings | undefined> {
+  if (!shard) return undefined;
+  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: await sha256File(join(checkpointDir, 'model.safetensors')) };
+}
 
 type KeyTokenFlags = Pick<KeyTokensArgs, 'maxDocs' | 'short' | 'chunk' | 'longStride' | 'topK' | 'alpha' | 'beta' | 'select' | 'batch'>;
 
@@ -115,25 +130,28 @@ const keyTokensCommand: CommandModule = {
       .option('out', { type: 'string', demandOption: true, describe: 'output folder; a rerun into it skips documents already done' })
       .options(KEY_TOKEN_FLAGS)
       .example('$0 keytokens --checkpoint checkpoints/demo --corpus brown --out arl/brown --max-docs 50', 'key tokens of 50 Brown documents')
-      .example('$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --select both --top-k 16', 'Top-16 among tokens passing the LongPPL thresholds'),
+      .example('$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --select both --top-k 16', 'Top-16 among tokens passing the LongPPL thresholds')
+      .example('$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --shard 0/2', 'the first of 2 machines: every other document, into arl/docs/shard-0-of-2'),
   handler: async (argv) => {
     const args = argv as unknown as KeyTokensArgs;
     // Check the flags and read the corpus once (for the ETA) before loading weights.
+    const { shard, outDir } = shardOutput(args);
     const options = keyTokenOptionsFromArgs(args, args.checkpoint);
-    const total = await countDocuments(args.corpus, args.maxDocs);
+    const corpusDocuments = await countDocuments(args.corpus, args.maxDocs);
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     try {
-      const bar = new ProgressBar(total, 'keytokens');
+      const bar = new ProgressBar(shard ? shardSize(corpusDocuments, shard) : corpusDocuments, 'keytokens');
       const started = performance.now();
       const { summary } = await findKeyTokens({
         model,
         tokenizer: tokenizer!,
         checkpoint: checkpointDir,
         corpus: args.corpus,
-        outDir: args.out,
+        outDir,
         options,
         maxDocs: args.maxDocs,
+        shard: await shardSettings(shard, checkpointDir),
         onDocument: (p) => bar.update(p.documents, `${rate(p.tokensScoredNow, started, 'tok')} ${p.keyTokens} key tokens`),
       });
       const skipped = summary.documents_skipped_short > 0 ? `; ${summary.documents_skipped_short} skipped, shorter than S+1 = ${options.shortContext + 1} tokens` : '';
@@ -144,7 +162,7 @@ const keyTokensCommand: CommandModule = {
         const thresholds = options.select === 'topk' ? '' : `, and --select ${options.select} needs LSG > ${options.alpha} with long log-prob > ${options.beta} (try --select topk or a lower --alpha)`;
         console.log(`no key tokens: only tokens past S+W = ${options.shortContext + options.chunk} have more long than short context${thresholds}`);
       }
-      console.log(`wrote ${join(resolve(args.out), KEY_TOKEN_FILES.records)} and ${KEY_TOKEN_FILES.summary}`);
+      console.log(`wrote ${join(outDir, KEY_TOKEN_FILES.records)} and ${KEY_TOKEN_FILES.summary}`);
     } finally {
       model.dispose();
     }

@@ -2,18 +2,19 @@
 import chalk from 'chalk';
 import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { AUGMENT_FILES, augmentDocuments, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
+import { AUGMENT_FILES, augmentDocuments, augmentOutDir, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
 import { findKeyTokens } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
 import { openRecapper } from '../arl/recappers.ts';
 import { findRelevantSegments, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
+import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
 import { demoArlCommand } from './demo-arl.ts';
-import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, rate } from './arl.ts';
+import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, rate, shardOutput, shardSettings } from './arl.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -53,16 +54,17 @@ const augmentCommand: CommandModule = {
   describe: 'ARL step 4: insert <recap> ... </recap> before key tokens; write augmented.jsonl and training shards mixed with the originals',
   builder: (y) =>
     withAugmentFlags(y)
-      .option('keytokens', { type: 'string', demandOption: true, describe: 'folder of steps 1-3 (documents.jsonl, segments.jsonl, recaps.jsonl)' })
-      .option('out', { type: 'string', describe: 'output folder (default: the --keytokens folder)' })
+      .option('keytokens', { type: 'string', array: true, demandOption: true, describe: 'folder of steps 1-3 (documents.jsonl, segments.jsonl, recaps.jsonl), or all N shard folders of a --shard i/N run, merged in corpus order' })
+      .option('out', { type: 'string', describe: 'output folder (default: the --keytokens folder; for shard folders, the folder holding them)' })
       .option('tokenizer', { type: 'string', describe: "SentencePiece model step 1 used (default: its checkpoint's, else the bundled one)" })
-      .example('$0 augment --keytokens arl/brown --mix 0.5', 'half of the documents with recaps; then: arl train --init CKPT --data arl/brown/augmented-data'),
+      .example('$0 augment --keytokens arl/brown --mix 0.5', 'half of the documents with recaps; then: arl train --init CKPT --data arl/brown/augmented-data')
+      .example('$0 augment --keytokens arl/brown/shard-0-of-2 arl/brown/shard-1-of-2', 'merge the 2 shards of a sharded run into arl/brown'),
   handler: async (argv) => {
-    const args = argv as unknown as AugmentFlags & { keytokens: string; out?: string; tokenizer?: string };
-    const tokenizer = await Tokenizer.load(keyTokenTokenizerPath(args.keytokens, args.tokenizer) ?? BUNDLED_TOKENIZER_PATH);
-    const outDir = resolve(args.out ?? args.keytokens);
-    const totals = await augmentDocuments({ tokenizer, keyTokensDir: args.keytokens, outDir, options: augmentOptionsFrom(args) });
-    for (const line of describeAugment(totals, outDir)) console.log(line);
+    const args = argv as unknown as AugmentFlags & { keytokens: string[]; out?: string; tokenizer?: string };
+    const dirs = args.keytokens.map(String);
+    const tokenizer = await Tokenizer.load(keyTokenTokenizerPath(dirs[0], args.tokenizer) ?? BUNDLED_TOKENIZER_PATH);
+    const totals = await augmentDocuments({ tokenizer, keyTokensDir: dirs, outDir: args.out, options: augmentOptionsFrom(args) });
+    for (const line of describeAugment(totals, augmentOutDir(dirs, args.out))) console.log(line);
   },
 };
 
@@ -88,22 +90,40 @@ export interface RecapDataResult {
   seconds: { keytokens: number; segments: number; recaps: number; augment: number };
 }
 
+/** Steps 1-3 of `arl recap-data`, into `outDir` (a shard's folder for --shard). */
+type RecapSteps = Omit<RecapDataResult, 'augment'> & { outDir: string; shard: Shard | null; tokenizer: Tokenizer };
+
+const done = (step: string, line: string, s: number): void => console.log(`${chalk.bold(step)} ${line} ${chalk.dim(`(${s.toFixed(1)} s)`)}`);
+
 /**
  * ARL steps 1-4 into one folder with one model load. Each step resumes where an interrupted run
  * stopped (steps 1-3 skip what is on disk; step 4 is rebuilt whole, atomically, from it), so a rerun
  * after a crash or Ctrl-C ends with the same files as an uninterrupted run. Prints one line per step.
  */
 export async function runRecapData(args: RecapDataArgs): Promise<RecapDataResult> {
+  const augmentOptions = augmentOptionsFrom(args);
+  validateAugmentOptions(augmentOptions);
+  const steps = await runRecapSteps(args);
+  const started = performance.now();
+  const augment = await augmentDocuments({ tokenizer: steps.tokenizer, keyTokensDir: steps.outDir, options: augmentOptions });
+  const seconds = { ...steps.seconds, augment: (performance.now() - started) / 1000 };
+  const [first, ...rest] = describeAugment(augment, steps.outDir);
+  done('4/4 augment', first, seconds.augment);
+  for (const line of rest) console.log(`    ${line}`);
+  const { outDir: _o, shard: _s, tokenizer: _t, ...result } = steps;
+  return { ...result, augment, seconds };
+}
+
+/** Steps 1-3 of `arl recap-data` with one model load, into --out or, for --shard i/N, its shard folder there. */
+export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
+  const { shard, outDir } = shardOutput(args);
   const keyTokenOptions = keyTokenOptionsFromArgs(args, args.checkpoint);
   const segmentGiven = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
   validateSegmentOptions(segmentOptions(keyTokenOptions.shortContext, segmentGiven), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
   checkPositiveIntegers({ '--max-recap-tokens': args.maxRecapTokens });
   if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
   const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
-  const augmentOptions = augmentOptionsFrom(args);
-  validateAugmentOptions(augmentOptions);
-  const outDir = resolve(args.out);
-  const total = await countDocuments(args.corpus, args.maxDocs);
+  const corpusDocuments = await countDocuments(args.corpus, args.maxDocs);
 
   await startBackend(args.backend);
   const { model, tokenizer: loaded, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
@@ -115,11 +135,11 @@ export async function runRecapData(args: RecapDataArgs): Promise<RecapDataResult
     seconds[step] = (performance.now() - started) / 1000;
     return result;
   };
-  const done = (step: string, line: string, s: number): void => console.log(`${chalk.bold(step)} ${line} ${chalk.dim(`(${s.toFixed(1)} s)`)}`);
   try {
-    const bar1 = new ProgressBar(total, '1/4 keytokens');
+    const bar1 = new ProgressBar(shard ? shardSize(corpusDocuments, shard) : corpusDocuments, '1/4 keytokens');
+    const shardRecord = await shardSettings(shard, checkpointDir);
     const { summary } = await timed('keytokens', () =>
-      findKeyTokens({ model, tokenizer, checkpoint: checkpointDir, corpus: args.corpus, outDir, options: keyTokenOptions, maxDocs: args.maxDocs, onDocument: (p) => bar1.update(p.documents, `${p.keyTokens} key tokens`) }),
+      findKeyTokens({ model, tokenizer, checkpoint: checkpointDir, corpus: args.corpus, outDir, options: keyTokenOptions, maxDocs: args.maxDocs, shard: shardRecord, onDocument: (p) => bar1.update(p.documents, `${p.keyTokens} key tokens`) }),
     );
     done('1/4 keytokens', `${summary.documents} documents, ${summary.key_tokens} key tokens; perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${summary.longppl?.toFixed(3) ?? 'n/a'}`, seconds.keytokens);
 
@@ -151,12 +171,7 @@ export async function runRecapData(args: RecapDataArgs): Promise<RecapDataResult
     });
     const failed = recaps.failed.length > 0 ? `; ${recaps.failed.length} failed (listed in ${RECAP_FILES.failed}; rerun to retry them)` : '';
     done('3/4 recaps', `${recaps.recaps} of ${recaps.items} segments have recaps (${args.recapper}: ${recaps.made} made now, ${recaps.cached} cached, ${recaps.resumed} done before)${failed}`, seconds.recaps);
-
-    const augment = await timed('augment', () => augmentDocuments({ tokenizer, keyTokensDir: outDir, options: augmentOptions }));
-    const [first, ...rest] = describeAugment(augment, outDir);
-    done('4/4 augment', first, seconds.augment);
-    for (const line of rest) console.log(`    ${line}`);
-    return { keyTokens: summary.key_tokens, perplexity: summary.perplexity, longppl: summary.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, augment, seconds };
+    return { keyTokens: summary.key_tokens, perplexity: summary.perplexity, longppl: summary.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, seconds, outDir, shard, tokenizer };
   } finally {
     model.dispose();
   }
@@ -182,8 +197,17 @@ const recapDataCommand: CommandModule = {
       .example('$0 recap-data --checkpoint checkpoints/demo --corpus brown --max-docs 40 --out arl/brown --recapper extractive', 'the demo data, no LLM')
       .example('$0 recap-data --checkpoint ckpt --corpus docs/ --out arl/docs --recapper openai --llm-url http://localhost:8000 --llm-model qwen', 'recaps by a local vLLM server'),
   handler: async (argv) => {
-    const result = await runRecapData(argv as unknown as RecapDataArgs);
-    console.log(chalk.dim(`next: arl train --init CHECKPOINT --data ${join(resolve((argv as unknown as RecapDataArgs).out), AUGMENT_FILES.prepared)} --out RUN --lr 1e-3 --warmup 10`));
+    const args = argv as unknown as RecapDataArgs;
+    if (args.shard !== undefined) {
+      const steps = await runRecapSteps(args);
+      const { count } = steps.shard!;
+      const folders = Array.from({ length: count }, (_, index) => shardFolder(resolve(args.out), { index, count }));
+      console.log(`${chalk.bold('4/4 augment')} merges all the shards: once the ${count} shard folders are side by side, run arl augment --keytokens ${folders.join(' ')}`);
+      if (steps.recapsFailed > 0) process.exitCode = 1;
+      return;
+    }
+    const result = await runRecapData(args);
+    console.log(chalk.dim(`next: arl train --init CHECKPOINT --data ${join(resolve(args.out), AUGMENT_FILES.prepared)} --out RUN --lr 1e-3 --warmup 10`));
     if (result.recapsFailed > 0) process.exitCode = 1;
   },
 };
