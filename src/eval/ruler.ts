@@ -632,8 +632,8 @@ export function* generateRulerSamples(options: RulerOptions): Generator<RulerSam
 /**
  * Training-pool samples for the pretraining mix, tasks in turn, each followed by its answer. With
  * `minLengthTokens`, lengths step through a ladder from it to `lengthTokens` (sample i takes rung i / tasks
- * mod 3): short haystacks teach the retrieval formats with fewer distractors, as a curriculum; a task whose
- * prompt does not fit a short rung takes the next one.
+ * mod 3): short haystacks teach the retrieval formats with fewer distractors, as a curriculum; a sample whose
+ * prompt does not fit a short rung takes the next one, and one that fits none is left out.
  */
 export async function* rulerMixDocuments(options: {
   tasks: readonly RulerTask[];
@@ -660,10 +660,11 @@ export async function* rulerMixDocuments(options: {
         made = sample(lengthTokens);
         break;
       } catch (err) {
-        if (!(err instanceof UserError && /too short/.test(err.message)) || lengthTokens === options.lengthTokens) throw err;
+        if (!(err instanceof UserError && /too short/.test(err.message))) throw err;
       }
     }
-    yield { id: `ruler:${task}:${options.seed}:${index}`, text: `${made!.input} ${made!.outputs.join(', ')}` };
+    // A sample whose prompt exceeds even the longest rung (a long qa paragraph) is left out of the mix.
+    if (made) yield { id: `ruler:${task}:${options.seed}:${index}`, text: `${made.input} ${made.outputs.join(', ')}` };
   }
 }
 
