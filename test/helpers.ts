@@ -17,6 +17,21 @@ export async function useCpu(): Promise<void> {
   await selectBackend('cpu');
 }
 
+/**
+ * Selects webgpu; returns false, or why not (a reason for `skip`) when there is no adapter. With
+ * ARL_REQUIRE_WEBGPU=1 (CI, where .ci/run installs Mesa's lavapipe) a missing adapter throws.
+ */
+export async function webgpuUnavailable(): Promise<string | false> {
+  try {
+    await selectBackend('webgpu');
+    return false;
+  } catch (err) {
+    const reason = `no WebGPU adapter here (${(err as Error).message.split('\n')[0]}); install Mesa's lavapipe as .ci/run does`;
+    if (process.env.ARL_REQUIRE_WEBGPU === '1') throw new Error(`ARL_REQUIRE_WEBGPU=1 but ${reason}`);
+    return reason;
+  }
+}
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
   let m = 0;

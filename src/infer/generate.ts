@@ -5,8 +5,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { disposeCache, type KVCache, type LlamaModel } from '../model/llama.ts';
+import { DecodeGraph, decodeGraphSupported } from '../model/webgpu-decode.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { makeRng, sampleToken, type SamplingOptions } from './sampling.ts';
+import { argmax, makeRng, sampleToken, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -43,9 +44,12 @@ async function lastLogits(model: LlamaModel, hidden: tf.Tensor3D): Promise<Float
  * A KV-cached decoding state for one sequence: tokens appended run through the model once, and
  * the next-token logits after the last of them come back. generate() and the recap agent
  * (recap-agent.ts) both decode through it. Holds the cache's tensors until dispose().
+ * On webgpu single tokens go through the decode graph (webgpu-decode.ts), several (the prompt)
+ * through the tfjs model, into the same cache.
  */
 export class DecodeSession {
   private cache: KVCache;
+  private graph: DecodeGraph | null = null;
 
   constructor(private readonly model: LlamaModel) {
     this.cache = model.emptyCache(1);
@@ -58,6 +62,8 @@ export class DecodeSession {
 
   /** Runs `ids` (one forward) after the cached ones; returns the logits that follow the last. */
   async append(ids: number[]): Promise<Float32Array> {
+    const graph = this.graphFor(ids);
+    if (graph) return this.advance(await graph.step(this.cache, ids[0], false));
     const out = tf.tidy(() => {
       const r = this.model.hidden(tf.tensor2d(ids, [1, ids.length], 'int32'), this.cache);
       return { hidden: r.hidden, layers: r.cache!.layers };
@@ -70,6 +76,25 @@ export class DecodeSession {
     return logits;
   }
 
+  /** Like append, but returns only the most likely next token (greedy decoding reads back one id, not the logits). */
+  async appendGreedy(ids: number[]): Promise<number> {
+    const graph = this.graphFor(ids);
+    return graph ? this.advance(await graph.step(this.cache, ids[0], true)) : argmax(await this.append(ids));
+  }
+
+  /** The decode graph for appending `ids`, built on first use; null where the tfjs path runs. */
+  private graphFor(ids: number[]): DecodeGraph | null {
+    if (ids.length !== 1 || !decodeGraphSupported(this.model)) return null;
+    this.graph ??= new DecodeGraph(this.model);
+    return this.graph;
+  }
+
+  /** One token was written into the cache in place. */
+  private advance<T>(result: T): T {
+    this.cache.length += 1;
+    return result;
+  }
+
   /** Drops the cache and starts over from `ids`. */
   async restart(ids: number[]): Promise<Float32Array> {
     disposeCache(this.cache);
@@ -78,6 +103,7 @@ export class DecodeSession {
   }
 
   dispose(): void {
+    this.graph?.dispose();
     disposeCache(this.cache);
   }
 }
@@ -99,19 +125,21 @@ export async function generate(model: LlamaModel, prompt: number[], options: Par
   const ids = [...prompt];
   const produced: number[] = [];
   const session = opts.useCache ? new DecodeSession(model) : null;
+  const greedy = opts.greedy || opts.temperature <= 0;
+  // Greedy decoding reads back only the chosen id (the argmax is taken on the GPU by the decode graph).
+  const appendAndChoose = async (fresh: number[]): Promise<number> => (greedy ? session!.appendGreedy(fresh) : sampleToken(await session!.append(fresh), opts, rng));
   try {
     // Prefill at most maxSeq - 1 tokens so there is room for at least one new position.
-    let logits = session ? await session.append(ids.slice(-(maxSeq - 1))) : await recomputeLogits(model, ids);
+    let next = session ? await appendAndChoose(ids.slice(-(maxSeq - 1))) : sampleToken(await recomputeLogits(model, ids), opts, rng);
     while (produced.length < opts.maxNewTokens) {
-      const next = sampleToken(logits, opts, rng);
       produced.push(next);
       ids.push(next);
       opts.onToken?.(next);
       if (opts.stopIds.includes(next) || produced.length === opts.maxNewTokens) break;
-      if (!session) logits = await recomputeLogits(model, ids);
+      if (!session) next = sampleToken(await recomputeLogits(model, ids), opts, rng);
       // Window full: re-prefill the most recent half so decoding can go on.
-      else if (session.length >= maxSeq) logits = await session.restart(ids.slice(-Math.floor(maxSeq / 2)));
-      else logits = await session.append([next]);
+      else if (session.length >= maxSeq) next = sampleToken(await session.restart(ids.slice(-Math.floor(maxSeq / 2))), opts, rng);
+      else next = await appendAndChoose([next]);
     }
   } finally {
     session?.dispose();

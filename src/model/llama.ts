@@ -365,8 +365,9 @@ export class LlamaModel {
   readonly blocks: DecoderBlock[];
   readonly finalNorm: RMSNorm;
   readonly lmHead: LMHead | null;
-  private readonly cos: tf.Tensor2D;
-  private readonly sin: tf.Tensor2D;
+  /** Rotary tables [maxSeq, headDim] (ropeTables); the webgpu decode graph binds them too. */
+  readonly cos: tf.Tensor2D;
+  readonly sin: tf.Tensor2D;
   private readonly rotate: tf.Tensor2D;
 
   constructor(readonly config: ModelConfig, seed = 1234) {

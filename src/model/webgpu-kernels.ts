@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend that dispatchRaw uses. */
-interface WebgpuBackend {
+export interface WebgpuBackend {
   device: {
     createShaderModule(d: { code: string; label?: string }): unknown;
     createComputePipeline(d: unknown): { getBindGroupLayout(i: number): unknown };
@@ -42,7 +42,7 @@ interface WebgpuBackend {
   getQueryTime(): Promise<number>;
   refCount(dataId: tf.DataId): number;
 }
-interface ComputePass {
+export interface ComputePass {
   setPipeline(p: unknown): void;
   setBindGroup(i: number, g: unknown): void;
   dispatchWorkgroups(x: number, y: number, z: number): void;
@@ -53,8 +53,19 @@ const MAX_GROUPS_PER_DIM = 65535;
 const pipelines = new Map<string, ReturnType<WebgpuBackend['device']['createComputePipeline']>>();
 
 /** [x, y, 1] workgroups covering `count` workgroups (2-D past the 65,535-per-dimension limit). */
-function grid(count: number): [number, number, number] {
+export function grid(count: number): [number, number, number] {
   return count <= MAX_GROUPS_PER_DIM ? [Math.max(count, 1), 1, 1] : [MAX_GROUPS_PER_DIM, Math.ceil(count / MAX_GROUPS_PER_DIM), 1];
+}
+
+/** The compute pipeline of `code` (entry point main, layout from the shader), created once per shader text. */
+export function computePipeline(name: string, code: string): ReturnType<WebgpuBackend['device']['createComputePipeline']> {
+  let pipeline = pipelines.get(code);
+  if (!pipeline) {
+    const device = (tf.backend() as unknown as WebgpuBackend).device;
+    pipeline = device.createComputePipeline({ layout: 'auto', label: name, compute: { module: device.createShaderModule({ code, label: name }), entryPoint: 'main' } });
+    pipelines.set(code, pipeline);
+  }
+  return pipeline;
 }
 
 /**
@@ -65,12 +76,7 @@ function grid(count: number): [number, number, number] {
  */
 function dispatchRaw(name: string, code: string, buffers: tf.TensorInfo[], uniforms: Uniform[] | null, groups: [number, number, number]): void {
   const backend = tf.backend() as unknown as WebgpuBackend;
-  let pipeline = pipelines.get(code);
-  if (!pipeline) {
-    const module = backend.device.createShaderModule({ code, label: name });
-    pipeline = backend.device.createComputePipeline({ layout: 'auto', label: name, compute: { module, entryPoint: 'main' } });
-    pipelines.set(code, pipeline);
-  }
+  const pipeline = computePipeline(name, code);
   for (const b of buffers) backend.uploadToGPU(b.dataId);
   const entries = buffers.map((b, i) => ({ binding: i, resource: backend.tensorToBinding(b) }));
   if (uniforms) entries.push({ binding: buffers.length, resource: backend.makeUniforms(uniforms) });
@@ -125,7 +131,7 @@ fn workgroupSum(value: f32, lid: u32) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // RMSNorm: one workgroup per row.
 
-const RMS_NORM = `
+export const RMS_NORM = `
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read_write> inv: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -212,7 +218,7 @@ function rmsNormGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorIn
 }
 
 /** Inference only: the residual sum s = x + r and its RMSNorm in one dispatch (instead of two). */
-const ADD_RMS_NORM = `
+export const ADD_RMS_NORM = `
 @group(0) @binding(0) var<storage, read_write> s: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -532,7 +538,7 @@ export interface CacheShape {
 }
 
 /** Thread per (b, t, kv head, d): rotate the new key, store key and value at position start + t. */
-const KV_WRITE = `
+export const KV_WRITE = `
 @group(0) @binding(0) var<storage, read_write> cacheK: array<f32>;
 @group(0) @binding(1) var<storage, read_write> cacheV: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;

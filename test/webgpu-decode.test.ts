@@ -1,0 +1,109 @@
+/**
+ * The webgpu decode graph (src/model/webgpu-decode.ts) against the tfjs decoding path
+ * (ARL_DECODE_GRAPH=0): greedy continuations token for token, logits, memory. In CI through Mesa's
+ * lavapipe (.ci/run sets ARL_REQUIRE_WEBGPU=1 so a missing adapter fails instead of skipping).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { DecodeSession, generate } from '../src/infer/generate.ts';
+import { assignHfWeights, readHfCheckpoint } from '../src/io/hf.ts';
+import { makeConfig, type ConfigOverrides } from '../src/model/config.ts';
+import { LlamaModel } from '../src/model/llama.ts';
+import { decodeGraphBuffers, decodeGraphSupported } from '../src/model/webgpu-decode.ts';
+import { maxAbsDiff, sharpModel, TEST_FIXTURES, webgpuUnavailable } from './helpers.ts';
+
+const skip = await webgpuUnavailable();
+
+/** `fn` with the decode graph off (the tfjs path of DecodeSession). */
+async function withoutGraph<T>(fn: () => Promise<T>): Promise<T> {
+  process.env.ARL_DECODE_GRAPH = '0';
+  try {
+    return await fn();
+  } finally {
+    delete process.env.ARL_DECODE_GRAPH;
+  }
+}
+
+const tinyConfig = (o: ConfigOverrides) => makeConfig(null, { vocabSize: 97, dim: 32, layers: 2, heads: 4, kvHeads: 2, hiddenDim: 50, maxSeq: 96, ...o });
+const prompt = (length: number, vocab: number): number[] => Array.from({ length }, (_, i) => (i * 37 + 5) % vocab);
+
+describe('webgpu decode graph', { skip }, () => {
+  afterEach(() => assert.equal(decodeGraphBuffers(), 0, 'every GPU buffer of the graph is destroyed with its session'));
+
+  const cases: [string, ConfigOverrides, number][] = [
+    // more than 64 keys (two attention splits) by the end
+    ['GQA 4/2, untied', {}, 50],
+    ['GQA 4/2, tied embeddings', { tieEmbeddings: true }, 50],
+    // window 70 over two splits, then the cache fills at 96 and the session restarts
+    ['sliding window 70, crossing the full cache', { attentionWindow: 70 }, 70],
+  ];
+  for (const [what, overrides, promptLength] of cases) {
+    it(`greedy: 40 tokens identical to the tfjs path (${what})`, async () => {
+      const model = sharpModel(tinyConfig(overrides));
+      assert.ok(decodeGraphSupported(model));
+      const ids = prompt(promptLength, model.config.vocabSize);
+      let graphUsed = false;
+      const got = await generate(model, ids, { maxNewTokens: 40, greedy: true, onToken: () => (graphUsed ||= decodeGraphBuffers() > 0) });
+      const want = await withoutGraph(() => generate(model, ids, { maxNewTokens: 40, greedy: true }));
+      assert.ok(graphUsed, 'the graph decoded');
+      assert.deepEqual(got, want);
+      model.dispose();
+    });
+  }
+
+  it('logits within 1e-4 of the tfjs path, prompts and single tokens mixed (sampling, the recap agent)', async () => {
+    const model = sharpModel(tinyConfig({ attentionWindow: 70 }));
+    const appends = [prompt(30, 97), [3], [4], [5, 6, 7], [8], ...prompt(40, 97).map((id) => [id])];
+    const run = async (): Promise<Float32Array[]> => {
+      const session = new DecodeSession(model);
+      const out: Float32Array[] = [];
+      for (const ids of appends) out.push(await session.append(ids));
+      session.dispose();
+      return out;
+    };
+    const got = await run();
+    const want = await withoutGraph(run);
+    got.forEach((logits, i) => assert.ok(maxAbsDiff(logits, want[i]) < 1e-4, `append ${i}: max |diff| ${maxAbsDiff(logits, want[i])}`));
+    model.dispose();
+  });
+
+  it('50 tokens leave tensors and GPU bytes flat; sampling through generate matches the tfjs path', async () => {
+    const model = sharpModel(tinyConfig({ tieEmbeddings: true }));
+    const session = new DecodeSession(model);
+    let next = await session.appendGreedy(prompt(20, 97));
+    next = await session.appendGreedy([next]);
+    const tensors = tf.memory().numTensors;
+    const gpuBytes = (tf.memory() as { numBytesInGPU?: number }).numBytesInGPU;
+    const graphBuffers = decodeGraphBuffers();
+    for (let i = 0; i < 50; i++) next = await session.appendGreedy([next]);
+    assert.equal(tf.memory().numTensors, tensors);
+    assert.equal((tf.memory() as { numBytesInGPU?: number }).numBytesInGPU, gpuBytes);
+    assert.equal(decodeGraphBuffers(), graphBuffers);
+    session.dispose();
+    const options = { maxNewTokens: 20, temperature: 0.9, topK: 20, topP: 0.9, seed: 5 };
+    assert.deepEqual(await generate(model, prompt(20, 97), options), await withoutGraph(() => generate(model, prompt(20, 97), options)));
+    model.dispose();
+  });
+
+  it('an attached adapter (LIFT) falls back to the tfjs path', () => {
+    const model = new LlamaModel(tinyConfig({ layers: 1 }), 1);
+    assert.ok(decodeGraphSupported(model));
+    model.blocks[0].adapter = {};
+    assert.equal(decodeGraphSupported(model), false);
+    model.dispose();
+  });
+
+  it('transformers parity: greedy continuation of an HF checkpoint through the graph (mha-tied)', async () => {
+    const dir = join(TEST_FIXTURES, 'hf', 'mha-tied');
+    const ref = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as { greedy: { prompt: number[]; output: number[] } };
+    const { config, tensors } = readHfCheckpoint(dir);
+    const model = new LlamaModel(config);
+    assignHfWeights(model, tensors, dir);
+    const { prompt: ids, output } = ref.greedy;
+    assert.deepEqual(await generate(model, ids, { greedy: true, maxNewTokens: output.length - ids.length }), output.slice(ids.length));
+    model.dispose();
+  });
+});
