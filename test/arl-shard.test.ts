@@ -4,9 +4,13 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { AUGMENT_FILES } from '../src/arl/augment.ts';
+import { AUGMENT_FILES, augmentDocuments, DEFAULT_AUGMENT } from '../src/arl/augment.ts';
 import { KEY_TOKEN_FILES } from '../src/arl/key-tokens.ts';
 import { readJsonLines } from '../src/arl/journal.ts';
+import { RECAP_FILES } from '../src/arl/recap.ts';
+import { parseShard } from '../src/arl/shard.ts';
+import { UserError } from '../src/io/errors.ts';
+import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
 import { assertUserError, makeTinyArlInputs, runArl, useCpu } from './helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'arl-shard-'));
@@ -85,17 +89,21 @@ describe('arl --shard i/N', () => {
   });
 
   test('refusals: a bad --shard; missing, repeated or foreign shards; shards of other settings', async () => {
-    for (const bad of ['3/2', 'a/b', '0/0']) {
-      assertUserError(await runArl('keytokens', ...keyTokenFlags(), '--out', join(work, 'bad'), '--shard', bad), new RegExp(`--shard must be i/N with N >= 1 and 0 <= i < N.*\\(got "${bad}"\\)`));
-    }
+    for (const bad of ['3/2', 'a/b', '0/0', '1/-2', '']) assert.throws(() => parseShard(bad), (err) => err instanceof UserError && /^--shard must be i\/N with N >= 1 and 0 <= i < N/.test(err.message));
+    assert.deepEqual(parseShard('2/3'), { index: 2, count: 3 });
+    assertUserError(await runArl('keytokens', ...keyTokenFlags(), '--out', join(work, 'bad'), '--shard', '3/2'), /^arl: --shard must be i\/N with N >= 1 and 0 <= i < N, e\.g\. --shard 0\/4 for the first of 4 \(got "3\/2"\)$/);
     const [a, b, c] = [0, 1, 2].map((index) => shardDir('three', index, 3));
     assertUserError(await runArl('augment', '--keytokens', a, c), /^arl: shard 1\/3 missing; pass all 3 shard folders of the run$/);
-    assertUserError(await runArl('augment', '--keytokens', a, b, a), /shard-0-of-3 and .*shard-0-of-3 are both shard 0\/3; pass each shard once/);
-    assertUserError(await runArl('augment', '--keytokens', a, shardDir('two', 1, 2)), /shard-1-of-2: shard 1\/2, but .*shard-0-of-3 is one of 3; pass the shard folders of one run/);
-    assertUserError(await runArl('augment', '--keytokens', a, b, c, join(work, 'whole')), /whole: not a shard folder \(made without --shard\)/);
-    assertUserError(await runArl('augment', '--keytokens', a), /shards 1\/3, 2\/3 missing/);
 
-    // A shard made from another checkpoint, and one whose recaps were capped differently.
+    const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
+    const refuses = (dirs: string[], pattern: RegExp, outDir?: string) =>
+      assert.rejects(augmentDocuments({ tokenizer, keyTokensDir: dirs, outDir, options: DEFAULT_AUGMENT }), (err) => err instanceof UserError && pattern.test(err.message));
+    await refuses([a], /^shards 1\/3, 2\/3 missing/);
+    await refuses([a, b, a], /shard-0-of-3 and .*shard-0-of-3 are both shard 0\/3; pass each shard once/);
+    await refuses([a, shardDir('two', 1, 2)], /shard-1-of-2: shard 1\/2, but .*shard-0-of-3 is one of 3; pass the shard folders of one run/);
+    await refuses([a, b, c, join(work, 'whole')], /whole: not a shard folder \(made without --shard\)/);
+
+    // A shard made from another checkpoint, one whose recaps were capped differently, and shards in different folders with no --out.
     const other = join(work, 'other');
     cpSync(join(work, 'three'), other, { recursive: true });
     const edit = (index: number, file: string, key: string, value: unknown): void => {
@@ -103,8 +111,10 @@ describe('arl --shard i/N', () => {
       writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), [key]: value }));
     };
     edit(2, KEY_TOKEN_FILES.summary, 'checkpoint_sha256', '0'.repeat(64));
-    assertUserError(await runArl('augment', '--keytokens', a, b, join(other, 'shard-2-of-3'), '--out', other), /shard-2-of-3\/summary\.json: checkpoint_sha256 "0{64}", but .* has "[0-9a-f]{64}"; every shard needs the same corpus, checkpoint and settings/);
-    edit(1, 'recaps-summary.json', 'max_recap_tokens', 99);
-    assertUserError(await runArl('augment', '--keytokens', ...[0, 1].map((index) => join(other, `shard-${index}-of-3`)), c, '--out', other), /shard-1-of-3\/recaps-summary\.json: max_recap_tokens 99, but .* has 12/);
+    await refuses([a, b, join(other, 'shard-2-of-3')], /shard-2-of-3\/summary\.json: checkpoint_sha256 "0{64}", but .* has "[0-9a-f]{64}"; every shard needs the same corpus, checkpoint and settings/, other);
+    edit(1, RECAP_FILES.summary, 'max_recap_tokens', 99);
+    await refuses([join(other, 'shard-0-of-3'), join(other, 'shard-1-of-3'), c], /shard-1-of-3\/recaps-summary\.json: max_recap_tokens 99, but .* has 12/, other);
+    edit(2, KEY_TOKEN_FILES.summary, 'checkpoint_sha256', JSON.parse(readFileSync(join(c, KEY_TOKEN_FILES.summary), 'utf8')).checkpoint_sha256);
+    await refuses([a, b, join(other, 'shard-2-of-3')], /the shard folders .* are not side by side in one folder; pass --out for the merged output/);
   });
 });
