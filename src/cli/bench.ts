@@ -193,18 +193,29 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
 
     if (!args.skipGenerate) {
       const prompt = Array.from(randomTokens(args.genContext, args.vocab, rng));
-      for (const useCache of [true, false]) {
+      // On webgpu the cached run goes through the decode graph; a second one without it (ARL_DECODE_GRAPH=0) compares.
+      const graphRuns = choice.name === 'webgpu' ? [true, false] : [null];
+      for (const [useCache, decodeGraph] of [...graphRuns.map((g) => [true, g] as const), [false, null] as const]) {
+        if (decodeGraph === false) process.env.ARL_DECODE_GRAPH = '0';
         await generate(model, prompt, { maxNewTokens: 2, greedy: true, useCache }); // warm-up (kernel set-up)
         const start = performance.now();
-        const produced = await generate(model, prompt, { maxNewTokens: args.genTokens, greedy: true, useCache, stopIds: [] });
-        const seconds = (performance.now() - start) / 1000;
+        let firstToken = 0;
+        const onToken = (): void => {
+          firstToken ||= performance.now();
+        };
+        const produced = await generate(model, prompt, { maxNewTokens: args.genTokens, greedy: true, useCache, stopIds: [], onToken });
+        const end = performance.now();
+        const seconds = (end - start) / 1000;
         sampleMemory();
-        emit({ bench: 'generate', ...base, kv_cache: useCache, context: args.genContext, new_tokens: produced.length, ms_per_token: (seconds * 1000) / produced.length, tokens_per_s: produced.length / seconds });
+        // decode_ms_per_token leaves out the prompt's forward (the first token): the cost of each further token.
+        const decodeMs = produced.length > 1 ? (end - firstToken) / (produced.length - 1) : null;
+        emit({ bench: 'generate', ...base, kv_cache: useCache, ...(decodeGraph === null ? {} : { decode_graph: decodeGraph }), context: args.genContext, new_tokens: produced.length, ms_per_token: (seconds * 1000) / produced.length, decode_ms_per_token: decodeMs, tokens_per_s: produced.length / seconds });
         if (args.profile) {
           // One new token per generate call beyond the first (the prefill), so the profile of 2
           // tokens minus that of 1 is one decoding step; both are reported whole for simplicity.
-          emit({ ...base, ...(await profileKernels(`generate 2 tokens, kv_cache ${useCache}`, () => generate(model, prompt, { maxNewTokens: 2, greedy: true, useCache, stopIds: [] }))) });
+          emit({ ...base, ...(await profileKernels(`generate 2 tokens, kv_cache ${useCache}${decodeGraph === null ? '' : `, decode graph ${decodeGraph}`}`, () => generate(model, prompt, { maxNewTokens: 2, greedy: true, useCache, stopIds: [] }))) });
         }
+        if (decodeGraph === false) delete process.env.ARL_DECODE_GRAPH;
       }
     }
     emit({ bench: 'memory', ...base, peak_rss_mb: Math.round(peakRss / 2 ** 20), tf_bytes_mb: Math.round(tf.memory().numBytes / 2 ** 20), tensors: tf.memory().numTensors });
