@@ -88,6 +88,26 @@ describe('webgpu decode graph', { skip }, () => {
     model.dispose();
   });
 
+  it('a weight assigned mid-session is read from its new buffer', async () => {
+    const model = sharpModel(tinyConfig({}));
+    const ids = prompt(12, 97);
+    const session = new DecodeSession(model);
+    await session.append(ids.slice(0, 10));
+    await session.append([ids[10]]);
+    // The final norm: the cache does not depend on it, so a fresh session over all ids is the reference.
+    tf.tidy(() => model.finalNorm.weight.write(tf.mul(model.finalNorm.weight.read(), 2)));
+    const got = await session.append([ids[11]]);
+    session.dispose();
+    const want = await withoutGraph(async () => {
+      const fresh = new DecodeSession(model);
+      const logits = await fresh.append(ids);
+      fresh.dispose();
+      return logits;
+    });
+    assert.ok(maxAbsDiff(got, want) < 1e-4, `max |diff| ${maxAbsDiff(got, want)}`);
+    model.dispose();
+  });
+
   it('an attached adapter (LIFT) falls back to the tfjs path', () => {
     const model = new LlamaModel(tinyConfig({ layers: 1 }), 1);
     assert.ok(decodeGraphSupported(model));

@@ -85,6 +85,10 @@ export class DecodeSession {
   /** The decode graph for appending `ids`, built on first use; null where the tfjs path runs. */
   private graphFor(ids: number[]): DecodeGraph | null {
     if (ids.length !== 1 || !decodeGraphSupported(this.model)) return null;
+    if (this.graph && !this.graph.bindsCurrentWeights()) {
+      this.graph.dispose();
+      this.graph = null;
+    }
     this.graph ??= new DecodeGraph(this.model);
     return this.graph;
   }

@@ -330,6 +330,8 @@ export class DecodeGraph {
   private readonly cacheDispatches: (CacheDispatches | null)[];
   private readonly shape: AttentionShape;
   private disposed = false;
+  /** The weights' buffers as bound, in model.variables() order. */
+  private readonly weightBuffers: GpuBuffer[];
 
   constructor(private readonly model: LlamaModel) {
     const c = model.config;
@@ -357,6 +359,7 @@ export class DecodeGraph {
     this.token = scratch(1, 'token');
     this.staging = this.buffer(4 * vocabSize, MAP_READ | COPY_DST, 'read-back');
 
+    this.weightBuffers = model.variables().map(bufferOf);
     const weight = (v: tf.LayerVariable): GpuBuffer => bufferOf(v.read());
     const gemv = (name: string, x: GpuBuffer, outs: GpuBuffer[], weights: GpuBuffer[], k: number, widths: number[], swiglu = false): Dispatch => {
       const columns = swiglu ? widths[0] : widths.reduce((a, b) => a + b, 0);
@@ -447,6 +450,14 @@ export class DecodeGraph {
     return result;
   }
 
+  /**
+   * False once a weight has been given a new buffer (assigned, not updated in place: AdamW's
+   * in-place updates are seen as they are): the graph would read a released buffer.
+   */
+  bindsCurrentWeights(): boolean {
+    return this.model.variables().every((v, i) => bufferOf(v) === this.weightBuffers[i]);
+  }
+
   /** Layer i's cache-writing and attention dispatches over the cache's current buffers. */
   private bindCache(i: number, cache: KVCache): CacheDispatches {
     const k = bufferOf(cache.layers[i].k);
@@ -465,12 +476,6 @@ export class DecodeGraph {
       this.cacheDispatches[i] = bound;
     }
     return bound;
-  }
-
-  /** Dispatches one decoded token records (with `greedy`, the argmax included). */
-  dispatchesPerToken(greedy: boolean): number {
-    const perLayer = this.layers[0].beforeCache.length + 2 + this.layers[0].afterCache.length;
-    return this.head.length + perLayer * this.layers.length + 1 + (greedy ? 1 : 0);
   }
 
   dispose(): void {
