@@ -8,6 +8,7 @@ import { AUGMENT_FILES, augmentDocuments, DEFAULT_AUGMENT } from '../src/arl/aug
 import { KEY_TOKEN_FILES } from '../src/arl/key-tokens.ts';
 import { readJsonLines } from '../src/arl/journal.ts';
 import { RECAP_FILES } from '../src/arl/recap.ts';
+import { SEGMENT_FILES } from '../src/arl/relevant-segment.ts';
 import { parseShard } from '../src/arl/shard.ts';
 import { UserError } from '../src/io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
@@ -66,6 +67,7 @@ describe('arl --shard i/N', () => {
       assert.deepEqual([summary.shard_index, summary.shard_count, summary.corpus_documents], [index, 2, DOCUMENTS]);
       assert.match(summary.checkpoint_sha256, /^[0-9a-f]{64}$/);
       await arl('segments', '--checkpoint', inputs.checkpoint, '--keytokens', dir, '--margin', '-100', '--backend', 'cpu');
+      assert.equal(JSON.parse(readFileSync(join(dir, SEGMENT_FILES.summary), 'utf8')).checkpoint_sha256, summary.checkpoint_sha256, 'step 2 records the weights it scored with');
       await arl('recaps', '--keytokens', dir, '--checkpoint', inputs.checkpoint, ...recapOnlyFlags, '--backend', 'cpu');
     }
     const whole = readJsonLines<{ doc: string }>(join(work, 'whole', KEY_TOKEN_FILES.documents)).map((d) => d.doc);

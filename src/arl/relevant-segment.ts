@@ -142,6 +142,8 @@ export interface SegmentRun {
   model: LlamaModel;
   tokenizer: Tokenizer;
   checkpoint: string;
+  /** The checkpoint's weights hash, recorded for a shard of a sharded run (whose merge compares it across machines). */
+  checkpointSha256?: string;
   /** Output folder of step 1. */
   keyTokensDir: string;
   /** Where segments.jsonl goes (default: keyTokensDir). */
@@ -188,7 +190,7 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
     if (forDoc) forDoc.push(record);
     else keyTokensByDoc.set(record.doc, [record]);
   }
-  const settings: Settings = { checkpoint: run.checkpoint, keytokens: keyTokensDir, S: shortContext, segment_tokens: options.segmentTokens, margin: options.margin };
+  const settings: Settings = { checkpoint: run.checkpoint, keytokens: keyTokensDir, S: shortContext, segment_tokens: options.segmentTokens, margin: options.margin, ...(run.checkpointSha256 !== undefined && { checkpoint_sha256: run.checkpointSha256 }) };
   const { journal, resumed } = DocumentJournal.open<SegmentDocument>(run.outDir ?? keyTokensDir, SEGMENT_FILES, settings);
   const done = [...resumed];
   const sum = (pick: (d: SegmentDocument) => number): number => done.reduce((acc, d) => acc + pick(d), 0);

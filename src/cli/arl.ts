@@ -96,7 +96,11 @@ export function shardOutput(args: Pick<KeyTokensArgs, 'out' | 'shard'>): { shard
 /** What step 1 records about a shard: the shard and the checkpoint's weights hash (its path may differ between machines). */
 export async function shardSettings(shard: Shard | null, checkpointDir: string): Promise<ShardSettings | undefined> {
   if (!shard) return undefined;
-  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: await sha256File(join(checkpointDir, 'model.safetensors')) };
+  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: await checkpointSha256(checkpointDir) };
+}
+
+function checkpointSha256(checkpointDir: string): Promise<string> {
+  return sha256File(join(checkpointDir, 'model.safetensors'));
 }
 
 type KeyTokenFlags = Pick<KeyTokensArgs, 'maxDocs' | 'short' | 'chunk' | 'longStride' | 'topK' | 'alpha' | 'beta' | 'select' | 'batch'>;
@@ -197,6 +201,8 @@ const segmentsCommand: CommandModule = {
         model,
         tokenizer: tokenizer!,
         checkpoint: checkpointDir,
+        // A shard's segments record the weights hash too, so the merge can check all shards used one checkpoint.
+        checkpointSha256: keyTokens.checkpoint_sha256 === undefined ? undefined : await checkpointSha256(checkpointDir),
         keyTokensDir: args.keytokens,
         outDir: args.out,
         options: given,

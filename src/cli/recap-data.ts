@@ -145,7 +145,7 @@ export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
 
     const bar2 = new ProgressBar(Math.max(1, summary.key_tokens), '2/4 segments');
     const { totals: segments } = await timed('segments', () =>
-      findRelevantSegments({ model, tokenizer, checkpoint: checkpointDir, keyTokensDir: outDir, options: segmentGiven, onKeyToken: (p) => bar2.update(p.keyTokens, `${p.segments} kept`) }),
+      findRelevantSegments({ model, tokenizer, checkpoint: checkpointDir, checkpointSha256: shardRecord?.checkpoint_sha256, keyTokensDir: outDir, options: segmentGiven, onKeyToken: (p) => bar2.update(p.keyTokens, `${p.segments} kept`) }),
     );
     done('2/4 segments', `a segment kept for ${segments.segments} of ${segments.key_tokens} key tokens`, seconds.segments);
 
