@@ -155,16 +155,20 @@ test('arl lift: trains, writes answers and a reusable adapter; refuses bad input
   const questions = ['--questions', join(dir, 'q.jsonl')];
 
   const out = join(dir, 'out');
-  const ok = await runArl('lift', ...common, ...questions, '--input', join(dir, 'short.txt'), '--out', out, '--compare-icl');
+  const ok = await runArl('lift', ...common, ...questions, '--input', join(dir, 'short.txt'), '--out', out, '--compare-icl', '--sentence-orders', '2');
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stderr, /shorter than one segment/);
   const answers = readFileSync(join(out, 'answers.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(Object.keys(answers[0]).sort(), ['answer', 'expected', 'icl_answer', 'question']);
   const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
   assert.ok(summary.adapter_parameters > 0 && summary.adapter_bytes > 0);
+  // Two sentence orders: the input and one reordered copy.
+  assert.equal(summary.sentence_orders, 2);
+  assert.ok(summary.training_tokens >= 2 * summary.input_tokens - 1, `${summary.training_tokens} training tokens for ${summary.input_tokens} input tokens`);
   assert.ok(existsSync(join(out, 'adapter.safetensors')));
 
   assertUserError(await runArl('lift', ...common, ...questions, '--input', join(dir, 'empty.txt'), '--out', join(dir, 'o2')), /empty\.txt: the input is empty/);
+  assertUserError(await runArl('lift', ...common, ...questions, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o5'), '--sentence-orders', '0'), /--sentence-orders/);
   assertUserError(await runArl('lift', ...common, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o3'), '--questions', join(dir, 'bad.jsonl')), /bad\.jsonl:2: field "question" must be a string/);
   const wrongBase = await runArl('lift', ...common.slice(0, 3), other, ...common.slice(4), ...questions, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o4'), '--load-adapter', join(out, 'adapter.safetensors'));
   assertUserError(wrongBase, /adapter\.safetensors: adapter was trained on another base model/);

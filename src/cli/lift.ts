@@ -18,7 +18,7 @@ import { makeRng } from '../infer/sampling.ts';
 import { ADAPTER_KINDS, type AdapterKind, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
 import { ADAPTER_FILE, baseCheckpointHash, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
 import { DEFAULT_PROMPT_TEMPLATE, generateQaPairs, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';
-import { answerQuestions, LIFT_DEFAULTS, type LiftOptions, trainLiftAdapter } from '../lift/lift.ts';
+import { answerQuestions, LIFT_DEFAULTS, liftTrainingTokens, type LiftOptions, trainLiftAdapter } from '../lift/lift.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { formatDuration, ProgressBar } from './progress.ts';
 
@@ -48,6 +48,7 @@ interface LiftArgs extends ChatArgs {
   accumulateEpoch: boolean;
   batch: number;
   seed: number;
+  sentenceOrders: number;
   qa?: string;
   qaLlm?: 'openai' | 'llama-cpp';
   qaCount: number;
@@ -114,6 +115,7 @@ export const liftCommand: CommandModule = {
       .option('accumulate-epoch', { type: 'boolean', default: false, describe: 'one optimizer step per epoch (the official code); default one per batch' })
       .option('batch', { type: 'number', default: LIFT_DEFAULTS.batch, describe: 'examples per batch' })
       .option('seed', { type: 'number', default: LIFT_DEFAULTS.seed })
+      .option('sentence-orders', { type: 'number', default: LIFT_DEFAULTS.sentenceOrders, describe: 'train on the input plus copies in other sentence orders (ours, not in the paper; 1 = as given)' })
       .option('qa', { type: 'string', describe: 'auxiliary QA pairs, JSONL of {question, answer} (stage 2)' })
       .option('qa-llm', { choices: ['openai', 'llama-cpp'] as const, describe: 'write auxiliary QA pairs with this LLM backend (--llm-* flags)' })
       .option('qa-count', { type: 'number', default: 10, describe: 'auxiliary QA pairs to write with --qa-llm' })
@@ -124,7 +126,7 @@ export const liftCommand: CommandModule = {
       .example('$0 lift --checkpoint ckpt --input book.txt --questions q.jsonl --out lift/book --qa-llm openai --llm-url http://localhost:8000 --llm-model qwen', 'with LLM-written auxiliary QA'),
   handler: async (argv) => {
     const args = argv as unknown as LiftArgs;
-    checkPositiveIntegers({ '--lora-rank': args.loraRank, '--batch': args.batch, '--max-new-tokens': args.maxNewTokens, '--qa-count': args.qaCount });
+    checkPositiveIntegers({ '--lora-rank': args.loraRank, '--batch': args.batch, '--sentence-orders': args.sentenceOrders, '--max-new-tokens': args.maxNewTokens, '--qa-count': args.qaCount });
     for (const [flag, value] of Object.entries({ '--segment-length': args.segmentLength, '--segment-stride': args.segmentStride })) {
       if (value !== undefined) checkPositiveIntegers({ [flag]: value });
     }
@@ -159,6 +161,7 @@ export const liftCommand: CommandModule = {
         accumulateEpoch: args.accumulateEpoch,
         batch: args.batch,
         seed: args.seed,
+        sentenceOrders: args.sentenceOrders,
         promptTemplate: args.promptTemplate,
         maxNewTokens: args.maxNewTokens,
       };
@@ -188,7 +191,8 @@ export const liftCommand: CommandModule = {
         const qa = await auxiliaryQa(args, input, log);
         let bar: ProgressBar | null = null;
         let lastLoss = NaN;
-        const training = await trainLiftAdapter(model, tokenizer!, tokens, {
+        const trainingTokens = liftTrainingTokens(tokenizer!, input, tokens, options);
+        const training = await trainLiftAdapter(model, tokenizer!, trainingTokens, {
           ...options,
           qa,
           onNote: (m) => log(chalk.yellow(m)),
@@ -204,6 +208,8 @@ export const liftCommand: CommandModule = {
         const summary = {
           input: args.input,
           input_tokens: tokens.length,
+          sentence_orders: args.sentenceOrders,
+          training_tokens: trainingTokens.length,
           segments: training.segments,
           qa_pairs: qa.length,
           optimizer_steps: training.losses.length,

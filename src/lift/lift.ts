@@ -183,6 +183,15 @@ export async function answerQuestions(model: LlamaModel, tokenizer: Tokenizer, i
 }
 
 /**
+ * The tokens LIFT trains on: the input's own `tokens`, or with `sentenceOrders` > 1 the input plus copies in
+ * other sentence orders (ours, sentence-orders.ts). Answering prompts are always cut from the input as given.
+ */
+export function liftTrainingTokens(tokenizer: Tokenizer, input: string, tokens: number[], opts: Partial<Pick<LiftOptions, 'sentenceOrders' | 'seed'>>): number[] {
+  const orders = opts.sentenceOrders ?? LIFT_DEFAULTS.sentenceOrders;
+  return orders > 1 ? tokenizer.encode(withSentenceOrders(input, orders, makeRng(opts.seed ?? LIFT_DEFAULTS.seed))) : tokens;
+}
+
+/**
  * The evaluation entry point (contracts.md): trains a fresh adapter on `input`, answers each
  * question, removes and frees the adapter, leaving `model` as it was. With `compareIcl`, also the
  * answers of the model without the adapter (in-context only, same truncated prompt).
@@ -196,10 +205,7 @@ export async function liftAnswer(
 ): Promise<{ answers: string[]; iclAnswers?: string[]; trainSeconds: number; inputTokens: number }> {
   const tokens = tokenizer.encode(input);
   const iclAnswers = opts.compareIcl ? await answerQuestions(model, tokenizer, tokens, questions, opts) : undefined;
-  const orders = opts.sentenceOrders ?? LIFT_DEFAULTS.sentenceOrders;
-  // Answering prompts are cut from the input as given; only training sees the reordered copies.
-  const trainTokens = orders > 1 ? tokenizer.encode(withSentenceOrders(input, orders, makeRng(opts.seed ?? LIFT_DEFAULTS.seed))) : tokens;
-  const { adapter, seconds } = await trainLiftAdapter(model, tokenizer, trainTokens, opts);
+  const { adapter, seconds } = await trainLiftAdapter(model, tokenizer, liftTrainingTokens(tokenizer, input, tokens, opts), opts);
   try {
     const answers = await answerQuestions(model, tokenizer, tokens, questions, opts);
     return { answers, ...(iclAnswers ? { iclAnswers } : {}), trainSeconds: seconds, inputTokens: tokens.length };
