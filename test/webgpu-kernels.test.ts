@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../src/backend.ts';
 import { DecodeSession, generate } from '../src/infer/generate.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
@@ -20,18 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { maxAbsDiff, REPO_ROOT } from './helpers.ts';
-
-async function webgpuUnavailable(): Promise<string | false> {
-  try {
-    await selectBackend('webgpu');
-    return false;
-  } catch (err) {
-    const reason = `no WebGPU adapter here (${(err as Error).message.split('\n')[0]}); install Mesa's lavapipe as .ci/run does`;
-    if (process.env.ARL_REQUIRE_WEBGPU === '1') throw new Error(`ARL_REQUIRE_WEBGPU=1 but ${reason}`);
-    return reason;
-  }
-}
+import { maxAbsDiff, REPO_ROOT, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();
 

@@ -6,21 +6,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { releaseUnusedGpuMemory, selectBackend } from '../src/backend.ts';
+import { releaseUnusedGpuMemory } from '../src/backend.ts';
 import { nextTokenLogProbs } from '../src/arl/scoring.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
-
-async function webgpuUnavailable(): Promise<string | false> {
-  try {
-    await selectBackend('webgpu');
-    return false;
-  } catch (err) {
-    const reason = `no WebGPU adapter here (${(err as Error).message.split('\n')[0]})`;
-    if (process.env.ARL_REQUIRE_WEBGPU === '1') throw new Error(`ARL_REQUIRE_WEBGPU=1 but ${reason}`);
-    return reason;
-  }
-}
+import { webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();
 
