@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels } from './wasm-kernels.ts';
+import { flashAttentionGpu, flashAttentionSupports } from './webgpu-flash-attention.ts';
 import { hasWebgpuKernels, rotaryGpu, softmaxGradGpu, softmaxMaskedGpu } from './webgpu-kernels.ts';
 
 type Saver = tf.GradSaveFunc;
@@ -134,6 +135,8 @@ export interface AttentionSpec {
   rotate: tf.Tensor2D;
   /** Additive mask [groups*seq, seq]: 0 where visible, a large negative number elsewhere. */
   mask: tf.Tensor2D;
+  /** The sliding window the mask was built with (null: none). Given, webgpu takes flash attention (no mask needed). */
+  window?: number | null;
 }
 
 /** [B*T, n*hd] -> [B, n, T, hd] */
@@ -176,8 +179,13 @@ export function causalAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, 
  * One layout transpose in and one out each way; rotary is applied to queries and keys together.
  * The G = H/KV query heads sharing a KV head are folded into the query-length axis
  * ([B, KV, G*T, hd]) so one batched matmul serves the group and K/V are never copied per head.
+ * On webgpu (with the window given) flash attention's kernels instead, unless ARL_FLASH_ATTENTION=0.
  */
 export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tensor2D {
+  if (hasWebgpuKernels() && s.window !== undefined && process.env.ARL_FLASH_ATTENTION !== '0' && flashAttentionSupports(s.headDim)) {
+    const { batch, seq, heads, kvHeads, headDim, window } = s;
+    return flashAttentionGpu(qkv, s.cos, s.sin, { batch, seq, heads, kvHeads, headDim, window });
+  }
   const { batch, seq, heads, kvHeads, headDim, cos, sin, rotate, mask } = s;
   const groups = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);

@@ -317,6 +317,7 @@ export class DecoderBlock extends tf.layers.Layer {
       sin: tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]),
       rotate: ctx.rotate,
       mask: ctx.mask!,
+      window: this.c.attentionWindow,
     });
     return this.adaptAttention(out, () => tf.slice(qkv, [0, 0], [batch * seq, heads * headDim]));
   }

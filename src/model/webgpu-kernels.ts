@@ -15,6 +15,7 @@
  * tfjs ops, values and gradients, in test/webgpu-kernels.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
+import { flashAttentionGradKernel, flashAttentionKernel } from './webgpu-flash-attention.ts';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend that dispatchRaw uses. */
 export interface WebgpuBackend {
@@ -47,7 +48,7 @@ export interface ComputePass {
   setBindGroup(i: number, g: unknown): void;
   dispatchWorkgroups(x: number, y: number, z: number): void;
 }
-type Uniform = { type: 'float32' | 'int32' | 'uint32'; data: number[] };
+export type Uniform = { type: 'float32' | 'int32' | 'uint32'; data: number[] };
 
 const MAX_GROUPS_PER_DIM = 65535;
 const pipelines = new Map<string, ReturnType<WebgpuBackend['device']['createComputePipeline']>>();
@@ -74,7 +75,7 @@ export function computePipeline(name: string, code: string): ReturnType<WebgpuBa
  * Outputs must be allocated by the caller (backend.makeTensorInfo); inputs are uploaded if needed.
  * Under tf.profile the dispatch is timed on the GPU like tfjs's own programs.
  */
-function dispatchRaw(name: string, code: string, buffers: tf.TensorInfo[], uniforms: Uniform[] | null, groups: [number, number, number]): void {
+export function dispatchRaw(name: string, code: string, buffers: tf.TensorInfo[], uniforms: Uniform[] | null, groups: [number, number, number]): void {
   const backend = tf.backend() as unknown as WebgpuBackend;
   const pipeline = computePipeline(name, code);
   for (const b of buffers) backend.uploadToGPU(b.dataId);
@@ -105,7 +106,7 @@ function dispatchRaw(name: string, code: string, buffers: tf.TensorInfo[], unifo
   }
 }
 
-function allocate(shape: number[]): tf.TensorInfo {
+export function allocate(shape: number[]): tf.TensorInfo {
   return (tf.backend() as unknown as WebgpuBackend).makeTensorInfo(shape, 'float32');
 }
 
@@ -940,6 +941,8 @@ export function registerWebgpuKernels(): void {
     ['ArlGpuSwiGluGrad', swigluGradKernel],
     ['ArlGpuKvWrite', kvWriteKernel],
     ['ArlGpuCachedAttention', cachedAttentionKernel],
+    ['ArlGpuFlashAttention', flashAttentionKernel],
+    ['ArlGpuFlashAttentionGrad', flashAttentionGradKernel],
   ];
   for (const [kernelName, kernelFunc] of kernels) tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
   stockBatchMatMul = tf.getKernel('BatchMatMul', 'webgpu') ?? null;

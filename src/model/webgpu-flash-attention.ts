@@ -1,0 +1,315 @@
+/**
+ * Flash-style causal self-attention for training on the webgpu backend (FlashAttention-2's
+ * schedule): forward and backward never materialise the [T, T] scores.
+ *
+ * Input is the fused projection qkv [B*T, (H + 2 KV)*hd] (queries, keys, values, head-major) and
+ * the rotary tables [T, hd] (HF rotate-half layout); rotary is applied on load, so no layout
+ * transposes or rotary dispatches are needed either side. Output [B*T, H*hd] (heads merged).
+ *
+ * - Forward (1 dispatch): a workgroup of ROWS invocations takes ROWS query rows of one (batch,
+ *   head), one row per invocation with q and the output accumulator in vec4 registers; tiles of
+ *   KEY_TILE keys and values of the matching KV head (GQA: head h reads kv head h / (H/KV)) are
+ *   staged in workgroup memory; online softmax; key tiles above the diagonal or outside the
+ *   sliding window are never visited. Also writes the row's logsumexp [B, H, T] for the backward.
+ * - Backward (2 dispatches; WGSL has no float atomics): dQ per query block (recomputing P from
+ *   the logsumexp, and D = rowsum(dO * O), which it also stores), then dK and dV per key block
+ *   looping over the query tiles of every query head of the KV head. Both apply rotary's
+ *   transpose and write straight into dqkv in the input layout.
+ *
+ * Checked against the tfjs formulation (causalSelfAttention), values and gradients, in
+ * test/webgpu-flash-attention.test.ts.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { allocate, dispatchRaw, grid, type Uniform } from './webgpu-kernels.ts';
+
+/** Shapes of one flash-attention call. */
+export interface FlashAttentionSpec {
+  batch: number;
+  seq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Sliding window (a query sees the `window` latest keys, itself included); null: all earlier keys. */
+  window: number | null;
+}
+
+/** Rows (queries, or keys in the dK/dV kernel) per workgroup, one per invocation. */
+const ROWS = 64;
+/** Keys per workgroup-memory tile in the forward and dQ kernels. */
+const KEY_TILE = 16;
+
+/** Head dimensions the kernels take: whole vec4 halves (rotate-half pairs group c with c +- hd/8), registers bounded. */
+export function flashAttentionSupports(headDim: number): boolean {
+  return headDim % 8 === 0 && headDim <= 128;
+}
+
+/** Query rows per tile of the dK/dV kernel: q and dO tiles within WebGPU's default 16 KB of workgroup memory. */
+const queryTile = (headDim: number): number => (headDim > 64 ? 8 : 16);
+
+/** `f(c)` for every vec4 group c of a head, joined. */
+function each(vecs: number, f: (c: number) => string, sep = '\n  '): string {
+  return Array.from({ length: vecs }, (_, c) => f(c)).join(sep);
+}
+
+/** Declarations shared by the three kernels, for head dimension 4 * vecs. */
+function common(vecs: number): string {
+  return `
+const V = ${vecs}u;
+const HALF = ${vecs / 2}u;
+const ROWS = ${ROWS}u;
+struct U { batch: u32, seq: u32, heads: u32, kvHeads: u32, window: u32, scale: f32 };
+/** First vec4 of head slot \`slot\` (queries 0..H-1, keys H.., values H+KV..) of token t in qkv. */
+fn slotRow(b: u32, t: u32, slot: u32) -> u32 { return ((b * u.seq + t) * (u.heads + 2u * u.kvHeads) + slot) * V; }
+/** First vec4 of head h of token t in the merged-heads layout [B*T, H*hd]. */
+fn headRow(b: u32, t: u32, h: u32) -> u32 { return ((b * u.seq + t) * u.heads + h) * V; }
+fn visible(query: u32, key: u32) -> bool { return key <= query && (u.window == 0u || query - key < u.window); }
+/** Group c of rotary(x) for the row of qkv at base, position t: x cos + rotate_half(x) sin. */
+fn rotated(base: u32, t: u32, c: u32) -> vec4<f32> {
+  let partner = select(c - HALF, c + HALF, c < HALF);
+  let sign = select(1.0, -1.0, c < HALF);
+  return qkv[base + c] * cosT[t * V + c] + sign * qkv[base + partner] * sinT[t * V + c];
+}`;
+}
+
+/** Key tile loads (rotated keys, values) shared by the forward and dQ kernels. */
+const LOAD_KEY_TILE = `
+var<workgroup> kTile: array<vec4<f32>, ${KEY_TILE} * V>;
+var<workgroup> vTile: array<vec4<f32>, ${KEY_TILE} * V>;
+fn loadKeyTile(b: u32, kvh: u32, k0: u32, lid: u32) {
+  for (var e = lid; e < ${KEY_TILE}u * V; e += ROWS) {
+    let key = min(k0 + e / V, u.seq - 1u);
+    let c = e % V;
+    kTile[e] = rotated(slotRow(b, key, u.heads + kvh), key, c);
+    vTile[e] = qkv[slotRow(b, key, u.heads + u.kvHeads + kvh) + c];
+  }
+}
+/** The first key tile a query block starting at \`first\` needs (sliding window), tile-aligned. */
+fn firstKeyTile(first: u32) -> u32 {
+  if (u.window > 0u && first + 1u > u.window) { return (first + 1u - u.window) / ${KEY_TILE}u * ${KEY_TILE}u; }
+  return 0u;
+}`;
+
+/** Rotary's transpose on the vec4 registers `${name}c`: dx = dy cos + rotate_half^T(dy sin). */
+function rotaryBackward(vecs: number, name: string, t: string): (c: number) => string {
+  const half = vecs / 2;
+  return (c) => (c < half ? `${name}${c} * cosT[${t} * V + ${c}u] + ${name}${c + half} * sinT[${t} * V + ${c + half}u]` : `${name}${c} * cosT[${t} * V + ${c}u] - ${name}${c - half} * sinT[${t} * V + ${c - half}u]`);
+}
+
+/** Workgroup -> (batch, head, block) and this invocation's row, clamped (rows past T compute but never store). */
+const BLOCK_INDEX = (headCount: string): string => `
+  let blocks = (u.seq + ROWS - 1u) / ROWS;
+  let item = wid.x + wid.y * nwg.x;
+  if (item >= u.batch * ${headCount} * blocks) { return; }
+  let first = (item % blocks) * ROWS;
+  let head = (item / blocks) % ${headCount};
+  let b = item / (blocks * ${headCount});
+  let t = min(first + lid, u.seq - 1u);
+  let stores = first + lid < u.seq;
+  let last = min(first + ROWS, u.seq) - 1u;`;
+
+const ENTRY = `@compute @workgroup_size(${ROWS}) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
+
+function forwardShader(vecs: number): string {
+  const keys = Array.from({ length: KEY_TILE }, (_, j) => j);
+  const dotQ = (j: number): string => each(vecs, (c) => `dot(q${c}, kTile[${j * vecs + c}u])`, ' + ');
+  return `
+@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> cosT: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> sinT: array<vec4<f32>>;
+@group(0) @binding(5) var<uniform> u: U;
+${common(vecs)}
+${LOAD_KEY_TILE}
+${ENTRY} {
+  ${BLOCK_INDEX('u.heads')}
+  let kvh = head / (u.heads / u.kvHeads);
+  let qBase = slotRow(b, t, head);
+  ${each(vecs, (c) => `let q${c} = rotated(qBase, t, ${c}u) * u.scale;`)}
+  ${each(vecs, (c) => `var a${c} = vec4<f32>(0.0);`)}
+  var m = -3.0e38;
+  var l = 0.0;
+  for (var k0 = firstKeyTile(first); k0 <= last; k0 += ${KEY_TILE}u) {
+    loadKeyTile(b, kvh, k0, lid);
+    workgroupBarrier();
+    // Masked scores are -3e38: they never raise the maximum and their p is zeroed below.
+    ${keys.map((j) => `let s${j} = select(-3.0e38, ${dotQ(j)}, visible(t, k0 + ${j}u));`).join('\n    ')}
+    let mNew = max(m, ${keys.slice(1).reduce((acc, j) => `max(${acc}, s${j})`, 's0')});
+    let correction = exp(m - mNew);
+    ${keys.map((j) => `let p${j} = select(0.0, exp(s${j} - mNew), s${j} > -1.0e38);`).join('\n    ')}
+    l = l * correction + ${keys.map((j) => `p${j}`).join(' + ')};
+    ${each(vecs, (c) => `a${c} = a${c} * correction + ${keys.map((j) => `p${j} * vTile[${j * vecs + c}u]`).join(' + ')};`, '\n    ')}
+    m = mNew;
+    workgroupBarrier();
+  }
+  if (stores) {
+    let inv = 1.0 / l;
+    let o = headRow(b, t, head);
+    ${each(vecs, (c) => `out[o + ${c}u] = a${c} * inv;`, '\n    ')}
+    lse[(b * u.heads + head) * u.seq + t] = m + log(l);
+  }
+}`;
+}
+
+/** dQ per query block; also D = rowsum(dO * O), stored for the dK/dV kernel. */
+function gradQueryShader(vecs: number): string {
+  return `
+@group(0) @binding(0) var<storage, read_write> dqkv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dsum: array<f32>;
+@group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> cosT: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> sinT: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> out: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> dOut: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> lse: array<f32>;
+@group(0) @binding(8) var<uniform> u: U;
+${common(vecs)}
+${LOAD_KEY_TILE}
+${ENTRY} {
+  ${BLOCK_INDEX('u.heads')}
+  let kvh = head / (u.heads / u.kvHeads);
+  let qBase = slotRow(b, t, head);
+  ${each(vecs, (c) => `let q${c} = rotated(qBase, t, ${c}u) * u.scale;`)}
+  let o = headRow(b, t, head);
+  ${each(vecs, (c) => `let do${c} = dOut[o + ${c}u];`)}
+  let d = ${each(vecs, (c) => `dot(do${c}, out[o + ${c}u])`, ' + ')};
+  let row = (b * u.heads + head) * u.seq + t;
+  let rowLse = lse[row];
+  ${each(vecs, (c) => `var g${c} = vec4<f32>(0.0);`)}
+  for (var k0 = firstKeyTile(first); k0 <= last; k0 += ${KEY_TILE}u) {
+    loadKeyTile(b, kvh, k0, lid);
+    workgroupBarrier();
+    for (var j = 0u; j < ${KEY_TILE}u; j++) {
+      let kb = j * V;
+      let p = select(0.0, exp(${each(vecs, (c) => `dot(q${c}, kTile[kb + ${c}u])`, ' + ')} - rowLse), visible(t, k0 + j));
+      let ds = p * (${each(vecs, (c) => `dot(do${c}, vTile[kb + ${c}u])`, ' + ')} - d);
+      ${each(vecs, (c) => `g${c} += ds * kTile[kb + ${c}u];`, '\n      ')}
+    }
+    workgroupBarrier();
+  }
+  if (stores) {
+    dsum[row] = d;
+    ${each(vecs, (c) => `let dq${c} = g${c} * u.scale;`, '\n    ')}
+    ${each(vecs, (c) => `dqkv[qBase + ${c}u] = ${rotaryBackward(vecs, 'dq', 't')(c)};`, '\n    ')}
+  }
+}`;
+}
+
+/** dK and dV per key block of one KV head, summing over its query heads and their query tiles. */
+function gradKeyValueShader(vecs: number): string {
+  const tile = queryTile(vecs * 4);
+  return `
+@group(0) @binding(0) var<storage, read_write> dqkv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cosT: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> sinT: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> dOut: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> lse: array<f32>;
+@group(0) @binding(6) var<storage, read> dsum: array<f32>;
+@group(0) @binding(7) var<uniform> u: U;
+${common(vecs)}
+var<workgroup> qTile: array<vec4<f32>, ${tile} * V>;
+var<workgroup> doTile: array<vec4<f32>, ${tile} * V>;
+var<workgroup> lseTile: array<f32, ${tile}>;
+var<workgroup> dTile: array<f32, ${tile}>;
+${ENTRY} {
+  ${BLOCK_INDEX('u.kvHeads')}
+  let kBase = slotRow(b, t, u.heads + head);
+  let vBase = slotRow(b, t, u.heads + u.kvHeads + head);
+  ${each(vecs, (c) => `let k${c} = rotated(kBase, t, ${c}u);`)}
+  ${each(vecs, (c) => `let v${c} = qkv[vBase + ${c}u];`)}
+  ${each(vecs, (c) => `var dk${c} = vec4<f32>(0.0);`)}
+  ${each(vecs, (c) => `var dv${c} = vec4<f32>(0.0);`)}
+  let groups = u.heads / u.kvHeads;
+  // Queries that see this block's keys: from its first key to its last key's window end.
+  var queryEnd = u.seq - 1u;
+  if (u.window > 0u) { queryEnd = min(queryEnd, last + u.window - 1u); }
+  for (var h = head * groups; h < (head + 1u) * groups; h++) {
+    for (var q0 = first / ${tile}u * ${tile}u; q0 <= queryEnd; q0 += ${tile}u) {
+      for (var e = lid; e < ${tile}u * V; e += ROWS) {
+        let query = min(q0 + e / V, u.seq - 1u);
+        let c = e % V;
+        qTile[e] = rotated(slotRow(b, query, h), query, c);
+        doTile[e] = dOut[headRow(b, query, h) + c];
+      }
+      if (lid < ${tile}u) {
+        let row = (b * u.heads + h) * u.seq + min(q0 + lid, u.seq - 1u);
+        lseTile[lid] = lse[row];
+        dTile[lid] = dsum[row];
+      }
+      workgroupBarrier();
+      for (var i = 0u; i < ${tile}u; i++) {
+        let qb = i * V;
+        let query = q0 + i;
+        let s = (${each(vecs, (c) => `dot(k${c}, qTile[qb + ${c}u])`, ' + ')}) * u.scale;
+        let p = select(0.0, exp(s - lseTile[i]), query < u.seq && visible(query, t));
+        let ds = p * (${each(vecs, (c) => `dot(v${c}, doTile[qb + ${c}u])`, ' + ')} - dTile[i]);
+        ${each(vecs, (c) => `dv${c} += p * doTile[qb + ${c}u];`, '\n        ')}
+        ${each(vecs, (c) => `dk${c} += ds * qTile[qb + ${c}u];`, '\n        ')}
+      }
+      workgroupBarrier();
+    }
+  }
+  if (stores) {
+    ${each(vecs, (c) => `let dkScaled${c} = dk${c} * u.scale;`, '\n    ')}
+    ${each(vecs, (c) => `dqkv[kBase + ${c}u] = ${rotaryBackward(vecs, 'dkScaled', 't')(c)};`, '\n    ')}
+    ${each(vecs, (c) => `dqkv[vBase + ${c}u] = dv${c};`, '\n    ')}
+  }
+}`;
+}
+
+function uniforms(s: FlashAttentionSpec): Uniform[] {
+  return [
+    ...[s.batch, s.seq, s.heads, s.kvHeads, s.window ?? 0].map((v): Uniform => ({ type: 'uint32', data: [v] })),
+    { type: 'float32', data: [1 / Math.sqrt(s.headDim)] },
+  ];
+}
+
+const blocks = (s: FlashAttentionSpec, heads: number): [number, number, number] => grid(s.batch * heads * Math.ceil(s.seq / ROWS));
+
+/** ArlGpuFlashAttention: {qkv, cos, sin} -> [out [B*T, H*hd], logsumexp [B*H*T]]. */
+export function flashAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
+  const { qkv, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
+  const s = args.attrs as unknown as FlashAttentionSpec;
+  const out = allocate([s.batch * s.seq, s.heads * s.headDim]);
+  const lse = allocate([s.batch * s.heads * s.seq]);
+  dispatchRaw('ArlGpuFlashAttention', forwardShader(s.headDim / 4), [out, lse, qkv, cos, sin], uniforms(s), blocks(s, s.heads));
+  return [out, lse];
+}
+
+/** ArlGpuFlashAttentionGrad: {qkv, cos, sin, out, lse, dy} -> dqkv [B*T, (H + 2 KV)*hd]. */
+export function flashAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const { qkv, cos, sin, out, lse, dy } = args.inputs as Record<string, tf.TensorInfo>;
+  const s = args.attrs as unknown as FlashAttentionSpec;
+  const dqkv = allocate(qkv.shape);
+  const dsum = allocate([s.batch * s.heads * s.seq]);
+  const vecs = s.headDim / 4;
+  dispatchRaw('ArlGpuFlashAttentionGradQ', gradQueryShader(vecs), [dqkv, dsum, qkv, cos, sin, out, dy, lse], uniforms(s), blocks(s, s.heads));
+  dispatchRaw('ArlGpuFlashAttentionGradKV', gradKeyValueShader(vecs), [dqkv, qkv, cos, sin, dy, lse, dsum], uniforms(s), blocks(s, s.kvHeads));
+  (tf.backend() as unknown as { disposeData(id: tf.DataId): void }).disposeData(dsum.dataId);
+  return dqkv;
+}
+
+/**
+ * Causal (optionally windowed) grouped-query self-attention with rotary positions on the fused
+ * projection qkv [B*T, (H + 2 KV)*hd] -> [B*T, H*hd], differentiable w.r.t. qkv. cos/sin
+ * [T, hd] are the tables for positions 0..T-1. Webgpu with our kernels registered only, and
+ * flashAttentionSupports(headDim).
+ */
+export function flashAttentionGpu(qkv: tf.Tensor2D, cos: tf.Tensor2D, sin: tf.Tensor2D, spec: FlashAttentionSpec): tf.Tensor2D {
+  const attrs = { ...spec } as unknown as tf.NamedAttrMap;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [qkvIn] = args as tf.Tensor[];
+    const save = args[1] as tf.GradSaveFunc;
+    const [value, lse] = tf.engine().runKernel('ArlGpuFlashAttention', { qkv: qkvIn, cos, sin }, attrs) as tf.Tensor[];
+    save([qkvIn, cos, sin, value, lse]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [q, c, sn, out, l] = saved;
+        return [tf.engine().runKernel('ArlGpuFlashAttentionGrad', { qkv: q, cos: c, sin: sn, out, lse: l, dy }, attrs) as tf.Tensor];
+      },
+    };
+  });
+  return op(qkv) as tf.Tensor2D;
+}

@@ -1,0 +1,112 @@
+/**
+ * Flash attention's WGSL kernels (src/model/webgpu-flash-attention.ts) against the tfjs
+ * formulation of causalSelfAttention (materialised scores; ARL_FLASH_ATTENTION=0), values and
+ * gradients w.r.t. qkv, on the webgpu backend: in CI through Mesa's lavapipe (ARL_REQUIRE_WEBGPU=1
+ * makes a missing adapter fail instead of skip), on the GPU machine on the GPU.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../src/backend.ts';
+import { makeConfig } from '../src/model/config.ts';
+import { causalSelfAttention } from '../src/model/fused.ts';
+import { attentionMask, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
+import { flashAttentionGpu, type FlashAttentionSpec } from '../src/model/webgpu-flash-attention.ts';
+import { hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
+import { maxAbsDiff } from './helpers.ts';
+
+/** Lavapipe's LLVM takes minutes to compile the kernels for head dimension 64 (128 values in registers per invocation). */
+let softwareAdapter = false;
+
+async function webgpuUnavailable(): Promise<string | false> {
+  try {
+    softwareAdapter = /llvmpipe|lavapipe|swiftshader/i.test((await selectBackend('webgpu')).reason);
+    return false;
+  } catch (err) {
+    const reason = `no WebGPU adapter here (${(err as Error).message.split('\n')[0]}); install Mesa's lavapipe as .ci/run does`;
+    if (process.env.ARL_REQUIRE_WEBGPU === '1') throw new Error(`ARL_REQUIRE_WEBGPU=1 but ${reason}`);
+    return reason;
+  }
+}
+
+const skip = await webgpuUnavailable();
+
+/** f with flash attention off (ARL_FLASH_ATTENTION=0: the materialised-scores path). */
+function withoutFlash<T>(f: () => T): T {
+  process.env.ARL_FLASH_ATTENTION = '0';
+  try {
+    return f();
+  } finally {
+    delete process.env.ARL_FLASH_ATTENTION;
+  }
+}
+
+/** [value, d(sum(value * dy))/dqkv] of attention at qkv, as arrays. */
+async function valueAndGrad(attend: (qkv: tf.Tensor2D) => tf.Tensor2D, qkv: tf.Tensor2D, dy: tf.Tensor): Promise<Float32Array[]> {
+  const out = tf.tidy(() => [attend(qkv), tf.grad((x: tf.Tensor) => tf.sum(tf.mul(attend(x as tf.Tensor2D), dy)))(qkv)]);
+  const values = (await Promise.all(out.map((t) => t.data()))) as Float32Array[];
+  tf.dispose(out);
+  return values;
+}
+
+function assertClose(got: Float32Array, want: Float32Array, tol: number, what: string): void {
+  const scale = Math.max(1, ...Array.from(want, Math.abs));
+  const diff = maxAbsDiff(got, want);
+  assert.ok(diff <= tol * scale, `${what}: max |diff| ${diff} > ${tol * scale}`);
+}
+
+describe('webgpu flash attention', { skip }, () => {
+  const cases: FlashAttentionSpec[] = [
+    { batch: 2, seq: 37, heads: 2, kvHeads: 2, headDim: 16, window: null }, // MHA, one partial query block
+    { batch: 2, seq: 70, heads: 4, kvHeads: 2, headDim: 32, window: null }, // GQA, two query/key blocks
+    { batch: 2, seq: 70, heads: 4, kvHeads: 1, headDim: 32, window: 20 }, // one KV head, window skips key tiles
+    { batch: 2, seq: 150, heads: 4, kvHeads: 2, headDim: 16, window: 9 }, // window ends the dK/dV query loop early
+    { batch: 2, seq: 70, heads: 4, kvHeads: 1, headDim: 64, window: 20 }, // the benchmark model's head size (hardware adapters only)
+  ];
+  for (const spec of cases) {
+    const { batch, seq, heads, kvHeads, headDim, window } = spec;
+    const tooSlow = headDim > 32 && softwareAdapter ? 'lavapipe compiles these kernels for minutes' : false;
+    it(`equals the materialised attention, values and gradients: B ${batch} T ${seq} H ${heads} KV ${kvHeads} hd ${headDim} window ${window}`, { skip: tooSlow }, async () => {
+      assert.ok(hasWebgpuKernels());
+      const width = (heads + 2 * kvHeads) * headDim;
+      const qkv = tf.randomNormal([batch * seq, width], 0, 1, 'float32', seq + headDim) as tf.Tensor2D;
+      const dy = tf.randomNormal([batch * seq, heads * headDim], 0, 1, 'float32', 7);
+      // random tables: the kernels must apply any rotary table as the tfjs ops do
+      const cos = tf.randomNormal([seq, headDim], 0, 1, 'float32', 8) as tf.Tensor2D;
+      const sin = tf.randomNormal([seq, headDim], 0, 1, 'float32', 9) as tf.Tensor2D;
+      const rotate = rotateHalfMatrix(headDim);
+      const mask = attentionMask(seq, 0, heads / kvHeads, window);
+      const want = await withoutFlash(() => valueAndGrad((x) => causalSelfAttention(x, { ...spec, cos, sin, rotate, mask }), qkv, dy));
+      const before = tf.memory().numTensors;
+      const got = await valueAndGrad((x) => flashAttentionGpu(x, cos, sin, spec), qkv, dy);
+      assert.equal(tf.memory().numTensors, before, 'no tensors left behind');
+      assertClose(got[0], want[0], 1e-4, 'attention output');
+      assertClose(got[1], want[1], 1e-4, 'gradient w.r.t. qkv');
+      tf.dispose([qkv, dy, cos, sin, rotate, mask]);
+    });
+  }
+
+  it('a model forward and backward is the same with and without flash attention, and leaks nothing', async () => {
+    const config = makeConfig(null, { vocabSize: 61, dim: 64, layers: 2, heads: 4, kvHeads: 2, maxSeq: 80, attentionWindow: 24 });
+    const model = new LlamaModel(config, 5);
+    const ids = tf.tensor2d(Array.from({ length: 2 * 70 }, (_, i) => (i * 31 + 7) % config.vocabSize), [2, 70], 'int32');
+    const lossAndGrads = async (): Promise<Float32Array[]> => {
+      const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(model.logits(ids))) as tf.Scalar, model.variables());
+      const names = Object.keys(grads).sort();
+      const out = [value, ...names.map((n) => grads[n])];
+      const values = (await Promise.all(out.map((t) => t.data()))) as Float32Array[];
+      tf.dispose(out);
+      return values;
+    };
+    const want = await withoutFlash(lossAndGrads);
+    const before = tf.memory().numTensors;
+    const got = await lossAndGrads();
+    const again = await lossAndGrads();
+    assert.equal(tf.memory().numTensors, before, 'tensor count flat across steps');
+    assert.equal(got.length, want.length);
+    got.forEach((g, i) => assertClose(g, want[i], 1e-4, i === 0 ? 'loss' : `gradient ${i}`));
+    again.forEach((g, i) => assert.deepEqual(g, got[i], 'deterministic'));
+    ids.dispose();
+    model.dispose();
+  });
+});
