@@ -38,9 +38,14 @@ const ROWS = 64;
 /** Keys per workgroup-memory tile in the forward and dQ kernels. */
 const KEY_TILE = 16;
 
-/** Head dimensions the kernels take: whole vec4 halves (rotate-half pairs group c with c +- hd/8), registers bounded. */
+/**
+ * Head dimensions the kernels take: whole vec4 halves (rotate-half pairs group c with c +- hd/8),
+ * at most 128 (q and the accumulators live in registers). On software adapters at most 32:
+ * lavapipe's LLVM takes minutes to compile the 64-wide kernels (76 s for the forward alone).
+ */
 export function flashAttentionSupports(headDim: number): boolean {
-  return headDim % 8 === 0 && headDim <= 128;
+  const adapter = (tf.backend() as unknown as { adapterInfo?: { architecture?: string } }).adapterInfo;
+  return headDim % 8 === 0 && headDim <= (adapter?.architecture === 'software' ? 32 : 128);
 }
 
 /** Query rows per tile of the dK/dV kernel: q and dO tiles within WebGPU's default 16 KB of workgroup memory. */
