@@ -101,18 +101,18 @@ function rotaryBackward(vecs: number, name: string, t: string): (c: number) => s
 }
 
 /** Workgroup -> (batch, head, block) and this invocation's row, clamped (rows past T compute but never store). */
-const BLOCK_INDEX = (headCount: string): string => `
+const BLOCK_INDEX = (headCount: string, row = 'lid'): string => `
   let blocks = (u.seq + ROWS - 1u) / ROWS;
   let item = wid.x + wid.y * nwg.x;
   if (item >= u.batch * ${headCount} * blocks) { return; }
   let first = (item % blocks) * ROWS;
   let head = (item / blocks) % ${headCount};
   let b = item / (blocks * ${headCount});
-  let t = min(first + lid, u.seq - 1u);
-  let stores = first + lid < u.seq;
+  let t = min(first + ${row}, u.seq - 1u);
+  let stores = first + ${row} < u.seq;
   let last = min(first + ROWS, u.seq) - 1u;`;
 
-const ENTRY = `@compute @workgroup_size(${ROWS}) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
+const ENTRY = (size = ROWS): string => `@compute @workgroup_size(${size}) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
 
 function forwardShader(vecs: number): string {
   const keys = Array.from({ length: KEY_TILE }, (_, j) => j);
@@ -126,7 +126,7 @@ function forwardShader(vecs: number): string {
 @group(0) @binding(5) var<uniform> u: U;
 ${common(vecs)}
 ${LOAD_KEY_TILE}
-${ENTRY} {
+${ENTRY()} {
   ${BLOCK_INDEX('u.heads')}
   let kvh = head / (u.heads / u.kvHeads);
   let qBase = slotRow(b, t, head);
@@ -170,7 +170,7 @@ function gradQueryShader(vecs: number): string {
 @group(0) @binding(8) var<uniform> u: U;
 ${common(vecs)}
 ${LOAD_KEY_TILE}
-${ENTRY} {
+${ENTRY()} {
   ${BLOCK_INDEX('u.heads')}
   let kvh = head / (u.heads / u.kvHeads);
   let qBase = slotRow(b, t, head);
@@ -200,7 +200,12 @@ ${ENTRY} {
 }`;
 }
 
-/** dK and dV per key block of one KV head, summing over its query heads and their query tiles. */
+/**
+ * dK and dV per key block of one KV head, summing over its query heads and their query tiles.
+ * Two invocations per key: the first 64 accumulate dV = sum p dO, the next 64 dK = sum ds q (whole
+ * warps per role, so the role branches do not diverge), which keeps k, v and one accumulator in
+ * registers (3 hd floats) instead of k, v, dK and dV (4 hd: spills at hd 64).
+ */
 function gradKeyValueShader(vecs: number): string {
   const tile = queryTile(vecs * 4);
   return `
@@ -213,52 +218,55 @@ function gradKeyValueShader(vecs: number): string {
 @group(0) @binding(6) var<storage, read> dsum: array<f32>;
 @group(0) @binding(7) var<uniform> u: U;
 ${common(vecs)}
-var<workgroup> qTile: array<vec4<f32>, ${tile} * V>;
-var<workgroup> doTile: array<vec4<f32>, ${tile} * V>;
-var<workgroup> lseTile: array<f32, ${tile}>;
-var<workgroup> dTile: array<f32, ${tile}>;
-${ENTRY} {
-  ${BLOCK_INDEX('u.kvHeads')}
+const TILE = ${tile}u;
+/** Rotated queries of the tile at [0, TILE*V), their output gradients at [TILE*V, 2*TILE*V). */
+var<workgroup> qdo: array<vec4<f32>, 2u * TILE * V>;
+var<workgroup> lseTile: array<f32, TILE>;
+var<workgroup> dTile: array<f32, TILE>;
+${ENTRY(2 * ROWS)} {
+  let role = lid / ROWS; // 0: dV, 1: dK
+  ${BLOCK_INDEX('u.kvHeads', 'lid % ROWS')}
   let kBase = slotRow(b, t, u.heads + head);
   let vBase = slotRow(b, t, u.heads + u.kvHeads + head);
   ${each(vecs, (c) => `let k${c} = rotated(kBase, t, ${c}u);`)}
   ${each(vecs, (c) => `let v${c} = qkv[vBase + ${c}u];`)}
-  ${each(vecs, (c) => `var dk${c} = vec4<f32>(0.0);`)}
-  ${each(vecs, (c) => `var dv${c} = vec4<f32>(0.0);`)}
+  ${each(vecs, (c) => `var acc${c} = vec4<f32>(0.0);`)}
+  let source = (1u - role) * TILE * V;
   let groups = u.heads / u.kvHeads;
   // Queries that see this block's keys: from its first key to its last key's window end.
   var queryEnd = u.seq - 1u;
   if (u.window > 0u) { queryEnd = min(queryEnd, last + u.window - 1u); }
   for (var h = head * groups; h < (head + 1u) * groups; h++) {
-    for (var q0 = first / ${tile}u * ${tile}u; q0 <= queryEnd; q0 += ${tile}u) {
-      for (var e = lid; e < ${tile}u * V; e += ROWS) {
+    for (var q0 = first / TILE * TILE; q0 <= queryEnd; q0 += TILE) {
+      for (var e = lid; e < TILE * V; e += ${2 * ROWS}u) {
         let query = min(q0 + e / V, u.seq - 1u);
         let c = e % V;
-        qTile[e] = rotated(slotRow(b, query, h), query, c);
-        doTile[e] = dOut[headRow(b, query, h) + c];
+        qdo[e] = rotated(slotRow(b, query, h), query, c);
+        qdo[TILE * V + e] = dOut[headRow(b, query, h) + c];
       }
-      if (lid < ${tile}u) {
+      if (lid < TILE) {
         let row = (b * u.heads + h) * u.seq + min(q0 + lid, u.seq - 1u);
         lseTile[lid] = lse[row];
         dTile[lid] = dsum[row];
       }
       workgroupBarrier();
-      for (var i = 0u; i < ${tile}u; i++) {
+      for (var i = 0u; i < TILE; i++) {
         let qb = i * V;
         let query = q0 + i;
-        let s = (${each(vecs, (c) => `dot(k${c}, qTile[qb + ${c}u])`, ' + ')}) * u.scale;
-        let p = select(0.0, exp(s - lseTile[i]), query < u.seq && visible(query, t));
-        let ds = p * (${each(vecs, (c) => `dot(v${c}, doTile[qb + ${c}u])`, ' + ')} - dTile[i]);
-        ${each(vecs, (c) => `dv${c} += p * doTile[qb + ${c}u];`, '\n        ')}
-        ${each(vecs, (c) => `dk${c} += ds * qTile[qb + ${c}u];`, '\n        ')}
+        let s = (${each(vecs, (c) => `dot(k${c}, qdo[qb + ${c}u])`, ' + ')}) * u.scale;
+        var w = select(0.0, exp(s - lseTile[i]), query < u.seq && visible(query, t)); // p
+        if (role == 1u) { w = w * (${each(vecs, (c) => `dot(v${c}, qdo[TILE * V + qb + ${c}u])`, ' + ')} - dTile[i]); } // ds
+        ${each(vecs, (c) => `acc${c} += w * qdo[source + qb + ${c}u];`, '\n        ')}
       }
       workgroupBarrier();
     }
   }
-  if (stores) {
-    ${each(vecs, (c) => `let dkScaled${c} = dk${c} * u.scale;`, '\n    ')}
+  if (stores && role == 0u) {
+    ${each(vecs, (c) => `dqkv[vBase + ${c}u] = acc${c};`, '\n    ')}
+  }
+  if (stores && role == 1u) {
+    ${each(vecs, (c) => `let dkScaled${c} = acc${c} * u.scale;`, '\n    ')}
     ${each(vecs, (c) => `dqkv[kBase + ${c}u] = ${rotaryBackward(vecs, 'dkScaled', 't')(c)};`, '\n    ')}
-    ${each(vecs, (c) => `dqkv[vBase + ${c}u] = dv${c};`, '\n    ')}
   }
 }`;
 }
