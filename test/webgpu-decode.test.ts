@@ -39,6 +39,8 @@ describe('webgpu decode graph', { skip }, () => {
     ['GQA 4/2, tied embeddings', { tieEmbeddings: true }, 50],
     // window 70 over two splits, then the cache fills at 96 and the session restarts
     ['sliding window 70, crossing the full cache', { attentionWindow: 70 }, 70],
+    // head dimension past one 64-wide workgroup, one KV head
+    ['head dim 128, MQA', { dim: 256, heads: 2, kvHeads: 1, layers: 1 }, 30],
   ];
   for (const [what, overrides, promptLength] of cases) {
     it(`greedy: 40 tokens identical to the tfjs path (${what})`, async () => {
@@ -95,7 +97,9 @@ describe('webgpu decode graph', { skip }, () => {
     await session.append(ids.slice(0, 10));
     await session.append([ids[10]]);
     // The final norm: the cache does not depend on it, so a fresh session over all ids is the reference.
-    tf.tidy(() => model.finalNorm.weight.write(tf.mul(model.finalNorm.weight.read(), 2)));
+    tf.tidy(() => {
+      model.finalNorm.weight.write(tf.mul(model.finalNorm.weight.read(), 2));
+    });
     const got = await session.append([ids[11]]);
     session.dispose();
     const want = await withoutGraph(async () => {

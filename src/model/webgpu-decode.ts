@@ -58,7 +58,7 @@ export function decodeGraphBuffers(): number {
 
 /** True when a DecodeSession on `model` can decode through the graph (ARL_DECODE_GRAPH=0 turns it off, for comparisons). */
 export function decodeGraphSupported(model: LlamaModel): boolean {
-  return hasWebgpuKernels() && process.env.ARL_DECODE_GRAPH !== '0' && model.blocks.every((b) => b.adapter === null);
+  return hasWebgpuKernels() && process.env.ARL_DECODE_GRAPH !== '0' && model.blocks.every((b) => !b.adapter);
 }
 
 /**
