@@ -64,6 +64,21 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assertUserError(await experiment('--base-steps', '3'), /started with other settings/);
 });
 
+test('--corpus: a corpus too small for the document counts, or missing, is one line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'arl-experiment-corpus-'));
+  const small = join(dir, 'two.jsonl');
+  writeFileSync(small, '{"text": "One document."}\n{"text": "Another document."}\n');
+  // The stage's progress line comes before the error; otherwise it is the usual one line.
+  let runs = 0;
+  const run = async (...extra: string[]) => {
+    const r = await runArl('experiment', '--size', 'toy', '--backend', 'cpu', '--out', join(dir, `run-${runs++}`), ...extra);
+    return { ...r, stderr: r.stderr.replace(/^\[experiment\] data \.\.\.\n/m, '') };
+  };
+  assertUserError(await run('--corpus', small), /two\.jsonl: the corpus has 2 documents; the experiment asks for 6 \(--base-docs 3 \+ --cpt-docs 2 \+ --heldout-docs 1\)/);
+  assertUserError(await run('--corpus', small, '--base-docs', '1', '--cpt-docs', '1', '--heldout-docs', '1'), /two\.jsonl: the corpus has 2 documents; the experiment asks for 3/);
+  assertUserError(await run('--corpus', join(dir, 'missing.jsonl')), /missing\.jsonl/);
+});
+
 test('claims: relative gains, and no verdict without the method', () => {
   const row = (method: string, multiple: number, average: number, examples: MethodLengthResult['examples'] = []): MethodLengthResult => ({ method, multiple, length: 0, average, tasks: {}, examples });
   const example = (score: number, inContext: boolean, iclScore?: number) => ({ task: 'niah_single' as const, index: 0, length: 0, depth: 50, score, in_context: inContext, pred: '', icl_score: iclScore });

@@ -18,6 +18,10 @@ interface ExperimentArgs extends ChatArgs {
   cptSteps?: number;
   baseMix?: number;
   cptMix?: number;
+  corpus?: string;
+  baseDocs?: number;
+  cptDocs?: number;
+  heldoutDocs?: number;
   perLength?: number;
   batch?: number;
   tasks?: RulerTask[];
@@ -34,6 +38,10 @@ export const experimentCommand: CommandModule = {
       .option('recapper', { choices: RECAPPERS, default: 'extractive' as RecapperName, describe: 'who writes the ARL recaps: extractive (our model, no LLM), openai or llama-cpp (--llm-* flags)' })
       .option('base-steps', { type: 'number', describe: 'base pretraining steps (default: the size\'s)' })
       .option('cpt-steps', { type: 'number', describe: 'continued-pretraining steps of each copy (default: the size\'s)' })
+      .option('corpus', { type: 'string', describe: 'documents to train and evaluate on: a .txt file, a folder of .txt files or a .jsonl file (default: the bundled Brown corpus)' })
+      .option('base-docs', { type: 'number', describe: 'corpus documents for base pretraining (default: the size\'s)' })
+      .option('cpt-docs', { type: 'number', describe: 'corpus documents for continued pretraining and ARL data (default: the size\'s)' })
+      .option('heldout-docs', { type: 'number', describe: 'corpus documents held out for LongPPL (default: the size\'s)' })
       .option('base-mix', { type: 'number', describe: 'RULER training-mix samples in the base data (default: the size\'s)' })
       .option('cpt-mix', { type: 'number', describe: 'RULER training-mix samples in each continued-pretraining data set (default: the size\'s)' })
       .option('batch', { type: 'number', describe: 'training batch (default: the size\'s)' })
@@ -41,7 +49,8 @@ export const experimentCommand: CommandModule = {
       .option('tasks', { type: 'string', array: true, choices: RULER_TASKS, describe: 'RULER tasks (default: the size\'s)' })
       .option('lift-epochs', { type: 'number', array: true, describe: 'LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size\'s)' })
       .example('$0 experiment --size tiny --out results/tiny-cpu', 'the CPU-sized run')
-      .example('$0 experiment --size small --backend webgpu --out results/small-gpu', 'a GPU run'),
+      .example('$0 experiment --size small --backend webgpu --out results/small-gpu', 'a GPU run')
+      .example('$0 experiment --size small --backend webgpu --corpus books/ --base-docs 5000 --cpt-docs 500', 'a GPU run on your own corpus'),
   handler: async (argv) => {
     const args = argv as unknown as ExperimentArgs;
     const out = args.out ?? `results/${args.size}`;
@@ -49,6 +58,9 @@ export const experimentCommand: CommandModule = {
       baseSteps: args.baseSteps,
       cptSteps: args.cptSteps,
       baseMix: args.baseMix,
+      baseDocs: args.baseDocs,
+      cptDocs: args.cptDocs,
+      heldoutDocs: args.heldoutDocs,
       cptMix: args.cptMix,
       batch: args.batch,
       perLength: args.perLength,
@@ -60,6 +72,7 @@ export const experimentCommand: CommandModule = {
     const results = await runExperiment({
       out,
       size: args.size,
+      corpus: args.corpus,
       overrides,
       recapper: args.recapper,
       chat: args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper),

@@ -14,8 +14,7 @@ import { findRelevantSegments } from '../arl/relevant-segment.ts';
 import { type RecapperName, writeRecaps } from '../arl/recap.ts';
 import { openRecapper } from '../arl/recappers.ts';
 import { AUGMENT_FILES, augmentDocuments, DEFAULT_AUGMENT } from '../arl/augment.ts';
-import { readBrownDocuments } from '../data/brown.ts';
-import { type CorpusDocument } from '../data/corpus.ts';
+import { BROWN_SOURCE, type CorpusDocument, readDocuments } from '../data/corpus.ts';
 import { prepareCorpus } from '../data/prepare.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadModel } from '../io/checkpoint.ts';
@@ -109,6 +108,8 @@ export interface ExperimentOptions {
   /** The run folder (results/<run>). */
   out: string;
   size: string;
+  /** Documents for base pretraining, CPT and LongPPL (readDocuments' sources); default the bundled Brown corpus. */
+  corpus?: string;
   /** Overrides of the size's fields. */
   overrides?: Partial<ExperimentSize>;
   recapper: RecapperName;
@@ -198,15 +199,17 @@ export function resolveSize(name: string, overrides: Partial<ExperimentSize> = {
   return size;
 }
 
-/** Brown documents cut into the three disjoint sets. */
-function splitBrown(size: ExperimentSize): { base: CorpusDocument[]; cpt: CorpusDocument[]; heldout: CorpusDocument[] } {
+/** The corpus's first documents cut into the three disjoint sets (base, CPT, held out), in corpus order. */
+async function splitCorpus(source: string, size: ExperimentSize): Promise<{ base: CorpusDocument[]; cpt: CorpusDocument[]; heldout: CorpusDocument[] }> {
   const needed = size.baseDocs + size.cptDocs + size.heldoutDocs;
   const docs: CorpusDocument[] = [];
-  for (const doc of readBrownDocuments()) {
+  for await (const doc of readDocuments(source)) {
     docs.push(doc);
     if (docs.length === needed) break;
   }
-  if (docs.length < needed) throw new UserError(`the bundled corpus has ${docs.length} documents; the experiment asks for ${needed}`);
+  if (docs.length < needed) {
+    throw new UserError(`${source}: the corpus has ${docs.length} documents; the experiment asks for ${needed} (--base-docs ${size.baseDocs} + --cpt-docs ${size.cptDocs} + --heldout-docs ${size.heldoutDocs})`);
+  }
   return { base: docs.slice(0, size.baseDocs), cpt: docs.slice(size.baseDocs, size.baseDocs + size.cptDocs), heldout: docs.slice(size.baseDocs + size.cptDocs) };
 }
 
@@ -240,7 +243,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
   const statePath = join(out, 'state.json');
-  const settings: Record<string, unknown> = { size: o.size, ...size, recapper: o.recapper };
+  const settings: Record<string, unknown> = { size: o.size, ...size, recapper: o.recapper, ...(o.corpus ? { corpus: o.corpus } : {}) };
   const state: ExperimentState = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as ExperimentState) : { settings, stages: {} };
   if (JSON.stringify(trainingSettings(state.settings)) !== JSON.stringify(trainingSettings(settings))) {
     throw new UserError(`${statePath}: this run was started with other settings (${JSON.stringify(state.settings)}); use another --out, or the same flags`);
@@ -296,13 +299,13 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     }
   };
 
-  // 1. Data: Brown documents in three disjoint sets, plus RULER training-mix samples (train pool, seed 0 for the
+  // 1. Data: corpus documents (Brown by default) in three disjoint sets, plus RULER training-mix samples (train pool, seed 0 for the
   // base data and seed 1 for the CPT data; the test sets below use the test pool).
   // Tasks whose shortest prompt does not fit a training row or the 1x test length (qa's gold passage below a
   // window of ~500, variable tracking below ~270) are left out, so that every length averages the same tasks.
   const dataInfo = await stage('data', async () => {
     mkdirSync(paths.data, { recursive: true });
-    const brown = splitBrown(size);
+    const docs = await splitCorpus(o.corpus ?? BROWN_SOURCE, size);
     await loadHaystack();
     // The longest mix samples about fill one training row with their answer; lengths from T/4 up (a curriculum).
     const mixLength = window - 32;
@@ -310,11 +313,11 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     if (fitting.length === 0) throw new UserError(`no RULER task fits a window of ${window} tokens; use a larger size`);
     const mix = async (count: number, seed: number) =>
       collect(rulerMixDocuments({ tasks: fitting, count, lengthTokens: mixLength, minLengthTokens: Math.floor(window / 4), seed, tokenizer, haystack: await loadHaystack() }));
-    writeJsonl(corpus('base'), [...brown.base, ...(await mix(size.baseMix, 0))]);
-    writeJsonl(corpus('cpt'), [...brown.cpt, ...(await mix(size.cptMix, 1))]);
-    writeJsonl(corpus('heldout'), brown.heldout);
+    writeJsonl(corpus('base'), [...docs.base, ...(await mix(size.baseMix, 0))]);
+    writeJsonl(corpus('cpt'), [...docs.cpt, ...(await mix(size.cptMix, 1))]);
+    writeJsonl(corpus('heldout'), docs.heldout);
     for (const name of ['base', 'cpt']) await prepareCorpus({ source: corpus(name), tokenizer, outDir: prepared(name), valFraction: 0.05, seed: 0 });
-    return { base_docs: brown.base.length + size.baseMix, cpt_docs: brown.cpt.length + size.cptMix, heldout_docs: brown.heldout.length, tasks: fitting };
+    return { base_docs: docs.base.length + size.baseMix, cpt_docs: docs.cpt.length + size.cptMix, heldout_docs: docs.heldout.length, tasks: fitting };
   });
 
   const trainRun = async (model: ModelStage, data: string, steps: number, init?: string) => {
