@@ -130,8 +130,11 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     let gpuBytesAfterFirstStep: number | undefined;
     let firstStepDone: number | null = null; // seconds since process start (performance.now() counts from there)
     const stepOptions = { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 };
+    // Step losses: the same seed gives the same batches, so runs with a kernel on and off (ARL_FLASH_ATTENTION=0)
+    // can be checked against each other on the GPU.
+    const losses: number[] = [];
     const stepSeconds = await timeIt(async () => {
-      await trainStep(model, optimizer, batch, stepOptions);
+      losses.push((await trainStep(model, optimizer, batch, stepOptions)).loss);
       if (firstStepDone === null) {
         firstStepDone = performance.now() / 1000;
         gpuBytesAfterFirstStep = gpuBytes();
@@ -158,6 +161,8 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
       ms_per_step: stepSeconds * 1000,
       tokens_per_s: tokens / stepSeconds,
       first_step_done_s: firstStepDone,
+      first_loss: losses[0],
+      last_loss: losses[losses.length - 1],
       tensors_before: tensorsBefore,
       tensors_after: tf.memory().numTensors,
       gpu_bytes_after_first_step: gpuBytesAfterFirstStep,
