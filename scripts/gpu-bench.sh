@@ -73,7 +73,7 @@ fi
 if has big; then
   stamp "webgpu bench: the PyTorch reference model"
   SECONDS=0
-  timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 16 --no-key-tokens --no-lift $profile >> "$log"
+  timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 64 --no-key-tokens --no-lift $profile >> "$log"
   wall "webgpu reference-model process" $?
 fi
 if has soak; then
