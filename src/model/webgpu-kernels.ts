@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { flashAttentionGradKernel, flashAttentionKernel } from './webgpu-flash-attention.ts';
+import { crossEntropyGradKernel, crossEntropyKernel } from './webgpu-cross-entropy.ts';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend that dispatchRaw uses. */
 export interface WebgpuBackend {
@@ -943,6 +944,8 @@ export function registerWebgpuKernels(): void {
     ['ArlGpuCachedAttention', cachedAttentionKernel],
     ['ArlGpuFlashAttention', flashAttentionKernel],
     ['ArlGpuFlashAttentionGrad', flashAttentionGradKernel],
+    ['ArlGpuCrossEntropy', crossEntropyKernel],
+    ['ArlGpuCrossEntropyGrad', crossEntropyGradKernel],
   ];
   for (const [kernelName, kernelFunc] of kernels) tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
   stockBatchMatMul = tf.getKernel('BatchMatMul', 'webgpu') ?? null;
