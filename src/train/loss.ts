@@ -104,7 +104,7 @@ export function composedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, 
   return lossFn(logits, targets, mask) as tf.Scalar;
 }
 
-/** Per-token log-probability of each target, [N] (used by evaluation and key-token scoring). */
+/** Per-token log-probability of each target, [N] (used by evaluation and key-token scoring; on webgpu no gradient). */
 export function targetLogProbs(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
   return tf.tidy(() => {
     if (hasWebgpuKernels()) return tf.neg(crossEntropyRowsGpu(logits, targets)[1]); // log p = -(lse - x[target])
