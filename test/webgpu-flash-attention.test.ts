@@ -43,10 +43,12 @@ function assertClose(got: Float32Array, want: Float32Array, tol: number, what: s
 describe('webgpu flash attention', { skip }, () => {
   const cases: FlashAttentionSpec[] = [
     { batch: 2, seq: 37, heads: 2, kvHeads: 2, headDim: 16, window: null }, // MHA, one partial query block
-    { batch: 2, seq: 70, heads: 4, kvHeads: 2, headDim: 32, window: null }, // GQA, two query/key blocks
-    { batch: 2, seq: 70, heads: 4, kvHeads: 1, headDim: 32, window: 20 }, // one KV head, window skips key tiles
+    { batch: 2, seq: 70, heads: 4, kvHeads: 2, headDim: 16, window: null }, // GQA, two query/key blocks
+    { batch: 2, seq: 70, heads: 4, kvHeads: 1, headDim: 16, window: 20 }, // one KV head, window skips key tiles
     { batch: 2, seq: 150, heads: 4, kvHeads: 2, headDim: 16, window: 9 }, // window ends the dK/dV query loop early
-    { batch: 2, seq: 70, heads: 4, kvHeads: 1, headDim: 64, window: 20 }, // the benchmark model's head size (hardware adapters only)
+    // hardware adapters only (lavapipe compiles these for minutes): wider heads, the benchmark model's 64
+    { batch: 2, seq: 70, heads: 4, kvHeads: 2, headDim: 32, window: null },
+    { batch: 2, seq: 70, heads: 4, kvHeads: 1, headDim: 64, window: 20 },
   ];
   for (const spec of cases) {
     const { batch, seq, heads, kvHeads, headDim, window } = spec;

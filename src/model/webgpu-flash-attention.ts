@@ -40,12 +40,13 @@ const KEY_TILE = 16;
 
 /**
  * Head dimensions the kernels take: whole vec4 halves (rotate-half pairs group c with c +- hd/8),
- * at most 128 (q and the accumulators live in registers). On software adapters at most 32:
- * lavapipe's LLVM takes minutes to compile the 64-wide kernels (76 s for the forward alone).
+ * at most 128 (q and the accumulators live in registers). On software adapters at most 16:
+ * lavapipe's LLVM compile time grows steeply with the registers (uncached, on a loaded 2-core
+ * machine: hd 16 ~50 s for the three kernels, hd 32 minutes, hd 64 ~6 minutes unloaded).
  */
 export function flashAttentionSupports(headDim: number): boolean {
   const adapter = (tf.backend() as unknown as { adapterInfo?: { architecture?: string } }).adapterInfo;
-  return headDim % 8 === 0 && headDim <= (adapter?.architecture === 'software' ? 32 : 128);
+  return headDim % 8 === 0 && headDim <= (adapter?.architecture === 'software' ? 16 : 128);
 }
 
 /** Query rows per tile of the dK/dV kernel: q and dO tiles within WebGPU's default 16 KB of workgroup memory. */
