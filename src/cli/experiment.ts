@@ -9,21 +9,29 @@ import { RULER_TASKS, type RulerTask } from '../eval/ruler.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { startBackend, withBackend } from './common.ts';
 
-interface ExperimentArgs extends ChatArgs {
+/** The numeric fields of a size that a flag of the same name (kebab-case) overrides, with what they count. */
+const SIZE_FLAGS = {
+  baseSteps: 'base pretraining steps',
+  cptSteps: 'continued-pretraining steps of each copy',
+  baseDocs: 'corpus documents for base pretraining',
+  cptDocs: 'corpus documents for continued pretraining and ARL data',
+  heldoutDocs: 'corpus documents held out for LongPPL',
+  baseMix: 'RULER training-mix samples in the base data',
+  cptMix: 'RULER training-mix samples in each continued-pretraining data set',
+  batch: 'training batch',
+  perLength: 'test samples per task and length',
+} as const satisfies Partial<Record<keyof ExperimentSize, string>>;
+
+type SizeFlag = keyof typeof SIZE_FLAGS;
+
+const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+interface ExperimentArgs extends ChatArgs, Partial<Record<SizeFlag, number>> {
   backend: BackendName;
   size: string;
   out?: string;
   recapper: RecapperName;
-  baseSteps?: number;
-  cptSteps?: number;
-  baseMix?: number;
-  cptMix?: number;
   corpus?: string;
-  baseDocs?: number;
-  cptDocs?: number;
-  heldoutDocs?: number;
-  perLength?: number;
-  batch?: number;
   tasks?: RulerTask[];
   liftEpochs?: number[];
 }
@@ -31,39 +39,25 @@ interface ExperimentArgs extends ChatArgs {
 export const experimentCommand: CommandModule = {
   command: 'experiment',
   describe: 'Train base, plain-CPT and ARL-CPT models and compare them (and LIFT) on RULER-style tasks at 1-8x the window, plus LongPPL; resumable',
-  builder: (y) =>
-    withChatOptions(withBackend(y))
+  builder: (y) => {
+    const common = withChatOptions(withBackend(y))
       .option('size', { choices: Object.keys(EXPERIMENT_SIZES), default: 'tiny', describe: 'toy (seconds, checks the pipeline), tiny (about 30 min on CPU), small (GPU)' })
       .option('out', { type: 'string', describe: 'run folder (default results/<size>); a rerun skips the stages recorded in its state.json' })
       .option('recapper', { choices: RECAPPERS, default: 'extractive' as RecapperName, describe: 'who writes the ARL recaps: extractive (our model, no LLM), openai or llama-cpp (--llm-* flags)' })
-      .option('base-steps', { type: 'number', describe: 'base pretraining steps (default: the size\'s)' })
-      .option('cpt-steps', { type: 'number', describe: 'continued-pretraining steps of each copy (default: the size\'s)' })
       .option('corpus', { type: 'string', describe: 'documents to train and evaluate on: a .txt file, a folder of .txt files or a .jsonl file (default: the bundled Brown corpus)' })
-      .option('base-docs', { type: 'number', describe: 'corpus documents for base pretraining (default: the size\'s)' })
-      .option('cpt-docs', { type: 'number', describe: 'corpus documents for continued pretraining and ARL data (default: the size\'s)' })
-      .option('heldout-docs', { type: 'number', describe: 'corpus documents held out for LongPPL (default: the size\'s)' })
-      .option('base-mix', { type: 'number', describe: 'RULER training-mix samples in the base data (default: the size\'s)' })
-      .option('cpt-mix', { type: 'number', describe: 'RULER training-mix samples in each continued-pretraining data set (default: the size\'s)' })
-      .option('batch', { type: 'number', describe: 'training batch (default: the size\'s)' })
-      .option('per-length', { type: 'number', describe: 'test samples per task and length (default: the size\'s)' })
       .option('tasks', { type: 'string', array: true, choices: RULER_TASKS, describe: 'RULER tasks (default: the size\'s)' })
-      .option('lift-epochs', { type: 'number', array: true, describe: 'LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size\'s)' })
+      .option('lift-epochs', { type: 'number', array: true, describe: 'LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size\'s)' });
+    return (Object.entries(SIZE_FLAGS) as [SizeFlag, string][])
+      .reduce((flags, [field, what]) => flags.option(kebab(field), { type: 'number', describe: `${what} (default: the size's)` }), common)
       .example('$0 experiment --size tiny --out results/tiny-cpu', 'the CPU-sized run')
       .example('$0 experiment --size small --backend webgpu --out results/small-gpu', 'a GPU run')
-      .example('$0 experiment --size small --backend webgpu --corpus books/ --base-docs 5000 --cpt-docs 500', 'a GPU run on your own corpus'),
+      .example('$0 experiment --size small --backend webgpu --corpus books/ --base-docs 5000 --cpt-docs 500', 'a GPU run on your own corpus');
+  },
   handler: async (argv) => {
     const args = argv as unknown as ExperimentArgs;
     const out = args.out ?? `results/${args.size}`;
     const overrides: Partial<ExperimentSize> = {
-      baseSteps: args.baseSteps,
-      cptSteps: args.cptSteps,
-      baseMix: args.baseMix,
-      baseDocs: args.baseDocs,
-      cptDocs: args.cptDocs,
-      heldoutDocs: args.heldoutDocs,
-      cptMix: args.cptMix,
-      batch: args.batch,
-      perLength: args.perLength,
+      ...Object.fromEntries(Object.keys(SIZE_FLAGS).map((field) => [field, args[field as SizeFlag]])),
       tasks: args.tasks,
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
     };
