@@ -16,11 +16,11 @@ import { maxAbsDiff, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();
 
-/** f with flash attention off (ARL_FLASH_ATTENTION=0: the materialised-scores path). */
-function withoutFlash<T>(f: () => T): T {
-  process.env.ARL_FLASH_ATTENTION = '0';
+/** f with ARL_FLASH_ATTENTION set: '0' the materialised-scores path, '1' flash attention under gradients too. */
+async function withFlash<T>(flag: '0' | '1', f: () => T | Promise<T>): Promise<T> {
+  process.env.ARL_FLASH_ATTENTION = flag;
   try {
-    return f();
+    return await f();
   } finally {
     delete process.env.ARL_FLASH_ATTENTION;
   }
@@ -64,7 +64,7 @@ describe('webgpu flash attention', { skip }, () => {
       const sin = tf.randomNormal([seq, headDim], 0, 1, 'float32', 9) as tf.Tensor2D;
       const rotate = rotateHalfMatrix(headDim);
       const mask = attentionMask(seq, 0, heads / kvHeads, window);
-      const want = await withoutFlash(() => valueAndGrad((x) => causalSelfAttention(x, { ...spec, cos, sin, rotate, mask }), qkv, dy));
+      const want = await withFlash('0', () => valueAndGrad((x) => causalSelfAttention(x, { ...spec, cos, sin, rotate, mask }), qkv, dy));
       const before = tf.memory().numTensors;
       const got = await valueAndGrad((x) => flashAttentionGpu(x, cos, sin, spec), qkv, dy);
       assert.equal(tf.memory().numTensors, before, 'no tensors left behind');
@@ -89,10 +89,19 @@ describe('webgpu flash attention', { skip }, () => {
     const profile = await tf.profile(() => model.logits(ids));
     tf.dispose(profile.result as tf.Tensor);
     assert.ok(profile.kernelNames.includes('ArlGpuFlashAttention'), 'the model takes flash attention');
-    const want = await withoutFlash(lossAndGrads);
+    // Under gradients the model takes flash attention only when asked (ARL_FLASH_ATTENTION=1).
+    const trainingKernels = async (): Promise<string[]> => {
+      const info = await tf.profile(() => tf.variableGrads(() => tf.mean(model.logits(ids)) as tf.Scalar, model.variables()));
+      const result = info.result as { value: tf.Tensor; grads: tf.NamedTensorMap };
+      tf.dispose([result.value, ...Object.values(result.grads)]);
+      return info.kernelNames;
+    };
+    assert.ok(!(await trainingKernels()).includes('ArlGpuFlashAttention'), 'training takes the materialised path by default');
+    assert.ok((await withFlash('1', trainingKernels)).includes('ArlGpuFlashAttentionGrad'), 'ARL_FLASH_ATTENTION=1 trains through flash attention');
+    const want = await withFlash('0', lossAndGrads);
     const before = tf.memory().numTensors;
-    const got = await lossAndGrads();
-    const again = await lossAndGrads();
+    const got = await withFlash('1', lossAndGrads);
+    const again = await withFlash('1', lossAndGrads);
     assert.equal(tf.memory().numTensors, before, 'tensor count flat across steps');
     assert.equal(got.length, want.length);
     got.forEach((g, i) => assertClose(g, want[i], 1e-4, i === 0 ? 'loss' : `gradient ${i}`));

@@ -130,7 +130,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     let gpuBytesAfterFirstStep: number | undefined;
     let firstStepDone: number | null = null; // seconds since process start (performance.now() counts from there)
     const stepOptions = { batch: args.batch, seq: args.seq, accum: 1, clip: 1, lr: 1e-4 };
-    // Step losses: the same seed gives the same batches, so runs with a kernel on and off (ARL_FLASH_ATTENTION=0)
+    // Step losses: the same seed gives the same batches, so runs with a kernel on and off (ARL_FLASH_ATTENTION=1 or 0)
     // can be checked against each other on the GPU.
     const losses: number[] = [];
     const stepSeconds = await timeIt(async () => {

@@ -174,15 +174,27 @@ export function causalAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, 
 }
 
 /**
+ * Whether webgpu attention takes the flash kernels: ARL_FLASH_ATTENTION=1 always, =0 never, and by default only
+ * where no gradient is being taken (scoring, evaluation, prefill). On the H200 (docs/benchmarks.md, 09:32 run,
+ * 29.4M model, T 512) their forward beats the materialised path (280k vs 237k tokens/s) but their backward
+ * does not (a training step 105.0 vs 100.5 ms).
+ */
+function takesFlashAttention(headDim: number): boolean {
+  const flag = process.env.ARL_FLASH_ATTENTION;
+  if (flag === '0' || !flashAttentionSupports(headDim)) return false;
+  return flag === '1' || !(tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+}
+
+/**
  * Causal grouped-query self-attention with rotary positions on the fused projection
  * qkv [B*T, (H + 2 KV)*hd] (queries, then keys, then values, each head-major) -> [B*T, H*hd].
  * One layout transpose in and one out each way; rotary is applied to queries and keys together.
  * The G = H/KV query heads sharing a KV head are folded into the query-length axis
  * ([B, KV, G*T, hd]) so one batched matmul serves the group and K/V are never copied per head.
- * On webgpu (with the window given) flash attention's kernels instead, unless ARL_FLASH_ATTENTION=0.
+ * On webgpu (with the window given) flash attention's kernels instead where takesFlashAttention says so.
  */
 export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tensor2D {
-  if (hasWebgpuKernels() && s.window !== undefined && process.env.ARL_FLASH_ATTENTION !== '0' && flashAttentionSupports(s.headDim)) {
+  if (hasWebgpuKernels() && s.window !== undefined && takesFlashAttention(s.headDim)) {
     const { batch, seq, heads, kvHeads, headDim, window } = s;
     return flashAttentionGpu(qkv, s.cos, s.sin, { batch, seq, heads, kvHeads, headDim, window });
   }
