@@ -11,7 +11,7 @@ import { makeConfig } from '../src/model/config.ts';
 import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
 import { disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
 import { addRmsNormGpu, hasWebgpuKernels, rotaryGpu, softmaxGradGpu, softmaxMaskedGpu } from '../src/model/webgpu-kernels.ts';
-import { AdamW, clipByGlobalNorm } from '../src/train/optimizer.ts';
+import { AdamW, clipByGlobalNorm, stepOnMeanGradient } from '../src/train/optimizer.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -188,6 +188,41 @@ describe('webgpu kernels', { skip }, () => {
       return out;
     };
     assertClose(await run(false), await run(true), 2e-6, 'adamw');
+    tf.dispose(init);
+  });
+
+  it('a training step with the clip scale and the finite check on the GPU equals the tfjs-ops step, and skips a non-finite one', async () => {
+    const init = [randn([300, 7], 14), randn([7], 15)];
+    const run = async (composed: boolean, poisonStep: number): Promise<{ values: Float32Array[]; results: { loss: number; gradNorm: number }[]; steps: number }> => {
+      const params = init.map((t) => tf.variable(t.clone()));
+      const opt = new AdamW(params, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+      opt.composed = composed;
+      const before = tf.memory().numTensors;
+      const results = [];
+      for (let step = 0; step < 3; step++) {
+        // Two micro-batches; gradient norm ~100, so the clip to 0.5 is active.
+        const scale = step === poisonStep ? NaN : 3;
+        const micro = [1, 2].map((c) => () => tf.add(tf.mul(tf.sum(tf.square(params[0])), scale), tf.sum(tf.mul(params[1], c))) as tf.Scalar);
+        results.push(await stepOnMeanGradient(opt, micro, { clip: 0.5, lr: 1e-2 }));
+      }
+      assert.equal(tf.memory().numTensors, before, 'no tensors left behind by the steps');
+      const values = await Promise.all([...params, ...opt.m, ...opt.v].map((t) => t.data() as Promise<Float32Array>));
+      const steps = opt.step;
+      opt.dispose();
+      tf.dispose(params);
+      return { values, results, steps };
+    };
+    for (const poisonStep of [-1, 1]) {
+      const [gpu, ops] = [await run(false, poisonStep), await run(true, poisonStep)];
+      assert.ok(gpu.results[0].gradNorm > 1, `the clip is active (norm ${gpu.results[0].gradNorm})`);
+      assertClose(gpu.values, ops.values, 2e-5, `adamw step, non-finite step ${poisonStep}`);
+      assert.equal(gpu.steps, ops.steps, 'skipped steps are not counted');
+      gpu.results.forEach((r, i) => {
+        const o = ops.results[i];
+        if (i === poisonStep) assert.ok(!Number.isFinite(r.loss) && !Number.isFinite(o.loss), 'the non-finite loss is reported');
+        else assert.ok(Math.abs(r.loss - o.loss) <= 1e-4 * Math.abs(o.loss) && Math.abs(r.gradNorm - o.gradNorm) <= 1e-4 * o.gradNorm, `step ${i}: ${JSON.stringify(r)} vs ${JSON.stringify(o)}`);
+      });
+    }
     tf.dispose(init);
   });
 

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels } from '../model/wasm-kernels.ts';
-import { adamwUpdateGpu, globalNormGpu, hasWebgpuKernels } from '../model/webgpu-kernels.ts';
+import { adamwUpdateGpu, globalNormGpu, hasWebgpuKernels, readStepGate, stepGateGpu } from '../model/webgpu-kernels.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -29,18 +29,28 @@ export class AdamW {
     this.v = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
   }
 
-  /** One update with gradients in `params` order. */
-  apply(grads: tf.Tensor[], lr: number): void {
+  /** Whether updates run as the in-place WGSL kernel (which takes a step gate: stepGateGpu). */
+  get onGpu(): boolean {
+    return hasWebgpuKernels() && !this.composed;
+  }
+
+  /**
+   * One update with gradients in `params` order. On the GPU path `gate` (from stepGateGpu) scales
+   * the gradients and skips the update when it marks the step not finite; without one, unscaled.
+   */
+  apply(grads: tf.Tensor[], lr: number, gate?: tf.Tensor1D): void {
     this.step += 1;
     const { beta1, beta2, eps, weightDecay } = this.opts;
     const correction1 = 1 - Math.pow(beta1, this.step);
     const correction2 = 1 - Math.pow(beta2, this.step);
-    if (hasWebgpuKernels() && !this.composed) {
+    if (this.onGpu) {
       // One WGSL dispatch per parameter, updating weights and moments in place.
+      const stepGate = gate ?? tf.tensor1d([0, 1, 1, 0]);
       this.params.forEach((p, i) => {
         const decay = p.rank >= 2 && weightDecay > 0 ? 1 - lr * weightDecay : 1;
-        adamwUpdateGpu(p, grads[i], this.m[i], this.v[i], { lr, beta1, beta2, eps, decay, correction1, correction2 });
+        adamwUpdateGpu(p, grads[i], this.m[i], this.v[i], stepGate, { lr, beta1, beta2, eps, decay, correction1, correction2 });
       });
+      if (stepGate !== gate) stepGate.dispose();
       return;
     }
     if (tf.getBackend() === 'cpu' && hasJsKernels() && !this.composed) {
@@ -123,9 +133,19 @@ export async function stepOnMeanGradient(optimizer: AdamW, microLosses: (() => t
   const count = microLosses.length;
   const meanGrads = count > 1 ? tf.tidy(() => summed!.map((g) => tf.div(g, count))) : summed!;
   if (count > 1) tf.dispose(summed!);
+  const lossTotal = sumAll(losses);
+  if (optimizer.onGpu) {
+    // Clip scale and finiteness are decided on the GPU: the update is recorded without waiting.
+    const gate = stepGateGpu(meanGrads, lossTotal, { maxNorm: o.clip, lossDivisor: count });
+    optimizer.apply(meanGrads, o.lr, gate);
+    tf.dispose([...meanGrads, lossTotal, ...losses]);
+    const { loss, norm, finite } = await readStepGate(gate);
+    gate.dispose();
+    if (!finite) optimizer.step -= 1; // the kernel skipped the update
+    return { loss, gradNorm: norm };
+  }
   const { clipped, norm } = clipByGlobalNorm(meanGrads, o.clip);
   tf.dispose(meanGrads);
-  const lossTotal = sumAll(losses);
   const [lossSum, gradNorm] = await Promise.all([lossTotal.data(), norm.data()]).then(([l, n]) => [l[0], n[0]]);
   tf.dispose([lossTotal, norm, ...losses]);
   const loss = lossSum / count;
