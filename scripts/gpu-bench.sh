@@ -13,7 +13,8 @@
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
-#            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation
+#            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
+#            ABLATE_STEPS timed steps (default 4); ARL_BUNDLE=FILE in a set runs another build of the CLI
 # PROFILE=1 adds per-kernel GPU times (tf.profile) to config1, big and ablate. Every result is a JSON line
 # appended to OUT_DIR/gpu-bench.jsonl; stage times go to stderr.
 set -uo pipefail
@@ -91,7 +92,8 @@ if has ablate; then
     # shellcheck disable=SC2086 # each set is a list of VAR=value words
     generation=(--skip-generate)
     [ -n "${ABLATE_GENERATE:-}" ] && generation=(--gen-context 1000 --gen-tokens 16)
-    env $flags timeout 120 node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps 4 --warmup-steps 1 "${generation[@]}" --no-key-tokens --no-lift $profile >> "$log"
+    bundle=$(env $flags bash -c 'echo "${ARL_BUNDLE:-dist/cli/arl.mjs}"')
+    env $flags timeout 120 node "$bundle" bench --backend webgpu "${big_model[@]}" --steps "${ABLATE_STEPS:-4}" --warmup-steps 1 "${generation[@]}" --no-key-tokens --no-lift $profile >> "$log"
     wall "ablation $flags" $?
   done
 fi

@@ -831,49 +831,84 @@ export function cachedAttentionGpu(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2
 // ---------------------------------------------------------------------------------------------
 // Matrix products: BatchMatMul for float32 operands with at least one full tile each way. tfjs's
 // own kernel tiles 32x32 with 64 threads; this one tiles TILE x TILE with 256 threads, each
-// computing (TILE/16)^2 outputs held in registers (the inner product is unrolled into scalar fmas
-// so no private array is indexed dynamically), operands staged through workgroup memory k-major.
-// Transposed operands are read in their stored order, so tile loads stay coalesced.
+// computing (TILE/16)^2 outputs held in registers as vec4 rows. Operands are staged k-major in
+// workgroup memory as vec4s, so one k step reads TILE/32 vec4s of each operand per thread (not
+// TILE/16 scalars each): workgroup-memory reads, not arithmetic, bounded the scalar version. The
+// next K tile is loaded from global memory into registers while the current one is multiplied.
+// Transposed operands are read in their stored order, so global loads stay coalesced.
 
-const MATMUL_K_TILE = 16;
+/** K tile edge (8, 16 or 32; ARL_MATMUL_K_TILE picks, for measurements; tile * K tile >= 1,024). */
+function matmulKTile(tile: number): number {
+  const chosen = Number(process.env.ARL_MATMUL_K_TILE ?? 16);
+  return [8, 16, 32].includes(chosen) && tile * chosen >= 1024 ? chosen : 16;
+}
 
-function matmulShader(tile: number, transposeA: boolean, transposeB: boolean): string {
-  const per = tile / 16; // outputs per thread along each axis
-  const loads = (tile * MATMUL_K_TILE) / 256; // elements of each operand's tile one thread stages
-  const idx = (i: number, j: number): string => `c${i}_${j}`;
+/**
+ * WGSL that stages one operand's K tile: `load` reads this thread's share into registers
+ * (`name`0, `name`1, ...: vec4s of 4 consecutive elements in stored order), `store` writes them
+ * k-major into the workgroup array `name`Tile (TILE/4 vec4s per k). `kMajor`: stored [k, x]
+ * (x contiguous), else [x, k] (k contiguous). `x`: the operand's outer size (m or n).
+ */
+function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boolean, x: string): { load: string; store: string } {
+  const shares = (tile * kTile) / 1024; // vec4s of this operand's tile per thread
+  const vecsPerK = tile / 4;
+  const load: string[] = [];
+  const store: string[] = [];
+  for (let l = 0; l < shares; l++) {
+    const e = `(lidx + ${l * 256}u)`;
+    const r = `${name}${l}`;
+    if (kMajor) {
+      // vec4 along x at (k, x4 * 4)
+      const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
+      const elems = [0, 1, 2, 3].map((c) => `select(0.0, ${name}[${name}Base + gk * ${x} + gx + ${c}u], gx + ${c}u < ${x} && gk < kEnd)`);
+      load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
+      store.push(`${name}Tile[(${e} / ${vecsPerK}u) * ${vecsPerK}u + ${e} % ${vecsPerK}u] = ${r};`);
+    } else {
+      // vec4 along k at (x, k4 * 4); stored k-major one element per k row
+      const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
+      const elems = [0, 1, 2, 3].map((c) => `select(0.0, ${name}[${name}Base + gx * u.k + gk + ${c}u], gx < ${x} && gk + ${c}u < kEnd)`);
+      load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
+      const comps = ['x', 'y', 'z', 'w'];
+      store.push(`{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
+        .map((c, i) => `${name}Tile[(k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
+        .join(' ')} }`);
+    }
+  }
+  return { load: load.join('\n    '), store: store.join('\n    ') };
+}
+
+function matmulShader(tile: number, kTile: number, transposeA: boolean, transposeB: boolean): string {
+  const quads = tile / 64; // vec4s of rows (and of columns) per thread
+  const vecsPerK = tile / 4;
+  const comps = ['x', 'y', 'z', 'w'];
+  const acc = (r: number, q: number): string => `c${r}_${q}`;
   const decl: string[] = [];
   const fmas: string[] = [];
   const stores: string[] = [];
-  for (let i = 0; i < per; i++) {
-    for (let j = 0; j < per; j++) {
-      decl.push(`var ${idx(i, j)} = 0.0;`);
-      fmas.push(`${idx(i, j)} = fma(a${i}, b${j}, ${idx(i, j)});`);
-      stores.push(`if (row${i} < u.m && col${j} < u.n) { out[outBase + row${i} * u.n + col${j}] = ${idx(i, j)}; }`);
+  for (let r = 0; r < 4 * quads; r++) {
+    const row = `(${Math.floor(r / 4) * 16}u + ty) * 4u + ${r % 4}u`;
+    for (let q = 0; q < quads; q++) {
+      decl.push(`var ${acc(r, q)} = vec4<f32>(0.0);`);
+      fmas.push(`${acc(r, q)} = fma(vec4<f32>(ra${Math.floor(r / 4)}.${comps[r % 4]}), rb${q}, ${acc(r, q)});`);
+      const col = `n0 + (${q * 16}u + tx) * 4u`;
+      stores.push(`{ let row = m0 + ${row}; let col = ${col}; if (row < u.m) { ${comps
+        .map((c, i) => `if (col + ${i}u < u.n) { out[outBase + row * u.n + col + ${i}u] = ${acc(r, q)}.${c}; }`)
+        .join(' ')} } }`);
     }
   }
-  const aRegs = Array.from({ length: per }, (_, i) => `let a${i} = tileA[kk * ${tile}u + ty + ${16 * i}u];`).join('\n      ');
-  const bRegs = Array.from({ length: per }, (_, j) => `let b${j} = tileB[kk * ${tile}u + tx + ${16 * j}u];`).join('\n      ');
-  const rows = Array.from({ length: per }, (_, i) => `let row${i} = m0 + ty + ${16 * i}u;`).join('\n  ');
-  const cols = Array.from({ length: per }, (_, j) => `let col${j} = n0 + tx + ${16 * j}u;`).join('\n  ');
-  // Staging: element e of this thread's share -> (m or n, k) inside the tile, read in stored order.
-  const loadA = transposeA
-    ? `let k = e / ${tile}u; let m = e % ${tile}u; let gm = m0 + m; let gk = k0 + k;
-        tileA[k * ${tile}u + m] = select(0.0, a[aBase + gk * u.m + gm], gm < u.m && gk < kEnd);`
-    : `let m = e / ${MATMUL_K_TILE}u; let k = e % ${MATMUL_K_TILE}u; let gm = m0 + m; let gk = k0 + k;
-        tileA[k * ${tile}u + m] = select(0.0, a[aBase + gm * u.k + gk], gm < u.m && gk < kEnd);`;
-  const loadB = transposeB
-    ? `let n = e / ${MATMUL_K_TILE}u; let k = e % ${MATMUL_K_TILE}u; let gn = n0 + n; let gk = k0 + k;
-        tileB[k * ${tile}u + n] = select(0.0, b[bBase + gn * u.k + gk], gn < u.n && gk < kEnd);`
-    : `let k = e / ${tile}u; let n = e % ${tile}u; let gn = n0 + n; let gk = k0 + k;
-        tileB[k * ${tile}u + n] = select(0.0, b[bBase + gk * u.n + gn], gn < u.n && gk < kEnd);`;
+  const aRegs = Array.from({ length: quads }, (_, i) => `let ra${i} = aTile[kk * ${vecsPerK}u + ${16 * i}u + ty];`).join('\n      ');
+  const bRegs = Array.from({ length: quads }, (_, j) => `let rb${j} = bTile[kk * ${vecsPerK}u + ${16 * j}u + tx];`).join('\n      ');
+  const stageA = matmulStaging('a', tile, kTile, transposeA, 'u.m');
+  const stageB = matmulStaging('b', tile, kTile, !transposeB, 'u.n');
+  const regs = Array.from({ length: (tile * kTile) / 1024 }, (_, l) => `var a${l} = vec4<f32>(0.0); var b${l} = vec4<f32>(0.0);`).join('\n  ');
   return `
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32 };
 @group(0) @binding(3) var<uniform> u: U;
-var<workgroup> tileA: array<f32, ${tile * MATMUL_K_TILE}>;
-var<workgroup> tileB: array<f32, ${tile * MATMUL_K_TILE}>;
+var<workgroup> aTile: array<vec4<f32>, ${vecsPerK * kTile}>;
+var<workgroup> bTile: array<vec4<f32>, ${vecsPerK * kTile}>;
 @compute @workgroup_size(16, 16, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
   let ty = lid.y;
@@ -884,30 +919,32 @@ var<workgroup> tileB: array<f32, ${tile * MATMUL_K_TILE}>;
   let kEnd = min(u.k, kBegin + u.kChunk);
   let m0 = wid.y * ${tile}u;
   let n0 = wid.x * ${tile}u;
+  let a0x = m0;
+  let b0x = n0;
   let aBase = select(batch, 0u, u.batchA == 1u) * u.m * u.k;
   let bBase = select(batch, 0u, u.batchB == 1u) * u.k * u.n;
   let outBase = (split * (u.batchA + u.batchB - min(u.batchA, u.batchB)) + batch) * u.m * u.n;
   ${decl.join('\n  ')}
-  for (var k0 = kBegin; k0 < kEnd; k0 += ${MATMUL_K_TILE}u) {
-    for (var l = 0u; l < ${loads}u; l++) {
-      let e = lidx + l * 256u;
-      {
-        ${loadA}
-      }
-      {
-        ${loadB}
-      }
-    }
+  ${regs}
+  var k0 = kBegin;
+  ${stageA.load}
+  ${stageB.load}
+  for (; k0 < kEnd; ) {
+    ${stageA.store}
+    ${stageB.store}
     workgroupBarrier();
-    for (var kk = 0u; kk < ${MATMUL_K_TILE}u; kk++) {
+    k0 += ${kTile}u;
+    if (k0 < kEnd) {
+      ${stageA.load}
+      ${stageB.load}
+    }
+    for (var kk = 0u; kk < ${kTile}u; kk++) {
       ${aRegs}
       ${bRegs}
       ${fmas.join('\n      ')}
     }
     workgroupBarrier();
   }
-  ${rows}
-  ${cols}
   ${stores.join('\n  ')}
 }`;
 }
@@ -971,10 +1008,11 @@ function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
   // multiprocessor gets work, then add the partial products.
   const tiles = Math.ceil(n / tile) * Math.ceil(m / tile) * batch;
   const splits = tiles >= SPLIT_K_BELOW_TILES ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_K_BELOW_TILES / tiles), Math.floor(k / SPLIT_K_MIN_CHUNK)));
-  const kChunk = Math.ceil(k / splits / MATMUL_K_TILE) * MATMUL_K_TILE;
+  const kTile = matmulKTile(tile);
+  const kChunk = Math.ceil(k / splits / kTile) * kTile;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlGpuMatMul', matmulShader(tile, transposeA, transposeB), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
+  dispatchRaw('ArlGpuMatMul', matmulShader(tile, kTile, transposeA, transposeB), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
   if (splits > 1) {
     const size = batch * m * n;
     dispatchRaw('ArlGpuSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));
