@@ -29,6 +29,7 @@ export interface WebgpuBackend {
   commandEncoder: { beginComputePass(d: unknown): ComputePass } | null;
   computePassEncoder: ComputePass | null;
   commandQueueOwnedIds: WeakSet<object>;
+  tensorMap: { get(id: tf.DataId): { values: unknown; resource: unknown } | undefined };
   dispatchCountInPass: number;
   activeTimers: { name: string; query: Promise<number> }[] | null;
   supportTimestampQuery: boolean;
@@ -70,6 +71,18 @@ export function computePipeline(name: string, code: string): ReturnType<WebgpuBa
   return pipeline;
 }
 
+const written = new Map<string, number[]>();
+
+/** The bindings `code` declares read_write (parsed once per shader text). */
+function writtenBindings(code: string): number[] {
+  let indices = written.get(code);
+  if (!indices) {
+    indices = [...code.matchAll(/@binding\((\d+)\)\s*var<storage,\s*read_write>/g)].map((m) => Number(m[1]));
+    written.set(code, indices);
+  }
+  return indices;
+}
+
 /**
  * Records one compute dispatch of `code` into tfjs's command stream. `buffers` bind in order at
  * @binding(0..n-1) (declared read or read_write by the shader), the uniforms, if any, at @binding(n).
@@ -80,6 +93,12 @@ export function dispatchRaw(name: string, code: string, buffers: tf.TensorInfo[]
   const backend = tf.backend() as unknown as WebgpuBackend;
   const pipeline = computePipeline(name, code);
   for (const b of buffers) backend.uploadToGPU(b.dataId);
+  // tfjs keeps the values of a tensor once read (and answers later reads from them); a buffer
+  // written here (in place: AdamW's weights and moments, the KV cache) must be read anew.
+  for (const i of writtenBindings(code)) {
+    const data = backend.tensorMap.get(buffers[i].dataId);
+    if (data) data.values = null;
+  }
   const entries = buffers.map((b, i) => ({ binding: i, resource: backend.tensorToBinding(b) }));
   if (uniforms) entries.push({ binding: buffers.length, resource: backend.makeUniforms(uniforms) });
   for (const b of buffers) backend.commandQueueOwnedIds.add(b.dataId);
@@ -979,9 +998,15 @@ let stockBatchMatMul: tf.KernelConfig | null = null;
  */
 const STOCK_FASTER = new Set(['true false 512 1536 8192']);
 
-/** Tile edge of our matmul (64 or 128; ARL_MATMUL_TILE picks, for measurements). */
-function matmulTile(): number {
-  return process.env.ARL_MATMUL_TILE === '64' ? 64 : 128;
+/**
+ * Tile edge of our matmul for an m x n output: 128, or 64 where a side is shorter than 128 (the
+ * attention products with head dimension 64). ARL_MATMUL_TILE=64 or =128 forces one edge, for
+ * measurements (with 128 the shorter products go to tfjs).
+ */
+function matmulTile(m: number, n: number): number {
+  const forced = process.env.ARL_MATMUL_TILE;
+  if (forced === '64' || forced === '128') return Number(forced);
+  return Math.min(m, n) >= 128 ? 128 : 64;
 }
 
 function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
@@ -994,7 +1019,7 @@ function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
   const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
   const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
   const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
-  const tile = matmulTile();
+  const tile = matmulTile(m, n);
   const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
   // Small or oddly batched products stay with tfjs (its split-K and small-output programs suit them).
   const stockFaster = batchA === 1 && batchB === 1 && STOCK_FASTER.has(`${transposeA} ${transposeB} ${m} ${n} ${k}`);
