@@ -9,7 +9,7 @@ import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { maskedCrossEntropy } from '../src/train/loss.ts';
 import { AdamW, learningRate } from '../src/train/optimizer.ts';
-import { DEFAULT_TRAIN, DivergedError, type StepMetrics, train, type TrainOptions, trainStep } from '../src/train/trainer.ts';
+import { DEFAULT_TRAIN, DivergedError, runSteps, type StepMetrics, train, type TrainOptions, trainStep } from '../src/train/trainer.ts';
 import { maxAbsDiff, prepareTinyCorpus, tf, useCpu } from './helpers.ts';
 
 let data: string;
@@ -68,6 +68,34 @@ test('gradient accumulation over 2 micro-batches equals one batch twice the size
   }
   assert.ok(Math.abs(results[0].loss - results[1].loss) < 1e-5);
   results[0].weights.forEach((w, i) => assert.ok(maxAbsDiff(w, results[1].weights[i]) < 1e-5, `weight ${i}`));
+});
+
+test('runSteps: the next step is recorded before a step is handed over, never past a pause, and a stop finishes the step in flight', async () => {
+  const events: string[] = [];
+  const drive = (overlap: boolean, stopAt: number | null): Promise<void> =>
+    runSteps({
+      from: 0,
+      to: 6,
+      overlap,
+      pauseAfter: (i) => i === 2,
+      record: async (i) => {
+        events.push(`record ${i}`);
+        return i;
+      },
+      onDone: async (i, inFlight) => {
+        events.push(`done ${i}${inFlight ? ' (next in flight)' : ''}`);
+        return i !== stopAt;
+      },
+    });
+  await drive(true, null);
+  assert.deepEqual(events.splice(0), [
+    'record 0', 'record 1', 'done 0 (next in flight)', 'record 2', 'done 1 (next in flight)', 'done 2',
+    'record 3', 'record 4', 'done 3 (next in flight)', 'record 5', 'done 4 (next in flight)', 'done 5',
+  ]);
+  await drive(true, 3);
+  assert.deepEqual(events.splice(0).slice(6), ['record 3', 'record 4', 'done 3 (next in flight)', 'done 4']);
+  await drive(false, 1);
+  assert.deepEqual(events.splice(0), ['record 0', 'done 0', 'record 1', 'done 1']);
 });
 
 test('training: loss falls, tensor count stays flat, metrics.jsonl has one line per step', async () => {

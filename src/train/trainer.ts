@@ -131,6 +131,40 @@ export async function trainStep(
   return stepOnMeanGradient(optimizer, microLosses, o);
 }
 
+/**
+ * Runs training steps `from`..`to`-1 and hands each one's result to `onDone`, in order. With
+ * `overlap` (the whole step, update included, is recorded before its loss is read back:
+ * AdamW.onGpu) step i+1 is recorded before step i is read, so the GPU works while the CPU records;
+ * elsewhere (wasm, cpu: recording is running, and the update follows the readback) one at a time.
+ * No step is in flight after `pauseAfter(i)` (work that needs step i's weights: an evaluation, a
+ * save). When `onDone` returns false no further step starts; the one in flight is still finished
+ * and handed over (`inFlight` tells onDone whether one is). ARL_OVERLAP_STEPS=0 turns overlap off,
+ * for measurements.
+ */
+export async function runSteps<R>(o: {
+  from: number;
+  to: number;
+  overlap: boolean;
+  pauseAfter: (index: number) => boolean;
+  record: (index: number) => Promise<R>;
+  onDone: (result: R, inFlight: boolean) => Promise<boolean>;
+}): Promise<void> {
+  const overlap = o.overlap && process.env.ARL_OVERLAP_STEPS !== '0';
+  let inFlight: Promise<R> | null = null;
+  let stopping = false;
+  try {
+    for (let index = o.from; index < o.to; index++) {
+      const current: Promise<R> = inFlight ?? o.record(index);
+      inFlight = overlap && !stopping && index + 1 < o.to && !o.pauseAfter(index) ? o.record(index + 1) : null;
+      if (!(await o.onDone(await current, inFlight !== null))) stopping = true;
+      if (stopping && !inFlight) return;
+    }
+  } catch (err) {
+    inFlight?.catch(() => {}); // the step in flight is abandoned with the run
+    throw err;
+  }
+}
+
 export async function train(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
   mkdirSync(options.out, { recursive: true });
   const metricsFile = join(options.out, 'metrics.jsonl');
@@ -186,47 +220,60 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
     callbacks.onSave?.(lastCheckpoint);
   };
 
+  // A step ends in work that must see exactly its weights: an evaluation, a save, the end.
+  const pauseAfter = (index: number): boolean => (index + 1) % opts.saveEvery === 0 || (opts.evalEvery > 0 && (index + 1) % opts.evalEvery === 0);
+  let lastDone = performance.now();
+  let stopRequested = false;
   try {
-    while (state.step < opts.steps) {
-      const stepStart = performance.now();
-      const lr = learningRate(state.step, { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, totalSteps: opts.steps });
-      const { loss, gradNorm } = await trainStep(model, optimizer, () => loader.nextBatch(batch, seq), { batch, seq, accum, clip: opts.clip, lr });
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        const kept = lastCheckpoint ? `the last good checkpoint (${lastCheckpoint}, step ${lastSavedStep}) was kept` : 'no checkpoint had been saved yet';
-        throw new DivergedError(`step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}); training stopped and ${kept}; lower --lr or raise --warmup`);
-      }
+    await runSteps({
+      from: state.step,
+      to: opts.steps,
+      overlap: optimizer.onGpu,
+      pauseAfter,
+      record: (index) => {
+        const lr = learningRate(index, { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, totalSteps: opts.steps });
+        const result = trainStep(model, optimizer, () => loader.nextBatch(batch, seq), { batch, seq, accum, clip: opts.clip, lr });
+        const dataPosition = loader.position; // after this step's batches, before the next step's
+        return result.then((r) => ({ ...r, lr, dataPosition }));
+      },
+      onDone: async ({ loss, gradNorm, lr, dataPosition }, inFlight) => {
+        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+          const kept = lastCheckpoint ? `the last good checkpoint (${lastCheckpoint}, step ${lastSavedStep}) was kept` : 'no checkpoint had been saved yet';
+          throw new DivergedError(`step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}); training stopped and ${kept}; lower --lr or raise --warmup`);
+        }
+        state.step += 1;
+        state.tokensSeen += tokensPerStep;
+        state.optimizerStep = optimizer.step - (inFlight ? 1 : 0);
+        state.dataPosition = dataPosition;
+        losses.push(loss);
+        const now = performance.now();
+        const seconds = (now - lastDone) / 1000;
+        lastDone = now;
+        const metrics: StepMetrics = {
+          step: state.step,
+          loss,
+          lr,
+          grad_norm: gradNorm,
+          tokens_per_s: tokensPerStep / seconds,
+          tensors: tf.memory().numTensors,
+          elapsed_s: (Date.now() - started) / 1000,
+        };
+        if (opts.evalEvery > 0 && (state.step % opts.evalEvery === 0 || state.step === opts.steps)) {
+          metrics.val_loss = (await evaluateLoss(model, options.data, 'val', { batches: opts.evalBatches, batch, seq })).loss;
+          state.bestValLoss = Math.min(state.bestValLoss ?? Infinity, metrics.val_loss);
+          callbacks.onEval?.(state.step, metrics.val_loss);
+        }
+        appendFileSync(metricsFile, `${JSON.stringify(metrics)}\n`);
+        callbacks.onStep?.(metrics, opts.steps);
 
-      state.step += 1;
-      state.tokensSeen += tokensPerStep;
-      state.optimizerStep = optimizer.step;
-      state.dataPosition = loader.position;
-      losses.push(loss);
-      const seconds = (performance.now() - stepStart) / 1000;
-      const metrics: StepMetrics = {
-        step: state.step,
-        loss,
-        lr,
-        grad_norm: gradNorm,
-        tokens_per_s: tokensPerStep / seconds,
-        tensors: tf.memory().numTensors,
-        elapsed_s: (Date.now() - started) / 1000,
-      };
-      if (opts.evalEvery > 0 && (state.step % opts.evalEvery === 0 || state.step === opts.steps)) {
-        metrics.val_loss = (await evaluateLoss(model, options.data, 'val', { batches: opts.evalBatches, batch, seq })).loss;
-        state.bestValLoss = Math.min(state.bestValLoss ?? Infinity, metrics.val_loss);
-        callbacks.onEval?.(state.step, metrics.val_loss);
-      }
-      appendFileSync(metricsFile, `${JSON.stringify(metrics)}\n`);
-      callbacks.onStep?.(metrics, opts.steps);
-
-      await new Promise((resolve) => setImmediate(resolve)); // let signal handlers (Ctrl-C) run between steps
-      const stopRequested = callbacks.shouldStop?.() ?? false;
-      if (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested) await save();
-      if (stopRequested) {
-        stoppedEarly = state.step < opts.steps;
-        break;
-      }
-    }
+        await new Promise((resolve) => setImmediate(resolve)); // let signal handlers (Ctrl-C) run between steps
+        stopRequested ||= callbacks.shouldStop?.() ?? false;
+        // With a step in flight its update is already queued, so a stop saves after that step instead.
+        if (!inFlight && (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested)) await save();
+        if (stopRequested) stoppedEarly = state.step < opts.steps;
+        return !stopRequested;
+      },
+    });
   } catch (err) {
     optimizer.dispose();
     model.dispose();
