@@ -165,6 +165,28 @@ export async function runSteps<R>(o: {
   }
 }
 
+/**
+ * Training tokens per second over the last (up to) 10 steps. A window, not the last step alone:
+ * with steps overlapped (runSteps) completions arrive unevenly. Evaluation and save time is excluded.
+ */
+class StepRate {
+  private times: number[];
+
+  constructor(start: number) {
+    this.times = [start];
+  }
+
+  step(now: number, tokensPerStep: number): number {
+    this.times.push(now);
+    if (this.times.length > 11) this.times.shift();
+    return (tokensPerStep * (this.times.length - 1)) / ((now - this.times[0]) / 1000);
+  }
+
+  exclude(ms: number): void {
+    this.times = this.times.map((t) => t + ms);
+  }
+}
+
 export async function train(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
   mkdirSync(options.out, { recursive: true });
   const metricsFile = join(options.out, 'metrics.jsonl');
@@ -222,7 +244,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
 
   // A step ends in work that must see exactly its weights: an evaluation, a save, the end.
   const pauseAfter = (index: number): boolean => (index + 1) % opts.saveEvery === 0 || (opts.evalEvery > 0 && (index + 1) % opts.evalEvery === 0);
-  let lastDone = performance.now();
+  const rate = new StepRate(performance.now());
   let stopRequested = false;
   try {
     await runSteps({
@@ -246,20 +268,19 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
         state.optimizerStep = optimizer.step - (inFlight ? 1 : 0);
         state.dataPosition = dataPosition;
         losses.push(loss);
-        const now = performance.now();
-        const seconds = (now - lastDone) / 1000;
-        lastDone = now;
         const metrics: StepMetrics = {
           step: state.step,
           loss,
           lr,
           grad_norm: gradNorm,
-          tokens_per_s: tokensPerStep / seconds,
+          tokens_per_s: rate.step(performance.now(), tokensPerStep),
           tensors: tf.memory().numTensors,
           elapsed_s: (Date.now() - started) / 1000,
         };
         if (opts.evalEvery > 0 && (state.step % opts.evalEvery === 0 || state.step === opts.steps)) {
+          const evalStart = performance.now();
           metrics.val_loss = (await evaluateLoss(model, options.data, 'val', { batches: opts.evalBatches, batch, seq })).loss;
+          rate.exclude(performance.now() - evalStart);
           state.bestValLoss = Math.min(state.bestValLoss ?? Infinity, metrics.val_loss);
           callbacks.onEval?.(state.step, metrics.val_loss);
         }
@@ -269,7 +290,11 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
         await new Promise((resolve) => setImmediate(resolve)); // let signal handlers (Ctrl-C) run between steps
         stopRequested ||= callbacks.shouldStop?.() ?? false;
         // With a step in flight its update is already queued, so a stop saves after that step instead.
-        if (!inFlight && (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested)) await save();
+        if (!inFlight && (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested)) {
+          const saveStart = performance.now();
+          await save();
+          rate.exclude(performance.now() - saveStart);
+        }
         if (stopRequested) stoppedEarly = state.step < opts.steps;
         return !stopRequested;
       },
