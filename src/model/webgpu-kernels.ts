@@ -998,15 +998,9 @@ let stockBatchMatMul: tf.KernelConfig | null = null;
  */
 const STOCK_FASTER = new Set(['true false 512 1536 8192']);
 
-/**
- * Tile edge of our matmul for an m x n output: 128, or 64 where a side is shorter than 128 (the
- * attention products with head dimension 64). ARL_MATMUL_TILE=64 or =128 forces one edge, for
- * measurements (with 128 the shorter products go to tfjs).
- */
-function matmulTile(m: number, n: number): number {
-  const forced = process.env.ARL_MATMUL_TILE;
-  if (forced === '64' || forced === '128') return Number(forced);
-  return Math.min(m, n) >= 128 ? 128 : 64;
+/** Tile edge of our matmul (64 or 128; ARL_MATMUL_TILE picks, for measurements). */
+function matmulTile(): number {
+  return process.env.ARL_MATMUL_TILE === '64' ? 64 : 128;
 }
 
 function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
@@ -1019,7 +1013,7 @@ function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
   const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
   const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
   const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
-  const tile = matmulTile(m, n);
+  const tile = matmulTile();
   const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
   // Small or oddly batched products stay with tfjs (its split-K and small-output programs suit them).
   const stockFaster = batchA === 1 && batchB === 1 && STOCK_FASTER.has(`${transposeA} ${transposeB} ${m} ${n} ${k}`);
