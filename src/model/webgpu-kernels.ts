@@ -881,7 +881,7 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boo
       const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
       const elems = [0, 1, 2, 3].map((c) => `select(0.0, ${name}[${name}Base + gk * ${x} + gx + ${c}u], gx + ${c}u < ${x} && gk < kEnd)`);
       load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
-      store.push(`${name}Tile[stage + ${e}] = ${r};`);
+      store.push(`${name}Tile[(${e} / ${vecsPerK}u) * ${vecsPerK}u + ${e} % ${vecsPerK}u] = ${r};`);
     } else {
       // vec4 along k at (x, k4 * 4); stored k-major one element per k row
       const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
@@ -889,14 +889,14 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boo
       load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
       const comps = ['x', 'y', 'z', 'w'];
       store.push(`{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
-        .map((c, i) => `${name}Tile[stage + (k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
+        .map((c, i) => `${name}Tile[(k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
         .join(' ')} }`);
     }
   }
   return { load: load.join('\n    '), store: store.join('\n    ') };
 }
 
-function matmulShader(tile: number, kTile: number, stages: number, transposeA: boolean, transposeB: boolean): string {
+function matmulShader(tile: number, kTile: number, transposeA: boolean, transposeB: boolean): string {
   const quads = tile / 64; // vec4s of rows (and of columns) per thread
   const vecsPerK = tile / 4;
   const comps = ['x', 'y', 'z', 'w'];
@@ -915,55 +915,10 @@ function matmulShader(tile: number, kTile: number, stages: number, transposeA: b
         .join(' ')} } }`);
     }
   }
-  const aRegs = Array.from({ length: quads }, (_, i) => `let ra${i} = aTile[read + kk * ${vecsPerK}u + ${16 * i}u + ty];`).join('\n      ');
-  const bRegs = Array.from({ length: quads }, (_, j) => `let rb${j} = bTile[read + kk * ${vecsPerK}u + ${16 * j}u + tx];`).join('\n      ');
+  const aRegs = Array.from({ length: quads }, (_, i) => `let ra${i} = aTile[kk * ${vecsPerK}u + ${16 * i}u + ty];`).join('\n      ');
+  const bRegs = Array.from({ length: quads }, (_, j) => `let rb${j} = bTile[kk * ${vecsPerK}u + ${16 * j}u + tx];`).join('\n      ');
   const stageA = matmulStaging('a', tile, kTile, transposeA, 'u.m');
   const stageB = matmulStaging('b', tile, kTile, !transposeB, 'u.n');
-  const stageSize = vecsPerK * kTile; // vec4s of one operand's K tile
-  const multiply = `for (var kk = 0u; kk < ${kTile}u; kk++) {
-      ${aRegs}
-      ${bRegs}
-      ${fmas.join('\n      ')}
-    }`;
-  // One stage: store the prefetched tile, then multiply it (two barriers per K tile). Two stages:
-  // multiply one buffer while the next tile is stored into the other (one barrier per K tile).
-  const loop =
-    stages === 1
-      ? `let read = 0u;
-  let stage = 0u;
-  for (; k0 < kEnd; ) {
-    ${stageA.store}
-    ${stageB.store}
-    workgroupBarrier();
-    k0 += ${kTile}u;
-    if (k0 < kEnd) {
-      ${stageA.load}
-      ${stageB.load}
-    }
-    ${multiply}
-    workgroupBarrier();
-  }`
-      : `var stage = 0u;
-  ${stageA.store}
-  ${stageB.store}
-  workgroupBarrier();
-  var read = 0u;
-  for (; k0 < kEnd; ) {
-    k0 += ${kTile}u;
-    let more = k0 < kEnd;
-    if (more) {
-      ${stageA.load}
-      ${stageB.load}
-    }
-    ${multiply}
-    if (more) {
-      stage = ${stageSize}u - read;
-      ${stageA.store}
-      ${stageB.store}
-    }
-    workgroupBarrier();
-    read = ${stageSize}u - read;
-  }`;
   const regs = Array.from({ length: (tile * kTile) / 1024 }, (_, l) => `var a${l} = vec4<f32>(0.0); var b${l} = vec4<f32>(0.0);`).join('\n  ');
   return `
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -971,8 +926,8 @@ function matmulShader(tile: number, kTile: number, stages: number, transposeA: b
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32 };
 @group(0) @binding(3) var<uniform> u: U;
-var<workgroup> aTile: array<vec4<f32>, ${stages * stageSize}>;
-var<workgroup> bTile: array<vec4<f32>, ${stages * stageSize}>;
+var<workgroup> aTile: array<vec4<f32>, ${vecsPerK * kTile}>;
+var<workgroup> bTile: array<vec4<f32>, ${vecsPerK * kTile}>;
 @compute @workgroup_size(16, 16, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
   let ty = lid.y;
@@ -993,7 +948,22 @@ var<workgroup> bTile: array<vec4<f32>, ${stages * stageSize}>;
   var k0 = kBegin;
   ${stageA.load}
   ${stageB.load}
-  ${loop}
+  for (; k0 < kEnd; ) {
+    ${stageA.store}
+    ${stageB.store}
+    workgroupBarrier();
+    k0 += ${kTile}u;
+    if (k0 < kEnd) {
+      ${stageA.load}
+      ${stageB.load}
+    }
+    for (var kk = 0u; kk < ${kTile}u; kk++) {
+      ${aRegs}
+      ${bRegs}
+      ${fmas.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
   ${stores.join('\n  ')}
 }`;
 }
@@ -1028,16 +998,6 @@ let stockBatchMatMul: tf.KernelConfig | null = null;
  */
 const STOCK_FASTER = new Set(['true false 512 1536 8192']);
 
-/**
- * Workgroup-memory buffers per operand: 2 (double buffering) where the device allows the memory,
- * else 1; ARL_MATMUL_STAGES=1 forces one, for measurements.
- */
-function matmulStages(tile: number, kTile: number): number {
-  const bytesPerStage = 2 * tile * kTile * 4;
-  const limit = (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
-  return process.env.ARL_MATMUL_STAGES !== '1' && 2 * bytesPerStage <= limit ? 2 : 1;
-}
-
 /** Tile edge of our matmul (64 or 128; ARL_MATMUL_TILE picks, for measurements). */
 function matmulTile(): number {
   return process.env.ARL_MATMUL_TILE === '64' ? 64 : 128;
@@ -1071,7 +1031,7 @@ function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
   const kChunk = Math.ceil(k / splits / kTile) * kTile;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlGpuMatMul', matmulShader(tile, kTile, matmulStages(tile, kTile), transposeA, transposeB), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
+  dispatchRaw('ArlGpuMatMul', matmulShader(tile, kTile, transposeA, transposeB), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
   if (splits > 1) {
     const size = batch * m * n;
     dispatchRaw('ArlGpuSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));
