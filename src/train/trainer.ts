@@ -72,6 +72,7 @@ export interface StepMetrics {
   lr: number;
   grad_norm: number;
   tokens_per_s: number;
+  /** Live tensors, counting those of the step in flight (webgpu) if one is: one more then than at a pause. */
   tensors: number;
   elapsed_s: number;
   val_loss?: number;
