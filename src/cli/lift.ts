@@ -15,14 +15,17 @@ import { type ChatArgs, chatOptionsFromArgs, openChatModel, withChatOptions } fr
 import { writeFileAtomic } from '../io/atomic.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { makeRng } from '../infer/sampling.ts';
-import { ADAPTER_KINDS, type AdapterKind, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
+import { ADAPTER_KINDS, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
 import { ADAPTER_FILE, baseCheckpointHash, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
 import { DEFAULT_PROMPT_TEMPLATE, generateQaPairs, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';
 import { answerQuestions, LIFT_DEFAULTS, liftTrainingTokens, type LiftOptions, trainLiftAdapter } from '../lift/lift.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { formatDuration, ProgressBar } from './progress.ts';
 
-interface LiftArgs extends ChatArgs {
+/** The flags that are LiftOptions fields of the same name and type. */
+type LiftOptionFlags = Pick<LiftOptions, 'adapter' | 'loraRank' | 'loraAlpha' | 'contextualized' | 'stage1Epochs' | 'stage2Epochs' | 'lr' | 'weightDecay' | 'beta1' | 'beta2' | 'clip' | 'accumulateEpoch' | 'batch' | 'seed'>;
+
+interface LiftArgs extends ChatArgs, LiftOptionFlags {
   backend: BackendName;
   checkpoint: string;
   tokenizer?: string;
@@ -30,24 +33,10 @@ interface LiftArgs extends ChatArgs {
   questions: string;
   out: string;
   compareIcl: boolean;
-  adapter: AdapterKind;
   loadAdapter?: string;
-  loraRank: number;
-  loraAlpha: number;
   segmentLength?: number;
   segmentStride?: number;
   contextTokens?: number;
-  contextualized: boolean;
-  stage1Epochs: number;
-  stage2Epochs: number;
-  lr: number;
-  weightDecay: number;
-  beta1: number;
-  beta2: number;
-  clip: number;
-  accumulateEpoch: boolean;
-  batch: number;
-  seed: number;
   sentenceOrders: number;
   qa?: string;
   qaLlm?: 'openai' | 'llama-cpp';
