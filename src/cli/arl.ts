@@ -17,12 +17,8 @@ import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
-export interface KeyTokensArgs {
-  backend: BackendName;
-  checkpoint: string;
-  tokenizer?: string;
-  corpus: string;
-  out: string;
+/** The key-token scoring flags (`arl keytokens`, and `arl eval --corpus` for LongPPL). */
+export interface KeyTokenFlags {
   short?: number;
   chunk?: number;
   longStride?: number;
@@ -32,6 +28,14 @@ export interface KeyTokensArgs {
   select?: Selection;
   batch?: number;
   maxDocs?: number;
+}
+
+export interface KeyTokensArgs extends KeyTokenFlags {
+  backend: BackendName;
+  checkpoint: string;
+  tokenizer?: string;
+  corpus: string;
+  out: string;
   shard?: string;
 }
 
@@ -102,8 +106,6 @@ export async function shardSettings(shard: Shard | null, checkpointDir: string):
 function checkpointSha256(checkpointDir: string): Promise<string> {
   return sha256File(join(checkpointDir, 'model.safetensors'));
 }
-
-type KeyTokenFlags = Pick<KeyTokensArgs, 'maxDocs' | 'short' | 'chunk' | 'longStride' | 'topK' | 'alpha' | 'beta' | 'select' | 'batch'>;
 
 /** Step 1's options from its flags, checked against the window of the model that scores (read without loading weights). */
 export function keyTokenOptionsFromArgs(args: KeyTokenFlags, scoringCheckpoint: string): KeyTokenOptions {

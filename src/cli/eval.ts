@@ -8,12 +8,12 @@ import { evaluateLoss } from '../eval/perplexity.ts';
 import { loadModel, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
-import { keyTokenOptionsFromArgs } from './arl.ts';
+import { type KeyTokenFlags, keyTokenOptionsFromArgs } from './arl.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
-interface EvalArgs {
+interface EvalArgs extends KeyTokenFlags {
   backend: BackendName;
   checkpoint: string;
   data: string;
@@ -24,13 +24,6 @@ interface EvalArgs {
   corpus?: string;
   evaluator?: string;
   tokenizer?: string;
-  maxDocs?: number;
-  short?: number;
-  chunk?: number;
-  longStride?: number;
-  topK?: number;
-  alpha?: number;
-  beta?: number;
   select: Selection;
 }
 
