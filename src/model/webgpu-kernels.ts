@@ -648,10 +648,12 @@ struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, star
 }`;
 
 /**
- * Workgroup per (b, head, t): the rotated, scaled query against keys [lo, pos] in tiles of 64 with
- * an online softmax (flash-decoding within one workgroup); never materialises the score row.
+ * A cached-attention kernel of `size` invocations per (b, head, t): the shared bindings, the
+ * item's indices, the rotated and scaled query in workgroup memory `qs`, and `kvBase`, the first
+ * element of its KV head's cache; then `declarations` (before main) and `body` (inside it).
  */
-const CACHED_ATTENTION = `
+function cachedAttentionShader(size: number, declarations: string, body: string): string {
+  return `
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> cacheK: array<f32>;
@@ -661,8 +663,8 @@ const CACHED_ATTENTION = `
 struct U { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, window: u32, scale: f32 };
 @group(0) @binding(6) var<uniform> u: U;
 var<workgroup> qs: array<f32, 256>;
-var<workgroup> scores: array<f32, 64>;
-@compute @workgroup_size(64) fn main(${builtins}) {
+${declarations}
+@compute @workgroup_size(${size}) fn main(${builtins}) {
   let item = wid.x + wid.y * nwg.x;
   if (item >= u.batch * u.heads * u.seq) { return; }
   let hd = u.headDim;
@@ -675,12 +677,20 @@ var<workgroup> scores: array<f32, 64>;
   var lo = 0u;
   if (u.window > 0u && pos + 1u > u.window) { lo = pos + 1u - u.window; }
   let qBase = (b * u.seq + t) * u.heads * hd + h * hd;
-  for (var d = lid; d < hd; d += 64u) {
+  for (var d = lid; d < hd; d += ${size}u) {
     let other = select(1.0, -1.0, d < half) * q[qBase + select(d - half, d + half, d < half)];
     qs[d] = (q[qBase + d] * cosT[pos * hd + d] + other * sinT[pos * hd + d]) * u.scale;
   }
   workgroupBarrier();
   let kvBase = (b * u.kvHeads + kvh) * u.capacity * hd;
+${body}}`;
+}
+
+/**
+ * Workgroup per (b, head, t): the rotated, scaled query against keys [lo, pos] in tiles of 64 with
+ * an online softmax (flash-decoding within one workgroup); never materialises the score row.
+ */
+const CACHED_ATTENTION = cachedAttentionShader(64, 'var<workgroup> scores: array<f32, 64>;', `
   var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
   var runMax = -3.0e38;
   var runSum = 0.0;
@@ -717,7 +727,7 @@ var<workgroup> scores: array<f32, 64>;
     let d = lid + r * 64u;
     if (d < hd) { out[outBase + d] = acc[r] / runSum; }
   }
-}`;
+`);
 
 /**
  * The same for few new tokens (decoding): 256 threads share one query's keys. Keys in chunks of
@@ -725,16 +735,9 @@ var<workgroup> scores: array<f32, 64>;
  * groups of hd threads accumulate the values of interleaved keys and are added up; chunks
  * combine with the online-softmax correction.
  */
-const CACHED_ATTENTION_DECODE = `
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> cacheK: array<f32>;
-@group(0) @binding(3) var<storage, read> cacheV: array<f32>;
-@group(0) @binding(4) var<storage, read> cosT: array<f32>;
-@group(0) @binding(5) var<storage, read> sinT: array<f32>;
-struct U { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, window: u32, scale: f32 };
-@group(0) @binding(6) var<uniform> u: U;
-var<workgroup> qs: array<f32, 256>;
+const CACHED_ATTENTION_DECODE = cachedAttentionShader(
+  256,
+  `
 var<workgroup> scores: array<f32, 1024>;
 var<workgroup> red: array<f32, 256>;
 fn reduce(value: f32, lid: u32, isMax: bool) -> f32 {
@@ -748,25 +751,8 @@ fn reduce(value: f32, lid: u32, isMax: bool) -> f32 {
   workgroupBarrier();
   return total;
 }
-@compute @workgroup_size(256) fn main(${builtins}) {
-  let item = wid.x + wid.y * nwg.x;
-  if (item >= u.batch * u.heads * u.seq) { return; }
-  let hd = u.headDim;
-  let half = hd / 2u;
-  let t = item % u.seq;
-  let h = (item / u.seq) % u.heads;
-  let b = item / (u.seq * u.heads);
-  let kvh = h / (u.heads / u.kvHeads);
-  let pos = u.start + t;
-  var lo = 0u;
-  if (u.window > 0u && pos + 1u > u.window) { lo = pos + 1u - u.window; }
-  let qBase = (b * u.seq + t) * u.heads * hd + h * hd;
-  if (lid < hd) {
-    let other = select(1.0, -1.0, lid < half) * q[qBase + select(lid - half, lid + half, lid < half)];
-    qs[lid] = (q[qBase + lid] * cosT[pos * hd + lid] + other * sinT[pos * hd + lid]) * u.scale;
-  }
-  workgroupBarrier();
-  let kvBase = (b * u.kvHeads + kvh) * u.capacity * hd;
+`,
+  `
   let parts = 256u / hd;
   let d = lid % hd;
   let part = lid / hd;
@@ -808,7 +794,8 @@ fn reduce(value: f32, lid: u32, isMax: bool) -> f32 {
     workgroupBarrier();
   }
   if (lid < hd) { out[(b * u.seq + t) * u.heads * hd + h * hd + lid] = acc / runSum; }
-}`;
+`,
+);
 
 /** New tokens up to which decoding uses CACHED_ATTENTION_DECODE (a workgroup of 256 per query). */
 const DECODE_TOKENS = 8;
