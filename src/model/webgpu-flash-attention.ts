@@ -115,16 +115,16 @@ const BLOCK_INDEX = (headCount: string, row = 'lid'): string => `
 
 const ENTRY = (size = ROWS): string => `@compute @workgroup_size(${size}) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
 
-function forwardShader(vecs: number): string {
-  const keys = Array.from({ length: KEY_TILE }, (_, j) => j);
-  const dotQ = (j: number): string => each(vecs, (c) => `dot(q${c}, kTile[${j * vecs + c}u])`, ' + ');
+/**
+ * A kernel over blocks of ROWS query rows of one (batch, head) (the forward and dQ): bindings
+ * `outputs`, then qkv, cosT, sinT, then `inputs`, then the uniforms; the key-tile loader; and in
+ * main, the block's indices and this row's rotated, scaled query in registers q0.., then `body`.
+ */
+function queryBlockShader(vecs: number, outputs: string[], inputs: string[], body: string): string {
+  const bindings = [...outputs, 'var<storage, read> qkv: array<vec4<f32>>', 'var<storage, read> cosT: array<vec4<f32>>', 'var<storage, read> sinT: array<vec4<f32>>', ...inputs];
   return `
-@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> cosT: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> sinT: array<vec4<f32>>;
-@group(0) @binding(5) var<uniform> u: U;
+${bindings.map((b, i) => `@group(0) @binding(${i}) ${b};`).join('\n')}
+@group(0) @binding(${bindings.length}) var<uniform> u: U;
 ${common(vecs)}
 ${LOAD_KEY_TILE}
 ${ENTRY()} {
@@ -132,6 +132,14 @@ ${ENTRY()} {
   let kvh = head / (u.heads / u.kvHeads);
   let qBase = slotRow(b, t, head);
   ${each(vecs, (c) => `let q${c} = rotated(qBase, t, ${c}u) * u.scale;`)}
+${body}
+}`;
+}
+
+function forwardShader(vecs: number): string {
+  const keys = Array.from({ length: KEY_TILE }, (_, j) => j);
+  const dotQ = (j: number): string => each(vecs, (c) => `dot(q${c}, kTile[${j * vecs + c}u])`, ' + ');
+  return queryBlockShader(vecs, ['var<storage, read_write> out: array<vec4<f32>>', 'var<storage, read_write> lse: array<f32>'], [], `
   ${each(vecs, (c) => `var a${c} = vec4<f32>(0.0);`)}
   var m = -3.0e38;
   var l = 0.0;
@@ -153,29 +161,16 @@ ${ENTRY()} {
     let o = headRow(b, t, head);
     ${each(vecs, (c) => `out[o + ${c}u] = a${c} * inv;`, '\n    ')}
     lse[(b * u.heads + head) * u.seq + t] = m + log(l);
-  }
-}`;
+  }`);
 }
 
 /** dQ per query block; also D = rowsum(dO * O), stored for the dK/dV kernel. */
 function gradQueryShader(vecs: number): string {
-  return `
-@group(0) @binding(0) var<storage, read_write> dqkv: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> dsum: array<f32>;
-@group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> cosT: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> sinT: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> out: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> dOut: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> lse: array<f32>;
-@group(0) @binding(8) var<uniform> u: U;
-${common(vecs)}
-${LOAD_KEY_TILE}
-${ENTRY()} {
-  ${BLOCK_INDEX('u.heads')}
-  let kvh = head / (u.heads / u.kvHeads);
-  let qBase = slotRow(b, t, head);
-  ${each(vecs, (c) => `let q${c} = rotated(qBase, t, ${c}u) * u.scale;`)}
+  return queryBlockShader(
+    vecs,
+    ['var<storage, read_write> dqkv: array<vec4<f32>>', 'var<storage, read_write> dsum: array<f32>'],
+    ['var<storage, read> out: array<vec4<f32>>', 'var<storage, read> dOut: array<vec4<f32>>', 'var<storage, read> lse: array<f32>'],
+    `
   let o = headRow(b, t, head);
   ${each(vecs, (c) => `let do${c} = dOut[o + ${c}u];`)}
   let d = ${each(vecs, (c) => `dot(do${c}, out[o + ${c}u])`, ' + ')};
@@ -197,8 +192,8 @@ ${ENTRY()} {
     dsum[row] = d;
     ${each(vecs, (c) => `let dq${c} = g${c} * u.scale;`, '\n    ')}
     ${each(vecs, (c) => `dqkv[qBase + ${c}u] = ${rotaryBackward(vecs, 'dq', 't')(c)};`, '\n    ')}
-  }
-}`;
+  }`,
+  );
 }
 
 /**
