@@ -20,7 +20,7 @@
  * test/webgpu-flash-attention.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, dispatchRaw, grid, type Uniform } from './webgpu-kernels.ts';
+import { allocate, dispatchRaw, grid, release, type Uniform } from './webgpu-kernels.ts';
 
 /** Shapes of one flash-attention call. */
 export interface FlashAttentionSpec {
@@ -295,7 +295,7 @@ export function flashAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; 
   const vecs = s.headDim / 4;
   dispatchRaw('ArlGpuFlashAttentionGradQ', gradQueryShader(vecs), [dqkv, dsum, qkv, cos, sin, out, dy, lse], uniforms(s), blocks(s, s.heads));
   dispatchRaw('ArlGpuFlashAttentionGradKV', gradKeyValueShader(vecs), [dqkv, qkv, cos, sin, dy, lse, dsum], uniforms(s), blocks(s, s.kvHeads));
-  (tf.backend() as unknown as { disposeData(id: tf.DataId): void }).disposeData(dsum.dataId);
+  release(dsum);
   return dqkv;
 }
 

@@ -53,34 +53,36 @@ export interface ComputePass {
 export type Uniform = { type: 'float32' | 'int32' | 'uint32'; data: number[] };
 
 const MAX_GROUPS_PER_DIM = 65535;
-const pipelines = new Map<string, ReturnType<WebgpuBackend['device']['createComputePipeline']>>();
+type Pipeline = ReturnType<WebgpuBackend['device']['createComputePipeline']>;
+/** Per shader text: its pipeline, and the bindings it declares read_write (buffers it writes). */
+const shaders = new Map<string, { pipeline: Pipeline; written: number[] }>();
 
 /** [x, y, 1] workgroups covering `count` workgroups (2-D past the 65,535-per-dimension limit). */
 export function grid(count: number): [number, number, number] {
   return count <= MAX_GROUPS_PER_DIM ? [Math.max(count, 1), 1, 1] : [MAX_GROUPS_PER_DIM, Math.ceil(count / MAX_GROUPS_PER_DIM), 1];
 }
 
-/** The compute pipeline of `code` (entry point main, layout from the shader), created once per shader text. */
-export function computePipeline(name: string, code: string): ReturnType<WebgpuBackend['device']['createComputePipeline']> {
-  let pipeline = pipelines.get(code);
-  if (!pipeline) {
+/** The pipeline and the written bindings of `code`, made once per shader text. */
+function shader(name: string, code: string): { pipeline: Pipeline; written: number[] } {
+  let entry = shaders.get(code);
+  if (!entry) {
     const device = (tf.backend() as unknown as WebgpuBackend).device;
-    pipeline = device.createComputePipeline({ layout: 'auto', label: name, compute: { module: device.createShaderModule({ code, label: name }), entryPoint: 'main' } });
-    pipelines.set(code, pipeline);
+    const pipeline = device.createComputePipeline({ layout: 'auto', label: name, compute: { module: device.createShaderModule({ code, label: name }), entryPoint: 'main' } });
+    const written = [...code.matchAll(/@binding\((\d+)\)\s*var<storage,\s*read_write>/g)].map((m) => Number(m[1]));
+    entry = { pipeline, written };
+    shaders.set(code, entry);
   }
-  return pipeline;
+  return entry;
 }
 
-const written = new Map<string, number[]>();
+/** The compute pipeline of `code` (entry point main, layout from the shader), created once per shader text. */
+export function computePipeline(name: string, code: string): Pipeline {
+  return shader(name, code).pipeline;
+}
 
-/** The bindings `code` declares read_write (parsed once per shader text). */
-function writtenBindings(code: string): number[] {
-  let indices = written.get(code);
-  if (!indices) {
-    indices = [...code.matchAll(/@binding\((\d+)\)\s*var<storage,\s*read_write>/g)].map((m) => Number(m[1]));
-    written.set(code, indices);
-  }
-  return indices;
+/** Frees a buffer a kernel allocated for its own scratch (a TensorInfo no tensor wraps). */
+export function release(info: tf.TensorInfo): void {
+  (tf.backend() as unknown as { disposeData(id: tf.DataId): void }).disposeData(info.dataId);
 }
 
 /**
@@ -91,11 +93,11 @@ function writtenBindings(code: string): number[] {
  */
 export function dispatchRaw(name: string, code: string, buffers: tf.TensorInfo[], uniforms: Uniform[] | null, groups: [number, number, number]): void {
   const backend = tf.backend() as unknown as WebgpuBackend;
-  const pipeline = computePipeline(name, code);
+  const { pipeline, written } = shader(name, code);
   for (const b of buffers) backend.uploadToGPU(b.dataId);
   // tfjs keeps the values of a tensor once read (and answers later reads from them); a buffer
   // written here (in place: AdamW's weights and moments, the KV cache) must be read anew.
-  for (const i of writtenBindings(code)) {
+  for (const i of written) {
     const data = backend.tensorMap.get(buffers[i].dataId);
     if (data) data.values = null;
   }
@@ -519,10 +521,9 @@ ${IS_FINITE}
   }
 }`;
 
-/** What the AdamW kernel reads from a step gate: [norm, clip scale, finite (1 or 0), loss]. */
+/** A step gate read back: the gradient norm, whether loss and norm were finite (else the update was skipped), the loss. */
 export interface StepGate {
   norm: number;
-  clipScale: number;
   finite: boolean;
   loss: number;
 }
@@ -538,14 +539,14 @@ export function stepGateGpu(grads: tf.Tensor[], lossSum: tf.Scalar, o: { maxNorm
   const gate = allocate([4]);
   const uniforms: Uniform[] = [{ type: 'uint32', data: [grads.length * SUM_SQUARES_GROUPS] }, { type: 'float32', data: [o.maxNorm] }, { type: 'float32', data: [o.lossDivisor] }];
   dispatchRaw('ArlGpuStepGate', STEP_GATE, [gate, partials, lossSum], uniforms, [1, 1, 1]);
-  (tf.backend() as unknown as { disposeData(id: tf.DataId): void }).disposeData(partials.dataId);
+  release(partials);
   return tf.engine().makeTensorFromTensorInfo(gate) as tf.Tensor1D;
 }
 
 /** Reads a gate written by stepGateGpu. */
 export async function readStepGate(gate: tf.Tensor1D): Promise<StepGate> {
-  const [norm, clipScale, finite, loss] = await gate.data();
-  return { norm, clipScale, finite: finite === 1, loss };
+  const [norm, , finite, loss] = await gate.data();
+  return { norm, finite: finite === 1, loss };
 }
 
 const ADAMW = `
@@ -868,7 +869,7 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boo
       const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
       const elems = [0, 1, 2, 3].map((c) => `select(0.0, ${name}[${name}Base + gk * ${x} + gx + ${c}u], gx + ${c}u < ${x} && gk < kEnd)`);
       load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
-      store.push(`${name}Tile[(${e} / ${vecsPerK}u) * ${vecsPerK}u + ${e} % ${vecsPerK}u] = ${r};`);
+      store.push(`${name}Tile[${e}] = ${r};`);
     } else {
       // vec4 along k at (x, k4 * 4); stored k-major one element per k row
       const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
@@ -1022,7 +1023,7 @@ function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
   if (splits > 1) {
     const size = batch * m * n;
     dispatchRaw('ArlGpuSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));
-    (tf.backend() as unknown as { disposeData(id: tf.DataId): void }).disposeData(target.dataId);
+    release(target);
   }
   return out;
 }
