@@ -243,8 +243,8 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
     callbacks.onSave?.(lastCheckpoint);
   };
 
-  // A step ends in work that must see exactly its weights: an evaluation, a save, the end.
-  const pauseAfter = (index: number): boolean => (index + 1) % opts.saveEvery === 0 || (opts.evalEvery > 0 && (index + 1) % opts.evalEvery === 0);
+  const evaluatesAt = (step: number): boolean => opts.evalEvery > 0 && (step % opts.evalEvery === 0 || step === opts.steps);
+  const savesAt = (step: number): boolean => step % opts.saveEvery === 0 || step === opts.steps;
   const rate = new StepRate(performance.now());
   let stopRequested = false;
   try {
@@ -252,7 +252,8 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
       from: state.step,
       to: opts.steps,
       overlap: optimizer.onGpu,
-      pauseAfter,
+      // A step ends in work that must see exactly its weights: an evaluation or a save (the end is one).
+      pauseAfter: (index) => evaluatesAt(index + 1) || savesAt(index + 1),
       record: (index) => {
         const lr = learningRate(index, { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, totalSteps: opts.steps });
         const result = trainStep(model, optimizer, () => loader.nextBatch(batch, seq), { batch, seq, accum, clip: opts.clip, lr });
@@ -278,7 +279,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
           tensors: tf.memory().numTensors,
           elapsed_s: (Date.now() - started) / 1000,
         };
-        if (opts.evalEvery > 0 && (state.step % opts.evalEvery === 0 || state.step === opts.steps)) {
+        if (evaluatesAt(state.step)) {
           const evalStart = performance.now();
           metrics.val_loss = (await evaluateLoss(model, options.data, 'val', { batches: opts.evalBatches, batch, seq })).loss;
           rate.exclude(performance.now() - evalStart);
@@ -291,7 +292,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
         await new Promise((resolve) => setImmediate(resolve)); // let signal handlers (Ctrl-C) run between steps
         stopRequested ||= callbacks.shouldStop?.() ?? false;
         // With a step in flight its update is already queued, so a stop saves after that step instead.
-        if (!inFlight && (state.step % opts.saveEvery === 0 || state.step === opts.steps || stopRequested)) {
+        if (!inFlight && (savesAt(state.step) || stopRequested)) {
           const saveStart = performance.now();
           await save();
           rate.exclude(performance.now() - saveStart);
