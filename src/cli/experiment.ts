@@ -5,21 +5,24 @@ import { RECAPPERS, type RecapperName } from '../arl/recap.ts';
 import type { BackendName } from '../backend.ts';
 import { EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/experiment.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
-import { RULER_TASKS, type RulerTask } from '../eval/ruler.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { startBackend, withBackend } from './common.ts';
 
 /** The numeric fields of a size that a flag of the same name (kebab-case) overrides, with what they count. */
 const SIZE_FLAGS = {
   baseSteps: 'base pretraining steps',
-  cptSteps: 'continued-pretraining steps of each copy',
+  cptSteps: 'continued-pretraining steps of each arm and seed',
   baseDocs: 'corpus documents for base pretraining',
   cptDocs: 'corpus documents for continued pretraining and ARL data',
-  heldoutDocs: 'corpus documents held out for LongPPL',
-  baseMix: 'RULER training-mix samples in the base data',
-  cptMix: 'RULER training-mix samples in each continued-pretraining data set',
+  devDocs: 'corpus documents for the development set (recap threshold)',
+  heldoutDocs: 'corpus documents held out for the tests and LongPPL',
+  recallDocs: 'recall documents added to the continued-pretraining corpus',
+  taskFraction: 'share of each training batch made of retrieval task rows',
   batch: 'training batch',
+  seeds: 'continued-pretraining seeds per arm',
   perLength: 'test samples per task and length',
+  devSamples: 'development samples the recap threshold is chosen on',
+  liftDocs: 'LIFT test documents at 4x the window',
 } as const satisfies Partial<Record<keyof ExperimentSize, string>>;
 
 type SizeFlag = keyof typeof SIZE_FLAGS;
@@ -32,21 +35,21 @@ interface ExperimentArgs extends ChatArgs, Partial<Record<SizeFlag, number>> {
   out?: string;
   recapper: RecapperName;
   corpus?: string;
-  tasks?: RulerTask[];
   liftEpochs?: number[];
+  stopAfter?: string;
 }
 
 export const experimentCommand: CommandModule = {
   command: 'experiment',
-  describe: 'Train base, plain-CPT and ARL-CPT models and compare them (and LIFT) on RULER-style tasks at 1-8x the window, plus LongPPL; resumable',
+  describe: 'Train a base that retrieves, then plain-CPT and ARL-CPT arms, and compare them (and LIFT) at 1x and 4x the window with paired 95% intervals, plus LongPPL; resumable',
   builder: (y) => {
     const common = withChatOptions(withBackend(y))
       .option('size', { choices: Object.keys(EXPERIMENT_SIZES), default: 'tiny', describe: 'toy (seconds, checks the pipeline), tiny (about 30 min on CPU), small (GPU)' })
       .option('out', { type: 'string', describe: 'run folder (default results/<size>); a rerun skips the stages recorded in its state.json' })
       .option('recapper', { choices: RECAPPERS, default: 'extractive' as RecapperName, describe: 'who writes the ARL recaps: extractive (our model, no LLM), openai or llama-cpp (--llm-* flags)' })
       .option('corpus', { type: 'string', describe: 'documents to train and evaluate on: a .txt file, a folder of .txt files or a .jsonl file (default: the bundled Brown corpus)' })
-      .option('tasks', { type: 'string', array: true, choices: RULER_TASKS, describe: 'RULER tasks (default: the size\'s)' })
-      .option('lift-epochs', { type: 'number', array: true, describe: 'LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size\'s)' });
+      .option('lift-epochs', { type: 'number', array: true, describe: 'LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size\'s)' })
+      .option('stop-after', { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' });
     return (Object.entries(SIZE_FLAGS) as [SizeFlag, string][])
       .reduce((flags, [field, what]) => flags.option(kebab(field), { type: 'number', describe: `${what} (default: the size's)` }), common)
       .example('$0 experiment --size tiny --out results/tiny-cpu', 'the CPU-sized run')
@@ -58,7 +61,6 @@ export const experimentCommand: CommandModule = {
     const out = args.out ?? `results/${args.size}`;
     const overrides: Partial<ExperimentSize> = {
       ...Object.fromEntries(Object.keys(SIZE_FLAGS).map((field) => [field, args[field as SizeFlag]])),
-      tasks: args.tasks,
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
     };
     await startBackend(args.backend);
@@ -69,12 +71,15 @@ export const experimentCommand: CommandModule = {
       corpus: args.corpus,
       overrides,
       recapper: args.recapper,
+      stopAfter: args.stopAfter,
       chat: args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper),
       command: `arl ${process.argv.slice(2).join(' ')}`,
     });
+    if (!results) return;
     for (const claim of results.claims) {
       const verdict = claim.met === null ? chalk.yellow('n/a') : claim.met ? chalk.green('met') : chalk.red('missed');
-      console.log(`${verdict}  ${claim.claim}: ${claim.target}${claim.note ? ` (${claim.note})` : ''}`);
+      const ci = claim.ci95 ? ` [${claim.ci95.map((v) => v.toFixed(3)).join(', ')}]` : '';
+      console.log(`${verdict}  ${claim.claim}: ${claim.target}; gain ${claim.gain?.toFixed(3) ?? 'n/a'}${ci}, n ${claim.n}${claim.note ? ` (${claim.note})` : ''}`);
     }
     console.log(`wrote ${out}/results.json, ${out}/${REPORT_FILES.markdown} and plots (${((performance.now() - started) / 1000).toFixed(0)} s this call)`);
   },

@@ -9,9 +9,11 @@ import { hasTrainingCheckpoint } from '../io/checkpoint.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { makeConfig, parameterCount, PRESETS } from '../model/config.ts';
 import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
+import { DEFAULT_TASK_ROWS, type TaskRowOptions, validateTaskRowOptions } from '../data/task-rows.ts';
 import { DEFAULT_TRAIN, type StepMetrics, train, type TrainOptions, type TrainResult } from '../train/trainer.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
 import { startBackend, withBackend } from './common.ts';
+import { RULER_TASKS, type RulerTask } from '../eval/ruler.ts';
 import { ProgressBar } from './progress.ts';
 
 export interface TrainArgs extends TrainOptions {
@@ -28,6 +30,11 @@ export interface TrainArgs extends TrainOptions {
   attentionWindow?: number;
   init?: string;
   resume: boolean;
+  taskFraction?: number;
+  taskNames?: RulerTask[];
+  answerWeight?: number;
+  haystackWeight?: number;
+  taskHaystack?: string;
 }
 
 export function trainOptions<T>(y: Argv<T>) {
@@ -61,7 +68,24 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('eval-every', { type: 'number', default: d.evalEvery })
     .option('eval-batches', { type: 'number', default: d.evalBatches })
     .option('save-every', { type: 'number', default: d.saveEvery })
-    .option('seed', { type: 'number', default: d.seed });
+    .option('seed', { type: 'number', default: d.seed })
+    .option('task-fraction', { type: 'number', default: d.taskRows.fraction, describe: 'share of each batch made of synthetic retrieval rows (RULER-style, made on the fly, loss on the answer)' })
+    .option('task-names', { type: 'string', array: true, choices: RULER_TASKS, default: d.taskRows.tasks, describe: 'RULER tasks of the synthetic rows' })
+    .option('answer-weight', { type: 'number', default: d.taskRows.answerWeight, describe: 'loss weight of a synthetic row\'s answer tokens' })
+    .option('haystack-weight', { type: 'number', default: d.taskRows.haystackWeight, describe: 'loss weight of a synthetic row\'s prompt tokens' })
+    .option('task-haystack', { type: 'string', default: d.taskRows.haystack, describe: 'documents the synthetic rows\' haystacks come from (keep test documents out)' });
+}
+
+/** The task-row flags (callers that pass TrainOptions instead of flags keep their taskRows). */
+function taskRowsOf(args: TrainArgs): TaskRowOptions {
+  const d = args.taskRows ?? DEFAULT_TASK_ROWS;
+  return {
+    fraction: args.taskFraction ?? d.fraction,
+    tasks: args.taskNames ?? d.tasks,
+    answerWeight: args.answerWeight ?? d.answerWeight,
+    haystackWeight: args.haystackWeight ?? d.haystackWeight,
+    haystack: args.taskHaystack ?? d.haystack,
+  };
 }
 
 function checkPositive(args: TrainArgs): void {
@@ -74,6 +98,7 @@ function checkPositive(args: TrainArgs): void {
     '--eval-batches': args.evalBatches,
   });
   if (!(args.lr > 0)) throw new UserError(`--lr must be positive (got ${args.lr})`);
+  validateTaskRowOptions(taskRowsOf(args));
 }
 
 export function fileSha256(path: string): string {
@@ -123,6 +148,7 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
     ...Object.fromEntries(Object.keys(DEFAULT_TRAIN).map((k) => [k, (args as unknown as Record<string, unknown>)[k]])),
     data: args.data,
     out: args.out,
+    taskRows: taskRowsOf(args),
   } as TrainOptions;
   try {
     const result = await train(options, { modelConfig, init: args.init, tokenizerPath }, {

@@ -15,10 +15,11 @@ export interface LoaderPosition {
   epoch: number;
 }
 
-/** Inputs and next-token targets, each `[batch, seq]` flattened row-major. */
+/** Inputs and next-token targets, each `[batch, seq]` flattened row-major; optional loss weights per target (default 1). */
 export interface Batch {
   x: Int32Array;
   y: Int32Array;
+  w?: Float32Array;
 }
 
 /**

@@ -18,11 +18,13 @@ export function answerModeOf(flags: { recapAgent?: boolean; lift?: boolean }): A
 export interface AnswererOptions {
   /** LIFT's epochs of stage 1 (segments) and stage 2 (segments + QA); default the paper's 3 and 5. */
   liftEpochs?: [number, number];
+  /** The recap agent's threshold on P(`<recap>`) at paragraph ends (default DEFAULT_ANSWER's); above 1 it never recaps. */
+  recapThreshold?: number;
 }
 
 export function makeAnswerer(mode: AnswerMode, model: LlamaModel, tokenizer: Tokenizer, options: AnswererOptions = {}): Answerer {
   if (mode === 'plain') return plainAnswerer(model, tokenizer);
-  if (mode === 'recap-agent') return recapAgentAnswerer(model, tokenizer);
+  if (mode === 'recap-agent') return recapAgentAnswerer(model, tokenizer, options.recapThreshold ?? DEFAULT_ANSWER.recapThreshold);
   return liftAnswerer(model, tokenizer, options);
 }
 
@@ -48,11 +50,11 @@ function liftAnswerer(model: LlamaModel, tokenizer: Tokenizer, options: Answerer
  * The ARL recap agent: reads the context in runs, writing recaps where the model opens one, then answers the
  * question line as given (RULER and LongBench questions carry their own answer prefix).
  */
-function recapAgentAnswerer(model: LlamaModel, tokenizer: Tokenizer): Answerer {
+function recapAgentAnswerer(model: LlamaModel, tokenizer: Tokenizer, recapThreshold: number): Answerer {
   return async ({ context, question }, { maxNewTokens }) => {
     // The question, the answer budget and the agent's memory share the window: long budgets are capped.
     const maxAnswerTokens = Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4));
-    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, maxAnswerTokens, rawQuestion: true });
+    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, recapThreshold, maxAnswerTokens, rawQuestion: true });
     return { pred: result.answer, extra: { recaps: result.recaps } };
   };
 }

@@ -1,79 +1,77 @@
-/** The experiment's report: results.md (markdown tables) and SVG plots (RULER average against length, training loss). */
+/** The experiment's report: results.md (tables with intervals and verdicts) and SVG plots (accuracy vs length, recap behaviour, training loss). */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJsonLines } from '../arl/journal.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import type { StepMetrics } from '../train/trainer.ts';
+import type { MethodLengthResult } from './experiment-claims.ts';
 import type { ExperimentResults } from './experiment.ts';
+import { comparePaired } from './paired-stats.ts';
 import { lineChartSvg, type Series } from './plot.ts';
 
-export const REPORT_FILES = { markdown: 'results.md', accuracyPlot: 'plots/ruler-vs-length.svg', lossPlot: 'plots/training-loss.svg' };
+export const REPORT_FILES = {
+  markdown: 'results.md',
+  accuracyPlot: 'plots/accuracy-vs-length.svg',
+  recapPlot: 'plots/recap-behaviour.svg',
+  lossPlot: 'plots/training-loss.svg',
+};
 
-const format = (value: number | null | undefined, digits = 2): string => (value === null || value === undefined ? 'n/a' : value.toFixed(digits));
-const percent = (value: number | null): string => (value === null ? 'n/a' : `${value >= 0 ? '+' : ''}${(100 * value).toFixed(1)}%`);
+const format = (value: number | null | undefined, digits = 2): string => (value === null || value === undefined || !Number.isFinite(value) ? 'n/a' : value.toFixed(digits));
+const interval = (ci: [number, number] | null, digits = 3): string => (ci ? `[${format(ci[0], digits)}, ${format(ci[1], digits)}]` : 'n/a');
 
 function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((row) => `| ${row.join(' | ')} |`)].join('\n');
 }
 
+/** Accuracy (0-100) of a result and a bootstrap 95% interval over its documents. */
+function accuracy(r: MethodLengthResult): { mean: number; ci: [number, number] } {
+  const scores = r.examples.map((e) => 100 * e.score);
+  const c = comparePaired(scores, scores.map(() => 0));
+  return { mean: c.method, ci: c.difference_ci95 };
+}
+
 export function experimentMarkdown(results: ExperimentResults): string {
-  const window = Number(results.settings.window);
-  const methods = [...new Set(results.ruler.map((r) => r.method))];
-  const multiples = [...new Set(results.ruler.map((r) => r.multiple))].sort((a, b) => a - b);
-  const cell = (method: string, multiple: number) => {
-    const r = results.ruler.find((x) => x.method === method && x.multiple === multiple);
-    return r === undefined || r.skipped ? 'not run' : format(r.average);
-  };
-  const skipped = results.ruler.filter((r) => r.skipped && r.multiple === multiples[0]).map((r) => `- ${r.method}: not run (${r.skipped})`);
-  const tasks = [...new Set(results.ruler.flatMap((r) => Object.keys(r.tasks)))];
-  const perTask = methods.flatMap((method) =>
-    multiples.map((multiple) => {
-      const r = results.ruler.find((x) => x.method === method && x.multiple === multiple)!;
-      return [method, `${multiple}x`, ...tasks.map((t) => (r.skipped ? '-' : format(r.tasks[t])))];
-    }),
-  );
-  const outside = methods.map((method) => {
-    const examples = results.ruler.filter((r) => r.method === method && !r.skipped).flatMap((r) => r.examples);
-    const out = examples.filter((e) => !e.in_context);
-    const inside = examples.filter((e) => e.in_context);
-    const avg = (list: typeof examples) => (list.length === 0 ? null : (100 * list.reduce((a, e) => a + e.score, 0)) / list.length);
-    return [method, `${format(avg(inside))} (${inside.length})`, `${format(avg(out))} (${out.length})`];
-  });
-  const longppl = Object.entries(results.longppl).map(([model, r]) => [model, format(r.perplexity), format(r.longppl), String(r.tokens_scored), String(r.key_tokens)]);
-  const claims = results.claims.map((c) => [c.claim, c.target, format(c.baseline), format(c.method), percent(c.relative), c.met === null ? 'n/a' : c.met ? 'met' : 'missed', c.note]);
   const s = results.settings;
+  const window = Number(s.window);
+  const rows = results.ruler.map((r) => {
+    const a = accuracy(r);
+    const recaps = r.examples.filter((e) => e.recaps_written !== undefined);
+    const recapCells = recaps.length
+      ? [format(recaps.reduce((t, e) => t + e.recaps_written!, 0) / recaps.length), `${format((100 * recaps.filter((e) => e.recaps_hold_answer).length) / recaps.length, 1)}%`]
+      : ['-', '-'];
+    return [r.method, `${r.multiple}x (${r.length} tok)`, String(r.examples.length), format(a.mean, 1), interval(a.ci, 1), ...Object.values(r.tasks).map((t) => format(t, 1)), ...recapCells];
+  });
+  const tasks = Object.keys(results.ruler[0]?.tasks ?? {});
+  const claims = results.claims.map((c) => [c.claim, c.target, String(c.n), format(c.baseline, 3), format(c.method, 3), format(c.gain, 3), interval(c.ci95), c.met === null ? 'n/a' : c.met ? 'met' : 'missed', c.note]);
+  const thresholds = Object.entries(results.thresholds).map(([seed, t]) => [seed, String(t.chosen), Object.entries(t.dev_accuracy).map(([k, v]) => `${k}: ${format(v, 1)}`).join(', ')]);
+  const longppl = Object.entries(results.longppl).map(([model, r]) => [model, format(r.perplexity), format(r.longppl), String(r.tokens_scored), String(r.key_tokens)]);
   return [
     `# Experiment results`,
     '',
-    `Window T = ${window} tokens; model: ${s.preset ?? 'custom'} ${JSON.stringify(s.model)}; base ${s.baseSteps} steps, each CPT copy ${s.cptSteps} steps (batch ${s.batch} x ${window} tokens); recapper ${s.recapper}; ${s.perLength} test sample(s) per task and length; tasks: ${(s.tasks as string[]).join(', ')}.`,
+    `Window T = ${window} tokens; model: ${s.preset ?? 'custom'} ${JSON.stringify(s.model)}; base ${s.baseSteps} steps, each continued-pretraining arm ${s.cptSteps} steps per seed (${s.seeds} seeds), batch ${s.batch} x ${window} tokens, task rows ${s.taskFraction} of each batch; recapper ${s.recapper}; tasks ${(s.tasks as string[]).join(', ')}; ARL data ${JSON.stringify(s.arl_data)}.`,
     s.command ? `\nCommand: \`${s.command}\`` : '',
     '',
-    `## RULER-style average by test length (score 0-100)`,
+    `## Claims and falsifiers (declared before the run; paired bootstrap 95% intervals)`,
     '',
-    table(['method', ...multiples.map((m) => `${m}x T (${m * window - Math.floor(window / 4)} tok)`)], methods.map((m) => [m, ...multiples.map((x) => cell(m, x))])),
-    ...(skipped.length > 0 ? ['', ...skipped] : []),
+    table(['claim', 'target', 'n', 'baseline', 'method', 'gain', '95% interval', 'verdict', 'note'], claims),
     '',
-    `## Targets (issue 5)`,
+    `## Accuracy by method and length`,
     '',
-    table(['claim', 'target', 'baseline', 'method', 'relative', 'verdict', 'note'], claims),
+    table(['method', 'length', 'n', 'accuracy', '95% interval', ...tasks, 'recaps per answer', 'recaps holding the answer'], rows),
     '',
-    `## Answers inside vs outside the truncated window (mean score, examples in brackets)`,
+    `## Recap threshold, chosen on development documents (4x T, single needle, training-pool keys)`,
     '',
-    table(['method', 'inside', 'outside'], outside),
+    table(['ARL model', 'chosen', 'dev accuracy by threshold'], thresholds),
     '',
     `## LongPPL on held-out documents (key tokens chosen by the base model, Top-16 by long-short gap per document)`,
     '',
     table(['model', 'perplexity', 'LongPPL', 'tokens', 'key tokens'], longppl),
     '',
-    `## Per task`,
-    '',
-    table(['method', 'length', ...tasks], perTask),
-    '',
     `## Stage timings (seconds)`,
     '',
     table(['stage', 'seconds'], Object.entries(results.timings).map(([stage, seconds]) => [stage, seconds.toFixed(1)])),
     '',
-    `Plots: [${REPORT_FILES.accuracyPlot}](${REPORT_FILES.accuracyPlot}), [${REPORT_FILES.lossPlot}](${REPORT_FILES.lossPlot}).`,
+    `Plots: [${REPORT_FILES.accuracyPlot}](${REPORT_FILES.accuracyPlot}), [${REPORT_FILES.recapPlot}](${REPORT_FILES.recapPlot}), [${REPORT_FILES.lossPlot}](${REPORT_FILES.lossPlot}).`,
     '',
   ].join('\n');
 }
@@ -87,24 +85,33 @@ function lossSeries(name: string, runDir: string, offset: number): Series {
 
 export function writeExperimentReport(outDir: string, results: ExperimentResults): void {
   writeFileAtomic(join(outDir, REPORT_FILES.markdown), experimentMarkdown(results));
-  const methods = [...new Set(results.ruler.filter((r) => !r.skipped).map((r) => r.method))];
-  const accuracy = lineChartSvg({
-    title: 'RULER-style average vs input length',
+  const methods = [...new Set(results.ruler.map((r) => r.method))];
+  const byMethod = (method: string) => results.ruler.filter((r) => r.method === method).sort((a, b) => a.length - b.length);
+  writeFileAtomic(join(outDir, REPORT_FILES.accuracyPlot), lineChartSvg({
+    title: 'Accuracy vs input length (95% intervals)',
     xLabel: 'input length (tokens)',
-    yLabel: 'average score (0-100)',
-    series: methods.map((method) => ({ name: method, points: results.ruler.filter((r) => r.method === method && !r.skipped).map((r): [number, number] => [r.length, r.average]) })),
-  });
-  writeFileAtomic(join(outDir, REPORT_FILES.accuracyPlot), accuracy);
+    yLabel: 'accuracy (0-100)',
+    series: methods.map((method) => {
+      const points = byMethod(method).map((r) => ({ r, a: accuracy(r) }));
+      return { name: method, points: points.map(({ r, a }): [number, number] => [r.length, a.mean]), intervals: points.map(({ a }) => a.ci) };
+    }),
+  }));
+  const agents = methods.filter((m) => byMethod(m).some((r) => r.examples.some((e) => e.recaps_written !== undefined)));
+  writeFileAtomic(join(outDir, REPORT_FILES.recapPlot), lineChartSvg({
+    title: 'Recap agent: share of answers with a recap holding the answer',
+    xLabel: 'input length (tokens)',
+    yLabel: 'answers with the answer in a recap (%)',
+    series: agents.map((method) => ({
+      name: method,
+      points: byMethod(method).map((r): [number, number] => [r.length, (100 * r.examples.filter((e) => e.recaps_hold_answer).length) / Math.max(1, r.examples.length)]),
+    })),
+  }));
   const baseSteps = Number(results.settings.baseSteps);
-  const loss = lineChartSvg({
-    title: 'Training loss',
+  const runs = [...new Set(results.ruler.map((r) => r.model))].filter((m) => m !== 'base');
+  writeFileAtomic(join(outDir, REPORT_FILES.lossPlot), lineChartSvg({
+    title: 'Training loss (weighted: task rows count their answers only)',
     xLabel: 'step (continued pretraining after the base run)',
     yLabel: 'cross-entropy (nats)',
-    series: [
-      lossSeries('base', join(outDir, 'runs', 'base'), 0),
-      lossSeries('plain-CPT', join(outDir, 'runs', 'cpt-plain'), baseSteps),
-      lossSeries('ARL-CPT', join(outDir, 'runs', 'cpt-arl'), baseSteps),
-    ],
-  });
-  writeFileAtomic(join(outDir, REPORT_FILES.lossPlot), loss);
+    series: [lossSeries('base', join(outDir, 'runs', 'base'), 0), ...runs.map((m) => lossSeries(m, join(outDir, 'runs', m), baseSteps))],
+  }));
 }

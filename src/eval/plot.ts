@@ -7,6 +7,8 @@
 export interface Series {
   name: string;
   points: [number, number][];
+  /** Interval [low, high] drawn as a bar at each point (same order as points), e.g. a 95% interval. */
+  intervals?: [number, number][];
 }
 
 export interface LineChartOptions {
@@ -65,11 +67,13 @@ function formatTick(v: number): string {
 
 export function lineChartSvg(o: LineChartOptions): string {
   const logY = o.logY === true;
+  const keep = ([x, y]: [number, number]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0);
   const series = o.series.map((s) => ({
     name: s.name,
-    points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0)),
+    points: s.points.filter(keep),
+    bars: (s.intervals ?? []).flatMap(([low, high], k) => (s.points[k] && keep(s.points[k]) ? [{ x: s.points[k][0], low, high }] : [])),
   }));
-  const all = series.flatMap((s) => s.points);
+  const all = [...series.flatMap((s) => s.points), ...series.flatMap((s) => s.bars.flatMap((b): [number, number][] => [[b.x, b.low], [b.x, b.high]]))];
   const { left, top, right, bottom } = PLOT_AREA;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`,
@@ -111,6 +115,10 @@ export function lineChartSvg(o: LineChartOptions): string {
       parts.push(`<circle class="series" cx="${cx}" cy="${cy}" r="3" fill="${colour}"/>`);
     } else if (coords.length > 1) {
       parts.push(`<polyline class="series" points="${coords.join(' ')}" fill="none" stroke="${colour}" stroke-width="1.5" stroke-linejoin="round"/>`);
+    }
+    for (const bar of s.bars) {
+      const x = fixed(px(bar.x));
+      parts.push(`<line class="interval" x1="${x}" y1="${fixed(py(bar.low))}" x2="${x}" y2="${fixed(py(bar.high))}" stroke="${colour}" stroke-width="1.5"/>`);
     }
     const ly = top + 10 + i * 20;
     parts.push(`<line x1="${right + 14}" y1="${ly}" x2="${right + 38}" y2="${ly}" stroke="${colour}" stroke-width="3"/>`, `<text x="${right + 44}" y="${ly}" dy="4">${escapeXml(s.name)}</text>`);

@@ -26,6 +26,9 @@ export interface RulerExampleResult {
   pred: string;
   /** Score of the same prompt answered in context only, where the method records that answer (LIFT's icl_pred). */
   icl_score?: number;
+  /** Recaps the recap agent wrote, and whether they hold every expected string (recap-agent answers only). */
+  recaps_written?: number;
+  recaps_hold_answer?: boolean;
 }
 
 export interface RulerEvalResult {
@@ -60,11 +63,11 @@ export async function evaluateRulerModel(run: {
     stopAtNewline: true,
     onItem: run.onItem,
   });
-  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred?: string }>(predictionsFile).map((p) => [p.doc, p]));
+  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred?: string; recaps?: string[] }>(predictionsFile).map((p) => [p.doc, p]));
   const predictions = new Map([...lines].map(([key, line]) => [key, line.pred]));
   const examples = samples.map((s): RulerExampleResult => {
     const pred = predictions.get(keyOf(s.task, s.index))!;
-    const iclPred = lines.get(keyOf(s.task, s.index))!.icl_pred;
+    const { icl_pred: iclPred, recaps } = lines.get(keyOf(s.task, s.index))!;
     const window = run.tokenizer.decode(windowPrompt(run.model, run.tokenizer, s.input, RULER_ANSWER_TOKENS[s.task]).ids);
     return {
       task: s.task,
@@ -75,6 +78,7 @@ export async function evaluateRulerModel(run: {
       in_context: s.outputs.every((output) => window.includes(output)),
       pred,
       ...(iclPred === undefined ? {} : { icl_score: scoreRulerExample(s.task, iclPred, s.outputs) }),
+      ...(recaps === undefined ? {} : { recaps_written: recaps.length, recaps_hold_answer: s.outputs.every((o) => recaps.some((r) => r.includes(o))) }),
     };
   });
   const tasks = scoreRuler(samples.map((s) => ({ task: s.task, pred: predictions.get(keyOf(s.task, s.index))!, outputs: s.outputs })));

@@ -94,17 +94,35 @@ export class Haystack {
   private constructor(
     readonly sentences: readonly string[],
     readonly passages: ReadonlyArray<{ start: number; end: number }>,
+    private readonly paragraphStarts: ReadonlySet<number> = new Set(),
   ) {}
 
   /** Reads a corpus as `readDocuments` does: "brown", a .txt file, a folder of them or a .jsonl file. */
   static async load(source = 'brown'): Promise<Haystack> {
-    const sentences: string[] = [];
-    const passages: Array<{ start: number; end: number }> = [];
+    const docs: CorpusDocument[] = [];
+    let sentences = 0;
     for await (const doc of readDocuments(source)) {
+      docs.push(doc);
+      sentences += doc.text.length / 80; // a rough count, only to stop reading a huge corpus early
+      if (sentences >= MAX_HAYSTACK_SENTENCES) break;
+    }
+    return Haystack.fromDocuments(docs);
+  }
+
+  /**
+   * A haystack of the given documents only (e.g. the training documents, or held-out ones for test prompts).
+   * Sentences that open a paragraph are marked, so prompts keep the corpus's paragraphs as lines.
+   */
+  static fromDocuments(docs: Iterable<CorpusDocument>): Haystack {
+    const sentences: string[] = [];
+    const paragraphStarts = new Set<number>();
+    const passages: Array<{ start: number; end: number }> = [];
+    for (const doc of docs) {
       const firstPassage = passages.length;
       let start = sentences.length;
       let words = 0;
       for (const paragraph of doc.text.split(/\n\s*\n/)) {
+        const first = sentences.length;
         for (const sentence of splitSentences(paragraph)) {
           sentences.push(sentence);
           words += wordCount(sentence);
@@ -114,6 +132,7 @@ export class Haystack {
             words = 0;
           }
         }
+        if (sentences.length > first) paragraphStarts.add(first);
       }
       // A document's short tail joins its last passage.
       if (start < sentences.length) {
@@ -122,7 +141,8 @@ export class Haystack {
       }
       if (sentences.length >= MAX_HAYSTACK_SENTENCES) break;
     }
-    return new Haystack(sentences, passages);
+    if (sentences.length === 0) throw new UserError('the haystack corpus has no sentences; pass documents with text');
+    return new Haystack(sentences, passages, paragraphStarts);
   }
 
   /** Distinct all-lowercase words of 3-12 letters, sorted: the candidates of common-words extraction. */
@@ -140,13 +160,17 @@ export class Haystack {
     return this.vocabularyCache;
   }
 
-  /** The first `words` words of the sentences from `start` on (wrapping around); the last one may be cut. */
+  /**
+   * The first `words` words of the sentences from `start` on (wrapping around); the last one may be cut. A
+   * sentence that opens a paragraph of the corpus starts with a line break (see joinSentences).
+   */
   take(start: number, words: number): string[] {
     const taken: string[] = [];
     let left = words;
     for (let i = start; left > 0; i++) {
-      const sentence = this.sentences[i % this.sentences.length]!;
-      left -= appendWords(taken, sentence, left);
+      const index = i % this.sentences.length;
+      left -= appendWords(taken, this.sentences[index]!, left);
+      if (this.paragraphStarts.has(index) && taken.length > 1) taken[taken.length - 1] = `\n${taken.at(-1)}`;
     }
     return taken;
   }
@@ -155,6 +179,11 @@ export class Haystack {
     const { start, end } = this.passages[index]!;
     return this.sentences.slice(start, end);
   }
+}
+
+/** Sentences as running text: a space between them, or the line break a paragraph's first sentence carries. */
+export function joinSentences(parts: readonly string[]): string {
+  return parts.map((part, i) => (i === 0 || part.startsWith('\n') ? part : ` ${part}`)).join('');
 }
 
 function wordCount(sentence: string): number {
@@ -271,6 +300,12 @@ function drawNumber(ctx: PlanContext): string {
   return drawEntity(ctx.split, ctx.taken, () => String(ctx.rng.int(1_000_000, 10_000_000)));
 }
 
+/** A needle's key and 7-digit value from the split's pool, drawn from `seed` (for documents made outside a task plan). */
+export function drawNeedleEntities(split: RulerSplit, seed: number, taken = new Set<string>()): { key: string; value: string } {
+  const ctx = { rng: new Random(seed), split, taken } as PlanContext;
+  return { key: drawKey(ctx), value: drawNumber(ctx) };
+}
+
 function drawPerson(ctx: PlanContext): string {
   const { rng, split } = ctx;
   return drawEntity(split, ctx.taken, () => `${rng.pick(poolOf(FIRST_NAMES, split))} ${rng.pick(poolOf(SURNAMES, split))}`);
@@ -310,7 +345,7 @@ function insertNeedles(sentences: readonly string[], needles: readonly Needle[])
     while (next < placed.length && placed[next]!.at === i) parts.push(placed[next++]!.text);
     if (i < sentences.length) parts.push(sentences[i]!);
   }
-  return parts.join(' ');
+  return joinSentences(parts);
 }
 
 function fill(template: string, values: Record<string, string>): string {

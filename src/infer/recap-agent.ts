@@ -8,8 +8,10 @@
  *
  * Context budget. W = the model's window. The context is always
  *     BOS + memory + recent text (+ the recap being written, if any),
- * where memory is the newest recaps, each with its markers, oldest first, whose total fits in
- * `recapBudget` tokens (older ones are left out of the context but still returned), and recent text
+ * where memory is the recaps the model was surest of (its probability of `<recap>` when it opened
+ * each; the newest first among equals), each with its markers, in the order written, whose total fits
+ * in `recapBudget` tokens (the others are left out of the context but still returned): recaps about
+ * filler, written with less confidence, do not push out the one that holds a needle. Recent text
  * is the tail of the text read or generated so far (recaps excluded). While tokens fit, they are
  * appended to the KV cache as they come, so a recap sits inline where it was written. When the
  * next tokens would not fit, the context is rebuilt in that layout with `slack` positions left free,
@@ -61,6 +63,9 @@ export function probabilityOf(logits: ArrayLike<number>, id: number): number {
 export class RecapAgent {
   /** Every recap written, in order (token ids, markers excluded). */
   readonly recaps: number[][] = [];
+  /** P(`<recap>`) when each recap was opened: what the memory keeps first. */
+  private readonly confidence: number[] = [];
+  private openConfidence = 1;
   readonly stats: AgentStats = { rebuilds: 0, maxContext: 0, recapsOutOfContext: 0 };
   private readonly session: DecodeSession;
   private readonly window: number;
@@ -179,6 +184,7 @@ export class RecapAgent {
     if (this.open) {
       if (id === recapCloseId) {
         this.recaps.push(this.open);
+        this.confidence.push(this.openConfidence);
         this.open = null;
         return 'recap-close';
       }
@@ -186,6 +192,7 @@ export class RecapAgent {
       return 'recap';
     }
     if (id === recapOpenId) {
+      this.openConfidence = this.logits ? probabilityOf(this.logits, recapOpenId) : 1;
       this.open = [];
       return 'recap-open';
     }
@@ -210,14 +217,16 @@ export class RecapAgent {
     const openPart = this.open ? [recapOpenId, ...this.open] : [];
     const room = this.window - 1 - slack - openPart.length;
     if (room < 0) throw new UserError(`the model's window of ${this.window} tokens cannot hold ${slack} more tokens besides the recap in progress; use a shorter question or --max-answer-tokens`);
-    const memory: number[][] = [];
+    const byConfidence = this.recaps.map((_, k) => k).sort((a, b) => this.confidence[b]! - this.confidence[a]! || b - a);
+    const kept: number[] = [];
     let used = 0;
-    for (let k = this.recaps.length - 1; k >= 0; k--) {
-      const size = this.recaps[k].length + 2;
-      if (used + size > Math.min(this.recapBudget, room)) break;
-      memory.unshift([recapOpenId, ...this.recaps[k], recapCloseId]);
+    for (const k of byConfidence) {
+      const size = this.recaps[k]!.length + 2;
+      if (used + size > Math.min(this.recapBudget, room)) continue;
+      kept.push(k);
       used += size;
     }
+    const memory = kept.sort((a, b) => a - b).map((k) => [recapOpenId, ...this.recaps[k]!, recapCloseId]);
     this.stats.recapsOutOfContext = this.recaps.length - memory.length;
     const recent = this.text.slice(Math.max(0, this.text.length - (room - used)));
     return [bosId, ...memory.flat(), ...(room - used > 0 ? recent : []), ...openPart];

@@ -10,6 +10,7 @@ import { makeRng } from '../infer/sampling.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { nextTokenLogProbs } from '../arl/scoring.ts';
 import { maskedCrossEntropy } from '../train/loss.ts';
 import { AdamW, stepOnMeanGradient } from '../train/optimizer.ts';
 import { type AdapterKind, adapterVariables, attachAdapter, detachAdapter, type ModelAdapter } from './adapter.ts';
@@ -183,6 +184,32 @@ export async function answerQuestions(model: LlamaModel, tokenizer: Tokenizer, i
 }
 
 /**
+ * log p(answer | the question's prompt) for each question and its given answer, summed over the answer's
+ * tokens, with the model as it is: the same head + tail prompt the greedy answers see.
+ */
+export async function answerLogProbs(
+  model: LlamaModel,
+  tokenizer: Tokenizer,
+  input: number[],
+  questions: string[],
+  answers: string[],
+  options: Partial<Pick<LiftOptions, 'promptTemplate' | 'maxNewTokens'>> = {},
+): Promise<number[]> {
+  const { promptTemplate, maxNewTokens } = { ...LIFT_DEFAULTS, ...options };
+  const pieces: PromptPieces = promptPieces(tokenizer);
+  const out: number[] = [];
+  for (const [k, question] of questions.entries()) {
+    const prompt = questionPrompt(tokenizer, input, question, promptTemplate, pieces, model.config.maxSeq, maxNewTokens);
+    // The answer as it follows the prompt after a space: its own encoding (pieces never span a space).
+    const answer = tokenizer.encode(answers[k]!.trim());
+    const offsets = answer.map((_, i) => prompt.length - 1 + i);
+    const logProbs = await nextTokenLogProbs(model, [{ input: [...prompt, ...answer.slice(0, -1)], offsets, nextTokens: answer }]);
+    out.push(Array.from(logProbs).reduce((a, b) => a + b, 0));
+  }
+  return out;
+}
+
+/**
  * The tokens LIFT trains on: the input's own `tokens`, or with `sentenceOrders` > 1 the input plus copies in
  * other sentence orders (ours, sentence-orders.ts). Answering prompts are always cut from the input as given.
  */
@@ -201,14 +228,17 @@ export async function liftAnswer(
   tokenizer: Tokenizer,
   input: string,
   questions: string[],
-  opts: Partial<LiftOptions> & { compareIcl?: boolean } = {},
-): Promise<{ answers: string[]; iclAnswers?: string[]; trainSeconds: number; inputTokens: number }> {
+  opts: Partial<LiftOptions> & { compareIcl?: boolean; goldAnswers?: string[] } = {},
+): Promise<{ answers: string[]; iclAnswers?: string[]; goldLogProbs?: number[]; iclGoldLogProbs?: number[]; trainSeconds: number; inputTokens: number }> {
   const tokens = tokenizer.encode(input);
+  const gold = opts.goldAnswers;
   const iclAnswers = opts.compareIcl ? await answerQuestions(model, tokenizer, tokens, questions, opts) : undefined;
+  const iclGoldLogProbs = opts.compareIcl && gold ? await answerLogProbs(model, tokenizer, tokens, questions, gold, opts) : undefined;
   const { adapter, seconds } = await trainLiftAdapter(model, tokenizer, liftTrainingTokens(tokenizer, input, tokens, opts), opts);
   try {
     const answers = await answerQuestions(model, tokenizer, tokens, questions, opts);
-    return { answers, ...(iclAnswers ? { iclAnswers } : {}), trainSeconds: seconds, inputTokens: tokens.length };
+    const goldLogProbs = gold ? await answerLogProbs(model, tokenizer, tokens, questions, gold, opts) : undefined;
+    return { answers, ...(iclAnswers ? { iclAnswers } : {}), ...(goldLogProbs ? { goldLogProbs, iclGoldLogProbs } : {}), trainSeconds: seconds, inputTokens: tokens.length };
   } finally {
     detachAdapter(model);
     adapter.dispose();

@@ -7,7 +7,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type LoaderPosition, TokenLoader } from '../data/loader.ts';
+import { type Batch, type LoaderPosition, TokenLoader } from '../data/loader.ts';
+import { DEFAULT_TASK_ROWS, type TaskRowOptions, TaskRows } from '../data/task-rows.ts';
+import { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import {
   hasTrainingCheckpoint,
   loadCheckpoint,
@@ -46,6 +48,8 @@ export interface TrainOptions {
   evalBatches: number;
   saveEvery: number;
   seed: number;
+  /** Synthetic task rows mixed into each batch, weighted on their answers (off at fraction 0). */
+  taskRows: TaskRowOptions;
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'data' | 'out'> = {
@@ -64,7 +68,11 @@ export const DEFAULT_TRAIN: Omit<TrainOptions, 'data' | 'out'> = {
   evalBatches: 4,
   saveEvery: 100,
   seed: 1234,
+  taskRows: DEFAULT_TASK_ROWS,
 };
+
+/** Where the data of a run stands: the loader's position and the task rows used so far. */
+type DataPosition = LoaderPosition & { taskRows?: number };
 
 export interface StepMetrics {
   step: number;
@@ -122,12 +130,12 @@ function truncateMetrics(file: string, step: number): void {
 export async function trainStep(
   model: LlamaModel,
   optimizer: AdamW,
-  nextBatch: () => { x: Int32Array; y: Int32Array },
+  nextBatch: () => Batch,
   o: { batch: number; seq: number; accum: number; clip: number; lr: number },
 ): Promise<{ loss: number; gradNorm: number }> {
   const microLosses = Array.from({ length: o.accum }, () => {
-    const { x, y } = nextBatch();
-    return () => languageModelLoss(model, x, y, o.batch, o.seq);
+    const { x, y, w } = nextBatch();
+    return () => languageModelLoss(model, x, y, o.batch, o.seq, w);
   });
   return stepOnMeanGradient(optimizer, microLosses, o);
 }
@@ -196,21 +204,31 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
     throw new UserError(`${resumeFrom.dir}: not a training checkpoint (no state.json/optimizer.safetensors); use --init to start a new run from it`);
   }
   // A resumed run keeps the hyperparameters (and data order) it started with; only the step budget may be extended.
-  const opts: TrainOptions = resumeFrom ? { ...(resumeFrom.state!.options as unknown as TrainOptions), data: options.data, out: options.out, steps: options.steps } : options;
+  const opts: TrainOptions = resumeFrom
+    ? ({ taskRows: DEFAULT_TASK_ROWS, ...resumeFrom.state!.options, data: options.data, out: options.out, steps: options.steps } as TrainOptions)
+    : options;
   const loader = TokenLoader.open(options.data, 'train', { shuffleSeed: opts.seed });
+  let taskRows: TaskRows | null = null;
+  if (opts.taskRows.fraction > 0) {
+    if (!setup.tokenizerPath) throw new UserError('task rows need the tokenizer of the data; pass --tokenizer or prepare the data with one');
+    taskRows = await TaskRows.open(opts.taskRows, await Tokenizer.load(setup.tokenizerPath), opts.seq, opts.seed);
+  }
 
   let model: LlamaModel;
   let state: TrainState;
+  let taskRowsUsed = 0;
+  const dataPosition = (): DataPosition => ({ ...loader.position, ...(taskRows ? { taskRows: taskRowsUsed } : {}) });
   if (resumeFrom) {
     model = modelFromCheckpoint(resumeFrom);
     state = resumeFrom.state!;
     loader.seek(state.dataPosition as LoaderPosition);
+    taskRowsUsed = (state.dataPosition as DataPosition).taskRows ?? 0;
     truncateMetrics(metricsFile, state.step);
   } else {
     if (setup.init) model = modelFromCheckpoint(loadCheckpoint(setup.init));
     else if (setup.modelConfig) model = new LlamaModel(setup.modelConfig, options.seed);
     else throw new UserError('train needs a model: a --preset/config, --init CKPT, or a run directory to resume');
-    state = { step: 0, tokensSeen: 0, optimizerStep: 0, dataPosition: loader.position, options: { ...options }, bestValLoss: null };
+    state = { step: 0, tokensSeen: 0, optimizerStep: 0, dataPosition: dataPosition(), options: { ...options }, bestValLoss: null };
   }
   // Continued pretraining of an imported model whose tokenizer got the recap markers appended.
   if (setup.init && !resumeFrom && loader.vocabSize > model.config.vocabSize && loader.vocabSize - model.config.vocabSize <= APPENDED_MARKERS) {
@@ -230,6 +248,26 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
 
   const { batch, seq, accum } = opts;
   const tokensPerStep = batch * seq * accum;
+  /** The loader's rows, after this batch's task rows (if any) with their weights. */
+  const nextBatch = (): Batch => {
+    const taskCount = taskRows?.rowsPerBatch(batch) ?? 0;
+    if (taskCount === 0) return loader.nextBatch(batch, seq);
+    const x = new Int32Array(batch * seq);
+    const y = new Int32Array(batch * seq);
+    const w = new Float32Array(batch * seq).fill(1);
+    for (let r = 0; r < taskCount; r++) {
+      const { tokens, weights } = taskRows!.row(taskRowsUsed++);
+      x.set(tokens.subarray(0, seq), r * seq);
+      y.set(tokens.subarray(1), r * seq);
+      w.set(weights, r * seq);
+    }
+    if (taskCount < batch) {
+      const plain = loader.nextBatch(batch - taskCount, seq);
+      x.set(plain.x, taskCount * seq);
+      y.set(plain.y, taskCount * seq);
+    }
+    return { x, y, w };
+  };
   const losses: number[] = [];
   let lastCheckpoint: string | null = resumeFrom?.dir ?? null;
   let lastSavedStep = state.step;
@@ -256,11 +294,11 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
       pauseAfter: (index) => evaluatesAt(index + 1) || savesAt(index + 1),
       record: (index) => {
         const lr = learningRate(index, { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, totalSteps: opts.steps });
-        const result = trainStep(model, optimizer, () => loader.nextBatch(batch, seq), { batch, seq, accum, clip: opts.clip, lr });
-        const dataPosition = loader.position; // after this step's batches, before the next step's
-        return result.then((r) => ({ ...r, lr, dataPosition }));
+        const result = trainStep(model, optimizer, nextBatch, { batch, seq, accum, clip: opts.clip, lr });
+        const position = dataPosition(); // after this step's batches, before the next step's
+        return result.then((r) => ({ ...r, lr, position }));
       },
-      onDone: async ({ loss, gradNorm, lr, dataPosition }, inFlight) => {
+      onDone: async ({ loss, gradNorm, lr, position }, inFlight) => {
         if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
           const kept = lastCheckpoint ? `the last good checkpoint (${lastCheckpoint}, step ${lastSavedStep}) was kept` : 'no checkpoint had been saved yet';
           throw new DivergedError(`step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}); training stopped and ${kept}; lower --lr or raise --warmup`);
@@ -268,7 +306,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
         state.step += 1;
         state.tokensSeen += tokensPerStep;
         state.optimizerStep = optimizer.step - (inFlight ? 1 : 0);
-        state.dataPosition = dataPosition;
+        state.dataPosition = position;
         losses.push(loss);
         const metrics: StepMetrics = {
           step: state.step,

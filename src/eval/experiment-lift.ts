@@ -1,0 +1,70 @@
+/**
+ * LIFT against truncated in-context answering on the same prompt: for each test document a fresh adapter is
+ * trained on the context, then the greedy answer and the gold answer's log-probability are taken with and
+ * without it. Resumable: each finished document is a line of predictions.jsonl. No auxiliary QA is used (it
+ * needs an LLM), so no auxiliary question can overlap a test question.
+ */
+import { readJsonLines } from '../arl/journal.ts';
+import { liftAnswer } from '../lift/lift.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
+import type { LiftExample } from './experiment-claims.ts';
+import { windowPrompt, writePredictions } from './predict.ts';
+import { readRulerSamples, RULER_ANSWER_TOKENS, scoreRulerExample } from './ruler.ts';
+import { splitRulerPrompt } from './ruler-eval.ts';
+
+export async function evaluateLift(run: {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  dataPath: string;
+  outDir: string;
+  epochs: readonly [number, number];
+  variant: string;
+  log?: (message: string) => void;
+}): Promise<LiftExample[]> {
+  const { model, tokenizer } = run;
+  const samples = (await readRulerSamples(run.dataPath)).map((entry) => entry.sample);
+  const gold = new Map(samples.map((s) => [splitRulerPrompt(s.input).context, s.outputs[0]!]));
+  const started = performance.now();
+  const file = await writePredictions({
+    items: samples.map((s) => ({ key: String(s.index), prompt: splitRulerPrompt(s.input), maxNewTokens: RULER_ANSWER_TOKENS[s.task], fields: { index: s.index } })),
+    answer: async ({ context, question }, { maxNewTokens }) => {
+      const result = await liftAnswer(model, tokenizer, context, [question], {
+        stage1Epochs: run.epochs[0],
+        stage2Epochs: run.epochs[1],
+        promptTemplate: '{context}{question}',
+        maxNewTokens: Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4)),
+        compareIcl: true,
+        goldAnswers: [gold.get(context)!],
+      });
+      return {
+        pred: result.answers[0]!,
+        extra: { icl_pred: result.iclAnswers![0]!, gold_logprob: result.goldLogProbs![0]!, icl_gold_logprob: result.iclGoldLogProbs![0]!, lift_train_seconds: Math.round(result.trainSeconds * 10) / 10 },
+      };
+    },
+    outDir: run.outDir,
+    settings: { variant: run.variant, epochs: run.epochs.join(' '), data: run.dataPath },
+    stopAtNewline: true,
+    onItem: (done, total) => {
+      const rate = done / ((performance.now() - started) / 1000);
+      run.log?.(`  LIFT ${run.variant}: ${done}/${total} documents, ${rate.toFixed(2)}/s, ETA ${Math.round((total - done) / rate)} s`);
+    },
+  });
+  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred: string; gold_logprob: number; icl_gold_logprob: number }>(file).map((l) => [l.doc, l]));
+  return samples.map((s) => {
+    const line = lines.get(String(s.index))!;
+    const window = tokenizer.decode(windowPrompt(model, tokenizer, s.input, RULER_ANSWER_TOKENS[s.task]).ids);
+    return {
+      variant: run.variant,
+      index: s.index,
+      depth: s.depth,
+      pred: line.pred,
+      icl_pred: line.icl_pred,
+      score: scoreRulerExample(s.task, line.pred, s.outputs),
+      icl_score: scoreRulerExample(s.task, line.icl_pred, s.outputs),
+      gold_logprob: line.gold_logprob,
+      icl_gold_logprob: line.icl_gold_logprob,
+      in_context: s.outputs.every((o) => window.includes(o)),
+    };
+  });
+}
