@@ -299,7 +299,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       warmup: Math.max(1, Math.min(init ? DEFAULT_TRAIN.warmup : 100, Math.floor(steps / 10))),
       evalEvery: Math.max(1, Math.floor(steps / 4)),
       evalBatches: 2,
-      saveEvery: steps,
+      saveEvery: Math.max(1, Math.floor(steps / 4)),
       seed,
       taskRows: { ...DEFAULT_TASK_ROWS, fraction: size.taskFraction, haystack: corpus('base') },
     };
