@@ -96,10 +96,10 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     liftEpochs: [1, 0],
     liftMoreEpochs: [2, 0],
   },
-  /** The H200 run: the small preset (29M), window 512. */
+  /** The H200 run: the 29.4M shape of the GPU benchmarks (d 512, 8 layers, 8/8 heads, F 1368), window 512. */
   small: {
-    preset: 'small',
-    model: { maxSeq: 512 },
+    preset: 'base',
+    model: { maxSeq: 512, kvHeads: 8, hiddenDim: 1368 },
     baseDocs: 380,
     cptDocs: 60,
     devDocs: 20,
