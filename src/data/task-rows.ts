@@ -65,38 +65,45 @@ export class TaskRows {
   }
 
   /**
-   * Row `index`: a task in turn, a random length from a quarter of the row up to what leaves room for the answer,
-   * a random needle depth; padded with EOS at weight 0.
+   * Row `index`: samples packed one after another (BOS, then each prompt and its answer line) until the row is
+   * full. The first takes a random length from a quarter of the row up to what leaves room for its answer; the
+   * next ones fill what is left while at least a quarter of the row is. Tasks in turn, random needle depths;
+   * the tail is EOS at weight 0. Packing puts more answers, the only weighted tokens, in each step.
    */
   row(index: number): WeightedRow {
     const rng = makeRng(hashString(`task-row|${this.seed}|${index}`));
     const { tokenizer, seq } = this;
+    const ids = [tokenizer.bosId];
+    const weights = new Float32Array(seq); // weights[i] is the weight of target ids[i + 1]
     const answerRoom = 48;
-    const longest = seq - answerRoom;
-    const shortest = Math.min(longest, Math.max(16, Math.floor(seq / 4)));
-    for (let attempt = 0; attempt < 2 * this.o.tasks.length; attempt++) {
-      const task = this.o.tasks[(index + Math.floor(attempt / 2)) % this.o.tasks.length]!;
-      // A drawn length too short for the task's prompt is tried once more at the longest.
-      const lengthTokens = attempt % 2 === 0 ? shortest + Math.floor(rng() * (longest - shortest + 1)) : longest;
-      const depth = Math.floor(rng() * 101);
-      let sample;
-      try {
-        sample = generateRulerSample({ task, lengthTokens, seed: this.seed, split: 'train', count: 1, depth, tokenizer, haystack: this.haystack }, index);
-      } catch (err) {
-        if (err instanceof UserError && /too short/.test(err.message)) continue;
-        throw err;
-      }
+    const shortest = Math.max(16, Math.floor(seq / 4));
+    for (let k = 0; seq - ids.length - answerRoom >= shortest; k++) {
+      const longest = seq - ids.length - answerRoom;
+      const sample = this.sample(index * 64 + k, k === 0 ? shortest + Math.floor(rng() * (longest - shortest + 1)) : longest, longest, rng);
+      if (!sample) break;
       const prompt = tokenizer.encode(sample.input);
       const full = tokenizer.encode(`${sample.input} ${sample.outputs.join(', ')}\n`);
-      const answerStart = 1 + prompt.length; // after BOS
-      const ids = [tokenizer.bosId, ...full].slice(0, seq + 1);
-      const tokens = new Int32Array(seq + 1).fill(tokenizer.eosId);
-      tokens.set(ids);
-      const weights = new Float32Array(seq);
-      // weights[i] is the weight of target tokens[i + 1].
-      for (let i = 0; i + 1 < ids.length; i++) weights[i] = i + 1 >= answerStart ? this.o.answerWeight : this.o.haystackWeight;
-      return { tokens, weights };
+      const answerStart = ids.length + prompt.length;
+      for (const id of full) ids.push(id);
+      for (let i = ids.length - full.length - 1; i + 1 < Math.min(ids.length, seq + 1); i++) weights[i] = i + 1 >= answerStart ? this.o.answerWeight : this.o.haystackWeight;
     }
-    throw new UserError(`none of the tasks ${this.o.tasks.join(', ')} fits a row of ${seq} tokens; use a longer --seq or other --task-names`);
+    if (ids.length === 1) throw new UserError(`none of the tasks ${this.o.tasks.join(', ')} fits a row of ${seq} tokens; use a longer --seq or other --task-names`);
+    const tokens = new Int32Array(seq + 1).fill(tokenizer.eosId);
+    tokens.set(ids.slice(0, seq + 1));
+    return { tokens, weights };
+  }
+
+  /** A training sample of about `lengthTokens` (retried at `longest` if its task needs more); null if none fits. */
+  private sample(index: number, lengthTokens: number, longest: number, rng: () => number) {
+    for (let attempt = 0; attempt < 2 * this.o.tasks.length; attempt++) {
+      const task = this.o.tasks[(index + Math.floor(attempt / 2)) % this.o.tasks.length]!;
+      try {
+        const length = attempt % 2 === 0 ? lengthTokens : longest;
+        return generateRulerSample({ task, lengthTokens: length, seed: this.seed, split: 'train', count: 1, depth: Math.floor(rng() * 101), tokenizer: this.tokenizer, haystack: this.haystack }, index);
+      } catch (err) {
+        if (!(err instanceof UserError && /too short/.test(err.message))) throw err;
+      }
+    }
+    return null;
   }
 }
