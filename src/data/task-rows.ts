@@ -1,9 +1,9 @@
 /**
  * Synthetic task rows made on the fly for training: each row is a fresh RULER-style sample (new haystack span,
  * key and value from the training pool) followed by its answer, with a loss weight per target token. The prompt
- * (haystack) gets `haystackWeight` (0 by default) and the answer `answerWeight`: a model trained on such rows as
- * plain text learns the haystack and never learns to copy the needle, and a fixed pool of samples is learned by
- * heart. Rows are a function of (seed, index), so a resumed run sees the same rows.
+ * (haystack) gets `haystackWeight` (0 by default) and the answer `answerWeight`, scaled so that the row weighs as
+ * much as a row of text: a model trained on such rows as plain text learns the haystack and never learns to copy
+ * the needle, and a fixed pool of samples is learned by heart. Rows are a function of (seed, index), so a resumed run sees the same rows.
  */
 import { hashString, Haystack, generateRulerSample, RULER_TASKS, type RulerTask } from '../eval/ruler.ts';
 import { makeRng } from '../infer/sampling.ts';
@@ -14,9 +14,9 @@ export interface TaskRowOptions {
   /** Share of each batch's rows that are task rows (0 = none, plain text only). */
   fraction: number;
   tasks: RulerTask[];
-  /** Loss weight of the answer tokens. */
+  /** Loss weight of the answer tokens, relative to the prompt's (each row's weights are scaled to sum to seq). */
   answerWeight: number;
-  /** Loss weight of the prompt tokens (haystack, needles, question). */
+  /** Loss weight of the prompt tokens (haystack, needles, question), relative to the answer's. */
   haystackWeight: number;
   /** Documents the haystacks come from (readDocuments' sources); keep them apart from any test documents. */
   haystack: string;
@@ -88,6 +88,10 @@ export class TaskRows {
       for (let i = ids.length - full.length - 1; i + 1 < Math.min(ids.length, seq + 1); i++) weights[i] = i + 1 >= answerStart ? this.o.answerWeight : this.o.haystackWeight;
     }
     if (ids.length === 1) throw new UserError(`none of the tasks ${this.o.tasks.join(', ')} fits a row of ${seq} tokens; use a longer --seq or other --task-names`);
+    // A task row weighs as much in the batch's loss as a text row (seq tokens at weight 1): the weights only
+    // share that out. Left unscaled, a row's few answer tokens would be a few percent of the gradient.
+    const total = weights.reduce((a, b) => a + b, 0);
+    if (total > 0) for (let i = 0; i < seq; i++) weights[i]! *= seq / total;
     const tokens = new Int32Array(seq + 1).fill(tokenizer.eosId);
     tokens.set(ids.slice(0, seq + 1));
     return { tokens, weights };

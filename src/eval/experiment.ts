@@ -302,7 +302,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       evalBatches: 2,
       saveEvery: Math.max(1, Math.floor(steps / 4)),
       seed,
-      taskRows: { ...DEFAULT_TASK_ROWS, fraction: size.taskFraction, haystack: corpus('base') },
+      taskRows: { ...DEFAULT_TASK_ROWS, tasks: EXPERIMENT_TASKS, fraction: size.taskFraction, haystack: corpus('base') },
     };
     let lastLog = performance.now();
     const result = await train(options, { modelConfig, init, tokenizerPath: tokenizer.modelPath }, {
