@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { checkClaims, LENGTH_MULTIPLES, METHODS, type MethodLengthResult } from '../src/eval/experiment.ts';
+import { checkClaims, type LiftExample, type MethodLengthResult } from '../src/eval/experiment-claims.ts';
+import { LENGTH_MULTIPLES } from '../src/eval/experiment.ts';
 import { assertUserError, runArl } from './helpers.ts';
 
 const out = join(mkdtempSync(join(tmpdir(), 'arl-experiment-')), 'run');
@@ -18,38 +19,41 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   const first = await experiment();
   assert.equal(first.code, 0, first.stderr);
   const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
-  assert.equal(results.ruler.length, METHODS.length * LENGTH_MULTIPLES.length);
+  // base at 1x; per seed: plain and ARL at each length, and ARL with recaps off at 4x.
+  assert.equal(results.ruler.length, 1 + 2 * LENGTH_MULTIPLES.length + 1);
   for (const r of results.ruler as MethodLengthResult[]) {
-    if (r.skipped) continue;
     assert.ok(r.examples.length > 0, `${r.method} ${r.multiple}x has no examples`);
     assert.ok(r.average >= 0 && r.average <= 100);
   }
-  assert.deepEqual(Object.keys(results.longppl), ['base', 'cpt-plain', 'cpt-arl']);
+  assert.ok(results.ruler.find((r: MethodLengthResult) => r.method === 'ARL-CPT s1').examples.every((e: { recaps_written?: number }) => e.recaps_written !== undefined));
+  assert.deepEqual(Object.keys(results.longppl), ['base', 'cpt-plain-s1', 'cpt-arl-s1']);
   assert.ok(results.longppl.base.perplexity > 1);
-  assert.equal(results.claims.length, 2);
+  assert.deepEqual(results.lift.map((e: LiftExample) => e.variant), ['paper', 'more-steps']);
+  assert.ok(results.lift.every((e: LiftExample) => Number.isFinite(e.gold_logprob) && Number.isFinite(e.icl_gold_logprob)));
+  assert.ok(results.thresholds.s1.chosen > 0);
+  for (const claim of results.claims) assert.ok('ci95' in claim && 'n' in claim && 'met' in claim, JSON.stringify(claim));
   const markdown = readFileSync(join(out, 'results.md'), 'utf8');
-  assert.match(markdown, /^\| method \| 1x T \(\d+ tok\) \| 2x T/m);
-  assert.match(markdown, /^\| plain-CPT \|/m);
-  for (const plot of ['plots/ruler-vs-length.svg', 'plots/training-loss.svg']) {
+  assert.match(markdown, /^\| claim \| target \| n \|/m);
+  assert.match(markdown, /^\| plain-CPT s1 \| 4x/m);
+  for (const plot of ['plots/accuracy-vs-length.svg', 'plots/training-loss.svg', 'plots/recap-behaviour.svg']) {
     const svg = readFileSync(join(out, plot), 'utf8');
     assert.match(svg, /^<svg [^>]*>[\s\S]*<\/svg>$/);
     assert.match(svg, /class="series"/);
   }
+  assert.match(readFileSync(join(out, 'plots/accuracy-vs-length.svg'), 'utf8'), /class="interval"/);
 
   // Forget two finished stages, as if the run had stopped before them.
   const statePath = join(out, 'state.json');
   const state = JSON.parse(readFileSync(statePath, 'utf8'));
   const stages = Object.keys(state.stages);
-  assert.ok(stages.includes('train-base') && stages.includes('longppl') && stages.includes('ruler base 2x'));
+  assert.ok(stages.includes('train-base') && stages.includes('longppl') && stages.includes('eval plain-CPT s1 4x'));
   delete state.stages.longppl;
-  delete state.stages['ruler base 2x'];
+  delete state.stages['eval plain-CPT s1 4x'];
   writeFileSync(statePath, JSON.stringify(state));
   const second = await experiment();
   assert.equal(second.code, 0, second.stderr);
   const started = [...second.stderr.matchAll(/^\[experiment\] (.+) \.\.\.$/gm)].map((m) => m[1]);
-  assert.deepEqual(started, ['ruler base 2x', 'longppl']);
-  const skipped = [...second.stderr.matchAll(/^\[experiment\] (.+): done earlier/gm)].map((m) => m[1]);
-  assert.equal(skipped.length, stages.length - 2);
+  assert.deepEqual(started, ['eval plain-CPT s1 4x', 'longppl']);
   const again = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
   assert.deepEqual(again.ruler, results.ruler);
 
@@ -58,10 +62,20 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.equal(third.code, 0, third.stderr);
   const redone = [...third.stderr.matchAll(/^\[experiment\] (.+) \.\.\.$/gm)].map((m) => m[1]!);
   assert.ok(!redone.some((name) => name.startsWith('train') || name === 'data' || name === 'arl-data'), redone.join(', '));
-  assert.ok(redone.includes('ruler-data') && redone.includes('longppl'));
+  assert.ok(redone.includes('test-data') && redone.includes('longppl'));
   const twice = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
-  assert.equal(twice.ruler.find((r: MethodLengthResult) => r.method === 'base' && r.multiple === 1).examples.length, 2);
+  // Two samples per task and length, two tasks.
+  assert.equal(twice.ruler.find((r: MethodLengthResult) => r.method === 'base' && r.multiple === 1).examples.length, 4);
   assertUserError(await experiment('--base-steps', '3'), /started with other settings/);
+});
+
+test('--stop-after stops once that stage is done, and the same command without it goes on', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'arl-experiment-stop-')), 'run');
+  const first = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--stop-after', 'eval base 1x');
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stderr, /stopped after eval base 1x/);
+  const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+  assert.deepEqual(Object.keys(state.stages), ['data', 'train-base', 'test-data', 'eval base 1x']);
 });
 
 test('--corpus: a corpus too small for the document counts, or missing, is one line', async () => {
@@ -74,25 +88,41 @@ test('--corpus: a corpus too small for the document counts, or missing, is one l
     const r = await runArl('experiment', '--size', 'toy', '--backend', 'cpu', '--out', join(dir, `run-${runs++}`), ...extra);
     return { ...r, stderr: r.stderr.replace(/^\[experiment\] data \.\.\.\n/m, '') };
   };
-  assertUserError(await run('--corpus', small), /two\.jsonl: the corpus has 2 documents; the experiment asks for 6 \(--base-docs 3 \+ --cpt-docs 2 \+ --heldout-docs 1\)/);
-  assertUserError(await run('--corpus', small, '--base-docs', '1', '--cpt-docs', '1', '--heldout-docs', '1'), /two\.jsonl: the corpus has 2 documents; the experiment asks for 3/);
+  assertUserError(await run('--corpus', small), /two\.jsonl: the corpus has 2 documents; the experiment asks for 9 \(--base-docs 3 \+ --cpt-docs 3 \+ --dev-docs 1 \+ --heldout-docs 2\)/);
   assertUserError(await run('--corpus', join(dir, 'missing.jsonl')), /missing\.jsonl/);
 });
 
-test('claims: relative gains, and no verdict without the method', () => {
-  const row = (method: string, multiple: number, average: number, examples: MethodLengthResult['examples'] = []): MethodLengthResult => ({ method, multiple, length: 0, average, tasks: {}, examples });
-  const example = (score: number, inContext: boolean, iclScore?: number) => ({ task: 'niah_single' as const, index: 0, length: 0, depth: 50, score, in_context: inContext, pred: '', icl_score: iclScore });
-  const [arl, lift] = checkClaims([
-    row('plain-CPT', 4, 20),
-    row('ARL-CPT', 4, 30),
-    row('LIFT (base)', 8, 0, [example(0, true, 1), example(0.4, false, 0.2), example(0.2, false, 0.2)]),
-  ]);
-  assert.ok(Math.abs(arl!.relative! - 0.5) < 1e-12);
-  assert.equal(arl!.met, true);
-  assert.ok(Math.abs(lift!.relative! - 0.5) < 1e-9);
-  assert.equal(lift!.met, true);
-  const [missing] = checkClaims([row('plain-CPT', 4, 20)]);
-  assert.equal(missing!.met, null);
-  const [below] = checkClaims([row('plain-CPT', 4, 20), row('ARL-CPT', 4, 22)]);
-  assert.equal(below!.met, false);
+test('claims: paired relative gains with intervals, the base target, and the declared falsifiers', () => {
+  const examples = (scores: number[], recaps?: boolean[]) =>
+    scores.map((score, index) => ({ task: 'niah_single' as const, index, length: 0, depth: 50, score, in_context: false, pred: '', ...(recaps ? { recaps_written: 1, recaps_hold_answer: recaps[index] } : {}) }));
+  const row = (method: string, multiple: number, scores: number[], recaps?: boolean[]): MethodLengthResult => ({ method, model: method, multiple, length: 0, average: 0, tasks: {}, examples: examples(scores, recaps) });
+  const n = 200;
+  const plain4 = Array.from({ length: n }, (_, i) => (i % 4 === 0 ? 1 : 0)); // 25%
+  const arl4 = Array.from({ length: n }, (_, i) => (i % 2 === 0 ? 1 : 0)); // 50%: +100% relative
+  const ruler = [
+    row('base', 1, Array.from({ length: n }, (_, i) => (i % 10 === 0 ? 0 : 1))),
+    row('plain-CPT s1', 4, plain4),
+    row('ARL-CPT s1', 4, arl4, arl4.map((s) => s === 1)),
+    row('ARL-CPT recaps off s1', 4, plain4),
+    row('plain-CPT s1', 1, Array(n).fill(1)),
+    row('ARL-CPT s1', 1, Array(n).fill(1)),
+  ];
+  const claims = checkClaims(ruler, [], [1]);
+  const byName = (prefix: string) => claims.find((c) => c.claim.startsWith(prefix))!;
+  assert.equal(byName('base retrieves: niah_single').met, true);
+  assert.equal(byName('base retrieves: niah_single').n, n);
+  const arl = byName('ARL-CPT (recap agent) over plain-CPT');
+  assert.ok(Math.abs(arl.gain! - 1) < 1e-9);
+  assert.ok(arl.ci95![0] > 0.268 && arl.ci95![1] > arl.gain!);
+  assert.equal(arl.met, true);
+  assert.equal(byName('ARL not falsified').met, true);
+  // No recap holds the answer: falsified, whatever the accuracy.
+  const noRecall = checkClaims(ruler.map((r) => (r.method === 'ARL-CPT s1' && r.multiple === 4 ? row('ARL-CPT s1', 4, arl4, arl4.map(() => false)) : r)), [], [1]);
+  assert.equal(noRecall.find((c) => c.claim.startsWith('ARL not falsified'))!.met, false);
+  // Equal scores: no gain, interval around 0, target missed and falsified by the upper bound.
+  const equal = checkClaims(ruler.map((r) => (r.method === 'ARL-CPT s1' && r.multiple === 4 ? row('ARL-CPT s1', 4, plain4, plain4.map((s) => s === 1)) : r)), [], [1]);
+  assert.equal(equal.find((c) => c.claim.startsWith('ARL-CPT (recap agent)'))!.met, false);
+  assert.match(equal.find((c) => c.claim.startsWith('ARL not falsified'))!.note, /upper bound/);
+  // Not evaluated: no verdict.
+  assert.equal(checkClaims([], [], [1]).find((c) => c.claim.startsWith('ARL-CPT (recap agent)'))!.met, null);
 });

@@ -22,6 +22,9 @@ export interface TaskRowOptions {
   haystack: string;
 }
 
+/** Shortest sample drawn, in tokens: about a RULER needle prompt with a sentence or two of haystack. */
+const MIN_SAMPLE_TOKENS = 96;
+
 export const DEFAULT_TASK_ROWS: TaskRowOptions = {
   fraction: 0,
   tasks: ['niah_single', 'niah_multikey', 'niah_multivalue', 'niah_multiquery'],
@@ -66,9 +69,9 @@ export class TaskRows {
 
   /**
    * Row `index`: samples packed one after another (BOS, then each prompt and its answer line) until the row is
-   * full. The first takes a random length from a quarter of the row up to what leaves room for its answer; the
-   * next ones fill what is left while at least a quarter of the row is. Tasks in turn, random needle depths;
-   * the tail is EOS at weight 0. Packing puts more answers, the only weighted tokens, in each step.
+   * full, each of a log-uniform random length up to what is left (less room for its answer). Tasks in turn,
+   * random needle depths; the tail is EOS at weight 0. Packing puts more answers, the only weighted tokens, in
+   * each step.
    */
   row(index: number): WeightedRow {
     const rng = makeRng(hashString(`task-row|${this.seed}|${index}`));
@@ -76,10 +79,12 @@ export class TaskRows {
     const ids = [tokenizer.bosId];
     const weights = new Float32Array(seq); // weights[i] is the weight of target ids[i + 1]
     const answerRoom = 48;
-    const shortest = Math.max(16, Math.floor(seq / 4));
+    const shortest = Math.min(MIN_SAMPLE_TOKENS, seq - answerRoom);
     for (let k = 0; seq - ids.length - answerRoom >= shortest; k++) {
       const longest = seq - ids.length - answerRoom;
-      const sample = this.sample(index * 64 + k, k === 0 ? shortest + Math.floor(rng() * (longest - shortest + 1)) : longest, longest, rng);
+      // Log-uniform lengths: many short haystacks, where copying the needle is first learned, and some long ones.
+      const length = Math.round(Math.exp(Math.log(shortest) + rng() * (Math.log(longest) - Math.log(shortest))));
+      const sample = this.sample(index * 64 + k, length, longest, rng);
       if (!sample) break;
       const prompt = tokenizer.encode(sample.input);
       const full = tokenizer.encode(`${sample.input} ${sample.outputs.join(', ')}\n`);
@@ -97,15 +102,17 @@ export class TaskRows {
     return { tokens, weights };
   }
 
-  /** A training sample of about `lengthTokens` (retried at `longest` if its task needs more); null if none fits. */
+  /** A training sample of about `lengthTokens`, lengthened up to `longest` while its task's prompt does not fit; null if none fits. */
   private sample(index: number, lengthTokens: number, longest: number, rng: () => number) {
-    for (let attempt = 0; attempt < 2 * this.o.tasks.length; attempt++) {
-      const task = this.o.tasks[(index + Math.floor(attempt / 2)) % this.o.tasks.length]!;
-      try {
-        const length = attempt % 2 === 0 ? lengthTokens : longest;
-        return generateRulerSample({ task, lengthTokens: length, seed: this.seed, split: 'train', count: 1, depth: Math.floor(rng() * 101), tokenizer: this.tokenizer, haystack: this.haystack }, index);
-      } catch (err) {
-        if (!(err instanceof UserError && /too short/.test(err.message))) throw err;
+    for (let t = 0; t < this.o.tasks.length; t++) {
+      const task = this.o.tasks[(index + t) % this.o.tasks.length]!;
+      for (let length = Math.min(lengthTokens, longest); ; length = Math.min(longest, Math.ceil(length * 1.5))) {
+        try {
+          return generateRulerSample({ task, lengthTokens: length, seed: this.seed, split: 'train', count: 1, depth: Math.floor(rng() * 101), tokenizer: this.tokenizer, haystack: this.haystack }, index);
+        } catch (err) {
+          if (!(err instanceof UserError && /too short/.test(err.message))) throw err;
+          if (length === longest) break;
+        }
       }
     }
     return null;

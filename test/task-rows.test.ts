@@ -1,0 +1,108 @@
+/** Task rows made on the fly: answers weighted, prompts not, training pool and haystack only, the same rows on a resume. */
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, test } from 'node:test';
+import { recallDocument } from '../src/arl/recall-documents.ts';
+import { readBrownDocuments } from '../src/data/brown.ts';
+import { DEFAULT_TASK_ROWS, TaskRows, validateTaskRowOptions } from '../src/data/task-rows.ts';
+import { entityPool, Haystack } from '../src/eval/ruler.ts';
+import { comparePaired } from '../src/eval/paired-stats.ts';
+import { makeConfig } from '../src/model/config.ts';
+import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
+import { DEFAULT_TRAIN, train, type TrainOptions } from '../src/train/trainer.ts';
+import { prepareTinyCorpus, useCpu } from './helpers.ts';
+
+let tokenizer: Tokenizer;
+let haystack: Haystack;
+const trainDocs = [...readBrownDocuments()].slice(0, 5);
+
+before(async () => {
+  tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
+  haystack = Haystack.fromDocuments(trainDocs);
+});
+
+test('a task row weighs its answers only, sums to a text row, and draws keys from the training pool', async () => {
+  const rows = await TaskRows.open({ ...DEFAULT_TASK_ROWS, fraction: 1, tasks: ['niah_single'] }, tokenizer, 512, 3, haystack);
+  for (let index = 0; index < 4; index++) {
+    const { tokens, weights } = rows.row(index);
+    assert.equal(tokens.length, 513);
+    assert.ok(Math.abs(weights.reduce((a, b) => a + b, 0) - 512) < 1e-2);
+    const weighted = [...weights.keys()].filter((i) => weights[i]! > 0);
+    const answers = tokenizer.decode(weighted.map((i) => tokens[i + 1]!)).trim().split(/\s+/);
+    const text = tokenizer.decode(Array.from(tokens));
+    assert.ok(answers.length >= 1);
+    for (const value of answers) {
+      assert.match(value, /^\d{7}$/);
+      const needle = new RegExp(`magic numbers for ([a-z]+-[a-z]+) is: ${value}\\.`).exec(text);
+      assert.ok(needle, `the needle of ${value} is in the row`);
+      assert.equal(entityPool(needle[1]!), 'train');
+      assert.equal(entityPool(value), 'train');
+    }
+    // Haystack sentences come from the documents given.
+    const sentence = text.split('\n')[1]!.replace(/One of the special magic numbers for \S+ is: \d+\.\s*/g, '').slice(0, 40);
+    assert.ok(trainDocs.some((d) => d.text.replace(/\s+/g, ' ').includes(sentence.replace(/\s+/g, ' '))), sentence);
+  }
+  assert.deepEqual(rows.row(2), rows.row(2));
+  assert.notDeepEqual(rows.row(2).tokens, rows.row(3).tokens);
+});
+
+test('task-row options are checked', () => {
+  assert.throws(() => validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, fraction: 1.5 }), /--task-fraction/);
+  assert.throws(() => validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, answerWeight: 0, haystackWeight: 0 }), /--answer-weight/);
+  assert.throws(() => validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, tasks: ['nope' as never] }), /--task-names/);
+});
+
+test('training with task rows resumes onto the same rows and losses', async () => {
+  await useCpu();
+  const data = await prepareTinyCorpus();
+  const modelConfig = makeConfig(null, { vocabSize: tokenizer.vocabSize, dim: 32, layers: 1, heads: 2, kvHeads: 1, maxSeq: 256 });
+  const options = (out: string): TrainOptions => ({
+    ...DEFAULT_TRAIN, data, out, steps: 4, batch: 2, seq: 256, warmup: 1, evalEvery: 0, saveEvery: 2, lr: 1e-2,
+    taskRows: { ...DEFAULT_TASK_ROWS, fraction: 0.5, haystack: 'brown' },
+  });
+  const setup = { modelConfig, tokenizerPath: BUNDLED_TOKENIZER_PATH };
+  const straight = await train(options(mkdtempSync(join(tmpdir(), 'arl-task-'))), setup);
+  straight.model.dispose();
+  const out = mkdtempSync(join(tmpdir(), 'arl-task-'));
+  let steps = 0;
+  const first = await train(options(out), setup, { shouldStop: () => ++steps === 2 });
+  first.model.dispose();
+  const resumed = await train(options(out), setup);
+  resumed.model.dispose();
+  assert.deepEqual([...first.losses, ...resumed.losses], straight.losses);
+});
+
+test('a recall document restates its needle at a paragraph start S to W-64 tokens later, and asks about it at the end', () => {
+  const o = { haystack, tokenizer, window: 256, shortContext: 64, seed: 1 };
+  let made = 0;
+  for (let index = 0; index < 6; index++) {
+    const doc = recallDocument(o, index);
+    if (!doc) continue;
+    made++;
+    const lines = doc.text.split('\n');
+    const needle = /One of the special magic numbers for (\S+) is: (\d{7})\./.exec(doc.text)!;
+    const [, key, value] = needle;
+    const restated = lines.findIndex((l) => l.startsWith(`The special magic number for ${key} is ${value}.`));
+    assert.ok(restated > 0, doc.text);
+    const between = doc.text.slice(needle.index + needle[0].length, doc.text.indexOf(lines[restated]!));
+    const gap = tokenizer.encode(between).length;
+    assert.ok(gap >= 64 - 4 && gap <= 256 - 64 + 4, `gap ${gap}`);
+    assert.match(lines.at(-1)!, new RegExp(`^What is the special magic number for ${key}.* is ${value}\\.$`));
+    assert.equal(entityPool(key!), 'train');
+  }
+  assert.ok(made >= 4);
+});
+
+test('paired bootstrap: the interval covers the gain, and identical scores give a zero-width interval', () => {
+  const base = Array.from({ length: 100 }, (_, i) => (i % 4 === 0 ? 1 : 0));
+  const better = Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? 1 : 0));
+  const c = comparePaired(better, base, { seed: 1 });
+  assert.equal(c.n, 100);
+  assert.ok(Math.abs(c.relative! - 1) < 1e-12);
+  assert.ok(c.relative_ci95![0] < 1 && c.relative_ci95![1] > 1 && c.relative_ci95![0] > 0);
+  assert.ok(c.difference_ci95[0] < 0.25 && c.difference_ci95[1] > 0.25);
+  assert.deepEqual(comparePaired(base, base).difference_ci95, [0, 0]);
+  assert.equal(comparePaired(better, base.map(() => 0)).relative, null);
+});
