@@ -10,7 +10,6 @@ import type { ModelConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const SHARED_FIXTURES = join(REPO_ROOT, '..', 'shared', 'fixtures');
 export const TEST_FIXTURES = join(REPO_ROOT, 'test', 'fixtures');
 
 export async function useCpu(): Promise<void> {
