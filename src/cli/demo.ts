@@ -8,10 +8,11 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { readPrepareMeta } from '../data/format.ts';
+import { fileSha256 } from '../data/tokenizer-match.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { runPrepare } from './data.ts';
-import { fileSha256, runTrain, type TrainArgs, trainOptions } from './train.ts';
+import { runTrain, type TrainArgs, trainOptions } from './train.ts';
 
 export const DEMO_DEFAULTS = { out: 'checkpoints/demo', steps: 300, batch: 8, seq: 128, lr: 3e-3, warmup: 20, evalEvery: 100, saveEvery: 100 };
 const DEMO_PROMPT = 'The jury said';

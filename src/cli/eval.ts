@@ -2,7 +2,8 @@
 import type { CommandModule } from 'yargs';
 import { SELECTIONS, type Selection } from '../arl/key-tokens.ts';
 import type { BackendName } from '../backend.ts';
-import type { Split } from '../data/format.ts';
+import { readPrepareMeta, type Split } from '../data/format.ts';
+import { checkSameTokenizer } from '../data/tokenizer-match.ts';
 import { evaluateLongPpl } from '../eval/longppl.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
 import { loadModel, resolveCheckpointDir } from '../io/checkpoint.ts';
@@ -30,6 +31,7 @@ interface EvalArgs extends KeyTokenFlags {
 async function evaluateSplit(args: EvalArgs): Promise<void> {
   const { model, ckpt } = loadModel(args.checkpoint);
   try {
+    checkSameTokenizer(ckpt.dir, { data: args.data, meta: readPrepareMeta(args.data) });
     const seq = args.seq ?? Math.min(model.config.maxSeq, 256);
     if (seq > model.config.maxSeq) throw new UserError(`--seq ${seq} exceeds the model's context window ${model.config.maxSeq}`);
     const report = await evaluateLoss(model, args.data, args.split, { batches: args.batches, batch: args.batch, seq });

@@ -1,11 +1,11 @@
 /** `arl train`: train from scratch (--preset/config), continue pretraining (--init), or --resume a run. */
 import chalk from 'chalk';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { readPrepareMeta } from '../data/format.ts';
-import { hasTrainingCheckpoint } from '../io/checkpoint.ts';
+import { checkSameTokenizer, preparedTokenizerPath } from '../data/tokenizer-match.ts';
+import { hasTrainingCheckpoint, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { makeConfig, parameterCount, PRESETS } from '../model/config.ts';
 import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
@@ -76,10 +76,6 @@ function checkPositive(args: TrainArgs): void {
   if (!(args.lr > 0)) throw new UserError(`--lr must be positive (got ${args.lr})`);
 }
 
-export function fileSha256(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
 /** Runs training with a progress bar and Ctrl-C handling; returns the result (the caller disposes the model). */
 export async function runTrain(args: TrainArgs): Promise<TrainResult> {
   checkPositive(args);
@@ -87,12 +83,10 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
   if (args.resume && !resumable) throw new UserError(`${args.out}: nothing to resume (no checkpoint); drop --resume to start a new run`);
   if (!args.resume && resumable) throw new UserError(`${args.out}: already holds a training run; pass --resume to continue it, or choose another --out`);
   const meta = readPrepareMeta(args.data);
-  const tokenizerPath = existsSync(meta.tokenizer.path) ? meta.tokenizer.path : BUNDLED_TOKENIZER_PATH;
   // Checkpoints carry this file as their tokenizer: it must be the one the data was tokenized with.
-  const tokenizerSha = fileSha256(tokenizerPath);
-  if (tokenizerSha !== meta.tokenizer.sha256) {
-    throw new UserError(`${args.data}: prepared with a tokenizer of sha256 ${meta.tokenizer.sha256.slice(0, 12)}…, but ${tokenizerPath} is now ${tokenizerSha.slice(0, 12)}…; run \`arl prepare --out ${args.data}\` again`);
-  }
+  const initDir = args.init === undefined ? undefined : resolveCheckpointDir(args.init);
+  if (initDir !== undefined) checkSameTokenizer(initDir, { data: args.data, meta });
+  const tokenizerPath = preparedTokenizerPath(args.data, meta, [...(initDir === undefined ? [] : [join(initDir, 'tokenizer.model')]), BUNDLED_TOKENIZER_PATH]);
   const modelConfig = makeConfig(args.preset, {
     vocabSize: meta.vocabSize,
     dim: args.dim,
