@@ -1,13 +1,13 @@
 /** Mistakes a first-time user makes: each one gives one line on stderr naming what is wrong, exit code 2, and no stack trace. */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { saveCheckpoint } from '../src/io/checkpoint.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
-import { assertUserError, makeTinyArlInputs, prepareTinyCorpus, runArl, useCpu, writeOtherTokenizer } from './helpers.ts';
+import { assertUserError, makeTinyArlInputs, makeTinyArlSegments, prepareTinyCorpus, runArl, useCpu, writeOtherTokenizer } from './helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'arl-mistakes-'));
 const tinyTrain = ['--backend', 'cpu', '--dim', '32', '--layers', '1', '--heads', '2', '--max-seq', '32', '--seq', '16', '--batch', '2', '--eval-every', '0', '--steps', '1'];
@@ -59,5 +59,82 @@ describe('tokenizer mismatches', () => {
     const data = await prepareTinyCorpus(4, tokenizer);
     rmSync(tokenizer);
     assertUserError(await runArl('train', '--data', data, '--out', join(work, 'gone-run'), ...tinyTrain), /gone\.model: the tokenizer .* was prepared with is gone .*put it back there, or run `arl prepare --tokenizer FILE/);
+  });
+});
+
+describe('input files', () => {
+  const files = join(work, 'files');
+  before(() => mkdirSync(files, { recursive: true }));
+
+  test('prepare refuses a binary file and text that is not UTF-8, and leaves no output', async () => {
+    writeFileSync(join(files, 'binary.txt'), Buffer.from([0x48, 0x69, 0x00, 0x01, 0x02]));
+    writeFileSync(join(files, 'latin1.txt'), Buffer.from('caf\xe9 au lait', 'latin1'));
+    const [binary, latin1] = await Promise.all([
+      runArl('prepare', '--corpus', join(files, 'binary.txt'), '--out', join(files, 'p-binary')),
+      runArl('prepare', '--corpus', join(files, 'latin1.txt'), '--out', join(files, 'p-latin1')),
+    ]);
+    assertUserError(binary, /binary\.txt: not a text file \(NUL byte at byte 2\); pass a UTF-8 text file/);
+    assertUserError(latin1, /latin1\.txt: not UTF-8 text \(invalid byte sequence at byte 3\); convert it to UTF-8/);
+    assert.ok(!existsSync(join(files, 'p-binary')) && !existsSync(join(files, 'p-latin1')));
+  });
+
+  test('prepare splits a single .txt file into documents at blank lines, so val is not empty', async () => {
+    const paragraphs = Array.from({ length: 8 }, (_, i) => `Paragraph ${i} starts here,\r\nand goes on over a wrapped line.`);
+    writeFileSync(join(files, 'book.txt'), paragraphs.join('\r\n\r\n'));
+    const out = join(files, 'p-book');
+    const r = await runArl('prepare', '--corpus', join(files, 'book.txt'), '--out', out, '--val-fraction', '0.2');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /split into 8 documents at blank lines/);
+    const meta = JSON.parse(readFileSync(join(out, 'meta.json'), 'utf8'));
+    assert.equal(meta.splits.train.docs + meta.splits.val.docs, 8);
+    assert.ok(meta.splits.val.docs >= 1);
+  });
+
+  test('prepare of a single document with nothing to split refuses and says what to do', async () => {
+    writeFileSync(join(files, 'one.txt'), 'One paragraph only,\nwrapped over two lines.\n');
+    const out = join(files, 'p-one');
+    assertUserError(await runArl('prepare', '--corpus', join(files, 'one.txt'), '--out', out), /one\.txt: only one document, so the validation split would be empty; .*--val-fraction 0 and train with --eval-every 0/);
+    assert.ok(!existsSync(out));
+    const r = await runArl('prepare', '--corpus', join(files, 'one.txt'), '--out', out, '--val-fraction', '0');
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  test('inspect --out of an existing folder writes report.html in it', async () => {
+    const { arlDir } = await makeTinyArlSegments(join(work, 'inspect'), 1);
+    const outDir = join(work, 'inspect', 'out');
+    mkdirSync(outDir);
+    const r = await runArl('inspect', '--keytokens', arlDir, '--out', outDir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(readFileSync(join(outDir, 'report.html'), 'utf8'), /<html/i);
+  });
+
+  test('answer reads a CRLF input as the same paragraphs as its LF version', async () => {
+    const { checkpoint } = await makeTinyArlInputs(join(work, 'answer'), 1);
+    const text = 'The first paragraph is here.\nThe second one follows.\n\nA third after a blank line.\n';
+    writeFileSync(join(files, 'lf.txt'), text);
+    writeFileSync(join(files, 'crlf.txt'), text.replaceAll('\n', '\r\n'));
+    const flags = ['--backend', 'cpu', '--checkpoint', checkpoint, '--question', 'What follows?', '--max-answer-tokens', '2', '--max-recap-tokens', '8', '--json'];
+    const [lf, crlf] = await Promise.all([runArl('answer', ...flags, '--input', join(files, 'lf.txt')), runArl('answer', ...flags, '--input', join(files, 'crlf.txt'))]);
+    assert.equal(lf.code, 0, lf.stderr);
+    assert.equal(crlf.code, 0, crlf.stderr);
+    assert.deepEqual(JSON.parse(crlf.stdout), JSON.parse(lf.stdout));
+  });
+});
+
+describe('numeric flags', () => {
+  test('a value that is not a number is quoted, and out-of-range values are refused, before anything loads', async () => {
+    const generate = ['generate', '--checkpoint', join(work, 'nowhere'), '--prompt', 'x'];
+    const results = await Promise.all([
+      runArl(...generate, '--max-new-tokens', 'abc'),
+      runArl(...generate, '--temperature', '-1'),
+      runArl(...generate, '--top-p=1.5'),
+      runArl('train', '--data', join(work, 'nowhere'), '--steps', '2.5'),
+      runArl('train', '--data', join(work, 'nowhere'), '--lr', '0'),
+    ]);
+    assertUserError(results[0], /^arl: --max-new-tokens must be a number \(got "abc"\)$/);
+    assertUserError(results[1], /^arl: --temperature must be a number >= 0 \(got -1\)$/);
+    assertUserError(results[2], /^arl: --top-p must be a number in \(0, 1\] \(got 1\.5\)$/);
+    assertUserError(results[3], /^arl: --steps must be a positive integer \(got 2\.5\)$/);
+    assertUserError(results[4], /^arl: --lr must be a number > 0 \(got 0\)$/);
   });
 });

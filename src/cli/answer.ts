@@ -1,10 +1,9 @@
 /** `arl answer`: read a long input with the ARL recap agent (recaps as memory), then answer a question. */
 import chalk from 'chalk';
-import { readFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
-import { fsErrorReason } from '../data/fs-errors.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { readText } from '../data/corpus.ts';
+import { UserError } from '../io/errors.ts';
 import { answerWithRecaps, DEFAULT_ANSWER, DEFAULT_RECAP_AGENT, type RecapAgentOptions } from '../infer/recap-agent.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 
@@ -54,14 +53,8 @@ export const answerCommand: CommandModule = {
       .example('$0 answer --checkpoint checkpoints/demo-arl --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text'),
   handler: async (argv) => {
     const args = argv as unknown as AnswerArgs;
-    checkPositiveIntegers({ '--max-answer-tokens': args.maxAnswerTokens, '--max-recap-tokens': args.maxRecapTokens });
     if (!Number.isFinite(args.recapThreshold)) throw new UserError(`--recap-threshold must be a number (got ${args.recapThreshold})`);
-    let input: string;
-    try {
-      input = readFileSync(args.input, 'utf8');
-    } catch (err) {
-      throw new UserError(`${args.input}: cannot read input (${fsErrorReason(err)})`);
-    }
+    const input = readText(args.input);
     await startBackend(args.backend);
     const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     try {

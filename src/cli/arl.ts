@@ -11,7 +11,7 @@ import type { BackendName } from '../backend.ts';
 import { readDocuments } from '../data/corpus.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
@@ -109,7 +109,6 @@ function checkpointSha256(checkpointDir: string): Promise<string> {
 
 /** Step 1's options from its flags, checked against the window of the model that scores (read without loading weights). */
 export function keyTokenOptionsFromArgs(args: KeyTokenFlags, scoringCheckpoint: string): KeyTokenOptions {
-  if (args.maxDocs !== undefined) checkPositiveIntegers({ '--max-docs': args.maxDocs });
   const maxSeq = readCheckpointConfig(resolveCheckpointDir(scoringCheckpoint)).maxSeq;
   const options = keyTokenOptions(maxSeq, {
     shortContext: args.short,
@@ -244,7 +243,6 @@ const recapsCommand: CommandModule = {
       .example('$0 recaps --keytokens arl/brown --recapper llama-cpp --llm-gguf models/qwen2.5-1.5b-instruct-q4_k_m.gguf', 'recaps by a local GGUF model'),
   handler: async (argv) => {
     const args = argv as unknown as RecapsArgs;
-    checkPositiveIntegers({ '--max-recap-tokens': args.maxRecapTokens });
     readKeyTokenSummary(resolve(args.keytokens));
     if (args.recapper === 'extractive' && args.checkpoint === undefined) throw new UserError('--recapper extractive needs --checkpoint: it scores the sentences of each segment with our model');
     if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');

@@ -11,7 +11,6 @@ import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts
 import { ADAPTER_KINDS } from '../lift/adapter.ts';
 import { measureLiftThroughput } from '../lift/throughput.ts';
 import { generate } from '../infer/generate.ts';
-import { checkPositiveIntegers } from '../io/errors.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { makeRng } from '../infer/sampling.ts';
@@ -269,7 +268,6 @@ export const benchCommand: CommandModule = {
       .example('$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'),
   handler: async (argv) => {
     const args = argv as unknown as BenchArgs;
-    checkPositiveIntegers({ '--vocab': args.vocab, '--dim': args.dim, '--layers': args.layers, '--heads': args.heads, '--seq': args.seq, '--batch': args.batch, '--steps': args.steps });
     await runBench(args);
   },
 };

@@ -4,7 +4,7 @@ import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import { generateWithRecaps } from '../infer/recap-agent.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { type RecapAgentFlags, recapAgentOptions, withRecapAgentFlags } from './answer.ts';
@@ -78,7 +78,6 @@ export const generateCommand: CommandModule = {
   handler: async (argv) => {
     const args = argv as unknown as GenerateArgs;
     if (args.prompt === undefined && args.promptIds === undefined) throw new UserError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
-    checkPositiveIntegers({ '--max-new-tokens': args.maxNewTokens });
     await startBackend(args.backend);
     const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: args.prompt !== undefined });
     try {

@@ -16,6 +16,7 @@ import { inspectCommand } from './inspect.ts';
 import { liftDemoCommand } from './lift-demo.ts';
 import { liftCommand } from './lift.ts';
 import { longbenchCommand } from './longbench.ts';
+import { checkNumericFlags } from './numeric-flags.ts';
 import { plotCommand } from './plot.ts';
 import { rulerCommand } from './ruler.ts';
 import { trainCommand } from './train.ts';
@@ -25,8 +26,9 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+const args = hideBin(process.argv);
 try {
-  await yargs(hideBin(process.argv))
+  await yargs(args)
     .scriptName('arl')
     .usage('$0 <command> [options]\n\nLong-context trainer on TensorFlow.js: a Llama-style decoder, ARL and LIFT.')
     .command(prepareCommand)
@@ -46,6 +48,7 @@ try {
     .command(inspectCommand)
     .command(arlCommands)
     .command(recapDataCommands)
+    .middleware((argv) => checkNumericFlags(argv, args), true)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
     .recommendCommands()

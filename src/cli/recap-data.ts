@@ -10,7 +10,7 @@ import { findRelevantSegments, segmentOptions, validateSegmentOptions } from '..
 import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { UserError } from '../io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
 import { demoArlCommand } from './demo-arl.ts';
@@ -120,7 +120,6 @@ export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
   const keyTokenOptions = keyTokenOptionsFromArgs(args, args.checkpoint);
   const segmentGiven = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
   validateSegmentOptions(segmentOptions(keyTokenOptions.shortContext, segmentGiven), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
-  checkPositiveIntegers({ '--max-recap-tokens': args.maxRecapTokens });
   if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
   const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
   const corpusDocuments = await countDocuments(args.corpus, args.maxDocs);

@@ -6,7 +6,7 @@ import type { BackendName } from '../backend.ts';
 import { readPrepareMeta } from '../data/format.ts';
 import { checkSameTokenizer, preparedTokenizerPath } from '../data/tokenizer-match.ts';
 import { hasTrainingCheckpoint, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { UserError } from '../io/errors.ts';
 import { makeConfig, parameterCount, PRESETS } from '../model/config.ts';
 import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
 import { DEFAULT_TRAIN, type StepMetrics, train, type TrainOptions, type TrainResult } from '../train/trainer.ts';
@@ -64,21 +64,8 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('seed', { type: 'number', default: d.seed });
 }
 
-function checkPositive(args: TrainArgs): void {
-  checkPositiveIntegers({
-    '--steps': args.steps,
-    '--batch': args.batch,
-    '--seq': args.seq,
-    '--accum': args.accum,
-    '--save-every': args.saveEvery,
-    '--eval-batches': args.evalBatches,
-  });
-  if (!(args.lr > 0)) throw new UserError(`--lr must be positive (got ${args.lr})`);
-}
-
 /** Runs training with a progress bar and Ctrl-C handling; returns the result (the caller disposes the model). */
 export async function runTrain(args: TrainArgs): Promise<TrainResult> {
-  checkPositive(args);
   const resumable = hasTrainingCheckpoint(args.out);
   if (args.resume && !resumable) throw new UserError(`${args.out}: nothing to resume (no checkpoint); drop --resume to start a new run`);
   if (!args.resume && resumable) throw new UserError(`${args.out}: already holds a training run; pass --resume to continue it, or choose another --out`);
