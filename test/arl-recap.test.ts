@@ -438,4 +438,17 @@ describe('arl recaps', () => {
     const cut = capRecap(long, tokenizer, 4);
     assert.ok(long.startsWith(cut) && tokenizer.encode(cut).length <= 4, cut);
   });
+
+  test('a recap cut by the cap ends at a word boundary, never inside a word', () => {
+    const text = 'We must get rid of Castro and his friends in Havana before the election, said the senator.';
+    const ids = tokenizer.encode(text);
+    const insideWord = ids.findIndex((id, k) => k > 0 && /^[a-z]/.test(tokenizer.pieceOf(id)));
+    assert.ok(insideWord > 0, 'the text has a word of several tokens, so a hard cut would split it');
+    assert.equal(capRecap(text, tokenizer, insideWord), tokenizer.decode(ids.slice(0, insideWord - 1)).trim());
+    for (let k = 1; k < ids.length; k++) {
+      const cut = capRecap(text, tokenizer, k);
+      assert.ok(text.startsWith(cut) && tokenizer.encode(cut).length <= k, `${k}: ${cut}`);
+      assert.match(text.slice(cut.length), /^[\s,.]/, `cap ${k} cut inside a word: "${cut}"`);
+    }
+  });
 });
