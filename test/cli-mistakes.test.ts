@@ -138,3 +138,18 @@ describe('numeric flags', () => {
     assertUserError(results[4], /^arl: --lr must be a number > 0 \(got 0\)$/);
   });
 });
+
+describe('LongPPL without key tokens', () => {
+  test('arl eval --corpus says why LongPPL is null and which flags to pass', async () => {
+    await useCpu();
+    const { checkpoint } = await makeTinyArlInputs(join(work, 'longppl'), 1);
+    const corpus = join(work, 'longppl', 'short.jsonl');
+    writeFileSync(corpus, `${JSON.stringify({ text: 'A document far too short to have key tokens.' })}\n`);
+    const r = await runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', corpus);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    assert.equal(report.longppl, null);
+    assert.match(report.longppl_note, /^no key tokens: only tokens past S\+W = 64 .*--select threshold needs LSG > 2 with long log-prob > -2; try --select topk, or a lower --alpha or --beta$/);
+    assert.match(r.stderr, /LongPPL is null: no key tokens/);
+  });
+});

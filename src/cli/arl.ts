@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
+import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, noKeyTokensReason, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
 import { openRecapper, sha256File } from '../arl/recappers.ts';
 import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
@@ -162,11 +162,7 @@ const keyTokensCommand: CommandModule = {
       const skipped = summary.documents_skipped_short > 0 ? `; ${summary.documents_skipped_short} skipped, shorter than S+1 = ${options.shortContext + 1} tokens` : '';
       console.log(`${summary.documents} documents, ${summary.tokens_scored} tokens scored, ${summary.key_tokens} key tokens${skipped}`);
       console.log(`perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}  LongPPL ${summary.longppl?.toFixed(3) ?? 'n/a'}`);
-      if (summary.key_tokens === 0) {
-        // The first chunk's short context is the whole prefix, so only tokens after S+W can gain from more context.
-        const thresholds = options.select === 'topk' ? '' : `, and --select ${options.select} needs LSG > ${options.alpha} with long log-prob > ${options.beta} (try --select topk or a lower --alpha)`;
-        console.log(`no key tokens: only tokens past S+W = ${options.shortContext + options.chunk} have more long than short context${thresholds}`);
-      }
+      if (summary.key_tokens === 0) console.log(noKeyTokensReason(options));
       console.log(`wrote ${join(outDir, KEY_TOKEN_FILES.records)} and ${KEY_TOKEN_FILES.summary}`);
     } finally {
       model.dispose();

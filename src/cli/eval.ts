@@ -1,6 +1,6 @@
 /** `arl eval`: loss and perplexity on a prepared split, or perplexity and LongPPL over documents (--corpus). */
 import type { CommandModule } from 'yargs';
-import { SELECTIONS, type Selection } from '../arl/key-tokens.ts';
+import { noKeyTokensReason, SELECTIONS, type Selection } from '../arl/key-tokens.ts';
 import type { BackendName } from '../backend.ts';
 import { readPrepareMeta, type Split } from '../data/format.ts';
 import { checkSameTokenizer } from '../data/tokenizer-match.ts';
@@ -60,7 +60,9 @@ async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<v
       onDocument: (documents, r) => bar?.update(documents, `${r.tokens_scored} tokens, ${r.key_tokens} key tokens`),
     });
     const settings = { S: options.shortContext, W: options.chunk, long_stride: options.longStride, select: options.select, K: options.topK, alpha: options.alpha, beta: options.beta };
-    console.log(JSON.stringify({ checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report }));
+    const note = report.longppl === null ? { longppl_note: noKeyTokensReason(options) } : {};
+    console.log(JSON.stringify({ checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report, ...note }));
+    if (report.longppl === null) process.stderr.write(`LongPPL is null: ${noKeyTokensReason(options)}\n`);
   } finally {
     model.dispose();
     evaluator?.dispose();

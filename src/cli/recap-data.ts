@@ -3,7 +3,7 @@ import chalk from 'chalk';
 import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { AUGMENT_FILES, augmentDocuments, augmentOutDir, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
-import { findKeyTokens } from '../arl/key-tokens.ts';
+import { findKeyTokens, noKeyTokensReason } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
 import { openRecapper } from '../arl/recappers.ts';
 import { findRelevantSegments, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
@@ -140,7 +140,7 @@ export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
     const { summary } = await timed('keytokens', () =>
       findKeyTokens({ model, tokenizer, checkpoint: checkpointDir, corpus: args.corpus, outDir, options: keyTokenOptions, maxDocs: args.maxDocs, shard: shardRecord, onDocument: (p) => bar1.update(p.documents, `${p.keyTokens} key tokens`) }),
     );
-    done('1/4 keytokens', `${summary.documents} documents, ${summary.key_tokens} key tokens; perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${summary.longppl?.toFixed(3) ?? 'n/a'}`, seconds.keytokens);
+    done('1/4 keytokens', `${summary.documents} documents, ${summary.key_tokens} key tokens; perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${summary.longppl?.toFixed(3) ?? `n/a (${noKeyTokensReason(keyTokenOptions)})`}`, seconds.keytokens);
 
     const bar2 = new ProgressBar(Math.max(1, summary.key_tokens), '2/4 segments');
     const { totals: segments } = await timed('segments', () =>
