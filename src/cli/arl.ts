@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, noKeyTokensReason, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
-import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
+import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type Recapper, type RecapperName, type RecapProgress, writeRecaps } from '../arl/recap.ts';
 import { openRecapper, sha256File } from '../arl/recappers.ts';
 import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
 import { parseShard, type Shard, shardFolder, type ShardSettings, shardSize } from '../arl/shard.ts';
@@ -75,6 +75,12 @@ export async function countDocuments(corpus: string, maxDocs: number | undefined
 export function rate(count: number, started: number, unit: string): string {
   const perSecond = count / Math.max(1e-3, (performance.now() - started) / 1000);
   return `${perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)} ${unit}/s`;
+}
+
+/** The progress line of ARL step 3: LLM calls per second, or recaps per second for the extractive recapper, which calls no LLM. */
+export function recapProgressText(recapper: Pick<Recapper, 'name'>, p: RecapProgress, started: number): string {
+  const made = recapper.name === 'extractive' ? `${rate(p.made, started, 'recaps')} (no LLM calls)` : rate(p.made, started, 'calls');
+  return `${made} ${p.cached} cached ${p.failed} failed`;
 }
 
 /** The flags of ARL step 1 besides --checkpoint, --corpus and --out (shared with `arl recap-data`). */
@@ -280,7 +286,7 @@ const recapsCommand: CommandModule = {
           maxRecapTokens: args.maxRecapTokens,
           onProgress: (p) => {
             bar ??= new ProgressBar(p.total, 'recaps');
-            bar.update(p.done, `${rate(p.made, started, 'calls')} ${p.cached} cached ${p.failed} failed`);
+            bar.update(p.done, recapProgressText(recapper, p, started));
           },
           onFailure: (f) => log(`failed: doc ${f.doc} tokens ${f.segment_start}-${f.segment_end}: ${f.error}`),
         });

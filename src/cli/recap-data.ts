@@ -14,7 +14,7 @@ import { UserError } from '../io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
 import { demoArlCommand } from './demo-arl.ts';
-import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, rate, shardOutput, shardSettings } from './arl.ts';
+import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, recapProgressText, shardOutput, shardSettings } from './arl.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -161,7 +161,7 @@ export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
           maxRecapTokens: args.maxRecapTokens,
           onProgress: (p) => {
             bar3 ??= new ProgressBar(p.total, '3/4 recaps');
-            bar3.update(p.done, `${rate(p.made, started, 'calls')} ${p.cached} cached ${p.failed} failed`);
+            bar3.update(p.done, recapProgressText(recapper, p, started));
           },
         });
       } finally {
