@@ -12,6 +12,7 @@ import { readDocuments } from '../data/corpus.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
@@ -149,6 +150,7 @@ const keyTokensCommand: CommandModule = {
     const { shard, outDir } = shardOutput(args);
     const options = keyTokenOptionsFromArgs(args, args.checkpoint);
     const corpusDocuments = await countDocuments(args.corpus, args.maxDocs);
+    lockFolder(outDir);
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     try {
@@ -194,6 +196,7 @@ const segmentsCommand: CommandModule = {
     const keyTokens = readKeyTokenSummary(resolve(args.keytokens));
     const given = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.batch };
     validateSegmentOptions(segmentOptions(Number(keyTokens.S), given), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
+    lockFolder(resolve(args.out ?? args.keytokens));
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     try {
@@ -249,6 +252,7 @@ const recapsCommand: CommandModule = {
     if (args.recapper === 'extractive' && args.checkpoint === undefined) throw new UserError('--recapper extractive needs --checkpoint: it scores the sentences of each segment with our model');
     if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
     const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
+    lockFolder(resolve(args.out ?? args.segments ?? args.keytokens));
     let model: LlamaModel | null = null;
     let tokenizer: Tokenizer;
     let checkpointDir: string | undefined;

@@ -7,6 +7,7 @@ import { EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/ex
 import { REPORT_FILES } from '../eval/experiment-report.ts';
 import { RULER_TASKS, type RulerTask } from '../eval/ruler.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
+import { lockFolder } from '../io/lock.ts';
 import { startBackend, withBackend } from './common.ts';
 
 /** The numeric fields of a size that a flag of the same name (kebab-case) overrides, with what they count. */
@@ -61,6 +62,7 @@ export const experimentCommand: CommandModule = {
       tasks: args.tasks,
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
     };
+    lockFolder(out);
     await startBackend(args.backend);
     const started = performance.now();
     const results = await runExperiment({

@@ -15,6 +15,7 @@ import { readText } from '../data/corpus.ts';
 import { type ChatArgs, chatOptionsFromArgs, openChatModel, withChatOptions } from '../io/chat.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import { makeRng } from '../infer/sampling.ts';
 import { ADAPTER_KINDS, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
 import { ADAPTER_FILE, baseCheckpointHash, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
@@ -113,6 +114,7 @@ export const liftCommand: CommandModule = {
     const args = argv as unknown as LiftArgs;
     const input = readInput(args.input);
     const questions = await readQuestions(args.questions, false);
+    lockFolder(args.out);
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     const log = (m: string) => process.stderr.write(`${m}\n`);

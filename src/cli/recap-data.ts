@@ -11,6 +11,7 @@ import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
 import { demoArlCommand } from './demo-arl.ts';
@@ -62,6 +63,7 @@ const augmentCommand: CommandModule = {
   handler: async (argv) => {
     const args = argv as unknown as AugmentFlags & { keytokens: string[]; out?: string; tokenizer?: string };
     const dirs = args.keytokens.map(String);
+    lockFolder(augmentOutDir(dirs, args.out));
     const tokenizer = await Tokenizer.load(keyTokenTokenizerPath(dirs[0], args.tokenizer) ?? BUNDLED_TOKENIZER_PATH);
     const totals = await augmentDocuments({ tokenizer, keyTokensDir: dirs, outDir: args.out, options: augmentOptionsFrom(args) });
     for (const line of describeAugment(totals, augmentOutDir(dirs, args.out))) console.log(line);
@@ -123,6 +125,7 @@ export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
   if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
   const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
   const corpusDocuments = await countDocuments(args.corpus, args.maxDocs);
+  lockFolder(outDir);
 
   await startBackend(args.backend);
   const { model, tokenizer: loaded, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });

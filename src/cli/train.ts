@@ -7,6 +7,7 @@ import { readPrepareMeta } from '../data/format.ts';
 import { checkSameTokenizer, preparedTokenizerPath } from '../data/tokenizer-match.ts';
 import { hasTrainingCheckpoint, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import { makeConfig, parameterCount, PRESETS } from '../model/config.ts';
 import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
 import { DEFAULT_TRAIN, type StepMetrics, train, type TrainOptions, type TrainResult } from '../train/trainer.ts';
@@ -86,6 +87,7 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
     tieEmbeddings: args.tieEmbeddings,
     attentionWindow: args.attentionWindow,
   });
+  const releaseLock = lockFolder(args.out);
   await startBackend(args.backend);
   if (!args.resume && !args.init) {
     console.log(chalk.dim(`model: ${args.preset} preset, ${(parameterCount(modelConfig) / 1e6).toFixed(2)}M parameters, dim ${modelConfig.dim}, ${modelConfig.layers} layers, ${modelConfig.heads}/${modelConfig.kvHeads} heads, window ${modelConfig.maxSeq}`));
@@ -119,6 +121,7 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
     return result;
   } finally {
     process.off('SIGINT', onSigint);
+    releaseLock();
   }
 }
 
