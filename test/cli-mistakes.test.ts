@@ -4,6 +4,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
+import { snakeCaseKeys } from '../src/cli/common.ts';
 import { saveCheckpoint } from '../src/io/checkpoint.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
@@ -118,6 +119,9 @@ describe('input files', () => {
     assert.equal(lf.code, 0, lf.stderr);
     assert.equal(crlf.code, 0, crlf.stderr);
     assert.deepEqual(JSON.parse(crlf.stdout), JSON.parse(lf.stdout));
+    const keys = Object.keys(JSON.parse(lf.stdout));
+    for (const key of ['answer', 'recap_probabilities', 'input_tokens', 'max_context', 'recaps_out_of_context', 'rebuilds']) assert.ok(keys.includes(key), `${key} in ${keys}`);
+    assert.deepEqual(keys.filter((key) => !/^[a-z0-9_]+$/.test(key)), [], 'every key of answer --json is snake_case');
   });
 });
 
@@ -151,5 +155,15 @@ describe('LongPPL without key tokens', () => {
     assert.equal(report.longppl, null);
     assert.match(report.longppl_note, /^no key tokens: only tokens past S\+W = 64 .*--select threshold needs LSG > 2 with long log-prob > -2; try --select topk, or a lower --alpha or --beta$/);
     assert.match(r.stderr, /LongPPL is null: no key tokens/);
+  });
+});
+
+test('snakeCaseKeys: camelCase keys become snake_case at every depth; symbols such as S stay', () => {
+  assert.deepEqual(snakeCaseKeys({ maxContext: 1, S: 2, long_stride: 3, nested: [{ recapsOutOfContext: 4 }], kvHeads: { innerKey: 'valueStaysCamel' } }), {
+    max_context: 1,
+    S: 2,
+    long_stride: 3,
+    nested: [{ recaps_out_of_context: 4 }],
+    kv_heads: { inner_key: 'valueStaysCamel' },
   });
 });

@@ -5,7 +5,7 @@ import type { BackendName } from '../backend.ts';
 import { readText } from '../data/corpus.ts';
 import { UserError } from '../io/errors.ts';
 import { answerWithRecaps, DEFAULT_ANSWER, DEFAULT_RECAP_AGENT, type RecapAgentOptions } from '../infer/recap-agent.ts';
-import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, printJson, startBackend, withBackend } from './common.ts';
 
 export interface RecapAgentFlags {
   maxRecapTokens: number;
@@ -65,7 +65,7 @@ export const answerCommand: CommandModule = {
       });
       if (args.json) {
         const { answer, recaps, recapProbabilities, paragraphs, inputTokens, stats } = result;
-        console.log(JSON.stringify({ answer, recaps, recap_probabilities: recapProbabilities.map((p) => Math.round(p * 1e6) / 1e6), paragraphs, input_tokens: inputTokens, ...stats }));
+        printJson({ answer, recaps, recapProbabilities: recapProbabilities.map((p) => Math.round(p * 1e6) / 1e6), paragraphs, inputTokens, ...stats });
         return;
       }
       for (const [k, recap] of result.recaps.entries()) console.log(chalk.cyan(`recap ${k + 1}: ${recap}`));

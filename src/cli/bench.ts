@@ -16,7 +16,7 @@ import { LlamaModel } from '../model/llama.ts';
 import { makeRng } from '../infer/sampling.ts';
 import { AdamW } from '../train/optimizer.ts';
 import { runSteps, trainStep } from '../train/trainer.ts';
-import { withBackend } from './common.ts';
+import { snakeCaseKeys, withBackend } from './common.ts';
 
 interface BenchArgs {
   backend: BackendName;
@@ -109,8 +109,9 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   const base = { backend: choice.name, params: parameterCount(config), vocab: args.vocab, dim: args.dim, layers: args.layers, heads: args.heads, kv_heads: config.kvHeads, seq: args.seq, batch: args.batch };
   const lines: Record<string, unknown>[] = [];
   const emit = (line: Record<string, unknown>): void => {
-    lines.push(line);
-    console.log(JSON.stringify(line));
+    const snake = snakeCaseKeys(line) as Record<string, unknown>;
+    lines.push(snake);
+    console.log(JSON.stringify(snake));
   };
   let peakRss = process.memoryUsage().rss;
   const sampleMemory = (): void => {

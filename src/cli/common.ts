@@ -51,6 +51,21 @@ export async function loadModelAndTokenizer(
   return { model, tokenizer, checkpointDir: ckpt.dir };
 }
 
+/**
+ * `value` with every camelCase object key in snake_case (maxContext -> max_context), recursively: the style
+ * of all JSON the CLI prints. Keys that are a paper's symbols (S, W, K) stay as they are.
+ */
+export function snakeCaseKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeCaseKeys);
+  if (value === null || typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return value;
+  return Object.fromEntries(Object.entries(value).map(([key, v]) => [key.replace(/([a-z0-9])([A-Z])/g, (_, before: string, capital: string) => `${before}_${capital.toLowerCase()}`), snakeCaseKeys(v)]));
+}
+
+/** Prints `value` as one line of JSON on stdout, keys in snake_case. */
+export function printJson(value: unknown): void {
+  console.log(JSON.stringify(snakeCaseKeys(value)));
+}
+
 export function parseIdList(text: string, flag: string): number[] {
   const ids = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
   if (ids.length === 0 || ids.some((n) => !Number.isInteger(n) || n < 0)) throw new UserError(`${flag}: expected comma-separated non-negative integers, got "${text}"`);

@@ -11,7 +11,7 @@ import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { type KeyTokenFlags, keyTokenOptionsFromArgs } from './arl.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
-import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, printJson, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
 interface EvalArgs extends KeyTokenFlags {
@@ -35,7 +35,7 @@ async function evaluateSplit(args: EvalArgs): Promise<void> {
     const seq = args.seq ?? Math.min(model.config.maxSeq, 256);
     if (seq > model.config.maxSeq) throw new UserError(`--seq ${seq} exceeds the model's context window ${model.config.maxSeq}`);
     const report = await evaluateLoss(model, args.data, args.split, { batches: args.batches, batch: args.batch, seq });
-    console.log(JSON.stringify({ checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report }));
+    printJson({ checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report });
   } finally {
     model.dispose();
   }
@@ -61,7 +61,7 @@ async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<v
     });
     const settings = { S: options.shortContext, W: options.chunk, long_stride: options.longStride, select: options.select, K: options.topK, alpha: options.alpha, beta: options.beta };
     const note = report.longppl === null ? { longppl_note: noKeyTokensReason(options) } : {};
-    console.log(JSON.stringify({ checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report, ...note }));
+    printJson({ checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report, ...note });
     if (report.longppl === null) process.stderr.write(`LongPPL is null: ${noKeyTokensReason(options)}\n`);
   } finally {
     model.dispose();

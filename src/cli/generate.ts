@@ -8,7 +8,7 @@ import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { type RecapAgentFlags, recapAgentOptions, withRecapAgentFlags } from './answer.ts';
-import { loadModelAndTokenizer, parseIdList, startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, parseIdList, printJson, startBackend, withBackend } from './common.ts';
 
 interface GenerateArgs extends RecapAgentFlags {
   backend: BackendName;
@@ -48,7 +48,7 @@ async function generateRecapAgent(model: LlamaModel, tokenizer: Tokenizer, args:
       printed = text;
     },
   });
-  if (args.json) console.log(JSON.stringify({ ids: result.ids, text: result.text, recaps: result.recaps }));
+  if (args.json) printJson({ ids: result.ids, text: result.text, recaps: result.recaps });
   else process.stdout.write('\n');
 }
 
@@ -106,7 +106,7 @@ export const generateCommand: CommandModule = {
         },
       });
       const text = tokenizer ? continuationText(tokenizer, prompt, ids) : null;
-      if (args.json) console.log(JSON.stringify({ ids, text }));
+      if (args.json) printJson({ ids, text });
       else process.stdout.write(tokenizer ? '\n' : `${ids.join(',')}\n`);
     } finally {
       model.dispose();
