@@ -114,11 +114,17 @@ describe('input files', () => {
     const text = 'The first paragraph is here.\nThe second one follows.\n\nA third after a blank line.\n';
     writeFileSync(join(files, 'lf.txt'), text);
     writeFileSync(join(files, 'crlf.txt'), text.replaceAll('\n', '\r\n'));
-    const flags = ['--backend', 'cpu', '--checkpoint', checkpoint, '--question', 'What follows?', '--max-answer-tokens', '2', '--max-recap-tokens', '8', '--json'];
-    const [lf, crlf] = await Promise.all([runArl('answer', ...flags, '--input', join(files, 'lf.txt')), runArl('answer', ...flags, '--input', join(files, 'crlf.txt'))]);
+    const flags = ['--backend', 'cpu', '--checkpoint', checkpoint, '--question', 'What follows?', '--max-recap-tokens', '8', '--json'];
+    const [lf, crlf, oldName] = await Promise.all([
+      runArl('answer', ...flags, '--max-new-tokens', '2', '--input', join(files, 'lf.txt')),
+      runArl('answer', ...flags, '--max-new-tokens', '2', '--input', join(files, 'crlf.txt')),
+      runArl('answer', ...flags, '--max-answer-tokens', '2', '--input', join(files, 'lf.txt')),
+    ]);
     assert.equal(lf.code, 0, lf.stderr);
     assert.equal(crlf.code, 0, crlf.stderr);
     assert.deepEqual(JSON.parse(crlf.stdout), JSON.parse(lf.stdout));
+    assert.equal(oldName.code, 0, oldName.stderr);
+    assert.deepEqual(JSON.parse(oldName.stdout), JSON.parse(lf.stdout), '--max-answer-tokens is the old name of --max-new-tokens');
     const keys = Object.keys(JSON.parse(lf.stdout));
     for (const key of ['answer', 'recap_probabilities', 'input_tokens', 'max_context', 'recaps_out_of_context', 'rebuilds']) assert.ok(keys.includes(key), `${key} in ${keys}`);
     assert.deepEqual(keys.filter((key) => !/^[a-z0-9_]+$/.test(key)), [], 'every key of answer --json is snake_case');
@@ -140,6 +146,21 @@ describe('numeric flags', () => {
     assertUserError(results[2], /^arl: --top-p must be a number in \(0, 1\] \(got 1\.5\)$/);
     assertUserError(results[3], /^arl: --steps must be a positive integer \(got 2\.5\)$/);
     assertUserError(results[4], /^arl: --lr must be a number > 0 \(got 0\)$/);
+  });
+});
+
+describe('unknown flags', () => {
+  test('each unknown flag is named once, with the closest flag of the command', async () => {
+    const [one, two, sub, hidden] = await Promise.all([
+      runArl('generate', '--checkpoint', join(work, 'nowhere'), '--prompt', 'x', '--max-new-token', '3'),
+      runArl('generate', '--checkpoint', join(work, 'nowhere'), '--prompt', 'x', '--tempreature', '1', '--zzz'),
+      runArl('ruler', 'eval', '--data', 'x', '--pred-dr', 'y'),
+      runArl('answer', '--checkpoint', 'c', '--input', 'i', '--question', 'q', '--max-new-token', '3'),
+    ]);
+    assertUserError(one, /^arl: unknown flag --max-new-token \(did you mean --max-new-tokens\?\); see arl generate --help$/);
+    assertUserError(two, /^arl: unknown flags --tempreature \(did you mean --temperature\?\), --zzz; see arl generate --help$/);
+    assertUserError(sub, /^arl: unknown flag --pred-dr \(did you mean --pred-dir\?\); see arl ruler eval --help$/);
+    assertUserError(hidden, /^arl: unknown flag --max-new-token \(did you mean --max-new-tokens\?\); see arl answer --help$/);
   });
 });
 

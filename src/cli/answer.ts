@@ -33,7 +33,9 @@ interface AnswerArgs extends RecapAgentFlags {
   question: string;
   recapAgent: boolean;
   recapThreshold: number;
-  maxAnswerTokens: number;
+  maxNewTokens: number;
+  /** The old name of --max-new-tokens, still accepted. */
+  maxAnswerTokens?: number;
   json: boolean;
 }
 
@@ -48,7 +50,8 @@ export const answerCommand: CommandModule = {
       .option('question', { type: 'string', demandOption: true })
       .option('recap-agent', { type: 'boolean', default: true, describe: 'let the model write recaps (--no-recap-agent: none, the recent-text baseline)' })
       .option('recap-threshold', { type: 'number', default: DEFAULT_ANSWER.recapThreshold, describe: 'write a recap at a paragraph end when P(<recap>) reaches this' })
-      .option('max-answer-tokens', { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens })
+      .option('max-new-tokens', { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens, describe: 'answer length cap in tokens' })
+      .option('max-answer-tokens', { type: 'number', hidden: true, describe: 'old name of --max-new-tokens' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {answer, recaps, recap_probabilities, ...}' })
       .example('$0 answer --checkpoint checkpoints/demo-arl --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text'),
   handler: async (argv) => {
@@ -61,7 +64,7 @@ export const answerCommand: CommandModule = {
       const result = await answerWithRecaps(model, tokenizer!, input, args.question, {
         agent: recapAgentOptions(args, { greedy: true }),
         recapThreshold: args.recapAgent ? args.recapThreshold : Infinity,
-        maxAnswerTokens: args.maxAnswerTokens,
+        maxAnswerTokens: args.maxAnswerTokens ?? args.maxNewTokens,
       });
       if (args.json) {
         const { answer, recaps, recapProbabilities, paragraphs, inputTokens, stats } = result;
