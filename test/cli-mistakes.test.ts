@@ -1,11 +1,13 @@
 /** Mistakes a first-time user makes: each one gives one line on stderr naming what is wrong, exit code 2, and no stack trace. */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { snakeCaseKeys } from '../src/cli/common.ts';
+import { writeFileAtomic } from '../src/io/atomic.ts';
 import { saveCheckpoint } from '../src/io/checkpoint.ts';
+import { UserError } from '../src/io/errors.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { assertUserError, makeTinyArlInputs, makeTinyArlSegments, prepareTinyCorpus, runArl, useCpu, writeOtherTokenizer } from './helpers.ts';
@@ -107,6 +109,13 @@ describe('input files', () => {
     const r = await runArl('inspect', '--keytokens', arlDir, '--out', outDir);
     assert.equal(r.code, 0, r.stderr);
     assert.match(readFileSync(join(outDir, 'report.html'), 'utf8'), /<html/i);
+  });
+
+  test('writing a file where a folder is gives a UserError and leaves no temp file', () => {
+    const folder = join(files, 'a-folder');
+    mkdirSync(folder);
+    assert.throws(() => writeFileAtomic(folder, 'x'), (err) => err instanceof UserError && err.message === `${folder}: is a folder; pass the path of a file to write`);
+    assert.deepEqual(readdirSync(files).filter((f) => f.includes('.tmp')), []);
   });
 
   test('answer reads a CRLF input as the same paragraphs as its LF version', async () => {
