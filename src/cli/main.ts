@@ -17,10 +17,10 @@ import { liftDemoCommand } from './lift-demo.ts';
 import { liftCommand } from './lift.ts';
 import { longbenchCommand } from './longbench.ts';
 import { checkNumericFlags } from './numeric-flags.ts';
-import { unknownFlagsMessage } from './unknown-flags.ts';
 import { plotCommand } from './plot.ts';
 import { rulerCommand } from './ruler.ts';
 import { trainCommand } from './train.ts';
+import { unknownFlagsMessage } from './unknown-flags.ts';
 
 function fail(message: string): never {
   process.stderr.write(`${chalk.red('arl:')} ${message}\n`);
@@ -37,6 +37,7 @@ function checkFlags(argv: Record<string, unknown>, y: { getOptions(): { key: Rec
   knownFlags = Object.keys(options.key).filter((flag) => !options.hiddenOptions.includes(flag));
   checkNumericFlags(argv, args);
 }
+
 try {
   await yargs(args)
     .scriptName('arl')

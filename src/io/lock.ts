@@ -47,6 +47,7 @@ function isRunning(pid: number): boolean {
 
 /** Locks held by this process: folder lock path -> number of holders (a command may lock a folder it already holds). */
 const held = new Map<string, number>();
+let exitHookInstalled = false;
 
 function removeHeldLocks(): void {
   for (const path of held.keys()) rmSync(path, { force: true });
@@ -91,7 +92,8 @@ export function lockFolder(dir: string, command: string = commandLine()): () => 
     } finally {
       closeSync(fd);
     }
-    if (held.size === 0) process.once('exit', removeHeldLocks);
+    if (!exitHookInstalled) process.on('exit', removeHeldLocks);
+    exitHookInstalled = true;
     held.set(path, 1);
     return release;
   }
