@@ -44,6 +44,13 @@ describe('tokenizer mismatches', () => {
     assert.ok(!existsSync(join(out, 'latest')));
   });
 
+  test('train --resume refuses data prepared with another tokenizer than the run', async () => {
+    const out = join(work, 'resume-run');
+    const first = await runArl('train', '--data', bundledData, '--out', out, ...tinyTrain);
+    assert.equal(first.code, 0, first.stderr);
+    assertUserError(await runArl('train', '--data', otherData, '--out', out, '--resume', ...tinyTrain.slice(0, -1), '2'), /prepared with another tokenizer .* than the model in .*resume-run.ckpt-000001/);
+  });
+
   test('eval refuses data prepared with another tokenizer than the checkpoint', async () => {
     assertUserError(await runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--data', otherData), /prepared with another tokenizer/);
   });

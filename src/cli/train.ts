@@ -72,9 +72,10 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
   if (!args.resume && resumable) throw new UserError(`${args.out}: already holds a training run; pass --resume to continue it, or choose another --out`);
   const meta = readPrepareMeta(args.data);
   // Checkpoints carry this file as their tokenizer: it must be the one the data was tokenized with.
-  const initDir = args.init === undefined ? undefined : resolveCheckpointDir(args.init);
-  if (initDir !== undefined) checkSameTokenizer(initDir, { data: args.data, meta });
-  const tokenizerPath = preparedTokenizerPath(args.data, meta, [...(initDir === undefined ? [] : [join(initDir, 'tokenizer.model')]), BUNDLED_TOKENIZER_PATH]);
+  // The model comes from --init, or from the run's latest checkpoint with --resume.
+  const modelDir = args.init !== undefined ? resolveCheckpointDir(args.init) : args.resume ? resolveCheckpointDir(args.out) : undefined;
+  if (modelDir !== undefined) checkSameTokenizer(modelDir, { data: args.data, meta });
+  const tokenizerPath = preparedTokenizerPath(args.data, meta, [...(modelDir === undefined ? [] : [join(modelDir, 'tokenizer.model')]), BUNDLED_TOKENIZER_PATH]);
   const modelConfig = makeConfig(args.preset, {
     vocabSize: meta.vocabSize,
     dim: args.dim,
