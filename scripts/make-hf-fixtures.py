@@ -1,8 +1,8 @@
 """Makes the extra Hugging Face parity fixtures under test/fixtures/hf/ (run where transformers is installed).
 
 Each fixture is a random LlamaForCausalLM saved by transformers, with reference.json holding its
-logits for two sequences and a greedy continuation, exactly like ../shared/fixtures/tiny-llama.
-Variants cover the parts of the architecture the shared fixture does not: MHA, multi-query,
+logits for two sequences and a greedy continuation, exactly like test/fixtures/tiny-llama.
+Variants cover the parts of the architecture the tiny-llama fixture does not: MHA, multi-query,
 wide GQA, explicit head_dim, another rope theta, llama3 rope scaling, tied embeddings, an
 old-style config.json (rope_theta at top level, no head_dim), and sharded safetensors.
 Usage: python3 scripts/make-hf-fixtures.py OUT_DIR

@@ -20,6 +20,7 @@ import { readJsonLines } from '../src/arl/journal.ts';
 import type { KeyTokenDocument } from '../src/arl/key-tokens.ts';
 import { ChatError, chatCompletionsUrl, openChatModel, parseRetryAfter } from '../src/io/chat.ts';
 import { loadModel } from '../src/io/checkpoint.ts';
+import { recapProgressText } from '../src/cli/arl.ts';
 import { UserError } from '../src/io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
 import { assertUserError, makeTinyArlInputs, REPO_ROOT, runArl, tf, useCpu } from './helpers.ts';
@@ -437,5 +438,25 @@ describe('arl recaps', () => {
     assert.equal(capRecap(long, tokenizer, sentenceEnd + 3), 'The jury met on Monday in the old city hall.', 'cut at the sentence end');
     const cut = capRecap(long, tokenizer, 4);
     assert.ok(long.startsWith(cut) && tokenizer.encode(cut).length <= 4, cut);
+  });
+
+  test('progress reports recaps per second for the extractive recapper, which makes no LLM calls', () => {
+    const progress = { done: 3, total: 5, made: 3, cached: 0, failed: 0 };
+    const started = performance.now() - 1000;
+    assert.match(recapProgressText({ name: 'extractive' }, progress, started), /^\d+(\.\d)? recaps\/s \(no LLM calls\) 0 cached 0 failed$/);
+    assert.match(recapProgressText({ name: 'openai' }, progress, started), /^\d+(\.\d)? calls\/s 0 cached 0 failed$/);
+  });
+
+  test('a recap cut by the cap ends at a word boundary, never inside a word', () => {
+    const text = 'We must get rid of Castro and his friends in Havana before the election, said the senator.';
+    const ids = tokenizer.encode(text);
+    const insideWord = ids.findIndex((id, k) => k > 0 && /^[a-z]/.test(tokenizer.pieceOf(id)));
+    assert.ok(insideWord > 0, 'the text has a word of several tokens, so a hard cut would split it');
+    assert.equal(capRecap(text, tokenizer, insideWord), tokenizer.decode(ids.slice(0, insideWord - 1)).trim());
+    for (let k = 1; k < ids.length; k++) {
+      const cut = capRecap(text, tokenizer, k);
+      assert.ok(text.startsWith(cut) && tokenizer.encode(cut).length <= k, `${k}: ${cut}`);
+      assert.match(text.slice(cut.length), /^[\s,.]/, `cap ${k} cut inside a word: "${cut}"`);
+    }
   });
 });

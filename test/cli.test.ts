@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { readSafetensors } from '../src/io/safetensors.ts';
-import { assertUserError, prepareTinyCorpus, REPO_ROOT, runArl, SHARED_FIXTURES } from './helpers.ts';
+import { assertUserError, prepareTinyCorpus, REPO_ROOT, runArl, TEST_FIXTURES } from './helpers.ts';
 
 const ARL = join(REPO_ROOT, 'bin', 'arl.js');
-const FIXTURE = join(SHARED_FIXTURES, 'tiny-llama');
+const FIXTURE = join(TEST_FIXTURES, 'tiny-llama');
 const arl = runArl;
 
 const work = mkdtempSync(join(tmpdir(), 'arl-cli-'));

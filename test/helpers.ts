@@ -10,7 +10,6 @@ import type { ModelConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const SHARED_FIXTURES = join(REPO_ROOT, '..', 'shared', 'fixtures');
 export const TEST_FIXTURES = join(REPO_ROOT, 'test', 'fixtures');
 
 export async function useCpu(): Promise<void> {
@@ -41,8 +40,8 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 export { tf };
 
-/** A small prepared corpus (the first Brown documents, bundled tokenizer) in a temp dir. */
-export async function prepareTinyCorpus(docs = 12): Promise<string> {
+/** A small prepared corpus (the first Brown documents, the bundled tokenizer unless `tokenizerPath`) in a temp dir. */
+export async function prepareTinyCorpus(docs = 12, tokenizerPath?: string): Promise<string> {
   const { mkdtempSync, writeFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { readBrownDocuments } = await import('../src/data/brown.ts');
@@ -55,9 +54,19 @@ export async function prepareTinyCorpus(docs = 12): Promise<string> {
     if (lines.length === docs) break;
   }
   writeFileSync(join(dir, 'corpus.jsonl'), `${lines.join('\n')}\n`);
-  const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
+  const tokenizer = await Tokenizer.load(tokenizerPath ?? BUNDLED_TOKENIZER_PATH);
   await prepareCorpus({ source: join(dir, 'corpus.jsonl'), tokenizer, outDir: join(dir, 'prepared'), valFraction: 0.2, seed: 1 });
   return join(dir, 'prepared');
+}
+
+/** The bundled tokenizer with one piece renamed: the same vocabulary size, another sha256, other ids for "the". */
+export async function writeOtherTokenizer(path: string): Promise<string> {
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const { BUNDLED_TOKENIZER_PATH } = await import('../src/tokenizer/sentencepiece.ts');
+  const model = readFileSync(BUNDLED_TOKENIZER_PATH).toString('latin1');
+  const the = Buffer.from('\u2581the').toString('latin1');
+  writeFileSync(path, Buffer.from(model.replace(the, Buffer.from('\u2581qzx').toString('latin1')), 'latin1'));
+  return path;
 }
 
 export interface CliResult {

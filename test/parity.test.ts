@@ -6,7 +6,7 @@ import { before, describe, test } from 'node:test';
 import { generate } from '../src/infer/generate.ts';
 import { assignHfWeights, readHfCheckpoint } from '../src/io/hf.ts';
 import { LlamaModel } from '../src/model/llama.ts';
-import { maxAbsDiff, SHARED_FIXTURES, TEST_FIXTURES, tf, useCpu } from './helpers.ts';
+import { maxAbsDiff, TEST_FIXTURES, tf, useCpu } from './helpers.ts';
 
 interface Reference {
   input_ids: number[][];
@@ -14,8 +14,8 @@ interface Reference {
   greedy: { prompt: number[]; output: number[] };
 }
 
-/** The shared fixture, plus every reference checkpoint made by scripts/make-hf-fixtures.py. */
-const fixtureDirs = [join(SHARED_FIXTURES, 'tiny-llama')];
+/** test/fixtures/tiny-llama, plus every reference checkpoint made by scripts/make-hf-fixtures.py. */
+const fixtureDirs = [join(TEST_FIXTURES, 'tiny-llama')];
 if (existsSync(join(TEST_FIXTURES, 'hf'))) {
   for (const name of readdirSync(join(TEST_FIXTURES, 'hf')).sort()) fixtureDirs.push(join(TEST_FIXTURES, 'hf', name));
 }

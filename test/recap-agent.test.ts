@@ -120,7 +120,7 @@ describe('recap agent', () => {
     await saveCheckpoint(join(work, 'ckpt'), model, BUNDLED_TOKENIZER_PATH);
     writeFileSync(join(work, 'input.txt'), longText);
     const common = ['--checkpoint', join(work, 'ckpt'), '--backend', 'cpu', '--max-recap-tokens', '4'];
-    const answer = await runArl('answer', ...common, '--input', join(work, 'input.txt'), '--question', 'Who spoke?', '--recap-threshold', '0', '--max-answer-tokens', '4', '--json');
+    const answer = await runArl('answer', ...common, '--input', join(work, 'input.txt'), '--question', 'Who spoke?', '--recap-threshold', '0', '--max-new-tokens', '4', '--json');
     assert.equal(answer.code, 0, answer.stderr);
     const parsed = JSON.parse(answer.stdout);
     assert.equal(parsed.recaps.length, parsed.paragraphs);

@@ -178,6 +178,16 @@ export function selectKeyTokens(scores: DocumentScores, o: Pick<KeyTokenOptions,
   return chosen.map((c) => c.pos).sort((a, b) => a - b);
 }
 
+/**
+ * Why a run found no key tokens (so LongPPL is null), and which flags would find some. The first chunk's
+ * short context is the whole prefix, so only tokens past S+W can gain from more context.
+ */
+export function noKeyTokensReason(o: Pick<KeyTokenOptions, 'shortContext' | 'chunk' | 'select' | 'alpha' | 'beta'>): string {
+  const reach = `only tokens past S+W = ${o.shortContext + o.chunk} have more long than short context (longer documents, or a smaller --short or --chunk, give more)`;
+  if (o.select === 'topk') return `no key tokens: ${reach}`;
+  return `no key tokens: ${reach}, and --select ${o.select} needs LSG > ${o.alpha} with long log-prob > ${o.beta}; try --select topk, or a lower --alpha or --beta`;
+}
+
 /** One line of keytokens.jsonl. */
 export interface KeyTokenRecord {
   doc: string;

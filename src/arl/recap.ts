@@ -146,7 +146,7 @@ const QUOTED = /^(["“])([^"“”]*)(["”])$/;
  * The recap as inserted into training text: markers and broken characters removed, whitespace
  * collapsed to single spaces, a leading "Recap:" label or enclosing quotes dropped, and at most
  * `maxTokens` tokens of our tokenizer, cut at the last sentence end in the second half of the cap
- * when there is one.
+ * when there is one, else at a word boundary.
  */
 export function capRecap(text: string, tokenizer: Tokenizer, maxTokens: number): string {
   // U+FFFD: bytes a model emitted that form no character (a cut multi-byte sequence).
@@ -156,9 +156,25 @@ export function capRecap(text: string, tokenizer: Tokenizer, maxTokens: number):
   if (clean === '') throw new RecapRejected('the reply is empty once markers, labels and whitespace are removed');
   const ids = tokenizer.encode(clean);
   if (ids.length <= maxTokens) return clean;
-  const cut = tokenizer.decode(ids.slice(0, maxTokens)).trim();
+  // Back up to a word boundary; only a single word longer than the cap is cut inside.
+  let end = maxTokens;
+  while (end > 1 && !cutsBetweenWords(tokenizer, ids, end)) end--;
+  if (!cutsBetweenWords(tokenizer, ids, end)) end = maxTokens;
+  const cut = tokenizer.decode(ids.slice(0, end)).trim();
   const sentenceEnd = Math.max(...['. ', '! ', '? '].map((mark) => cut.lastIndexOf(mark)));
   return sentenceEnd >= cut.length / 2 ? cut.slice(0, sentenceEnd + 1) : cut;
+}
+
+/** A SentencePiece byte-fallback piece: one byte of a character the vocabulary has no piece for. */
+const BYTE_PIECE = /^<0x[0-9A-F]{2}>$/;
+
+/** True when cutting `ids` just before index `k` keeps words whole: ids[k] starts a word, or a letter or digit meets something else. */
+function cutsBetweenWords(tokenizer: Tokenizer, ids: readonly number[], k: number): boolean {
+  const next = tokenizer.pieceOf(ids[k]);
+  if (next.startsWith('\u2581')) return true;
+  const previous = tokenizer.pieceOf(ids[k - 1]);
+  if (BYTE_PIECE.test(next) || BYTE_PIECE.test(previous)) return false;
+  return !/[\p{L}\p{N}]$/u.test(previous) || !/^[\p{L}\p{N}]/u.test(next);
 }
 
 export function cacheKey(recapper: Pick<Recapper, 'name' | 'identity'>, input: string, maxRecapTokens: number): string {

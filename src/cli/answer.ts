@@ -1,12 +1,11 @@
 /** `arl answer`: read a long input with the ARL recap agent (recaps as memory), then answer a question. */
 import chalk from 'chalk';
-import { readFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
-import { fsErrorReason } from '../data/fs-errors.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { readText } from '../data/corpus.ts';
+import { UserError } from '../io/errors.ts';
 import { answerWithRecaps, DEFAULT_ANSWER, DEFAULT_RECAP_AGENT, type RecapAgentOptions } from '../infer/recap-agent.ts';
-import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, printJson, startBackend, withBackend } from './common.ts';
 
 export interface RecapAgentFlags {
   maxRecapTokens: number;
@@ -34,7 +33,9 @@ interface AnswerArgs extends RecapAgentFlags {
   question: string;
   recapAgent: boolean;
   recapThreshold: number;
-  maxAnswerTokens: number;
+  maxNewTokens: number;
+  /** The old name of --max-new-tokens, still accepted. */
+  maxAnswerTokens?: number;
   json: boolean;
 }
 
@@ -49,30 +50,25 @@ export const answerCommand: CommandModule = {
       .option('question', { type: 'string', demandOption: true })
       .option('recap-agent', { type: 'boolean', default: true, describe: 'let the model write recaps (--no-recap-agent: none, the recent-text baseline)' })
       .option('recap-threshold', { type: 'number', default: DEFAULT_ANSWER.recapThreshold, describe: 'write a recap at a paragraph end when P(<recap>) reaches this' })
-      .option('max-answer-tokens', { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens })
+      .option('max-new-tokens', { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens, describe: 'answer length cap in tokens' })
+      .option('max-answer-tokens', { type: 'number', hidden: true, describe: 'old name of --max-new-tokens' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {answer, recaps, recap_probabilities, ...}' })
       .example('$0 answer --checkpoint checkpoints/demo-arl --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text'),
   handler: async (argv) => {
     const args = argv as unknown as AnswerArgs;
-    checkPositiveIntegers({ '--max-answer-tokens': args.maxAnswerTokens, '--max-recap-tokens': args.maxRecapTokens });
     if (!Number.isFinite(args.recapThreshold)) throw new UserError(`--recap-threshold must be a number (got ${args.recapThreshold})`);
-    let input: string;
-    try {
-      input = readFileSync(args.input, 'utf8');
-    } catch (err) {
-      throw new UserError(`${args.input}: cannot read input (${fsErrorReason(err)})`);
-    }
+    const input = readText(args.input);
     await startBackend(args.backend);
     const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     try {
       const result = await answerWithRecaps(model, tokenizer!, input, args.question, {
         agent: recapAgentOptions(args, { greedy: true }),
         recapThreshold: args.recapAgent ? args.recapThreshold : Infinity,
-        maxAnswerTokens: args.maxAnswerTokens,
+        maxAnswerTokens: args.maxAnswerTokens ?? args.maxNewTokens,
       });
       if (args.json) {
         const { answer, recaps, recapProbabilities, paragraphs, inputTokens, stats } = result;
-        console.log(JSON.stringify({ answer, recaps, recap_probabilities: recapProbabilities.map((p) => Math.round(p * 1e6) / 1e6), paragraphs, input_tokens: inputTokens, ...stats }));
+        printJson({ answer, recaps, recapProbabilities: recapProbabilities.map((p) => Math.round(p * 1e6) / 1e6), paragraphs, inputTokens, ...stats });
         return;
       }
       for (const [k, recap] of result.recaps.entries()) console.log(chalk.cyan(`recap ${k + 1}: ${recap}`));

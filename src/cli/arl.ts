@@ -2,8 +2,8 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
-import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
+import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, noKeyTokensReason, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
+import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type Recapper, type RecapperName, type RecapProgress, writeRecaps } from '../arl/recap.ts';
 import { openRecapper, sha256File } from '../arl/recappers.ts';
 import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
 import { parseShard, type Shard, shardFolder, type ShardSettings, shardSize } from '../arl/shard.ts';
@@ -11,7 +11,8 @@ import type { BackendName } from '../backend.ts';
 import { readDocuments } from '../data/corpus.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
@@ -77,6 +78,12 @@ export function rate(count: number, started: number, unit: string): string {
   return `${perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)} ${unit}/s`;
 }
 
+/** The progress line of ARL step 3: LLM calls per second, or recaps per second for the extractive recapper, which calls no LLM. */
+export function recapProgressText(recapper: Pick<Recapper, 'name'>, p: RecapProgress, started: number): string {
+  const made = recapper.name === 'extractive' ? `${rate(p.made, started, 'recaps')} (no LLM calls)` : rate(p.made, started, 'calls');
+  return `${made} ${p.cached} cached ${p.failed} failed`;
+}
+
 /** The flags of ARL step 1 besides --checkpoint, --corpus and --out (shared with `arl recap-data`). */
 export const KEY_TOKEN_FLAGS = {
   short: { type: 'number', describe: "S, tokens of short context (default: a quarter of the model's window)" },
@@ -109,7 +116,6 @@ function checkpointSha256(checkpointDir: string): Promise<string> {
 
 /** Step 1's options from its flags, checked against the window of the model that scores (read without loading weights). */
 export function keyTokenOptionsFromArgs(args: KeyTokenFlags, scoringCheckpoint: string): KeyTokenOptions {
-  if (args.maxDocs !== undefined) checkPositiveIntegers({ '--max-docs': args.maxDocs });
   const maxSeq = readCheckpointConfig(resolveCheckpointDir(scoringCheckpoint)).maxSeq;
   const options = keyTokenOptions(maxSeq, {
     shortContext: args.short,
@@ -144,6 +150,7 @@ const keyTokensCommand: CommandModule = {
     const { shard, outDir } = shardOutput(args);
     const options = keyTokenOptionsFromArgs(args, args.checkpoint);
     const corpusDocuments = await countDocuments(args.corpus, args.maxDocs);
+    lockFolder(outDir);
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     try {
@@ -163,11 +170,7 @@ const keyTokensCommand: CommandModule = {
       const skipped = summary.documents_skipped_short > 0 ? `; ${summary.documents_skipped_short} skipped, shorter than S+1 = ${options.shortContext + 1} tokens` : '';
       console.log(`${summary.documents} documents, ${summary.tokens_scored} tokens scored, ${summary.key_tokens} key tokens${skipped}`);
       console.log(`perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}  LongPPL ${summary.longppl?.toFixed(3) ?? 'n/a'}`);
-      if (summary.key_tokens === 0) {
-        // The first chunk's short context is the whole prefix, so only tokens after S+W can gain from more context.
-        const thresholds = options.select === 'topk' ? '' : `, and --select ${options.select} needs LSG > ${options.alpha} with long log-prob > ${options.beta} (try --select topk or a lower --alpha)`;
-        console.log(`no key tokens: only tokens past S+W = ${options.shortContext + options.chunk} have more long than short context${thresholds}`);
-      }
+      if (summary.key_tokens === 0) console.log(noKeyTokensReason(options));
       console.log(`wrote ${join(outDir, KEY_TOKEN_FILES.records)} and ${KEY_TOKEN_FILES.summary}`);
     } finally {
       model.dispose();
@@ -193,6 +196,7 @@ const segmentsCommand: CommandModule = {
     const keyTokens = readKeyTokenSummary(resolve(args.keytokens));
     const given = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.batch };
     validateSegmentOptions(segmentOptions(Number(keyTokens.S), given), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
+    lockFolder(resolve(args.out ?? args.keytokens));
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     try {
@@ -244,11 +248,11 @@ const recapsCommand: CommandModule = {
       .example('$0 recaps --keytokens arl/brown --recapper llama-cpp --llm-gguf models/qwen2.5-1.5b-instruct-q4_k_m.gguf', 'recaps by a local GGUF model'),
   handler: async (argv) => {
     const args = argv as unknown as RecapsArgs;
-    checkPositiveIntegers({ '--max-recap-tokens': args.maxRecapTokens });
     readKeyTokenSummary(resolve(args.keytokens));
     if (args.recapper === 'extractive' && args.checkpoint === undefined) throw new UserError('--recapper extractive needs --checkpoint: it scores the sentences of each segment with our model');
     if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
     const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
+    lockFolder(resolve(args.out ?? args.segments ?? args.keytokens));
     let model: LlamaModel | null = null;
     let tokenizer: Tokenizer;
     let checkpointDir: string | undefined;
@@ -286,7 +290,7 @@ const recapsCommand: CommandModule = {
           maxRecapTokens: args.maxRecapTokens,
           onProgress: (p) => {
             bar ??= new ProgressBar(p.total, 'recaps');
-            bar.update(p.done, `${rate(p.made, started, 'calls')} ${p.cached} cached ${p.failed} failed`);
+            bar.update(p.done, recapProgressText(recapper, p, started));
           },
           onFailure: (f) => log(`failed: doc ${f.doc} tokens ${f.segment_start}-${f.segment_end}: ${f.error}`),
         });

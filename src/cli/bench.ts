@@ -11,13 +11,12 @@ import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts
 import { ADAPTER_KINDS } from '../lift/adapter.ts';
 import { measureLiftThroughput } from '../lift/throughput.ts';
 import { generate } from '../infer/generate.ts';
-import { checkPositiveIntegers } from '../io/errors.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { makeRng } from '../infer/sampling.ts';
 import { AdamW } from '../train/optimizer.ts';
 import { runSteps, trainStep } from '../train/trainer.ts';
-import { withBackend } from './common.ts';
+import { snakeCaseKeys, withBackend } from './common.ts';
 
 interface BenchArgs {
   backend: BackendName;
@@ -110,8 +109,9 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   const base = { backend: choice.name, params: parameterCount(config), vocab: args.vocab, dim: args.dim, layers: args.layers, heads: args.heads, kv_heads: config.kvHeads, seq: args.seq, batch: args.batch };
   const lines: Record<string, unknown>[] = [];
   const emit = (line: Record<string, unknown>): void => {
-    lines.push(line);
-    console.log(JSON.stringify(line));
+    const snake = snakeCaseKeys(line) as Record<string, unknown>;
+    lines.push(snake);
+    console.log(JSON.stringify(snake));
   };
   let peakRss = process.memoryUsage().rss;
   const sampleMemory = (): void => {
@@ -269,7 +269,6 @@ export const benchCommand: CommandModule = {
       .example('$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'),
   handler: async (argv) => {
     const args = argv as unknown as BenchArgs;
-    checkPositiveIntegers({ '--vocab': args.vocab, '--dim': args.dim, '--layers': args.layers, '--heads': args.heads, '--seq': args.seq, '--batch': args.batch, '--steps': args.steps });
     await runBench(args);
   },
 };

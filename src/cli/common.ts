@@ -2,6 +2,7 @@
 import chalk from 'chalk';
 import type { Argv } from 'yargs';
 import { BACKENDS, type BackendName, selectBackend } from '../backend.ts';
+import { checkSameTokenizer } from '../data/tokenizer-match.ts';
 import { loadModel } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
@@ -24,6 +25,7 @@ export async function startBackend(name: BackendName): Promise<void> {
 /**
  * Loads a checkpoint and its tokenizer: --tokenizer, else the checkpoint's own, else (when text
  * must be encoded) the bundled one. Without a tokenizer to hand and none needed, tokenizer is null.
+ * A --tokenizer that differs from the checkpoint's own is refused.
  */
 export async function loadModelAndTokenizer(
   checkpoint: string,
@@ -32,7 +34,14 @@ export async function loadModelAndTokenizer(
   const { model, ckpt } = loadModel(checkpoint);
   const tokenizerPath = opts.tokenizer ?? ckpt.tokenizerPath ?? (opts.needTokenizer ? BUNDLED_TOKENIZER_PATH : null);
   if (tokenizerPath === null) return { model, tokenizer: null, checkpointDir: ckpt.dir };
-  const tokenizer = await Tokenizer.load(tokenizerPath);
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = await Tokenizer.load(tokenizerPath);
+    if (opts.tokenizer !== undefined) checkSameTokenizer(ckpt.dir, { tokenizer: opts.tokenizer, sha256: tokenizer.sha256 });
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
   if (tokenizer.vocabSize > model.config.vocabSize) {
     model.dispose();
     throw new UserError(
@@ -40,6 +49,21 @@ export async function loadModelAndTokenizer(
     );
   }
   return { model, tokenizer, checkpointDir: ckpt.dir };
+}
+
+/**
+ * `value` with every camelCase object key in snake_case (maxContext -> max_context), recursively: the style
+ * of all JSON the CLI prints. Keys that are a paper's symbols (S, W, K) stay as they are.
+ */
+export function snakeCaseKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeCaseKeys);
+  if (value === null || typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return value;
+  return Object.fromEntries(Object.entries(value).map(([key, v]) => [key.replace(/([a-z0-9])([A-Z])/g, (_, before: string, capital: string) => `${before}_${capital.toLowerCase()}`), snakeCaseKeys(v)]));
+}
+
+/** Prints `value` as one line of JSON on stdout, keys in snake_case. */
+export function printJson(value: unknown): void {
+  console.log(JSON.stringify(snakeCaseKeys(value)));
 }
 
 export function parseIdList(text: string, flag: string): number[] {

@@ -1,6 +1,7 @@
 /** `arl prepare`: tokenize a corpus into train/val shards. */
 import chalk from 'chalk';
 import type { CommandModule } from 'yargs';
+import { isTextFile } from '../data/corpus.ts';
 import { prepareCorpus } from '../data/prepare.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 
@@ -24,6 +25,7 @@ export async function runPrepare(args: { corpus: string; tokenizer: string; out:
   });
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
   const { train, val } = meta.splits;
+  if (args.valFraction > 0 && isTextFile(args.corpus)) console.log(chalk.dim(`${args.corpus}: one .txt file, split into ${train.docs + val.docs} documents at blank lines`));
   console.log(
     `${chalk.green('prepared')} ${args.out}: train ${train.docs} docs / ${train.tokens.toLocaleString()} tokens, val ${val.docs} docs / ${val.tokens.toLocaleString()} tokens (vocab ${meta.vocabSize})`,
   );

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { AUGMENT_FILES, DEFAULT_AUGMENT } from '../arl/augment.ts';
-import { keyTokenOptions } from '../arl/key-tokens.ts';
+import { keyTokenOptions, noKeyTokensReason } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS } from '../arl/recap.ts';
 import type { BackendName } from '../backend.ts';
 import { readBrownDocuments } from '../data/brown.ts';
@@ -124,8 +124,8 @@ export const demoArlCommand: CommandModule = {
     const before = loadModel(base).model;
     const after = continued.model;
     let scores: [LongPplReport, LongPplReport];
+    const common = { tokenizer, corpus: heldOutFile, options: { ...keyTokenOptions(before.config.maxSeq), topK: 4 } };
     try {
-      const common = { tokenizer, corpus: heldOutFile, options: { ...keyTokenOptions(before.config.maxSeq), topK: 4 } };
       scores = [await evaluateLongPpl({ ...common, model: before }), await evaluateLongPpl({ ...common, model: after, evaluator: before })];
     } finally {
       before.dispose();
@@ -136,7 +136,7 @@ export const demoArlCommand: CommandModule = {
       return `${a.toFixed(2)} -> ${b.toFixed(2)} (${b < a ? chalk.green(percent) : chalk.red(percent)})`;
     };
     console.log(`perplexity over ${scores[0].tokens_scored} tokens: ${change(scores[0].perplexity, scores[1].perplexity)}`);
-    console.log(`LongPPL over ${scores[0].key_tokens} key tokens: ${change(scores[0].longppl, scores[1].longppl)}`);
+    console.log(`LongPPL over ${scores[0].key_tokens} key tokens: ${scores[0].key_tokens === 0 ? `n/a (${noKeyTokensReason(common.options)})` : change(scores[0].longppl, scores[1].longppl)}`);
 
     const sample = heldOut[0];
     stage(5, 'recap agent', `the continued model reads held-out document ${sample.id} (window ${after.config.maxSeq} tokens) paragraph by paragraph`);

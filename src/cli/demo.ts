@@ -4,14 +4,16 @@
  * the loss falling, saves a checkpoint and generates a sample from it.
  */
 import chalk from 'chalk';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { readPrepareMeta } from '../data/format.ts';
+import { fileSha256 } from '../data/tokenizer-match.ts';
+import { LOCK_FILE, lockFolder } from '../io/lock.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { runPrepare } from './data.ts';
-import { fileSha256, runTrain, type TrainArgs, trainOptions } from './train.ts';
+import { runTrain, type TrainArgs, trainOptions } from './train.ts';
 
 export const DEMO_DEFAULTS = { out: 'checkpoints/demo', steps: 300, batch: 8, seq: 128, lr: 3e-3, warmup: 20, evalEvery: 100, saveEvery: 100 };
 const DEMO_PROMPT = 'The jury said';
@@ -41,8 +43,11 @@ export const demoCommand: CommandModule = {
     }
 
     console.log(chalk.bold('2/3 train') + chalk.dim(` the ${args.preset} preset for ${args.steps} steps of ${args.batch}x${args.seq} tokens`));
-    if (!args.resume) rmSync(args.out, { recursive: true, force: true }); // the demo starts over unless told to resume
+    // The demo starts over unless told to resume; the run folder is locked first, so another writer's run is not deleted.
+    const releaseLock = lockFolder(args.out);
+    if (!args.resume) for (const entry of readdirSync(args.out)) if (entry !== LOCK_FILE) rmSync(join(args.out, entry), { recursive: true, force: true });
     const result = await runTrain(args);
+    releaseLock();
     const { losses } = result;
     const head = losses.slice(0, 10);
     const tail = losses.slice(-10);

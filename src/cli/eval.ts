@@ -1,8 +1,9 @@
 /** `arl eval`: loss and perplexity on a prepared split, or perplexity and LongPPL over documents (--corpus). */
 import type { CommandModule } from 'yargs';
-import { SELECTIONS, type Selection } from '../arl/key-tokens.ts';
+import { noKeyTokensReason, SELECTIONS, type Selection } from '../arl/key-tokens.ts';
 import type { BackendName } from '../backend.ts';
-import type { Split } from '../data/format.ts';
+import { readPrepareMeta, type Split } from '../data/format.ts';
+import { checkSameTokenizer } from '../data/tokenizer-match.ts';
 import { evaluateLongPpl } from '../eval/longppl.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
 import { loadModel, resolveCheckpointDir } from '../io/checkpoint.ts';
@@ -10,7 +11,7 @@ import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { type KeyTokenFlags, keyTokenOptionsFromArgs } from './arl.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
-import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, printJson, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
 interface EvalArgs extends KeyTokenFlags {
@@ -30,10 +31,11 @@ interface EvalArgs extends KeyTokenFlags {
 async function evaluateSplit(args: EvalArgs): Promise<void> {
   const { model, ckpt } = loadModel(args.checkpoint);
   try {
+    checkSameTokenizer(ckpt.dir, { data: args.data, meta: readPrepareMeta(args.data) });
     const seq = args.seq ?? Math.min(model.config.maxSeq, 256);
     if (seq > model.config.maxSeq) throw new UserError(`--seq ${seq} exceeds the model's context window ${model.config.maxSeq}`);
     const report = await evaluateLoss(model, args.data, args.split, { batches: args.batches, batch: args.batch, seq });
-    console.log(JSON.stringify({ checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report }));
+    printJson({ checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report });
   } finally {
     model.dispose();
   }
@@ -58,7 +60,9 @@ async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<v
       onDocument: (documents, r) => bar?.update(documents, `${r.tokens_scored} tokens, ${r.key_tokens} key tokens`),
     });
     const settings = { S: options.shortContext, W: options.chunk, long_stride: options.longStride, select: options.select, K: options.topK, alpha: options.alpha, beta: options.beta };
-    console.log(JSON.stringify({ checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report }));
+    const note = report.longppl === null ? { longppl_note: noKeyTokensReason(options) } : {};
+    printJson({ checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report, ...note });
+    if (report.longppl === null) process.stderr.write(`LongPPL is null: ${noKeyTokensReason(options)}\n`);
   } finally {
     model.dispose();
     evaluator?.dispose();

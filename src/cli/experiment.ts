@@ -6,6 +6,7 @@ import type { BackendName } from '../backend.ts';
 import { EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/experiment.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
+import { lockFolder } from '../io/lock.ts';
 import { startBackend, withBackend } from './common.ts';
 
 /** The numeric fields of a size that a flag of the same name (kebab-case) overrides, with what they count. */
@@ -63,6 +64,7 @@ export const experimentCommand: CommandModule = {
       ...Object.fromEntries(Object.keys(SIZE_FLAGS).map((field) => [field, args[field as SizeFlag]])),
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
     };
+    lockFolder(out);
     await startBackend(args.backend);
     const started = performance.now();
     const results = await runExperiment({

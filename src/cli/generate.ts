@@ -4,11 +4,11 @@ import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import { generateWithRecaps } from '../infer/recap-agent.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { type RecapAgentFlags, recapAgentOptions, withRecapAgentFlags } from './answer.ts';
-import { loadModelAndTokenizer, parseIdList, startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, parseIdList, printJson, startBackend, withBackend } from './common.ts';
 
 interface GenerateArgs extends RecapAgentFlags {
   backend: BackendName;
@@ -48,7 +48,7 @@ async function generateRecapAgent(model: LlamaModel, tokenizer: Tokenizer, args:
       printed = text;
     },
   });
-  if (args.json) console.log(JSON.stringify({ ids: result.ids, text: result.text, recaps: result.recaps }));
+  if (args.json) printJson({ ids: result.ids, text: result.text, recaps: result.recaps });
   else process.stdout.write('\n');
 }
 
@@ -78,7 +78,6 @@ export const generateCommand: CommandModule = {
   handler: async (argv) => {
     const args = argv as unknown as GenerateArgs;
     if (args.prompt === undefined && args.promptIds === undefined) throw new UserError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
-    checkPositiveIntegers({ '--max-new-tokens': args.maxNewTokens });
     await startBackend(args.backend);
     const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: args.prompt !== undefined });
     try {
@@ -107,7 +106,7 @@ export const generateCommand: CommandModule = {
         },
       });
       const text = tokenizer ? continuationText(tokenizer, prompt, ids) : null;
-      if (args.json) console.log(JSON.stringify({ ids, text }));
+      if (args.json) printJson({ ids, text });
       else process.stdout.write(tokenizer ? '\n' : `${ids.join(',')}\n`);
     } finally {
       model.dispose();

@@ -1,6 +1,6 @@
 /** `arl inspect`: an HTML page of a corpus's key tokens, segments and recaps (src/arl/inspect-report.ts). */
 import chalk from 'chalk';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { readInspectInput, renderInspectReport } from '../arl/inspect-report.ts';
@@ -27,12 +27,12 @@ export const inspectCommand: CommandModule = {
       .option('segments', { type: 'string', describe: 'folder holding segments.jsonl (default: the --keytokens folder)' })
       .option('recaps', { type: 'string', describe: 'folder holding recaps.jsonl (default: the --segments folder)' })
       .option('tokenizer', { type: 'string', describe: "SentencePiece model step 1 used (default: the step-1 checkpoint's, else the bundled one)" })
-      .option('out', { type: 'string', demandOption: true, describe: 'the .html file to write' })
+      .option('out', { type: 'string', demandOption: true, describe: 'the .html file to write (an existing folder: report.html in it)' })
       .option('max-docs', { type: 'number', describe: 'show only the first N documents' })
       .example('$0 inspect --keytokens results/arl --out results/arl/report.html', 'open report.html in a browser'),
   handler: async (argv) => {
     const args = argv as unknown as InspectArgs;
-    if (args.maxDocs !== undefined && !(Number.isInteger(args.maxDocs) && args.maxDocs > 0)) throw new UserError(`--max-docs must be a positive integer (got ${args.maxDocs})`);
+    const out = existsSync(args.out) && statSync(args.out).isDirectory() ? join(args.out, 'report.html') : args.out;
     const keyTokensDir = resolve(args.keytokens);
     const summary = readKeyTokenSummary(keyTokensDir);
     const checkpointTokenizer = join(String(summary.checkpoint), 'tokenizer.model');
@@ -50,7 +50,7 @@ export const inspectCommand: CommandModule = {
       input.segments = input.segments.filter((s) => shown.has(s.doc));
       input.recaps = input.recaps.filter((r) => shown.has(r.doc));
     }
-    writeFileAtomic(args.out, renderInspectReport(input, tokenizer));
-    console.log(`${chalk.green('wrote')} ${args.out}: ${input.documents.length} documents, ${input.keyTokens.length} key tokens, ${input.segments.length} segments, ${input.recaps.length} recaps`);
+    writeFileAtomic(out, renderInspectReport(input, tokenizer));
+    console.log(`${chalk.green('wrote')} ${out}: ${input.documents.length} documents, ${input.keyTokens.length} key tokens, ${input.segments.length} segments, ${input.recaps.length} recaps`);
   },
 };

@@ -11,9 +11,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
+import { readText } from '../data/corpus.ts';
 import { type ChatArgs, chatOptionsFromArgs, openChatModel, withChatOptions } from '../io/chat.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import { makeRng } from '../infer/sampling.ts';
 import { ADAPTER_KINDS, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
 import { ADAPTER_FILE, baseCheckpointHash, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
@@ -46,12 +48,7 @@ interface LiftArgs extends ChatArgs, LiftOptionFlags {
 }
 
 function readInput(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new UserError(`${path}: cannot read the input (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
+  const text = readText(path);
   if (text.trim() === '') throw new UserError(`${path}: the input is empty; give a long text to fine-tune on`);
   return text;
 }
@@ -115,16 +112,9 @@ export const liftCommand: CommandModule = {
       .example('$0 lift --checkpoint ckpt --input book.txt --questions q.jsonl --out lift/book --qa-llm openai --llm-url http://localhost:8000 --llm-model qwen', 'with LLM-written auxiliary QA'),
   handler: async (argv) => {
     const args = argv as unknown as LiftArgs;
-    checkPositiveIntegers({ '--lora-rank': args.loraRank, '--batch': args.batch, '--sentence-orders': args.sentenceOrders, '--max-new-tokens': args.maxNewTokens, '--qa-count': args.qaCount });
-    for (const [flag, value] of Object.entries({ '--segment-length': args.segmentLength, '--segment-stride': args.segmentStride })) {
-      if (value !== undefined) checkPositiveIntegers({ [flag]: value });
-    }
-    for (const [flag, value] of Object.entries({ '--stage1-epochs': args.stage1Epochs, '--stage2-epochs': args.stage2Epochs, '--context-tokens': args.contextTokens ?? 0 })) {
-      if (!Number.isInteger(value) || value < 0) throw new UserError(`${flag} must be a non-negative integer (got ${value})`);
-    }
-    if (!(args.lr > 0)) throw new UserError(`--lr must be positive (got ${args.lr})`);
     const input = readInput(args.input);
     const questions = await readQuestions(args.questions, false);
+    lockFolder(args.out);
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
     const log = (m: string) => process.stderr.write(`${m}\n`);

@@ -7,6 +7,7 @@ import { pythonRound } from '../eval/metrics.ts';
 import { formatTable } from '../eval/table.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import { type AnswerArgs, openAnswerer, withAnswerOptions } from './answer-options.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -29,6 +30,7 @@ async function predictLongBench(args: LongBenchArgs & { checkpoint: string }): P
   for await (const { record } of readLongBench(args.data)) {
     items.push({ key: record._id, prompt: splitLongBenchPrompt(record), maxNewTokens: LONGBENCH_DATASETS[record.dataset]!.maxNewTokens, fields: { _id: record._id } });
   }
+  lockFolder(args.predDir);
   const opened = await openAnswerer(args);
   try {
     let bar: ProgressBar | null = null;

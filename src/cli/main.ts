@@ -1,6 +1,6 @@
 /** The `arl` command line: yargs commands, one line on stderr and exit code 2 for bad input. */
 import chalk from 'chalk';
-import yargs from 'yargs';
+import yargs, { type MiddlewareFunction } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UserError } from '../io/errors.ts';
 import { arlCommands } from './arl.ts';
@@ -16,17 +16,30 @@ import { inspectCommand } from './inspect.ts';
 import { liftDemoCommand } from './lift-demo.ts';
 import { liftCommand } from './lift.ts';
 import { longbenchCommand } from './longbench.ts';
+import { checkNumericFlags } from './numeric-flags.ts';
 import { plotCommand } from './plot.ts';
 import { rulerCommand } from './ruler.ts';
 import { trainCommand } from './train.ts';
+import { unknownFlagsMessage } from './unknown-flags.ts';
 
 function fail(message: string): never {
   process.stderr.write(`${chalk.red('arl:')} ${message}\n`);
   process.exit(2);
 }
 
+const args = hideBin(process.argv);
+/** Flags of the command being parsed (set before yargs validates), for suggestions on an unknown one. */
+let knownFlags: string[] = [];
+
+/** Runs before yargs validates a command's arguments: notes its flags and checks the numeric ones. yargs passes its instance second (not in its types). */
+function checkFlags(argv: Record<string, unknown>, y: { getOptions(): { key: Record<string, unknown>; hiddenOptions: string[] } }): void {
+  const options = y.getOptions();
+  knownFlags = Object.keys(options.key).filter((flag) => !options.hiddenOptions.includes(flag));
+  checkNumericFlags(argv, args);
+}
+
 try {
-  await yargs(hideBin(process.argv))
+  await yargs(args)
     .scriptName('arl')
     .usage('$0 <command> [options]\n\nLong-context trainer on TensorFlow.js: a Llama-style decoder, ARL and LIFT.')
     .command(prepareCommand)
@@ -46,13 +59,16 @@ try {
     .command(inspectCommand)
     .command(arlCommands)
     .command(recapDataCommands)
+    .middleware(checkFlags as unknown as MiddlewareFunction, true)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
     .recommendCommands()
     .epilogue('Bad input exits with code 2 and one line naming the file and what to do.')
     .fail((msg, err) => {
       if (err) throw err;
-      fail(msg);
+      const firstFlag = args.findIndex((word) => word.startsWith('-'));
+      const command = ['arl', ...args.slice(0, firstFlag < 0 ? args.length : firstFlag)].join(' ');
+      fail(unknownFlagsMessage(msg, knownFlags, command) ?? msg);
     })
     .help()
     .wrap(Math.min(120, process.stdout.columns ?? 100))

@@ -3,18 +3,19 @@ import chalk from 'chalk';
 import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { AUGMENT_FILES, augmentDocuments, augmentOutDir, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
-import { findKeyTokens } from '../arl/key-tokens.ts';
+import { findKeyTokens, noKeyTokensReason } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
 import { openRecapper } from '../arl/recappers.ts';
 import { findRelevantSegments, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
 import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
 import { demoArlCommand } from './demo-arl.ts';
-import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, rate, shardOutput, shardSettings } from './arl.ts';
+import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, recapProgressText, shardOutput, shardSettings } from './arl.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -62,6 +63,7 @@ const augmentCommand: CommandModule = {
   handler: async (argv) => {
     const args = argv as unknown as AugmentFlags & { keytokens: string[]; out?: string; tokenizer?: string };
     const dirs = args.keytokens.map(String);
+    lockFolder(augmentOutDir(dirs, args.out));
     const tokenizer = await Tokenizer.load(keyTokenTokenizerPath(dirs[0], args.tokenizer) ?? BUNDLED_TOKENIZER_PATH);
     const totals = await augmentDocuments({ tokenizer, keyTokensDir: dirs, outDir: args.out, options: augmentOptionsFrom(args) });
     for (const line of describeAugment(totals, augmentOutDir(dirs, args.out))) console.log(line);
@@ -120,10 +122,10 @@ export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
   const keyTokenOptions = keyTokenOptionsFromArgs(args, args.checkpoint);
   const segmentGiven = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
   validateSegmentOptions(segmentOptions(keyTokenOptions.shortContext, segmentGiven), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
-  checkPositiveIntegers({ '--max-recap-tokens': args.maxRecapTokens });
   if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
   const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
   const corpusDocuments = await countDocuments(args.corpus, args.maxDocs);
+  lockFolder(outDir);
 
   await startBackend(args.backend);
   const { model, tokenizer: loaded, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
@@ -141,7 +143,7 @@ export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
     const { summary } = await timed('keytokens', () =>
       findKeyTokens({ model, tokenizer, checkpoint: checkpointDir, corpus: args.corpus, outDir, options: keyTokenOptions, maxDocs: args.maxDocs, shard: shardRecord, onDocument: (p) => bar1.update(p.documents, `${p.keyTokens} key tokens`) }),
     );
-    done('1/4 keytokens', `${summary.documents} documents, ${summary.key_tokens} key tokens; perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${summary.longppl?.toFixed(3) ?? 'n/a'}`, seconds.keytokens);
+    done('1/4 keytokens', `${summary.documents} documents, ${summary.key_tokens} key tokens; perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${summary.longppl?.toFixed(3) ?? `n/a (${noKeyTokensReason(keyTokenOptions)})`}`, seconds.keytokens);
 
     const bar2 = new ProgressBar(Math.max(1, summary.key_tokens), '2/4 segments');
     const { totals: segments } = await timed('segments', () =>
@@ -162,7 +164,7 @@ export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
           maxRecapTokens: args.maxRecapTokens,
           onProgress: (p) => {
             bar3 ??= new ProgressBar(p.total, '3/4 recaps');
-            bar3.update(p.done, `${rate(p.made, started, 'calls')} ${p.cached} cached ${p.failed} failed`);
+            bar3.update(p.done, recapProgressText(recapper, p, started));
           },
         });
       } finally {

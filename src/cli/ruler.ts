@@ -7,6 +7,7 @@ import { formatTable } from '../eval/table.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import { type AnswerArgs, openAnswerer, withAnswerOptions } from './answer-options.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -94,6 +95,7 @@ interface EvalArgs extends AnswerArgs {
 async function runEval(args: EvalArgs): Promise<void> {
   if (args.checkpoint === undefined) throw new UserError('arl ruler eval needs --checkpoint CKPT (to score given predictions, use arl ruler score)');
   if (args.predDir === undefined) throw new UserError('arl ruler eval needs --pred-dir DIR for its predictions.jsonl and scores.json');
+  lockFolder(args.predDir);
   const opened = await openAnswerer({ ...args, checkpoint: args.checkpoint });
   try {
     let bar: ProgressBar | null = null;

@@ -1,12 +1,13 @@
 /** `arl train`: train from scratch (--preset/config), continue pretraining (--init), or --resume a run. */
 import chalk from 'chalk';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { readPrepareMeta } from '../data/format.ts';
-import { hasTrainingCheckpoint } from '../io/checkpoint.ts';
-import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { checkSameTokenizer, preparedTokenizerPath } from '../data/tokenizer-match.ts';
+import { hasTrainingCheckpoint, resolveCheckpointDir } from '../io/checkpoint.ts';
+import { UserError } from '../io/errors.ts';
+import { lockFolder } from '../io/lock.ts';
 import { makeConfig, parameterCount, PRESETS } from '../model/config.ts';
 import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
 import { DEFAULT_TASK_ROWS, type TaskRowOptions, validateTaskRowOptions } from '../data/task-rows.ts';
@@ -88,36 +89,18 @@ function taskRowsOf(args: TrainArgs): TaskRowOptions {
   };
 }
 
-function checkPositive(args: TrainArgs): void {
-  checkPositiveIntegers({
-    '--steps': args.steps,
-    '--batch': args.batch,
-    '--seq': args.seq,
-    '--accum': args.accum,
-    '--save-every': args.saveEvery,
-    '--eval-batches': args.evalBatches,
-  });
-  if (!(args.lr > 0)) throw new UserError(`--lr must be positive (got ${args.lr})`);
-  validateTaskRowOptions(taskRowsOf(args));
-}
-
-export function fileSha256(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
 /** Runs training with a progress bar and Ctrl-C handling; returns the result (the caller disposes the model). */
 export async function runTrain(args: TrainArgs): Promise<TrainResult> {
-  checkPositive(args);
+  validateTaskRowOptions(taskRowsOf(args));
   const resumable = hasTrainingCheckpoint(args.out);
   if (args.resume && !resumable) throw new UserError(`${args.out}: nothing to resume (no checkpoint); drop --resume to start a new run`);
   if (!args.resume && resumable) throw new UserError(`${args.out}: already holds a training run; pass --resume to continue it, or choose another --out`);
   const meta = readPrepareMeta(args.data);
-  const tokenizerPath = existsSync(meta.tokenizer.path) ? meta.tokenizer.path : BUNDLED_TOKENIZER_PATH;
   // Checkpoints carry this file as their tokenizer: it must be the one the data was tokenized with.
-  const tokenizerSha = fileSha256(tokenizerPath);
-  if (tokenizerSha !== meta.tokenizer.sha256) {
-    throw new UserError(`${args.data}: prepared with a tokenizer of sha256 ${meta.tokenizer.sha256.slice(0, 12)}…, but ${tokenizerPath} is now ${tokenizerSha.slice(0, 12)}…; run \`arl prepare --out ${args.data}\` again`);
-  }
+  // The model comes from --init, or from the run's latest checkpoint with --resume.
+  const modelDir = args.init !== undefined ? resolveCheckpointDir(args.init) : args.resume ? resolveCheckpointDir(args.out) : undefined;
+  if (modelDir !== undefined) checkSameTokenizer(modelDir, { data: args.data, meta });
+  const tokenizerPath = preparedTokenizerPath(args.data, meta, [...(modelDir === undefined ? [] : [join(modelDir, 'tokenizer.model')]), BUNDLED_TOKENIZER_PATH]);
   const modelConfig = makeConfig(args.preset, {
     vocabSize: meta.vocabSize,
     dim: args.dim,
@@ -130,6 +113,7 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
     tieEmbeddings: args.tieEmbeddings,
     attentionWindow: args.attentionWindow,
   });
+  const releaseLock = lockFolder(args.out);
   await startBackend(args.backend);
   if (!args.resume && !args.init) {
     console.log(chalk.dim(`model: ${args.preset} preset, ${(parameterCount(modelConfig) / 1e6).toFixed(2)}M parameters, dim ${modelConfig.dim}, ${modelConfig.layers} layers, ${modelConfig.heads}/${modelConfig.kvHeads} heads, window ${modelConfig.maxSeq}`));
@@ -164,6 +148,7 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
     return result;
   } finally {
     process.off('SIGINT', onSigint);
+    releaseLock();
   }
 }
 

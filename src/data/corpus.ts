@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
 import { UserError } from '../io/errors.ts';
@@ -16,13 +17,18 @@ export const BROWN_SOURCE = 'brown';
 
 const JSONL_EXTENSIONS = new Set(['.jsonl', '.jsonlines', '.ndjson']);
 
+export interface ReadOptions {
+  /** A single .txt file gives one document per paragraph (split at blank lines, ids `name#1`, `name#2`, …) instead of one. */
+  splitTextFile?: boolean;
+}
+
 /**
  * Streams the documents of a corpus, skipping empty ones: `brown` (bundled), a .txt file (one document), a folder
  * of .txt files (recursive, sorted by path) or a JSON-lines file with a string "text" field per line.
  */
-export async function* readDocuments(source: string): AsyncGenerator<CorpusDocument> {
+export async function* readDocuments(source: string, options: ReadOptions = {}): AsyncGenerator<CorpusDocument> {
   let count = 0;
-  for await (const doc of readSource(source)) {
+  for await (const doc of readSource(source, options)) {
     if (doc.text.trim().length === 0) continue;
     count++;
     yield doc;
@@ -30,12 +36,21 @@ export async function* readDocuments(source: string): AsyncGenerator<CorpusDocum
   if (count === 0) throw new UserError(`${source}: corpus has no documents with text`);
 }
 
-function readSource(source: string): Iterable<CorpusDocument> | AsyncIterable<CorpusDocument> {
+/** True when `source` names a single .txt file (not "brown", a folder or a .jsonl file). */
+export function isTextFile(source: string): boolean {
+  return source !== BROWN_SOURCE && extname(source).toLowerCase() === '.txt' && statOrThrow(source).isFile();
+}
+
+function readSource(source: string, options: ReadOptions): Iterable<CorpusDocument> | AsyncIterable<CorpusDocument> {
   if (source === BROWN_SOURCE) return readBrownDocuments();
   const stats = statOrThrow(source);
   if (stats.isDirectory()) return readTextFolder(source);
   const ext = extname(source).toLowerCase();
-  if (ext === '.txt') return [{ id: basename(source), text: readTextFile(source) }];
+  if (ext === '.txt') {
+    const text = readTextFile(source);
+    if (!options.splitTextFile) return [{ id: basename(source), text }];
+    return text.split(PARAGRAPH_BREAK).map((paragraph, i) => ({ id: `${basename(source)}#${i + 1}`, text: paragraph }));
+  }
   if (JSONL_EXTENSIONS.has(ext)) return readJsonLines(source);
   throw new UserError(
     `${source}: unsupported corpus (expected "brown", a .txt file, a folder of .txt files, or a .jsonl file)`,
@@ -70,22 +85,38 @@ function collectTextFiles(dir: string, files: string[]): void {
 }
 
 /**
- * Reads a plain-text document. Blank lines separate paragraphs; lines within a paragraph are joined with a
- * space, undoing hard wrapping (as in Project Gutenberg files) so text looks like the Brown corpus.
+ * Reads a UTF-8 text file with line endings normalised to \n and without a byte-order mark. A file with
+ * NUL bytes or invalid UTF-8 is refused: it is binary, or text in another encoding.
  */
-function readTextFile(path: string): string {
-  let raw: string;
+export function readText(path: string): string {
+  let bytes: Buffer;
   try {
-    raw = readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (err) {
     throw new UserError(`${path}: cannot read file (${fsErrorReason(err)})`);
   }
-  return raw
-    .replace(/^\uFEFF/, '')
-    .split(/\r?\n[ \t]*\r?\n/)
-    .map((paragraph) => paragraph.split(/\r?\n/).map((line) => line.trim()).filter((line) => line).join(' '))
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) throw new UserError(`${path}: not a text file (NUL byte at byte ${nul}); pass a UTF-8 text file`);
+  const raw = bytes.toString('utf8');
+  if (!isUtf8(bytes)) {
+    const at = Buffer.byteLength(raw.slice(0, raw.indexOf('\uFFFD')));
+    throw new UserError(`${path}: not UTF-8 text (invalid byte sequence at byte ${at}); convert it to UTF-8 (e.g. iconv -t UTF-8) or pass another file`);
+  }
+  return raw.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
+}
+
+const PARAGRAPH_BREAK = '\n\n';
+
+/**
+ * Reads a plain-text document (readText). Blank lines separate paragraphs; lines within a paragraph are joined
+ * with a space, undoing hard wrapping (as in Project Gutenberg files) so text looks like the Brown corpus.
+ */
+function readTextFile(path: string): string {
+  return readText(path)
+    .split(/\n[ \t]*\n/)
+    .map((paragraph) => paragraph.split('\n').map((line) => line.trim()).filter((line) => line).join(' '))
     .filter((paragraph) => paragraph.length > 0)
-    .join('\n\n');
+    .join(PARAGRAPH_BREAK);
 }
 
 async function* readJsonLines(path: string): AsyncGenerator<CorpusDocument> {

@@ -32,6 +32,8 @@ export interface PrepareOptions {
   shardTokens?: number;
   /** Called after each document with the running totals. */
   onProgress?: (docs: number, tokens: number) => void;
+  /** With valFraction > 0, refuse (and leave `outDir` as it was) when the val split ends up empty. */
+  requireVal?: boolean;
 }
 
 export const DEFAULT_VAL_FRACTION = 0.05;
@@ -40,14 +42,17 @@ export const DEFAULT_SHARD_TOKENS = 16 * 1024 * 1024;
 /**
  * Tokenizes a corpus into train/val shard files plus meta.json, streaming document by document. Documents are
  * assigned to a split by a hash of their id and the seed, so the split is reproducible and independent of order.
- * Output goes to a temporary sibling folder that replaces `outDir` only when complete.
+ * A single .txt file is split into documents at blank lines, so that some of it can go to val; a corpus
+ * that still leaves val empty is refused. Output goes to a temporary sibling folder that replaces `outDir`
+ * only when complete.
  */
 export async function prepareCorpus(options: PrepareOptions): Promise<PrepareMeta> {
   const { source, tokenizer } = options;
+  const splitTextFile = (options.valFraction ?? DEFAULT_VAL_FRACTION) > 0;
   async function* tokenized(): AsyncGenerator<TokenizedDocument> {
-    for await (const doc of readDocuments(source)) yield { id: doc.id, tokens: [tokenizer.bosId, ...tokenizer.encode(doc.text), tokenizer.eosId] };
+    for await (const doc of readDocuments(source, { splitTextFile })) yield { id: doc.id, tokens: [tokenizer.bosId, ...tokenizer.encode(doc.text), tokenizer.eosId] };
   }
-  return writePrepared(tokenized(), { ...options, source: source === BROWN_SOURCE ? source : resolve(source) });
+  return writePrepared(tokenized(), { requireVal: true, ...options, source: source === BROWN_SOURCE ? source : resolve(source) });
 }
 
 /** A document ready for the shards: its id (which picks the split) and its tokens, BOS and EOS included. */
@@ -100,6 +105,10 @@ export async function writePrepared(documents: AsyncIterable<TokenizedDocument> 
       options.onProgress?.(docs, tokens);
     }
     if (heldBack) (val.docs === 0 && train.docs > 0 ? val : train).write(heldBack.tokens);
+    check(
+      !options.requireVal || valFraction === 0 || val.docs > 0,
+      `${options.source}: only one document, so the validation split would be empty; give more documents (blank lines between them in a .txt file, a folder of .txt files, or a .jsonl file), or pass --val-fraction 0 and train with --eval-every 0`,
+    );
 
     const meta: PrepareMeta = {
       format: META_FORMAT,

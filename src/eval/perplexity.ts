@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { TokenLoader } from '../data/loader.ts';
 import type { Split } from '../data/format.ts';
+import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { languageModelLoss } from '../train/loss.ts';
 
@@ -9,6 +10,15 @@ export interface LossReport {
   loss: number;
   perplexity: number;
   tokens: number;
+}
+
+/** Every input and target id of a batch must be a row of the model's embedding and logits. */
+function checkIdsInVocabulary(model: LlamaModel, dataDir: string, ...batches: Int32Array[]): void {
+  const vocab = model.config.vocabSize;
+  const outside = batches.map((ids) => ids.find((id) => id >= vocab)).find((id) => id !== undefined);
+  if (outside !== undefined) {
+    throw new UserError(`${dataDir}: holds token id ${outside}, outside the model's vocabulary of ${vocab}; prepare the data with the model's tokenizer (arl prepare --tokenizer CHECKPOINT/tokenizer.model)`);
+  }
 }
 
 /**
@@ -22,6 +32,7 @@ export async function evaluateLoss(model: LlamaModel, dataDir: string, split: Sp
   let total = 0;
   for (let i = 0; i < batches; i++) {
     const { x, y } = loader.nextBatch(opts.batch, opts.seq);
+    if (loader.vocabSize > model.config.vocabSize) checkIdsInVocabulary(model, loader.dir, x, y);
     const loss = tf.tidy(() => languageModelLoss(model, x, y, opts.batch, opts.seq));
     total += (await loss.data())[0];
     loss.dispose();

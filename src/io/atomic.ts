@@ -1,7 +1,8 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { UserError } from './errors.ts';
 
-/** Writes a file via a temp file and rename, so readers never see a half-written file. */
+/** Writes a file via a temp file and rename, so readers never see a half-written file. A folder at `path` is a UserError. */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
@@ -18,6 +19,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
+    if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new UserError(`${path}: is a folder; pass the path of a file to write`);
     throw err;
   }
 }
