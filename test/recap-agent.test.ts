@@ -130,6 +130,6 @@ describe('recap agent', () => {
     const g = JSON.parse(generated.stdout);
     assert.equal(g.ids[0], tokenizer.recapOpenId);
     assert.ok(g.recaps.length >= 2);
-    assertUserError(await runArl('answer', ...common, '--input', join(work, 'input.txt'), '--question', longText.slice(0, 400)), /question \(\d+ tokens\) plus --max-answer-tokens 32 does not fit the model's window of 64 tokens/);
+    assertUserError(await runArl('answer', ...common, '--input', join(work, 'input.txt'), '--question', longText.slice(0, 400)), /question \(\d+ tokens\) plus --max-new-tokens 32 does not fit the model's window of 64 tokens/);
   });
 });

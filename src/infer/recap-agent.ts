@@ -216,7 +216,7 @@ export class RecapAgent {
     const { recapOpenId, recapCloseId, bosId } = this.tokenizer;
     const openPart = this.open ? [recapOpenId, ...this.open] : [];
     const room = this.window - 1 - slack - openPart.length;
-    if (room < 0) throw new UserError(`the model's window of ${this.window} tokens cannot hold ${slack} more tokens besides the recap in progress; use a shorter question or --max-answer-tokens`);
+    if (room < 0) throw new UserError(`the model's window of ${this.window} tokens cannot hold ${slack} more tokens besides the recap in progress; use a shorter question or --max-new-tokens`);
     const byConfidence = this.recaps.map((_, k) => k).sort((a, b) => this.confidence[b]! - this.confidence[a]! || b - a);
     const kept: number[] = [];
     let used = 0;
@@ -285,7 +285,7 @@ export async function answerWithRecaps(model: LlamaModel, tokenizer: Tokenizer, 
   const prompt = encodeContinuation(opts.rawQuestion ? question : `\n\nQuestion: ${question.trim()}\nAnswer:`, tokenizer);
   const answerSlack = prompt.length + opts.maxAnswerTokens;
   if (answerSlack + 1 > model.config.maxSeq) {
-    throw new UserError(`the question (${prompt.length} tokens) plus --max-answer-tokens ${opts.maxAnswerTokens} does not fit the model's window of ${model.config.maxSeq} tokens`);
+    throw new UserError(`the question (${prompt.length} tokens) plus --max-new-tokens ${opts.maxAnswerTokens} does not fit the model's window of ${model.config.maxSeq} tokens`);
   }
   const agent = new RecapAgent(model, tokenizer, opts.agent);
   try {
