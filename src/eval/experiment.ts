@@ -96,6 +96,26 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     liftEpochs: [1, 0],
     liftMoreEpochs: [2, 0],
   },
+  /** A 2-core CPU in well under an hour: the tiny preset, window 256; too small a budget to expect retrieval. */
+  tiny: {
+    preset: 'tiny',
+    model: { maxSeq: 256 },
+    baseDocs: 60,
+    cptDocs: 16,
+    devDocs: 4,
+    heldoutDocs: 8,
+    recallDocs: 40,
+    taskFraction: 0.5,
+    baseSteps: 150,
+    cptSteps: 40,
+    batch: 8,
+    seeds: 1,
+    perLength: 20,
+    devSamples: 4,
+    liftDocs: 4,
+    liftEpochs: [2, 0],
+    liftMoreEpochs: [4, 0],
+  },
   /** The H200 run: the 29.4M shape of the GPU benchmarks (d 512, 8 layers, 8/8 heads, F 1368), window 512. */
   small: {
     preset: 'base',
