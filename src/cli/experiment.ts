@@ -1,4 +1,4 @@
-/** `arl experiment` (npm run experiment): the resumable base / plain-CPT / ARL-CPT / LIFT comparison of issue 5. */
+/** `arl experiment` (npm run experiment): the resumable base / plain-CPT / ARL-CPT / LIFT comparison (src/eval/experiment.ts). */
 import chalk from 'chalk';
 import type { CommandModule } from 'yargs';
 import { RECAPPERS, type RecapperName } from '../arl/recap.ts';

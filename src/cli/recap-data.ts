@@ -214,5 +214,5 @@ const recapDataCommand: CommandModule = {
   },
 };
 
-/** Helper B's ARL commands (steps 4 and 1-4, and the recap agent's `answer`), registered in main.ts. */
+/** The ARL commands for step 4, steps 1-4 in one, and the recap agent's `answer`, registered in main.ts. */
 export const recapDataCommands: CommandModule[] = [augmentCommand, recapDataCommand, answerCommand, demoArlCommand];
