@@ -48,8 +48,9 @@ function countsOf(words: readonly string[]): Map<string, number> {
 }
 
 /** The haystack part of a needle or tracking prompt: the line between the instructions and the question. */
+/** The context of a needle or tracking prompt: the lines between the instruction and the question (the haystack keeps its paragraphs). */
 function contextLine(input: string): string {
-  return input.split('\n').find((line) => line.includes('One of the special magic') || line.includes('VAR '))!;
+  return input.split('\n').slice(1, -1).join('\n').replace(/^\n+/, '');
 }
 
 /**

@@ -83,13 +83,20 @@ describe('recap agent', () => {
     assert.ok(agent.stats.maxContext <= WINDOW);
     assert.equal(new Set(counts).size, 1, `tensor count flat across paragraphs: ${[...new Set(counts)]}`);
 
-    // A rebuild lays out BOS + the newest recaps that fit the budget (20 tokens) + the most recent text.
+    // A rebuild lays out BOS + the recaps written with the highest P(<recap>) (the newest first among equals)
+    // that fit the budget (20 tokens), in the order written + the most recent text.
     await agent.rebuild(16);
-    const memory: number[] = [];
-    for (const recap of [...agent.recaps].reverse()) {
-      if (memory.length + recap.length + 2 > 20) break;
-      memory.unshift(tokenizer.recapOpenId, ...recap, tokenizer.recapCloseId);
+    assert.equal(agent.confidence.length, agent.recaps.length);
+    assert.ok(agent.confidence.every((p) => p > 0 && p < 1));
+    const ranked = agent.recaps.map((_, k) => k).sort((a, b) => agent.confidence[b]! - agent.confidence[a]! || b - a);
+    const kept: number[] = [];
+    let used = 0;
+    for (const k of ranked) {
+      if (used + agent.recaps[k]!.length + 2 > 20) continue;
+      kept.push(k);
+      used += agent.recaps[k]!.length + 2;
     }
+    const memory = kept.sort((a, b) => a - b).flatMap((k) => [tokenizer.recapOpenId, ...agent.recaps[k]!, tokenizer.recapCloseId]);
     const recent = runs.flat().slice(-(WINDOW - 16 - 1 - memory.length));
     assert.deepEqual(agent.contextIds, [tokenizer.bosId, ...memory, ...recent]);
     assert.equal(agent.stats.recapsOutOfContext, agent.recaps.length - memory.filter((id) => id === tokenizer.recapOpenId).length);

@@ -63,8 +63,8 @@ export function probabilityOf(logits: ArrayLike<number>, id: number): number {
 export class RecapAgent {
   /** Every recap written, in order (token ids, markers excluded). */
   readonly recaps: number[][] = [];
-  /** P(`<recap>`) when each recap was opened: what the memory keeps first. */
-  private readonly confidence: number[] = [];
+  /** P(`<recap>`) when each recap was opened (same order as `recaps`): the memory keeps the highest first. */
+  readonly confidence: number[] = [];
   private openConfidence = 1;
   readonly stats: AgentStats = { rebuilds: 0, maxContext: 0, recapsOutOfContext: 0 };
   private readonly session: DecodeSession;
