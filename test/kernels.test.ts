@@ -128,13 +128,13 @@ for (const backend of BACKENDS) {
       });
     }
 
-    test('maskedCrossEntropy: value and gradient match autodiff of -sum(mask * log_softmax[target]) / sum(mask)', async () => {
+    test('maskedCrossEntropy: value and gradient match autodiff of -sum(w * log_softmax[target]) / sum(w), for weights as well as 0/1 masks', async () => {
       await selectBackend(backend);
       const rows = 9;
       const vocab = 13;
       const logits = randn([rows, vocab], 12, 4);
       const targets = tf.tensor1d([0, 12, 5, 5, 1, 7, 3, 11, 2], 'int32');
-      const mask = tf.tensor1d([1, 1, 0, 1, 1, 0, 1, 1, 1]);
+      const mask = tf.tensor1d([1, 5, 0, 2.5, 1, 0, 0.3, 1, 1]);
       const ours = tf.valueAndGrad((x: tf.Tensor) => maskedCrossEntropy(x as tf.Tensor2D, targets, mask))(logits);
       const plain = tf.valueAndGrad((x: tf.Tensor) =>
         tf.div(tf.neg(tf.sum(tf.mul(tf.sum(tf.mul(tf.logSoftmax(x), tf.oneHot(targets, vocab)), 1), mask))), tf.sum(mask)),

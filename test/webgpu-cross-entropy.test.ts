@@ -17,7 +17,8 @@ type Loss = (logits: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D) => tf
 /** Deterministic inputs: logits N(0, scale), targets over the whole vocabulary (both ends included), a mask with zeros. */
 function inputs(rows: number, vocab: number, scale: number, seed: number, maskAll = 1): [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D] {
   const targets = Int32Array.from({ length: rows }, (_, i) => (i === 0 ? 0 : i === 1 ? vocab - 1 : (i * 7919 + seed * 104729) % vocab));
-  const mask = Float32Array.from({ length: rows }, (_, i) => (i % 5 === 2 ? 0 : maskAll));
+  // Loss weights, not only a 0/1 mask (task rows weigh their answers).
+  const mask = Float32Array.from({ length: rows }, (_, i) => (i % 5 === 2 ? 0 : maskAll * (1 + (i % 3) * 2.5)));
   return [tf.mul(tf.randomNormal([rows, vocab], 0, 1, 'float32', seed), scale) as tf.Tensor2D, tf.tensor1d(targets, 'int32'), tf.tensor1d(mask)];
 }
 
