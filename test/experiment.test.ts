@@ -28,7 +28,8 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.ok(results.ruler.find((r: MethodLengthResult) => r.method === 'ARL-CPT s1').examples.every((e: { recaps_written?: number }) => e.recaps_written !== undefined));
   assert.deepEqual(Object.keys(results.longppl), ['base', 'cpt-plain-s1', 'cpt-arl-s1']);
   assert.ok(results.longppl.base.perplexity > 1);
-  assert.deepEqual(results.lift.map((e: LiftExample) => e.variant), ['paper', 'more-steps']);
+  assert.deepEqual(results.lift.map((e: LiftExample) => e.variant), ['paper', 'more-steps', 'paper, 64-word values']);
+  assert.match(readFileSync(join(out, 'tests', 'lift-words-4x.jsonl'), 'utf8'), /magic numbers for [a-z-]+ is: [a-z]+\./);
   assert.ok(results.lift.every((e: LiftExample) => Number.isFinite(e.gold_logprob) && Number.isFinite(e.icl_gold_logprob)));
   assert.ok(results.thresholds.s1.chosen > 0);
   for (const claim of results.claims) assert.ok('ci95' in claim && 'n' in claim && 'met' in claim, JSON.stringify(claim));

@@ -33,7 +33,8 @@ import { writeExperimentReport } from './experiment-report.ts';
 import { evaluateLift } from './experiment-lift.ts';
 import { evaluateLongPpl, type LongPplReport } from './longppl.ts';
 import { keyTokenOptions } from '../arl/key-tokens.ts';
-import { generateRulerSample, Haystack, type RulerTask } from './ruler.ts';
+import { entityPool, generateRulerSample, hashString, Haystack, type RulerSample, type RulerTask } from './ruler.ts';
+import { NOUNS } from './ruler-words.ts';
 import { evaluateRulerModel } from './ruler-eval.ts';
 
 export type { ClaimCheck, MethodLengthResult } from './experiment-claims.ts';
@@ -229,6 +230,15 @@ export function testLength(window: number, multiple: number): number {
   return multiple * window - Math.floor(window / 4);
 }
 
+/** 64 test-pool nouns: the values of the LIFT word variant. */
+const LIFT_WORDS = NOUNS.filter((word) => entityPool(word) === 'test').slice(0, 64);
+
+/** A single-needle sample with its 7-digit value replaced by `word` (in the needle and the expected output). */
+function withWordValue(sample: RulerSample, word: string): RulerSample {
+  const value = sample.outputs[0]!;
+  return { ...sample, input: sample.input.replace(`is: ${value}.`, `is: ${word}.`), outputs: [word] };
+}
+
 export async function runExperiment(o: ExperimentOptions): Promise<ExperimentResults | null> {
   const log = o.log ?? ((message: string) => process.stderr.write(`${message}\n`));
   const size = resolveSize(o.size, o.overrides);
@@ -354,9 +364,12 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     }
     write('dev-4x', Array.from({ length: size.devSamples }, (_, i) =>
       generateRulerSample({ task: 'niah_single', lengthTokens: testLength(window, 4), seed: 2000, split: 'train', count: size.devSamples, tokenizer, haystack: dev }, i)));
-    // LIFT: the needle 35-65% deep, so head + tail truncation to the window drops it.
-    write('lift-4x', Array.from({ length: size.liftDocs }, (_, i) =>
-      generateRulerSample({ task: 'niah_single', lengthTokens: testLength(window, 4), seed: 3000, split: 'test', count: 1, depth: 35 + Math.round((30 * i) / Math.max(1, size.liftDocs - 1)), tokenizer, haystack: heldout }, i)));
+    // LIFT: the needle 35-65% deep, so head + tail truncation to the window drops it; the same documents again with
+    // the value a word from a list of 64 (chance 1/64), which a model can guess less blindly than seven digits.
+    const lift = Array.from({ length: size.liftDocs }, (_, i) =>
+      generateRulerSample({ task: 'niah_single', lengthTokens: testLength(window, 4), seed: 3000, split: 'test', count: 1, depth: 35 + Math.round((30 * i) / Math.max(1, size.liftDocs - 1)), tokenizer, haystack: heldout }, i));
+    write('lift-4x', lift);
+    write('lift-words-4x', lift.map((sample, i) => withWordValue(sample, LIFT_WORDS[hashString(`lift-word|${i}`) % LIFT_WORDS.length]!)));
   });
 
   const evaluate = async (name: string, model: string, mode: AnswerMode, multiple: number, test: string, recapThreshold?: number): Promise<MethodLengthResult> =>
@@ -419,11 +432,12 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
 
   // 8. LIFT on the base model against truncated in-context answering.
   const lift: LiftExample[] = [];
-  for (const [variant, epochs] of [['paper', size.liftEpochs], ['more-steps', size.liftMoreEpochs]] as const) {
+  const liftVariants = [['paper', size.liftEpochs, 'lift-4x'], ['more-steps', size.liftMoreEpochs, 'lift-4x'], ['paper, 64-word values', size.liftEpochs, 'lift-words-4x']] as const;
+  for (const [variant, epochs, test] of liftVariants) {
     lift.push(...(await stage(`lift ${variant}`, async () => {
       const { model } = loadModel(runDir('base'));
       try {
-        return await evaluateLift({ model, tokenizer, dataPath: testFile('lift-4x'), outDir: join(out, 'predictions', `lift-${variant}`), epochs, variant, log });
+        return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, variant, log });
       } finally {
         model.dispose();
       }
