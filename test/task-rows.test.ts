@@ -8,7 +8,7 @@ import { recallDocument } from '../src/arl/recall-documents.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { DEFAULT_TASK_ROWS, TaskRows, validateTaskRowOptions } from '../src/data/task-rows.ts';
 import { entityPool, Haystack } from '../src/eval/ruler.ts';
-import { comparePaired } from '../src/eval/paired-stats.ts';
+import { comparePaired, wilsonInterval } from '../src/eval/paired-stats.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
 import { DEFAULT_TRAIN, train, type TrainOptions } from '../src/train/trainer.ts';
@@ -105,4 +105,12 @@ test('paired bootstrap: the interval covers the gain, and identical scores give 
   assert.ok(c.difference_ci95[0] < 0.25 && c.difference_ci95[1] > 0.25);
   assert.deepEqual(comparePaired(base, base).difference_ci95, [0, 0]);
   assert.equal(comparePaired(better, base.map(() => 0)).relative, null);
+});
+
+test('Wilson interval: 0 of 300 is not [0, 0], and the interval holds the proportion', () => {
+  const [low, high] = wilsonInterval(0, 300);
+  assert.ok(low < 1e-12);
+  assert.ok(high > 0.012 && high < 0.013, String(high));
+  const [l2, h2] = wilsonInterval(240, 300);
+  assert.ok(l2 < 0.8 && h2 > 0.8 && l2 > 0.74 && h2 < 0.85);
 });

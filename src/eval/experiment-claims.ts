@@ -9,7 +9,7 @@
  * if recaps holding the needle's value are about absent (under 1% of the 4x answers); or if ARL loses more
  * than 5 points at 1x (mean over seeds).
  */
-import { comparePaired, type PairedComparison } from './paired-stats.ts';
+import { comparePaired, type PairedComparison, wilsonInterval } from './paired-stats.ts';
 import type { RulerExampleResult } from './ruler-eval.ts';
 
 export interface MethodLengthResult {
@@ -87,8 +87,8 @@ export function checkClaims(ruler: readonly MethodLengthResult[], lift: readonly
   const base = at('base', 1);
   for (const [task, target] of [['niah_single', 80], ['niah_multikey', 70]] as const) {
     const examples = base?.examples.filter((e) => e.task === task) ?? [];
-    const score = examples.length ? (100 * examples.reduce((a, e) => a + e.score, 0)) / examples.length : null;
-    const half = examples.length ? 196 * Math.sqrt((score! / 100) * (1 - score! / 100) / examples.length) : null;
+    const correct = examples.reduce((a, e) => a + e.score, 0);
+    const score = examples.length ? (100 * correct) / examples.length : null;
     claims.push({
       claim: `base retrieves: ${task} at 1x T`,
       target: `>= ${target}%`,
@@ -96,9 +96,9 @@ export function checkClaims(ruler: readonly MethodLengthResult[], lift: readonly
       baseline: null,
       method: score,
       gain: null,
-      ci95: score === null ? null : [Math.max(0, score - half!), Math.min(100, score + half!)],
+      ci95: score === null ? null : (wilsonInterval(correct, examples.length).map((v) => 100 * v) as [number, number]),
       met: score === null ? null : score >= target,
-      note: 'normal-approximation interval on the accuracy',
+      note: 'Wilson interval on the accuracy',
     });
   }
 

@@ -62,3 +62,13 @@ export function comparePaired(method: readonly number[], baseline: readonly numb
     relative_ci95: b > 0 ? [percentile(relatives, 0.025), percentile(relatives, 0.975)] : null,
   };
 }
+
+/** Wilson score 95% interval of a proportion, in [0, 1]; unlike the normal approximation it is not [0, 0] at 0 successes. */
+export function wilsonInterval(successes: number, n: number): [number, number] {
+  if (n === 0) return [0, 1];
+  const z = 1.959964;
+  const p = successes / n;
+  const centre = (p + (z * z) / (2 * n)) / (1 + (z * z) / n);
+  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / (1 + (z * z) / n);
+  return [Math.max(0, centre - half), Math.min(1, centre + half)];
+}
