@@ -70,13 +70,20 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assertUserError(await experiment('--base-steps', '3'), /started with other settings/);
 });
 
-test('--stop-after stops once that stage is done, and the same command without it goes on', async () => {
-  const dir = join(mkdtempSync(join(tmpdir(), 'arl-experiment-stop-')), 'run');
-  const first = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--stop-after', 'eval base 1x');
+test('--stop-after stops once that stage is done; --extra-corpus adds training text only', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'arl-experiment-stop-'));
+  const dir = join(root, 'run');
+  const extra = join(root, 'extra.jsonl');
+  const entries = (word: string) => Array.from({ length: 60 }, (_, i) => `${word} ${i} n. An entry of a dictionary, with its sense and an example.`).join('\\n\\n');
+  writeFileSync(extra, `{"text": "${entries('Zebra')}"}\n{"text": "${entries('Zither')}"}\n`);
+  const first = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--extra-corpus', extra, '--stop-after', 'eval base 1x');
   assert.equal(first.code, 0, first.stderr);
   assert.match(first.stderr, /stopped after eval base 1x/);
   const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
   assert.deepEqual(Object.keys(state.stages), ['data', 'train-base', 'test-data', 'eval base 1x']);
+  assert.equal(state.stages.data.result.extra_docs, 2);
+  assert.match(readFileSync(join(dir, 'data', 'base-text.jsonl'), 'utf8'), /Zither/);
+  assert.doesNotMatch(readFileSync(join(dir, 'data', 'base.jsonl'), 'utf8'), /Zither/);
 });
 
 test('--corpus: a corpus too small for the document counts, or missing, is one line', async () => {

@@ -36,6 +36,7 @@ interface ExperimentArgs extends ChatArgs, Partial<Record<SizeFlag, number>> {
   out?: string;
   recapper: RecapperName;
   corpus?: string;
+  extraCorpus?: string;
   liftEpochs?: number[];
   stopAfter?: string;
 }
@@ -49,6 +50,7 @@ export const experimentCommand: CommandModule = {
       .option('out', { type: 'string', describe: 'run folder (default results/<size>); a rerun skips the stages recorded in its state.json' })
       .option('recapper', { choices: RECAPPERS, default: 'extractive' as RecapperName, describe: 'who writes the ARL recaps: extractive (our model, no LLM), openai or llama-cpp (--llm-* flags)' })
       .option('corpus', { type: 'string', describe: 'documents to train and evaluate on: a .txt file, a folder of .txt files or a .jsonl file (default: the bundled Brown corpus)' })
+      .option('extra-corpus', { type: 'string', describe: 'more documents for the base\'s training text only, not haystacks or tests (e.g. GCIDE from scripts/gcide-corpus.ts)' })
       .option('lift-epochs', { type: 'number', array: true, describe: 'LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size\'s)' })
       .option('stop-after', { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' });
     return (Object.entries(SIZE_FLAGS) as [SizeFlag, string][])
@@ -71,6 +73,7 @@ export const experimentCommand: CommandModule = {
       out,
       size: args.size,
       corpus: args.corpus,
+      extraCorpus: args.extraCorpus,
       overrides,
       recapper: args.recapper,
       stopAfter: args.stopAfter,

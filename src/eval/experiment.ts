@@ -145,6 +145,8 @@ export interface ExperimentOptions {
   size: string;
   /** Documents (readDocuments' sources); default the bundled Brown corpus. */
   corpus?: string;
+  /** More documents for the base's training text only (not haystacks or tests), e.g. scripts/gcide-corpus.ts's. */
+  extraCorpus?: string;
   /** Overrides of the size's fields. */
   overrides?: Partial<ExperimentSize>;
   recapper: RecapperName;
@@ -245,7 +247,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
   const statePath = join(out, 'state.json');
-  const settings: Record<string, unknown> = { size: o.size, ...size, recapper: o.recapper, ...(o.corpus ? { corpus: o.corpus } : {}) };
+  const settings: Record<string, unknown> = { size: o.size, ...size, recapper: o.recapper, ...(o.corpus ? { corpus: o.corpus } : {}), ...(o.extraCorpus ? { extra_corpus: o.extraCorpus } : {}) };
   const trainingSettings = (s: Record<string, unknown>) => JSON.stringify(Object.fromEntries(Object.entries(s).filter(([key]) => !EVALUATION_SETTINGS.includes(key))));
   const state: ExperimentState = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as ExperimentState) : { settings, stages: {} };
   if (trainingSettings(state.settings) !== trainingSettings(settings)) {
@@ -308,12 +310,14 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     mkdirSync(dataDir, { recursive: true });
     const docs = await splitCorpus(o.corpus ?? BROWN_SOURCE, size);
     const recall = recallDocuments({ haystack: Haystack.fromDocuments(docs.cpt), tokenizer, window, shortContext, seed: 0 }, size.recallDocs);
-    writeJsonl(corpus('base'), docs.base);
+    const extra = o.extraCorpus ? await readJsonlDocuments(o.extraCorpus) : [];
+    writeJsonl(corpus('base'), docs.base); // also the training haystacks
+    writeJsonl(corpus('base-text'), [...docs.base, ...extra]);
     writeJsonl(corpus('cpt'), [...docs.cpt, ...recall]);
     writeJsonl(corpus('dev'), docs.dev);
     writeJsonl(corpus('heldout'), docs.heldout);
-    for (const name of ['base', 'cpt']) await prepareCorpus({ source: corpus(name), tokenizer, outDir: prepared(name), valFraction: 0.05, seed: 0 });
-    return { recall_docs: recall.length };
+    for (const name of ['base-text', 'cpt']) await prepareCorpus({ source: corpus(name), tokenizer, outDir: prepared(name), valFraction: 0.05, seed: 0 });
+    return { recall_docs: recall.length, extra_docs: extra.length };
   });
 
   const trainRun = async (name: string, data: string, steps: number, seed: number, init?: string) => {
@@ -348,7 +352,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   };
 
   // 2. The base model.
-  await stage('train-base', () => trainRun('base', prepared('base'), size.baseSteps, DEFAULT_TRAIN.seed));
+  await stage('train-base', () => trainRun('base', prepared('base-text'), size.baseSteps, DEFAULT_TRAIN.seed));
 
   // 3. Test sets (held-out haystacks, test-pool keys) and the development set (dev haystacks, train-pool keys).
   const testFile = (name: string) => join(out, 'tests', `${name}.jsonl`);
