@@ -16,6 +16,7 @@ import { inspectCommand } from './inspect.ts';
 import { liftDemoCommand } from './lift-demo.ts';
 import { liftCommand } from './lift.ts';
 import { longbenchCommand } from './longbench.ts';
+import { setVerbose } from './common.ts';
 import { checkNumericFlags } from './numeric-flags.ts';
 import { plotCommand } from './plot.ts';
 import { rulerCommand } from './ruler.ts';
@@ -36,6 +37,7 @@ function checkFlags(argv: Record<string, unknown>, y: { getOptions(): { key: Rec
   const options = y.getOptions();
   knownFlags = Object.keys(options.key).filter((flag) => !options.hiddenOptions.includes(flag));
   checkNumericFlags(argv, args);
+  setVerbose(argv.verbose === true);
 }
 
 try {
@@ -59,6 +61,7 @@ try {
     .command(inspectCommand)
     .command(arlCommands)
     .command(recapDataCommands)
+    .option('verbose', { type: 'boolean', default: false, global: true, describe: 'say why the backend was taken, what failed to load and the adapter details' })
     .middleware(checkFlags as unknown as MiddlewareFunction, true)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
