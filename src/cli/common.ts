@@ -2,6 +2,7 @@
 import chalk from 'chalk';
 import type { Argv } from 'yargs';
 import { type BackendChoice, BACKENDS, type BackendName, selectBackend } from '../backend.ts';
+import { DEFAULT_TEXT_FIELD } from '../data/corpus.ts';
 import { checkSameTokenizer } from '../data/tokenizer-match.ts';
 import { loadModel } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
@@ -14,6 +15,11 @@ export function withBackend<T>(y: Argv<T>) {
     default: 'auto' as BackendName,
     describe: 'tfjs backend (auto takes the fastest that loads)',
   });
+}
+
+/** The field of each JSON line that holds a document's text (.jsonl corpora), as HF scripts' --text_column. */
+export function withTextField<T>(y: Argv<T>) {
+  return y.option('text-field', { type: 'string', default: DEFAULT_TEXT_FIELD, describe: 'field of each JSON line holding the document text (.jsonl corpora)' });
 }
 
 /** Set from the global --verbose flag (main.ts) before a command runs. */

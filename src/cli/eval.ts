@@ -11,7 +11,7 @@ import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { type KeyTokenFlags, keyTokenOptionsFromArgs } from './arl.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
-import { loadModelAndTokenizer, printJson, startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, printJson, startBackend, withBackend, withTextField } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
 interface EvalArgs extends KeyTokenFlags {
@@ -23,6 +23,7 @@ interface EvalArgs extends KeyTokenFlags {
   batch: number;
   seq?: number;
   corpus?: string;
+  textField: string;
   evaluator?: string;
   tokenizer?: string;
   select: Selection;
@@ -89,6 +90,7 @@ async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<v
       evaluator,
       tokenizer: tokenizer!,
       corpus: args.corpus,
+      textField: args.textField,
       options,
       maxDocs: args.maxDocs,
       onDocument: (documents, r) => bar?.update(documents, `${r.tokens_scored} tokens, ${r.key_tokens} key tokens`),
@@ -112,7 +114,7 @@ export const evalCommand: CommandModule = {
   command: 'eval',
   describe: 'Loss and perplexity on a prepared split; with --corpus, perplexity and LongPPL over documents (a summary, or JSON with --json)',
   builder: (y) =>
-    withBackend(y)
+    withTextField(withBackend(y))
       .option('checkpoint', { type: 'string', demandOption: true })
       .option('data', { type: 'string', default: DEFAULT_PREPARED_DIR })
       .option('split', { choices: ['train', 'val'] as const, default: 'val' as const })
