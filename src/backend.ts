@@ -17,6 +17,8 @@ export type BackendName = (typeof BACKENDS)[number];
 
 export interface BackendChoice {
   name: Exclude<BackendName, 'auto'>;
+  /** A few words on what runs: the wasm thread count, the GPU adapter, the tfjs-node package. */
+  detail: string;
   /** Why this backend was taken (for auto: why the faster ones were skipped). */
   reason: string;
 }
@@ -35,8 +37,8 @@ async function tryTensorflow(): Promise<string | null> {
   return null;
 }
 
-/** Loads Dawn's Node binding (npm `webgpu`) and installs navigator.gpu. Returns the adapter description or throws. */
-async function installDawn(): Promise<{ description: string; software: boolean }> {
+/** Loads Dawn's Node binding (npm `webgpu`) and installs navigator.gpu. Returns the adapter's name and full description, or throws. */
+async function installDawn(): Promise<{ name: string; description: string; software: boolean }> {
   const g = globalThis as Record<string, unknown>;
   if (!g.navigator || !(g.navigator as { gpu?: unknown }).gpu) {
     // ARL_DAWN_NODE points at a dawn.node shipped beside a bundled build (GPU boxes without node_modules).
@@ -53,7 +55,7 @@ async function installDawn(): Promise<{ description: string; software: boolean }
   const info = adapter.info ?? {};
   const description = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unknown adapter';
   const software = /llvmpipe|lavapipe|swiftshader|cpu/i.test(description);
-  return { description, software };
+  return { name: info.description || description, description, software };
 }
 
 /** On Linux Dawn needs the Vulkan loader; looking first keeps Dawn's native warning off the terminal. */
@@ -74,16 +76,16 @@ function gpuDevicePresent(): boolean {
   return dri || existsSync('/dev/nvidia0') || existsSync('/dev/nvidiactl');
 }
 
-async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
+async function tryWebgpu(allowSoftware: boolean): Promise<{ name: string; description: string } | null> {
   if (!allowSoftware && !vulkanLoaderPresent()) throw new Error('no Vulkan loader (libvulkan.so.1) installed');
   if (!allowSoftware && !gpuDevicePresent()) throw new Error('no GPU device (/dev/dri/renderD*, /dev/nvidia*)');
-  const { description, software } = await installDawn();
+  const { name, description, software } = await installDawn();
   if (software && !allowSoftware) return null;
   await import('@tensorflow/tfjs-backend-webgpu');
   applyTfjsFlags(process.env.ARL_TFJS_FLAGS); // the webgpu flags exist once the backend module is loaded
   if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend failed to initialise');
   setUpWebgpuDevice();
-  return description;
+  return { name, description };
 }
 
 /** What the webgpu backend spent creating compute pipelines (shader compilation), for start-up figures. */
@@ -203,33 +205,34 @@ export async function selectBackend(requested: BackendName = 'auto'): Promise<Ba
       return null;
     }
   };
+  const threads = (): string => `${wasmThreadsInUse()} thread${wasmThreadsInUse() === 1 ? '' : 's'}`;
   switch (requested) {
     case 'tensorflow': {
       const pkg = await tryTensorflow();
       if (!pkg) throw new UserError('--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads here; install one, or use --backend webgpu|wasm|cpu');
-      return { name: 'tensorflow', reason: `requested; using ${pkg}` };
+      return { name: 'tensorflow', detail: pkg, reason: `requested; using ${pkg}` };
     }
     case 'webgpu': {
       const adapter = await attempt('webgpu', () => tryWebgpu(true));
       if (!adapter) throw new UserError(`--backend webgpu: ${failures.join('; ')}; check the GPU driver (Vulkan on Linux, Metal on macOS, D3D12 on Windows), or use --backend wasm`);
-      return { name: 'webgpu', reason: `requested; adapter ${adapter}` };
+      return { name: 'webgpu', detail: adapter.name, reason: `requested; adapter ${adapter.description}` };
     }
     case 'wasm':
       if (!(await attempt('wasm', tryWasm))) throw new UserError(`--backend wasm: ${failures.join('; ')}`);
-      return { name: 'wasm', reason: `requested; ${wasmThreadsInUse()} thread(s)` };
+      return { name: 'wasm', detail: threads(), reason: `requested; ${wasmThreadsInUse()} thread(s)` };
     case 'cpu':
       await tf.setBackend('cpu');
-      return { name: 'cpu', reason: 'requested' };
+      return { name: 'cpu', detail: 'pure JS', reason: 'requested' };
     case 'auto': {
       const pkg = await tryTensorflow();
-      if (pkg) return { name: 'tensorflow', reason: `auto: ${pkg} loaded (native TensorFlow)` };
+      if (pkg) return { name: 'tensorflow', detail: pkg, reason: `auto: ${pkg} loaded (native TensorFlow)` };
       failures.push('tensorflow: tfjs-node(-gpu) not installed or its native library did not load');
       const adapter = await attempt('webgpu', () => tryWebgpu(false));
-      if (adapter) return { name: 'webgpu', reason: `auto: hardware WebGPU adapter ${adapter}` };
+      if (adapter) return { name: 'webgpu', detail: adapter.name, reason: `auto: hardware WebGPU adapter ${adapter.description}` };
       if (failures.length === 1) failures.push('webgpu: only a software (CPU) adapter, slower than wasm');
-      if (await attempt('wasm', tryWasm)) return { name: 'wasm', reason: `auto: wasm (XNNPACK, ${wasmThreadsInUse()} thread(s)) is the fastest that loaded; skipped ${failures.join('; ')}` };
+      if (await attempt('wasm', tryWasm)) return { name: 'wasm', detail: threads(), reason: `auto: wasm (XNNPACK, ${wasmThreadsInUse()} thread(s)) is the fastest that loaded; skipped ${failures.join('; ')}` };
       await tf.setBackend('cpu');
-      return { name: 'cpu', reason: `auto: fell back to the pure-JS cpu backend; skipped ${failures.join('; ')}` };
+      return { name: 'cpu', detail: 'pure JS', reason: `auto: fell back to the pure-JS cpu backend; skipped ${failures.join('; ')}` };
     }
   }
 }

@@ -186,12 +186,24 @@ describe('LongPPL without key tokens', () => {
     const { checkpoint } = await makeTinyArlInputs(join(work, 'longppl'), 1);
     const corpus = join(work, 'longppl', 'short.jsonl');
     writeFileSync(corpus, `${JSON.stringify({ text: 'A document far too short to have key tokens.' })}\n`);
-    const r = await runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', corpus);
+    const bodyCorpus = join(work, 'longppl', 'body.jsonl');
+    writeFileSync(bodyCorpus, `${JSON.stringify({ body: 'A document far too short to have key tokens.' })}\n`);
+    const [r, summary, body, noField] = await Promise.all([
+      runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', corpus, '--json'),
+      runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', corpus),
+      runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', bodyCorpus, '--text-field', 'body', '--json'),
+      runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', bodyCorpus),
+    ]);
+    assert.equal(body.code, 0, body.stderr);
+    assert.deepEqual({ ...JSON.parse(body.stdout), corpus: corpus }, JSON.parse(r.stdout), '--text-field body reads the same document');
+    assertUserError(noField, /body\.jsonl:1: missing string field "text" \(the line has fields body\); pass --text-field/);
     assert.equal(r.code, 0, r.stderr);
-    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    const report = JSON.parse(r.stdout);
     assert.equal(report.longppl, null);
     assert.match(report.longppl_note, /^no key tokens: only tokens past S\+W = 64 .*--select threshold needs LSG > 2 with long log-prob > -2; try --select topk, or a lower --alpha or --beta$/);
     assert.match(r.stderr, /LongPPL is null: no key tokens/);
+    assert.equal(summary.code, 0, summary.stderr);
+    assert.match(summary.stdout, /^LongPPL +n\/a \(0 key tokens\): no key tokens: only tokens past S\+W = 64 .*try --select topk, or a lower --alpha or --beta$/m);
   });
 });
 

@@ -10,6 +10,7 @@ import { decodeTokens, META_FILE, type PrepareMeta, type Split } from '../src/da
 import { TokenLoader } from '../src/data/loader.ts';
 import { prepareCorpus, type PrepareOptions } from '../src/data/prepare.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
+import { assertUserError, runArl } from './helpers.ts';
 
 let tmp: string;
 let tokenizer: Tokenizer;
@@ -121,9 +122,37 @@ describe('readDocuments', () => {
     const syntax = join(dir, 'syntax.jsonl');
     await rejectsWithUserError(collect(syntax), new RegExp(`^${syntax}:3: not valid JSON \\(.+\\)$`));
     const field = join(dir, 'field.jsonl');
-    await rejectsWithUserError(collect(field), `${field}:2: missing string field "text"`);
+    await rejectsWithUserError(collect(field), `${field}:2: missing string field "text" (the line has fields body); pass --text-field with the field holding the text`);
     const type = join(dir, 'type.jsonl');
-    await rejectsWithUserError(collect(type), `${type}:1: missing string field "text"`);
+    await rejectsWithUserError(collect(type), `${type}:1: missing string field "text" (the line has fields text); pass --text-field with the field holding the text`);
+  });
+
+  test('reads the text of a .jsonl file from another field (textField); a line without it names file, line and field', async () => {
+    const dir = writeFiles(join(tmp, 'text-field'), { 'pages.jsonl': '{"content": "First page.", "text": 1}\n{"content": "Second page."}\n{"title": "no content"}\n' });
+    const pages = join(dir, 'pages.jsonl');
+    const docs: CorpusDocument[] = [];
+    await rejectsWithUserError(
+      (async () => {
+        for await (const doc of readDocuments(pages, { textField: 'content' })) docs.push(doc);
+      })(),
+      `${pages}:3: missing string field "content" (the line has fields title); pass --text-field with the field holding the text`,
+    );
+    assert.deepEqual(docs, [
+      { id: 'pages.jsonl:1', text: 'First page.' },
+      { id: 'pages.jsonl:2', text: 'Second page.' },
+    ]);
+    await rejectsWithUserError(collect(pages), new RegExp(`^${pages}:1: missing string field "text"`));
+  });
+
+  test('arl prepare --text-field reads JSON lines whose text is in another field', async () => {
+    const lines = Array.from({ length: 6 }, (_, i) => JSON.stringify({ id: i, body: `Document number ${i} has a few words in it.` }));
+    const corpus = join(writeFiles(join(tmp, 'cli-text-field'), { 'body.jsonl': `${lines.join('\n')}\n` }), 'body.jsonl');
+    const out = join(tmp, 'prepared-body');
+    const [withField, without] = await Promise.all([runArl('prepare', '--corpus', corpus, '--text-field', 'body', '--out', out), runArl('prepare', '--corpus', corpus, '--out', join(tmp, 'x'))]);
+    assert.equal(withField.code, 0, withField.stderr);
+    const meta = JSON.parse(readFileSync(join(out, META_FILE), 'utf8')) as PrepareMeta;
+    assert.equal(meta.splits.train.docs + meta.splits.val.docs, 6);
+    assertUserError(without, new RegExp(`^arl: ${corpus}:1: missing string field "text" \\(the line has fields id, body\\); pass --text-field`));
   });
 
   test('rejects missing paths, unsupported files and empty corpora', async () => {

@@ -154,19 +154,25 @@ describe('commands that run a model', () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
-  test('arl eval --corpus reports perplexity and LongPPL, with another --evaluator too', async () => {
+  test('arl eval --corpus reports perplexity and LongPPL (a summary, JSON with --json), with another --evaluator too', async () => {
     const [self, other] = await Promise.all([
-      runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', corpus, '--select', 'topk', '--top-k', '4'),
+      runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', corpus, '--select', 'topk', '--top-k', '4', '--json'),
       runArl('eval', '--backend', 'cpu', '--checkpoint', checkpoint, '--corpus', corpus, '--select', 'topk', '--top-k', '4', '--evaluator', checkpoint, '--max-docs', '1'),
     ]);
     assert.equal(self.code, 0, self.stderr);
     assert.equal(other.code, 0, other.stderr);
-    const a = JSON.parse(self.stdout.trim().split('\n').at(-1)!);
-    const b = JSON.parse(other.stdout.trim().split('\n').at(-1)!);
+    assert.equal(self.stdout.trim().split('\n').length, 1, self.stdout);
+    const a = JSON.parse(self.stdout);
+    assert.deepEqual(Object.keys(a), ['checkpoint', 'evaluator', 'corpus', 'S', 'W', 'long_stride', 'select', 'K', 'alpha', 'beta', 'documents', 'tokens_scored', 'key_tokens', 'loss', 'perplexity', 'longppl']);
     assert.equal(a.documents, 2);
-    assert.equal(b.documents, 1);
     assert.ok(a.perplexity > 1 && a.longppl > 1);
     assert.equal(a.key_tokens, 8);
+    assert.throws(() => JSON.parse(other.stdout));
+    assert.match(other.stdout, new RegExp(`^model +${checkpoint}$`, 'm'));
+    assert.match(other.stdout, new RegExp(`^data +${corpus} \\(1 documents\\)$`, 'm'));
+    assert.match(other.stdout, /^tokens scored +\d+$/m);
+    assert.match(other.stdout, /^perplexity +\d+\.\d\d \(loss \d+\.\d{4} nats\/token\)$/m);
+    assert.match(other.stdout, /^LongPPL +\d+\.\d\d over 4 key tokens \(--select topk\)$/m);
   });
 
   test('arl ruler eval and arl longbench --checkpoint write predictions and score them', async () => {

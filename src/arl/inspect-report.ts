@@ -4,6 +4,7 @@
  * colour scale of their long-short gap (LSG; hover: long and short log-probs), each key token
  * linked to its retrieved segment (hover lights the segment up, click jumps to it), and the recaps
  * shown inline where `arl augment` inserts them (before the first key token's sentence).
+ * The index marks the documents with segments and those with recaps, and a select shows only those.
  * Steps 2 and 3 are optional: without segments.jsonl / recaps.jsonl the page shows what exists.
  */
 import { existsSync } from 'node:fs';
@@ -92,6 +93,11 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: 0 1em; font-siz
 dt { font-weight: bold; }
 .legend .bar { display: inline-block; width: 12em; height: 0.9em; vertical-align: middle; background: linear-gradient(to right, ${lsgColour(0, 1)}, ${lsgColour(0.5, 1)}, ${lsgColour(1, 1)}); }
 nav { font-size: 0.85em; columns: 3; }
+nav div { break-inside: avoid; }
+.filter { font-family: system-ui, sans-serif; font-size: 0.85em; }
+.mark { font-size: 0.8em; border-radius: 2px; padding: 0 0.25em; margin-left: 0.2em; }
+.mark-segments { border: 1px dotted #39c; color: #39c; }
+.mark-recaps { border: 1px solid #7b7; color: #393; }
 .doc-stats { font-size: 0.85em; color: #555; }
 .text { white-space: pre-wrap; }
 .key { border-radius: 2px; color: #000; text-decoration: none; outline: 1px solid #0003; }
@@ -104,6 +110,19 @@ nav { font-size: 0.85em; columns: 3; }
 `;
 
 const SCRIPT = `
+const filter = document.getElementById('doc-filter');
+const showDocuments = () => {
+  let shown = 0;
+  for (const entry of document.querySelectorAll('nav [data-doc-index]')) {
+    const show = filter.value === 'all' || entry.dataset.has.split(' ').includes(filter.value);
+    entry.hidden = !show;
+    document.getElementById('doc-' + entry.dataset.docIndex).hidden = !show;
+    if (show) shown++;
+  }
+  document.getElementById('doc-filter-shown').textContent = shown;
+};
+filter.addEventListener('change', showDocuments);
+showDocuments();
 for (const key of document.querySelectorAll('.key[data-segment]')) {
   const parts = () => document.querySelectorAll('.' + key.dataset.segment);
   key.addEventListener('mouseenter', () => { key.classList.add('active-key'); parts().forEach((p) => p.classList.add('active')); });
@@ -214,7 +233,14 @@ export function renderInspectReport(input: InspectInput, tokenizer: Tokenizer): 
   ];
   const recappers = [...new Set(recaps.map((r) => `${r.recapper} (${r.model})`))].join(', ');
   if (recappers) settings.push(['recapper', recappers]);
-  const nav = documents.map((d, i) => `<a href="#doc-${i}">${escapeHtml(d.doc)}</a> (${keyByDoc.get(d.doc)?.length ?? 0})`).join('<br>');
+  const nav = documents
+    .map((d, i) => {
+      const has = [segByDoc.has(d.doc) ? 'segments' : '', recapByDoc.has(d.doc) ? 'recaps' : ''].filter(Boolean);
+      const marks = has.map((what) => `<span class="mark mark-${what}" title="has ${what}">${what === 'segments' ? 'seg' : 'recap'}</span>`).join('');
+      return `<div data-doc-index="${i}" data-has="${has.join(' ')}"><a href="#doc-${i}">${escapeHtml(d.doc)}</a> (${keyByDoc.get(d.doc)?.length ?? 0})${marks}</div>`;
+    })
+    .join('\n');
+  const filter = `<p class="filter"><label>Show <select id="doc-filter"><option value="all">all documents</option><option value="segments">documents with segments</option><option value="recaps">documents with recaps</option></select></label> · <span id="doc-filter-shown">${documents.length}</span> shown</p>`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -226,7 +252,8 @@ export function renderInspectReport(input: InspectInput, tokenizer: Tokenizer): 
 <h1>Key tokens, segments and recaps</h1>
 <p class="summary">documents <span id="count-documents">${documents.length}</span> · key tokens <span id="count-key-tokens">${keyTokens.length}</span> · with a segment <span id="count-segments">${segments.length}</span> · recaps <span id="count-recaps">${recaps.length}</span>, inline <span id="count-recaps-inline">${recapsInline}</span> · perplexity ${fmt(summary.perplexity, 2)} · LongPPL ${fmt(summary.longppl, 2)}</p>
 <dl>${settings.map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(String(v))}</dd>`).join('')}</dl>
-<p class="legend">LSG (long minus short log-prob) of a key token: 0 <span class="bar"></span> ${fmt(maxLsg, 2)} nats. Hover a key token for its log-probs and to light up its segment (dotted underline); click to jump to it.</p>
+<p class="legend">LSG (long minus short log-prob) of a key token: 0 <span class="bar"></span> ${fmt(maxLsg, 2)} nats. In the index, <span class="mark mark-segments">seg</span> marks a document with segments and <span class="mark mark-recaps">recap</span> one with recaps. Hover a key token for its log-probs and to light up its segment (dotted underline); click to jump to it.</p>
+${filter}
 <nav>${nav}</nav>
 ${sections.join('\n')}
 <script>${SCRIPT}</script>

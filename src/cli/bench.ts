@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
-import { pipelineStats, selectBackend } from '../backend.ts';
+import { pipelineStats } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
 import { ADAPTER_KINDS } from '../lift/adapter.ts';
 import { measureLiftThroughput } from '../lift/throughput.ts';
@@ -16,7 +16,7 @@ import { LlamaModel } from '../model/llama.ts';
 import { makeRng } from '../infer/sampling.ts';
 import { AdamW } from '../train/optimizer.ts';
 import { runSteps, trainStep } from '../train/trainer.ts';
-import { snakeCaseKeys, withBackend } from './common.ts';
+import { snakeCaseKeys, startBackend, withBackend } from './common.ts';
 
 interface BenchArgs {
   backend: BackendName;
@@ -92,9 +92,8 @@ async function settle(t: tf.Tensor): Promise<void> {
 
 export async function runBench(args: BenchArgs): Promise<Record<string, unknown>[]> {
   const startupBegin = performance.now();
-  const choice = await selectBackend(args.backend);
+  const choice = await startBackend(args.backend);
   const backendReady = performance.now();
-  process.stderr.write(`backend: ${choice.name} (${choice.reason})\n`);
   const maxSeq = Math.max(args.seq, args.skipGenerate ? 0 : args.genContext + args.genTokens);
   const config = makeConfig(null, {
     vocabSize: args.vocab,

@@ -1,7 +1,8 @@
 /** Options and helpers shared by the CLI commands. */
 import chalk from 'chalk';
 import type { Argv } from 'yargs';
-import { BACKENDS, type BackendName, selectBackend } from '../backend.ts';
+import { type BackendChoice, BACKENDS, type BackendName, selectBackend } from '../backend.ts';
+import { DEFAULT_TEXT_FIELD } from '../data/corpus.ts';
 import { checkSameTokenizer } from '../data/tokenizer-match.ts';
 import { loadModel } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
@@ -16,10 +17,29 @@ export function withBackend<T>(y: Argv<T>) {
   });
 }
 
-/** Initialises the backend and says which one was taken and why (on stderr, so --json output stays clean). */
-export async function startBackend(name: BackendName): Promise<void> {
+/** The field of each JSON line that holds a document's text (.jsonl corpora), as HF scripts' --text_column. */
+export function withTextField<T>(y: Argv<T>) {
+  return y.option('text-field', { type: 'string', default: DEFAULT_TEXT_FIELD, describe: 'field of each JSON line holding the document text (.jsonl corpora)' });
+}
+
+/** Set from the global --verbose flag (main.ts) before a command runs. */
+let verbose = false;
+
+export function setVerbose(on: boolean): void {
+  verbose = on;
+}
+
+/** `backend: wasm (2 threads)`; with `verbose` a second line says why it was taken and what failed to load. */
+export function backendLines(choice: BackendChoice, verbose: boolean): string {
+  const line = `backend: ${choice.name} (${choice.detail})`;
+  return verbose ? `${line}\nbackend: ${choice.reason}` : line;
+}
+
+/** Initialises the backend and says which one was taken, and with --verbose why (on stderr, so --json output stays clean). */
+export async function startBackend(name: BackendName): Promise<BackendChoice> {
   const choice = await selectBackend(name);
-  process.stderr.write(chalk.dim(`backend: ${choice.name} (${choice.reason})\n`));
+  process.stderr.write(chalk.dim(`${backendLines(choice, verbose)}\n`));
+  return choice;
 }
 
 /**

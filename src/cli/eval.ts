@@ -4,14 +4,14 @@ import { noKeyTokensReason, SELECTIONS, type Selection } from '../arl/key-tokens
 import type { BackendName } from '../backend.ts';
 import { readPrepareMeta, type Split } from '../data/format.ts';
 import { checkSameTokenizer } from '../data/tokenizer-match.ts';
-import { evaluateLongPpl } from '../eval/longppl.ts';
+import { evaluateLongPpl, type LongPplReport } from '../eval/longppl.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
 import { loadModel, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { type KeyTokenFlags, keyTokenOptionsFromArgs } from './arl.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
-import { loadModelAndTokenizer, printJson, startBackend, withBackend } from './common.ts';
+import { loadModelAndTokenizer, printJson, startBackend, withBackend, withTextField } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
 interface EvalArgs extends KeyTokenFlags {
@@ -23,9 +23,42 @@ interface EvalArgs extends KeyTokenFlags {
   batch: number;
   seq?: number;
   corpus?: string;
+  textField: string;
   evaluator?: string;
   tokenizer?: string;
   select: Selection;
+  json: boolean;
+}
+
+/** One fact a line, labels padded to one width: the readable form of eval's report. */
+function table(rows: [string, string][]): string {
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
+}
+
+const fixed = (value: number | null, digits: number): string => (value === null ? 'n/a' : value.toFixed(digits));
+
+/** The readable summary of `arl eval` on a prepared split (the fields --json prints). */
+export function splitSummary(r: { checkpoint: string; data: string; split: Split; seq: number; loss: number; perplexity: number; tokens: number }): string {
+  return table([
+    ['model', r.checkpoint],
+    ['data', `${r.data} (${r.split} split)`],
+    ['tokens scored', `${r.tokens.toLocaleString('en-US')} in windows of ${r.seq}`],
+    ['perplexity', `${fixed(r.perplexity, 2)} (loss ${fixed(r.loss, 4)} nats/token)`],
+  ]);
+}
+
+/** The readable summary of `arl eval --corpus` (the fields --json prints); says why LongPPL is missing when it is. */
+export function documentsSummary(r: LongPplReport & { checkpoint: string; evaluator: string; corpus: string; select: Selection; longppl_note?: string }): string {
+  const longppl = r.longppl === null ? `n/a (${r.key_tokens} key tokens): ${r.longppl_note ?? 'no key tokens'}` : `${fixed(r.longppl, 2)} over ${r.key_tokens.toLocaleString('en-US')} key tokens (--select ${r.select})`;
+  return table([
+    ['model', r.checkpoint],
+    ...(r.evaluator === r.checkpoint ? [] : [['key tokens by', r.evaluator] as [string, string]]),
+    ['data', `${r.corpus} (${r.documents} documents)`],
+    ['tokens scored', r.tokens_scored.toLocaleString('en-US')],
+    ['perplexity', `${fixed(r.perplexity, 2)} (loss ${fixed(r.loss, 4)} nats/token)`],
+    ['LongPPL', longppl],
+  ]);
 }
 
 async function evaluateSplit(args: EvalArgs): Promise<void> {
@@ -35,7 +68,9 @@ async function evaluateSplit(args: EvalArgs): Promise<void> {
     const seq = args.seq ?? Math.min(model.config.maxSeq, 256);
     if (seq > model.config.maxSeq) throw new UserError(`--seq ${seq} exceeds the model's context window ${model.config.maxSeq}`);
     const report = await evaluateLoss(model, args.data, args.split, { batches: args.batches, batch: args.batch, seq });
-    printJson({ checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report });
+    const result = { checkpoint: ckpt.dir, data: args.data, split: args.split, seq, ...report };
+    if (args.json) printJson(result);
+    else console.log(splitSummary(result));
   } finally {
     model.dispose();
   }
@@ -55,13 +90,19 @@ async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<v
       evaluator,
       tokenizer: tokenizer!,
       corpus: args.corpus,
+      textField: args.textField,
       options,
       maxDocs: args.maxDocs,
       onDocument: (documents, r) => bar?.update(documents, `${r.tokens_scored} tokens, ${r.key_tokens} key tokens`),
     });
     const settings = { S: options.shortContext, W: options.chunk, long_stride: options.longStride, select: options.select, K: options.topK, alpha: options.alpha, beta: options.beta };
     const note = report.longppl === null ? { longppl_note: noKeyTokensReason(options) } : {};
-    printJson({ checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report, ...note });
+    const result = { checkpoint: checkpointDir, evaluator: evaluatorDir, corpus: args.corpus, ...settings, ...report, ...note };
+    if (!args.json) {
+      console.log(documentsSummary(result));
+      return;
+    }
+    printJson(result);
     if (report.longppl === null) process.stderr.write(`LongPPL is null: ${noKeyTokensReason(options)}\n`);
   } finally {
     model.dispose();
@@ -71,9 +112,9 @@ async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<v
 
 export const evalCommand: CommandModule = {
   command: 'eval',
-  describe: 'Loss and perplexity on a prepared split; with --corpus, perplexity and LongPPL over documents (prints JSON)',
+  describe: 'Loss and perplexity on a prepared split; with --corpus, perplexity and LongPPL over documents (a summary, or JSON with --json)',
   builder: (y) =>
-    withBackend(y)
+    withTextField(withBackend(y))
       .option('checkpoint', { type: 'string', demandOption: true })
       .option('data', { type: 'string', default: DEFAULT_PREPARED_DIR })
       .option('split', { choices: ['train', 'val'] as const, default: 'val' as const })
@@ -91,6 +132,7 @@ export const evalCommand: CommandModule = {
       .option('top-k', { type: 'number', describe: 'K key tokens per document for topk/both (default 8)' })
       .option('alpha', { type: 'number', describe: 'LSG threshold, nats (default 2)' })
       .option('beta', { type: 'number', describe: 'long log-prob threshold (default -2)' })
+      .option('json', { type: 'boolean', default: false, describe: 'print the report as one JSON object (snake_case keys) instead of the summary' })
       .example('$0 eval --checkpoint checkpoints/demo', 'validation perplexity of the demo model')
       .example('$0 eval --checkpoint runs/cpt --corpus heldout.jsonl --evaluator runs/base', 'perplexity and LongPPL, key tokens chosen by runs/base'),
   handler: async (argv) => {

@@ -3,23 +3,9 @@ import chalk from 'chalk';
 import yargs, { type MiddlewareFunction } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UserError } from '../io/errors.ts';
-import { arlCommands } from './arl.ts';
-import { benchCommand } from './bench.ts';
-import { exportCommand, importCommand } from './checkpoints.ts';
-import { prepareCommand } from './data.ts';
-import { recapDataCommands } from './recap-data.ts';
-import { demoCommand } from './demo.ts';
-import { evalCommand } from './eval.ts';
-import { experimentCommand } from './experiment.ts';
-import { generateCommand } from './generate.ts';
-import { inspectCommand } from './inspect.ts';
-import { liftDemoCommand } from './lift-demo.ts';
-import { liftCommand } from './lift.ts';
-import { longbenchCommand } from './longbench.ts';
+import { COMMAND_GROUPS, commandGroupsText, hiddenFromCommandList } from './command-groups.ts';
+import { setVerbose } from './common.ts';
 import { checkNumericFlags } from './numeric-flags.ts';
-import { plotCommand } from './plot.ts';
-import { rulerCommand } from './ruler.ts';
-import { trainCommand } from './train.ts';
 import { unknownFlagsMessage } from './unknown-flags.ts';
 
 function fail(message: string): never {
@@ -36,34 +22,23 @@ function checkFlags(argv: Record<string, unknown>, y: { getOptions(): { key: Rec
   const options = y.getOptions();
   knownFlags = Object.keys(options.key).filter((flag) => !options.hiddenOptions.includes(flag));
   checkNumericFlags(argv, args);
+  setVerbose(argv.verbose === true);
 }
 
+const width = Math.min(120, process.stdout.columns ?? 100);
+const cli = yargs(args)
+  .scriptName('arl')
+  .usage('$0 <command> [options]\n\nLong-context trainer on TensorFlow.js: a Llama-style decoder, ARL and LIFT.');
+for (const group of COMMAND_GROUPS) for (const command of group.commands) cli.command(hiddenFromCommandList(command));
+
 try {
-  await yargs(args)
-    .scriptName('arl')
-    .usage('$0 <command> [options]\n\nLong-context trainer on TensorFlow.js: a Llama-style decoder, ARL and LIFT.')
-    .command(prepareCommand)
-    .command(trainCommand)
-    .command(generateCommand)
-    .command(evalCommand)
-    .command(experimentCommand)
-    .command(importCommand)
-    .command(exportCommand)
-    .command(benchCommand)
-    .command(demoCommand)
-    .command(longbenchCommand)
-    .command(rulerCommand)
-    .command(liftCommand)
-    .command(liftDemoCommand)
-    .command(plotCommand)
-    .command(inspectCommand)
-    .command(arlCommands)
-    .command(recapDataCommands)
+  await cli
+    .option('verbose', { type: 'boolean', default: false, global: true, describe: 'say why the backend was taken, what failed to load and the adapter details' })
     .middleware(checkFlags as unknown as MiddlewareFunction, true)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
     .recommendCommands()
-    .epilogue('Bad input exits with code 2 and one line naming the file and what to do.')
+    .epilogue(`${commandGroupsText(COMMAND_GROUPS, width)}\n\nRun arl <command> --help for a command's options. Bad input exits with code 2 and one line naming the file and what to do.`)
     .fail((msg, err) => {
       if (err) throw err;
       const firstFlag = args.findIndex((word) => word.startsWith('-'));
@@ -71,7 +46,7 @@ try {
       fail(unknownFlagsMessage(msg, knownFlags, command) ?? msg);
     })
     .help()
-    .wrap(Math.min(120, process.stdout.columns ?? 100))
+    .wrap(width)
     .parseAsync();
 } catch (err) {
   if (err instanceof UserError) fail(err.message);

@@ -17,14 +17,20 @@ export const BROWN_SOURCE = 'brown';
 
 const JSONL_EXTENSIONS = new Set(['.jsonl', '.jsonlines', '.ndjson']);
 
+/** The field of a JSON-lines corpus that holds each document's text, unless told otherwise. */
+export const DEFAULT_TEXT_FIELD = 'text';
+
 export interface ReadOptions {
   /** A single .txt file gives one document per paragraph (split at blank lines, ids `name#1`, `name#2`, …) instead of one. */
   splitTextFile?: boolean;
+  /** The string field of each JSON line holding the text (default "text"); other sources ignore it. */
+  textField?: string;
 }
 
 /**
  * Streams the documents of a corpus, skipping empty ones: `brown` (bundled), a .txt file (one document), a folder
- * of .txt files (recursive, sorted by path) or a JSON-lines file with a string "text" field per line.
+ * of .txt files (recursive, sorted by path) or a JSON-lines file with a string field per line ("text", or
+ * options.textField). A line without that field is a UserError naming the file, the line and the field.
  */
 export async function* readDocuments(source: string, options: ReadOptions = {}): AsyncGenerator<CorpusDocument> {
   let count = 0;
@@ -51,7 +57,7 @@ function readSource(source: string, options: ReadOptions): Iterable<CorpusDocume
     if (!options.splitTextFile) return [{ id: basename(source), text }];
     return text.split(PARAGRAPH_BREAK).map((paragraph, i) => ({ id: `${basename(source)}#${i + 1}`, text: paragraph }));
   }
-  if (JSONL_EXTENSIONS.has(ext)) return readJsonLines(source);
+  if (JSONL_EXTENSIONS.has(ext)) return readJsonLines(source, options.textField ?? DEFAULT_TEXT_FIELD);
   throw new UserError(
     `${source}: unsupported corpus (expected "brown", a .txt file, a folder of .txt files, or a .jsonl file)`,
   );
@@ -119,10 +125,14 @@ function readTextFile(path: string): string {
     .join(PARAGRAPH_BREAK);
 }
 
-async function* readJsonLines(path: string): AsyncGenerator<CorpusDocument> {
+async function* readJsonLines(path: string, field: string): AsyncGenerator<CorpusDocument> {
   for await (const record of readJsonObjects(path)) {
-    const text = record.fields.text;
-    if (typeof text !== 'string') throw new UserError(`${record.where}: missing string field "text"`);
+    const text = record.fields[field];
+    if (typeof text !== 'string') {
+      const fields = Object.keys(record.fields);
+      const has = fields.length === 0 ? 'no fields' : `fields ${fields.slice(0, 8).join(', ')}${fields.length > 8 ? ', …' : ''}`;
+      throw new UserError(`${record.where}: missing string field "${field}" (the line has ${has}); pass --text-field with the field holding the text`);
+    }
     yield { id: `${basename(path)}:${record.line}`, text };
   }
 }

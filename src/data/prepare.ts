@@ -21,6 +21,8 @@ import {
 export interface PrepareOptions {
   /** `brown`, a .txt file, a folder of .txt files, or a .jsonl file (see readDocuments). */
   source: string;
+  /** The field of each JSON line holding the text (default "text"). */
+  textField?: string;
   tokenizer: Tokenizer;
   /** Folder to (re)create; it is replaced as a whole once everything is written. */
   outDir: string;
@@ -50,7 +52,7 @@ export async function prepareCorpus(options: PrepareOptions): Promise<PrepareMet
   const { source, tokenizer } = options;
   const splitTextFile = (options.valFraction ?? DEFAULT_VAL_FRACTION) > 0;
   async function* tokenized(): AsyncGenerator<TokenizedDocument> {
-    for await (const doc of readDocuments(source, { splitTextFile })) yield { id: doc.id, tokens: [tokenizer.bosId, ...tokenizer.encode(doc.text), tokenizer.eosId] };
+    for await (const doc of readDocuments(source, { splitTextFile, textField: options.textField })) yield { id: doc.id, tokens: [tokenizer.bosId, ...tokenizer.encode(doc.text), tokenizer.eosId] };
   }
   return writePrepared(tokenized(), { requireVal: true, ...options, source: source === BROWN_SOURCE ? source : resolve(source) });
 }

@@ -31,6 +31,8 @@ export interface LongPplRun {
   tokenizer: Tokenizer;
   /** Corpus source for readDocuments: `brown`, a .txt file or folder, or a .jsonl file. */
   corpus: string;
+  /** The field of each JSON line holding the text (default "text"). */
+  textField?: string;
   /** Key-token options, for the evaluator's window. */
   options: KeyTokenOptions;
   maxDocs?: number;
@@ -66,7 +68,7 @@ export async function evaluateLongPpl(run: LongPplRun): Promise<LongPplReport> {
     perplexity: tokensScored > 0 ? Math.exp(nllSum / tokensScored) : null,
     longppl: keyTokens > 0 ? Math.exp(keyNllSum / keyTokens) : null,
   });
-  for await (const { text } of readDocuments(run.corpus)) {
+  for await (const { text } of readDocuments(run.corpus, { textField: run.textField })) {
     if (run.maxDocs !== undefined && documents >= run.maxDocs) break;
     documents++;
     const { tokens } = tokenizeDocument(text, run.tokenizer);
