@@ -43,7 +43,7 @@ interface ExperimentArgs extends ChatArgs, Partial<Record<SizeFlag, number>> {
 
 export const experimentCommand: CommandModule = {
   command: 'experiment',
-  describe: 'Train a base that retrieves, then plain-CPT and ARL-CPT arms, and compare them (and LIFT) at 1x and 4x the window with paired 95% intervals, plus LongPPL; resumable',
+  describe: 'Train a base on text and retrieval task rows, then plain-CPT and ARL-CPT arms, and compare them (and LIFT) at 1x and 4x the window with paired 95% intervals, plus LongPPL; resumable',
   builder: (y) => {
     const common = withChatOptions(withBackend(y))
       .option('size', { choices: Object.keys(EXPERIMENT_SIZES), default: 'tiny', describe: 'toy (seconds, checks the pipeline), tiny (about 30 min on CPU), small (GPU)' })
