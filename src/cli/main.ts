@@ -8,6 +8,7 @@ import { benchCommand } from './bench.ts';
 import { exportCommand, importCommand } from './checkpoints.ts';
 import { prepareCommand } from './data.ts';
 import { recapDataCommands } from './recap-data.ts';
+import { demoArlCommand } from './demo-arl.ts';
 import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { experimentCommand } from './experiment.ts';
@@ -59,6 +60,7 @@ try {
     .command(inspectCommand)
     .command(arlCommands)
     .command(recapDataCommands)
+    .command(demoArlCommand)
     .middleware(checkFlags as unknown as MiddlewareFunction, true)
     .demandCommand(1, 'name a command; see arl --help')
     .strict()
