@@ -19,6 +19,7 @@ import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { DocumentJournal, readJsonLines, type Settings } from './journal.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument, type KeyTokenRecord, type KeyTokenSummary } from './key-tokens.ts';
+import { checkRunTokenizer } from './run-folder.ts';
 import { nextTokenLogProbs, roundLogProb, type ScoredSequence } from './scoring.ts';
 
 export interface SegmentOptions {
@@ -177,9 +178,7 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
   const { model, tokenizer } = run;
   const keyTokensDir = resolve(run.keyTokensDir);
   const summary = readKeyTokenSummary(keyTokensDir);
-  if (summary.tokenizer !== tokenizer.sha256) {
-    throw new UserError(`${keyTokensDir}: key tokens were made with another tokenizer (sha256 ${String(summary.tokenizer).slice(0, 12)}…); pass a checkpoint with the tokenizer step 1 used`);
-  }
+  checkRunTokenizer(keyTokensDir, summary.tokenizer, tokenizer, 'key tokens were made', 'pass a checkpoint with the tokenizer step 1 used');
   const shortContext = Number(summary.S);
   const options = segmentOptions(shortContext, run.options);
   validateSegmentOptions(options, model.config.maxSeq);
