@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
-import { readJsonLines } from '../src/arl/journal.ts';
+import { readJsonLines } from '../src/io/jsonl.ts';
 import type { SegmentRecord } from '../src/arl/relevant-segment.ts';
 import { chromiumSkip, withPage } from './browser.ts';
 import { assertUserError, makeTinyArlSegments, runArl, useCpu } from './helpers.ts';

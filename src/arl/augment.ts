@@ -14,12 +14,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
-import { readJsonObjects, type JsonLine } from '../io/jsonl.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { type JsonLine, readJsonLines, readJsonObjects } from '../io/jsonl.ts';
+import { makeRng, shuffleInPlace } from '../core/random.ts';
 import { DEFAULT_VAL_FRACTION, writePrepared } from '../data/prepare.ts';
 import type { SplitInfo } from '../data/format.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { readJsonLines } from './journal.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument } from './key-tokens.ts';
 import { mergeOutDir, readKeyTokenInputs } from './merge-shards.ts';
 import { readKeyTokenSummary, SEGMENT_FILES, type SegmentRecord } from './relevant-segment.ts';
@@ -206,12 +205,7 @@ function segmentGains(dirs: readonly string[]): Map<string, number> {
 
 /** Seeded choice of which documents with recaps carry them: round(mix * total) of them, or all. */
 function chooseAugmented(withRecaps: string[], total: number, o: AugmentOptions): Set<string> {
-  const order = [...withRecaps];
-  const rng = makeRng(o.seed);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  const order = shuffleInPlace(makeRng(o.seed), [...withRecaps]);
   return new Set(order.slice(0, Math.min(order.length, Math.round(o.mix * total))));
 }
 

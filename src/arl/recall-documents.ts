@@ -11,7 +11,7 @@
  */
 import type { CorpusDocument } from '../data/corpus.ts';
 import { drawNeedleEntities, hashString, type Haystack } from '../eval/ruler.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng } from '../core/random.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 
 export interface RecallDocumentOptions {

@@ -15,9 +15,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { DocumentJournal, readJsonLines, type Settings } from './journal.ts';
+import { DocumentJournal, type Settings } from './journal.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument, type KeyTokenRecord, type KeyTokenSummary } from './key-tokens.ts';
 import { checkRunTokenizer } from './run-folder.ts';
 import { nextTokenLogProbs, roundLogProb, type ScoredSequence } from './scoring.ts';

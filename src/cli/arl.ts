@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, noKeyTokensReason, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type Recapper, type RecapperName, type RecapProgress, writeRecaps } from '../arl/recap.ts';
-import { openRecapper, sha256File } from '../arl/recappers.ts';
+import { openRecapper } from '../arl/recappers.ts';
 import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
 import { parseShard, type Shard, shardFolder, type ShardSettings, shardSize } from '../arl/shard.ts';
 import type { BackendName } from '../backend.ts';
@@ -13,6 +13,7 @@ import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts'
 import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
+import { sha256File } from '../io/sha256.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
@@ -105,12 +106,12 @@ export function shardOutput(args: Pick<KeyTokensArgs, 'out' | 'shard'>): { shard
 }
 
 /** What step 1 records about a shard: the shard and the checkpoint's weights hash (its path may differ between machines). */
-export async function shardSettings(shard: Shard | null, checkpointDir: string): Promise<ShardSettings | undefined> {
+export function shardSettings(shard: Shard | null, checkpointDir: string): ShardSettings | undefined {
   if (!shard) return undefined;
-  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: await checkpointSha256(checkpointDir) };
+  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: checkpointSha256(checkpointDir) };
 }
 
-function checkpointSha256(checkpointDir: string): Promise<string> {
+function checkpointSha256(checkpointDir: string): string {
   return sha256File(join(checkpointDir, 'model.safetensors'));
 }
 
@@ -164,7 +165,7 @@ const keyTokensCommand: CommandModule = {
         outDir,
         options,
         maxDocs: args.maxDocs,
-        shard: await shardSettings(shard, checkpointDir),
+        shard: shardSettings(shard, checkpointDir),
         onDocument: (p) => bar.update(p.documents, `${rate(p.tokensScoredNow, started, 'tok')} ${p.keyTokens} key tokens`),
       });
       const skipped = summary.documents_skipped_short > 0 ? `; ${summary.documents_skipped_short} skipped, shorter than S+1 = ${options.shortContext + 1} tokens` : '';
@@ -208,7 +209,7 @@ const segmentsCommand: CommandModule = {
         tokenizer: tokenizer!,
         checkpoint: checkpointDir,
         // A shard's segments record the weights hash too, so the merge can check all shards used one checkpoint.
-        checkpointSha256: keyTokens.checkpoint_sha256 === undefined ? undefined : await checkpointSha256(checkpointDir),
+        checkpointSha256: keyTokens.checkpoint_sha256 === undefined ? undefined : checkpointSha256(checkpointDir),
         keyTokensDir: args.keytokens,
         outDir: args.out,
         options: given,

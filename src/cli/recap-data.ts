@@ -184,7 +184,7 @@ export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> 
     },
   };
   try {
-    const run: RecapDataRun = { ...job, model, tokenizer, checkpoint: checkpointDir, window: model.config.maxSeq, shard: await shardSettings(shard, checkpointDir), augment: job.augment ?? undefined, progress };
+    const run: RecapDataRun = { ...job, model, tokenizer, checkpoint: checkpointDir, window: model.config.maxSeq, shard: shardSettings(shard, checkpointDir), augment: job.augment ?? undefined, progress };
     if (job.augment) await buildRecapData(run);
     else await buildRecapSteps(run);
   } finally {

@@ -6,7 +6,7 @@
  * the needle, and a fixed pool of samples is learned by heart. Rows are a function of (seed, index), so a resumed run sees the same rows.
  */
 import { hashString, Haystack, generateRulerSample, RULER_TASKS, type RulerTask } from '../eval/ruler.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng } from '../core/random.ts';
 import { UserError } from '../io/errors.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 

@@ -4,7 +4,7 @@
  * without it. Resumable: each finished document is a line of predictions.jsonl. No auxiliary QA is used (it
  * needs an LLM), so no auxiliary question can overlap a test question.
  */
-import { readJsonLines } from '../arl/journal.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import { liftAnswer } from '../lift/lift.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';

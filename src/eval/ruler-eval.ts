@@ -1,6 +1,7 @@
 /** Running a model on RULER-style samples: predictions (resumable), scores per task, and which answers the truncated window still holds. */
 import { join } from 'node:path';
-import { readJsonLines, type Settings } from '../arl/journal.ts';
+import type { Settings } from '../arl/journal.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';

@@ -10,7 +10,7 @@
  * train and test pools, so samples made for a training mix never contain test entities.
  */
 import { type CorpusDocument, readDocuments } from '../data/corpus.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng, pick, randomInt, type Rng, shuffleInPlace } from '../core/random.ts';
 import { UserError } from '../io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { integerField, type JsonLine, readAllJsonObjects, stringArrayField, stringField } from '../io/jsonl.ts';
@@ -217,34 +217,6 @@ export function hashString(text: string): number {
   return (hash ^ (hash >>> 16)) >>> 0;
 }
 
-class Random {
-  private readonly next: () => number;
-  constructor(seed: number) {
-    this.next = makeRng(seed);
-  }
-  /** Number in [0, 1). */
-  fraction(): number {
-    return this.next();
-  }
-  /** Integer in [low, high). */
-  int(low: number, high: number): number {
-    return low + Math.floor(this.next() * (high - low));
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(0, items.length)]!;
-  }
-  shuffle<T>(items: T[]): T[] {
-    for (let i = items.length - 1; i > 0; i--) {
-      const j = this.int(0, i + 1);
-      [items[i], items[j]] = [items[j]!, items[i]!];
-    }
-    return items;
-  }
-  letters(alphabet: string, length: number): string {
-    return Array.from({ length }, () => alphabet[this.int(0, alphabet.length)]).join('');
-  }
-}
-
 /** The pool an entity (key, value, name, word) belongs to: half of all strings by hash, the rest in the other. */
 export function entityPool(entity: string): RulerSplit {
   return (hashString(`ruler-pool:${entity}`) & 1) === 0 ? 'train' : 'test';
@@ -277,9 +249,14 @@ function drawEntity(split: RulerSplit, taken: Set<string>, make: () => string): 
 const UPPERCASE = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 const LOWERCASE = 'abcdefghijklmnopqrstuvwxyz';
 
+/** `length` letters drawn from `alphabet`. */
+function letters(rng: Rng, alphabet: string, length: number): string {
+  return Array.from({ length }, () => alphabet[randomInt(rng, 0, alphabet.length)]).join('');
+}
+
 /** What every task plan can draw from. */
 interface PlanContext {
-  rng: Random;
+  rng: Rng;
   sampleSeed: number;
   split: RulerSplit;
   haystack: Haystack;
@@ -292,23 +269,23 @@ interface PlanContext {
 /** "adjective-noun", as RULER's keys. */
 function drawKey(ctx: PlanContext): string {
   const { rng, split } = ctx;
-  return drawEntity(split, ctx.taken, () => `${rng.pick(poolOf(ADJECTIVES, split))}-${rng.pick(poolOf(NOUNS, split))}`);
+  return drawEntity(split, ctx.taken, () => `${pick(rng, poolOf(ADJECTIVES, split))}-${pick(rng, poolOf(NOUNS, split))}`);
 }
 
 /** A 7-digit number, as RULER's values. */
 function drawNumber(ctx: PlanContext): string {
-  return drawEntity(ctx.split, ctx.taken, () => String(ctx.rng.int(1_000_000, 10_000_000)));
+  return drawEntity(ctx.split, ctx.taken, () => String(randomInt(ctx.rng, 1_000_000, 10_000_000)));
 }
 
 /** A needle's key and 7-digit value from the split's pool, drawn from `seed` (for documents made outside a task plan). */
 export function drawNeedleEntities(split: RulerSplit, seed: number, taken = new Set<string>()): { key: string; value: string } {
-  const ctx = { rng: new Random(seed), split, taken } as PlanContext;
+  const ctx = { rng: makeRng(seed), split, taken } as PlanContext;
   return { key: drawKey(ctx), value: drawNumber(ctx) };
 }
 
 function drawPerson(ctx: PlanContext): string {
   const { rng, split } = ctx;
-  return drawEntity(split, ctx.taken, () => `${rng.pick(poolOf(FIRST_NAMES, split))} ${rng.pick(poolOf(SURNAMES, split))}`);
+  return drawEntity(split, ctx.taken, () => `${pick(rng, poolOf(FIRST_NAMES, split))} ${pick(rng, poolOf(SURNAMES, split))}`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -363,19 +340,19 @@ function planNiah(ctx: PlanContext, shape: { keys: number; valuesPerKey: number;
   const { rng } = ctx;
   const keys = Array.from({ length: shape.keys }, () => drawKey(ctx));
   const values = keys.map(() => Array.from({ length: shape.valuesPerKey }, () => drawNumber(ctx)));
-  const queried = rng.shuffle(keys.map((_, i) => i)).slice(0, shape.queries);
+  const queried = shuffleInPlace(rng, keys.map((_, i) => i)).slice(0, shape.queries);
   const outputs = queried.flatMap((k) => values[k]!);
   const needles: Needle[] = keys.flatMap((key, k) =>
     values[k]!.map((value) => ({
       text: `One of the special magic numbers for ${key} is: ${value}.`,
-      depth: value === outputs[0] ? ctx.depth : rng.pick(DEPTH_GRID),
+      depth: value === outputs[0] ? ctx.depth : pick(rng, DEPTH_GRID),
     })),
   );
-  rng.shuffle(needles);
+  shuffleInPlace(rng, needles);
   const queriedKeys = queried.map((k) => keys[k]!);
   const query = queriedKeys.length > 1 ? `${queriedKeys.slice(0, -1).join(', ')}, and ${queriedKeys.at(-1)}` : queriedKeys[0]!;
   const template = outputs.length === 1 ? NIAH_TEMPLATE_ONE : NIAH_TEMPLATE;
-  const start = rng.int(0, ctx.haystack.sentences.length);
+  const start = randomInt(rng, 0, ctx.haystack.sentences.length);
   return {
     outputs,
     depth: ctx.depth,
@@ -392,14 +369,14 @@ const VT_HOPS = 4;
 /** One chain "VAR A = 12345. VAR B = VAR A. ..." of 4 hops; its first link at the depth, the rest after it. */
 function planVariableTracking(ctx: PlanContext): Plan {
   const { rng, split } = ctx;
-  const names = Array.from({ length: VT_HOPS + 1 }, () => drawEntity(split, ctx.taken, () => rng.letters(UPPERCASE, 5)));
-  const value = drawEntity(split, ctx.taken, () => String(rng.int(10_000, 100_000)));
-  const laterDepths = Array.from({ length: VT_HOPS }, () => rng.int(ctx.depth, 101)).sort((a, b) => a - b);
+  const names = Array.from({ length: VT_HOPS + 1 }, () => drawEntity(split, ctx.taken, () => letters(rng, UPPERCASE, 5)));
+  const value = drawEntity(split, ctx.taken, () => String(randomInt(rng, 10_000, 100_000)));
+  const laterDepths = Array.from({ length: VT_HOPS }, () => randomInt(rng, ctx.depth, 101)).sort((a, b) => a - b);
   const needles: Needle[] = [
     { text: `VAR ${names[0]} = ${value}.`, depth: ctx.depth },
     ...laterDepths.map((depth, hop) => ({ text: `VAR ${names[hop + 1]} = VAR ${names[hop]}.`, depth })),
   ];
-  const start = rng.int(0, ctx.haystack.sentences.length);
+  const start = randomInt(rng, 0, ctx.haystack.sentences.length);
   return {
     outputs: names,
     depth: ctx.depth,
@@ -418,7 +395,7 @@ const CWE_COMMON_WORDS = 10;
 function planCommonWords(ctx: PlanContext): Plan {
   const pool = poolOf(ctx.haystack.vocabulary, ctx.split);
   if (pool.length <= CWE_COMMON_WORDS) throw new UserError(`common_words: the corpus has only ${pool.length} usable distinct words`);
-  const words = ctx.rng.shuffle([...pool]);
+  const words = shuffleInPlace(ctx.rng, [...pool]);
   const [commonRepeats, rareRepeats] = ctx.lengthTokens < 4096 ? [6, 1] : [30, 3];
   const common = words.slice(0, CWE_COMMON_WORDS);
   return {
@@ -431,7 +408,7 @@ function planCommonWords(ctx: PlanContext): Plan {
         ...common.flatMap((word) => Array<string>(commonRepeats).fill(word)),
         ...words.slice(CWE_COMMON_WORDS, distinctWords).flatMap((word) => Array<string>(rareRepeats).fill(word)),
       ];
-      new Random(ctx.sampleSeed).shuffle(list);
+      shuffleInPlace(makeRng(ctx.sampleSeed), list);
       return fill(CWE_TEMPLATE, { context: list.map((word, i) => `${i + 1}. ${word}`).join(' ') });
     },
   };
@@ -448,7 +425,7 @@ const ZETA_OF_ALPHA = Math.PI ** 2 / 6;
  */
 function planFrequentWords(ctx: PlanContext): Plan {
   const vocabularySize = Math.max(10, Math.floor(ctx.lengthTokens / 50)); // RULER: max_seq_length // 50
-  const vocabulary = ['...', ...Array.from({ length: vocabularySize - 1 }, () => drawEntity(ctx.split, ctx.taken, () => ctx.rng.letters(LOWERCASE, 6)))];
+  const vocabulary = ['...', ...Array.from({ length: vocabularySize - 1 }, () => drawEntity(ctx.split, ctx.taken, () => letters(ctx.rng, LOWERCASE, 6)))];
   return {
     outputs: vocabulary.slice(1, 4),
     depth: null,
@@ -458,7 +435,7 @@ function planFrequentWords(ctx: PlanContext): Plan {
       const counts = vocabulary.map((_, rank) => Math.floor((totalWords * (rank + 1) ** -ZIPF_ALPHA) / ZETA_OF_ALPHA));
       for (let rank = 3; rank >= 1; rank--) counts[rank] = Math.max(counts[rank]!, counts[rank + 1]! + 1);
       const text = vocabulary.flatMap((word, rank) => Array<string>(counts[rank]!).fill(word));
-      new Random(ctx.sampleSeed).shuffle(text);
+      shuffleInPlace(makeRng(ctx.sampleSeed), text);
       return fill(FWE_TEMPLATE, { context: text.join(' ') });
     },
   };
@@ -472,7 +449,7 @@ const QA_RELATIONS: ReadonlyArray<{ fact: (person: string, answer: string) => st
   {
     fact: (person, town) => `${person} was born in the town of ${town}.`,
     question: (person) => `In which town was ${person} born?`,
-    draw: (ctx) => drawEntity(ctx.split, ctx.taken, () => ctx.rng.pick(TOWN_STARTS) + ctx.rng.pick(TOWN_ENDS)),
+    draw: (ctx) => drawEntity(ctx.split, ctx.taken, () => pick(ctx.rng, TOWN_STARTS) + pick(ctx.rng, TOWN_ENDS)),
   },
   {
     fact: (person, number) => `The number of ${person}'s safe deposit box is ${number}.`,
@@ -482,7 +459,7 @@ const QA_RELATIONS: ReadonlyArray<{ fact: (person: string, answer: string) => st
   {
     fact: (person, name) => `${person} has a dog named ${name}.`,
     question: (person) => `What is the name of ${person}'s dog?`,
-    draw: (ctx) => ctx.rng.pick(poolOf(FIRST_NAMES, ctx.split)),
+    draw: (ctx) => pick(ctx.rng, poolOf(FIRST_NAMES, ctx.split)),
   },
 ];
 
@@ -493,19 +470,19 @@ const QA_RELATIONS: ReadonlyArray<{ fact: (person: string, answer: string) => st
 function planQa(ctx: PlanContext): Plan {
   const { rng, haystack } = ctx;
   if (haystack.passages.length < 2) throw new UserError('qa: the corpus needs at least two passages of text');
-  const relation = rng.pick(QA_RELATIONS);
+  const relation = pick(rng, QA_RELATIONS);
   const person = drawPerson(ctx);
   const answer = relation.draw(ctx);
-  const gold = rng.int(0, haystack.passages.length);
-  const goldDocument = plantFact(haystack.passageSentences(gold), relation.fact(person, answer), rng.fraction()).join(' ');
-  const firstDistractor = rng.int(0, haystack.passages.length);
+  const gold = randomInt(rng, 0, haystack.passages.length);
+  const goldDocument = plantFact(haystack.passageSentences(gold), relation.fact(person, answer), rng()).join(' ');
+  const firstDistractor = randomInt(rng, 0, haystack.passages.length);
   // Each distractor's fact and its place come from its own seed, so they do not change with the context size.
   const distractorFacts = new Map<number, { fact: string; place: number }>();
   const distractorFact = (k: number) => {
     let entry = distractorFacts.get(k);
     if (!entry) {
-      const own: PlanContext = { ...ctx, rng: new Random(hashString(`${ctx.sampleSeed}:distractor:${k}`)), taken: new Set([person]) };
-      entry = { fact: relation.fact(drawPerson(own), relation.draw(own)), place: own.rng.fraction() };
+      const own: PlanContext = { ...ctx, rng: makeRng(hashString(`${ctx.sampleSeed}:distractor:${k}`)), taken: new Set([person]) };
+      entry = { fact: relation.fact(drawPerson(own), relation.draw(own)), place: own.rng() };
       distractorFacts.set(k, entry);
     }
     return entry;
@@ -644,7 +621,7 @@ export function generateRulerSample(options: RulerOptions, index: number): Ruler
   // The split is part of the seed, so train and test samples are drawn from unrelated random streams.
   const sampleSeed = hashString(`${split}|${task}|${seed}|${index}`);
   const plan = PLANNERS[task]({
-    rng: new Random(sampleSeed),
+    rng: makeRng(sampleSeed),
     sampleSeed,
     split,
     haystack: options.haystack,
