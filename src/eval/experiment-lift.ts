@@ -10,7 +10,7 @@ import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import type { LiftExample } from './experiment-claims.ts';
 import { windowPrompt, writePredictions } from './predict.ts';
-import { readRulerSamples, RULER_ANSWER_TOKENS, scoreRulerExample } from './ruler.ts';
+import { readRulerSamples, RULER_ANSWER_TOKENS, scoreRulerExample } from './ruler-score.ts';
 import { splitRulerPrompt } from './ruler-eval.ts';
 
 export async function evaluateLift(run: {

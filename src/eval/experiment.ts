@@ -33,7 +33,9 @@ import { writeExperimentReport } from './experiment-report.ts';
 import { evaluateLift } from './experiment-lift.ts';
 import { evaluateLongPpl, type LongPplReport } from './longppl.ts';
 import { keyTokenOptions } from '../arl/key-tokens.ts';
-import { generateRulerSample, Haystack, type RulerTask } from './ruler.ts';
+import { generateRulerSample } from './ruler.ts';
+import { Haystack } from './ruler-haystack.ts';
+import type { RulerTask } from './ruler-tasks.ts';
 import { evaluateRulerModel } from './ruler-eval.ts';
 
 export type { ClaimCheck, MethodLengthResult } from './experiment-claims.ts';
