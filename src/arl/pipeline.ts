@@ -112,7 +112,11 @@ export async function buildRecapSteps(run: RecapDataRun): Promise<RecapSteps> {
 }
 
 export async function buildRecapData(run: RecapDataRun): Promise<RecapDataSummary> {
-  const steps = await buildRecapSteps(run);
+  return augmentRecapData(run, await buildRecapSteps(run));
+}
+
+/** Step 4 (augment) on what `buildRecapSteps` wrote into `outDir`; the model is no longer needed. */
+export async function augmentRecapData(run: Omit<RecapDataRun, 'model'>, steps: RecapSteps): Promise<RecapDataSummary> {
   const step4 = await timed(() => augmentDocuments({ tokenizer: run.tokenizer, keyTokensDir: run.outDir, options: { ...DEFAULT_AUGMENT, ...run.augment } }));
   const augment = step4.result;
   run.progress?.onStep?.({ step: 'augment', seconds: step4.seconds, totals: augment });

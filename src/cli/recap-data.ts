@@ -4,18 +4,15 @@ import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { AUGMENT_FILES, augmentDocuments, augmentOutDir, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
 import { type KeyTokenOptions, noKeyTokensReason } from '../arl/key-tokens.ts';
-import { buildRecapData, buildRecapSteps, type RecapDataProgress, type RecapDataRun, type RecapSteps } from '../arl/pipeline.ts';
+import { augmentRecapData, buildRecapSteps, type RecapDataProgress, type RecapDataRun, type RecapSteps } from '../arl/pipeline.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName } from '../arl/recap.ts';
-import { segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
 import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
 import type { BackendName } from '../backend.ts';
-import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
-import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { UserError } from '../io/errors.ts';
+import { type ChatArgs, withChatOptions } from '../io/chat.ts';
 import { lockFolder } from '../io/lock.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
-import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, recapProgressText, shardOutput, shardSettings } from './arl.ts';
+import { checkSegmentFlags, countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, recapperChat, recapProgressText, shardOutput, shardSettings } from './arl.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -110,9 +107,8 @@ export function recapDataJob(args: RecapDataArgs): RecapDataJob {
   if (augment) validateAugmentOptions(augment);
   const keyTokens = keyTokenOptionsFromArgs(args, args.checkpoint);
   const segments = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
-  validateSegmentOptions(segmentOptions(keyTokens.shortContext, segments), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
-  if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
-  const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
+  checkSegmentFlags(keyTokens.shortContext, segments, args.checkpoint);
+  const chat = recapperChat(args);
   return {
     backend: args.backend,
     checkpoint: args.checkpoint,
@@ -150,7 +146,7 @@ export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> 
   const seconds = { keytokens: 0, segments: 0, recaps: 0, augment: 0 };
   const bar1 = new ProgressBar(shard ? shardSize(corpusDocuments, shard) : corpusDocuments, '1/4 keytokens');
   let bar2: ProgressBar | null = null;
-  const steps: Partial<RecapSteps> & { augment?: AugmentTotals } = {};
+  let augment: AugmentTotals | null = null;
   const progress: RecapDataProgress = {
     onDocument: (p) => bar1.update(p.documents, `${p.keyTokens} key tokens`),
     onKeyToken: (p) => bar2!.update(p.keyTokens, `${p.segments} kept`),
@@ -165,33 +161,33 @@ export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> 
     onStep: (d) => {
       seconds[d.step] = d.seconds;
       if (d.step === 'keytokens') {
-        const s = (steps.keyTokens = d.summary);
+        const s = d.summary;
         done('1/4 keytokens', `${s.documents} documents, ${s.key_tokens} key tokens; perplexity ${s.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${s.longppl?.toFixed(3) ?? `n/a (${noKeyTokensReason(job.keyTokens)})`}`, d.seconds);
         bar2 = new ProgressBar(Math.max(1, s.key_tokens), '2/4 segments');
       } else if (d.step === 'segments') {
-        steps.segments = d.totals;
         done('2/4 segments', `a segment kept for ${d.totals.segments} of ${d.totals.key_tokens} key tokens`, d.seconds);
       } else if (d.step === 'recaps') {
-        const r = (steps.recaps = d.totals);
+        const r = d.totals;
         const failed = r.failed.length > 0 ? `; ${r.failed.length} failed (listed in ${RECAP_FILES.failed}; rerun to retry them)` : '';
         done('3/4 recaps', `${r.recaps} of ${r.items} segments have recaps (${job.recapper}: ${r.made} made now, ${r.cached} cached, ${r.resumed} done before)${failed}`, d.seconds);
       } else {
-        steps.augment = d.totals;
+        augment = d.totals;
         const [first, ...rest] = describeAugment(d.totals, outDir);
         done('4/4 augment', first, d.seconds);
         for (const line of rest) console.log(`    ${line}`);
       }
     },
   };
+  const run: RecapDataRun = { ...job, model, tokenizer, checkpoint: checkpointDir, window: model.config.maxSeq, shard: shardSettings(shard, checkpointDir), augment: job.augment ?? undefined, progress };
+  let steps: RecapSteps;
   try {
-    const run: RecapDataRun = { ...job, model, tokenizer, checkpoint: checkpointDir, window: model.config.maxSeq, shard: shardSettings(shard, checkpointDir), augment: job.augment ?? undefined, progress };
-    if (job.augment) await buildRecapData(run);
-    else await buildRecapSteps(run);
+    steps = await buildRecapSteps(run);
   } finally {
     model.dispose();
   }
-  const { keyTokens, segments, recaps } = steps as RecapSteps;
-  return { keyTokens: keyTokens.key_tokens, perplexity: keyTokens.perplexity, longppl: keyTokens.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, augment: steps.augment ?? null, seconds };
+  if (job.augment) await augmentRecapData(run, steps);
+  const { keyTokens, segments, recaps } = steps;
+  return { keyTokens: keyTokens.key_tokens, perplexity: keyTokens.perplexity, longppl: keyTokens.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, augment, seconds };
 }
 
 const recapDataCommand: CommandModule = {
