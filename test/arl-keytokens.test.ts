@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { splitSentences, tokenizeDocument } from '../src/arl/document.ts';
 import { type DocumentScores, findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, scoreDocument, selectKeyTokens } from '../src/arl/key-tokens.ts';
 import { candidateSegments, findRelevantSegment, findRelevantSegments, scoreCandidates, SEGMENT_FILES, type SegmentRecord, segmentOptions } from '../src/arl/relevant-segment.ts';
-import { readJsonLines } from '../src/arl/journal.ts';
+import { readJsonLines } from '../src/io/jsonl.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';

@@ -16,7 +16,7 @@ import { findKeyTokens, keyTokenOptions } from '../src/arl/key-tokens.ts';
 import { capRecap, groupRecapItems, loadRecapPrompt, maxWordsFor, type RecapItem, type RecapRecord, renderRecapPrompt, writeRecaps } from '../src/arl/recap.ts';
 import { chooseSentences, openRecapper, segmentSentences, sentenceGains } from '../src/arl/recappers.ts';
 import { findRelevantSegments, type SegmentRecord } from '../src/arl/relevant-segment.ts';
-import { readJsonLines } from '../src/arl/journal.ts';
+import { readJsonLines } from '../src/io/jsonl.ts';
 import type { KeyTokenDocument } from '../src/arl/key-tokens.ts';
 import { ChatError, chatCompletionsUrl, openChatModel, parseRetryAfter } from '../src/io/chat.ts';
 import { loadModel } from '../src/io/checkpoint.ts';

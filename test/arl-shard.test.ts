@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { AUGMENT_FILES, augmentDocuments, DEFAULT_AUGMENT } from '../src/arl/augment.ts';
 import { KEY_TOKEN_FILES } from '../src/arl/key-tokens.ts';
-import { readJsonLines } from '../src/arl/journal.ts';
+import { readJsonLines } from '../src/io/jsonl.ts';
 import { RECAP_FILES } from '../src/arl/recap.ts';
 import { SEGMENT_FILES } from '../src/arl/relevant-segment.ts';
 import { parseShard } from '../src/arl/shard.ts';

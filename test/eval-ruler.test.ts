@@ -5,21 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import {
-  entityPool,
   evenlySpacedDepth,
   generateRulerSample,
   generateRulerSamples,
-  Haystack,
-  RULER_TASKS,
+  rulerMixDocuments,
   type RulerOptions,
   type RulerSample,
-  type RulerSplit,
-  type RulerTask,
-  rulerMixDocuments,
-  scoreRuler,
-  scoreRulerFiles,
-  splitSentences,
 } from '../src/eval/ruler.ts';
+import { Haystack, splitSentences } from '../src/eval/ruler-haystack.ts';
+import { scoreRuler, scoreRulerFiles } from '../src/eval/ruler-score.ts';
+import { entityPool, RULER_TASKS, type RulerSplit, type RulerTask } from '../src/eval/ruler-tasks.ts';
 import { UserError } from '../src/io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
 import { runArl } from './helpers.ts';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tokenizeDocument } from '../src/arl/document.ts';
 import { findKeyTokens, keyTokenOptions, scoreDocument } from '../src/arl/key-tokens.ts';
-import { readJsonLines } from '../src/arl/journal.ts';
+import { readJsonLines } from '../src/io/jsonl.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { evaluateLongPpl } from '../src/eval/longppl.ts';
 import { type Answerer, headTailIds, PREDICTION_FILES, writePredictions } from '../src/eval/predict.ts';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { renderInspectReport } from '../src/arl/inspect-report.ts';
-import { readJsonLines } from '../src/arl/journal.ts';
+import { readJsonLines } from '../src/io/jsonl.ts';
 import type { KeyTokenDocument, KeyTokenRecord, KeyTokenSummary } from '../src/arl/key-tokens.ts';
 import type { RecapRecord } from '../src/arl/recap.ts';
 import type { SegmentRecord } from '../src/arl/relevant-segment.ts';

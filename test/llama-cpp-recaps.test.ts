@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { readJsonLines } from '../src/arl/journal.ts';
+import { readJsonLines } from '../src/io/jsonl.ts';
 import type { RecapRecord } from '../src/arl/recap.ts';
 import type { SegmentRecord } from '../src/arl/relevant-segment.ts';
 import { writeGguf } from '../src/io/gguf.ts';

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { generate } from '../src/infer/generate.ts';
-import { makeRng, sampleToken } from '../src/infer/sampling.ts';
+import { makeRng } from '../src/core/random.ts';
+import { sampleToken } from '../src/infer/sampling.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { disposeCache, LlamaModel } from '../src/model/llama.ts';
 import { maxAbsDiff, tf, useCpu } from './helpers.ts';

@@ -14,15 +14,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
-import { readJsonObjects, type JsonLine } from '../io/jsonl.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { type JsonLine, readJsonLines, readJsonObjects } from '../io/jsonl.ts';
+import { makeRng, shuffleInPlace } from '../core/random.ts';
 import { DEFAULT_VAL_FRACTION, writePrepared } from '../data/prepare.ts';
 import type { SplitInfo } from '../data/format.ts';
-import { RECAP_CLOSE, RECAP_OPEN, type Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { readJsonLines } from './journal.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument } from './key-tokens.ts';
 import { mergeOutDir, readKeyTokenInputs } from './merge-shards.ts';
 import { readKeyTokenSummary, SEGMENT_FILES, type SegmentRecord } from './relevant-segment.ts';
+import { checkRunTokenizer, replaceRecapMarkers, segmentKey } from './run-folder.ts';
 
 /** recaps.jsonl (step 3), as far as augmenting reads it. */
 export const RECAP_FILE = 'recaps.jsonl';
@@ -100,7 +100,7 @@ export function placeRecaps(document: Pick<KeyTokenDocument, 'sentence_starts'>,
 
 /** Recap text as inserted: marker strings removed (they would end the recap early) and whitespace collapsed. */
 export function cleanRecap(text: string): string {
-  return text.split(RECAP_OPEN).join(' ').split(RECAP_CLOSE).join(' ').replace(/\s+/g, ' ').trim();
+  return replaceRecapMarkers(text).replace(/\s+/g, ' ').trim();
 }
 
 /** The document's tokens with `<recap>` + encode(recap) + `</recap>` spliced in before token `at` of each placed recap. */
@@ -178,7 +178,7 @@ async function readRecaps(files: readonly string[], documents: Map<string, KeyTo
     if (!Number.isInteger(start) || !Number.isInteger(end) || (start as number) < 0 || (end as number) <= (start as number) || positions.at(-1)! >= length) {
       throw new UserError(`${line.where}: segment ${start}-${end} or key positions outside document ${doc} (${length} tokens); rerun \`arl recaps\``);
     }
-    const key = `${doc}\0${start}\0${end}`;
+    const key = segmentKey(doc, start as number, end as number);
     if (seen.has(key)) continue;
     seen.add(key);
     count++;
@@ -196,7 +196,7 @@ function segmentGains(dirs: readonly string[]): Map<string, number> {
     const file = join(dir, SEGMENT_FILES.records);
     if (!existsSync(file)) throw new UserError(`${file}: missing; run \`arl segments --keytokens ${dir}\` first`);
     for (const r of readJsonLines<SegmentRecord>(file)) {
-      const key = `${r.doc}\0${r.segment_start}\0${r.segment_end}`;
+      const key = segmentKey(r.doc, r.segment_start, r.segment_end);
       gains.set(key, (gains.get(key) ?? 0) + r.gain);
     }
   }
@@ -205,12 +205,7 @@ function segmentGains(dirs: readonly string[]): Map<string, number> {
 
 /** Seeded choice of which documents with recaps carry them: round(mix * total) of them, or all. */
 function chooseAugmented(withRecaps: string[], total: number, o: AugmentOptions): Set<string> {
-  const order = [...withRecaps];
-  const rng = makeRng(o.seed);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  const order = shuffleInPlace(makeRng(o.seed), [...withRecaps]);
   return new Set(order.slice(0, Math.min(order.length, Math.round(o.mix * total))));
 }
 
@@ -226,9 +221,7 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
   const { dirs, summary } = inputs;
   const source = dirs.join(', ');
   const outDir = augmentOutDir(dirs, run.outDir);
-  if (summary.tokenizer !== tokenizer.sha256) {
-    throw new UserError(`${dirs[0]}: documents were tokenized with another tokenizer (sha256 ${String(summary.tokenizer).slice(0, 12)}…); pass --tokenizer with the one step 1 used`);
-  }
+  checkRunTokenizer(dirs[0], summary.tokenizer, tokenizer, 'documents were tokenized', 'pass --tokenizer with the one step 1 used');
   const documents = new Map(inputs.documents.map((d) => [d.doc, d]));
   if (documents.size !== inputs.documents.length) throw new UserError(`${source}: a document id appears twice; the corpus needs unique document ids`);
   const { byDoc, count } = await readRecaps(dirs.map((dir) => join(dir, RECAP_FILE)), documents);
@@ -237,7 +230,7 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
   const totals = { recaps_read: count, recaps_inserted: 0, recaps_dropped_no_boundary: 0, recaps_dropped_empty: 0, recaps_dropped_over_cap: 0, tokens: 0, recap_tokens: 0 };
   const placedByDoc = new Map<string, PlacedRecap[]>();
   for (const [doc, recaps] of byDoc) {
-    const withGain = recaps.map((r) => ({ ...r, gain: gains.get(`${doc}\0${r.segment_start}\0${r.segment_end}`) ?? 0 }));
+    const withGain = recaps.map((r) => ({ ...r, gain: gains.get(segmentKey(doc, r.segment_start, r.segment_end)) ?? 0 }));
     const { placed, dropped } = placeRecaps(documents.get(doc)!, withGain, options.maxRecapsPerDoc);
     totals.recaps_dropped_no_boundary += dropped.no_boundary;
     totals.recaps_dropped_empty += dropped.empty;

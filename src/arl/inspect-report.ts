@@ -10,9 +10,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../io/errors.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { placeRecaps } from './augment.ts';
-import { readJsonLines } from './journal.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument, type KeyTokenRecord, type KeyTokenSummary } from './key-tokens.ts';
 import { RECAP_FILES, type RecapRecord } from './recap.ts';
 import { SEGMENT_FILES, type SegmentRecord } from './relevant-segment.ts';

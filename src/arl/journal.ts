@@ -10,6 +10,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 
 export interface JournalFiles {
   /** JSON lines, each with a `doc` field naming its document. */
@@ -23,23 +24,6 @@ export interface JournalFiles {
 export type Settings = Record<string, string | number | null>;
 
 const PARTIAL = '.partial';
-
-/** Parses JSON lines; a cut-off last line (an interrupted write) is dropped, any other bad line is an error. */
-export function readJsonLines<T>(file: string): T[] {
-  if (!existsSync(file)) return [];
-  const lines = readFileSync(file, 'utf8').split('\n');
-  const out: T[] = [];
-  for (const [index, line] of lines.entries()) {
-    if (line.trim() === '') continue;
-    try {
-      out.push(JSON.parse(line) as T);
-    } catch {
-      if (index === lines.length - 1) break;
-      throw new UserError(`${file}:${index + 1}: not valid JSON; the file is corrupt, delete it to start over`);
-    }
-  }
-  return out;
-}
 
 function readSettings(file: string): Settings | null {
   if (!existsSync(file)) return null;

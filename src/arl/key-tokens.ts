@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { resolve } from 'node:path';
 import { BROWN_SOURCE, readDocuments } from '../data/corpus.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng } from '../core/random.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { tokenizeDocument } from './document.ts';

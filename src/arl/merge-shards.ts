@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../io/errors.ts';
-import { readJsonLines } from './journal.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument, type KeyTokenSummary } from './key-tokens.ts';
 import { RECAP_FILES } from './recap.ts';
 import { readKeyTokenSummary, SEGMENT_FILES } from './relevant-segment.ts';

@@ -6,11 +6,12 @@
 import type { ChatOptions } from '../io/chat.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { type AugmentOptions, augmentDocuments, DEFAULT_AUGMENT } from './augment.ts';
-import { findKeyTokens, type KeyTokenOptions, keyTokenOptions } from './key-tokens.ts';
-import { type RecapperName, writeRecaps } from './recap.ts';
+import { type AugmentOptions, augmentDocuments, type AugmentTotals, DEFAULT_AUGMENT } from './augment.ts';
+import { findKeyTokens, type KeyTokenOptions, keyTokenOptions, type KeyTokenRun, type KeyTokenSummary } from './key-tokens.ts';
+import { DEFAULT_MAX_RECAP_TOKENS, type Recapper, type RecapperName, type RecapProgress, type RecapTotals, writeRecaps } from './recap.ts';
 import { openRecapper } from './recappers.ts';
-import { findRelevantSegments } from './relevant-segment.ts';
+import { findRelevantSegments, type SegmentOptions, type SegmentRun, type SegmentTotals } from './relevant-segment.ts';
+import type { ShardSettings } from './shard.ts';
 
 export interface RecapDataRun {
   model: LlamaModel;
@@ -21,11 +22,38 @@ export interface RecapDataRun {
   outDir: string;
   recapper: RecapperName;
   chat?: Omit<ChatOptions, 'backend'>;
+  /** The recap prompt template (LLM recappers; default data/prompts/recap.txt). */
+  promptFile?: string;
+  /** The recap cache (default: recap-cache.jsonl in outDir). */
+  cacheFile?: string;
+  /** The model's window: the key-token options not given in `keyTokens` derive from it. */
   window: number;
   keyTokens?: Partial<KeyTokenOptions>;
+  /** Step 1 takes only the first N documents of the corpus. */
+  maxDocs?: number;
+  /** Steps 1 and 2 of one shard of a sharded run (`arl augment` merges the shards' folders). */
+  shard?: ShardSettings;
+  segments?: Partial<Omit<SegmentOptions, 'shortContext'>>;
   augment?: Partial<AugmentOptions>;
   maxRecapTokens?: number;
   log?: (message: string) => void;
+  /** Called as each step makes progress, and once each step is done. */
+  progress?: RecapDataProgress;
+}
+
+/** One finished step of the pipeline, with its seconds in this call. */
+export type RecapDataStep =
+  | { step: 'keytokens'; seconds: number; summary: KeyTokenSummary }
+  | { step: 'segments'; seconds: number; totals: SegmentTotals }
+  | { step: 'recaps'; seconds: number; totals: RecapTotals }
+  | { step: 'augment'; seconds: number; totals: AugmentTotals };
+
+export interface RecapDataProgress {
+  onDocument?: KeyTokenRun['onDocument'];
+  onKeyToken?: SegmentRun['onKeyToken'];
+  /** Called once the recapper is open; returns the handler of step 3's progress. */
+  onRecapper?: (recapper: Recapper) => (p: RecapProgress) => void;
+  onStep?: (done: RecapDataStep) => void;
 }
 
 export interface RecapDataSummary {
@@ -37,24 +65,65 @@ export interface RecapDataSummary {
   tokens: number;
 }
 
-export async function buildRecapData(run: RecapDataRun): Promise<RecapDataSummary> {
-  const { model, tokenizer } = run;
-  const maxRecapTokens = run.maxRecapTokens ?? 48;
+/** What steps 1-3 wrote. */
+export interface RecapSteps {
+  keyTokens: KeyTokenSummary;
+  segments: SegmentTotals;
+  recaps: RecapTotals;
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<{ result: T; seconds: number }> {
+  const started = performance.now();
+  const result = await work();
+  return { result, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Steps 1-3 (key tokens, segments, recaps) into `outDir`, for a shard of a sharded run or before step 4. */
+export async function buildRecapSteps(run: RecapDataRun): Promise<RecapSteps> {
+  const { model, tokenizer, progress } = run;
+  const maxRecapTokens = run.maxRecapTokens ?? DEFAULT_MAX_RECAP_TOKENS;
   const options = keyTokenOptions(run.window, run.keyTokens);
-  const keyTokens = await findKeyTokens({ model, tokenizer, checkpoint: run.checkpoint, corpus: run.corpus, outDir: run.outDir, options });
-  const segments = await findRelevantSegments({ model, tokenizer, checkpoint: run.checkpoint, keyTokensDir: run.outDir, options: {} });
-  const recapper = await openRecapper({ name: run.recapper, tokenizer, maxRecapTokens, model, checkpointDir: run.checkpoint, chat: run.chat });
-  let recaps;
-  try {
-    recaps = await writeRecaps({ recapper, tokenizer, keyTokensDir: run.outDir, maxRecapTokens });
-  } finally {
-    await recapper.dispose();
-  }
-  const augment = await augmentDocuments({ tokenizer, keyTokensDir: run.outDir, options: { ...DEFAULT_AUGMENT, ...run.augment } });
+  const step1 = await timed(() =>
+    findKeyTokens({ model, tokenizer, checkpoint: run.checkpoint, corpus: run.corpus, outDir: run.outDir, options, maxDocs: run.maxDocs, shard: run.shard, onDocument: progress?.onDocument }),
+  );
+  progress?.onStep?.({ step: 'keytokens', seconds: step1.seconds, summary: step1.result.summary });
+  const step2 = await timed(() =>
+    findRelevantSegments({
+      model,
+      tokenizer,
+      checkpoint: run.checkpoint,
+      checkpointSha256: run.shard?.checkpoint_sha256,
+      keyTokensDir: run.outDir,
+      options: run.segments ?? {},
+      onKeyToken: progress?.onKeyToken,
+    }),
+  );
+  progress?.onStep?.({ step: 'segments', seconds: step2.seconds, totals: step2.result.totals });
+  const step3 = await timed(async () => {
+    const recapper = await openRecapper({ name: run.recapper, tokenizer, maxRecapTokens, promptFile: run.promptFile, chat: run.chat, model, checkpointDir: run.checkpoint });
+    try {
+      return await writeRecaps({ recapper, tokenizer, keyTokensDir: run.outDir, cacheFile: run.cacheFile, maxRecapTokens, onProgress: progress?.onRecapper?.(recapper) });
+    } finally {
+      await recapper.dispose();
+    }
+  });
+  progress?.onStep?.({ step: 'recaps', seconds: step3.seconds, totals: step3.result });
+  return { keyTokens: step1.result.summary, segments: step2.result.totals, recaps: step3.result };
+}
+
+export async function buildRecapData(run: RecapDataRun): Promise<RecapDataSummary> {
+  return augmentRecapData(run, await buildRecapSteps(run));
+}
+
+/** Step 4 (augment) on what `buildRecapSteps` wrote into `outDir`; the model is no longer needed. */
+export async function augmentRecapData(run: Omit<RecapDataRun, 'model'>, steps: RecapSteps): Promise<RecapDataSummary> {
+  const step4 = await timed(() => augmentDocuments({ tokenizer: run.tokenizer, keyTokensDir: run.outDir, options: { ...DEFAULT_AUGMENT, ...run.augment } }));
+  const augment = step4.result;
+  run.progress?.onStep?.({ step: 'augment', seconds: step4.seconds, totals: augment });
   const summary = {
-    key_tokens: keyTokens.summary.key_tokens,
-    segments: segments.totals.segments,
-    recaps: recaps.items,
+    key_tokens: steps.keyTokens.key_tokens,
+    segments: steps.segments.segments,
+    recaps: steps.recaps.items,
     augmented_documents: augment.augmented_documents,
     recap_tokens: augment.recap_tokens,
     tokens: augment.tokens,

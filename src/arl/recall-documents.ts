@@ -10,8 +10,9 @@
  * Keys and values come from the training pool, the paragraphs from the documents given (not the test ones).
  */
 import type { CorpusDocument } from '../data/corpus.ts';
-import { drawNeedleEntities, hashString, type Haystack } from '../eval/ruler.ts';
-import { makeRng } from '../infer/sampling.ts';
+import type { Haystack } from '../eval/ruler-haystack.ts';
+import { drawNeedleEntities, hashString } from '../eval/ruler-tasks.ts';
+import { makeRng } from '../core/random.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 
 export interface RecallDocumentOptions {

@@ -18,10 +18,12 @@ import { dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { ChatError } from '../io/chat.ts';
 import { UserError } from '../io/errors.ts';
-import { RECAP_CLOSE, RECAP_OPEN, type Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { appendAndSync, readJsonLines, type Settings } from './journal.ts';
+import { readJsonLines } from '../io/jsonl.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { appendAndSync, type Settings } from './journal.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument } from './key-tokens.ts';
 import { readKeyTokenSummary, SEGMENT_FILES, type SegmentRecord } from './relevant-segment.ts';
+import { checkRunTokenizer, replaceRecapMarkers, segmentKey } from './run-folder.ts';
 
 export const RECAPPERS = ['extractive', 'openai', 'llama-cpp'] as const;
 export type RecapperName = (typeof RECAPPERS)[number];
@@ -150,7 +152,7 @@ const QUOTED = /^(["“])([^"“”]*)(["”])$/;
  */
 export function capRecap(text: string, tokenizer: Tokenizer, maxTokens: number): string {
   // U+FFFD: bytes a model emitted that form no character (a cut multi-byte sequence).
-  let clean = text.split(RECAP_OPEN).join(' ').split(RECAP_CLOSE).join(' ').replace(/\uFFFD/g, '').replace(/\s+/g, ' ').trim().replace(LABEL, '');
+  let clean = replaceRecapMarkers(text).replace(/\uFFFD/g, '').replace(/\s+/g, ' ').trim().replace(LABEL, '');
   const quoted = QUOTED.exec(clean);
   if (quoted) clean = quoted[2].trim();
   if (clean === '') throw new RecapRejected('the reply is empty once markers, labels and whitespace are removed');
@@ -193,7 +195,7 @@ function sentenceEndAt(sentenceStarts: readonly number[], length: number, pos: n
 export function groupRecapItems(segments: SegmentRecord[], documents: Map<string, KeyTokenDocument>, shortContext: number, tokenizer: Tokenizer, where: string): RecapItem[] {
   const items = new Map<string, RecapItem>();
   for (const s of segments) {
-    const key = JSON.stringify([s.doc, s.segment_start, s.segment_end]);
+    const key = segmentKey(s.doc, s.segment_start, s.segment_end);
     const item = items.get(key);
     if (item) {
       item.positions.push(s.pos);
@@ -297,9 +299,7 @@ export async function writeRecaps(run: RecapRun): Promise<RecapTotals> {
   const segmentsDir = resolve(run.segmentsDir ?? keyTokensDir);
   const outDir = resolve(run.outDir ?? segmentsDir);
   const summary = readKeyTokenSummary(keyTokensDir);
-  if (summary.tokenizer !== tokenizer.sha256) {
-    throw new UserError(`${keyTokensDir}: key tokens were made with another tokenizer (sha256 ${String(summary.tokenizer).slice(0, 12)}…); pass --checkpoint or --tokenizer with the tokenizer step 1 used`);
-  }
+  checkRunTokenizer(keyTokensDir, summary.tokenizer, tokenizer, 'key tokens were made', 'pass --checkpoint or --tokenizer with the tokenizer step 1 used');
   if (!existsSync(join(segmentsDir, SEGMENT_FILES.summary))) {
     throw new UserError(`${segmentsDir}: no ${SEGMENT_FILES.summary}; run \`arl segments --keytokens ${keyTokensDir}\` first (or rerun it to finish an interrupted run)`);
   }
@@ -324,9 +324,8 @@ export async function writeRecaps(run: RecapRun): Promise<RecapTotals> {
   const cacheLog = openAppendLog<CacheLine>(cacheFile);
   const cache = new Map<string, string>();
   for (const line of [...cacheLog.records, ...recapsLog.records]) cache.set(line.cache_key, line.recap);
-  const itemKey = (doc: string, start: number, end: number): string => JSON.stringify([doc, start, end]);
-  const done = new Set(recapsLog.records.map((r) => itemKey(r.doc, r.segment_start, r.segment_end)));
-  const pending = items.filter((item) => !done.has(itemKey(item.doc, item.segmentStart, item.segmentEnd)));
+  const done = new Set(recapsLog.records.map((r) => segmentKey(r.doc, r.segment_start, r.segment_end)));
+  const pending = items.filter((item) => !done.has(segmentKey(item.doc, item.segmentStart, item.segmentEnd)));
 
   const progress: RecapProgress = { done: items.length - pending.length, total: items.length, made: 0, cached: 0, failed: 0 };
   const resumed = progress.done;

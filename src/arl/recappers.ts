@@ -5,21 +5,14 @@
  * Extractive recaps are copied text, not written summaries; they are named `extractive` in every
  * output so they are never mistaken for LLM recaps.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { type ChatModel, type ChatOptions, CHAT_DEFAULTS, openChatModel } from '../io/chat.ts';
+import { sha256File } from '../io/sha256.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { loadRecapPrompt, type RecapItem, type Recapper, type RecapperName, type RecapPrompt, renderRecapPrompt } from './recap.ts';
 import type { Segment } from './relevant-segment.ts';
 import { nextTokenLogProbs, type ScoredSequence } from './scoring.ts';
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /** The sentences of an item's segment, as token ranges clipped to it (the segment starts at a sentence start). */
 export function segmentSentences(item: Pick<RecapItem, 'segmentStart' | 'segmentEnd' | 'sentenceStarts'>): Segment[] {
@@ -119,13 +112,13 @@ export interface RecapperOptions {
 export async function openRecapper(o: RecapperOptions): Promise<Recapper> {
   if (o.name === 'extractive') {
     if (!o.model || !o.checkpointDir) throw new Error('the extractive recapper needs the model and its checkpoint folder');
-    const weightsSha = await sha256File(resolve(o.checkpointDir, 'model.safetensors'));
+    const weightsSha = sha256File(resolve(o.checkpointDir, 'model.safetensors'));
     return extractiveRecapper(o.model, o.tokenizer, o.checkpointDir, weightsSha, o.maxRecapTokens);
   }
   const prompt = loadRecapPrompt(o.promptFile);
   const chatOptions: ChatOptions = { ...o.chat, backend: o.name };
   const chat = await openChatModel(chatOptions);
   // A GGUF's name says little about its weights (a re-export keeps it), so the cache keys on its bytes.
-  const identity = o.name === 'llama-cpp' ? await sha256File(resolve(chatOptions.gguf!)) : chat.model;
+  const identity = o.name === 'llama-cpp' ? sha256File(resolve(chatOptions.gguf!)) : chat.model;
   return chatRecapper(chat, identity, prompt, o.maxRecapTokens, chatOptions.concurrency ?? CHAT_DEFAULTS.concurrency);
 }

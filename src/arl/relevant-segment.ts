@@ -15,10 +15,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { DocumentJournal, readJsonLines, type Settings } from './journal.ts';
+import { DocumentJournal, type Settings } from './journal.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument, type KeyTokenRecord, type KeyTokenSummary } from './key-tokens.ts';
+import { checkRunTokenizer } from './run-folder.ts';
 import { nextTokenLogProbs, roundLogProb, type ScoredSequence } from './scoring.ts';
 
 export interface SegmentOptions {
@@ -177,9 +179,7 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
   const { model, tokenizer } = run;
   const keyTokensDir = resolve(run.keyTokensDir);
   const summary = readKeyTokenSummary(keyTokensDir);
-  if (summary.tokenizer !== tokenizer.sha256) {
-    throw new UserError(`${keyTokensDir}: key tokens were made with another tokenizer (sha256 ${String(summary.tokenizer).slice(0, 12)}…); pass a checkpoint with the tokenizer step 1 used`);
-  }
+  checkRunTokenizer(keyTokensDir, summary.tokenizer, tokenizer, 'key tokens were made', 'pass a checkpoint with the tokenizer step 1 used');
   const shortContext = Number(summary.S);
   const options = segmentOptions(shortContext, run.options);
   validateSegmentOptions(options, model.config.maxSeq);

@@ -4,15 +4,16 @@ import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, noKeyTokensReason, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type Recapper, type RecapperName, type RecapProgress, writeRecaps } from '../arl/recap.ts';
-import { openRecapper, sha256File } from '../arl/recappers.ts';
-import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
+import { openRecapper } from '../arl/recappers.ts';
+import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, type SegmentOptions, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
 import { parseShard, type Shard, shardFolder, type ShardSettings, shardSize } from '../arl/shard.ts';
 import type { BackendName } from '../backend.ts';
 import { readDocuments } from '../data/corpus.ts';
 import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
+import { type ChatArgs, type ChatOptions, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
+import { sha256File } from '../io/sha256.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
@@ -105,13 +106,24 @@ export function shardOutput(args: Pick<KeyTokensArgs, 'out' | 'shard'>): { shard
 }
 
 /** What step 1 records about a shard: the shard and the checkpoint's weights hash (its path may differ between machines). */
-export async function shardSettings(shard: Shard | null, checkpointDir: string): Promise<ShardSettings | undefined> {
+export function shardSettings(shard: Shard | null, checkpointDir: string): ShardSettings | undefined {
   if (!shard) return undefined;
-  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: await checkpointSha256(checkpointDir) };
+  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: checkpointSha256(checkpointDir) };
 }
 
-function checkpointSha256(checkpointDir: string): Promise<string> {
+function checkpointSha256(checkpointDir: string): string {
   return sha256File(join(checkpointDir, 'model.safetensors'));
+}
+
+/** Step 2's flags checked against step 1's short context and the window of the model that scores (read without loading weights). */
+export function checkSegmentFlags(shortContext: number, given: Partial<Omit<SegmentOptions, 'shortContext'>>, scoringCheckpoint: string): void {
+  validateSegmentOptions(segmentOptions(shortContext, given), readCheckpointConfig(resolveCheckpointDir(scoringCheckpoint)).maxSeq);
+}
+
+/** The client settings of step 3's recapper: none for the extractive one, which takes no --prompt either. */
+export function recapperChat(args: ChatArgs & { recapper: RecapperName; prompt?: string }): ChatOptions | undefined {
+  if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
+  return args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
 }
 
 /** Step 1's options from its flags, checked against the window of the model that scores (read without loading weights). */
@@ -164,7 +176,7 @@ const keyTokensCommand: CommandModule = {
         outDir,
         options,
         maxDocs: args.maxDocs,
-        shard: await shardSettings(shard, checkpointDir),
+        shard: shardSettings(shard, checkpointDir),
         onDocument: (p) => bar.update(p.documents, `${rate(p.tokensScoredNow, started, 'tok')} ${p.keyTokens} key tokens`),
       });
       const skipped = summary.documents_skipped_short > 0 ? `; ${summary.documents_skipped_short} skipped, shorter than S+1 = ${options.shortContext + 1} tokens` : '';
@@ -195,7 +207,7 @@ const segmentsCommand: CommandModule = {
     const args = argv as unknown as SegmentsArgs;
     const keyTokens = readKeyTokenSummary(resolve(args.keytokens));
     const given = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.batch };
-    validateSegmentOptions(segmentOptions(Number(keyTokens.S), given), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
+    checkSegmentFlags(Number(keyTokens.S), given, args.checkpoint);
     lockFolder(resolve(args.out ?? args.keytokens));
     await startBackend(args.backend);
     const { model, tokenizer, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
@@ -208,7 +220,7 @@ const segmentsCommand: CommandModule = {
         tokenizer: tokenizer!,
         checkpoint: checkpointDir,
         // A shard's segments record the weights hash too, so the merge can check all shards used one checkpoint.
-        checkpointSha256: keyTokens.checkpoint_sha256 === undefined ? undefined : await checkpointSha256(checkpointDir),
+        checkpointSha256: keyTokens.checkpoint_sha256 === undefined ? undefined : checkpointSha256(checkpointDir),
         keyTokensDir: args.keytokens,
         outDir: args.out,
         options: given,
@@ -250,8 +262,7 @@ const recapsCommand: CommandModule = {
     const args = argv as unknown as RecapsArgs;
     readKeyTokenSummary(resolve(args.keytokens));
     if (args.recapper === 'extractive' && args.checkpoint === undefined) throw new UserError('--recapper extractive needs --checkpoint: it scores the sentences of each segment with our model');
-    if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
-    const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
+    const chat = recapperChat(args);
     lockFolder(resolve(args.out ?? args.segments ?? args.keytokens));
     let model: LlamaModel | null = null;
     let tokenizer: Tokenizer;

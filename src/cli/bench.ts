@@ -13,7 +13,7 @@ import { measureLiftThroughput } from '../lift/throughput.ts';
 import { generate } from '../infer/generate.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng } from '../core/random.ts';
 import { AdamW } from '../train/optimizer.ts';
 import { runSteps, trainStep } from '../train/trainer.ts';
 import { snakeCaseKeys, startBackend, withBackend } from './common.ts';

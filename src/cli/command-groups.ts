@@ -18,6 +18,7 @@ import { liftCommand } from './lift.ts';
 import { longbenchCommand } from './longbench.ts';
 import { plotCommand } from './plot.ts';
 import { recapDataCommands } from './recap-data.ts';
+import { demoArlCommand } from './demo-arl.ts';
 import { rulerCommand } from './ruler.ts';
 import { trainCommand } from './train.ts';
 
@@ -30,7 +31,7 @@ export interface CommandGroup {
 export const COMMAND_GROUPS: CommandGroup[] = [
   { title: 'Data', commands: [prepareCommand] },
   { title: 'Train', commands: [trainCommand, plotCommand] },
-  { title: 'ARL', commands: [...arlCommands, ...recapDataCommands, inspectCommand] },
+  { title: 'ARL', commands: [...arlCommands, ...recapDataCommands, demoArlCommand, inspectCommand] },
   { title: 'LIFT', commands: [liftCommand, liftDemoCommand] },
   { title: 'Evaluate', commands: [evalCommand, rulerCommand, longbenchCommand, experimentCommand] },
   { title: 'Export', commands: [importCommand, exportCommand] },

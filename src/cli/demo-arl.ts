@@ -17,8 +17,7 @@ import { readBrownDocuments } from '../data/brown.ts';
 import { evaluateLongPpl, type LongPplReport } from '../eval/longppl.ts';
 import type { CorpusDocument } from '../data/corpus.ts';
 import { DEFAULT_VAL_FRACTION, splitHash } from '../data/prepare.ts';
-import { CHAT_DEFAULTS } from '../io/chat.ts';
-import { loadModel, resolveCheckpointDir } from '../io/checkpoint.ts';
+import { loadModel, readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { answerWithRecaps, DEFAULT_ANSWER } from '../infer/recap-agent.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { DEFAULT_TRAIN } from '../train/trainer.ts';
@@ -98,16 +97,14 @@ export const demoArlCommand: CommandModule = {
       backend,
       checkpoint: base,
       corpus,
-      out: recapDir,
-      topK: 4,
-      longStride: 128,
+      outDir: resolve(recapDir),
+      shard: null,
+      keyTokens: keyTokenOptions(readCheckpointConfig(resolveCheckpointDir(base)).maxSeq, { topK: 4, longStride: 128 }),
       recapper: 'extractive',
       maxRecapTokens: Math.min(24, DEFAULT_MAX_RECAP_TOKENS),
-      ...DEFAULT_AUGMENT,
-      llmConcurrency: CHAT_DEFAULTS.concurrency,
-      llmTimeout: CHAT_DEFAULTS.timeoutMs / 1000,
-      llmRetries: CHAT_DEFAULTS.retries,
+      augment: DEFAULT_AUGMENT,
     });
+    const augmented = data.augment!;
 
     const run = join(OUT, 'continued');
     stage(3, 'continued pretraining', `from ${base} on ${join(recapDir, AUGMENT_FILES.prepared)}: ${CONTINUED.steps} steps of 8x128 tokens, lr ${CONTINUED.lr}, loss on recap tokens too`);
@@ -152,7 +149,7 @@ export const demoArlCommand: CommandModule = {
     }
 
     const s = data.seconds;
-    console.log(chalk.dim(`figures: ${data.keyTokens} key tokens in ${train.length} documents (${(data.keyTokens / train.length).toFixed(1)}/doc), ${data.segments} segments kept, ${data.recaps} recaps, ${data.augment.recaps_inserted} inserted; stage times ${s.keytokens.toFixed(0)} s, ${s.segments.toFixed(0)} s, ${s.recaps.toFixed(0)} s, ${s.augment.toFixed(1)} s`));
+    console.log(chalk.dim(`figures: ${data.keyTokens} key tokens in ${train.length} documents (${(data.keyTokens / train.length).toFixed(1)}/doc), ${data.segments} segments kept, ${data.recaps} recaps, ${augmented.recaps_inserted} inserted; stage times ${s.keytokens.toFixed(0)} s, ${s.segments.toFixed(0)} s, ${s.recaps.toFixed(0)} s, ${s.augment.toFixed(1)} s`));
     console.log(chalk.dim(`total ${formatDuration((performance.now() - started) / 1000)}; outputs in ${resolve(OUT)}`));
   },
 };

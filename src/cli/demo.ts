@@ -8,7 +8,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { readPrepareMeta } from '../data/format.ts';
-import { fileSha256 } from '../data/tokenizer-match.ts';
+import { sha256File } from '../io/sha256.ts';
 import { LOCK_FILE, lockFolder } from '../io/lock.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -21,7 +21,7 @@ const DEMO_PROMPT = 'The jury said';
 /** True when `dir` holds data prepared with the tokenizer now at `tokenizerPath` (a changed tokenizer makes it stale). */
 export function isPreparedWith(dir: string, tokenizerPath: string): boolean {
   if (!existsSync(join(dir, 'meta.json'))) return false;
-  return readPrepareMeta(dir).tokenizer.sha256 === fileSha256(tokenizerPath);
+  return readPrepareMeta(dir).tokenizer.sha256 === sha256File(tokenizerPath);
 }
 
 export const demoCommand: CommandModule = {

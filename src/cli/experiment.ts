@@ -5,8 +5,9 @@ import { RECAPPERS, type RecapperName } from '../arl/recap.ts';
 import type { BackendName } from '../backend.ts';
 import { EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/experiment.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
-import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
+import { type ChatArgs, withChatOptions } from '../io/chat.ts';
 import { lockFolder } from '../io/lock.ts';
+import { recapperChat } from './arl.ts';
 import { startBackend, withBackend } from './common.ts';
 
 /** The numeric fields of a size that a flag of the same name (kebab-case) overrides, with what they count. */
@@ -77,7 +78,7 @@ export const experimentCommand: CommandModule = {
       overrides,
       recapper: args.recapper,
       stopAfter: args.stopAfter,
-      chat: args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper),
+      chat: recapperChat(args),
       command: `arl ${process.argv.slice(2).join(' ')}`,
     });
     if (!results) return;

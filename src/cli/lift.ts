@@ -16,7 +16,7 @@ import { type ChatArgs, chatOptionsFromArgs, openChatModel, withChatOptions } fr
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng } from '../core/random.ts';
 import { ADAPTER_KINDS, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
 import { ADAPTER_FILE, baseCheckpointHash, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
 import { DEFAULT_PROMPT_TEMPLATE, generateQaPairs, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';

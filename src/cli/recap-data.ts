@@ -3,19 +3,16 @@ import chalk from 'chalk';
 import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { AUGMENT_FILES, augmentDocuments, augmentOutDir, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
-import { findKeyTokens, noKeyTokensReason } from '../arl/key-tokens.ts';
-import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName, writeRecaps } from '../arl/recap.ts';
-import { openRecapper } from '../arl/recappers.ts';
-import { findRelevantSegments, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
+import { type KeyTokenOptions, noKeyTokensReason } from '../arl/key-tokens.ts';
+import { augmentRecapData, buildRecapSteps, type RecapDataProgress, type RecapDataRun, type RecapSteps } from '../arl/pipeline.ts';
+import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName } from '../arl/recap.ts';
 import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
-import { type ChatArgs, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
-import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
-import { UserError } from '../io/errors.ts';
+import type { BackendName } from '../backend.ts';
+import { type ChatArgs, withChatOptions } from '../io/chat.ts';
 import { lockFolder } from '../io/lock.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
-import { demoArlCommand } from './demo-arl.ts';
-import { countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, recapProgressText, shardOutput, shardSettings } from './arl.ts';
+import { checkSegmentFlags, countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, recapperChat, recapProgressText, shardOutput, shardSettings } from './arl.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -80,7 +77,18 @@ export interface RecapDataArgs extends KeyTokensArgs, AugmentFlags, ChatArgs {
   cache?: string;
 }
 
-/** What `arl recap-data` did, step by step (seconds are this run's). */
+/** What `arl recap-data` runs, its flags checked: the pipeline's settings besides the model, and where the model comes from. */
+export interface RecapDataJob extends Omit<RecapDataRun, 'model' | 'tokenizer' | 'checkpoint' | 'window' | 'keyTokens' | 'shard' | 'augment' | 'log' | 'progress'> {
+  backend: BackendName;
+  keyTokens: KeyTokenOptions;
+  checkpoint: string;
+  tokenizer?: string;
+  shard: Shard | null;
+  /** Step 4's options; null for a shard (whose step 4 merges all the shards). */
+  augment: AugmentOptions | null;
+}
+
+/** What `arl recap-data` did, step by step (seconds are this run's; step 4's are 0 and its totals null for a shard). */
 export interface RecapDataResult {
   keyTokens: number;
   perplexity: number | null;
@@ -88,95 +96,98 @@ export interface RecapDataResult {
   segments: number;
   recaps: number;
   recapsFailed: number;
-  augment: AugmentTotals;
+  augment: AugmentTotals | null;
   seconds: { keytokens: number; segments: number; recaps: number; augment: number };
 }
 
-/** Steps 1-3 of `arl recap-data`, into `outDir` (a shard's folder for --shard). */
-type RecapSteps = Omit<RecapDataResult, 'augment'> & { outDir: string; shard: Shard | null; tokenizer: Tokenizer };
+/** The job of `arl recap-data`'s flags, checked before any weights load. */
+export function recapDataJob(args: RecapDataArgs): RecapDataJob {
+  const { shard, outDir } = shardOutput(args);
+  const augment = shard ? null : augmentOptionsFrom(args);
+  if (augment) validateAugmentOptions(augment);
+  const keyTokens = keyTokenOptionsFromArgs(args, args.checkpoint);
+  const segments = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
+  checkSegmentFlags(keyTokens.shortContext, segments, args.checkpoint);
+  const chat = recapperChat(args);
+  return {
+    backend: args.backend,
+    checkpoint: args.checkpoint,
+    tokenizer: args.tokenizer,
+    corpus: args.corpus,
+    outDir,
+    shard,
+    keyTokens,
+    maxDocs: args.maxDocs,
+    segments,
+    recapper: args.recapper,
+    chat,
+    promptFile: args.prompt,
+    cacheFile: args.cache,
+    maxRecapTokens: args.maxRecapTokens,
+    augment,
+  };
+}
 
 const done = (step: string, line: string, s: number): void => console.log(`${chalk.bold(step)} ${line} ${chalk.dim(`(${s.toFixed(1)} s)`)}`);
 
 /**
- * ARL steps 1-4 into one folder with one model load. Each step resumes where an interrupted run
- * stopped (steps 1-3 skip what is on disk; step 4 is rebuilt whole, atomically, from it), so a rerun
- * after a crash or Ctrl-C ends with the same files as an uninterrupted run. Prints one line per step.
+ * ARL steps 1-4 (steps 1-3 for a shard) into one folder with one model load. Each step resumes where an
+ * interrupted run stopped (steps 1-3 skip what is on disk; step 4 is rebuilt whole, atomically, from it), so a
+ * rerun after a crash or Ctrl-C ends with the same files as an uninterrupted run. Prints one line per step.
  */
-export async function runRecapData(args: RecapDataArgs): Promise<RecapDataResult> {
-  const augmentOptions = augmentOptionsFrom(args);
-  validateAugmentOptions(augmentOptions);
-  const steps = await runRecapSteps(args);
-  const started = performance.now();
-  const augment = await augmentDocuments({ tokenizer: steps.tokenizer, keyTokensDir: steps.outDir, options: augmentOptions });
-  const seconds = { ...steps.seconds, augment: (performance.now() - started) / 1000 };
-  const [first, ...rest] = describeAugment(augment, steps.outDir);
-  done('4/4 augment', first, seconds.augment);
-  for (const line of rest) console.log(`    ${line}`);
-  const { outDir: _o, shard: _s, tokenizer: _t, ...result } = steps;
-  return { ...result, augment, seconds };
-}
-
-/** Steps 1-3 of `arl recap-data` with one model load, into --out or, for --shard i/N, its shard folder there. */
-export async function runRecapSteps(args: RecapDataArgs): Promise<RecapSteps> {
-  const { shard, outDir } = shardOutput(args);
-  const keyTokenOptions = keyTokenOptionsFromArgs(args, args.checkpoint);
-  const segmentGiven = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
-  validateSegmentOptions(segmentOptions(keyTokenOptions.shortContext, segmentGiven), readCheckpointConfig(resolveCheckpointDir(args.checkpoint)).maxSeq);
-  if (args.recapper === 'extractive' && args.prompt !== undefined) throw new UserError('--prompt is for the LLM recappers (openai, llama-cpp); the extractive recapper uses no prompt');
-  const chat = args.recapper === 'extractive' ? undefined : chatOptionsFromArgs(args, args.recapper);
-  const corpusDocuments = await countDocuments(args.corpus, args.maxDocs);
+export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> {
+  const { shard, outDir } = job;
+  const corpusDocuments = await countDocuments(job.corpus, job.maxDocs);
   lockFolder(outDir);
 
-  await startBackend(args.backend);
-  const { model, tokenizer: loaded, checkpointDir } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: true });
+  await startBackend(job.backend);
+  const { model, tokenizer: loaded, checkpointDir } = await loadModelAndTokenizer(job.checkpoint, { tokenizer: job.tokenizer, needTokenizer: true });
   const tokenizer = loaded!;
   const seconds = { keytokens: 0, segments: 0, recaps: 0, augment: 0 };
-  const timed = async <T>(step: keyof typeof seconds, work: () => Promise<T>): Promise<T> => {
-    const started = performance.now();
-    const result = await work();
-    seconds[step] = (performance.now() - started) / 1000;
-    return result;
-  };
-  try {
-    const bar1 = new ProgressBar(shard ? shardSize(corpusDocuments, shard) : corpusDocuments, '1/4 keytokens');
-    const shardRecord = await shardSettings(shard, checkpointDir);
-    const { summary } = await timed('keytokens', () =>
-      findKeyTokens({ model, tokenizer, checkpoint: checkpointDir, corpus: args.corpus, outDir, options: keyTokenOptions, maxDocs: args.maxDocs, shard: shardRecord, onDocument: (p) => bar1.update(p.documents, `${p.keyTokens} key tokens`) }),
-    );
-    done('1/4 keytokens', `${summary.documents} documents, ${summary.key_tokens} key tokens; perplexity ${summary.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${summary.longppl?.toFixed(3) ?? `n/a (${noKeyTokensReason(keyTokenOptions)})`}`, seconds.keytokens);
-
-    const bar2 = new ProgressBar(Math.max(1, summary.key_tokens), '2/4 segments');
-    const { totals: segments } = await timed('segments', () =>
-      findRelevantSegments({ model, tokenizer, checkpoint: checkpointDir, checkpointSha256: shardRecord?.checkpoint_sha256, keyTokensDir: outDir, options: segmentGiven, onKeyToken: (p) => bar2.update(p.keyTokens, `${p.segments} kept`) }),
-    );
-    done('2/4 segments', `a segment kept for ${segments.segments} of ${segments.key_tokens} key tokens`, seconds.segments);
-
-    const recaps = await timed('recaps', async () => {
-      const recapper = await openRecapper({ name: args.recapper, tokenizer, maxRecapTokens: args.maxRecapTokens, promptFile: args.prompt, chat, model, checkpointDir });
+  const bar1 = new ProgressBar(shard ? shardSize(corpusDocuments, shard) : corpusDocuments, '1/4 keytokens');
+  let bar2: ProgressBar | null = null;
+  let augment: AugmentTotals | null = null;
+  const progress: RecapDataProgress = {
+    onDocument: (p) => bar1.update(p.documents, `${p.keyTokens} key tokens`),
+    onKeyToken: (p) => bar2!.update(p.keyTokens, `${p.segments} kept`),
+    onRecapper: (recapper) => {
       let bar3: ProgressBar | null = null;
       const started = performance.now();
-      try {
-        return await writeRecaps({
-          recapper,
-          tokenizer,
-          keyTokensDir: outDir,
-          cacheFile: args.cache,
-          maxRecapTokens: args.maxRecapTokens,
-          onProgress: (p) => {
-            bar3 ??= new ProgressBar(p.total, '3/4 recaps');
-            bar3.update(p.done, recapProgressText(recapper, p, started));
-          },
-        });
-      } finally {
-        await recapper.dispose();
+      return (p) => {
+        bar3 ??= new ProgressBar(p.total, '3/4 recaps');
+        bar3.update(p.done, recapProgressText(recapper, p, started));
+      };
+    },
+    onStep: (d) => {
+      seconds[d.step] = d.seconds;
+      if (d.step === 'keytokens') {
+        const s = d.summary;
+        done('1/4 keytokens', `${s.documents} documents, ${s.key_tokens} key tokens; perplexity ${s.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${s.longppl?.toFixed(3) ?? `n/a (${noKeyTokensReason(job.keyTokens)})`}`, d.seconds);
+        bar2 = new ProgressBar(Math.max(1, s.key_tokens), '2/4 segments');
+      } else if (d.step === 'segments') {
+        done('2/4 segments', `a segment kept for ${d.totals.segments} of ${d.totals.key_tokens} key tokens`, d.seconds);
+      } else if (d.step === 'recaps') {
+        const r = d.totals;
+        const failed = r.failed.length > 0 ? `; ${r.failed.length} failed (listed in ${RECAP_FILES.failed}; rerun to retry them)` : '';
+        done('3/4 recaps', `${r.recaps} of ${r.items} segments have recaps (${job.recapper}: ${r.made} made now, ${r.cached} cached, ${r.resumed} done before)${failed}`, d.seconds);
+      } else {
+        augment = d.totals;
+        const [first, ...rest] = describeAugment(d.totals, outDir);
+        done('4/4 augment', first, d.seconds);
+        for (const line of rest) console.log(`    ${line}`);
       }
-    });
-    const failed = recaps.failed.length > 0 ? `; ${recaps.failed.length} failed (listed in ${RECAP_FILES.failed}; rerun to retry them)` : '';
-    done('3/4 recaps', `${recaps.recaps} of ${recaps.items} segments have recaps (${args.recapper}: ${recaps.made} made now, ${recaps.cached} cached, ${recaps.resumed} done before)${failed}`, seconds.recaps);
-    return { keyTokens: summary.key_tokens, perplexity: summary.perplexity, longppl: summary.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, seconds, outDir, shard, tokenizer };
+    },
+  };
+  const run: RecapDataRun = { ...job, model, tokenizer, checkpoint: checkpointDir, window: model.config.maxSeq, shard: shardSettings(shard, checkpointDir), augment: job.augment ?? undefined, progress };
+  let steps: RecapSteps;
+  try {
+    steps = await buildRecapSteps(run);
   } finally {
     model.dispose();
   }
+  if (job.augment) await augmentRecapData(run, steps);
+  const { keyTokens, segments, recaps } = steps;
+  return { keyTokens: keyTokens.key_tokens, perplexity: keyTokens.perplexity, longppl: keyTokens.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, augment, seconds };
 }
 
 const recapDataCommand: CommandModule = {
@@ -200,19 +211,18 @@ const recapDataCommand: CommandModule = {
       .example('$0 recap-data --checkpoint ckpt --corpus docs/ --out arl/docs --recapper openai --llm-url http://localhost:8000 --llm-model qwen', 'recaps by a local vLLM server'),
   handler: async (argv) => {
     const args = argv as unknown as RecapDataArgs;
-    if (args.shard !== undefined) {
-      const steps = await runRecapSteps(args);
-      const { count } = steps.shard!;
+    const job = recapDataJob(args);
+    const result = await runRecapData(job);
+    if (job.shard) {
+      const { count } = job.shard;
       const folders = Array.from({ length: count }, (_, index) => shardFolder(resolve(args.out), { index, count }));
       console.log(`${chalk.bold('4/4 augment')} merges all the shards: once the ${count} shard folders are side by side, run arl augment --keytokens ${folders.join(' ')}`);
-      if (steps.recapsFailed > 0) process.exitCode = 1;
-      return;
+    } else {
+      console.log(chalk.dim(`next: arl train --init CHECKPOINT --data ${join(resolve(args.out), AUGMENT_FILES.prepared)} --out RUN --lr 1e-3 --warmup 10`));
     }
-    const result = await runRecapData(args);
-    console.log(chalk.dim(`next: arl train --init CHECKPOINT --data ${join(resolve(args.out), AUGMENT_FILES.prepared)} --out RUN --lr 1e-3 --warmup 10`));
     if (result.recapsFailed > 0) process.exitCode = 1;
   },
 };
 
 /** The ARL commands for step 4, steps 1-4 in one, and the recap agent's `answer`, registered in main.ts. */
-export const recapDataCommands: CommandModule[] = [augmentCommand, recapDataCommand, answerCommand, demoArlCommand];
+export const recapDataCommands: CommandModule[] = [augmentCommand, recapDataCommand, answerCommand];

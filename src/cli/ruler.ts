@@ -1,7 +1,10 @@
 /** `arl ruler generate` and `arl ruler score`: RULER-style synthetic tasks and their scoring. */
 import chalk from 'chalk';
 import type { CommandModule } from 'yargs';
-import { generateRulerSamples, Haystack, RULER_TASKS, type RulerSplit, type RulerTask, scoreRulerFiles } from '../eval/ruler.ts';
+import { generateRulerSamples } from '../eval/ruler.ts';
+import { Haystack } from '../eval/ruler-haystack.ts';
+import { scoreRulerFiles } from '../eval/ruler-score.ts';
+import { RULER_TASKS, type RulerSplit, type RulerTask } from '../eval/ruler-tasks.ts';
 import { evaluateRulerModel } from '../eval/ruler-eval.ts';
 import { formatTable } from '../eval/table.ts';
 import { writeFileAtomic } from '../io/atomic.ts';

@@ -14,7 +14,7 @@ import { DEFAULT_TASK_ROWS, type TaskRowOptions, validateTaskRowOptions } from '
 import { DEFAULT_TRAIN, type StepMetrics, train, type TrainOptions, type TrainResult } from '../train/trainer.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
 import { startBackend, withBackend } from './common.ts';
-import { RULER_TASKS, type RulerTask } from '../eval/ruler.ts';
+import { RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
 import { ProgressBar } from './progress.ts';
 
 export interface TrainArgs extends TrainOptions {

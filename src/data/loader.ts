@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { check, UserError } from '../io/errors.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng, shuffleInPlace } from '../core/random.ts';
 import { fsErrorReason } from './fs-errors.ts';
 import { bytesPerToken, decodeTokens, readPrepareMeta, type PrepareMeta, type Split } from './format.ts';
 
@@ -138,11 +138,7 @@ export class TokenLoader {
     if (this.rowOrder?.key !== key) {
       const rows = Math.max(0, Math.floor((this.meta.splits[this.split].shards[this.shard]!.tokens - 1) / seq));
       const starts = Uint32Array.from({ length: rows }, (_, i) => i * seq);
-      const rng = makeRng((this.shuffleSeed! * 1_000_003 + this.epoch * 7919 + this.shard) >>> 0);
-      for (let i = rows - 1; i > 0; i--) {
-        const j = Math.floor(rng() * (i + 1));
-        [starts[i], starts[j]] = [starts[j]!, starts[i]!];
-      }
+      shuffleInPlace(makeRng((this.shuffleSeed! * 1_000_003 + this.epoch * 7919 + this.shard) >>> 0), starts);
       this.rowOrder = { key, starts };
     }
     return this.rowOrder.starts;

@@ -5,8 +5,10 @@
  * much as a row of text: a model trained on such rows as plain text learns the haystack and never learns to copy
  * the needle, and a fixed pool of samples is learned by heart. Rows are a function of (seed, index), so a resumed run sees the same rows.
  */
-import { hashString, Haystack, generateRulerSample, RULER_TASKS, type RulerTask } from '../eval/ruler.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { generateRulerSample } from '../eval/ruler.ts';
+import { Haystack } from '../eval/ruler-haystack.ts';
+import { hashString, RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
+import { makeRng } from '../core/random.ts';
 import { UserError } from '../io/errors.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 

@@ -3,23 +3,12 @@
  * its tokenizer (tokenizer.model); prepared data records its tokenizer's sha256 in meta.json; a
  * --tokenizer flag names a file. All comparisons go through checkSameTokenizer.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../io/errors.ts';
+import { sha256File } from '../io/sha256.ts';
 import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
 import type { PrepareMeta } from './format.ts';
-import { fsErrorReason } from './fs-errors.ts';
-
-export function fileSha256(path: string): string {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw new UserError(`${path}: cannot read (${fsErrorReason(err)})`);
-  }
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 const short = (sha: string): string => `${sha.slice(0, 12)}…`;
 
@@ -33,14 +22,14 @@ export type TokenizerPairing = { data: string; meta: PrepareMeta } | { tokenizer
 export function checkSameTokenizer(checkpointDir: string, other: TokenizerPairing): void {
   const own = join(checkpointDir, 'tokenizer.model');
   if (!existsSync(own)) return;
-  const ownSha = fileSha256(own);
+  const ownSha = sha256File(own);
   if ('data' in other) {
     if (other.meta.tokenizer.sha256 === ownSha) return;
     throw new UserError(
       `${other.data}: prepared with another tokenizer (sha256 ${short(other.meta.tokenizer.sha256)}) than the model in ${checkpointDir} (sha256 ${short(ownSha)}); run \`arl prepare --tokenizer ${own} --out DIR\` and pass that --data`,
     );
   }
-  const otherSha = other.sha256 ?? fileSha256(other.tokenizer);
+  const otherSha = other.sha256 ?? sha256File(other.tokenizer);
   if (otherSha === ownSha) return;
   throw new UserError(
     `${other.tokenizer}: not the tokenizer of the model in ${checkpointDir} (sha256 ${short(otherSha)}, the checkpoint's is ${short(ownSha)}); drop --tokenizer to use the checkpoint's own`,
@@ -55,13 +44,13 @@ export function checkSameTokenizer(checkpointDir: string, other: TokenizerPairin
 export function preparedTokenizerPath(dataDir: string, meta: PrepareMeta, copies: string[] = [BUNDLED_TOKENIZER_PATH]): string {
   const { path, sha256 } = meta.tokenizer;
   if (existsSync(path)) {
-    const now = fileSha256(path);
+    const now = sha256File(path);
     if (now !== sha256) {
       throw new UserError(`${dataDir}: prepared with a tokenizer of sha256 ${short(sha256)}, but ${path} is now ${short(now)}; run \`arl prepare --out ${dataDir}\` again`);
     }
     return path;
   }
-  const copy = copies.find((file) => existsSync(file) && fileSha256(file) === sha256);
+  const copy = copies.find((file) => existsSync(file) && sha256File(file) === sha256);
   if (copy !== undefined) return copy;
   throw new UserError(`${path}: the tokenizer ${dataDir} was prepared with is gone (meta.json tokenizer.path); put it back there, or run \`arl prepare --tokenizer FILE --out ${dataDir}\` again`);
 }

@@ -4,13 +4,13 @@
  * without it. Resumable: each finished document is a line of predictions.jsonl. No auxiliary QA is used (it
  * needs an LLM), so no auxiliary question can overlap a test question.
  */
-import { readJsonLines } from '../arl/journal.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import { liftAnswer } from '../lift/lift.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import type { LiftExample } from './experiment-claims.ts';
 import { windowPrompt, writePredictions } from './predict.ts';
-import { readRulerSamples, RULER_ANSWER_TOKENS, scoreRulerExample } from './ruler.ts';
+import { readRulerSamples, RULER_ANSWER_TOKENS, scoreRulerExample } from './ruler-score.ts';
 import { splitRulerPrompt } from './ruler-eval.ts';
 
 export async function evaluateLift(run: {

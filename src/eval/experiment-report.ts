@@ -1,7 +1,7 @@
 /** The experiment's report: results.md (tables with intervals and verdicts) and SVG plots (accuracy vs length, recap behaviour, training loss). */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonLines } from '../arl/journal.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import type { StepMetrics } from '../train/trainer.ts';
 import type { MethodLengthResult } from './experiment-claims.ts';

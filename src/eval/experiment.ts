@@ -33,7 +33,9 @@ import { writeExperimentReport } from './experiment-report.ts';
 import { evaluateLift } from './experiment-lift.ts';
 import { evaluateLongPpl, type LongPplReport } from './longppl.ts';
 import { keyTokenOptions } from '../arl/key-tokens.ts';
-import { entityPool, generateRulerSample, hashString, Haystack, type RulerSample, type RulerTask } from './ruler.ts';
+import { generateRulerSample, type RulerSample } from './ruler.ts';
+import { Haystack } from './ruler-haystack.ts';
+import { entityPool, hashString, type RulerTask } from './ruler-tasks.ts';
 import { NOUNS } from './ruler-words.ts';
 import { evaluateRulerModel } from './ruler-eval.ts';
 

@@ -2,7 +2,7 @@
  * Paired comparisons on the same test documents: a seeded percentile bootstrap over documents for the relative
  * gain of one method's mean over another's and for the mean paired difference.
  */
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng } from '../core/random.ts';
 
 export interface PairedComparison {
   n: number;

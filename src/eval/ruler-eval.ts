@@ -1,12 +1,14 @@
 /** Running a model on RULER-style samples: predictions (resumable), scores per task, and which answers the truncated window still holds. */
 import { join } from 'node:path';
-import { readJsonLines, type Settings } from '../arl/journal.ts';
+import type { Settings } from '../arl/journal.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { pythonRound } from './metrics.ts';
 import { type Answerer, type PromptParts, windowPrompt, writePredictions } from './predict.ts';
-import { readRulerSamples, RULER_ANSWER_TOKENS, type RulerTask, type RulerTaskScore, scoreRuler, scoreRulerExample } from './ruler.ts';
+import { readRulerSamples, RULER_ANSWER_TOKENS, type RulerTaskScore, scoreRuler, scoreRulerExample } from './ruler-score.ts';
+import type { RulerTask } from './ruler-tasks.ts';
 
 /** RULER prompts end with one line holding the question and the answer prefix; the context is everything before it. */
 export function splitRulerPrompt(input: string): PromptParts {

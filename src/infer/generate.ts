@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { disposeCache, type KVCache, type LlamaModel } from '../model/llama.ts';
 import { DecodeGraph, decodeGraphSupported } from '../model/webgpu-decode.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { argmax, makeRng, sampleToken, type SamplingOptions } from './sampling.ts';
+import { makeRng } from '../core/random.ts';
+import { argmax, sampleToken, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;

@@ -24,7 +24,8 @@ import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { continuationText, DecodeSession } from './generate.ts';
-import { makeRng, sampleToken, type SamplingOptions } from './sampling.ts';
+import { makeRng } from '../core/random.ts';
+import { sampleToken, type SamplingOptions } from './sampling.ts';
 
 export interface RecapAgentOptions extends SamplingOptions {
   /** Tokens of a recap, markers excluded; `</recap>` is forced after this many. */

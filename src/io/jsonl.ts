@@ -1,8 +1,25 @@
-/** Streaming JSON-lines input with `FILE:LINE:` errors, and typed field readers. */
-import { createReadStream } from 'node:fs';
+/** JSON-lines input: streamed with `FILE:LINE:` errors and typed field readers, or read whole from a resumable output file. */
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fsErrorReason } from '../data/fs-errors.ts';
 import { UserError } from './errors.ts';
+
+/** Parses JSON lines; a cut-off last line (an interrupted write) is dropped, any other bad line is an error. */
+export function readJsonLines<T>(file: string): T[] {
+  if (!existsSync(file)) return [];
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const out: T[] = [];
+  for (const [index, line] of lines.entries()) {
+    if (line.trim() === '') continue;
+    try {
+      out.push(JSON.parse(line) as T);
+    } catch {
+      if (index === lines.length - 1) break;
+      throw new UserError(`${file}:${index + 1}: not valid JSON; the file is corrupt, delete it to start over`);
+    }
+  }
+  return out;
+}
 
 /** One parsed line of a JSON-lines file; `where` is `FILE:LINE` for error messages. */
 export interface JsonLine {

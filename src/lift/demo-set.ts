@@ -7,7 +7,7 @@
  * only be recalled from the document itself. Questions ask about people whose sentence lies
  * outside the head + tail part of the document that fits the answering prompt.
  */
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng, shuffleInPlace } from '../core/random.ts';
 
 const PEOPLE = [
   'John', 'Mary', 'James', 'Robert', 'William', 'Charles', 'George', 'Frank', 'Henry', 'Thomas', 'Richard', 'Jack', 'Sam',
@@ -43,11 +43,7 @@ const REPEAT_REACH = 12;
  */
 export function demoDocument(seed: number, repeatShare = 0): DemoDocument {
   const rng = makeRng(seed);
-  const people = [...PEOPLE];
-  for (let i = people.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [people[i], people[j]] = [people[j], people[i]];
-  }
+  const people = shuffleInPlace(rng, [...PEOPLE]);
   const facts = people.map((person) => ({ person, word: CODE_WORDS[Math.floor(rng() * CODE_WORDS.length)] }));
   const sentences: string[] = [];
   facts.forEach((f, i) => {

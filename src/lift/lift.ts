@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { continuationText, generate } from '../infer/generate.ts';
-import { makeRng } from '../infer/sampling.ts';
+import { makeRng, shuffleInPlace } from '../core/random.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -98,15 +98,6 @@ async function adapterStep(model: LlamaModel, optimizer: AdamW, batches: LiftExa
   return loss;
 }
 
-function shuffled<T>(items: T[], rng: () => number): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
-}
-
 /** The segment sizes in effect for a model window: flags, else the paper's scaled; the context shrinks to fit. */
 export function resolveSegmentSizes(window: number, o: Pick<LiftOptions, 'segmentLength' | 'segmentStride' | 'contextTokens'>, reciteTokens: number) {
   const d = defaultSegmentSizes(window);
@@ -151,7 +142,7 @@ export async function trainLiftAdapter(model: LlamaModel, tokenizer: Tokenizer, 
   const losses: number[] = [];
   try {
     for (const stage of epochs) {
-      const examples = shuffled([...segmentExamples(), ...(stage === 2 ? qaExamples : [])], rng);
+      const examples = shuffleInPlace(rng, [...segmentExamples(), ...(stage === 2 ? qaExamples : [])]);
       const batches: LiftExample[][] = [];
       for (let i = 0; i < examples.length; i += o.batch) batches.push(examples.slice(i, i + o.batch));
       for (const group of o.accumulateEpoch ? [batches] : batches.map((b) => [b])) {

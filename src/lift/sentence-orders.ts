@@ -5,6 +5,7 @@
  * does not retrieve it; seen after varied contexts, a sentence is keyed on its own words. The
  * copies hold only the input's own sentences.
  */
+import { shuffleInPlace } from '../core/random.ts';
 import { UserError } from '../io/errors.ts';
 
 export function withSentenceOrders(text: string, orders: number, rng: () => number): string {
@@ -12,12 +13,7 @@ export function withSentenceOrders(text: string, orders: number, rng: () => numb
   const sentences = text.trim().split(/(?<=[.!?])\s+/);
   const copies = [text.trim()];
   for (let n = 1; n < orders; n++) {
-    const order = [...sentences];
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rng() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    copies.push(order.join(' '));
+    copies.push(shuffleInPlace(rng, [...sentences]).join(' '));
   }
   return copies.join(' ');
 }

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonLines } from '../arl/journal.ts';
+import { readJsonLines } from '../io/jsonl.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
 import { lineChartSvg } from '../eval/plot.ts';
