@@ -17,6 +17,7 @@ import { readBrownDocuments } from '../data/brown.ts';
 import { evaluateLongPpl, type LongPplReport } from '../eval/longppl.ts';
 import type { CorpusDocument } from '../data/corpus.ts';
 import { DEFAULT_VAL_FRACTION, splitHash } from '../data/prepare.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { loadModel, readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { answerWithRecaps, DEFAULT_ANSWER } from '../infer/recap-agent.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -65,6 +66,16 @@ function splitBrown(train: number, heldOut: number): { train: CorpusDocument[]; 
 
 function writeJsonl(file: string, docs: CorpusDocument[]): void {
   writeFileSync(file, docs.map((d) => JSON.stringify({ id: d.id, text: d.text })).join('\n') + '\n');
+}
+
+/** One plain line: did the mechanism show (recaps learned into the data, written by the agent, LongPPL better)? */
+export function demoVerdict(o: { keyTokens: number; segments: number; inserted: number; recapsWritten: number; longppl: [number | null, number | null] }): string {
+  const [before, after] = o.longppl;
+  const longpplBetter = before !== null && after !== null && after < before;
+  const facts = `${o.segments} segments kept for ${o.keyTokens} key tokens, ${o.inserted} recaps in the training data, ${o.recapsWritten} written by the agent, LongPPL ${before === null || after === null ? 'not measured' : longpplBetter ? 'better' : 'not better'}`;
+  return o.recapsWritten > 0 && longpplBetter
+    ? `verdict: the mechanism shows at this size (${facts})`
+    : `verdict: the mechanism does not show at this size (${facts}); a model this small does not yet retrieve earlier text, see docs/experiment.md`;
 }
 
 export const demoArlCommand: CommandModule = {
@@ -136,6 +147,7 @@ export const demoArlCommand: CommandModule = {
     console.log(`LongPPL over ${scores[0].key_tokens} key tokens: ${scores[0].key_tokens === 0 ? `n/a (${noKeyTokensReason(common.options)})` : change(scores[0].longppl, scores[1].longppl)}`);
 
     const sample = heldOut[0];
+    let recapsWritten = 0;
     stage(5, 'recap agent', `the continued model reads held-out document ${sample.id} (window ${after.config.maxSeq} tokens) paragraph by paragraph`);
     try {
       const result = await answerWithRecaps(after, tokenizer, sample.text, 'What is this text about?', { ...DEFAULT_ANSWER, agent: { ...DEFAULT_ANSWER.agent, maxRecapTokens: 24 } });
@@ -144,6 +156,7 @@ export const demoArlCommand: CommandModule = {
       console.log(`P(<recap>) at the ${result.paragraphs} paragraph ends: median ${median.toFixed(3)}, max ${(probabilities.at(-1) ?? 0).toFixed(3)}; threshold ${DEFAULT_ANSWER.recapThreshold}: ${result.recaps.length} recaps written`);
       for (const [k, recap] of result.recaps.entries()) console.log(chalk.cyan(`  recap ${k + 1}: ${recap}`));
       console.log(`question: What is this text about?\nanswer: ${result.answer}`);
+      recapsWritten = result.recaps.length;
     } finally {
       after.dispose();
     }
@@ -151,5 +164,11 @@ export const demoArlCommand: CommandModule = {
     const s = data.seconds;
     console.log(chalk.dim(`figures: ${data.keyTokens} key tokens in ${train.length} documents (${(data.keyTokens / train.length).toFixed(1)}/doc), ${data.segments} segments kept, ${data.recaps} recaps, ${augmented.recaps_inserted} inserted; stage times ${s.keytokens.toFixed(0)} s, ${s.segments.toFixed(0)} s, ${s.recaps.toFixed(0)} s, ${s.augment.toFixed(1)} s`));
     console.log(chalk.dim(`total ${formatDuration((performance.now() - started) / 1000)}; outputs in ${resolve(OUT)}`));
+    console.log(demoVerdict({ keyTokens: data.keyTokens, segments: data.segments, inserted: augmented.recaps_inserted, recapsWritten, longppl: [scores[0].longppl, scores[1].longppl] }));
+    const sampleFile = join(OUT, 'held-out-sample.txt');
+    writeFileAtomic(sampleFile, sample.text);
+    console.log(`next:\n  arl inspect --keytokens ${recapDir} --out ${join(OUT, 'inspect.html')}   # key tokens, segments and recaps as a page\n` +
+      `  arl answer --checkpoint ${run} --input ${sampleFile} --question "What is this text about?"\n` +
+      `  arl eval --checkpoint ${run} --corpus ${heldOutFile} --evaluator ${base}`);
   },
 };
