@@ -53,7 +53,7 @@ export const answerCommand: CommandModule = {
       .option('max-new-tokens', { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens, describe: 'answer length cap in tokens' })
       .option('max-answer-tokens', { type: 'number', hidden: true, describe: 'old name of --max-new-tokens' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {answer, recaps, recap_probabilities, ...}' })
-      .example('$0 answer --checkpoint checkpoints/demo-arl --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text'),
+      .example('$0 answer --checkpoint checkpoints/demo-arl/continued --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text'),
   handler: async (argv) => {
     const args = argv as unknown as AnswerArgs;
     if (!Number.isFinite(args.recapThreshold)) throw new UserError(`--recap-threshold must be a number (got ${args.recapThreshold})`);

@@ -74,7 +74,7 @@ export const generateCommand: CommandModule = {
       .conflicts('prompt', 'prompt-ids')
       .example('$0 generate --checkpoint checkpoints/demo --prompt "The jury said"', 'sample a continuation')
       .example('$0 generate --checkpoint ckpt --prompt-ids 1,15,27 --max-new-tokens 16 --greedy --json', 'greedy ids as JSON')
-      .example('$0 generate --checkpoint checkpoints/demo-arl --prompt "..." --recap-agent', 'the model writes recaps as it goes'),
+      .example('$0 generate --checkpoint checkpoints/demo-arl/continued --prompt "..." --recap-agent', 'the model writes recaps as it goes'),
   handler: async (argv) => {
     const args = argv as unknown as GenerateArgs;
     if (args.prompt === undefined && args.promptIds === undefined) throw new UserError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
