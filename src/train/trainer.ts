@@ -210,7 +210,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
   const loader = TokenLoader.open(options.data, 'train', { shuffleSeed: opts.seed });
   let taskRows: TaskRows | null = null;
   if (opts.taskRows.fraction > 0) {
-    if (!setup.tokenizerPath) throw new UserError('task rows need the tokenizer of the data; pass --tokenizer or prepare the data with one');
+    if (!setup.tokenizerPath) throw new UserError('task rows need the tokenizer the data was prepared with, and none was given; prepare the data with `arl prepare` (it records its tokenizer)');
     taskRows = await TaskRows.open(opts.taskRows, await Tokenizer.load(setup.tokenizerPath), opts.seq, opts.seed);
   }
 
