@@ -47,7 +47,7 @@ export const answerCommand: CommandModule = {
       .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory (a model trained on recap-augmented data)' })
       .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
       .option('input', { type: 'string', demandOption: true, describe: 'text file to read; paragraphs are separated by line breaks' })
-      .option('question', { type: 'string', demandOption: true })
+      .option('question', { type: 'string', demandOption: true, describe: 'the question, answered after the input is read' })
       .option('recap-agent', { type: 'boolean', default: true, describe: 'let the model write recaps (--no-recap-agent: none, the recent-text baseline)' })
       .option('recap-threshold', { type: 'number', default: DEFAULT_ANSWER.recapThreshold, describe: 'write a recap at a paragraph end when P(<recap>) reaches this' })
       .option('max-new-tokens', { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens, describe: 'answer length cap in tokens' })

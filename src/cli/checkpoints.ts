@@ -74,9 +74,9 @@ export const exportCommand: CommandModule = {
   describe: 'Export a checkpoint (hf: Hugging Face Llama directory; gguf: one file for llama.cpp; tfjs: LayersModel folder for the browser)',
   builder: (y) =>
     y
-      .option('checkpoint', { type: 'string', demandOption: true })
-      .option('format', { choices: ['hf', 'gguf', 'tfjs'] as const, default: 'hf' as const })
-      .option('out', { type: 'string', demandOption: true })
+      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory to export' })
+      .option('format', { choices: ['hf', 'gguf', 'tfjs'] as const, default: 'hf' as const, describe: 'hf: Hugging Face Llama directory; gguf: one file for llama.cpp; tfjs: LayersModel folder' })
+      .option('out', { type: 'string', demandOption: true, describe: 'folder (hf, tfjs) or .gguf file to write' })
       .option('tokenizer', { type: 'string', describe: "SentencePiece .model for the GGUF vocabulary (default: the checkpoint's)" })
       .example('$0 export --checkpoint checkpoints/demo --format hf --out exported/demo', 'load it with transformers.AutoModelForCausalLM.from_pretrained')
       .example('$0 export --checkpoint checkpoints/demo --format gguf --out exported/demo.gguf', 'run it with llama.cpp (llama-cli -m exported/demo.gguf)')

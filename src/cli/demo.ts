@@ -29,7 +29,7 @@ export const demoCommand: CommandModule = {
   describe: 'Prepare the bundled corpus, train the tiny model on CPU, save it and generate a sample',
   builder: (y) =>
     trainOptions(y)
-      .option('prompt', { type: 'string', default: DEMO_PROMPT })
+      .option('prompt', { type: 'string', default: DEMO_PROMPT, describe: 'text the demo continues after training' })
       .default(DEMO_DEFAULTS)
       .example('$0 demo', 'the whole pipeline in a few minutes')
       .example('$0 demo --steps 1000 --out checkpoints/demo-long', 'a longer run'),

@@ -115,9 +115,9 @@ export const evalCommand: CommandModule = {
   describe: 'Loss and perplexity on a prepared split; with --corpus, perplexity and LongPPL over documents (a summary, or JSON with --json)',
   builder: (y) =>
     withTextField(withBackend(y))
-      .option('checkpoint', { type: 'string', demandOption: true })
-      .option('data', { type: 'string', default: DEFAULT_PREPARED_DIR })
-      .option('split', { choices: ['train', 'val'] as const, default: 'val' as const })
+      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory to evaluate' })
+      .option('data', { type: 'string', default: DEFAULT_PREPARED_DIR, describe: 'prepared data directory (arl prepare) for the loss over a split' })
+      .option('split', { choices: ['train', 'val'] as const, default: 'val' as const, describe: 'which prepared split to score' })
       .option('batches', { type: 'number', default: 0, describe: 'number of batches (0 = the whole split once)' })
       .option('batch', { type: 'number', default: 8, describe: 'sequences per batch (with --corpus: windows per forward pass)' })
       .option('seq', { type: 'number', describe: "sequence length (default: the model's window, at most 256)" })

@@ -72,18 +72,18 @@ export const liftDemoCommand: CommandModule = {
   builder: (y) =>
     withBackend(y)
       .option('out', { type: 'string', default: 'checkpoints/lift-demo', describe: 'folder for the base model (reused when present)' })
-      .option('base-steps', { type: 'number', default: 300 })
-      .option('docs', { type: 'number', default: 3 })
-      .option('questions-per-doc', { type: 'number', default: 5 })
+      .option('base-steps', { type: 'number', default: 300, describe: 'training steps of the small base model the demo trains first' })
+      .option('docs', { type: 'number', default: 3, describe: 'synthetic documents, each with its questions' })
+      .option('questions-per-doc', { type: 'number', default: 5, describe: 'questions asked about each document' })
       // Demo defaults found by diagnosis (README): on this tiny base, Gated Memory and plain LIFT on the
       // document as given did not store person -> word; LoRA on the document in varied sentence orders did.
-      .option('adapter', { choices: ADAPTER_KINDS, default: 'lora' as AdapterKind })
-      .option('lr', { type: 'number', default: 5e-3 })
-      .option('lora-rank', { type: 'number', default: 16 })
+      .option('adapter', { choices: ADAPTER_KINDS, default: 'lora' as AdapterKind, describe: 'adapter trained on each document' })
+      .option('lr', { type: 'number', default: 5e-3, describe: 'adapter learning rate' })
+      .option('lora-rank', { type: 'number', default: 16, describe: 'LoRA rank (--adapter lora)' })
       .option('sentence-orders', { type: 'number', default: 4, describe: 'train on the document plus copies in other sentence orders (1 = as given)' })
       .option('segment-stride', { type: 'number', default: 64, describe: 'no overlap: the reordered copies already vary each sentence\'s context' })
       .option('contextualized', { type: 'boolean', default: false, describe: 'head + tail context before each segment (3x the CPU time)' })
-      .option('stage1-epochs', { type: 'number', default: 25 })
+      .option('stage1-epochs', { type: 'number', default: 25, describe: "epochs over the document's segments" })
       .option('stage2-epochs', { type: 'number', default: 0, describe: 'the demo has no auxiliary QA' }),
   handler: async (argv) => {
     const args = argv as unknown as DemoArgs;
