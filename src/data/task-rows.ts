@@ -88,11 +88,14 @@ export class TaskRows {
       const length = Math.round(Math.exp(Math.log(shortest) + rng() * (Math.log(longest) - Math.log(shortest))));
       const sample = this.sample(index * 64 + k, length, longest, rng);
       if (!sample) break;
+      // The answer is encoded on its own: SentencePiece pieces never span the space before it.
       const prompt = tokenizer.encode(sample.input);
-      const full = tokenizer.encode(`${sample.input} ${sample.outputs.join(', ')}\n`);
-      const answerStart = ids.length + prompt.length;
-      for (const id of full) ids.push(id);
-      for (let i = ids.length - full.length - 1; i + 1 < Math.min(ids.length, seq + 1); i++) weights[i] = i + 1 >= answerStart ? this.o.answerWeight : this.o.haystackWeight;
+      const answer = tokenizer.encode(`${sample.outputs.join(', ')}\n`);
+      const sampleStart = ids.length;
+      const answerStart = sampleStart + prompt.length;
+      for (const id of prompt) ids.push(id);
+      for (const id of answer) ids.push(id);
+      for (let i = sampleStart - 1; i + 1 < Math.min(ids.length, seq + 1); i++) weights[i] = i + 1 >= answerStart ? this.o.answerWeight : this.o.haystackWeight;
     }
     if (ids.length === 1) throw new UserError(`none of the tasks ${this.o.tasks.join(', ')} fits a row of ${seq} tokens; use a longer --seq or other --task-names`);
     // A task row weighs as much in the batch's loss as a text row (seq tokens at weight 1): the weights only
