@@ -6,7 +6,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import type { StepMetrics } from '../train/trainer.ts';
 import type { MethodLengthResult } from './experiment-claims.ts';
 import type { ExperimentResults } from './experiment.ts';
-import { comparePaired } from './paired-stats.ts';
+import { meanInterval } from './paired-stats.ts';
 import { lineChartSvg, type Series } from './plot.ts';
 
 export const REPORT_FILES = {
@@ -25,9 +25,8 @@ function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>
 
 /** Accuracy (0-100) of a result and a bootstrap 95% interval over its documents. */
 function accuracy(r: MethodLengthResult): { mean: number; ci: [number, number] } {
-  const scores = r.examples.map((e) => 100 * e.score);
-  const c = comparePaired(scores, scores.map(() => 0));
-  return { mean: c.method, ci: c.difference_ci95 };
+  const { mean, ci95 } = meanInterval(r.examples.map((e) => 100 * e.score));
+  return { mean, ci: ci95 };
 }
 
 export function experimentMarkdown(results: ExperimentResults): string {

@@ -63,6 +63,12 @@ export function comparePaired(method: readonly number[], baseline: readonly numb
   };
 }
 
+/** The mean of per-document scores and its bootstrap 95% interval: the paired difference from a baseline of 0. */
+export function meanInterval(values: readonly number[], o: { resamples?: number; seed?: number } = {}): { mean: number; ci95: [number, number] } {
+  const c = comparePaired(values, values.map(() => 0), o);
+  return { mean: c.method, ci95: c.difference_ci95 };
+}
+
 /** Wilson score 95% interval of a proportion, in [0, 1]; unlike the normal approximation it is not [0, 0] at 0 successes. */
 export function wilsonInterval(successes: number, n: number): [number, number] {
   if (n === 0) return [0, 1];
