@@ -20,6 +20,7 @@ const SIZE_FLAGS = {
   heldoutDocs: 'corpus documents held out for the tests and LongPPL',
   recallDocs: 'recall documents added to the continued-pretraining corpus',
   taskFraction: 'share of each training batch made of retrieval task rows',
+  copyFraction: 'share of each training batch made of copy rows (text written twice, loss on the repeat)',
   batch: 'training batch',
   seeds: 'continued-pretraining seeds per arm',
   perLength: 'test samples per task and length',

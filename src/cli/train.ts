@@ -32,6 +32,7 @@ export interface TrainArgs extends TrainOptions {
   init?: string;
   resume: boolean;
   taskFraction?: number;
+  copyFraction?: number;
   taskNames?: RulerTask[];
   answerWeight?: number;
   haystackWeight?: number;
@@ -71,8 +72,9 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('save-every', { type: 'number', default: d.saveEvery, describe: 'steps between checkpoints (the last step always saves)' })
     .option('seed', { type: 'number', default: d.seed, describe: 'seed of the weights, the data order and the task rows' })
     .option('task-fraction', { type: 'number', default: d.taskRows.fraction, describe: 'share of each batch made of synthetic retrieval rows (RULER-style, made on the fly, loss on the answer)' })
+    .option('copy-fraction', { type: 'number', default: d.taskRows.copyFraction, describe: 'share of each batch made of copy rows (a span of training text written twice, loss on the repeat), which teach the model to copy what it has seen' })
     .option('task-names', { type: 'string', array: true, choices: RULER_TASKS, default: d.taskRows.tasks, describe: 'RULER tasks of the synthetic rows' })
-    .option('answer-weight', { type: 'number', default: d.taskRows.answerWeight, describe: 'loss weight of a synthetic row\'s answer tokens' })
+    .option('answer-weight', { type: 'number', default: d.taskRows.answerWeight, describe: 'loss weight of a synthetic row\'s answer tokens (a text token weighs 1)' })
     .option('haystack-weight', { type: 'number', default: d.taskRows.haystackWeight, describe: 'loss weight of a synthetic row\'s prompt tokens' })
     .option('task-haystack', { type: 'string', default: d.taskRows.haystack, describe: 'documents the synthetic rows\' haystacks come from (keep test documents out)' });
 }
@@ -82,6 +84,7 @@ function taskRowsOf(args: TrainArgs): TaskRowOptions {
   const d = args.taskRows ?? DEFAULT_TASK_ROWS;
   return {
     fraction: args.taskFraction ?? d.fraction,
+    copyFraction: args.copyFraction ?? d.copyFraction,
     tasks: args.taskNames ?? d.tasks,
     answerWeight: args.answerWeight ?? d.answerWeight,
     haystackWeight: args.haystackWeight ?? d.haystackWeight,

@@ -63,6 +63,8 @@ export interface ExperimentSize {
   recallDocs: number;
   /** Share of each training batch made of retrieval task rows (base and both arms). */
   taskFraction: number;
+  /** Share of each training batch made of copy rows (text written twice, loss on the repeat; base and both arms). */
+  copyFraction: number;
   baseSteps: number;
   cptSteps: number;
   batch: number;
@@ -89,6 +91,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     heldoutDocs: 2,
     recallDocs: 3,
     taskFraction: 0.5,
+    copyFraction: 0.25,
     baseSteps: 2,
     cptSteps: 1,
     batch: 2,
@@ -109,6 +112,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     heldoutDocs: 8,
     recallDocs: 40,
     taskFraction: 0.5,
+    copyFraction: 0.25,
     baseSteps: 150,
     cptSteps: 40,
     batch: 8,
@@ -128,7 +132,8 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     devDocs: 20,
     heldoutDocs: 40,
     recallDocs: 400,
-    taskFraction: 0.75,
+    taskFraction: 0.5,
+    copyFraction: 0.25,
     baseSteps: 3000,
     cptSteps: 300,
     batch: 16,
@@ -196,6 +201,9 @@ export function resolveSize(name: string, overrides: Partial<ExperimentSize> = {
   }
   if (!Number.isInteger(size.recallDocs) || size.recallDocs < 0) throw new UserError(`experiment --recall-docs must be a non-negative integer (got ${size.recallDocs})`);
   if (!(size.taskFraction >= 0 && size.taskFraction <= 1)) throw new UserError(`experiment --task-fraction must be in [0, 1] (got ${size.taskFraction})`);
+  if (!(size.copyFraction >= 0 && size.taskFraction + size.copyFraction <= 1)) {
+    throw new UserError(`experiment --copy-fraction must be at least 0, and with --task-fraction at most 1 (got ${size.copyFraction} + ${size.taskFraction})`);
+  }
   return size;
 }
 
@@ -338,7 +346,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       evalBatches: 2,
       saveEvery: Math.max(1, Math.floor(steps / 4)),
       seed,
-      taskRows: { ...DEFAULT_TASK_ROWS, tasks: EXPERIMENT_TASKS, fraction: size.taskFraction, haystack: corpus('base') },
+      taskRows: { ...DEFAULT_TASK_ROWS, tasks: EXPERIMENT_TASKS, fraction: size.taskFraction, copyFraction: size.copyFraction, haystack: corpus('base') },
     };
     let lastLog = performance.now();
     const result = await train(options, { modelConfig, init, tokenizerPath: tokenizer.modelPath }, {
@@ -400,7 +408,21 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   // 4. The base must retrieve at 1x before anything else means something.
   const ruler: MethodLengthResult[] = [await evaluate('base', 'base', 'plain', 1, '1x')];
 
-  // 5. ARL data from the base model (our pipeline: key tokens, segments, recaps, augment), then both arms per seed.
+  // 5. LIFT on the base model against truncated in-context answering (it needs only the base, so it comes first).
+  const lift: LiftExample[] = [];
+  const liftVariants = [['paper', size.liftEpochs, 'lift-4x'], ['more-steps', size.liftMoreEpochs, 'lift-4x'], ['paper, 64-word values', size.liftEpochs, 'lift-words-4x']] as const;
+  for (const [variant, epochs, test] of liftVariants) {
+    lift.push(...(await stage(`lift ${variant}`, async () => {
+      const { model } = loadModel(runDir('base'));
+      try {
+        return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, variant, log });
+      } finally {
+        model.dispose();
+      }
+    })));
+  }
+
+  // 6. ARL data from the base model (our pipeline: key tokens, segments, recaps, augment), then both arms per seed.
   const arlDir = join(out, 'arl');
   const arlData = await stage('arl-data', async () => {
     const { model, ckpt } = loadModel(runDir('base'));
@@ -415,7 +437,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')));
   }
 
-  // 6. The recap threshold of each ARL model, chosen on development documents (never the test set).
+  // 7. The recap threshold of each ARL model, chosen on development documents (never the test set).
   const thresholds: ExperimentResults['thresholds'] = {};
   for (const seed of seeds) {
     const accuracy: Record<string, number> = {};
@@ -427,27 +449,13 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     log(`  ARL-CPT s${seed}: recap threshold ${chosen} (dev accuracy ${JSON.stringify(accuracy)})`);
   }
 
-  // 7. The comparisons on the test sets.
+  // 8. The comparisons on the test sets.
   for (const seed of seeds) {
     for (const multiple of LENGTH_MULTIPLES) {
       ruler.push(await evaluate(`plain-CPT s${seed}`, `cpt-plain-s${seed}`, 'plain', multiple, `${multiple}x`));
       ruler.push(await evaluate(`ARL-CPT s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', multiple, `${multiple}x`, thresholds[`s${seed}`]!.chosen));
     }
     ruler.push(await evaluate(`ARL-CPT recaps off s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', 4, '4x', RECAPS_OFF));
-  }
-
-  // 8. LIFT on the base model against truncated in-context answering.
-  const lift: LiftExample[] = [];
-  const liftVariants = [['paper', size.liftEpochs, 'lift-4x'], ['more-steps', size.liftMoreEpochs, 'lift-4x'], ['paper, 64-word values', size.liftEpochs, 'lift-words-4x']] as const;
-  for (const [variant, epochs, test] of liftVariants) {
-    lift.push(...(await stage(`lift ${variant}`, async () => {
-      const { model } = loadModel(runDir('base'));
-      try {
-        return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, variant, log });
-      } finally {
-        model.dispose();
-      }
-    })));
   }
 
   // 9. LongPPL on held-out documents, key tokens chosen by the base model for every model (one fixed evaluator).

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Batch, type LoaderPosition, TokenLoader } from '../data/loader.ts';
-import { DEFAULT_TASK_ROWS, type TaskRowOptions, TaskRows } from '../data/task-rows.ts';
+import { copyRow, copyRowsPerBatch, DEFAULT_TASK_ROWS, type TaskRowOptions, TaskRows, validateTaskRowOptions, type WeightedRow } from '../data/task-rows.ts';
 import { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import {
   hasTrainingCheckpoint,
@@ -205,9 +205,10 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
   }
   // A resumed run keeps the hyperparameters (and data order) it started with; only the step budget may be extended.
   const opts: TrainOptions = resumeFrom
-    ? ({ taskRows: DEFAULT_TASK_ROWS, ...resumeFrom.state!.options, data: options.data, out: options.out, steps: options.steps } as TrainOptions)
+    ? ({ ...resumeFrom.state!.options, taskRows: { ...DEFAULT_TASK_ROWS, ...(resumeFrom.state!.options.taskRows as Partial<TaskRowOptions>) }, data: options.data, out: options.out, steps: options.steps } as TrainOptions)
     : options;
   const loader = TokenLoader.open(options.data, 'train', { shuffleSeed: opts.seed });
+  validateTaskRowOptions(opts.taskRows);
   let taskRows: TaskRows | null = null;
   if (opts.taskRows.fraction > 0) {
     if (!setup.tokenizerPath) throw new UserError('task rows need the tokenizer the data was prepared with, and none was given; prepare the data with `arl prepare` (it records its tokenizer)');
@@ -248,24 +249,31 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
 
   const { batch, seq, accum } = opts;
   const tokensPerStep = batch * seq * accum;
-  /** The loader's rows, after this batch's task rows (if any) with their weights. */
+  /** This batch's task rows (with their weights), then its copy rows, then the loader's text rows. */
+  const copyCount = copyRowsPerBatch(opts.taskRows, batch);
   const nextBatch = (): Batch => {
     const taskCount = taskRows?.rowsPerBatch(batch) ?? 0;
-    if (taskCount === 0) return loader.nextBatch(batch, seq);
+    if (taskCount === 0 && copyCount === 0) return loader.nextBatch(batch, seq);
     const x = new Int32Array(batch * seq);
     const y = new Int32Array(batch * seq);
     const w = new Float32Array(batch * seq).fill(1);
-    for (let r = 0; r < taskCount; r++) {
-      const { tokens, weights } = taskRows!.row(taskRowsUsed++);
+    const put = (r: number, { tokens, weights }: WeightedRow): void => {
       x.set(tokens.subarray(0, seq), r * seq);
       y.set(tokens.subarray(1), r * seq);
       w.set(weights, r * seq);
+    };
+    for (let r = 0; r < taskCount; r++) put(r, taskRows!.row(taskRowsUsed++));
+    const plain = loader.nextBatch(batch - taskCount, seq);
+    // Copy rows repeat the start of a text row (x holds seq tokens of it, plus y's last for the +1).
+    for (let r = 0; r < copyCount; r++) {
+      const text = new Int32Array(seq + 1);
+      text.set(plain.x.subarray(r * seq, (r + 1) * seq));
+      text[seq] = plain.y[(r + 1) * seq - 1]!;
+      put(taskCount + r, copyRow(text, seq));
     }
-    if (taskCount < batch) {
-      const plain = loader.nextBatch(batch - taskCount, seq);
-      x.set(plain.x, taskCount * seq);
-      y.set(plain.y, taskCount * seq);
-    }
+    const textStart = (taskCount + copyCount) * seq;
+    x.set(plain.x.subarray(copyCount * seq), textStart);
+    y.set(plain.y.subarray(copyCount * seq), textStart);
     return { x, y, w };
   };
   const losses: number[] = [];
