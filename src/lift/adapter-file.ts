@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../io/errors.ts';
-import { type NamedArray, readSafetensors, writeSafetensors } from '../io/safetensors.ts';
+import { type NamedArray, readSafetensors } from '../io/safetensors.ts';
+import { writeSafetensors } from '../io/safetensors-write.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { ADAPTER_KINDS, type AdapterKind, type ModelAdapter } from './adapter.ts';
 import { GatedMemoryAdapter } from './gated-memory.ts';
@@ -49,7 +50,7 @@ export interface AdapterInfo {
 export async function saveAdapter(file: string, adapter: ModelAdapter, baseSha256: string, extra: Record<string, string> = {}): Promise<void> {
   const tensors = new Map<string, NamedArray>();
   for (const { name, variable } of adapter.namedWeights()) tensors.set(name, { shape: variable.shape, data: (await variable.data()) as Float32Array });
-  writeSafetensors(file, tensors, { ...extra, format: FORMAT, kind: adapter.kind, settings: JSON.stringify(adapter.settings), base_sha256: baseSha256 });
+  await writeSafetensors(file, tensors, { ...extra, format: FORMAT, kind: adapter.kind, settings: JSON.stringify(adapter.settings), base_sha256: baseSha256 });
 }
 
 /** The safetensors header's __metadata__ (io/safetensors.ts reads tensors only). */
