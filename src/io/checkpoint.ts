@@ -22,6 +22,7 @@ import { UserError } from './errors.ts';
 import { assignHfWeights, configFromHf, configToHf, hfWeightTensors } from './hf.ts';
 import { SafetensorsReader, safetensorsFiles, type TensorSource } from './safetensors.ts';
 import { DEFAULT_SHARD_BYTES, type TensorToWrite, writeSafetensorsDir } from './safetensors-write.ts';
+import { sha256Files } from './sha256.ts';
 
 export const CHECKPOINT_FORMAT = 1;
 const KEEP_CHECKPOINTS = 2;
@@ -203,4 +204,14 @@ export async function saveTrainingCheckpoint(runDir: string, model: LlamaModel, 
 /** True when `runDir` already holds a training checkpoint to resume from. */
 export function hasTrainingCheckpoint(runDir: string): boolean {
   return existsSync(join(runDir, 'latest'));
+}
+
+/**
+ * SHA-256 identifying a checkpoint's weights: that of model.safetensors (so single-file hashes stay
+ * what they were), or of the index followed by its shards in name order.
+ */
+export function weightsSha256(dir: string): string {
+  const files = safetensorsFiles(dir, 'model');
+  if (files.length === 0) throw new UserError(`${dir}: no model.safetensors (nor model.safetensors.index.json) to identify the weights by`);
+  return sha256Files(files);
 }
