@@ -63,12 +63,12 @@ test('a hand-built sharded HF checkpoint (index + 2 shards, F32, BF16, F16) read
 
   const reader = SafetensorsReader.openDir(dir);
   assert.deepEqual(reader.names.sort(), ['lm_head.weight', 'model.embed_tokens.weight', 'model.norm.weight']);
-  assert.deepEqual(reader.shape('lm_head.weight'), [3, 2]);
   const embed = reader.get('model.embed_tokens.weight')!;
   assert.deepEqual(embed.shape, [2, 3]);
   assert.deepEqual([...embed.data], [...new Float32Array([0.5, -1, 3.25, 1e-30, -7, 42])]);
   assert.deepEqual([...reader.get('model.norm.weight')!.data], [1, -3.5, 0.10009765625, 2 ** -133]);
   const head = reader.get('lm_head.weight')!;
+  assert.deepEqual(head.shape, [3, 2]);
   assert.ok(head.data instanceof Float32Array);
   assert.deepEqual([...head.data], [1.5, -2, 65504, 2 ** -24, -0, Infinity]);
   assert.ok(Object.is(head.data[4], -0));
@@ -132,7 +132,7 @@ test('a tensor past 2 GiB in a sparse file is read at its offset, without readin
   }
   try {
     const reader = SafetensorsReader.openFile(file);
-    assert.deepEqual(reader.shape('pad'), [padCount]);
+    assert.ok(reader.has('pad'));
     assert.deepEqual([...reader.get('tail')!.data], [...new Float32Array([1.25, -2.5, 3.75, 1e20])]);
     assert.deepEqual([...reader.get('tail_bf16')!.data], [3, -1]);
   } finally {

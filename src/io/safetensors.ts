@@ -79,7 +79,7 @@ function isCount(x: unknown): x is number {
 }
 
 /** Reads and checks the header of one file: every tensor must lie inside the file. */
-function readHeader(file: string): { tensors: Map<string, Location>; metadata: Record<string, string> } {
+function readHeader(file: string): Map<string, Location> {
   const fd = openForReading(file);
   try {
     const size = fstatSync(fd).size;
@@ -87,7 +87,8 @@ function readHeader(file: string): { tensors: Map<string, Location>; metadata: R
     const lengthBytes = Buffer.alloc(8);
     readFully(fd, lengthBytes, 0, file);
     const headerLen = lengthBytes.readBigUInt64LE(0);
-    if (headerLen === 0n || headerLen > BigInt(size - 8)) {
+    if (headerLen === 0n) throw new UserError(`${file}: header length is 0; not a safetensors file`);
+    if (headerLen > BigInt(size - 8)) {
       throw new UserError(`${file}: header length ${headerLen} runs past the end of the file (${size} bytes); the file is truncated or not safetensors`);
     }
     if (headerLen > BigInt(MAX_HEADER_BYTES)) throw new UserError(`${file}: header length ${headerLen} exceeds the safetensors limit of ${MAX_HEADER_BYTES} bytes; the file is corrupt`);
@@ -103,12 +104,8 @@ function readHeader(file: string): { tensors: Map<string, Location>; metadata: R
     const dataStart = 8 + Number(headerLen);
     const dataBytes = size - dataStart;
     const tensors = new Map<string, Location>();
-    let metadata: Record<string, string> = {};
     for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
-      if (name === '__metadata__') {
-        metadata = (raw ?? {}) as Record<string, string>;
-        continue;
-      }
+      if (name === '__metadata__') continue;
       const { dtype, shape, data_offsets: offsets } = (raw ?? {}) as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       const width = BYTES[dtype as string];
       if (width === undefined) throw new UserError(`${file}: tensor ${name} has unsupported dtype ${dtype} (supported: ${Object.keys(BYTES).join(', ')})`);
@@ -124,7 +121,7 @@ function readHeader(file: string): { tensors: Map<string, Location>; metadata: R
       }
       tensors.set(name, { file, dtype: dtype as string, shape, start: dataStart + begin });
     }
-    return { tensors, metadata };
+    return tensors;
   } finally {
     closeSync(fd);
   }
@@ -216,12 +213,10 @@ export class SafetensorsReader implements TensorSource {
     /** The file or index the tensors come from, for messages. */
     readonly source: string,
     private readonly locations: Map<string, Location>,
-    readonly metadata: Record<string, string>,
   ) {}
 
   static openFile(file: string): SafetensorsReader {
-    const { tensors, metadata } = readHeader(file);
-    return new SafetensorsReader(file, tensors, metadata);
+    return new SafetensorsReader(file, readHeader(file));
   }
 
   /** Opens `<stem>.safetensors` in `dir`, or the shards named by `<stem>.safetensors.index.json`. */
@@ -238,14 +233,14 @@ export class SafetensorsReader implements TensorSource {
     for (const shard of [...new Set(Object.values(weightMap))].sort()) {
       const file = join(dir, shard);
       if (!existsSync(file)) throw new UserError(`${index}: names shard ${shard}, which is missing from ${dir}`);
-      headers.set(shard, readHeader(file).tensors);
+      headers.set(shard, readHeader(file));
     }
     for (const [name, shard] of Object.entries(weightMap)) {
       const loc = headers.get(shard)!.get(name);
       if (!loc) throw new UserError(`${index}: says tensor ${name} is in ${shard}, but that shard does not hold it`);
       locations.set(name, loc);
     }
-    return new SafetensorsReader(index, locations, {});
+    return new SafetensorsReader(index, locations);
   }
 
   get names(): string[] {
@@ -254,10 +249,6 @@ export class SafetensorsReader implements TensorSource {
 
   has(name: string): boolean {
     return this.locations.has(name);
-  }
-
-  shape(name: string): number[] | undefined {
-    return this.locations.get(name)?.shape;
   }
 
   /** Reads the tensor from disk (a fresh array on every call). */
