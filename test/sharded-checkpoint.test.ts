@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { loadCheckpoint, modelFromCheckpoint, restoreOptimizer, saveCheckpoint, type TrainState, weightsSha256 } from '../src/io/checkpoint.ts';
+import { UserError } from '../src/io/errors.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
 import { sha256File } from '../src/io/sha256.ts';
 import { makeConfig } from '../src/model/config.ts';
@@ -97,6 +98,11 @@ test('a sharded checkpoint with a missing or truncated shard fails with one line
   cpSync(join(TEST_FIXTURES, 'hf', 'sharded-3layers'), missing, { recursive: true });
   rmSync(join(missing, 'model-00004-of-00009.safetensors'));
   assertUserError(await runArl('import', '--hf', missing, '--out', join(work, 'x1')), /model\.safetensors\.index\.json: names shard model-00004-of-00009\.safetensors, which is missing/);
+
+  const noWeights = join(work, 'no-weights');
+  cpSync(sharded, noWeights, { recursive: true });
+  for (const f of readdirSync(noWeights).filter((f) => f.startsWith('model'))) rmSync(join(noWeights, f));
+  assert.throws(() => loadCheckpoint(noWeights), (err: Error) => err instanceof UserError && /no-weights: no model\.safetensors or model\.safetensors\.index\.json found/.test(err.message));
 
   const truncated = join(work, 'truncated-shard');
   cpSync(sharded, truncated, { recursive: true });

@@ -83,7 +83,6 @@ export function readCheckpointConfig(dir: string): ModelConfig {
 export function loadCheckpoint(path: string): LoadedCheckpoint {
   const dir = resolveCheckpointDir(path);
   const config = readCheckpointConfig(dir);
-  if (safetensorsFiles(dir, 'model').length === 0) throw new UserError(`${dir}: checkpoint has no model.safetensors (nor model.safetensors.index.json)`);
   const weights = SafetensorsReader.openDir(dir, 'model');
   const tokenizer = join(dir, 'tokenizer.model');
   const stateFile = join(dir, 'state.json');
