@@ -53,7 +53,7 @@ async function* fileChunks(file: string, tensors: TensorToWrite[], metadata: Rec
 }
 
 /** Writes one safetensors file atomically, tensor by tensor, in the given order. */
-export async function writeSafetensorsFile(file: string, tensors: TensorToWrite[], metadata: Record<string, string> = {}): Promise<void> {
+async function writeSafetensorsFile(file: string, tensors: TensorToWrite[], metadata: Record<string, string> = {}): Promise<void> {
   await writeFileAtomicStream(file, fileChunks(file, tensors, metadata));
 }
 
