@@ -7,6 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { type ChatModel, type ChatOptions, CHAT_DEFAULTS, openChatModel } from '../io/chat.ts';
+import { weightsSha256 } from '../io/checkpoint.ts';
 import { sha256File } from '../io/sha256.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -112,7 +113,7 @@ export interface RecapperOptions {
 export async function openRecapper(o: RecapperOptions): Promise<Recapper> {
   if (o.name === 'extractive') {
     if (!o.model || !o.checkpointDir) throw new Error('the extractive recapper needs the model and its checkpoint folder');
-    const weightsSha = sha256File(resolve(o.checkpointDir, 'model.safetensors'));
+    const weightsSha = weightsSha256(resolve(o.checkpointDir));
     return extractiveRecapper(o.model, o.tokenizer, o.checkpointDir, weightsSha, o.maxRecapTokens);
   }
   const prompt = loadRecapPrompt(o.promptFile);

@@ -9,11 +9,10 @@ import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, type SegmentO
 import { parseShard, type Shard, shardFolder, type ShardSettings, shardSize } from '../arl/shard.ts';
 import type { BackendName } from '../backend.ts';
 import { readDocuments } from '../data/corpus.ts';
-import { readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
+import { readCheckpointConfig, resolveCheckpointDir, weightsSha256 } from '../io/checkpoint.ts';
 import { type ChatArgs, type ChatOptions, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
-import { sha256File } from '../io/sha256.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
@@ -108,11 +107,7 @@ export function shardOutput(args: Pick<KeyTokensArgs, 'out' | 'shard'>): { shard
 /** What step 1 records about a shard: the shard and the checkpoint's weights hash (its path may differ between machines). */
 export function shardSettings(shard: Shard | null, checkpointDir: string): ShardSettings | undefined {
   if (!shard) return undefined;
-  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: checkpointSha256(checkpointDir) };
-}
-
-function checkpointSha256(checkpointDir: string): string {
-  return sha256File(join(checkpointDir, 'model.safetensors'));
+  return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: weightsSha256(checkpointDir) };
 }
 
 /** Step 2's flags checked against step 1's short context and the window of the model that scores (read without loading weights). */
@@ -220,7 +215,7 @@ const segmentsCommand: CommandModule = {
         tokenizer: tokenizer!,
         checkpoint: checkpointDir,
         // A shard's segments record the weights hash too, so the merge can check all shards used one checkpoint.
-        checkpointSha256: keyTokens.checkpoint_sha256 === undefined ? undefined : checkpointSha256(checkpointDir),
+        checkpointSha256: keyTokens.checkpoint_sha256 === undefined ? undefined : weightsSha256(checkpointDir),
         keyTokensDir: args.keytokens,
         outDir: args.out,
         options: given,

@@ -19,6 +19,7 @@ import type { CorpusDocument } from '../data/corpus.ts';
 import { DEFAULT_VAL_FRACTION, splitHash } from '../data/prepare.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadModel, readCheckpointConfig, resolveCheckpointDir } from '../io/checkpoint.ts';
+import { safetensorsFiles } from '../io/safetensors.ts';
 import { answerWithRecaps, DEFAULT_ANSWER } from '../infer/recap-agent.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { DEFAULT_TRAIN } from '../train/trainer.ts';
@@ -49,7 +50,9 @@ function usableDemoCheckpoint(path: string): string | null {
   const tokenizer = join(dir, 'tokenizer.model');
   if (!data || !existsSync(join(data, 'meta.json')) || !existsSync(tokenizer)) return `${path} does not name its data and tokenizer`;
   if (!isPreparedWith(data, tokenizer)) return `${path} carries another tokenizer than its data was prepared with`;
-  if (statSync(join(data, 'meta.json')).mtimeMs > statSync(join(dir, 'model.safetensors')).mtimeMs) return `${data} was prepared again after ${path} was trained`;
+  const weights = safetensorsFiles(dir)[0];
+  if (!weights) return `${path} has no weights`;
+  if (statSync(join(data, 'meta.json')).mtimeMs > statSync(weights).mtimeMs) return `${data} was prepared again after ${path} was trained`;
   return null;
 }
 

@@ -12,13 +12,14 @@ import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import type { BackendName } from '../backend.ts';
 import { readText } from '../data/corpus.ts';
-import { type ChatArgs, chatOptionsFromArgs, openChatModel, withChatOptions } from '../io/chat.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { type ChatArgs, chatOptionsFromArgs, openChatModel, withChatOptions } from '../io/chat.ts';
+import { weightsSha256 } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
 import { makeRng } from '../core/random.ts';
 import { ADAPTER_KINDS, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
-import { ADAPTER_FILE, baseCheckpointHash, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
+import { ADAPTER_FILE, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
 import { DEFAULT_PROMPT_TEMPLATE, generateQaPairs, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';
 import { answerQuestions, LIFT_DEFAULTS, liftTrainingTokens, type LiftOptions, trainLiftAdapter } from '../lift/lift.ts';
 import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
@@ -120,7 +121,7 @@ export const liftCommand: CommandModule = {
     const log = (m: string) => process.stderr.write(`${m}\n`);
     let adapter: ModelAdapter | null = null;
     try {
-      const baseHash = baseCheckpointHash(checkpointDir);
+      const baseHash = weightsSha256(checkpointDir);
       const tokens = tokenizer!.encode(input);
       const options: Partial<LiftOptions> = {
         adapter: args.adapter,

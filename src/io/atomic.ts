@@ -2,6 +2,19 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSyn
 import { dirname } from 'node:path';
 import { UserError } from './errors.ts';
 
+/** writeSync moves at most 2 GiB per call. */
+const IO_BYTES = 1 << 30;
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written, Math.min(bytes.length - written, IO_BYTES));
+}
+
+function failed(path: string, tmp: string, err: unknown): never {
+  rmSync(tmp, { force: true });
+  if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new UserError(`${path}: is a folder; pass the path of a file to write`);
+  throw err;
+}
+
 /** Writes a file via a temp file and rename, so readers never see a half-written file. A folder at `path` is a UserError. */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -9,19 +22,38 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   try {
     const fd = openSync(tmp, 'w');
     try {
-      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-      let written = 0;
-      while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+      writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, path);
   } catch (err) {
-    rmSync(tmp, { force: true });
-    if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new UserError(`${path}: is a folder; pass the path of a file to write`);
-    throw err;
+    failed(path, tmp, err);
   }
+}
+
+/** writeFileAtomic for data produced piece by piece, so a file never has to fit in one Buffer. Returns the bytes written. */
+export async function writeFileAtomicStream(path: string, chunks: AsyncIterable<Uint8Array>): Promise<number> {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  let total = 0;
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      for await (const chunk of chunks) {
+        writeAll(fd, chunk);
+        total += chunk.length;
+      }
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    failed(path, tmp, err);
+  }
+  return total;
 }
 
 /** Replaces directory `path` with `tmpDir` (already fully written) as atomically as the filesystem allows. */

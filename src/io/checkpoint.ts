@@ -1,10 +1,11 @@
 /**
  * Checkpoints. A checkpoint is a directory a Hugging Face Llama loader also understands:
  *   config.json         HF Llama config plus an "arl" block (our extra fields)
- *   model.safetensors   weights by HF name, HF layout
+ *   model.safetensors   weights by HF name, HF layout; above a shard size (2 GiB by default)
+ *                       model-0000i-of-0000N.safetensors + model.safetensors.index.json instead
  *   generation_config.json
  *   tokenizer.model     the SentencePiece model the ids belong to (when known), with tokenizer_config.json
- *   optimizer.safetensors, state.json   training state (training checkpoints only)
+ *   optimizer.safetensors (sharded the same way), state.json   training state (training checkpoints only)
  * A training run directory holds ckpt-<step>/ directories and a `latest` file naming the newest.
  * Each checkpoint is written to a temp directory and renamed into place, and `latest` is
  * replaced atomically afterwards, so an interrupted save never leaves a half-written checkpoint.
@@ -18,8 +19,10 @@ import { RECAP_CLOSE, RECAP_OPEN } from '../tokenizer/sentencepiece.ts';
 import type { AdamW } from '../train/optimizer.ts';
 import { replaceDirAtomic, writeFileAtomic } from './atomic.ts';
 import { UserError } from './errors.ts';
-import { assignHfWeights, configFromHf, configToHf, hfWeights } from './hf.ts';
-import { type NamedArray, readSafetensors, writeSafetensors } from './safetensors.ts';
+import { assignHfWeights, configFromHf, configToHf, hfWeightTensors } from './hf.ts';
+import { SafetensorsReader, safetensorsFiles, type TensorSource } from './safetensors.ts';
+import { DEFAULT_SHARD_BYTES, type TensorToWrite, writeSafetensorsDir } from './safetensors-write.ts';
+import { sha256Files } from './sha256.ts';
 
 export const CHECKPOINT_FORMAT = 1;
 const KEEP_CHECKPOINTS = 2;
@@ -39,10 +42,11 @@ export interface TrainState {
 export interface LoadedCheckpoint {
   dir: string;
   config: ModelConfig;
-  weights: Map<string, NamedArray>;
+  /** Read from disk tensor by tensor, so a large model is never held twice. */
+  weights: SafetensorsReader;
   tokenizerPath: string | null;
   state: TrainState | null;
-  optimizer: Map<string, NamedArray> | null;
+  optimizer: SafetensorsReader | null;
 }
 
 /** Accepts a checkpoint directory or a run directory (follows its `latest`). */
@@ -79,19 +83,16 @@ export function readCheckpointConfig(dir: string): ModelConfig {
 export function loadCheckpoint(path: string): LoadedCheckpoint {
   const dir = resolveCheckpointDir(path);
   const config = readCheckpointConfig(dir);
-  const weightsFile = join(dir, 'model.safetensors');
-  if (!existsSync(weightsFile)) throw new UserError(`${dir}: checkpoint has no model.safetensors`);
-  const weights = readSafetensors(weightsFile);
+  const weights = SafetensorsReader.openDir(dir, 'model');
   const tokenizer = join(dir, 'tokenizer.model');
   const stateFile = join(dir, 'state.json');
-  const optimizerFile = join(dir, 'optimizer.safetensors');
   return {
     dir,
     config,
     weights,
     tokenizerPath: existsSync(tokenizer) ? tokenizer : null,
     state: existsSync(stateFile) ? readJsonFile<TrainState>(stateFile) : null,
-    optimizer: existsSync(optimizerFile) ? readSafetensors(optimizerFile) : null,
+    optimizer: safetensorsFiles(dir, 'optimizer').length > 0 ? SafetensorsReader.openDir(dir, 'optimizer') : null,
   };
 }
 
@@ -99,7 +100,7 @@ export function loadCheckpoint(path: string): LoadedCheckpoint {
 export function modelFromCheckpoint(ckpt: LoadedCheckpoint): LlamaModel {
   const model = new LlamaModel(ckpt.config);
   try {
-    assignHfWeights(model, ckpt.weights, join(ckpt.dir, 'model.safetensors'));
+    assignHfWeights(model, ckpt.weights, ckpt.weights.source);
   } catch (err) {
     model.dispose();
     throw err;
@@ -128,18 +129,20 @@ function configJson(config: ModelConfig): string {
   return JSON.stringify({ ...configToHf(config), arl: { format: CHECKPOINT_FORMAT, attentionWindow: config.attentionWindow } }, null, 2);
 }
 
-async function optimizerTensors(model: LlamaModel, optimizer: AdamW): Promise<Map<string, NamedArray>> {
-  const out = new Map<string, NamedArray>();
-  for (const [i, { name, variable }] of model.namedWeights().entries()) {
-    const shape = variable.shape as number[];
-    out.set(`m.${name}`, { shape, data: (await optimizer.m[i].data()) as Float32Array });
-    out.set(`v.${name}`, { shape, data: (await optimizer.v[i].data()) as Float32Array });
-  }
-  return out;
+/** AdamW moments by weight name, each read from the optimizer only when written. */
+function optimizerTensors(model: LlamaModel, optimizer: AdamW): TensorToWrite[] {
+  return model.namedWeights().flatMap(({ name, variable }, i) =>
+    (['m', 'v'] as const).map((prefix) => ({
+      name: `${prefix}.${name}`,
+      shape: variable.shape as number[],
+      dtype: 'F32' as const,
+      read: async () => (await optimizer[prefix][i].data()) as Float32Array,
+    })),
+  );
 }
 
 /** Restores AdamW moments saved by saveTrainingCheckpoint. */
-export function restoreOptimizer(model: LlamaModel, optimizer: AdamW, tensors: Map<string, NamedArray>, step: number, source: string): void {
+export function restoreOptimizer(model: LlamaModel, optimizer: AdamW, tensors: TensorSource, step: number, source: string): void {
   model.namedWeights().forEach(({ name, variable }, i) => {
     for (const [prefix, target] of [['m', optimizer.m[i]], ['v', optimizer.v[i]]] as const) {
       const arr = tensors.get(`${prefix}.${name}`);
@@ -150,8 +153,17 @@ export function restoreOptimizer(model: LlamaModel, optimizer: AdamW, tensors: M
   optimizer.step = step;
 }
 
-/** Writes a plain checkpoint (weights, config, tokenizer) to `dir`, replacing it atomically. */
-export async function saveCheckpoint(dir: string, model: LlamaModel, tokenizerPath: string | null, extra?: { optimizer: AdamW; state: TrainState }): Promise<void> {
+/**
+ * Writes a plain checkpoint (weights, config, tokenizer) to `dir`, replacing it atomically.
+ * Weights and optimizer state larger than `shardBytes` are split into shards.
+ */
+export async function saveCheckpoint(
+  dir: string,
+  model: LlamaModel,
+  tokenizerPath: string | null,
+  extra?: { optimizer: AdamW; state: TrainState },
+  shardBytes = DEFAULT_SHARD_BYTES,
+): Promise<void> {
   const target = resolve(dir);
   // The directory is replaced whole: never let that delete a folder that is not a checkpoint.
   if (existsSync(target) && readdirSync(target).length > 0 && !existsSync(join(target, 'config.json'))) {
@@ -161,14 +173,14 @@ export async function saveCheckpoint(dir: string, model: LlamaModel, tokenizerPa
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   writeFileAtomic(join(tmp, 'config.json'), configJson(model.config));
-  writeSafetensors(join(tmp, 'model.safetensors'), await hfWeights(model), { format: 'pt' });
+  await writeSafetensorsDir(tmp, 'model', hfWeightTensors(model), { shardBytes, metadata: { format: 'pt' } });
   writeFileAtomic(join(tmp, 'generation_config.json'), JSON.stringify({ bos_token_id: model.config.bosId, eos_token_id: model.config.eosId }, null, 2));
   if (tokenizerPath) {
     copyFileSync(tokenizerPath, join(tmp, 'tokenizer.model'));
     writeFileAtomic(join(tmp, 'tokenizer_config.json'), JSON.stringify(TOKENIZER_CONFIG, null, 2));
   }
   if (extra) {
-    writeSafetensors(join(tmp, 'optimizer.safetensors'), await optimizerTensors(model, extra.optimizer));
+    await writeSafetensorsDir(tmp, 'optimizer', optimizerTensors(model, extra.optimizer), { shardBytes });
     writeFileAtomic(join(tmp, 'state.json'), JSON.stringify(extra.state, null, 2));
   }
   replaceDirAtomic(tmp, target);
@@ -191,4 +203,14 @@ export async function saveTrainingCheckpoint(runDir: string, model: LlamaModel, 
 /** True when `runDir` already holds a training checkpoint to resume from. */
 export function hasTrainingCheckpoint(runDir: string): boolean {
   return existsSync(join(runDir, 'latest'));
+}
+
+/**
+ * SHA-256 identifying a checkpoint's weights: that of model.safetensors (so single-file hashes stay
+ * what they were), or of the index followed by its shards in name order.
+ */
+export function weightsSha256(dir: string): string {
+  const files = safetensorsFiles(dir, 'model');
+  if (files.length === 0) throw new UserError(`${dir}: no model.safetensors (nor model.safetensors.index.json) to identify the weights by`);
+  return sha256Files(files);
 }

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { type ModelConfig, type RopeScaling, validateConfig } from '../model/config.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { UserError } from './errors.ts';
-import { type NamedArray, readSafetensorsDir } from './safetensors.ts';
+import { type NamedArray, SafetensorsReader, type TensorSource } from './safetensors.ts';
+import type { TensorToWrite } from './safetensors-write.ts';
 
 type HfConfig = Record<string, unknown>;
 
@@ -118,8 +119,8 @@ function transpose2d(arr: NamedArray): Float32Array {
   return out;
 }
 
-/** Copies HF-layout tensors (by HF name) into the model's variables. Every expected tensor must be present with the right shape. */
-export function assignHfWeights(model: LlamaModel, tensors: Map<string, NamedArray>, source: string): void {
+/** Copies HF-layout tensors (by HF name) into the model's variables, one at a time. Every expected tensor must be present with the right shape. */
+export function assignHfWeights(model: LlamaModel, tensors: TensorSource, source: string): void {
   for (const { name, variable, transposed } of model.namedWeights()) {
     const arr = tensors.get(name);
     if (!arr) throw new UserError(`${source}: missing tensor ${name}; the weights do not match the config`);
@@ -134,20 +135,32 @@ export function assignHfWeights(model: LlamaModel, tensors: Map<string, NamedArr
   }
 }
 
+/** The model's variables as HF-layout tensors by HF name, each read from the model only when written. */
+export function hfWeightTensors(model: LlamaModel): TensorToWrite[] {
+  return model.namedWeights().map(({ name, variable, transposed }) => {
+    const shape = variable.shape as number[];
+    return {
+      name,
+      shape: transposed ? [shape[1], shape[0]] : shape,
+      dtype: 'F32' as const,
+      read: async () => {
+        const data = (await variable.read().data()) as Float32Array;
+        return transposed ? transpose2d({ shape, data }) : Float32Array.from(data);
+      },
+    };
+  });
+}
+
 /** Reads the model's variables as HF-layout tensors by HF name. */
 export async function hfWeights(model: LlamaModel): Promise<Map<string, NamedArray>> {
   const out = new Map<string, NamedArray>();
-  for (const { name, variable, transposed } of model.namedWeights()) {
-    const data = (await variable.read().data()) as Float32Array;
-    const shape = variable.shape as number[];
-    out.set(name, transposed ? { shape: [shape[1], shape[0]], data: transpose2d({ shape, data }) } : { shape, data: Float32Array.from(data) });
-  }
+  for (const t of hfWeightTensors(model)) out.set(t.name, { shape: t.shape, data: await t.read() });
   return out;
 }
 
-/** Reads config and weights of a Hugging Face Llama directory. */
-export function readHfCheckpoint(dir: string): { config: ModelConfig; tensors: Map<string, NamedArray> } {
-  const tensors = readSafetensorsDir(dir);
+/** Reads the config of a Hugging Face Llama directory and opens its weights (read tensor by tensor). */
+export function readHfCheckpoint(dir: string): { config: ModelConfig; tensors: SafetensorsReader } {
+  const tensors = SafetensorsReader.openDir(dir);
   const config = configFromHf(readJson(join(dir, 'config.json')), join(dir, 'config.json'), tensors.has('lm_head.weight'));
   return { config, tensors };
 }

@@ -8,16 +8,23 @@ const CHUNK_BYTES = 1 << 20;
 
 /** Hex sha256 of the file's bytes, read in 1 MiB chunks (weights and GGUF files can be gigabytes). */
 export function sha256File(path: string): string {
+  return sha256Files([path]);
+}
+
+/** Hex sha256 of the files' bytes one after another (a sharded checkpoint's files). */
+export function sha256Files(paths: string[]): string {
   const hash = createHash('sha256');
   const chunk = Buffer.alloc(CHUNK_BYTES);
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    for (let read = readSync(fd, chunk); read > 0; read = readSync(fd, chunk)) hash.update(chunk.subarray(0, read));
-  } catch (err) {
-    throw new UserError(`${path}: cannot read (${fsErrorReason(err)})`);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+  for (const path of paths) {
+    let fd: number | undefined;
+    try {
+      fd = openSync(path, 'r');
+      for (let read = readSync(fd, chunk); read > 0; read = readSync(fd, chunk)) hash.update(chunk.subarray(0, read));
+    } catch (err) {
+      throw new UserError(`${path}: cannot read (${fsErrorReason(err)})`);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
   }
   return hash.digest('hex');
 }

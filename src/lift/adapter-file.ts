@@ -1,14 +1,13 @@
 /**
  * An adapter is saved as its own small safetensors file (never merged into the base weights).
  * Its metadata names the adapter kind and settings and the SHA-256 of the base checkpoint's
- * model.safetensors, so an adapter is never applied to a model it was not trained on.
+ * weights (weightsSha256 in io/checkpoint.ts), so an adapter is never applied to a model it was not trained on.
  */
 import * as tf from '@tensorflow/tfjs';
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { UserError } from '../io/errors.ts';
-import { type NamedArray, readSafetensors, writeSafetensors } from '../io/safetensors.ts';
+import { type NamedArray, readSafetensors } from '../io/safetensors.ts';
+import { writeSafetensors } from '../io/safetensors-write.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { ADAPTER_KINDS, type AdapterKind, type ModelAdapter } from './adapter.ts';
 import { GatedMemoryAdapter } from './gated-memory.ts';
@@ -20,21 +19,6 @@ const FORMAT = 'arl-lift-adapter';
 export function createAdapter(kind: AdapterKind, config: ModelConfig, settings: Record<string, number> = {}, seed = 0): ModelAdapter {
   if (kind === 'gated-memory') return new GatedMemoryAdapter(config, seed);
   return new LoraAdapter(config, { rank: settings.rank ?? LORA_DEFAULTS.rank, alpha: settings.alpha ?? LORA_DEFAULTS.alpha }, seed);
-}
-
-/** Hex SHA-256 of a checkpoint's model.safetensors (read in chunks: base models can be large). */
-export function baseCheckpointHash(checkpointDir: string): string {
-  const file = join(checkpointDir, 'model.safetensors');
-  if (!existsSync(file)) throw new UserError(`${checkpointDir}: no model.safetensors to identify the base model by`);
-  const hash = createHash('sha256');
-  const fd = openSync(file, 'r');
-  try {
-    const chunk = Buffer.alloc(1 << 22);
-    for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) hash.update(chunk.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
 }
 
 /** What an adapter file records besides its weights. */
@@ -49,10 +33,10 @@ export interface AdapterInfo {
 export async function saveAdapter(file: string, adapter: ModelAdapter, baseSha256: string, extra: Record<string, string> = {}): Promise<void> {
   const tensors = new Map<string, NamedArray>();
   for (const { name, variable } of adapter.namedWeights()) tensors.set(name, { shape: variable.shape, data: (await variable.data()) as Float32Array });
-  writeSafetensors(file, tensors, { ...extra, format: FORMAT, kind: adapter.kind, settings: JSON.stringify(adapter.settings), base_sha256: baseSha256 });
+  await writeSafetensors(file, tensors, { ...extra, format: FORMAT, kind: adapter.kind, settings: JSON.stringify(adapter.settings), base_sha256: baseSha256 });
 }
 
-/** The safetensors header's __metadata__ (io/safetensors.ts reads tensors only). */
+/** The safetensors header's __metadata__; {} for a file that is not safetensors, so it is reported as no adapter. */
 function readMetadata(file: string): Record<string, string> {
   const bytes = (() => {
     try {
