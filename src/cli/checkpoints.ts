@@ -25,7 +25,7 @@ export const importCommand: CommandModule = {
     if (!existsSync(hf)) throw new UserError(`${hf}: no such directory`);
     await startBackend('cpu');
     const { config, tensors } = readHfCheckpoint(hf);
-    const model = new LlamaModel(config);
+    const model = new LlamaModel(config, null);
     try {
       assignHfWeights(model, tensors, hf);
       const tokenizer = join(hf, 'tokenizer.model');

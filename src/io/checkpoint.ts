@@ -98,7 +98,7 @@ export function loadCheckpoint(path: string): LoadedCheckpoint {
 
 /** Builds the model of a loaded checkpoint with its weights. */
 export function modelFromCheckpoint(ckpt: LoadedCheckpoint): LlamaModel {
-  const model = new LlamaModel(ckpt.config);
+  const model = new LlamaModel(ckpt.config, null);
   try {
     assignHfWeights(model, ckpt.weights, ckpt.weights.source);
   } catch (err) {

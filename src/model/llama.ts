@@ -43,9 +43,15 @@ export interface BlockAdapter {
   attentionOutput?(attention: tf.Tensor2D, queries: tf.Tensor2D): tf.Tensor2D;
 }
 
-function normalInit(std: number, seed: number): ReturnType<typeof tf.initializers.randomNormal> {
-  return tf.initializers.randomNormal({ mean: 0, stddev: std, seed });
+/**
+ * Weights drawn from N(0, std) with `seed`; a null seed fills zeros, for a model whose weights are assigned next
+ * (drawing 1.1B random values takes most of a minute on the CPU backend).
+ */
+function normalInit(std: number, seed: number | null): ReturnType<typeof tf.initializers.zeros> {
+  return seed === null ? tf.initializers.zeros() : tf.initializers.randomNormal({ mean: 0, stddev: std, seed });
 }
+
+const offsetSeed = (seed: number | null, by: number): number | null => (seed === null ? null : seed + by);
 
 /** Inverse rotary frequencies, computed in float32 steps as Hugging Face does, with optional scaling. */
 export function ropeInverseFrequencies(config: ModelConfig): Float32Array {
@@ -165,7 +171,7 @@ export class TokenEmbedding extends tf.layers.Layer {
   static className = 'TokenEmbedding';
   weight!: tf.LayerVariable;
 
-  constructor(private readonly vocabSize: number, private readonly dim: number, private readonly seed: number, name: string) {
+  constructor(private readonly vocabSize: number, private readonly dim: number, private readonly seed: number | null, name: string) {
     super({ name });
   }
 
@@ -197,7 +203,7 @@ export class LMHead extends tf.layers.Layer {
   static className = 'LMHead';
   weight!: tf.LayerVariable;
 
-  constructor(private readonly dim: number, private readonly vocabSize: number, private readonly seed: number) {
+  constructor(private readonly dim: number, private readonly vocabSize: number, private readonly seed: number | null) {
     super({ name: 'lm_head' });
   }
 
@@ -234,7 +240,7 @@ export class DecoderBlock extends tf.layers.Layer {
   /** Optional adapter (src/lift); its weights are its own, never among trainableWeights. */
   adapter: BlockAdapter | null = null;
 
-  constructor(private readonly c: ModelConfig, private readonly index: number, private readonly seed: number) {
+  constructor(private readonly c: ModelConfig, private readonly index: number, private readonly seed: number | null) {
     super({ name: `layers.${index}` });
     this.attnNorm = new RMSNorm(c.dim, c.normEps, `layers.${index}.input_layernorm`);
     this.mlpNorm = new RMSNorm(c.dim, c.normEps, `layers.${index}.post_attention_layernorm`);
@@ -247,13 +253,13 @@ export class DecoderBlock extends tf.layers.Layer {
     const s = this.seed;
     this.attnNorm.build();
     this.mlpNorm.build();
-    this.wq = this.addWeight('q_proj', [dim, heads * headDim], 'float32', normalInit(std, s + 1));
-    this.wk = this.addWeight('k_proj', [dim, kvHeads * headDim], 'float32', normalInit(std, s + 2));
-    this.wv = this.addWeight('v_proj', [dim, kvHeads * headDim], 'float32', normalInit(std, s + 3));
-    this.wo = this.addWeight('o_proj', [heads * headDim, dim], 'float32', normalInit(residualStd, s + 4));
-    this.wGate = this.addWeight('gate_proj', [dim, hiddenDim], 'float32', normalInit(std, s + 5));
-    this.wUp = this.addWeight('up_proj', [dim, hiddenDim], 'float32', normalInit(std, s + 6));
-    this.wDown = this.addWeight('down_proj', [hiddenDim, dim], 'float32', normalInit(residualStd, s + 7));
+    this.wq = this.addWeight('q_proj', [dim, heads * headDim], 'float32', normalInit(std, offsetSeed(s, 1)));
+    this.wk = this.addWeight('k_proj', [dim, kvHeads * headDim], 'float32', normalInit(std, offsetSeed(s, 2)));
+    this.wv = this.addWeight('v_proj', [dim, kvHeads * headDim], 'float32', normalInit(std, offsetSeed(s, 3)));
+    this.wo = this.addWeight('o_proj', [heads * headDim, dim], 'float32', normalInit(residualStd, offsetSeed(s, 4)));
+    this.wGate = this.addWeight('gate_proj', [dim, hiddenDim], 'float32', normalInit(std, offsetSeed(s, 5)));
+    this.wUp = this.addWeight('up_proj', [dim, hiddenDim], 'float32', normalInit(std, offsetSeed(s, 6)));
+    this.wDown = this.addWeight('down_proj', [hiddenDim, dim], 'float32', normalInit(residualStd, offsetSeed(s, 7)));
     this.built = true;
   }
 
@@ -371,18 +377,19 @@ export class LlamaModel {
   readonly sin: tf.Tensor2D;
   private readonly rotate: tf.Tensor2D;
 
-  constructor(readonly config: ModelConfig, seed = 1234) {
+  /** `seed` null: zero weights, to be assigned from a checkpoint. */
+  constructor(readonly config: ModelConfig, seed: number | null = 1234) {
     this.embedding = new TokenEmbedding(config.vocabSize, config.dim, seed, 'embed_tokens');
     this.embedding.build();
     this.blocks = [];
     for (let i = 0; i < config.layers; i++) {
-      const block = new DecoderBlock(config, i, seed + 100 * (i + 1));
+      const block = new DecoderBlock(config, i, offsetSeed(seed, 100 * (i + 1)));
       block.build();
       this.blocks.push(block);
     }
     this.finalNorm = new RMSNorm(config.dim, config.normEps, 'norm');
     this.finalNorm.build();
-    this.lmHead = config.tieEmbeddings ? null : new LMHead(config.dim, config.vocabSize, seed + 7);
+    this.lmHead = config.tieEmbeddings ? null : new LMHead(config.dim, config.vocabSize, offsetSeed(seed, 7));
     this.lmHead?.build();
     ({ cos: this.cos, sin: this.sin } = ropeTables(config));
     this.rotate = rotateHalfMatrix(config.headDim);
