@@ -4,7 +4,7 @@
  * Runs on the wasm backend: the pure-JS cpu backend takes minutes for the same work.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -57,6 +57,15 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.deepEqual(started, ['eval plain-CPT s1 4x', 'longppl']);
   const again = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
   assert.deepEqual(again.ruler, results.ruler);
+
+  // A run folder copied without its checkpoints and ARL data: the stages that made them run again, nothing else.
+  rmSync(join(out, 'runs'), { recursive: true });
+  rmSync(join(out, 'arl'), { recursive: true });
+  const copied = await experiment();
+  assert.equal(copied.code, 0, copied.stderr);
+  const rerun = [...copied.stderr.matchAll(/^\[experiment\] (.+) \.\.\.$/gm)].map((m) => m[1]);
+  assert.deepEqual(rerun, ['train-base', 'arl-data', 'train-cpt-plain-s1', 'train-cpt-arl-s1']);
+  assert.doesNotMatch(copied.stderr, /differs from the record/);
 
   // Other evaluation settings redo the evaluation only; other training settings are refused rather than mixed in.
   const third = await experiment('--per-length', '2');

@@ -272,17 +272,23 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const saveState = () => writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`);
   saveState();
   let stopped = false;
-  const stage = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+  const stage = async <T>(name: string, work: () => Promise<T>, outputs: readonly string[] = []): Promise<T> => {
     const done = state.stages[name];
-    if (done) {
+    const missing = outputs.find((path) => !existsSync(path));
+    if (done && !missing) {
       log(`[experiment] ${name}: done earlier (${done.seconds.toFixed(1)} s), skipped`);
       return done.result as T;
     }
+    // A run folder copied without its large outputs (checkpoints) goes on: what later stages read is made again.
+    if (done) log(`[experiment] ${name}: done earlier, but ${missing} is gone; running it again`);
     if (stopped) throw new StopRequested();
     log(`[experiment] ${name} ...`);
     const started = performance.now();
     const result = await work();
     const seconds = (performance.now() - started) / 1000;
+    if (done && JSON.stringify(done.result) !== JSON.stringify(result)) {
+      log(`[experiment] ${name}: the rerun differs from the record (${JSON.stringify(done.result)} then, ${JSON.stringify(result)} now); later stages use the rerun`);
+    }
     state.stages[name] = { seconds, finished_at: new Date().toISOString(), ...(result === undefined ? {} : { result }) };
     saveState();
     log(`[experiment] ${name}: ${seconds.toFixed(1)} s`);
@@ -302,7 +308,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
 
 class StopRequested extends Error {}
 
-type Stage = <T>(name: string, work: () => Promise<T>) => Promise<T>;
+type Stage = <T>(name: string, work: () => Promise<T>, outputs?: readonly string[]) => Promise<T>;
 
 async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string, settings: Record<string, unknown>, state: ExperimentState, stage: Stage, log: (m: string) => void): Promise<ExperimentResults> {
   const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
@@ -328,7 +334,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     writeJsonl(corpus('heldout'), docs.heldout);
     for (const name of ['base-text', 'cpt']) await prepareCorpus({ source: corpus(name), tokenizer, outDir: prepared(name), valFraction: 0.05, seed: 0 });
     return { recall_docs: recall.length, extra_docs: extra.length };
-  });
+  }, [...['base', 'base-text', 'cpt', 'dev', 'heldout'].map(corpus), prepared('base-text'), prepared('cpt')]);
 
   const trainRun = async (name: string, data: string, steps: number, seed: number, init?: string) => {
     const options: TrainOptions = {
@@ -362,7 +368,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   };
 
   // 2. The base model.
-  await stage('train-base', () => trainRun('base', prepared('base-text'), size.baseSteps, DEFAULT_TRAIN.seed));
+  await stage('train-base', () => trainRun('base', prepared('base-text'), size.baseSteps, DEFAULT_TRAIN.seed), [runDir('base')]);
 
   // 3. Test sets (held-out haystacks, test-pool keys) and the development set (dev haystacks, train-pool keys).
   const testFile = (name: string) => join(out, 'tests', `${name}.jsonl`);
@@ -384,7 +390,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       generateRulerSample({ task: 'niah_single', lengthTokens: testLength(window, 4), seed: 3000, split: 'test', count: 1, depth: 35 + Math.round((30 * i) / Math.max(1, size.liftDocs - 1)), tokenizer, haystack: heldout }, i));
     write('lift-4x', lift);
     write('lift-words-4x', lift.map((sample, i) => withWordValue(sample, LIFT_WORDS[hashString(`lift-word|${i}`) % LIFT_WORDS.length]!)));
-  });
+  }, [...LENGTH_MULTIPLES.map((m) => `${m}x`), 'dev-4x', 'lift-4x', 'lift-words-4x'].map(testFile));
 
   const evaluate = async (name: string, model: string, mode: AnswerMode, multiple: number, test: string, recapThreshold?: number): Promise<MethodLengthResult> =>
     stage(`eval ${name} ${test}`, async () => {
@@ -431,10 +437,10 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     } finally {
       model.dispose();
     }
-  });
+  }, [join(arlDir, AUGMENT_FILES.prepared)]);
   for (const seed of seeds) {
-    await stage(`train-cpt-plain-s${seed}`, () => trainRun(`cpt-plain-s${seed}`, prepared('cpt'), size.cptSteps, seed, runDir('base')));
-    await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')));
+    await stage(`train-cpt-plain-s${seed}`, () => trainRun(`cpt-plain-s${seed}`, prepared('cpt'), size.cptSteps, seed, runDir('base')), [runDir(`cpt-plain-s${seed}`)]);
+    await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')), [runDir(`cpt-arl-s${seed}`)]);
   }
 
   // 7. The recap threshold of each ARL model, chosen on development documents (never the test set).
