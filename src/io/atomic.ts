@@ -15,14 +15,27 @@ function failed(path: string, tmp: string, err: unknown): never {
   throw err;
 }
 
-/** Writes a file via a temp file and rename, so readers never see a half-written file. A folder at `path` is a UserError. */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+/** The temp file beside `path`, open for writing. */
+function openTemp(path: string): { fd: number; tmp: string } {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   try {
-    const fd = openSync(tmp, 'w');
+    return { fd: openSync(tmp, 'w'), tmp };
+  } catch (err) {
+    failed(path, tmp, err);
+  }
+}
+
+/** Closes and removes the temp file after a failed write, then reports the failure. */
+function abandonTemp(path: string, { fd, tmp }: { fd: number; tmp: string }, err: unknown): never {
+  closeSync(fd);
+  failed(path, tmp, err);
+}
+
+/** Syncs the temp file and renames it into place. */
+function commitTemp(path: string, { fd, tmp }: { fd: number; tmp: string }): void {
+  try {
     try {
-      writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -33,26 +46,30 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   }
 }
 
+/** Writes a file via a temp file and rename, so readers never see a half-written file. A folder at `path` is a UserError. */
+export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+  const temp = openTemp(path);
+  try {
+    writeAll(temp.fd, typeof data === 'string' ? Buffer.from(data) : data);
+  } catch (err) {
+    abandonTemp(path, temp, err);
+  }
+  commitTemp(path, temp);
+}
+
 /** writeFileAtomic for data produced piece by piece, so a file never has to fit in one Buffer. Returns the bytes written. */
 export async function writeFileAtomicStream(path: string, chunks: AsyncIterable<Uint8Array>): Promise<number> {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
+  const temp = openTemp(path);
   let total = 0;
   try {
-    const fd = openSync(tmp, 'w');
-    try {
-      for await (const chunk of chunks) {
-        writeAll(fd, chunk);
-        total += chunk.length;
-      }
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+    for await (const chunk of chunks) {
+      writeAll(temp.fd, chunk);
+      total += chunk.length;
     }
-    renameSync(tmp, path);
   } catch (err) {
-    failed(path, tmp, err);
+    abandonTemp(path, temp, err);
   }
+  commitTemp(path, temp);
   return total;
 }
 
