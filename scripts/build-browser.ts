@@ -11,7 +11,7 @@ const browserShims: Plugin = {
   setup(b) {
     b.onResolve({ filter: /^@tensorflow\/tfjs$/ }, () => ({ path: 'tf', namespace: 'global-tf' }));
     b.onLoad({ filter: /.*/, namespace: 'global-tf' }, () => ({ contents: 'module.exports = globalThis.tf;', loader: 'js' }));
-    b.onResolve({ filter: /\/wasm-kernels\.ts$/ }, () => ({ path: 'wasm-kernels', namespace: 'no-wasm-kernels' }));
+    b.onResolve({ filter: /\/ops\/wasm\/kernels\.ts$/ }, () => ({ path: 'wasm-kernels', namespace: 'no-wasm-kernels' }));
     b.onLoad({ filter: /.*/, namespace: 'no-wasm-kernels' }, () => ({ contents: 'export const hasJsKernels = () => false;', loader: 'js' }));
   },
 };

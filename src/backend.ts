@@ -8,9 +8,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
-import { registerWasmKernels } from './model/wasm-kernels.ts';
-import { registerWebgpuKernels } from './model/webgpu-kernels.ts';
-import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './model/wasm-threads.ts';
+import { registerWasmKernels } from './ops/wasm/kernels.ts';
+import { registerWebgpuKernels } from './ops/webgpu/runtime.ts';
+import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];

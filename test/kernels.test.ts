@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { selectBackend } from '../src/backend.ts';
-import { applyRotary, causalAttention, rmsNorm, rmsNormOps, swiglu, type AttentionSpec } from '../src/model/fused.ts';
+import { applyRotary, causalAttention, rmsNorm, rmsNormOps, swiglu, type AttentionSpec } from '../src/ops/attention.ts';
 import { maskedCrossEntropy } from '../src/train/loss.ts';
 import { AdamW } from '../src/train/optimizer.ts';
 import { maxAbsDiff, tf } from './helpers.ts';

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { makeConfig } from '../src/model/config.ts';
-import { causalSelfAttention } from '../src/model/fused.ts';
+import { causalSelfAttention } from '../src/ops/attention.ts';
 import { attentionMask, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
-import { flashAttentionGpu, flashAttentionSupports, type FlashAttentionSpec } from '../src/model/webgpu-flash-attention.ts';
-import { hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
+import { flashAttentionGpu, flashAttentionSupports, type FlashAttentionSpec } from '../src/ops/webgpu/flash-attention.ts';
+import { hasWebgpuKernels } from '../src/ops/webgpu/runtime.ts';
 import { maxAbsDiff, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();

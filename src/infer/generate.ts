@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { disposeCache, type KVCache, type LlamaModel } from '../model/llama.ts';
-import { DecodeGraph, decodeGraphSupported } from '../model/webgpu-decode.ts';
+import { DecodeGraph, decodeGraphSupported } from '../ops/webgpu/decode-graph.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { makeRng } from '../core/random.ts';
 import { argmax, sampleToken, type SamplingOptions } from './sampling.ts';

@@ -11,8 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
-import { causalSelfAttention, rmsNorm, swiglu } from './fused.ts';
-import { addRmsNormGpu, cachedAttentionGpu, hasWebgpuKernels } from './webgpu-kernels.ts';
+import { causalSelfAttention, rmsNorm, swiglu } from '../ops/attention.ts';
+import { addRmsNormGpu, cachedAttentionGpu, hasWebgpuKernels } from '../ops/webgpu/runtime.ts';
 
 /**
  * Per-layer keys (rotated) and values, [batch, kvHeads, positions, headDim]: exactly the tokens

@@ -6,9 +6,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.ts';
-import { hasJsKernels } from '../model/wasm-kernels.ts';
-import { crossEntropyGradGpu, crossEntropyRowsGpu } from '../model/webgpu-cross-entropy.ts';
-import { hasWebgpuKernels } from '../model/webgpu-kernels.ts';
+import { hasJsKernels } from '../ops/wasm/kernels.ts';
+import { crossEntropyGradGpu, crossEntropyRowsGpu } from '../ops/webgpu/cross-entropy.ts';
+import { hasWebgpuKernels } from '../ops/webgpu/runtime.ts';
 
 /** Mean negative log-likelihood over the rows where mask is 1. logits [N, V], targets int32 [N], mask float32 [N]. */
 export function maskedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D): tf.Scalar {

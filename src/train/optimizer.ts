@@ -4,8 +4,8 @@
  * nanoGPT. Moments are tf.Variables updated in place so no tensors accumulate across steps.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasJsKernels } from '../model/wasm-kernels.ts';
-import { adamwUpdateGpu, globalNormGpu, hasWebgpuKernels, readStepGate, stepGateGpu } from '../model/webgpu-kernels.ts';
+import { hasJsKernels } from '../ops/wasm/kernels.ts';
+import { adamwUpdateGpu, globalNormGpu, hasWebgpuKernels, readStepGate, stepGateGpu } from '../ops/webgpu/runtime.ts';
 
 export interface AdamWOptions {
   beta1: number;

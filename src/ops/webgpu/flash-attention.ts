@@ -20,7 +20,7 @@
  * test/webgpu-flash-attention.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, dispatchRaw, grid, release, type Uniform } from './webgpu-kernels.ts';
+import { allocate, dispatchRaw, grid, release, type Uniform } from './runtime.ts';
 
 /** Shapes of one flash-attention call. */
 export interface FlashAttentionSpec {

@@ -19,7 +19,7 @@
  * They run on the wasm heap from JS; XNNPACK itself runs on the backend's thread pool.
  */
 import * as tf from '@tensorflow/tfjs';
-import { threadPool } from './wasm-threads.ts';
+import { threadPool } from './threads.ts';
 
 interface WasmModule {
   cwrap: (name: string, ret: string | null, args: string[]) => (...args: unknown[]) => unknown;

@@ -13,9 +13,9 @@
  * outlive the step (the model's rotate-half matrix) are captured.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasJsKernels } from './wasm-kernels.ts';
-import { flashAttentionGpu, flashAttentionSupports } from './webgpu-flash-attention.ts';
-import { hasWebgpuKernels, rotaryGpu, softmaxGradGpu, softmaxMaskedGpu } from './webgpu-kernels.ts';
+import { hasJsKernels } from './wasm/kernels.ts';
+import { flashAttentionGpu, flashAttentionSupports } from './webgpu/flash-attention.ts';
+import { hasWebgpuKernels, rotaryGpu, softmaxGradGpu, softmaxMaskedGpu } from './webgpu/runtime.ts';
 
 type Saver = tf.GradSaveFunc;
 

@@ -13,7 +13,7 @@
  * Checked against the tfjs formulation, values and gradients, in test/webgpu-cross-entropy.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, dispatchRaw, grid, type Uniform } from './webgpu-kernels.ts';
+import { allocate, dispatchRaw, grid, type Uniform } from './runtime.ts';
 
 const builtins = '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>';
 

@@ -23,8 +23,8 @@
  * says no when one is attached and DecodeSession takes the tfjs path.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { KVCache, LlamaModel } from './llama.ts';
-import { ADD_RMS_NORM, computePipeline, grid, hasWebgpuKernels, KV_WRITE, RMS_NORM, type ComputePass, type WebgpuBackend } from './webgpu-kernels.ts';
+import type { KVCache, LlamaModel } from '../../model/llama.ts';
+import { ADD_RMS_NORM, computePipeline, grid, hasWebgpuKernels, KV_WRITE, RMS_NORM, type ComputePass, type WebgpuBackend } from './runtime.ts';
 
 // WebGPU's GPUBufferUsage and GPUMapMode flags (fixed by the spec).
 const MAP_READ = 0x1;

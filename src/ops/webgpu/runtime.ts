@@ -15,8 +15,8 @@
  * tfjs ops, values and gradients, in test/webgpu-kernels.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { flashAttentionGradKernel, flashAttentionKernel } from './webgpu-flash-attention.ts';
-import { crossEntropyGradKernel, crossEntropyKernel } from './webgpu-cross-entropy.ts';
+import { flashAttentionGradKernel, flashAttentionKernel } from './flash-attention.ts';
+import { crossEntropyGradKernel, crossEntropyKernel } from './cross-entropy.ts';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend that dispatchRaw uses. */
 export interface WebgpuBackend {
