@@ -22,6 +22,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
+import { overlapSteps } from '../switches.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
 import { APPENDED_MARKERS, growVocabulary } from '../arl/continued-pretraining.ts';
 import { languageModelLoss } from './loss.ts';
@@ -158,7 +159,7 @@ export async function runSteps<R>(o: {
   record: (index: number) => Promise<R>;
   onDone: (result: R, inFlight: boolean) => Promise<boolean>;
 }): Promise<void> {
-  const overlap = o.overlap && process.env.ARL_OVERLAP_STEPS !== '0';
+  const overlap = o.overlap && overlapSteps();
   let inFlight: Promise<R> | null = null;
   let stopping = false;
   try {

@@ -28,6 +28,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
+import { wasmThreads } from '../../switches.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -42,11 +43,8 @@ type ModuleFactory = (config: Record<string, unknown>) => Promise<EmscriptenModu
 
 /** Threads to use: ARL_WASM_THREADS if set, else the available cores (XNNPACK's pool holds at most 8). */
 export function wasmThreadCount(): number {
-  const env = process.env.ARL_WASM_THREADS;
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (Number.isInteger(n) && n >= 1) return Math.min(n, 8);
-  }
+  const asked = wasmThreads();
+  if (asked !== null) return Math.min(asked, 8);
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return Math.max(1, Math.min(cores, 8));
 }
