@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
 import { dawnFlags, dawnNodePath, tfjsFlags } from './switches.ts';
 import { registerWasmKernels } from './ops/wasm/kernels.ts';
-import { registerWebgpuKernels } from './ops/webgpu/runtime.ts';
+import { registerWebgpuKernels } from './ops/webgpu/index.ts';
 import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { hasWebgpuKernels } from '../src/ops/webgpu/runtime.ts';
+import { hasWebgpuKernels } from '../src/ops/webgpu/index.ts';
 import { composedCrossEntropy, maskedCrossEntropy, targetLogProbs } from '../src/train/loss.ts';
 import { maxAbsDiff, webgpuUnavailable } from './helpers.ts';
 

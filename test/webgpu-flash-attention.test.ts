@@ -11,7 +11,7 @@ import { makeConfig } from '../src/model/config.ts';
 import { causalSelfAttention } from '../src/ops/attention.ts';
 import { attentionMask, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
 import { flashAttentionGpu, flashAttentionSupports, type FlashAttentionSpec } from '../src/ops/webgpu/flash-attention.ts';
-import { hasWebgpuKernels } from '../src/ops/webgpu/runtime.ts';
+import { hasWebgpuKernels } from '../src/ops/webgpu/index.ts';
 import { maxAbsDiff, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();

@@ -12,7 +12,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import { causalSelfAttention, rmsNorm, swiglu } from '../ops/attention.ts';
-import { addRmsNormGpu, cachedAttentionGpu, hasWebgpuKernels } from '../ops/webgpu/runtime.ts';
+import { cachedAttentionGpu } from '../ops/webgpu/cached-attention.ts';
+import { hasWebgpuKernels } from '../ops/webgpu/index.ts';
+import { addRmsNormGpu } from '../ops/webgpu/rms-norm.ts';
 
 /**
  * Per-layer keys (rotated) and values, [batch, kvHeads, positions, headDim]: exactly the tokens

@@ -15,7 +15,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels } from './wasm/kernels.ts';
 import { flashAttentionGpu, flashAttentionSupports } from './webgpu/flash-attention.ts';
-import { hasWebgpuKernels, rotaryGpu, softmaxGradGpu, softmaxMaskedGpu } from './webgpu/runtime.ts';
+import { hasWebgpuKernels } from './webgpu/index.ts';
+import { rotaryGpu } from './webgpu/rotary.ts';
+import { softmaxGradGpu, softmaxMaskedGpu } from './webgpu/softmax.ts';
 
 type Saver = tf.GradSaveFunc;
 

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.ts';
 import { hasJsKernels } from '../ops/wasm/kernels.ts';
 import { crossEntropyGradGpu, crossEntropyRowsGpu } from '../ops/webgpu/cross-entropy.ts';
-import { hasWebgpuKernels } from '../ops/webgpu/runtime.ts';
+import { hasWebgpuKernels } from '../ops/webgpu/index.ts';
 
 /** Mean negative log-likelihood over the rows where mask is 1. logits [N, V], targets int32 [N], mask float32 [N]. */
 export function maskedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D): tf.Scalar {

@@ -5,7 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels } from '../ops/wasm/kernels.ts';
-import { adamwUpdateGpu, globalNormGpu, hasWebgpuKernels, readStepGate, stepGateGpu } from '../ops/webgpu/runtime.ts';
+import { hasWebgpuKernels } from '../ops/webgpu/index.ts';
+import { adamwUpdateGpu, globalNormGpu, readStepGate, stepGateGpu } from '../ops/webgpu/optimizer.ts';
 
 export interface AdamWOptions {
   beta1: number;

@@ -1,5 +1,5 @@
 /**
- * Sparse cross-entropy for the webgpu backend in two WGSL kernels (used by train/loss.ts).
+ * Sparse cross-entropy for the webgpu backend in two WGSL kernels (ArlGpuCrossEntropy and its gradient).
  *
  * Why: tfjs's ops take ~8 dispatches and several full [N, V] passes (max, sub, exp, sum, log,
  * gather forward; softmax again, mul, a dense scatterND into [N, V] and a sub backward: ~3 ms of
@@ -13,9 +13,7 @@
  * Checked against the tfjs formulation, values and gradients, in test/webgpu-cross-entropy.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, dispatchRaw, grid, type Uniform } from './runtime.ts';
-
-const builtins = '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>';
+import { allocate, builtins, dispatchRaw, flatIndex, grid, type Uniform } from './runtime.ts';
 
 const CROSS_ENTROPY = `
 @group(0) @binding(0) var<storage, read_write> lse: array<f32>;
@@ -67,7 +65,7 @@ const CROSS_ENTROPY_GRAD = `
 struct U { size: u32, vocab: u32 };
 @group(0) @binding(6) var<uniform> u: U;
 @compute @workgroup_size(256) fn main(${builtins}) {
-  let idx = gid.x + gid.y * nwg.x * 256u;
+  let idx = ${flatIndex(256)};
   if (idx >= u.size) { return; }
   let row = idx / u.vocab;
   let atTarget = select(0.0, 1.0, idx - row * u.vocab == u32(targets[row]));
