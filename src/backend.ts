@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
 import { dawnFlags, dawnNodePath, tfjsFlags } from './switches.ts';
-import { registerWasmKernels } from './ops/wasm/kernels.ts';
+import { registerWasmKernels } from './ops/wasm/index.ts';
 import { registerWebgpuKernels } from './ops/webgpu/index.ts';
 import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
 

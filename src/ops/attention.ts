@@ -13,7 +13,7 @@
  * outlive the step (the model's rotate-half matrix) are captured.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasJsKernels } from './wasm/kernels.ts';
+import { hasJsKernels } from './js/index.ts';
 import { flashAttentionGpu, flashAttentionSupports } from './webgpu/flash-attention.ts';
 import { hasWebgpuKernels } from './webgpu/index.ts';
 import { rotaryGpu } from './webgpu/rotary.ts';

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.ts';
-import { hasJsKernels } from '../ops/wasm/kernels.ts';
+import { hasJsKernels } from '../ops/js/index.ts';
 import { crossEntropyGradGpu, crossEntropyRowsGpu } from '../ops/webgpu/cross-entropy.ts';
 import { hasWebgpuKernels } from '../ops/webgpu/index.ts';
 

@@ -4,7 +4,7 @@
  * nanoGPT. Moments are tf.Variables updated in place so no tensors accumulate across steps.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasJsKernels } from '../ops/wasm/kernels.ts';
+import { hasJsKernels } from '../ops/js/index.ts';
 import { hasWebgpuKernels } from '../ops/webgpu/index.ts';
 import { adamwUpdateGpu, globalNormGpu, readStepGate, stepGateGpu } from '../ops/webgpu/optimizer.ts';
 

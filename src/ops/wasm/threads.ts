@@ -19,7 +19,7 @@
  * small pooled ops per training step made a busy 2-core machine twice as slow as one thread.
  * So the pool is switched off by default (the C++ side's global pool pointer, found in the
  * module's get_threads_count, is set to null: XNNPACK then runs inline) and switched on only
- * around large matmuls, and for those only while it measures faster (usePool in wasm-kernels.ts).
+ * around large matmuls, and for those only while it measures faster (usePool in matmul.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
