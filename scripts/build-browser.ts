@@ -12,7 +12,7 @@ const browserShims: Plugin = {
     b.onResolve({ filter: /^@tensorflow\/tfjs$/ }, () => ({ path: 'tf', namespace: 'global-tf' }));
     b.onLoad({ filter: /.*/, namespace: 'global-tf' }, () => ({ contents: 'module.exports = globalThis.tf;', loader: 'js' }));
     b.onResolve({ filter: /\/ops\/js\/index\.ts$/ }, () => ({ path: 'js-kernels', namespace: 'no-js-kernels' }));
-    b.onLoad({ filter: /.*/, namespace: 'no-js-kernels' }, () => ({ contents: 'export const hasJsKernels = () => false;', loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-js-kernels' }, () => ({ contents: 'export function registerJsKernels() {}', loader: 'js' }));
   },
 };
 

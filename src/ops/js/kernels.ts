@@ -97,11 +97,14 @@ export const subAtTargets = jsKernel(
   },
 );
 
-/** ArlRmsNorm: y = x / sqrt(mean(x^2) + eps) * w over the last axis; x [N, D], w [D] -> y [N, D]. */
+/** ArlRmsNorm: y = x / sqrt(mean(x^2) + eps) * w over the last axis, and the rows' 1 / rms; x [N, D], w [D] -> y [N, D], inv [N]. */
 export const rmsNormKernel = jsKernel(
   ['x', 'weight'],
-  (inputs) => [{ shape: inputs[0].shape, dtype: 'float32' }],
-  ([x, w], [y], _infos, attrs) => {
+  (inputs) => [
+    { shape: inputs[0].shape, dtype: 'float32' },
+    { shape: [inputs[0].shape[0]], dtype: 'float32' },
+  ],
+  ([x, w], [y, invOut], _infos, attrs) => {
     const eps = (attrs as { eps: number }).eps;
     const d = w.length;
     const rows = d === 0 ? 0 : x.length / d;
@@ -111,12 +114,14 @@ export const rmsNormKernel = jsKernel(
       for (let j = 0; j < d; j++) ss += x[base + j] * x[base + j];
       const inv = 1 / Math.sqrt(ss / d + eps);
       for (let j = 0; j < d; j++) y[base + j] = x[base + j] * inv * w[j];
+      invOut[r] = inv;
     }
   },
 );
 
 /**
- * ArlRmsNormGrad: from x [N, D], w [D] and dy [N, D]: dx [N, D] and dw [D].
+ * ArlRmsNormGrad: from x [N, D], w [D] and dy [N, D]: dx [N, D] and dw [D]. The forward's inv is
+ * not read: r is recomputed in double precision, as the forward computed it.
  * With r = 1/sqrt(mean(x^2)+eps), xhat = x r, g = dy w: dx = r (g - xhat mean(g xhat)), dw = sum_rows dy xhat.
  */
 export const rmsNormGradKernel = jsKernel(

@@ -1,26 +1,12 @@
 /**
  * KV-cached decoding on webgpu: the cache is preallocated [B, KV, capacity, hd] and written in
- * place; ArlGpuKvWrite writes the new keys (rotated) and values, ArlGpuCachedAttention attends each new
+ * place; ArlKvWrite writes the new keys (rotated) and values, ArlCachedAttention attends each new
  * query over the cache. Rotary positions are applied from the cos/sin tables (HF "rotate half"
  * layout) inside both.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { CacheShape } from '../attention.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, type Uniform } from './runtime.ts';
-
-/** Shapes of one cached-attention call. */
-export interface CacheShape {
-  batch: number;
-  seq: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  /** Positions the cache holds (its third axis). */
-  capacity: number;
-  /** Position of the first new token. */
-  start: number;
-  /** Sliding attention window, or null for full causal attention. */
-  window: number | null;
-}
 
 /** Thread per (b, t, kv head, d): rotate the new key, store key and value at position start + t. */
 export const KV_WRITE = `
@@ -212,29 +198,17 @@ export function kvWriteKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.
   const { cacheK, cacheV, k, v, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
   const c = args.attrs as unknown as CacheShape;
   const count = c.batch * c.seq * c.kvHeads * c.headDim;
-  dispatchRaw('ArlGpuKvWrite', KV_WRITE, [cacheK, cacheV, k, v, cos, sin], cacheUniforms(c, ['batch', 'seq', 'kvHeads', 'headDim', 'capacity', 'start']), grid(Math.ceil(count / 64)));
+  dispatchRaw('ArlKvWrite', KV_WRITE, [cacheK, cacheV, k, v, cos, sin], cacheUniforms(c, ['batch', 'seq', 'kvHeads', 'headDim', 'capacity', 'start']), grid(Math.ceil(count / 64)));
   return [];
 }
 
 export function cachedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { q, cacheK, cacheV, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
   const c = args.attrs as unknown as CacheShape;
-  if (c.headDim > 256 || c.headDim % 2 !== 0) throw new Error(`ArlGpuCachedAttention: head dimension ${c.headDim} must be even and at most 256`);
+  if (c.headDim > 256 || c.headDim % 2 !== 0) throw new Error(`ArlCachedAttention: head dimension ${c.headDim} must be even and at most 256`);
   const out = allocate([c.batch * c.seq, c.heads * c.headDim]);
   const uniforms = [...cacheUniforms(c, ['batch', 'seq', 'heads', 'kvHeads', 'headDim', 'capacity', 'start', 'window']), { type: 'float32' as const, data: [1 / Math.sqrt(c.headDim)] }];
   const decode = c.seq <= DECODE_TOKENS && 256 % c.headDim === 0;
-  dispatchRaw('ArlGpuCachedAttention', decode ? CACHED_ATTENTION_DECODE : CACHED_ATTENTION, [out, q, cacheK, cacheV, cos, sin], uniforms, grid(c.batch * c.heads * c.seq));
+  dispatchRaw('ArlCachedAttention', decode ? CACHED_ATTENTION_DECODE : CACHED_ATTENTION, [out, q, cacheK, cacheV, cos, sin], uniforms, grid(c.batch * c.heads * c.seq));
   return out;
 }
-
-/**
- * Decoding attention on webgpu: writes the new tokens' keys (rotated) and values into the
- * preallocated cache in place, then attends every new query (q [B*T, H*hd], before rotary) over
- * the cache up to its own position. Returns the merged heads [B*T, H*hd].
- */
-export function cachedAttentionGpu(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, cacheK: tf.Tensor4D, cacheV: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, shape: CacheShape): tf.Tensor2D {
-  const attrs = shape as unknown as tf.NamedAttrMap;
-  tf.engine().runKernel('ArlGpuKvWrite', { cacheK, cacheV, k, v, cos, sin }, attrs);
-  return tf.engine().runKernel('ArlGpuCachedAttention', { q, cacheK, cacheV, cos, sin }, attrs) as tf.Tensor2D;
-}
-

@@ -25,8 +25,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KVCache, LlamaModel } from '../../model/llama.ts';
 import { decodeGraphEnabled } from '../../switches.ts';
+import { hasKernel } from '../registry.ts';
 import { KV_WRITE } from './cached-attention.ts';
-import { hasWebgpuKernels } from './index.ts';
 import { ADD_RMS_NORM, RMS_NORM } from './rms-norm.ts';
 import { computePipeline, grid, type ComputePass, type WebgpuBackend } from './runtime.ts';
 
@@ -62,7 +62,7 @@ export function decodeGraphBuffers(): number {
 
 /** True when a DecodeSession on `model` can decode through the graph (ARL_DECODE_GRAPH=0 turns it off, for comparisons). */
 export function decodeGraphSupported(model: LlamaModel): boolean {
-  return hasWebgpuKernels() && decodeGraphEnabled() && model.blocks.every((b) => !b.adapter);
+  return hasKernel('ArlCachedAttention') && decodeGraphEnabled() && model.blocks.every((b) => !b.adapter);
 }
 
 /**

@@ -1,6 +1,7 @@
-/** Registers our WGSL kernels (ArlGpu*) for the webgpu backend, and our BatchMatMul over tfjs's. */
+/** Registers our WGSL kernels for the webgpu backend, and our BatchMatMul over tfjs's. */
 import * as tf from '@tensorflow/tfjs';
 import { stockWebgpu } from '../../switches.ts';
+import { registerKernels, replaceKernel } from '../registry.ts';
 import { cachedAttentionKernel, kvWriteKernel } from './cached-attention.ts';
 import { crossEntropyGradKernel, crossEntropyKernel } from './cross-entropy.ts';
 import { flashAttentionGradKernel, flashAttentionKernel } from './flash-attention.ts';
@@ -12,32 +13,27 @@ import { swigluGradKernel, swigluKernel } from './swiglu.ts';
 
 let registered = false;
 
-/** Registers the ArlGpu* kernels for the webgpu backend (idempotent). */
+/** Registers the kernels (idempotent); call once the webgpu backend is loaded. */
 export function registerWebgpuKernels(): void {
   if (registered) return;
   registered = true;
-  const kernels: [string, (args: never) => tf.TensorInfo | tf.TensorInfo[]][] = [
-    ['ArlGpuRmsNorm', rmsNormKernel],
-    ['ArlGpuRmsNormGrad', rmsNormGradKernel],
-    ['ArlGpuAddRmsNorm', addRmsNormKernel],
-    ['ArlGpuRotary', rotaryKernel],
-    ['ArlGpuSoftmaxMasked', softmaxMaskedKernel],
-    ['ArlGpuSoftmaxGrad', softmaxGradKernel],
-    ['ArlGpuSwiGlu', swigluKernel],
-    ['ArlGpuSwiGluGrad', swigluGradKernel],
-    ['ArlGpuKvWrite', kvWriteKernel],
-    ['ArlGpuCachedAttention', cachedAttentionKernel],
-    ['ArlGpuFlashAttention', flashAttentionKernel],
-    ['ArlGpuFlashAttentionGrad', flashAttentionGradKernel],
+  registerKernels('webgpu', [
+    ['ArlRmsNorm', rmsNormKernel],
+    ['ArlRmsNormGrad', rmsNormGradKernel],
+    ['ArlAddRmsNorm', addRmsNormKernel],
+    ['ArlRotary', rotaryKernel],
+    ['ArlSoftmaxMasked', softmaxMaskedKernel],
+    ['ArlSoftmaxGrad', softmaxGradKernel],
+    ['ArlSwiGlu', swigluKernel],
+    ['ArlSwiGluGrad', swigluGradKernel],
+    ['ArlKvWrite', kvWriteKernel],
+    ['ArlCachedAttention', cachedAttentionKernel],
+    ['ArlFlashAttention', flashAttentionKernel],
+    ['ArlFlashAttentionGrad', flashAttentionGradKernel],
     ['ArlGpuCrossEntropy', crossEntropyKernel],
     ['ArlGpuCrossEntropyGrad', crossEntropyGradKernel],
-  ];
-  for (const [kernelName, kernelFunc] of kernels) tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
-  const stockBatchMatMul = tf.getKernel('BatchMatMul', 'webgpu');
-  if (stockBatchMatMul) {
-    tf.unregisterKernel('BatchMatMul', 'webgpu');
-    tf.registerKernel({ ...stockBatchMatMul, kernelFunc: batchMatMulKernel(stockBatchMatMul) as unknown as tf.KernelFunc });
-  }
+  ]);
+  replaceKernel('BatchMatMul', 'webgpu', batchMatMulKernel);
 }
 
 /** True when the active backend is webgpu with our kernels (ARL_STOCK_WEBGPU=1 turns them off, for comparisons). */

@@ -182,10 +182,10 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const kChunk = Math.ceil(k / splits / kTile) * kTile;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlGpuMatMul', matmulShader(tile, kTile, transposeA, transposeB), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
+  dispatchRaw('ArlMatMul', matmulShader(tile, kTile, transposeA, transposeB), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
   if (splits > 1) {
     const size = batch * m * n;
-    dispatchRaw('ArlGpuSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));
+    dispatchRaw('ArlSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));
     release(target);
   }
   return out;

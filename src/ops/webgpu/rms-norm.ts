@@ -1,6 +1,6 @@
 /**
- * RMSNorm on webgpu, one workgroup per row: ArlGpuRmsNorm (y and the rows' 1/rms), ArlGpuRmsNormGrad
- * (dx, and dw as per-chunk partial sums), and ArlGpuAddRmsNorm (decoding: the residual sum and its norm).
+ * RMSNorm on webgpu, one workgroup per row: ArlRmsNorm (y and the rows' 1/rms), ArlRmsNormGrad
+ * (dx, and dw as per-chunk partial sums), and ArlAddRmsNorm (decoding: the residual sum and its norm).
  */
 import * as tf from '@tensorflow/tfjs';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, type Uniform, WG_SUM } from './runtime.ts';
@@ -76,7 +76,7 @@ export function rmsNormKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.
   const [rows, dim] = x.shape;
   const y = allocate([rows, dim]);
   const inv = allocate([rows]);
-  dispatchRaw('ArlGpuRmsNorm', RMS_NORM, [y, inv, x, weight], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }, { type: 'float32', data: [eps] }], grid(rows));
+  dispatchRaw('ArlRmsNorm', RMS_NORM, [y, inv, x, weight], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }, { type: 'float32', data: [eps] }], grid(rows));
   return [y, inv];
 }
 
@@ -84,11 +84,11 @@ export function rmsNormGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.T
   const { x, weight, inv, dy } = args.inputs as Record<string, tf.TensorInfo>;
   const [rows, dim] = x.shape;
   const dx = allocate([rows, dim]);
-  dispatchRaw('ArlGpuRmsNormGradX', RMS_NORM_GRAD_X, [dx, x, weight, inv, dy], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }], grid(rows));
+  dispatchRaw('ArlRmsNormGradX', RMS_NORM_GRAD_X, [dx, x, weight, inv, dy], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }], grid(rows));
   const chunks = Math.ceil(rows / DW_CHUNK_ROWS);
   const partials = allocate([chunks, dim]);
   const uniforms: Uniform[] = [rows, dim, DW_CHUNK_ROWS, chunks].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlGpuRmsNormGradW', RMS_NORM_GRAD_W, [partials, x, inv, dy], uniforms, grid(Math.ceil((chunks * dim) / 64)));
+  dispatchRaw('ArlRmsNormGradW', RMS_NORM_GRAD_W, [partials, x, inv, dy], uniforms, grid(Math.ceil((chunks * dim) / 64)));
   return [dx, partials];
 }
 
@@ -118,12 +118,6 @@ export function addRmsNormKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: 
   const [rows, dim] = x.shape;
   const sum = allocate([rows, dim]);
   const y = allocate([rows, dim]);
-  dispatchRaw('ArlGpuAddRmsNorm', ADD_RMS_NORM, [sum, y, x, residual, weight], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }, { type: 'float32', data: [eps] }], grid(rows));
+  dispatchRaw('ArlAddRmsNorm', ADD_RMS_NORM, [sum, y, x, residual, weight], [{ type: 'uint32', data: [rows] }, { type: 'uint32', data: [dim] }, { type: 'float32', data: [eps] }], grid(rows));
   return [sum, y];
 }
-
-/** [x + residual, rmsNorm(x + residual) * weight] for [N, D] inputs, without gradients (decoding). */
-export function addRmsNormGpu(x: tf.Tensor2D, residual: tf.Tensor2D, weight: tf.Tensor1D, eps: number): [tf.Tensor2D, tf.Tensor2D] {
-  return tf.engine().runKernel('ArlGpuAddRmsNorm', { x, residual, weight }, { eps }) as unknown as [tf.Tensor2D, tf.Tensor2D];
-}
-

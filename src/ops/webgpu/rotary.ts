@@ -37,12 +37,6 @@ export function rotaryKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.N
   const size = tf.util.sizeFromShape(x.shape);
   const [seq, headDim] = cos.shape;
   const y = allocate(x.shape);
-  dispatchRaw('ArlGpuRotary', ROTARY, [y, x, cos, sin], [size, seq, headDim, backward ? 1 : 0].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(size / 256)));
+  dispatchRaw('ArlRotary', ROTARY, [y, x, cos, sin], [size, seq, headDim, backward ? 1 : 0].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(size / 256)));
   return y;
 }
-
-/** Rotary positions on x [B, n, T, hd] with tables [T, hd] (HF rotate-half layout); `backward` applies the transpose. */
-export function rotaryGpu(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, backward: boolean): tf.Tensor4D {
-  return tf.engine().runKernel('ArlGpuRotary', { x, cos, sin }, { backward }) as tf.Tensor4D;
-}
-

@@ -69,7 +69,7 @@ export function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap }): tf
   const cols = scores.shape[scores.shape.length - 1];
   const rows = tf.util.sizeFromShape(scores.shape) / cols;
   const p = allocate(scores.shape);
-  dispatchRaw('ArlGpuSoftmaxMasked', SOFTMAX_MASKED, [p, scores, mask], [rows, cols, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
+  dispatchRaw('ArlSoftmaxMasked', SOFTMAX_MASKED, [p, scores, mask], [rows, cols, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return p;
 }
 
@@ -78,17 +78,6 @@ export function softmaxGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.T
   const cols = p.shape[p.shape.length - 1];
   const rows = tf.util.sizeFromShape(p.shape) / cols;
   const ds = allocate(p.shape);
-  dispatchRaw('ArlGpuSoftmaxGrad', SOFTMAX_GRAD, [ds, p, dp], [rows, cols].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
+  dispatchRaw('ArlSoftmaxGrad', SOFTMAX_GRAD, [ds, p, dp], [rows, cols].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return ds;
 }
-
-/** softmax(scores + mask) over the last axis; mask [R, C] repeats over the leading rows of scores [..., R, C]. */
-export function softmaxMaskedGpu<T extends tf.Tensor>(scores: T, mask: tf.Tensor2D): T {
-  return tf.engine().runKernel('ArlGpuSoftmaxMasked', { scores, mask }) as T;
-}
-
-/** The softmax's input gradient p * (dp - sum(dp * p)) over the last axis, from its output p and dp. */
-export function softmaxGradGpu<T extends tf.Tensor>(p: T, dp: T): T {
-  return tf.engine().runKernel('ArlGpuSoftmaxGrad', { p, dp }) as T;
-}
-

@@ -36,7 +36,7 @@ export function swigluKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.Tensor
   const { gate, up } = args.inputs as { gate: tf.TensorInfo; up: tf.TensorInfo };
   const size = tf.util.sizeFromShape(gate.shape);
   const y = allocate(gate.shape);
-  dispatchRaw('ArlGpuSwiGlu', SWIGLU, [y, gate, up], [{ type: 'uint32', data: [size] }], grid(Math.ceil(size / 256)));
+  dispatchRaw('ArlSwiGlu', SWIGLU, [y, gate, up], [{ type: 'uint32', data: [size] }], grid(Math.ceil(size / 256)));
   return y;
 }
 
@@ -45,7 +45,7 @@ export function swigluGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.Te
   const size = tf.util.sizeFromShape(gate.shape);
   const dGate = allocate(gate.shape);
   const dUp = allocate(gate.shape);
-  dispatchRaw('ArlGpuSwiGluGrad', SWIGLU_GRAD, [dGate, dUp, gate, up, dy], [{ type: 'uint32', data: [size] }], grid(Math.ceil(size / 256)));
+  dispatchRaw('ArlSwiGluGrad', SWIGLU_GRAD, [dGate, dUp, gate, up, dy], [{ type: 'uint32', data: [size] }], grid(Math.ceil(size / 256)));
   return [dGate, dUp];
 }
 
