@@ -10,7 +10,7 @@ import { causalAttention, type AttentionSpec } from '../src/ops/attention.ts';
 import { rmsNorm, rmsNormOps } from '../src/ops/rms-norm.ts';
 import { applyRotary } from '../src/ops/rotary.ts';
 import { swiglu } from '../src/ops/swiglu.ts';
-import { maskedCrossEntropy } from '../src/train/loss.ts';
+import { maskedCrossEntropy } from '../src/ops/cross-entropy.ts';
 import { AdamW } from '../src/train/optimizer.ts';
 import { maxAbsDiff, tf } from './helpers.ts';
 

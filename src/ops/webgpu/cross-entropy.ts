@@ -1,5 +1,5 @@
 /**
- * Sparse cross-entropy for the webgpu backend in two WGSL kernels (ArlGpuCrossEntropy and its gradient).
+ * Sparse cross-entropy for the webgpu backend in two WGSL kernels (ArlCrossEntropy and its gradient).
  *
  * Why: tfjs's ops take ~8 dispatches and several full [N, V] passes (max, sub, exp, sum, log,
  * gather forward; softmax again, mul, a dense scatterND into [N, V] and a sub backward: ~3 ms of
@@ -78,7 +78,7 @@ export function crossEntropyKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.
   const lse = allocate([rows]);
   const nll = allocate([rows]);
   const uniforms: Uniform[] = [rows, vocab].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlGpuCrossEntropy', CROSS_ENTROPY, [lse, nll, logits, targets], uniforms, grid(rows));
+  dispatchRaw('ArlCrossEntropy', CROSS_ENTROPY, [lse, nll, logits, targets], uniforms, grid(rows));
   return [lse, nll];
 }
 
@@ -88,16 +88,6 @@ export function crossEntropyGradKernel(args: { inputs: tf.NamedTensorInfoMap }):
   const size = rows * vocab;
   const dx = allocate([rows, vocab]);
   const uniforms: Uniform[] = [size, vocab].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlGpuCrossEntropyGrad', CROSS_ENTROPY_GRAD, [dx, logits, lse, targets, weights, dy], uniforms, grid(Math.ceil(size / 256)));
+  dispatchRaw('ArlCrossEntropyGrad', CROSS_ENTROPY_GRAD, [dx, logits, lse, targets, weights, dy], uniforms, grid(Math.ceil(size / 256)));
   return dx;
-}
-
-/** Per-row [logsumexp, NLL of the target] of logits [N, V] for int32 targets [N] (no gradient). */
-export function crossEntropyRowsGpu(logits: tf.Tensor2D, targets: tf.Tensor1D): [tf.Tensor1D, tf.Tensor1D] {
-  return tf.engine().runKernel('ArlGpuCrossEntropy', { logits, targets }) as unknown as [tf.Tensor1D, tf.Tensor1D];
-}
-
-/** d loss / d logits of sum(weights * NLL) * dy, from the forward's logsumexp; dy a scalar. */
-export function crossEntropyGradGpu(logits: tf.Tensor, lse: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, dy: tf.Tensor): tf.Tensor2D {
-  return tf.engine().runKernel('ArlGpuCrossEntropyGrad', { logits, lse, targets, weights, dy }) as tf.Tensor2D;
 }

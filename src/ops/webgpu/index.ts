@@ -30,8 +30,8 @@ export function registerWebgpuKernels(): void {
     ['ArlCachedAttention', cachedAttentionKernel],
     ['ArlFlashAttention', flashAttentionKernel],
     ['ArlFlashAttentionGrad', flashAttentionGradKernel],
-    ['ArlGpuCrossEntropy', crossEntropyKernel],
-    ['ArlGpuCrossEntropyGrad', crossEntropyGradKernel],
+    ['ArlCrossEntropy', crossEntropyKernel],
+    ['ArlCrossEntropyGrad', crossEntropyGradKernel],
   ]);
   replaceKernel('BatchMatMul', 'webgpu', batchMatMulKernel);
 }
