@@ -1,11 +1,10 @@
 /** Registers our WGSL kernels for the webgpu backend, and our BatchMatMul over tfjs's. */
-import * as tf from '@tensorflow/tfjs';
-import { stockWebgpu } from '../../switches.ts';
 import { registerKernels, replaceKernel } from '../registry.ts';
 import { cachedAttentionKernel, kvWriteKernel } from './cached-attention.ts';
 import { crossEntropyGradKernel, crossEntropyKernel } from './cross-entropy.ts';
 import { flashAttentionGradKernel, flashAttentionKernel } from './flash-attention.ts';
 import { batchMatMulKernel } from './matmul.ts';
+import { adamwKernel, stepGateKernel, sumSquaresKernel } from './optimizer.ts';
 import { addRmsNormKernel, rmsNormGradKernel, rmsNormKernel } from './rms-norm.ts';
 import { rotaryKernel } from './rotary.ts';
 import { softmaxGradKernel, softmaxMaskedKernel } from './softmax.ts';
@@ -32,11 +31,9 @@ export function registerWebgpuKernels(): void {
     ['ArlFlashAttentionGrad', flashAttentionGradKernel],
     ['ArlCrossEntropy', crossEntropyKernel],
     ['ArlCrossEntropyGrad', crossEntropyGradKernel],
+    ['ArlSumSquares', sumSquaresKernel],
+    ['ArlStepGate', stepGateKernel],
+    ['ArlAdamW', adamwKernel],
   ]);
   replaceKernel('BatchMatMul', 'webgpu', batchMatMulKernel);
-}
-
-/** True when the active backend is webgpu with our kernels (ARL_STOCK_WEBGPU=1 turns them off, for comparisons). */
-export function hasWebgpuKernels(): boolean {
-  return registered && tf.getBackend() === 'webgpu' && !stockWebgpu();
 }

@@ -1,9 +1,12 @@
 /**
- * The optimizer on webgpu: the gradients' sums of squares (for the global norm), the step gate
- * (norm, clip scale and finiteness decided on the GPU), and the AdamW update of one variable in place.
+ * The optimizer's kernels on webgpu: the gradients' sums of squares (ArlSumSquares, for the global
+ * norm), the step gate (ArlStepGate: norm, clip scale and finiteness decided on the GPU), and the
+ * AdamW update of one variable in place (ArlAdamW).
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, builtins, dispatchRaw, flatIndex, grid, release, type Uniform, type WebgpuBackend, WG_SUM } from './runtime.ts';
+import { allocate, builtins, dispatchRaw, flatIndex, grid, release, type Uniform, WG_SUM } from './runtime.ts';
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap };
 
 const SUM_SQUARES_GROUPS = 64;
 
@@ -22,19 +25,22 @@ ${WG_SUM}
 }`;
 
 /** Per-workgroup parts of the sums of squares of `tensors` ([tensors.length * 64]): one dispatch per tensor. */
-function sumSquaresPartials(tensors: tf.Tensor[]): tf.TensorInfo {
+function sumSquaresPartials(tensors: tf.TensorInfo[]): tf.TensorInfo {
   const partials = allocate([tensors.length * SUM_SQUARES_GROUPS]);
   tensors.forEach((t, slot) => {
-    const uniforms: Uniform[] = [{ type: 'uint32', data: [t.size] }, { type: 'uint32', data: [slot] }];
-    dispatchRaw('ArlGpuSumSquares', SUM_SQUARES, [partials, t], uniforms, [SUM_SQUARES_GROUPS, 1, 1]);
+    const uniforms: Uniform[] = [{ type: 'uint32', data: [tf.util.sizeFromShape(t.shape)] }, { type: 'uint32', data: [slot] }];
+    dispatchRaw('ArlSumSquares', SUM_SQUARES, [partials, t], uniforms, [SUM_SQUARES_GROUPS, 1, 1]);
   });
   return partials;
 }
 
-/** Global L2 norm of `tensors` (a scalar): one dispatch per tensor, then one sum. */
-export function globalNormGpu(tensors: tf.Tensor[]): tf.Scalar {
-  const partialsTensor = tf.engine().makeTensorFromTensorInfo(sumSquaresPartials(tensors));
-  return tf.tidy(() => tf.sqrt(tf.sum(partialsTensor)) as tf.Scalar);
+/** The many-input kernels take their tensors as t0, t1, ... (count in the attributes). */
+const listed = (inputs: tf.NamedTensorInfoMap, count: number): tf.TensorInfo[] => Array.from({ length: count }, (_, i) => inputs[`t${i}`] as tf.TensorInfo);
+
+/** ArlSumSquares: {t0..} -> [count * 64] parts of their sums of squares (one dispatch per tensor). */
+export function sumSquaresKernel(args: KernelArgs): tf.TensorInfo {
+  const { count } = args.attrs as { count: number };
+  return sumSquaresPartials(listed(args.inputs, count));
 }
 
 /** Finite test by the exponent bits (a NaN compare may be folded away by a fast-math compiler). */
@@ -62,32 +68,15 @@ ${IS_FINITE}
   }
 }`;
 
-/** A step gate read back: the gradient norm, whether loss and norm were finite (else the update was skipped), the loss. */
-export interface StepGate {
-  norm: number;
-  finite: boolean;
-  loss: number;
-}
-
-/**
- * The step's gradient norm, clip scale and finiteness test, computed on the GPU so that the
- * update is recorded without a readback between backward and update (which would leave the GPU
- * idle while the update is recorded). adamwUpdateGpu scales the gradient by the clip scale and
- * skips the update when the loss or the norm is not finite; read the gate afterwards.
- */
-export function stepGateGpu(grads: tf.Tensor[], lossSum: tf.Scalar, o: { maxNorm: number; lossDivisor: number }): tf.Tensor1D {
-  const partials = sumSquaresPartials(grads);
+/** ArlStepGate: {lossSum, t0..} -> gate [4] from the sums of squares of t0.. (see STEP_GATE). */
+export function stepGateKernel(args: KernelArgs): tf.TensorInfo {
+  const { count, maxNorm, lossDivisor } = args.attrs as { count: number; maxNorm: number; lossDivisor: number };
+  const partials = sumSquaresPartials(listed(args.inputs, count));
   const gate = allocate([4]);
-  const uniforms: Uniform[] = [{ type: 'uint32', data: [grads.length * SUM_SQUARES_GROUPS] }, { type: 'float32', data: [o.maxNorm] }, { type: 'float32', data: [o.lossDivisor] }];
-  dispatchRaw('ArlGpuStepGate', STEP_GATE, [gate, partials, lossSum], uniforms, [1, 1, 1]);
+  const uniforms: Uniform[] = [{ type: 'uint32', data: [count * SUM_SQUARES_GROUPS] }, { type: 'float32', data: [maxNorm] }, { type: 'float32', data: [lossDivisor] }];
+  dispatchRaw('ArlStepGate', STEP_GATE, [gate, partials, args.inputs.lossSum as tf.TensorInfo], uniforms, [1, 1, 1]);
   release(partials);
-  return tf.engine().makeTensorFromTensorInfo(gate) as tf.Tensor1D;
-}
-
-/** Reads a gate written by stepGateGpu. */
-export async function readStepGate(gate: tf.Tensor1D): Promise<StepGate> {
-  const [norm, , finite, loss] = await gate.data();
-  return { norm, finite: finite === 1, loss };
+  return gate;
 }
 
 const ADAMW = `
@@ -109,34 +98,13 @@ struct U { size: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, cor
   p[i] = p[i] * u.decay - u.lr * ((mi / u.correction1) / (sqrt(vi / u.correction2) + u.eps));
 }`;
 
-export interface AdamWStep {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** Multiplier of the weights before the update: 1 - lr * weightDecay, or 1. */
-  decay: number;
-  correction1: number;
-  correction2: number;
-}
-
-/**
- * Gives `variable` a buffer of its own if another tensor shares it (tf.variable(t) and clones
- * share data), so writing it in place cannot change that tensor. A one-time copy per variable.
- */
-function ownBuffer(variable: tf.Variable): void {
-  if ((tf.backend() as unknown as WebgpuBackend).refCount(variable.dataId) <= 1) return;
-  const copy = tf.add(variable, 0);
-  variable.assign(copy);
-  copy.dispose();
-}
-
-/** AdamW on one variable, updating `param`, `m` and `v` in place; `gate` from stepGateGpu (clip scale, skip). */
-export function adamwUpdateGpu(param: tf.Variable, grad: tf.Tensor, m: tf.Variable, v: tf.Variable, gate: tf.Tensor1D, s: AdamWStep): void {
-  for (const variable of [param, m, v]) ownBuffer(variable);
-  const size = param.size;
+/** ArlAdamW: {param, grad, m, v, gate} -> nothing: param, m and v are updated in place, scaled and skipped by the gate. */
+export function adamwKernel(args: KernelArgs): tf.TensorInfo[] {
+  const { param, grad, m, v, gate } = args.inputs as Record<string, tf.TensorInfo>;
+  const s = args.attrs as Record<string, number>;
+  const size = tf.util.sizeFromShape(param.shape);
   const f = (x: number): Uniform => ({ type: 'float32', data: [x] });
   const uniforms: Uniform[] = [{ type: 'uint32', data: [size] }, f(s.lr), f(s.beta1), f(s.beta2), f(s.eps), f(s.decay), f(s.correction1), f(s.correction2)];
-  dispatchRaw('ArlGpuAdamW', ADAMW, [param, m, v, grad, gate], uniforms, grid(Math.ceil(size / 256)));
+  dispatchRaw('ArlAdamW', ADAMW, [param, m, v, grad, gate], uniforms, grid(Math.ceil(size / 256)));
+  return [];
 }
-
