@@ -2,7 +2,7 @@
  * The browser bundle of our tfjs layers (src/io/tfjs-layers.ts): one classic script that registers
  * the custom layers of an `arl export --format tfjs` model with the page's global `tf`
  * (@tensorflow/tfjs loaded by its own script tag before it), so tf.loadLayersModel can build them.
- * tfjs itself is not bundled, and the Node-only wasm kernels are replaced by a stub saying they are absent.
+ * tfjs itself is not bundled, and our JS kernels stay unregistered: the page runs the tfjs-op compositions.
  */
 import { build, type Plugin } from 'esbuild';
 
@@ -11,8 +11,8 @@ const browserShims: Plugin = {
   setup(b) {
     b.onResolve({ filter: /^@tensorflow\/tfjs$/ }, () => ({ path: 'tf', namespace: 'global-tf' }));
     b.onLoad({ filter: /.*/, namespace: 'global-tf' }, () => ({ contents: 'module.exports = globalThis.tf;', loader: 'js' }));
-    b.onResolve({ filter: /\/wasm-kernels\.ts$/ }, () => ({ path: 'wasm-kernels', namespace: 'no-wasm-kernels' }));
-    b.onLoad({ filter: /.*/, namespace: 'no-wasm-kernels' }, () => ({ contents: 'export const hasJsKernels = () => false;', loader: 'js' }));
+    b.onResolve({ filter: /\/ops\/js\/index\.ts$/ }, () => ({ path: 'js-kernels', namespace: 'no-js-kernels' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-js-kernels' }, () => ({ contents: 'export function registerJsKernels() {}', loader: 'js' }));
   },
 };
 

@@ -8,9 +8,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
-import { registerWasmKernels } from './model/wasm-kernels.ts';
-import { registerWebgpuKernels } from './model/webgpu-kernels.ts';
-import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './model/wasm-threads.ts';
+import { dawnFlags, dawnNodePath, tfjsFlags } from './switches.ts';
+import { registerWasmKernels } from './ops/wasm/index.ts';
+import { registerWebgpuKernels } from './ops/webgpu/index.ts';
+import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -41,13 +42,11 @@ async function tryTensorflow(): Promise<string | null> {
 async function installDawn(): Promise<{ name: string; description: string; software: boolean }> {
   const g = globalThis as Record<string, unknown>;
   if (!g.navigator || !(g.navigator as { gpu?: unknown }).gpu) {
-    // ARL_DAWN_NODE points at a dawn.node shipped beside a bundled build (GPU boxes without node_modules).
     type Dawn = { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
-    const dawn = (process.env.ARL_DAWN_NODE ? require(process.env.ARL_DAWN_NODE) : await import('webgpu')) as Dawn;
+    const dawnNode = dawnNodePath();
+    const dawn = (dawnNode ? require(dawnNode) : await import('webgpu')) as Dawn;
     Object.assign(globalThis, dawn.globals);
-    // ARL_DAWN_FLAGS: Dawn's own options, space-separated (e.g. enable-dawn-features=disable_robustness).
-    const flags = (process.env.ARL_DAWN_FLAGS ?? '').split(' ').filter(Boolean);
-    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create(flags) }, configurable: true, writable: true });
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create(dawnFlags()) }, configurable: true, writable: true });
   }
   const gpu = (g.navigator as { gpu: { requestAdapter: () => Promise<unknown> } }).gpu;
   const adapter = (await gpu.requestAdapter()) as { info?: { vendor?: string; architecture?: string; device?: string; description?: string } } | null;
@@ -60,7 +59,7 @@ async function installDawn(): Promise<{ name: string; description: string; softw
 
 /** On Linux Dawn needs the Vulkan loader; looking first keeps Dawn's native warning off the terminal. */
 function vulkanLoaderPresent(): boolean {
-  if (process.platform !== 'linux' || process.env.ARL_DAWN_NODE) return true;
+  if (process.platform !== 'linux' || dawnNodePath()) return true;
   const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/usr/local/lib'];
   return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1'))) || (process.env.LD_LIBRARY_PATH ?? '').split(':').some((d) => d && existsSync(join(d, 'libvulkan.so.1')));
 }
@@ -71,7 +70,7 @@ function vulkanLoaderPresent(): boolean {
  * Dawn then prints limit warnings of its own on stderr.
  */
 function gpuDevicePresent(): boolean {
-  if (process.platform !== 'linux' || process.env.ARL_DAWN_NODE) return true;
+  if (process.platform !== 'linux' || dawnNodePath()) return true;
   const dri = existsSync('/dev/dri') ? readdirSync('/dev/dri').some((f) => f.startsWith('renderD')) : false;
   return dri || existsSync('/dev/nvidia0') || existsSync('/dev/nvidiactl');
 }
@@ -82,7 +81,7 @@ async function tryWebgpu(allowSoftware: boolean): Promise<{ name: string; descri
   const { name, description, software } = await installDawn();
   if (software && !allowSoftware) return null;
   await import('@tensorflow/tfjs-backend-webgpu');
-  applyTfjsFlags(process.env.ARL_TFJS_FLAGS); // the webgpu flags exist once the backend module is loaded
+  applyTfjsFlags(tfjsFlags()); // the webgpu flags exist once the backend module is loaded
   if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend failed to initialise');
   setUpWebgpuDevice();
   return { name, description };

@@ -15,7 +15,7 @@ import { readBrownDocuments } from '../src/data/brown.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
-import { targetLogProbs } from '../src/train/loss.ts';
+import { targetLogProbs } from '../src/ops/cross-entropy.ts';
 import { tf, useCpu } from './helpers.ts';
 
 before(useCpu);

@@ -6,8 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { selectBackend } from '../src/backend.ts';
-import { applyRotary, causalAttention, rmsNorm, rmsNormOps, swiglu, type AttentionSpec } from '../src/model/fused.ts';
-import { maskedCrossEntropy } from '../src/train/loss.ts';
+import { causalAttention, type AttentionSpec } from '../src/ops/attention.ts';
+import { rmsNorm, rmsNormOps } from '../src/ops/rms-norm.ts';
+import { applyRotary } from '../src/ops/rotary.ts';
+import { swiglu } from '../src/ops/swiglu.ts';
+import { maskedCrossEntropy } from '../src/ops/cross-entropy.ts';
 import { AdamW } from '../src/train/optimizer.ts';
 import { maxAbsDiff, tf } from './helpers.ts';
 

@@ -7,7 +7,7 @@ import { before, test } from 'node:test';
 import { saveCheckpoint } from '../src/io/checkpoint.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
-import { maskedCrossEntropy } from '../src/train/loss.ts';
+import { maskedCrossEntropy } from '../src/ops/cross-entropy.ts';
 import { AdamW, learningRate } from '../src/train/optimizer.ts';
 import { DEFAULT_TRAIN, DivergedError, runSteps, type StepMetrics, train, type TrainOptions, trainStep } from '../src/train/trainer.ts';
 import { maxAbsDiff, prepareTinyCorpus, tf, useCpu } from './helpers.ts';

@@ -12,7 +12,7 @@ import { DecodeSession, generate } from '../src/infer/generate.ts';
 import { assignHfWeights, readHfCheckpoint } from '../src/io/hf.ts';
 import { makeConfig, type ConfigOverrides } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
-import { decodeGraphBuffers, decodeGraphSupported } from '../src/model/webgpu-decode.ts';
+import { decodeGraphBuffers, decodeGraphSupported } from '../src/ops/webgpu/decode-graph.ts';
 import { maxAbsDiff, sharpModel, TEST_FIXTURES, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { makeConfig } from '../src/model/config.ts';
-import { causalSelfAttention } from '../src/model/fused.ts';
+import { causalSelfAttention, flashAttention, type FlashAttentionSpec } from '../src/ops/attention.ts';
 import { attentionMask, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
-import { flashAttentionGpu, flashAttentionSupports, type FlashAttentionSpec } from '../src/model/webgpu-flash-attention.ts';
-import { hasWebgpuKernels } from '../src/model/webgpu-kernels.ts';
+import { hasKernel } from '../src/ops/registry.ts';
+import { flashAttentionSupports } from '../src/ops/webgpu/flash-attention.ts';
 import { maxAbsDiff, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();
@@ -55,7 +55,7 @@ describe('webgpu flash attention', { skip }, () => {
     // (causalSelfAttention does not take flash attention where it does not support the head size: lavapipe past 32)
     const tooSlow = !skip && !flashAttentionSupports(headDim) ? 'not taken on this adapter (lavapipe compiles it for minutes)' : false;
     it(`equals the materialised attention, values and gradients: B ${batch} T ${seq} H ${heads} KV ${kvHeads} hd ${headDim} window ${window}`, { skip: tooSlow }, async () => {
-      assert.ok(hasWebgpuKernels());
+      assert.ok(hasKernel('ArlFlashAttention'));
       const width = (heads + 2 * kvHeads) * headDim;
       const qkv = tf.randomNormal([batch * seq, width], 0, 1, 'float32', seq + headDim) as tf.Tensor2D;
       const dy = tf.randomNormal([batch * seq, heads * headDim], 0, 1, 'float32', 7);
@@ -66,7 +66,7 @@ describe('webgpu flash attention', { skip }, () => {
       const mask = attentionMask(seq, 0, heads / kvHeads, window);
       const want = await withFlash('0', () => valueAndGrad((x) => causalSelfAttention(x, { ...spec, cos, sin, rotate, mask }), qkv, dy));
       const before = tf.memory().numTensors;
-      const got = await valueAndGrad((x) => flashAttentionGpu(x, cos, sin, spec), qkv, dy);
+      const got = await valueAndGrad((x) => flashAttention(x, cos, sin, spec), qkv, dy);
       assert.equal(tf.memory().numTensors, before, 'no tensors left behind');
       assertClose(got[0], want[0], 1e-4, 'attention output');
       assertClose(got[1], want[1], 1e-4, 'gradient w.r.t. qkv');
@@ -88,7 +88,7 @@ describe('webgpu flash attention', { skip }, () => {
     };
     const profile = await tf.profile(() => model.logits(ids));
     tf.dispose(profile.result as tf.Tensor);
-    assert.ok(profile.kernelNames.includes('ArlGpuFlashAttention'), 'the model takes flash attention');
+    assert.ok(profile.kernelNames.includes('ArlFlashAttention'), 'the model takes flash attention');
     // Under gradients the model takes flash attention only when asked (ARL_FLASH_ATTENTION=1).
     const trainingKernels = async (): Promise<string[]> => {
       const info = await tf.profile(() => tf.variableGrads(() => tf.mean(model.logits(ids)) as tf.Scalar, model.variables()));
@@ -96,8 +96,8 @@ describe('webgpu flash attention', { skip }, () => {
       tf.dispose([result.value, ...Object.values(result.grads)]);
       return info.kernelNames;
     };
-    assert.ok(!(await trainingKernels()).includes('ArlGpuFlashAttention'), 'training takes the materialised path by default');
-    assert.ok((await withFlash('1', trainingKernels)).includes('ArlGpuFlashAttentionGrad'), 'ARL_FLASH_ATTENTION=1 trains through flash attention');
+    assert.ok(!(await trainingKernels()).includes('ArlFlashAttention'), 'training takes the materialised path by default');
+    assert.ok((await withFlash('1', trainingKernels)).includes('ArlFlashAttentionGrad'), 'ARL_FLASH_ATTENTION=1 trains through flash attention');
     const want = await withFlash('0', lossAndGrads);
     const before = tf.memory().numTensors;
     const got = await withFlash('1', lossAndGrads);

@@ -8,9 +8,12 @@ import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { DecodeSession, generate } from '../src/infer/generate.ts';
 import { makeConfig } from '../src/model/config.ts';
-import { rmsNorm, rmsNormOps, swiglu, swigluOps } from '../src/model/fused.ts';
+import { softmaxGrad, softmaxMasked } from '../src/ops/attention.ts';
+import { addRmsNorm, rmsNorm, rmsNormOps } from '../src/ops/rms-norm.ts';
+import { applyRotary } from '../src/ops/rotary.ts';
+import { swiglu, swigluOps } from '../src/ops/swiglu.ts';
+import { hasKernel } from '../src/ops/registry.ts';
 import { disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
-import { addRmsNormGpu, hasWebgpuKernels, rotaryGpu, softmaxGradGpu, softmaxMaskedGpu } from '../src/model/webgpu-kernels.ts';
 import { AdamW, clipByGlobalNorm, stepOnMeanGradient } from '../src/train/optimizer.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -51,7 +54,7 @@ function assertClose(got: Float32Array[], want: Float32Array[], tol: number, wha
 
 describe('webgpu kernels', { skip }, () => {
   before(() => {
-    assert.ok(hasWebgpuKernels(), 'our kernels are registered on webgpu');
+    assert.ok(hasKernel('ArlRmsNorm'), 'our kernels are registered on webgpu');
   });
 
   it('a WebGPU validation error ends the process with the error', async () => {
@@ -91,7 +94,7 @@ describe('webgpu kernels', { skip }, () => {
     const sum = tf.add(x, r) as tf.Tensor2D;
     const normed = rmsNormOps(sum, w, 1e-5);
     const want = [await sum.data(), await normed.data()] as Float32Array[];
-    const fused = addRmsNormGpu(x as tf.Tensor2D, r as tf.Tensor2D, w, 1e-5);
+    const fused = addRmsNorm(x as tf.Tensor2D, r as tf.Tensor2D, w, 1e-5);
     assertClose([await fused[0].data(), await fused[1].data()] as Float32Array[], want, 2e-5, 'addRmsNorm');
     tf.dispose([x, r, w, sum, normed, ...fused]);
   });
@@ -102,8 +105,8 @@ describe('webgpu kernels', { skip }, () => {
     const dy = randn([2, 3, 7, 37], 8);
     const reference = tf.grad((x: tf.Tensor) => tf.mul(tf.softmax(tf.add(x, mask)), dy).sum());
     const [wantP, wantGrad] = [tf.softmax(tf.add(scores, mask)), reference(scores)];
-    const gotP = softmaxMaskedGpu(scores, mask);
-    const gotGrad = softmaxGradGpu(gotP, dy);
+    const gotP = softmaxMasked(scores, mask);
+    const gotGrad = softmaxGrad(gotP, dy);
     const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
     assertClose(await values([gotP, gotGrad]), await values([wantP, wantGrad]), 2e-5, 'softmax');
     tf.dispose([scores, mask, dy, wantP, wantGrad, gotP, gotGrad]);
@@ -117,7 +120,7 @@ describe('webgpu kernels', { skip }, () => {
     const rotate = rotateHalfMatrix(headDim);
     const reference = (t: tf.Tensor) => tf.add(tf.mul(t, cos), tf.mul(tf.reshape(tf.matMul(tf.reshape(t, [-1, headDim]), rotate), t.shape), sin));
     const want = [reference(x), tf.grad((t: tf.Tensor) => tf.mul(reference(t), dy).sum())(x)];
-    const got = [rotaryGpu(x, cos, sin, false), rotaryGpu(dy, cos, sin, true)];
+    const got = [applyRotary(x, cos, sin, rotate), applyRotary(dy, cos, sin, rotate, true)];
     const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
     assertClose(await values(got), await values(want), 2e-5, 'rotary');
     tf.dispose([x, dy, cos, sin, rotate, ...want, ...got]);

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { releaseUnusedGpuMemory } from '../backend.ts';
 import type { LlamaModel } from '../model/llama.ts';
-import { targetLogProbs } from '../train/loss.ts';
+import { targetLogProbs } from '../ops/cross-entropy.ts';
 
 export interface ScoredSequence {
   /** Tokens the model reads, starting at position 0 (one row of the batch). */

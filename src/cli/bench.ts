@@ -135,7 +135,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
       runSteps({
         from: 0,
         to: count,
-        overlap: optimizer.onGpu,
+        overlap: optimizer.gated,
         pauseAfter: () => false,
         record: () => trainStep(model, optimizer, batch, stepOptions),
         onDone: async ({ loss }) => {

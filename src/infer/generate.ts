@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { disposeCache, type KVCache, type LlamaModel } from '../model/llama.ts';
-import { DecodeGraph, decodeGraphSupported } from '../model/webgpu-decode.ts';
+import { DecodeGraph, decodeGraphSupported } from '../ops/webgpu/decode-graph.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { makeRng } from '../core/random.ts';
 import { argmax, sampleToken, type SamplingOptions } from './sampling.ts';
@@ -45,7 +45,7 @@ async function lastLogits(model: LlamaModel, hidden: tf.Tensor3D): Promise<Float
  * A KV-cached decoding state for one sequence: tokens appended run through the model once, and
  * the next-token logits after the last of them come back. generate() and the recap agent
  * (recap-agent.ts) both decode through it. Holds the cache's tensors until dispose().
- * On webgpu single tokens go through the decode graph (webgpu-decode.ts), several (the prompt)
+ * On webgpu single tokens go through the decode graph (ops/webgpu/decode-graph.ts), several (the prompt)
  * through the tfjs model, into the same cache.
  */
 export class DecodeSession {

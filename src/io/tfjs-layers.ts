@@ -8,7 +8,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from '../model/config.ts';
-import { causalSelfAttention, swiglu } from '../model/fused.ts';
+import { causalSelfAttention } from '../ops/attention.ts';
+import { swiglu } from '../ops/swiglu.ts';
 import { attentionMask, ropeTables, rotateHalfMatrix, RMSNorm, TokenEmbedding } from '../model/llama.ts';
 
 type Kwargs = tf.serialization.ConfigDict;

@@ -11,7 +11,7 @@ import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { nextTokenLogProbs } from '../arl/scoring.ts';
-import { maskedCrossEntropy } from '../train/loss.ts';
+import { maskedCrossEntropy } from '../ops/cross-entropy.ts';
 import { AdamW, stepOnMeanGradient } from '../train/optimizer.ts';
 import { type AdapterKind, adapterVariables, attachAdapter, detachAdapter, type ModelAdapter } from './adapter.ts';
 import { createAdapter } from './adapter-file.ts';

@@ -11,16 +11,16 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
-import { causalSelfAttention, rmsNorm, swiglu } from './fused.ts';
-import { addRmsNormGpu, cachedAttentionGpu, hasWebgpuKernels } from './webgpu-kernels.ts';
+import { cacheCapacity, cachedAttention, causalSelfAttention, type LayerCache } from '../ops/attention.ts';
+import { addRmsNorm, rmsNorm } from '../ops/rms-norm.ts';
+import { swiglu } from '../ops/swiglu.ts';
 
 /**
  * Per-layer keys (rotated) and values, [batch, kvHeads, positions, headDim]: exactly the tokens
- * seen so far, or, when preallocated (webgpu), `capacity` positions of which the first
- * KVCache.length are filled, written in place: no per-token concatenation, no mask upload, and
- * one attention kernel.
+ * seen so far, or, when preallocated (where the backend has the cached-attention kernels),
+ * `capacity` positions of which the first KVCache.length are filled, written in place: no
+ * per-token concatenation, no mask upload, and one attention kernel.
  */
-export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D; capacity?: number };
 export interface KVCache {
   layers: LayerCache[];
   /** Number of positions already in the cache (the next token's position). */
@@ -132,8 +132,6 @@ interface ForwardContext {
   rotate: tf.Tensor2D;
   /** Additive attention mask; null when a preallocated cache's kernel masks by position itself. */
   mask: tf.Tensor2D | null;
-  /** The cache's capacity when it is preallocated (KVCache.capacity). */
-  cacheCapacity: number | null;
 }
 
 export class RMSNorm extends tf.layers.Layer {
@@ -149,7 +147,7 @@ export class RMSNorm extends tf.layers.Layer {
     this.built = true;
   }
 
-  /** Normalises over the last axis; any rank. Fused, with a hand-written gradient (fused.ts). */
+  /** Normalises over the last axis; any rank. Fused, with a hand-written gradient (ops/rms-norm.ts). */
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const flat = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, this.dim]) as tf.Tensor2D;
@@ -279,9 +277,9 @@ export class DecoderBlock extends tf.layers.Layer {
     const attnOut = this.project('o_proj', attention.out, this.wo);
     let x1: tf.Tensor2D;
     let h2: tf.Tensor2D;
-    if (ctx.cacheCapacity !== null) {
-      // Decoding with the preallocated cache (webgpu, no gradients): residual add and norm in one dispatch.
-      [x1, h2] = addRmsNormGpu(x2, attnOut, this.mlpNorm.weight.read() as tf.Tensor1D, this.c.normEps);
+    if (cache) {
+      // Decoding (no gradients): the residual add and its norm in one kernel where there is one.
+      [x1, h2] = addRmsNorm(x2, attnOut, this.mlpNorm.weight.read() as tf.Tensor1D, this.c.normEps);
     } else {
       x1 = tf.add(x2, attnOut);
       h2 = this.mlpNorm.forward(x1) as tf.Tensor2D;
@@ -331,34 +329,10 @@ export class DecoderBlock extends tf.layers.Layer {
   /** Attention of T new tokens over the cache plus themselves; returns the output and the extended K/V. */
   private cachedAttention(h: tf.Tensor2D, batch: number, seq: number, ctx: ForwardContext, cache: LayerCache): { out: tf.Tensor2D; cache: LayerCache } {
     const { heads, kvHeads, headDim } = this.c;
-    if (ctx.cacheCapacity !== null) {
-      // Preallocated (webgpu): keys and values written in place, attention in one kernel.
-      const queries = this.project('q_proj', h, this.wq);
-      const shape = { batch, seq, heads, kvHeads, headDim, capacity: ctx.cacheCapacity, start: ctx.start, window: this.c.attentionWindow };
-      const out = cachedAttentionGpu(queries, this.project('k_proj', h, this.wk), this.project('v_proj', h, this.wv), cache.k, cache.v, ctx.cos, ctx.sin, shape);
-      // New handles on the same buffers, so the caller may dispose the old cache as usual.
-      return { out: this.adaptAttention(out, () => queries), cache: { k: tf.clone(cache.k), v: tf.clone(cache.v), capacity: ctx.cacheCapacity } };
-    }
-    const groups = heads / kvHeads;
-    // [B*T, n*hd] -> [B, n, T, hd] with rotary positions applied
-    const toHeads = (flat: tf.Tensor2D, n: number): tf.Tensor4D => tf.transpose(tf.reshape(flat, [batch, seq, n, headDim]), [0, 2, 1, 3]);
-    const cos = tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]);
-    const sin = tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]);
-    const rotary = (t: tf.Tensor4D): tf.Tensor4D => {
-      const rotated = tf.reshape(tf.matMul(tf.reshape(t, [-1, headDim]), ctx.rotate), t.shape);
-      return tf.add(tf.mul(t, cos), tf.mul(rotated, sin));
-    };
     const queries = this.project('q_proj', h, this.wq);
-    const q = rotary(toHeads(queries, heads));
-    const k = tf.concat([cache.k, rotary(toHeads(this.project('k_proj', h, this.wk), kvHeads))], 2);
-    const v = tf.concat([cache.v, toHeads(this.project('v_proj', h, this.wv), kvHeads)], 2);
-
-    // Fold each KV group's query heads into the length axis: [B, KV, G*T, hd].
-    const qGrouped = tf.mul(tf.reshape(q, [batch, kvHeads, groups * seq, headDim]), 1 / Math.sqrt(headDim));
-    const scores = tf.add(tf.matMul(qGrouped, k, false, true), ctx.mask!);
-    const context = tf.matMul(tf.softmax(scores), v); // [B, KV, G*T, hd]
-    const out = tf.reshape(tf.transpose(tf.reshape(context, [batch, heads, seq, headDim]), [0, 2, 1, 3]), [batch * seq, heads * headDim]) as tf.Tensor2D;
-    return { out: this.adaptAttention(out, () => queries), cache: { k, v } };
+    const spec = { batch, seq, heads, kvHeads, headDim, start: ctx.start, window: this.c.attentionWindow, cos: ctx.cos, sin: ctx.sin, rotate: ctx.rotate, mask: ctx.mask };
+    const attention = cachedAttention(queries, this.project('k_proj', h, this.wk), this.project('v_proj', h, this.wv), cache, spec);
+    return { out: this.adaptAttention(attention.out, () => queries), cache: attention.cache };
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -436,9 +410,9 @@ export class LlamaModel {
       throw new Error(`sequence of ${start + seq} tokens exceeds the model's maxSeq ${this.config.maxSeq}`);
     }
     const groups = this.config.heads / this.config.kvHeads;
-    const cacheCapacity = cache?.layers[0]?.capacity ?? null;
-    const mask = cacheCapacity === null ? attentionMask(seq, start, groups, this.config.attentionWindow) : null;
-    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, rotate: this.rotate, mask, cacheCapacity };
+    const preallocated = cache?.layers[0]?.capacity !== undefined;
+    const mask = preallocated ? null : attentionMask(seq, start, groups, this.config.attentionWindow);
+    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, rotate: this.rotate, mask };
     let x = this.embedding.forward(ids);
     const newLayers: LayerCache[] = [];
     for (const [i, block] of this.blocks.entries()) {
@@ -462,10 +436,10 @@ export class LlamaModel {
     return tf.reshape(this.project(tf.reshape(hidden, [b * t, d])), [b, t, this.config.vocabSize]);
   }
 
-  /** An empty cache for `batch` sequences: preallocated to maxSeq positions on webgpu, growing elsewhere. */
+  /** An empty cache for `batch` sequences: preallocated to maxSeq positions where the backend has the cached-attention kernels, growing elsewhere. */
   emptyCache(batch: number): KVCache {
     const { kvHeads, headDim, maxSeq } = this.config;
-    const capacity = hasWebgpuKernels() ? maxSeq : null;
+    const capacity = cacheCapacity(maxSeq);
     const positions = capacity ?? 0;
     const layers = this.blocks.map(() => ({ k: tf.zeros([batch, kvHeads, positions, headDim]) as tf.Tensor4D, v: tf.zeros([batch, kvHeads, positions, headDim]) as tf.Tensor4D, ...(capacity ? { capacity } : {}) }));
     return { layers, length: 0 };

@@ -22,6 +22,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
+import { overlapSteps } from '../switches.ts';
 import { evaluateLoss } from '../eval/perplexity.ts';
 import { APPENDED_MARKERS, growVocabulary } from '../arl/continued-pretraining.ts';
 import { languageModelLoss } from './loss.ts';
@@ -143,7 +144,7 @@ export async function trainStep(
 /**
  * Runs training steps `from`..`to`-1 and hands each one's result to `onDone`, in order. With
  * `overlap` (the whole step, update included, is recorded before its loss is read back:
- * AdamW.onGpu) step i+1 is recorded before step i is read, so the GPU works while the CPU records;
+ * AdamW.gated) step i+1 is recorded before step i is read, so the GPU works while the CPU records;
  * elsewhere (wasm, cpu: recording is running, and the update follows the readback) one at a time.
  * No step is in flight after `pauseAfter(i)` (work that needs step i's weights: an evaluation, a
  * save). When `onDone` returns false no further step starts; the one in flight is still finished
@@ -158,7 +159,7 @@ export async function runSteps<R>(o: {
   record: (index: number) => Promise<R>;
   onDone: (result: R, inFlight: boolean) => Promise<boolean>;
 }): Promise<void> {
-  const overlap = o.overlap && process.env.ARL_OVERLAP_STEPS !== '0';
+  const overlap = o.overlap && overlapSteps();
   let inFlight: Promise<R> | null = null;
   let stopping = false;
   try {
@@ -297,7 +298,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
     await runSteps({
       from: state.step,
       to: opts.steps,
-      overlap: optimizer.onGpu,
+      overlap: optimizer.gated,
       // A step ends in work that must see exactly its weights: an evaluation or a save (the end is one).
       pauseAfter: (index) => evaluatesAt(index + 1) || savesAt(index + 1),
       record: (index) => {

@@ -19,7 +19,7 @@
  * small pooled ops per training step made a busy 2-core machine twice as slow as one thread.
  * So the pool is switched off by default (the C++ side's global pool pointer, found in the
  * module's get_threads_count, is set to null: XNNPACK then runs inline) and switched on only
- * around large matmuls, and for those only while it measures faster (usePool in wasm-kernels.ts).
+ * around large matmuls, and for those only while it measures faster (usePool in matmul.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
@@ -28,6 +28,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
+import { wasmThreads } from '../../switches.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -42,11 +43,8 @@ type ModuleFactory = (config: Record<string, unknown>) => Promise<EmscriptenModu
 
 /** Threads to use: ARL_WASM_THREADS if set, else the available cores (XNNPACK's pool holds at most 8). */
 export function wasmThreadCount(): number {
-  const env = process.env.ARL_WASM_THREADS;
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (Number.isInteger(n) && n >= 1) return Math.min(n, 8);
-  }
+  const asked = wasmThreads();
+  if (asked !== null) return Math.min(asked, 8);
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return Math.max(1, Math.min(cores, 8));
 }

@@ -16,22 +16,12 @@
  *   looping over the query tiles of every query head of the KV head. Both apply rotary's
  *   transpose and write straight into dqkv in the input layout.
  *
- * Checked against the tfjs formulation (causalSelfAttention), values and gradients, in
- * test/webgpu-flash-attention.test.ts.
+ * Checked against the tfjs formulation (causalSelfAttention's materialised path), values and
+ * gradients, in test/webgpu-flash-attention.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, dispatchRaw, grid, release, type Uniform } from './webgpu-kernels.ts';
-
-/** Shapes of one flash-attention call. */
-export interface FlashAttentionSpec {
-  batch: number;
-  seq: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  /** Sliding window (a query sees the `window` latest keys, itself included); null: all earlier keys. */
-  window: number | null;
-}
+import type { FlashAttentionSpec } from '../attention.ts';
+import { allocate, dispatchRaw, grid, release, type Uniform } from './runtime.ts';
 
 /** Rows (queries, or keys in the dK/dV kernel) per workgroup, one per invocation. */
 const ROWS = 64;
@@ -276,49 +266,25 @@ function uniforms(s: FlashAttentionSpec): Uniform[] {
 
 const blocks = (s: FlashAttentionSpec, heads: number): [number, number, number] => grid(s.batch * heads * Math.ceil(s.seq / ROWS));
 
-/** ArlGpuFlashAttention: {qkv, cos, sin} -> [out [B*T, H*hd], logsumexp [B*H*T]]. */
+/** ArlFlashAttention: {qkv, cos, sin} -> [out [B*T, H*hd], logsumexp [B*H*T]]. */
 export function flashAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
   const { qkv, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
   const s = args.attrs as unknown as FlashAttentionSpec;
   const out = allocate([s.batch * s.seq, s.heads * s.headDim]);
   const lse = allocate([s.batch * s.heads * s.seq]);
-  dispatchRaw('ArlGpuFlashAttention', forwardShader(s.headDim / 4), [out, lse, qkv, cos, sin], uniforms(s), blocks(s, s.heads));
+  dispatchRaw('ArlFlashAttention', forwardShader(s.headDim / 4), [out, lse, qkv, cos, sin], uniforms(s), blocks(s, s.heads));
   return [out, lse];
 }
 
-/** ArlGpuFlashAttentionGrad: {qkv, cos, sin, out, lse, dy} -> dqkv [B*T, (H + 2 KV)*hd]. */
+/** ArlFlashAttentionGrad: {qkv, cos, sin, out, lse, dy} -> dqkv [B*T, (H + 2 KV)*hd]. */
 export function flashAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { qkv, cos, sin, out, lse, dy } = args.inputs as Record<string, tf.TensorInfo>;
   const s = args.attrs as unknown as FlashAttentionSpec;
   const dqkv = allocate(qkv.shape);
   const dsum = allocate([s.batch * s.heads * s.seq]);
   const vecs = s.headDim / 4;
-  dispatchRaw('ArlGpuFlashAttentionGradQ', gradQueryShader(vecs), [dqkv, dsum, qkv, cos, sin, out, dy, lse], uniforms(s), blocks(s, s.heads));
-  dispatchRaw('ArlGpuFlashAttentionGradKV', gradKeyValueShader(vecs), [dqkv, qkv, cos, sin, dy, lse, dsum], uniforms(s), blocks(s, s.kvHeads));
+  dispatchRaw('ArlFlashAttentionGradQ', gradQueryShader(vecs), [dqkv, dsum, qkv, cos, sin, out, dy, lse], uniforms(s), blocks(s, s.heads));
+  dispatchRaw('ArlFlashAttentionGradKV', gradKeyValueShader(vecs), [dqkv, qkv, cos, sin, dy, lse, dsum], uniforms(s), blocks(s, s.kvHeads));
   release(dsum);
   return dqkv;
-}
-
-/**
- * Causal (optionally windowed) grouped-query self-attention with rotary positions on the fused
- * projection qkv [B*T, (H + 2 KV)*hd] -> [B*T, H*hd], differentiable w.r.t. qkv. cos/sin
- * [T, hd] are the tables for positions 0..T-1. Webgpu with our kernels registered only, and
- * flashAttentionSupports(headDim).
- */
-export function flashAttentionGpu(qkv: tf.Tensor2D, cos: tf.Tensor2D, sin: tf.Tensor2D, spec: FlashAttentionSpec): tf.Tensor2D {
-  const attrs = { ...spec } as unknown as tf.NamedAttrMap;
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [qkvIn] = args as tf.Tensor[];
-    const save = args[1] as tf.GradSaveFunc;
-    const [value, lse] = tf.engine().runKernel('ArlGpuFlashAttention', { qkv: qkvIn, cos, sin }, attrs) as tf.Tensor[];
-    save([qkvIn, cos, sin, value, lse]);
-    return {
-      value,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [q, c, sn, out, l] = saved;
-        return [tf.engine().runKernel('ArlGpuFlashAttentionGrad', { qkv: q, cos: c, sin: sn, out, lse: l, dy }, attrs) as tf.Tensor];
-      },
-    };
-  });
-  return op(qkv) as tf.Tensor2D;
 }

@@ -23,8 +23,12 @@
  * says no when one is attached and DecodeSession takes the tfjs path.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { KVCache, LlamaModel } from './llama.ts';
-import { ADD_RMS_NORM, computePipeline, grid, hasWebgpuKernels, KV_WRITE, RMS_NORM, type ComputePass, type WebgpuBackend } from './webgpu-kernels.ts';
+import type { KVCache, LlamaModel } from '../../model/llama.ts';
+import { decodeGraphEnabled } from '../../switches.ts';
+import { hasKernel } from '../registry.ts';
+import { KV_WRITE } from './cached-attention.ts';
+import { ADD_RMS_NORM, RMS_NORM } from './rms-norm.ts';
+import { computePipeline, grid, type ComputePass, type WebgpuBackend } from './runtime.ts';
 
 // WebGPU's GPUBufferUsage and GPUMapMode flags (fixed by the spec).
 const MAP_READ = 0x1;
@@ -58,7 +62,7 @@ export function decodeGraphBuffers(): number {
 
 /** True when a DecodeSession on `model` can decode through the graph (ARL_DECODE_GRAPH=0 turns it off, for comparisons). */
 export function decodeGraphSupported(model: LlamaModel): boolean {
-  return hasWebgpuKernels() && process.env.ARL_DECODE_GRAPH !== '0' && model.blocks.every((b) => !b.adapter);
+  return hasKernel('ArlCachedAttention') && decodeGraphEnabled() && model.blocks.every((b) => !b.adapter);
 }
 
 /**

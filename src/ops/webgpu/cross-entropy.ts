@@ -1,5 +1,5 @@
 /**
- * Sparse cross-entropy for the webgpu backend in two WGSL kernels (used by train/loss.ts).
+ * Sparse cross-entropy for the webgpu backend in two WGSL kernels (ArlCrossEntropy and its gradient).
  *
  * Why: tfjs's ops take ~8 dispatches and several full [N, V] passes (max, sub, exp, sum, log,
  * gather forward; softmax again, mul, a dense scatterND into [N, V] and a sub backward: ~3 ms of
@@ -13,9 +13,7 @@
  * Checked against the tfjs formulation, values and gradients, in test/webgpu-cross-entropy.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, dispatchRaw, grid, type Uniform } from './webgpu-kernels.ts';
-
-const builtins = '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>';
+import { allocate, builtins, dispatchRaw, flatIndex, grid, type Uniform } from './runtime.ts';
 
 const CROSS_ENTROPY = `
 @group(0) @binding(0) var<storage, read_write> lse: array<f32>;
@@ -67,7 +65,7 @@ const CROSS_ENTROPY_GRAD = `
 struct U { size: u32, vocab: u32 };
 @group(0) @binding(6) var<uniform> u: U;
 @compute @workgroup_size(256) fn main(${builtins}) {
-  let idx = gid.x + gid.y * nwg.x * 256u;
+  let idx = ${flatIndex(256)};
   if (idx >= u.size) { return; }
   let row = idx / u.vocab;
   let atTarget = select(0.0, 1.0, idx - row * u.vocab == u32(targets[row]));
@@ -80,7 +78,7 @@ export function crossEntropyKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.
   const lse = allocate([rows]);
   const nll = allocate([rows]);
   const uniforms: Uniform[] = [rows, vocab].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlGpuCrossEntropy', CROSS_ENTROPY, [lse, nll, logits, targets], uniforms, grid(rows));
+  dispatchRaw('ArlCrossEntropy', CROSS_ENTROPY, [lse, nll, logits, targets], uniforms, grid(rows));
   return [lse, nll];
 }
 
@@ -90,16 +88,6 @@ export function crossEntropyGradKernel(args: { inputs: tf.NamedTensorInfoMap }):
   const size = rows * vocab;
   const dx = allocate([rows, vocab]);
   const uniforms: Uniform[] = [size, vocab].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlGpuCrossEntropyGrad', CROSS_ENTROPY_GRAD, [dx, logits, lse, targets, weights, dy], uniforms, grid(Math.ceil(size / 256)));
+  dispatchRaw('ArlCrossEntropyGrad', CROSS_ENTROPY_GRAD, [dx, logits, lse, targets, weights, dy], uniforms, grid(Math.ceil(size / 256)));
   return dx;
-}
-
-/** Per-row [logsumexp, NLL of the target] of logits [N, V] for int32 targets [N] (no gradient). */
-export function crossEntropyRowsGpu(logits: tf.Tensor2D, targets: tf.Tensor1D): [tf.Tensor1D, tf.Tensor1D] {
-  return tf.engine().runKernel('ArlGpuCrossEntropy', { logits, targets }) as unknown as [tf.Tensor1D, tf.Tensor1D];
-}
-
-/** d loss / d logits of sum(weights * NLL) * dy, from the forward's logsumexp; dy a scalar. */
-export function crossEntropyGradGpu(logits: tf.Tensor, lse: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, dy: tf.Tensor): tf.Tensor2D {
-  return tf.engine().runKernel('ArlGpuCrossEntropyGrad', { logits, lse, targets, weights, dy }) as tf.Tensor2D;
 }

@@ -1,0 +1,65 @@
+/**
+ * The ARL_* environment switches, read here only. Each is read when asked (not once at start-up):
+ * tests and `arl bench` set them around the calls they compare.
+ */
+
+const env = (name: string): string | undefined => process.env[name];
+
+/** ARL_STOCK_WEBGPU=1: our webgpu kernels stay registered but unused (tfjs's own ops run), for comparisons. */
+export function stockWebgpu(): boolean {
+  return env('ARL_STOCK_WEBGPU') === '1';
+}
+
+/** ARL_STOCK_MATMUL=1: every webgpu product takes tfjs's own BatchMatMul, for comparisons. */
+export function stockMatmul(): boolean {
+  return env('ARL_STOCK_MATMUL') === '1';
+}
+
+/** ARL_MATMUL_TILE: our webgpu matmul's tile edge, 64 or (default) 128, for measurements. */
+export function matmulTile(): number {
+  return env('ARL_MATMUL_TILE') === '64' ? 64 : 128;
+}
+
+/** ARL_MATMUL_K_TILE: the K tile edge asked for (default 16); the matmul checks it fits the tile. */
+export function matmulKTile(): number {
+  return Number(env('ARL_MATMUL_K_TILE') ?? 16);
+}
+
+/** ARL_FLASH_ATTENTION: '1' flash attention always, '0' never, unset: where no gradient is taken. */
+export function flashAttentionSwitch(): 'always' | 'never' | 'inference' {
+  const flag = env('ARL_FLASH_ATTENTION');
+  return flag === '1' ? 'always' : flag === '0' ? 'never' : 'inference';
+}
+
+/** ARL_DECODE_GRAPH=0: decoding on webgpu goes through tfjs, not the decode graph, for comparisons. */
+export function decodeGraphEnabled(): boolean {
+  return env('ARL_DECODE_GRAPH') !== '0';
+}
+
+/** ARL_WASM_THREADS: the wasm thread count asked for (a positive integer), or null for the default. */
+export function wasmThreads(): number | null {
+  const value = env('ARL_WASM_THREADS');
+  if (value === undefined || value === '') return null;
+  const n = Number(value);
+  return Number.isInteger(n) && n >= 1 ? n : null;
+}
+
+/** ARL_OVERLAP_STEPS=0: the trainer waits for each step's numbers before recording the next. */
+export function overlapSteps(): boolean {
+  return env('ARL_OVERLAP_STEPS') !== '0';
+}
+
+/** ARL_DAWN_NODE: a dawn.node shipped beside a bundled build (GPU boxes without node_modules). */
+export function dawnNodePath(): string | undefined {
+  return env('ARL_DAWN_NODE') || undefined;
+}
+
+/** ARL_DAWN_FLAGS: Dawn's own options, space-separated (e.g. enable-dawn-features=disable_robustness). */
+export function dawnFlags(): string[] {
+  return (env('ARL_DAWN_FLAGS') ?? '').split(' ').filter(Boolean);
+}
+
+/** ARL_TFJS_FLAGS: tfjs flags as NAME=value,NAME=value, applied once the webgpu backend is loaded. */
+export function tfjsFlags(): string | undefined {
+  return env('ARL_TFJS_FLAGS');
+}
