@@ -13,6 +13,7 @@ import { addRmsNorm, rmsNorm, rmsNormOps } from '../src/ops/rms-norm.ts';
 import { applyRotary } from '../src/ops/rotary.ts';
 import { swiglu, swigluOps } from '../src/ops/swiglu.ts';
 import { hasKernel } from '../src/ops/registry.ts';
+import { randomNormal } from '../src/ops/random-normal.ts';
 import { disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
 import { AdamW, clipByGlobalNorm, stepOnMeanGradient } from '../src/train/optimizer.ts';
 import { execFile } from 'node:child_process';
@@ -124,6 +125,28 @@ describe('webgpu kernels', { skip }, () => {
     const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
     assertClose(await values(got), await values(want), 2e-5, 'rotary');
     tf.dispose([x, dy, cos, sin, rotate, ...want, ...got]);
+  });
+
+  it('normal initial weights drawn on the GPU: N(0, std), one stream per seed, odd sizes filled, used by the model', async () => {
+    assert.ok(hasKernel('ArlRandomNormal'));
+    const draw = async (shape: number[], seed: number) => {
+      const t = randomNormal(shape, 0.5, seed);
+      const values = (await t.data()) as Float32Array;
+      t.dispose();
+      return values;
+    };
+    const a = await draw([401, 251], 7);
+    const n = a.length;
+    const mean = a.reduce((s, v) => s + v, 0) / n;
+    const std = Math.sqrt(a.reduce((s, v) => s + (v - mean) ** 2, 0) / n);
+    const within = (k: number) => a.filter((v) => Math.abs(v) < k * 0.5).length / n;
+    assert.ok(Math.abs(mean) < 0.005 && Math.abs(std - 0.5) < 0.005, `mean ${mean}, std ${std}`);
+    assert.ok(Math.abs(within(1) - 0.6827) < 0.005 && Math.abs(within(2) - 0.9545) < 0.003, `${within(1)}, ${within(2)}`);
+    assert.ok(a.every(Number.isFinite) && a[n - 1] !== 0, 'the last (odd) element is drawn');
+    assert.deepEqual(await draw([401, 251], 7), a);
+    assert.ok(maxAbsDiff(await draw([401, 251], 8), a) > 0.1, 'another seed, other values');
+    const profile = await tf.profile(() => new LlamaModel(makeConfig(null, { vocabSize: 61, dim: 32, layers: 1, heads: 2, kvHeads: 1, maxSeq: 8 }), 3).dispose());
+    assert.ok(profile.kernelNames.includes('ArlRandomNormal'), 'the model draws its weights on the GPU');
   });
 
   it('SwiGLU: values and gradients equal the tfjs ops', async () => {

@@ -6,6 +6,7 @@ import { flashAttentionGradKernel, flashAttentionKernel } from './flash-attentio
 import { batchMatMulKernel } from './matmul.ts';
 import { adamwKernel, stepGateKernel, sumSquaresKernel } from './optimizer.ts';
 import { addRmsNormKernel, rmsNormGradKernel, rmsNormKernel } from './rms-norm.ts';
+import { randomNormalKernel } from './random-normal.ts';
 import { rotaryKernel } from './rotary.ts';
 import { softmaxGradKernel, softmaxMaskedKernel } from './softmax.ts';
 import { swigluGradKernel, swigluKernel } from './swiglu.ts';
@@ -34,6 +35,7 @@ export function registerWebgpuKernels(): void {
     ['ArlSumSquares', sumSquaresKernel],
     ['ArlStepGate', stepGateKernel],
     ['ArlAdamW', adamwKernel],
+    ['ArlRandomNormal', randomNormalKernel],
   ]);
   replaceKernel('BatchMatMul', 'webgpu', batchMatMulKernel);
 }
