@@ -86,6 +86,21 @@ test('training with task rows and copy rows resumes onto the same rows and losse
   assert.deepEqual([...first.losses, ...resumed.losses], straight.losses);
 });
 
+test('an odd batch whose rounded task and copy rows add up to more than it holds still trains', async () => {
+  await useCpu();
+  const data = await prepareTinyCorpus();
+  const modelConfig = makeConfig(null, { vocabSize: tokenizer.vocabSize, dim: 32, layers: 1, heads: 2, kvHeads: 1, maxSeq: 256 });
+  const out = mkdtempSync(join(tmpdir(), 'arl-task-'));
+  const options: TrainOptions = {
+    ...DEFAULT_TRAIN, data, out, steps: 1, batch: 3, seq: 256, warmup: 1, evalEvery: 0, saveEvery: 1,
+    taskRows: { ...DEFAULT_TASK_ROWS, fraction: 0.5, copyFraction: 0.5, haystack: 'brown' },
+  };
+  const result = await train(options, { modelConfig, tokenizerPath: BUNDLED_TOKENIZER_PATH });
+  result.model.dispose();
+  assert.equal(result.losses.length, 1);
+  assert.ok(Number.isFinite(result.losses[0]));
+});
+
 test('a recall document restates its needle at a paragraph start S to W-64 tokens later, and asks about it at the end', () => {
   const o = { haystack, tokenizer, window: 256, shortContext: 64, seed: 1 };
   let made = 0;

@@ -251,9 +251,10 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
   const { batch, seq, accum } = opts;
   const tokensPerStep = batch * seq * accum;
   /** This batch's task rows (with their weights), then its copy rows, then the loader's text rows. */
-  const copyCount = copyRowsPerBatch(opts.taskRows, batch);
+  const taskCount = taskRows?.rowsPerBatch(batch) ?? 0;
+  // Both counts are rounded: with an odd batch they could add up to more rows than it has.
+  const copyCount = Math.min(copyRowsPerBatch(opts.taskRows, batch), batch - taskCount);
   const nextBatch = (): Batch => {
-    const taskCount = taskRows?.rowsPerBatch(batch) ?? 0;
     if (taskCount === 0 && copyCount === 0) return loader.nextBatch(batch, seq);
     const x = new Int32Array(batch * seq);
     const y = new Int32Array(batch * seq);
