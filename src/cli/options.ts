@@ -54,10 +54,12 @@ export function withDefaults<const T extends OptionTable>(table: T, defaults: Pa
 
 export interface CommandSpec<O extends OptionTable, S extends OptionTable> {
   command: string;
+  /** The parent command of a subcommand (`ruler` for `arl ruler eval`), for the heading of its flags. */
+  parent?: string;
   describe: string;
-  /** The command's own flags. */
+  /** The command's own flags, listed first in --help under a heading named for the command. */
   options: O;
-  /** Flags the command shares with others (backend, LLM client). */
+  /** Flags the command shares with others (backend, LLM client), listed after its own under "Options:". */
   shared?: S;
   /** Examples as [command, what it does]. */
   examples?: readonly (readonly [string, string])[];
@@ -68,12 +70,14 @@ export interface CommandSpec<O extends OptionTable, S extends OptionTable> {
 
 /** A yargs command whose options come from its tables and whose handler takes their typed arguments. */
 export function defineCommand<const O extends OptionTable, const S extends OptionTable = {}>(spec: CommandSpec<O, S>): CommandModule {
-  const { command, describe, options, shared, examples = [], setup = (y) => y, handler } = spec;
+  const { command, parent, describe, options, shared, examples = [], setup = (y) => y, handler } = spec;
   return {
     command,
     describe,
     builder: (y) => {
+      const own = Object.keys(options);
       let built = y.options({ ...(options as Record<string, Options>), ...(shared as Record<string, Options> | undefined) });
+      if (own.length > 0) built = built.group(own, `${parent === undefined ? '' : `${parent} `}${command} options:`);
       for (const [example, what] of examples) built = built.example(example, what);
       return setup(built);
     },

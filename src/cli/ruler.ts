@@ -48,6 +48,7 @@ async function runGenerate(args: ArgsOf<typeof GENERATE_FLAGS>): Promise<void> {
 
 const generateCommand = defineCommand({
   command: 'generate',
+  parent: 'ruler',
   describe: 'Generate samples as JSON lines {task, split, seed, index, depth, length, input, outputs}',
   options: GENERATE_FLAGS,
   examples: [
@@ -75,6 +76,7 @@ async function runScore(args: ArgsOf<typeof SCORE_FLAGS>): Promise<void> {
 
 const scoreCommand = defineCommand({
   command: 'score',
+  parent: 'ruler',
   describe: "Score predictions with RULER's string matching (all expected strings; any one for qa)",
   options: SCORE_FLAGS,
   examples: [['$0 ruler score --data ruler/niah-4k.jsonl --predictions preds.jsonl', 'score a model on generated samples']],
@@ -110,6 +112,7 @@ async function runEval(args: ArgsOf<typeof EVAL_FLAGS & typeof BACKEND_FLAGS>): 
 
 const evalCommand = defineCommand({
   command: 'eval',
+  parent: 'ruler',
   describe: 'Run a checkpoint on generated samples (plain, --recap-agent or --lift), write predictions and score them',
   options: EVAL_FLAGS,
   shared: BACKEND_FLAGS,
