@@ -52,6 +52,24 @@ export function withDefaults<const T extends OptionTable>(table: T, defaults: Pa
   return Object.fromEntries(Object.entries(table).map(([flag, spec]) => [flag, camelCase(flag) in given ? { ...spec, default: given[camelCase(flag)] } : spec])) as T;
 }
 
+/** The width `arl` wraps its help to. */
+export const HELP_WIDTH = Math.min(120, process.stdout.columns ?? 100);
+
+/**
+ * `command` in lines of at most `width` characters, broken before a flag and continued with a backslash, so no
+ * line breaks inside a flag and its value and the lines still paste into a shell. yargs' two-column layout of
+ * examples would wrap the command at half the width, anywhere.
+ */
+export function exampleLines(command: string, width: number): string {
+  const lines: string[] = [];
+  for (const part of command.split(/ (?=--)/)) {
+    const last = lines.length - 1;
+    if (last >= 0 && lines[last].length + 1 + part.length + 2 <= width) lines[last] += ` ${part}`;
+    else lines.push(part);
+  }
+  return lines.join(' \\\n');
+}
+
 export interface CommandSpec<O extends OptionTable, S extends OptionTable> {
   command: string;
   /** The parent command of a subcommand (`ruler` for `arl ruler eval`), for the heading of its flags. */
@@ -78,7 +96,8 @@ export function defineCommand<const O extends OptionTable, const S extends Optio
       const own = Object.keys(options);
       let built = y.options({ ...(options as Record<string, Options>), ...(shared as Record<string, Options> | undefined) });
       if (own.length > 0) built = built.group(own, `${parent === undefined ? '' : `${parent} `}${command} options:`);
-      for (const [example, what] of examples) built = built.example(example, what);
+      // Laid out with the script name yargs puts for $0, inside yargs' indent of 2 on either side.
+      for (const [example, what] of examples) built = built.example(`${what}:`, '').example(exampleLines(example.replace(/\$0/g, 'arl'), HELP_WIDTH - 4), '');
       return setup(built);
     },
     // yargs has parsed and checked the arguments against the tables their type is read from.
