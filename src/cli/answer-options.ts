@@ -16,7 +16,7 @@ export const ANSWER_FLAGS = defineOptions({
   'pred-dir': { type: 'string', describe: 'folder for predictions.jsonl and scores.json of a model run (a rerun resumes it)' },
 });
 
-export type AnswerArgs = ArgsOf<typeof ANSWER_FLAGS & typeof BACKEND_FLAGS>;
+type AnswerArgs = ArgsOf<typeof ANSWER_FLAGS & typeof BACKEND_FLAGS>;
 
 export interface OpenAnswerer {
   model: LlamaModel;

@@ -13,7 +13,7 @@ export const RECAP_AGENT_FLAGS = defineOptions({
   'recap-bias': { type: 'number', default: DEFAULT_RECAP_AGENT.recapBias, describe: 'added to the <recap> logit outside recaps (0: the model decides alone)' },
 });
 
-export type RecapAgentFlags = ArgsOf<typeof RECAP_AGENT_FLAGS>;
+type RecapAgentFlags = ArgsOf<typeof RECAP_AGENT_FLAGS>;
 
 export function recapAgentOptions(args: RecapAgentFlags, sampling: Partial<RecapAgentOptions>): RecapAgentOptions {
   return { ...DEFAULT_RECAP_AGENT, ...sampling, maxRecapTokens: args.maxRecapTokens, recapBudget: args.recapBudget, recapBias: args.recapBias };

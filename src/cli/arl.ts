@@ -54,7 +54,7 @@ export const KEY_TOKEN_FLAGS = defineOptions({
   shard: { type: 'string', describe: 'i/N: only documents i, i+N, i+2N, ... (0-based), into <out>/shard-i-of-N; `arl augment` merges the N shard folders' },
 });
 
-export type KeyTokenFlags = ArgsOf<typeof KEY_TOKEN_FLAGS>;
+type KeyTokenFlags = ArgsOf<typeof KEY_TOKEN_FLAGS>;
 
 /** `--shard i/N` checked (before any weights load), and the folder the run writes into: --out, or its shard folder. */
 export function shardOutput(args: { out: string; shard?: string }): { shard: Shard | null; outDir: string } {

@@ -5,7 +5,7 @@
  */
 import type { Argv, CommandModule, Options } from 'yargs';
 
-export interface OptionSpec {
+interface OptionSpec {
   /** Left out when `choices` gives the values. */
   type?: 'string' | 'number' | 'boolean';
   choices?: readonly (string | number)[];
@@ -16,10 +16,10 @@ export interface OptionSpec {
   hidden?: boolean;
 }
 
-export type OptionTable = Readonly<Record<string, OptionSpec>>;
+type OptionTable = Readonly<Record<string, OptionSpec>>;
 
 /** `max-new-tokens` -> `maxNewTokens`, the key yargs also sets. */
-export type CamelCase<K extends string> = K extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : K;
+type CamelCase<K extends string> = K extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : K;
 
 type Scalar<S extends OptionSpec> = S extends { choices: readonly (infer C)[] } ? C : S extends { type: 'number' } ? number : S extends { type: 'boolean' } ? boolean : string;
 type Value<S extends OptionSpec> = S extends { array: true } ? Scalar<S>[] : Scalar<S>;
@@ -60,7 +60,7 @@ export const HELP_WIDTH = Math.min(120, process.stdout.columns ?? 100);
  * line breaks inside a flag and its value and the lines still paste into a shell. yargs' two-column layout of
  * examples would wrap the command at half the width, anywhere.
  */
-export function exampleLines(command: string, width: number): string {
+function exampleLines(command: string, width: number): string {
   const lines: string[] = [];
   for (const part of command.split(/ (?=--)/)) {
     const last = lines.length - 1;
@@ -70,7 +70,7 @@ export function exampleLines(command: string, width: number): string {
   return lines.join(' \\\n');
 }
 
-export interface CommandSpec<O extends OptionTable, S extends OptionTable> {
+interface CommandSpec<O extends OptionTable, S extends OptionTable> {
   command: string;
   /** The parent command of a subcommand (`ruler` for `arl ruler eval`), for the heading of its flags. */
   parent?: string;

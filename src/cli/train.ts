@@ -69,7 +69,7 @@ export const TRAIN_FLAGS = defineOptions({
   ...TASK_ROW_FLAGS,
 });
 
-export type TrainArgs = ArgsOf<typeof TRAIN_FLAGS & typeof BACKEND_FLAGS>;
+type TrainArgs = ArgsOf<typeof TRAIN_FLAGS & typeof BACKEND_FLAGS>;
 
 /** A training run: where the model comes from, and the trainer's options. */
 export interface TrainRun {
