@@ -1,30 +1,22 @@
 /** Flags and set-up shared by the commands that run a model on benchmark prompts (arl ruler eval, arl longbench). */
-import type { Argv } from 'yargs';
-import type { BackendName } from '../backend.ts';
 import { type AnswerMode, answerModeOf, makeAnswerer } from '../eval/answerers.ts';
 import type { Answerer } from '../eval/predict.ts';
 import type { Settings } from '../arl/journal.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { BACKEND_FLAGS, loadModelAndTokenizer, startBackend } from './common.ts';
+import { type ArgsOf, defineOptions } from './options.ts';
 
-export function withAnswerOptions<T>(y: Argv<T>) {
-  return withBackend(y)
-    .option('checkpoint', { type: 'string', describe: 'run this model on the prompts (greedy, prompt truncated head + tail to its window)' })
-    .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
-    .option('recap-agent', { type: 'boolean', default: false, describe: 'answer with the ARL recap agent (recaps as memory over a long input)' })
-    .option('lift', { type: 'boolean', default: false, describe: 'answer with LIFT (a fresh adapter trained on each input)' })
-    .option('pred-dir', { type: 'string', describe: 'folder for predictions.jsonl and scores.json of a model run (a rerun resumes it)' });
-}
+/** Besides --backend; the commands add their own --data. */
+export const ANSWER_FLAGS = defineOptions({
+  checkpoint: { type: 'string', describe: 'run this model on the prompts (greedy, prompt truncated head + tail to its window)' },
+  tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" },
+  'recap-agent': { type: 'boolean', default: false, describe: 'answer with the ARL recap agent (recaps as memory over a long input)' },
+  lift: { type: 'boolean', default: false, describe: 'answer with LIFT (a fresh adapter trained on each input)' },
+  'pred-dir': { type: 'string', describe: 'folder for predictions.jsonl and scores.json of a model run (a rerun resumes it)' },
+});
 
-export interface AnswerArgs {
-  backend: BackendName;
-  checkpoint?: string;
-  tokenizer?: string;
-  recapAgent: boolean;
-  lift: boolean;
-  predDir?: string;
-}
+type AnswerArgs = ArgsOf<typeof ANSWER_FLAGS & typeof BACKEND_FLAGS>;
 
 export interface OpenAnswerer {
   model: LlamaModel;

@@ -1,61 +1,42 @@
 /** `arl answer`: read a long input with the ARL recap agent (recaps as memory), then answer a question. */
 import chalk from 'chalk';
-import type { Argv, CommandModule } from 'yargs';
-import type { BackendName } from '../backend.ts';
 import { readText } from '../data/corpus.ts';
 import { UserError } from '../io/errors.ts';
 import { answerWithRecaps, DEFAULT_ANSWER, DEFAULT_RECAP_AGENT, type RecapAgentOptions } from '../infer/recap-agent.ts';
-import { loadModelAndTokenizer, printJson, startBackend, withBackend } from './common.ts';
-
-export interface RecapAgentFlags {
-  maxRecapTokens: number;
-  recapBudget?: number;
-  recapBias: number;
-}
+import { BACKEND_FLAGS, loadModelAndTokenizer, printJson, startBackend } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions } from './options.ts';
 
 /** Flags of the recap agent, shared by `arl answer` and `arl generate --recap-agent`. */
-export function withRecapAgentFlags<T>(y: Argv<T>) {
-  return y
-    .option('max-recap-tokens', { type: 'number', default: DEFAULT_RECAP_AGENT.maxRecapTokens, describe: 'recap length cap; </recap> is forced after this many tokens' })
-    .option('recap-budget', { type: 'number', describe: 'context tokens the kept recaps may take, oldest left out first (default: half the window)' })
-    .option('recap-bias', { type: 'number', default: 0, describe: 'added to the <recap> logit outside recaps (0: the model decides alone)' });
-}
+export const RECAP_AGENT_FLAGS = defineOptions({
+  'max-recap-tokens': { type: 'number', default: DEFAULT_RECAP_AGENT.maxRecapTokens, describe: 'recap length cap; </recap> is forced after this many tokens' },
+  'recap-budget': { type: 'number', describe: 'context tokens the kept recaps may take, oldest left out first (default: half the window)' },
+  'recap-bias': { type: 'number', default: DEFAULT_RECAP_AGENT.recapBias, describe: 'added to the <recap> logit outside recaps (0: the model decides alone)' },
+});
+
+type RecapAgentFlags = ArgsOf<typeof RECAP_AGENT_FLAGS>;
 
 export function recapAgentOptions(args: RecapAgentFlags, sampling: Partial<RecapAgentOptions>): RecapAgentOptions {
   return { ...DEFAULT_RECAP_AGENT, ...sampling, maxRecapTokens: args.maxRecapTokens, recapBudget: args.recapBudget, recapBias: args.recapBias };
 }
 
-interface AnswerArgs extends RecapAgentFlags {
-  backend: BackendName;
-  checkpoint: string;
-  tokenizer?: string;
-  input: string;
-  question: string;
-  recapAgent: boolean;
-  recapThreshold: number;
-  maxNewTokens: number;
-  /** The old name of --max-new-tokens, still accepted. */
-  maxAnswerTokens?: number;
-  json: boolean;
-}
-
-export const answerCommand: CommandModule = {
+export const answerCommand = defineCommand({
   command: 'answer',
   describe: 'ARL recap agent: read a long input paragraph by paragraph, keeping the recaps the model writes, then answer a question',
-  builder: (y) =>
-    withRecapAgentFlags(withBackend(y))
-      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory (a model trained on recap-augmented data)' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
-      .option('input', { type: 'string', demandOption: true, describe: 'text file to read; paragraphs are separated by line breaks' })
-      .option('question', { type: 'string', demandOption: true, describe: 'the question, answered after the input is read' })
-      .option('recap-agent', { type: 'boolean', default: true, describe: 'let the model write recaps (--no-recap-agent: none, the recent-text baseline)' })
-      .option('recap-threshold', { type: 'number', default: DEFAULT_ANSWER.recapThreshold, describe: 'write a recap at a paragraph end when P(<recap>) reaches this' })
-      .option('max-new-tokens', { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens, describe: 'answer length cap in tokens' })
-      .option('max-answer-tokens', { type: 'number', hidden: true, describe: 'old name of --max-new-tokens' })
-      .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {answer, recaps, recap_probabilities, ...}' })
-      .example('$0 answer --checkpoint checkpoints/demo-arl/continued --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text'),
-  handler: async (argv) => {
-    const args = argv as unknown as AnswerArgs;
+  options: {
+    ...RECAP_AGENT_FLAGS,
+    checkpoint: { type: 'string', demandOption: true, describe: 'checkpoint or run directory (a model trained on recap-augmented data)' },
+    tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" },
+    input: { type: 'string', demandOption: true, describe: 'text file to read; paragraphs are separated by line breaks' },
+    question: { type: 'string', demandOption: true, describe: 'the question, answered after the input is read' },
+    'recap-agent': { type: 'boolean', default: true, describe: 'let the model write recaps (--no-recap-agent: none, the recent-text baseline)' },
+    'recap-threshold': { type: 'number', default: DEFAULT_ANSWER.recapThreshold, describe: 'write a recap at a paragraph end when P(<recap>) reaches this' },
+    'max-new-tokens': { type: 'number', default: DEFAULT_ANSWER.maxAnswerTokens, describe: 'answer length cap in tokens' },
+    'max-answer-tokens': { type: 'number', hidden: true, describe: 'old name of --max-new-tokens' },
+    json: { type: 'boolean', default: false, describe: 'print one JSON object {answer, recaps, recap_probabilities, ...}' },
+  },
+  shared: BACKEND_FLAGS,
+  examples: [['$0 answer --checkpoint checkpoints/demo-arl/continued --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text']],
+  handler: async (args) => {
     if (!Number.isFinite(args.recapThreshold)) throw new UserError(`--recap-threshold must be a number (got ${args.recapThreshold})`);
     const input = readText(args.input);
     await startBackend(args.backend);
@@ -79,4 +60,4 @@ export const answerCommand: CommandModule = {
       model.dispose();
     }
   },
-};
+});

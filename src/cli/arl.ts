@@ -2,67 +2,22 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, noKeyTokensReason, SELECTIONS, type Selection, validateKeyTokenOptions } from '../arl/key-tokens.ts';
+import { findKeyTokens, KEY_TOKEN_FILES, type KeyTokenOptions, keyTokenOptions, noKeyTokensReason, SELECTIONS, validateKeyTokenOptions } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type Recapper, type RecapperName, type RecapProgress, writeRecaps } from '../arl/recap.ts';
 import { openRecapper } from '../arl/recappers.ts';
 import { findRelevantSegments, readKeyTokenSummary, SEGMENT_FILES, type SegmentOptions, segmentOptions, validateSegmentOptions } from '../arl/relevant-segment.ts';
 import { parseShard, type Shard, shardFolder, type ShardSettings, shardSize } from '../arl/shard.ts';
-import type { BackendName } from '../backend.ts';
 import { readDocuments } from '../data/corpus.ts';
 import { readCheckpointConfig, resolveCheckpointDir, weightsSha256 } from '../io/checkpoint.ts';
-import { type ChatArgs, type ChatOptions, chatOptionsFromArgs, withChatOptions } from '../io/chat.ts';
+import type { ChatOptions } from '../io/chat.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { CHAT_FLAGS, type ChatArgs, chatOptionsFromArgs } from './chat-options.ts';
+import { BACKEND_FLAGS, loadModelAndTokenizer, startBackend } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions } from './options.ts';
 import { ProgressBar } from './progress.ts';
-
-/** The key-token scoring flags (`arl keytokens`, and `arl eval --corpus` for LongPPL). */
-export interface KeyTokenFlags {
-  short?: number;
-  chunk?: number;
-  longStride?: number;
-  topK?: number;
-  alpha?: number;
-  beta?: number;
-  select?: Selection;
-  batch?: number;
-  maxDocs?: number;
-}
-
-export interface KeyTokensArgs extends KeyTokenFlags {
-  backend: BackendName;
-  checkpoint: string;
-  tokenizer?: string;
-  corpus: string;
-  out: string;
-  shard?: string;
-}
-
-interface SegmentsArgs {
-  backend: BackendName;
-  checkpoint: string;
-  tokenizer?: string;
-  keytokens: string;
-  out?: string;
-  margin?: number;
-  segmentTokens?: number;
-  batch?: number;
-}
-
-export interface RecapsArgs extends ChatArgs {
-  backend: BackendName;
-  keytokens: string;
-  segments?: string;
-  out?: string;
-  recapper: RecapperName;
-  checkpoint?: string;
-  tokenizer?: string;
-  prompt?: string;
-  maxRecapTokens: number;
-  cache?: string;
-}
 
 export async function countDocuments(corpus: string, maxDocs: number | undefined): Promise<number> {
   let count = 0;
@@ -85,7 +40,7 @@ export function recapProgressText(recapper: Pick<Recapper, 'name'>, p: RecapProg
 }
 
 /** The flags of ARL step 1 besides --checkpoint, --corpus and --out (shared with `arl recap-data`). */
-export const KEY_TOKEN_FLAGS = {
+export const KEY_TOKEN_FLAGS = defineOptions({
   short: { type: 'number', describe: "S, tokens of short context (default: a quarter of the model's window)" },
   chunk: { type: 'number', describe: 'W, targets per short-context forward (default: window - S)' },
   'long-stride': { type: 'number', describe: 'start-to-start distance of the long-context windows (default: S)' },
@@ -96,10 +51,12 @@ export const KEY_TOKEN_FLAGS = {
   batch: { type: 'number', describe: 'windows per forward pass (default 8)' },
   'max-docs': { type: 'number', describe: 'only the first N documents' },
   shard: { type: 'string', describe: 'i/N: only documents i, i+N, i+2N, ... (0-based), into <out>/shard-i-of-N; `arl augment` merges the N shard folders' },
-} as const;
+});
+
+type KeyTokenFlags = ArgsOf<typeof KEY_TOKEN_FLAGS>;
 
 /** `--shard i/N` checked (before any weights load), and the folder the run writes into: --out, or its shard folder. */
-export function shardOutput(args: Pick<KeyTokensArgs, 'out' | 'shard'>): { shard: Shard | null; outDir: string } {
+export function shardOutput(args: { out: string; shard?: string }): { shard: Shard | null; outDir: string } {
   const shard = args.shard === undefined ? null : parseShard(String(args.shard));
   return { shard, outDir: resolve(shard ? shardFolder(args.out, shard) : args.out) };
 }
@@ -138,21 +95,23 @@ export function keyTokenOptionsFromArgs(args: KeyTokenFlags, scoringCheckpoint: 
   return options;
 }
 
-const keyTokensCommand: CommandModule = {
+const keyTokensCommand = defineCommand({
   command: 'keytokens',
   describe: 'ARL step 1: key tokens by the long/short dual forward pass, with perplexity and LongPPL',
-  builder: (y) =>
-    withBackend(y)
-      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
-      .option('corpus', { type: 'string', demandOption: true, describe: '"brown", a .txt file, a folder of .txt files, or a .jsonl file' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output folder; a rerun into it skips documents already done' })
-      .options(KEY_TOKEN_FLAGS)
-      .example('$0 keytokens --checkpoint checkpoints/demo --corpus brown --out arl/brown --max-docs 50', 'key tokens of 50 Brown documents')
-      .example('$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --select both --top-k 16', 'Top-16 among tokens passing the LongPPL thresholds')
-      .example('$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --shard 0/2', 'the first of 2 machines: every other document, into arl/docs/shard-0-of-2'),
-  handler: async (argv) => {
-    const args = argv as unknown as KeyTokensArgs;
+  options: {
+    checkpoint: { type: 'string', demandOption: true, describe: 'checkpoint or run directory' },
+    tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" },
+    corpus: { type: 'string', demandOption: true, describe: '"brown", a .txt file, a folder of .txt files, or a .jsonl file' },
+    out: { type: 'string', demandOption: true, describe: 'output folder; a rerun into it skips documents already done' },
+    ...KEY_TOKEN_FLAGS,
+  },
+  shared: BACKEND_FLAGS,
+  examples: [
+    ['$0 keytokens --checkpoint checkpoints/demo --corpus brown --out arl/brown --max-docs 50', 'key tokens of 50 Brown documents'],
+    ['$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --select both --top-k 16', 'Top-16 among tokens passing the LongPPL thresholds'],
+    ['$0 keytokens --checkpoint ckpt --corpus docs.jsonl --out arl/docs --shard 0/2', 'the first of 2 machines: every other document, into arl/docs/shard-0-of-2'],
+  ],
+  handler: async (args) => {
     // Check the flags and read the corpus once (for the ETA) before loading weights.
     const { shard, outDir } = shardOutput(args);
     const options = keyTokenOptionsFromArgs(args, args.checkpoint);
@@ -183,23 +142,23 @@ const keyTokensCommand: CommandModule = {
       model.dispose();
     }
   },
-};
+});
 
-const segmentsCommand: CommandModule = {
+const segmentsCommand = defineCommand({
   command: 'segments',
   describe: 'ARL step 2: the earlier sentence-aligned segment that best predicts each key token',
-  builder: (y) =>
-    withBackend(y)
-      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
-      .option('keytokens', { type: 'string', demandOption: true, describe: 'output folder of `arl keytokens`' })
-      .option('out', { type: 'string', describe: 'output folder (default: the --keytokens folder)' })
-      .option('margin', { type: 'number', describe: 'minimum gain in log-prob of the key token, nats (default 0.5)' })
-      .option('segment-tokens', { type: 'number', describe: 'candidate length in tokens, whole sentences (default S/2)' })
-      .option('batch', { type: 'number', describe: 'candidates per forward pass (default: as many as fill 32k tokens)' })
-      .example('$0 segments --checkpoint checkpoints/demo --keytokens arl/brown', 'relevant segments for the key tokens of arl/brown'),
-  handler: async (argv) => {
-    const args = argv as unknown as SegmentsArgs;
+  options: {
+    checkpoint: { type: 'string', demandOption: true, describe: 'checkpoint or run directory' },
+    tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" },
+    keytokens: { type: 'string', demandOption: true, describe: 'output folder of `arl keytokens`' },
+    out: { type: 'string', describe: 'output folder (default: the --keytokens folder)' },
+    margin: { type: 'number', describe: 'minimum gain in log-prob of the key token, nats (default 0.5)' },
+    'segment-tokens': { type: 'number', describe: 'candidate length in tokens, whole sentences (default S/2)' },
+    batch: { type: 'number', describe: 'candidates per forward pass (default: as many as fill 32k tokens)' },
+  },
+  shared: BACKEND_FLAGS,
+  examples: [['$0 segments --checkpoint checkpoints/demo --keytokens arl/brown', 'relevant segments for the key tokens of arl/brown']],
+  handler: async (args) => {
     const keyTokens = readKeyTokenSummary(resolve(args.keytokens));
     const given = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.batch };
     checkSegmentFlags(Number(keyTokens.S), given, args.checkpoint);
@@ -228,7 +187,7 @@ const segmentsCommand: CommandModule = {
       model.dispose();
     }
   },
-};
+});
 
 const RECAPPER_NOTES: Record<RecapperName, string> = {
   extractive: 'extractive: sentences copied from each segment, chosen by our model, no LLM',
@@ -236,25 +195,27 @@ const RECAPPER_NOTES: Record<RecapperName, string> = {
   'llama-cpp': 'llama-cpp: written by the local GGUF model',
 };
 
-const recapsCommand: CommandModule = {
+const recapsCommand = defineCommand({
   command: 'recaps',
   describe: 'ARL step 3: a short recap of each relevant segment, by an LLM (server or local GGUF) or extractively',
-  builder: (y) =>
-    withChatOptions(withBackend(y))
-      .option('keytokens', { type: 'string', demandOption: true, describe: 'output folder of `arl keytokens`' })
-      .option('segments', { type: 'string', describe: 'output folder of `arl segments` (default: the --keytokens folder)' })
-      .option('out', { type: 'string', describe: 'output folder (default: the --segments folder); a rerun into it skips recaps already made' })
-      .option('recapper', { choices: RECAPPERS, demandOption: true, describe: 'extractive (no LLM; needs --checkpoint), openai (--llm-url, --llm-model) or llama-cpp (--llm-gguf)' })
-      .option('checkpoint', { type: 'string', describe: 'our checkpoint (extractive scores sentences with it; else only its tokenizer is used)' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model step 1 used (default: the checkpoint's, else the bundled one)" })
-      .option('prompt', { type: 'string', describe: 'recap prompt template with {{segment}}, {{following}} and optionally {{max_words}} (default data/prompts/recap.txt)' })
-      .option('max-recap-tokens', { type: 'number', default: DEFAULT_MAX_RECAP_TOKENS, describe: 'recap length cap in tokens of our tokenizer' })
-      .option('cache', { type: 'string', describe: `recap cache shared by reruns and other output folders (default: ${RECAP_FILES.cache} in the --keytokens folder)` })
-      .example('$0 recaps --keytokens arl/brown --recapper extractive --checkpoint checkpoints/demo', 'recaps with no LLM')
-      .example('OPENAI_API_KEY=... $0 recaps --keytokens arl/brown --recapper openai --llm-url https://api.openai.com --llm-model gpt-4o-mini', 'recaps by an OpenAI-compatible server')
-      .example('$0 recaps --keytokens arl/brown --recapper llama-cpp --llm-gguf models/qwen2.5-1.5b-instruct-q4_k_m.gguf', 'recaps by a local GGUF model'),
-  handler: async (argv) => {
-    const args = argv as unknown as RecapsArgs;
+  options: {
+    keytokens: { type: 'string', demandOption: true, describe: 'output folder of `arl keytokens`' },
+    segments: { type: 'string', describe: 'output folder of `arl segments` (default: the --keytokens folder)' },
+    out: { type: 'string', describe: 'output folder (default: the --segments folder); a rerun into it skips recaps already made' },
+    recapper: { choices: RECAPPERS, demandOption: true, describe: 'extractive (no LLM; needs --checkpoint), openai (--llm-url, --llm-model) or llama-cpp (--llm-gguf)' },
+    checkpoint: { type: 'string', describe: 'our checkpoint (extractive scores sentences with it; else only its tokenizer is used)' },
+    tokenizer: { type: 'string', describe: "SentencePiece model step 1 used (default: the checkpoint's, else the bundled one)" },
+    prompt: { type: 'string', describe: 'recap prompt template with {{segment}}, {{following}} and optionally {{max_words}} (default data/prompts/recap.txt)' },
+    'max-recap-tokens': { type: 'number', default: DEFAULT_MAX_RECAP_TOKENS, describe: 'recap length cap in tokens of our tokenizer' },
+    cache: { type: 'string', describe: `recap cache shared by reruns and other output folders (default: ${RECAP_FILES.cache} in the --keytokens folder)` },
+  },
+  shared: { ...BACKEND_FLAGS, ...CHAT_FLAGS },
+  examples: [
+    ['$0 recaps --keytokens arl/brown --recapper extractive --checkpoint checkpoints/demo', 'recaps with no LLM'],
+    ['OPENAI_API_KEY=... $0 recaps --keytokens arl/brown --recapper openai --llm-url https://api.openai.com --llm-model gpt-4o-mini', 'recaps by an OpenAI-compatible server'],
+    ['$0 recaps --keytokens arl/brown --recapper llama-cpp --llm-gguf models/qwen2.5-1.5b-instruct-q4_k_m.gguf', 'recaps by a local GGUF model'],
+  ],
+  handler: async (args) => {
     readKeyTokenSummary(resolve(args.keytokens));
     if (args.recapper === 'extractive' && args.checkpoint === undefined) throw new UserError('--recapper extractive needs --checkpoint: it scores the sentences of each segment with our model');
     const chat = recapperChat(args);
@@ -317,6 +278,6 @@ const recapsCommand: CommandModule = {
       model?.dispose();
     }
   },
-};
+});
 
 export const arlCommands: CommandModule[] = [keyTokensCommand, segmentsCommand, recapsCommand];

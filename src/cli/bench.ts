@@ -4,8 +4,6 @@
  * the KV cache, and memory. Random weights and random tokens: speed does not depend on them.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { CommandModule } from 'yargs';
-import type { BackendName } from '../backend.ts';
 import { pipelineStats } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
 import { ADAPTER_KINDS } from '../lift/adapter.ts';
@@ -16,28 +14,30 @@ import { LlamaModel } from '../model/llama.ts';
 import { makeRng } from '../core/random.ts';
 import { AdamW } from '../train/optimizer.ts';
 import { runSteps, trainStep } from '../train/trainer.ts';
-import { snakeCaseKeys, startBackend, withBackend } from './common.ts';
+import { BACKEND_FLAGS, snakeCaseKeys, startBackend } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions } from './options.ts';
 
-interface BenchArgs {
-  backend: BackendName;
-  vocab: number;
-  dim: number;
-  layers: number;
-  heads: number;
-  kvHeads?: number;
-  hiddenDim?: number;
-  tieEmbeddings: boolean;
-  seq: number;
-  batch: number;
-  steps: number;
-  warmupSteps: number;
-  genContext: number;
-  genTokens: number;
-  skipGenerate: boolean;
-  keyTokens: boolean;
-  lift: boolean;
-  profile: boolean;
-}
+const BENCH_FLAGS = defineOptions({
+  vocab: { type: 'number', default: 512, describe: 'vocabulary size of the benchmark model' },
+  dim: { type: 'number', default: 128, describe: 'model width' },
+  layers: { type: 'number', default: 2, describe: 'transformer blocks' },
+  heads: { type: 'number', default: 4, describe: 'query heads' },
+  'kv-heads': { type: 'number', describe: 'key/value heads (default: --heads)' },
+  'hidden-dim': { type: 'number', describe: 'SwiGLU hidden width (default: the usual multiple of --dim)' },
+  'tie-embeddings': { type: 'boolean', default: false, describe: 'share the input embedding with the output projection' },
+  seq: { type: 'number', default: 128, describe: 'training sequence length' },
+  batch: { type: 'number', default: 8, describe: 'sequences per training step' },
+  steps: { type: 'number', default: 10, describe: 'timed training steps' },
+  'warmup-steps': { type: 'number', default: 2, describe: 'untimed training steps first (at least the first step is untimed)' },
+  'gen-context': { type: 'number', default: 1000, describe: 'prompt length for the generation benchmark' },
+  'gen-tokens': { type: 'number', default: 16, describe: 'tokens generated per generation measurement' },
+  'skip-generate': { type: 'boolean', default: false, describe: 'skip the generation benchmark' },
+  'key-tokens': { type: 'boolean', default: true, describe: 'also time ARL key-token scoring (--no-key-tokens to skip)' },
+  lift: { type: 'boolean', default: true, describe: 'also time LIFT on the tiny preset, per adapter kind (--no-lift to skip)' },
+  profile: { type: 'boolean', default: false, describe: 'also print per-kernel times of one training step and of generation (GPU time on webgpu)' },
+});
+
+type BenchArgs = ArgsOf<typeof BENCH_FLAGS & typeof BACKEND_FLAGS>;
 
 function randomTokens(count: number, vocab: number, rng: () => number): Int32Array {
   const out = new Int32Array(count);
@@ -238,33 +238,17 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   return lines;
 }
 
-export const benchCommand: CommandModule = {
+export const benchCommand = defineCommand({
   command: 'bench',
   describe: 'Measure training, forward and generation throughput (JSON lines)',
-  builder: (y) =>
-    withBackend(y)
-      .option('vocab', { type: 'number', default: 512, describe: 'vocabulary size of the benchmark model' })
-      .option('dim', { type: 'number', default: 128, describe: 'model width' })
-      .option('layers', { type: 'number', default: 2, describe: 'transformer blocks' })
-      .option('heads', { type: 'number', default: 4, describe: 'query heads' })
-      .option('kv-heads', { type: 'number', describe: 'key/value heads (default: --heads)' })
-      .option('hidden-dim', { type: 'number', describe: 'SwiGLU hidden width (default: the usual multiple of --dim)' })
-      .option('tie-embeddings', { type: 'boolean', default: false, describe: 'share the input embedding with the output projection' })
-      .option('seq', { type: 'number', default: 128, describe: 'training sequence length' })
-      .option('batch', { type: 'number', default: 8, describe: 'sequences per training step' })
-      .option('steps', { type: 'number', default: 10, describe: 'timed training steps' })
-      .option('warmup-steps', { type: 'number', default: 2, describe: 'untimed training steps first (at least the first step is untimed)' })
-      .option('gen-context', { type: 'number', default: 1000, describe: 'prompt length for the generation benchmark' })
-      .option('gen-tokens', { type: 'number', default: 16, describe: 'tokens generated per generation measurement' })
-      .option('skip-generate', { type: 'boolean', default: false, describe: 'skip the generation benchmark' })
-      .option('key-tokens', { type: 'boolean', default: true, describe: 'also time ARL key-token scoring (--no-key-tokens to skip)' })
-      .option('lift', { type: 'boolean', default: true, describe: 'also time LIFT on the tiny preset, per adapter kind (--no-lift to skip)' })
-      .option('profile', { type: 'boolean', default: false, describe: 'also print per-kernel times of one training step and of generation (GPU time on webgpu)' })
-      .example('$0 bench --backend wasm', 'llm.c reference config 1: vocab 512, dim 128, 2 layers, T 128, batch 8')
-      .example('$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2')
-      .example('$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'),
-  handler: async (argv) => {
-    const args = argv as unknown as BenchArgs;
+  options: BENCH_FLAGS,
+  shared: BACKEND_FLAGS,
+  examples: [
+    ['$0 bench --backend wasm', 'llm.c reference config 1: vocab 512, dim 128, 2 layers, T 128, batch 8'],
+    ['$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2'],
+    ['$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'],
+  ],
+  handler: async (args) => {
     await runBench(args);
   },
-};
+});

@@ -2,7 +2,6 @@
 import chalk from 'chalk';
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import type { CommandModule } from 'yargs';
 import { loadModel, saveCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import { writeGguf } from '../io/gguf.ts';
@@ -11,17 +10,17 @@ import { exportTfjs } from '../io/tfjs-export.ts';
 import { parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { loadModelAndTokenizer, startBackend } from './common.ts';
+import { defineCommand } from './options.ts';
 
-export const importCommand: CommandModule = {
+export const importCommand = defineCommand({
   command: 'import',
   describe: 'Import a Hugging Face Llama checkpoint directory (config.json + safetensors)',
-  builder: (y) =>
-    y
-      .option('hf', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-      .option('out', { type: 'string', demandOption: true, describe: 'checkpoint directory to write' })
-      .example('$0 import --hf ~/models/TinyLlama --out checkpoints/tinyllama', 'import, then train --init or generate from it'),
-  handler: async (argv) => {
-    const { hf, out } = argv as unknown as { hf: string; out: string };
+  options: {
+    hf: { type: 'string', demandOption: true, describe: 'Hugging Face model directory' },
+    out: { type: 'string', demandOption: true, describe: 'checkpoint directory to write' },
+  },
+  examples: [['$0 import --hf ~/models/TinyLlama --out checkpoints/tinyllama', 'import, then train --init or generate from it']],
+  handler: async ({ hf, out }) => {
     if (!existsSync(hf)) throw new UserError(`${hf}: no such directory`);
     await startBackend('cpu');
     const { config, tensors } = readHfCheckpoint(hf);
@@ -35,7 +34,7 @@ export const importCommand: CommandModule = {
     }
     console.log(`${chalk.green('imported')} ${hf} -> ${out} (${(parameterCount(config) / 1e6).toFixed(2)}M parameters, ${config.layers} layers, ${config.heads}/${config.kvHeads} heads)`);
   },
-};
+});
 
 /** Writes a checkpoint as a Hugging Face directory (weights, config and tokenizer files; no training state). */
 async function exportHf(checkpoint: string, out: string): Promise<void> {
@@ -69,20 +68,21 @@ async function exportTfjsFolder(checkpoint: string, out: string): Promise<string
   }
 }
 
-export const exportCommand: CommandModule = {
+export const exportCommand = defineCommand({
   command: 'export',
   describe: 'Export a checkpoint (hf: Hugging Face Llama directory; gguf: one file for llama.cpp; tfjs: LayersModel folder for the browser)',
-  builder: (y) =>
-    y
-      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory to export' })
-      .option('format', { choices: ['hf', 'gguf', 'tfjs'] as const, default: 'hf' as const, describe: 'hf: Hugging Face Llama directory; gguf: one file for llama.cpp; tfjs: LayersModel folder' })
-      .option('out', { type: 'string', demandOption: true, describe: 'folder (hf, tfjs) or .gguf file to write' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece .model for the GGUF vocabulary (default: the checkpoint's)" })
-      .example('$0 export --checkpoint checkpoints/demo --format hf --out exported/demo', 'load it with transformers.AutoModelForCausalLM.from_pretrained')
-      .example('$0 export --checkpoint checkpoints/demo --format gguf --out exported/demo.gguf', 'run it with llama.cpp (llama-cli -m exported/demo.gguf)')
-      .example('$0 export --checkpoint checkpoints/demo --format tfjs --out exported/demo-tfjs', 'tf.loadLayersModel in a page that loads dist/browser/arl-tfjs-layers.js'),
-  handler: async (argv) => {
-    const { checkpoint, format, out, tokenizer } = argv as unknown as { checkpoint: string; format: string; out: string; tokenizer?: string };
+  options: {
+    checkpoint: { type: 'string', demandOption: true, describe: 'checkpoint or run directory to export' },
+    format: { choices: ['hf', 'gguf', 'tfjs'], default: 'hf', describe: 'hf: Hugging Face Llama directory; gguf: one file for llama.cpp; tfjs: LayersModel folder' },
+    out: { type: 'string', demandOption: true, describe: 'folder (hf, tfjs) or .gguf file to write' },
+    tokenizer: { type: 'string', describe: "SentencePiece .model for the GGUF vocabulary (default: the checkpoint's)" },
+  },
+  examples: [
+    ['$0 export --checkpoint checkpoints/demo --format hf --out exported/demo', 'load it with transformers.AutoModelForCausalLM.from_pretrained'],
+    ['$0 export --checkpoint checkpoints/demo --format gguf --out exported/demo.gguf', 'run it with llama.cpp (llama-cli -m exported/demo.gguf)'],
+    ['$0 export --checkpoint checkpoints/demo --format tfjs --out exported/demo-tfjs', 'tf.loadLayersModel in a page that loads dist/browser/arl-tfjs-layers.js'],
+  ],
+  handler: async ({ checkpoint, format, out, tokenizer }) => {
     await startBackend('cpu');
     if (format === 'gguf') {
       if (!out.endsWith('.gguf')) throw new UserError(`--out ${out}: a GGUF export is one file; name it *.gguf`);
@@ -97,4 +97,4 @@ export const exportCommand: CommandModule = {
     await exportHf(checkpoint, out);
     console.log(`${chalk.green('exported')} ${checkpoint} -> ${out} (Hugging Face Llama format)`);
   },
-};
+});

@@ -1,6 +1,5 @@
 /** Options and helpers shared by the CLI commands. */
 import chalk from 'chalk';
-import type { Argv } from 'yargs';
 import { type BackendChoice, BACKENDS, type BackendName, selectBackend } from '../backend.ts';
 import { DEFAULT_TEXT_FIELD } from '../data/corpus.ts';
 import { checkSameTokenizer } from '../data/tokenizer-match.ts';
@@ -8,19 +7,17 @@ import { loadModel } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { defineOptions } from './options.ts';
 
-export function withBackend<T>(y: Argv<T>) {
-  return y.option('backend', {
-    choices: BACKENDS,
-    default: 'auto' as BackendName,
-    describe: 'tfjs backend (auto takes the fastest that loads)',
-  });
-}
+/** The flag of every command that runs a model. */
+export const BACKEND_FLAGS = defineOptions({
+  backend: { choices: BACKENDS, default: 'auto', describe: 'tfjs backend (auto takes the fastest that loads)' },
+});
 
 /** The field of each JSON line that holds a document's text (.jsonl corpora), as HF scripts' --text_column. */
-export function withTextField<T>(y: Argv<T>) {
-  return y.option('text-field', { type: 'string', default: DEFAULT_TEXT_FIELD, describe: 'field of each JSON line holding the document text (.jsonl corpora)' });
-}
+export const TEXT_FIELD_FLAGS = defineOptions({
+  'text-field': { type: 'string', default: DEFAULT_TEXT_FIELD, describe: 'field of each JSON line holding the document text (.jsonl corpora)' },
+});
 
 /** Set from the global --verbose flag (main.ts) before a command runs. */
 let verbose = false;

@@ -1,14 +1,26 @@
 /** `arl prepare`: tokenize a corpus into train/val shards. */
 import chalk from 'chalk';
-import type { CommandModule } from 'yargs';
 import { isTextFile } from '../data/corpus.ts';
 import { prepareCorpus } from '../data/prepare.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { withTextField } from './common.ts';
+import { TEXT_FIELD_FLAGS } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions } from './options.ts';
 
 export const DEFAULT_PREPARED_DIR = 'data/prepared/brown';
 
-export async function runPrepare(args: { corpus: string; textField?: string; tokenizer: string; out: string; valFraction: number; seed: number }): Promise<void> {
+const PREPARE_FLAGS = defineOptions({
+  corpus: { type: 'string', default: 'brown', describe: '"brown" (bundled), a .txt file, a folder of .txt files, or .jsonl (text in --text-field)' },
+  ...TEXT_FIELD_FLAGS,
+  tokenizer: { type: 'string', default: BUNDLED_TOKENIZER_PATH, describe: 'SentencePiece .model file' },
+  out: { type: 'string', default: DEFAULT_PREPARED_DIR, describe: 'output directory' },
+  'val-fraction': { type: 'number', default: 0.05, describe: 'share of documents held out for validation' },
+  seed: { type: 'number', default: 0, describe: 'seed of the train/val document split' },
+});
+
+type PrepareArgs = ArgsOf<typeof PREPARE_FLAGS>;
+
+/** Prepares a corpus; callers other than `arl prepare` may leave out the text field. */
+export async function runPrepare(args: Omit<PrepareArgs, 'textField'> & Partial<PrepareArgs>): Promise<void> {
   const tokenizer = await Tokenizer.load(args.tokenizer);
   let lastReport = 0;
   const meta = await prepareCorpus({
@@ -33,17 +45,14 @@ export async function runPrepare(args: { corpus: string; textField?: string; tok
   );
 }
 
-export const prepareCommand: CommandModule = {
+export const prepareCommand = defineCommand({
   command: 'prepare',
   describe: 'Tokenize a corpus into binary train/val shards (split by document, streaming)',
-  builder: (y) =>
-    withTextField(y.option('corpus', { type: 'string', default: 'brown', describe: '"brown" (bundled), a .txt file, a folder of .txt files, or .jsonl (text in --text-field)' }))
-      .option('tokenizer', { type: 'string', default: BUNDLED_TOKENIZER_PATH, describe: 'SentencePiece .model file' })
-      .option('out', { type: 'string', default: DEFAULT_PREPARED_DIR, describe: 'output directory' })
-      .option('val-fraction', { type: 'number', default: 0.05, describe: 'share of documents held out for validation' })
-      .option('seed', { type: 'number', default: 0, describe: 'seed of the train/val document split' })
-      .example('$0 prepare', 'prepare the bundled Brown corpus')
-      .example('$0 prepare --corpus my-docs/ --out data/prepared/mine', 'prepare a folder of .txt files')
-      .example('$0 prepare --corpus pages.jsonl --text-field content --out data/prepared/pages', 'JSON lines whose text is in "content"'),
-  handler: (argv) => runPrepare(argv as unknown as Parameters<typeof runPrepare>[0]),
-};
+  options: PREPARE_FLAGS,
+  examples: [
+    ['$0 prepare', 'prepare the bundled Brown corpus'],
+    ['$0 prepare --corpus my-docs/ --out data/prepared/mine', 'prepare a folder of .txt files'],
+    ['$0 prepare --corpus pages.jsonl --text-field content --out data/prepared/pages', 'JSON lines whose text is in "content"'],
+  ],
+  handler: runPrepare,
+});

@@ -8,11 +8,9 @@
 import chalk from 'chalk';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { CommandModule } from 'yargs';
 import { AUGMENT_FILES, DEFAULT_AUGMENT } from '../arl/augment.ts';
 import { keyTokenOptions, noKeyTokensReason } from '../arl/key-tokens.ts';
 import { DEFAULT_MAX_RECAP_TOKENS } from '../arl/recap.ts';
-import type { BackendName } from '../backend.ts';
 import { readBrownDocuments } from '../data/brown.ts';
 import { evaluateLongPpl, type LongPplReport } from '../eval/longppl.ts';
 import type { CorpusDocument } from '../data/corpus.ts';
@@ -25,10 +23,11 @@ import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts
 import { DEFAULT_TRAIN } from '../train/trainer.ts';
 import { DEFAULT_PREPARED_DIR, runPrepare } from './data.ts';
 import { DEMO_DEFAULTS, isPreparedWith } from './demo.ts';
-import { startBackend, withBackend } from './common.ts';
+import { BACKEND_FLAGS, startBackend } from './common.ts';
+import { defineCommand } from './options.ts';
 import { formatDuration } from './progress.ts';
 import { runRecapData } from './recap-data.ts';
-import { runTrain, type TrainArgs } from './train.ts';
+import { runTrain } from './train.ts';
 
 const OUT = 'checkpoints/demo-arl';
 const TRAIN_DOCUMENTS = 40;
@@ -81,12 +80,13 @@ export function demoVerdict(o: { keyTokens: number; segments: number; inserted: 
     : `verdict: the mechanism does not show at this size (${facts}); a model this small does not yet retrieve earlier text, see docs/experiment.md`;
 }
 
-export const demoArlCommand: CommandModule = {
+export const demoArlCommand = defineCommand({
   command: 'demo-arl',
   describe: 'ARL end to end on CPU: recap-augmented data from 40 Brown documents, continued pretraining, LongPPL before/after, the recap agent',
-  builder: (y) => withBackend(y).example('$0 demo-arl', 'a few minutes on a laptop CPU'),
-  handler: async (argv) => {
-    const backend = (argv as unknown as { backend: BackendName }).backend;
+  options: {},
+  shared: BACKEND_FLAGS,
+  examples: [['$0 demo-arl', 'a few minutes on a laptop CPU']],
+  handler: async ({ backend }) => {
     const started = performance.now();
     const stage = (n: number, what: string, detail: string): void => console.log(`${chalk.bold(`${n}/5 ${what}`)} ${chalk.dim(detail)}`);
     mkdirSync(OUT, { recursive: true });
@@ -98,7 +98,7 @@ export const demoArlCommand: CommandModule = {
       if (!isPreparedWith(DEFAULT_PREPARED_DIR, BUNDLED_TOKENIZER_PATH)) await runPrepare({ corpus: 'brown', tokenizer: BUNDLED_TOKENIZER_PATH, out: DEFAULT_PREPARED_DIR, valFraction: DEFAULT_VAL_FRACTION, seed: 0 });
       rmSync(base, { recursive: true, force: true });
       rmSync(join(OUT, 'recap-data'), { recursive: true, force: true }); // made with the old weights
-      const trained = await runTrain({ ...DEFAULT_TRAIN, ...DEMO_DEFAULTS, backend, preset: 'tiny', data: DEFAULT_PREPARED_DIR, resume: false } as TrainArgs);
+      const trained = await runTrain({ backend, preset: 'tiny', model: {}, resume: false, options: { ...DEFAULT_TRAIN, ...DEMO_DEFAULTS, data: DEFAULT_PREPARED_DIR } });
       trained.model.dispose();
     }
 
@@ -123,7 +123,14 @@ export const demoArlCommand: CommandModule = {
     const run = join(OUT, 'continued');
     stage(3, 'continued pretraining', `from ${base} on ${join(recapDir, AUGMENT_FILES.prepared)}: ${CONTINUED.steps} steps of 8x128 tokens, lr ${CONTINUED.lr}, loss on recap tokens too`);
     rmSync(run, { recursive: true, force: true });
-    const continued = await runTrain({ ...DEFAULT_TRAIN, ...CONTINUED, batch: 8, seq: 128, backend, preset: 'tiny', data: join(recapDir, AUGMENT_FILES.prepared), out: run, init: base, resume: false } as TrainArgs);
+    const continued = await runTrain({
+      backend,
+      preset: 'tiny',
+      model: {},
+      init: base,
+      resume: false,
+      options: { ...DEFAULT_TRAIN, ...CONTINUED, batch: 8, seq: 128, data: join(recapDir, AUGMENT_FILES.prepared), out: run },
+    });
     const losses = continued.losses;
     console.log(`loss ${losses[0].toFixed(3)} (step 1) -> ${losses[losses.length - 1].toFixed(3)} (step ${losses.length})`);
 
@@ -174,4 +181,4 @@ export const demoArlCommand: CommandModule = {
       `  arl answer --checkpoint ${run} --input ${sampleFile} --question "What is this text about?"\n` +
       `  arl eval --checkpoint ${run} --corpus ${heldOutFile} --evaluator ${base}`);
   },
-};
+});

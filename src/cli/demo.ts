@@ -6,14 +6,15 @@
 import chalk from 'chalk';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CommandModule } from 'yargs';
 import { readPrepareMeta } from '../data/format.ts';
 import { sha256File } from '../io/sha256.ts';
 import { LOCK_FILE, lockFolder } from '../io/lock.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { runPrepare } from './data.ts';
-import { runTrain, type TrainArgs, trainOptions } from './train.ts';
+import { BACKEND_FLAGS } from './common.ts';
+import { defineCommand, withDefaults } from './options.ts';
+import { runTrain, TRAIN_FLAGS, trainRunOf } from './train.ts';
 
 export const DEMO_DEFAULTS = { out: 'checkpoints/demo', steps: 300, batch: 8, seq: 128, lr: 3e-3, warmup: 20, evalEvery: 100, saveEvery: 100 };
 const DEMO_PROMPT = 'The jury said';
@@ -24,17 +25,19 @@ export function isPreparedWith(dir: string, tokenizerPath: string): boolean {
   return readPrepareMeta(dir).tokenizer.sha256 === sha256File(tokenizerPath);
 }
 
-export const demoCommand: CommandModule = {
+export const demoCommand = defineCommand({
   command: 'demo',
   describe: 'Prepare the bundled corpus, train the tiny model on CPU, save it and generate a sample',
-  builder: (y) =>
-    trainOptions(y)
-      .option('prompt', { type: 'string', default: DEMO_PROMPT, describe: 'text the demo continues after training' })
-      .default(DEMO_DEFAULTS)
-      .example('$0 demo', 'the whole pipeline in a few minutes')
-      .example('$0 demo --steps 1000 --out checkpoints/demo-long', 'a longer run'),
-  handler: async (argv) => {
-    const args = argv as unknown as TrainArgs & { prompt: string };
+  options: {
+    ...withDefaults(TRAIN_FLAGS, DEMO_DEFAULTS),
+    prompt: { type: 'string', default: DEMO_PROMPT, describe: 'text the demo continues after training' },
+  },
+  shared: BACKEND_FLAGS,
+  examples: [
+    ['$0 demo', 'the whole pipeline in a few minutes'],
+    ['$0 demo --steps 1000 --out checkpoints/demo-long', 'a longer run'],
+  ],
+  handler: async (args) => {
     console.log(chalk.bold('1/3 prepare') + chalk.dim(' the Brown corpus (500 documents) with the bundled SentencePiece tokenizer'));
     if (!isPreparedWith(args.data, BUNDLED_TOKENIZER_PATH)) {
       await runPrepare({ corpus: 'brown', tokenizer: BUNDLED_TOKENIZER_PATH, out: args.data, valFraction: 0.05, seed: 0 });
@@ -46,7 +49,7 @@ export const demoCommand: CommandModule = {
     // The demo starts over unless told to resume; the run folder is locked first, so another writer's run is not deleted.
     const releaseLock = lockFolder(args.out);
     if (!args.resume) for (const entry of readdirSync(args.out)) if (entry !== LOCK_FILE) rmSync(join(args.out, entry), { recursive: true, force: true });
-    const result = await runTrain(args);
+    const result = await runTrain(trainRunOf(args));
     releaseLock();
     const { losses } = result;
     const head = losses.slice(0, 10);
@@ -70,5 +73,4 @@ export const demoCommand: CommandModule = {
     }
     console.log(chalk.dim(`next: npm run generate -- --checkpoint ${args.out} --prompt "..."   |   npm run eval -- --checkpoint ${args.out}`));
   },
-};
-
+});

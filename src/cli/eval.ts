@@ -1,7 +1,5 @@
 /** `arl eval`: loss and perplexity on a prepared split, or perplexity and LongPPL over documents (--corpus). */
-import type { CommandModule } from 'yargs';
 import { noKeyTokensReason, SELECTIONS, type Selection } from '../arl/key-tokens.ts';
-import type { BackendName } from '../backend.ts';
 import { readPrepareMeta, type Split } from '../data/format.ts';
 import { checkSameTokenizer } from '../data/tokenizer-match.ts';
 import { evaluateLongPpl, type LongPplReport } from '../eval/longppl.ts';
@@ -9,26 +7,35 @@ import { evaluateLoss } from '../eval/perplexity.ts';
 import { loadModel, resolveCheckpointDir } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
-import { type KeyTokenFlags, keyTokenOptionsFromArgs } from './arl.ts';
+import { keyTokenOptionsFromArgs } from './arl.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
-import { loadModelAndTokenizer, printJson, startBackend, withBackend, withTextField } from './common.ts';
+import { BACKEND_FLAGS, loadModelAndTokenizer, printJson, startBackend, TEXT_FIELD_FLAGS } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions } from './options.ts';
 import { ProgressBar } from './progress.ts';
 
-interface EvalArgs extends KeyTokenFlags {
-  backend: BackendName;
-  checkpoint: string;
-  data: string;
-  split: Split;
-  batches: number;
-  batch: number;
-  seq?: number;
-  corpus?: string;
-  textField: string;
-  evaluator?: string;
-  tokenizer?: string;
-  select: Selection;
-  json: boolean;
-}
+const EVAL_FLAGS = defineOptions({
+  checkpoint: { type: 'string', demandOption: true, describe: 'checkpoint or run directory to evaluate' },
+  data: { type: 'string', default: DEFAULT_PREPARED_DIR, describe: 'prepared data directory (arl prepare) for the loss over a split' },
+  split: { choices: ['train', 'val'], default: 'val', describe: 'which prepared split to score' },
+  batches: { type: 'number', default: 0, describe: 'number of batches (0 = the whole split once)' },
+  batch: { type: 'number', default: 8, describe: 'sequences per batch (with --corpus: windows per forward pass)' },
+  seq: { type: 'number', describe: "sequence length (default: the model's window, at most 256)" },
+  corpus: { type: 'string', describe: 'held-out documents ("brown", .txt, folder, .jsonl): report perplexity and LongPPL over them' },
+  ...TEXT_FIELD_FLAGS,
+  evaluator: { type: 'string', describe: 'checkpoint that chooses the key tokens (default: --checkpoint itself)' },
+  tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" },
+  'max-docs': { type: 'number', describe: 'only the first N documents of --corpus' },
+  short: { type: 'number', describe: "S, short context of the dual pass (default: a quarter of the evaluator's window)" },
+  chunk: { type: 'number', describe: 'W, targets per short-context forward (default: window - S)' },
+  'long-stride': { type: 'number', describe: 'start-to-start distance of long-context windows (default: S)' },
+  select: { choices: SELECTIONS, default: 'threshold', describe: 'key tokens: threshold (LongPPL: LSG > alpha and long log-prob > beta), topk or both' },
+  'top-k': { type: 'number', describe: 'K key tokens per document for topk/both (default 8)' },
+  alpha: { type: 'number', describe: 'LSG threshold, nats (default 2)' },
+  beta: { type: 'number', describe: 'long log-prob threshold (default -2)' },
+  json: { type: 'boolean', default: false, describe: 'print the report as one JSON object (snake_case keys) instead of the summary' },
+});
+
+type EvalArgs = ArgsOf<typeof EVAL_FLAGS & typeof BACKEND_FLAGS>;
 
 /** One fact a line, labels padded to one width: the readable form of eval's report. */
 function table(rows: [string, string][]): string {
@@ -110,36 +117,19 @@ async function evaluateDocuments(args: EvalArgs & { corpus: string }): Promise<v
   }
 }
 
-export const evalCommand: CommandModule = {
+export const evalCommand = defineCommand({
   command: 'eval',
   describe: 'Loss and perplexity on a prepared split; with --corpus, perplexity and LongPPL over documents (a summary, or JSON with --json)',
-  builder: (y) =>
-    withTextField(withBackend(y))
-      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory to evaluate' })
-      .option('data', { type: 'string', default: DEFAULT_PREPARED_DIR, describe: 'prepared data directory (arl prepare) for the loss over a split' })
-      .option('split', { choices: ['train', 'val'] as const, default: 'val' as const, describe: 'which prepared split to score' })
-      .option('batches', { type: 'number', default: 0, describe: 'number of batches (0 = the whole split once)' })
-      .option('batch', { type: 'number', default: 8, describe: 'sequences per batch (with --corpus: windows per forward pass)' })
-      .option('seq', { type: 'number', describe: "sequence length (default: the model's window, at most 256)" })
-      .option('corpus', { type: 'string', describe: 'held-out documents ("brown", .txt, folder, .jsonl): report perplexity and LongPPL over them' })
-      .option('evaluator', { type: 'string', describe: 'checkpoint that chooses the key tokens (default: --checkpoint itself)' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
-      .option('max-docs', { type: 'number', describe: 'only the first N documents of --corpus' })
-      .option('short', { type: 'number', describe: "S, short context of the dual pass (default: a quarter of the evaluator's window)" })
-      .option('chunk', { type: 'number', describe: 'W, targets per short-context forward (default: window - S)' })
-      .option('long-stride', { type: 'number', describe: 'start-to-start distance of long-context windows (default: S)' })
-      .option('select', { choices: SELECTIONS, default: 'threshold' as Selection, describe: 'key tokens: threshold (LongPPL: LSG > alpha and long log-prob > beta), topk or both' })
-      .option('top-k', { type: 'number', describe: 'K key tokens per document for topk/both (default 8)' })
-      .option('alpha', { type: 'number', describe: 'LSG threshold, nats (default 2)' })
-      .option('beta', { type: 'number', describe: 'long log-prob threshold (default -2)' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the report as one JSON object (snake_case keys) instead of the summary' })
-      .example('$0 eval --checkpoint checkpoints/demo', 'validation perplexity of the demo model')
-      .example('$0 eval --checkpoint runs/cpt --corpus heldout.jsonl --evaluator runs/base', 'perplexity and LongPPL, key tokens chosen by runs/base'),
-  handler: async (argv) => {
-    const args = argv as unknown as EvalArgs;
+  options: EVAL_FLAGS,
+  shared: BACKEND_FLAGS,
+  examples: [
+    ['$0 eval --checkpoint checkpoints/demo', 'validation perplexity of the demo model'],
+    ['$0 eval --checkpoint runs/cpt --corpus heldout.jsonl --evaluator runs/base', 'perplexity and LongPPL, key tokens chosen by runs/base'],
+  ],
+  handler: async (args) => {
     if (args.corpus === undefined && args.evaluator !== undefined) throw new UserError('--evaluator needs --corpus (LongPPL is computed over documents)');
     await startBackend(args.backend);
     if (args.corpus === undefined) await evaluateSplit(args);
     else await evaluateDocuments({ ...args, corpus: args.corpus });
   },
-};
+});

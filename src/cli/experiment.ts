@@ -1,71 +1,59 @@
 /** `arl experiment` (npm run experiment): the resumable base / plain-CPT / ARL-CPT / LIFT comparison (src/eval/experiment.ts). */
 import chalk from 'chalk';
-import type { CommandModule } from 'yargs';
-import { RECAPPERS, type RecapperName } from '../arl/recap.ts';
-import type { BackendName } from '../backend.ts';
+import { RECAPPERS } from '../arl/recap.ts';
 import { EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/experiment.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
-import { type ChatArgs, withChatOptions } from '../io/chat.ts';
 import { lockFolder } from '../io/lock.ts';
 import { recapperChat } from './arl.ts';
-import { startBackend, withBackend } from './common.ts';
+import { CHAT_FLAGS } from './chat-options.ts';
+import { BACKEND_FLAGS, startBackend } from './common.ts';
+import { defineCommand, defineOptions, valuesOf } from './options.ts';
 
-/** The numeric fields of a size that a flag of the same name (kebab-case) overrides, with what they count. */
-const SIZE_FLAGS = {
-  baseSteps: 'base pretraining steps',
-  cptSteps: 'continued-pretraining steps of each arm and seed',
-  baseDocs: 'corpus documents for base pretraining',
-  cptDocs: 'corpus documents for continued pretraining and ARL data',
-  devDocs: 'corpus documents for the development set (recap threshold)',
-  heldoutDocs: 'corpus documents held out for the tests and LongPPL',
-  recallDocs: 'recall documents added to the continued-pretraining corpus',
-  taskFraction: 'share of each training batch made of retrieval task rows',
-  copyFraction: 'share of each training batch made of copy rows (text written twice, loss on the repeat)',
-  batch: 'training batch',
-  seeds: 'continued-pretraining seeds per arm',
-  perLength: 'test samples per task and length',
-  devSamples: 'development samples the recap threshold is chosen on',
-  liftDocs: 'LIFT test documents at 4x the window',
-} as const satisfies Partial<Record<keyof ExperimentSize, string>>;
+const sizeFlag = (what: string) => ({ type: 'number', describe: `${what} (default: the size's)` }) as const;
 
-type SizeFlag = keyof typeof SIZE_FLAGS;
+/** The flags that override the numeric field of a size of the same name. */
+const SIZE_FLAGS = defineOptions({
+  'base-steps': sizeFlag('base pretraining steps'),
+  'cpt-steps': sizeFlag('continued-pretraining steps of each arm and seed'),
+  'base-docs': sizeFlag('corpus documents for base pretraining'),
+  'cpt-docs': sizeFlag('corpus documents for continued pretraining and ARL data'),
+  'dev-docs': sizeFlag('corpus documents for the development set (recap threshold)'),
+  'heldout-docs': sizeFlag('corpus documents held out for the tests and LongPPL'),
+  'recall-docs': sizeFlag('recall documents added to the continued-pretraining corpus'),
+  'task-fraction': sizeFlag('share of each training batch made of retrieval task rows'),
+  'copy-fraction': sizeFlag('share of each training batch made of copy rows (text written twice, loss on the repeat)'),
+  batch: sizeFlag('training batch'),
+  seeds: sizeFlag('continued-pretraining seeds per arm'),
+  'per-length': sizeFlag('test samples per task and length'),
+  'dev-samples': sizeFlag('development samples the recap threshold is chosen on'),
+  'lift-docs': sizeFlag('LIFT test documents at 4x the window'),
+});
 
-const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const EXPERIMENT_FLAGS = defineOptions({
+  size: { choices: Object.keys(EXPERIMENT_SIZES), default: 'tiny', describe: 'toy (seconds, checks the pipeline), tiny (about 30 min on CPU), small (GPU)' },
+  out: { type: 'string', describe: 'run folder (default results/<size>); a rerun skips the stages recorded in its state.json' },
+  recapper: { choices: RECAPPERS, default: 'extractive', describe: 'who writes the ARL recaps: extractive (our model, no LLM), openai or llama-cpp (--llm-* flags)' },
+  corpus: { type: 'string', describe: 'documents to train and evaluate on: a .txt file, a folder of .txt files or a .jsonl file (default: the bundled Brown corpus)' },
+  'extra-corpus': { type: 'string', describe: "more documents for the base's training text only, not haystacks or tests (e.g. GCIDE from scripts/gcide-corpus.ts)" },
+  'lift-epochs': { type: 'number', array: true, describe: "LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size's)" },
+  'stop-after': { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' },
+  ...SIZE_FLAGS,
+});
 
-interface ExperimentArgs extends ChatArgs, Partial<Record<SizeFlag, number>> {
-  backend: BackendName;
-  size: string;
-  out?: string;
-  recapper: RecapperName;
-  corpus?: string;
-  extraCorpus?: string;
-  liftEpochs?: number[];
-  stopAfter?: string;
-}
-
-export const experimentCommand: CommandModule = {
+export const experimentCommand = defineCommand({
   command: 'experiment',
   describe: 'Train a base on text and retrieval task rows, then plain-CPT and ARL-CPT arms, and compare them (and LIFT) at 1x and 4x the window with paired 95% intervals, plus LongPPL; resumable',
-  builder: (y) => {
-    const common = withChatOptions(withBackend(y))
-      .option('size', { choices: Object.keys(EXPERIMENT_SIZES), default: 'tiny', describe: 'toy (seconds, checks the pipeline), tiny (about 30 min on CPU), small (GPU)' })
-      .option('out', { type: 'string', describe: 'run folder (default results/<size>); a rerun skips the stages recorded in its state.json' })
-      .option('recapper', { choices: RECAPPERS, default: 'extractive' as RecapperName, describe: 'who writes the ARL recaps: extractive (our model, no LLM), openai or llama-cpp (--llm-* flags)' })
-      .option('corpus', { type: 'string', describe: 'documents to train and evaluate on: a .txt file, a folder of .txt files or a .jsonl file (default: the bundled Brown corpus)' })
-      .option('extra-corpus', { type: 'string', describe: 'more documents for the base\'s training text only, not haystacks or tests (e.g. GCIDE from scripts/gcide-corpus.ts)' })
-      .option('lift-epochs', { type: 'number', array: true, describe: 'LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size\'s)' })
-      .option('stop-after', { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' });
-    return (Object.entries(SIZE_FLAGS) as [SizeFlag, string][])
-      .reduce((flags, [field, what]) => flags.option(kebab(field), { type: 'number', describe: `${what} (default: the size's)` }), common)
-      .example('$0 experiment --size tiny --out results/tiny-cpu', 'the CPU-sized run')
-      .example('$0 experiment --size small --backend webgpu --out results/small-gpu', 'a GPU run')
-      .example('$0 experiment --size small --backend webgpu --corpus books/ --base-docs 5000 --cpt-docs 500', 'a GPU run on your own corpus');
-  },
-  handler: async (argv) => {
-    const args = argv as unknown as ExperimentArgs;
+  options: EXPERIMENT_FLAGS,
+  shared: { ...BACKEND_FLAGS, ...CHAT_FLAGS },
+  examples: [
+    ['$0 experiment --size tiny --out results/tiny-cpu', 'the CPU-sized run'],
+    ['$0 experiment --size small --backend webgpu --out results/small-gpu', 'a GPU run'],
+    ['$0 experiment --size small --backend webgpu --corpus books/ --base-docs 5000 --cpt-docs 500', 'a GPU run on your own corpus'],
+  ],
+  handler: async (args) => {
     const out = args.out ?? `results/${args.size}`;
     const overrides: Partial<ExperimentSize> = {
-      ...Object.fromEntries(Object.keys(SIZE_FLAGS).map((field) => [field, args[field as SizeFlag]])),
+      ...valuesOf(SIZE_FLAGS, args),
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
     };
     lockFolder(out);
@@ -90,4 +78,4 @@ export const experimentCommand: CommandModule = {
     }
     console.log(`wrote ${out}/results.json, ${out}/${REPORT_FILES.markdown} and plots (${((performance.now() - started) / 1000).toFixed(0)} s this call)`);
   },
-};
+});

@@ -1,32 +1,38 @@
 /** `arl generate`: sample from a checkpoint, streaming text to the terminal. */
 import chalk from 'chalk';
-import type { CommandModule } from 'yargs';
-import type { BackendName } from '../backend.ts';
-import { continuationText, generate } from '../infer/generate.ts';
+import { continuationText, DEFAULT_GENERATE, generate } from '../infer/generate.ts';
 import { generateWithRecaps } from '../infer/recap-agent.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { type RecapAgentFlags, recapAgentOptions, withRecapAgentFlags } from './answer.ts';
-import { loadModelAndTokenizer, parseIdList, printJson, startBackend, withBackend } from './common.ts';
+import { RECAP_AGENT_FLAGS, recapAgentOptions } from './answer.ts';
+import { BACKEND_FLAGS, loadModelAndTokenizer, parseIdList, printJson, startBackend } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
 
-interface GenerateArgs extends RecapAgentFlags {
-  backend: BackendName;
-  checkpoint: string;
-  tokenizer?: string;
-  prompt?: string;
-  promptIds?: string;
-  maxNewTokens: number;
-  greedy: boolean;
-  temperature: number;
-  topK: number;
-  topP: number;
-  seed: number;
-  cache: boolean;
-  stopAtEos: boolean;
-  json: boolean;
-  recapAgent: boolean;
-}
+/** The flags that are sampling options of the same name. */
+const SAMPLING_FLAGS = defineOptions({
+  greedy: { type: 'boolean', default: DEFAULT_GENERATE.greedy, describe: 'argmax decoding' },
+  temperature: { type: 'number', default: DEFAULT_GENERATE.temperature, describe: 'sampling temperature (0 or --greedy: the most likely token)' },
+  'top-k': { type: 'number', default: DEFAULT_GENERATE.topK, describe: '0 = off' },
+  'top-p': { type: 'number', default: DEFAULT_GENERATE.topP, describe: '1 = off' },
+  seed: { type: 'number', default: DEFAULT_GENERATE.seed, describe: 'sampling seed' },
+});
+
+const GENERATE_FLAGS = defineOptions({
+  ...RECAP_AGENT_FLAGS,
+  checkpoint: { type: 'string', demandOption: true, describe: 'checkpoint or run directory' },
+  tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's tokenizer.model)" },
+  prompt: { type: 'string', describe: 'prompt text' },
+  'prompt-ids': { type: 'string', describe: 'prompt as comma-separated token ids' },
+  'max-new-tokens': { type: 'number', default: DEFAULT_GENERATE.maxNewTokens, describe: 'tokens to generate at most' },
+  ...SAMPLING_FLAGS,
+  cache: { type: 'boolean', default: DEFAULT_GENERATE.useCache, describe: 'use the KV cache (--no-cache recomputes every step)' },
+  'stop-at-eos': { type: 'boolean', default: true, describe: 'stop at the end-of-sequence token' },
+  json: { type: 'boolean', default: false, describe: 'print one JSON object {ids, text} (new tokens only; with --recap-agent also recaps)' },
+  'recap-agent': { type: 'boolean', default: false, describe: 'ARL recap agent: the model may write <recap> ... </recap> at any step (capped, then closed); recaps stay in context' },
+});
+
+type GenerateArgs = ArgsOf<typeof GENERATE_FLAGS & typeof BACKEND_FLAGS>;
 
 /** ARL stage 2: the model may open a recap at any step; recaps print in cyan and come back in --json as `recaps`. */
 async function generateRecapAgent(model: LlamaModel, tokenizer: Tokenizer, args: GenerateArgs): Promise<void> {
@@ -36,7 +42,7 @@ async function generateRecapAgent(model: LlamaModel, tokenizer: Tokenizer, args:
   const streamed: number[] = [];
   let printed = '';
   const result = await generateWithRecaps(model, tokenizer, args.prompt, {
-    ...recapAgentOptions(args, { greedy: args.greedy, temperature: args.temperature, topK: args.topK, topP: args.topP, seed: args.seed }),
+    ...recapAgentOptions(args, valuesOf(SAMPLING_FLAGS, args)),
     maxNewTokens: args.maxNewTokens,
     stopIds: args.stopAtEos ? [model.config.eosId] : [],
     onToken: (id, kind) => {
@@ -52,31 +58,18 @@ async function generateRecapAgent(model: LlamaModel, tokenizer: Tokenizer, args:
   else process.stdout.write('\n');
 }
 
-export const generateCommand: CommandModule = {
+export const generateCommand = defineCommand({
   command: 'generate',
   describe: 'Generate text from a checkpoint (KV-cached incremental decoding)',
-  builder: (y) =>
-    withRecapAgentFlags(withBackend(y))
-      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's tokenizer.model)" })
-      .option('prompt', { type: 'string', describe: 'prompt text' })
-      .option('prompt-ids', { type: 'string', describe: 'prompt as comma-separated token ids' })
-      .option('max-new-tokens', { type: 'number', default: 64, describe: 'tokens to generate at most' })
-      .option('greedy', { type: 'boolean', default: false, describe: 'argmax decoding' })
-      .option('temperature', { type: 'number', default: 0.8, describe: 'sampling temperature (0 or --greedy: the most likely token)' })
-      .option('top-k', { type: 'number', default: 40, describe: '0 = off' })
-      .option('top-p', { type: 'number', default: 0.95, describe: '1 = off' })
-      .option('seed', { type: 'number', default: 0, describe: 'sampling seed' })
-      .option('cache', { type: 'boolean', default: true, describe: 'use the KV cache (--no-cache recomputes every step)' })
-      .option('stop-at-eos', { type: 'boolean', default: true, describe: 'stop at the end-of-sequence token' })
-      .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {ids, text} (new tokens only; with --recap-agent also recaps)' })
-      .option('recap-agent', { type: 'boolean', default: false, describe: 'ARL recap agent: the model may write <recap> ... </recap> at any step (capped, then closed); recaps stay in context' })
-      .conflicts('prompt', 'prompt-ids')
-      .example('$0 generate --checkpoint checkpoints/demo --prompt "The jury said"', 'sample a continuation')
-      .example('$0 generate --checkpoint ckpt --prompt-ids 1,15,27 --max-new-tokens 16 --greedy --json', 'greedy ids as JSON')
-      .example('$0 generate --checkpoint checkpoints/demo-arl/continued --prompt "..." --recap-agent', 'the model writes recaps as it goes'),
-  handler: async (argv) => {
-    const args = argv as unknown as GenerateArgs;
+  options: GENERATE_FLAGS,
+  shared: BACKEND_FLAGS,
+  examples: [
+    ['$0 generate --checkpoint checkpoints/demo --prompt "The jury said"', 'sample a continuation'],
+    ['$0 generate --checkpoint ckpt --prompt-ids 1,15,27 --max-new-tokens 16 --greedy --json', 'greedy ids as JSON'],
+    ['$0 generate --checkpoint checkpoints/demo-arl/continued --prompt "..." --recap-agent', 'the model writes recaps as it goes'],
+  ],
+  setup: (y) => y.conflicts('prompt', 'prompt-ids'),
+  handler: async (args) => {
     if (args.prompt === undefined && args.promptIds === undefined) throw new UserError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
     await startBackend(args.backend);
     const { model, tokenizer } = await loadModelAndTokenizer(args.checkpoint, { tokenizer: args.tokenizer, needTokenizer: args.prompt !== undefined });
@@ -89,12 +82,8 @@ export const generateCommand: CommandModule = {
       let printed = '';
       if (!args.json && args.prompt !== undefined) process.stdout.write(chalk.dim(args.prompt));
       const ids = await generate(model, prompt, {
+        ...valuesOf(SAMPLING_FLAGS, args),
         maxNewTokens: args.maxNewTokens,
-        greedy: args.greedy,
-        temperature: args.temperature,
-        topK: args.topK,
-        topP: args.topP,
-        seed: args.seed,
         useCache: args.cache,
         stopIds: args.stopAtEos ? [model.config.eosId] : [],
         onToken: (id) => {
@@ -112,4 +101,4 @@ export const generateCommand: CommandModule = {
       model.dispose();
     }
   },
-};
+});

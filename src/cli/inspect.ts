@@ -2,36 +2,26 @@
 import chalk from 'chalk';
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { CommandModule } from 'yargs';
 import { readInspectInput, renderInspectReport } from '../arl/inspect-report.ts';
 import { readKeyTokenSummary } from '../arl/relevant-segment.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { defineCommand } from './options.ts';
 
-interface InspectArgs {
-  keytokens: string;
-  segments?: string;
-  recaps?: string;
-  tokenizer?: string;
-  out: string;
-  maxDocs?: number;
-}
-
-export const inspectCommand: CommandModule = {
+export const inspectCommand = defineCommand({
   command: 'inspect',
   describe: 'Write one self-contained HTML page showing the key tokens (by LSG), their segments and the recaps of a corpus',
-  builder: (y) =>
-    y
-      .option('keytokens', { type: 'string', demandOption: true, describe: 'output folder of `arl keytokens`' })
-      .option('segments', { type: 'string', describe: 'folder holding segments.jsonl (default: the --keytokens folder)' })
-      .option('recaps', { type: 'string', describe: 'folder holding recaps.jsonl (default: the --segments folder)' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model step 1 used (default: the step-1 checkpoint's, else the bundled one)" })
-      .option('out', { type: 'string', demandOption: true, describe: 'the .html file to write (an existing folder: report.html in it)' })
-      .option('max-docs', { type: 'number', describe: 'show only the first N documents' })
-      .example('$0 inspect --keytokens results/arl --out results/arl/report.html', 'open report.html in a browser'),
-  handler: async (argv) => {
-    const args = argv as unknown as InspectArgs;
+  options: {
+    keytokens: { type: 'string', demandOption: true, describe: 'output folder of `arl keytokens`' },
+    segments: { type: 'string', describe: 'folder holding segments.jsonl (default: the --keytokens folder)' },
+    recaps: { type: 'string', describe: 'folder holding recaps.jsonl (default: the --segments folder)' },
+    tokenizer: { type: 'string', describe: "SentencePiece model step 1 used (default: the step-1 checkpoint's, else the bundled one)" },
+    out: { type: 'string', demandOption: true, describe: 'the .html file to write (an existing folder: report.html in it)' },
+    'max-docs': { type: 'number', describe: 'show only the first N documents' },
+  },
+  examples: [['$0 inspect --keytokens results/arl --out results/arl/report.html', 'open report.html in a browser']],
+  handler: async (args) => {
     const out = existsSync(args.out) && statSync(args.out).isDirectory() ? join(args.out, 'report.html') : args.out;
     const keyTokensDir = resolve(args.keytokens);
     const summary = readKeyTokenSummary(keyTokensDir);
@@ -53,4 +43,4 @@ export const inspectCommand: CommandModule = {
     writeFileAtomic(out, renderInspectReport(input, tokenizer));
     console.log(`${chalk.green('wrote')} ${out}: ${input.documents.length} documents, ${input.keyTokens.length} key tokens, ${input.segments.length} segments, ${input.recaps.length} recaps`);
   },
-};
+});

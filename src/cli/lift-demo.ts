@@ -9,11 +9,9 @@
 import chalk from 'chalk';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CommandModule } from 'yargs';
-import type { BackendName } from '../backend.ts';
 import { prepareCorpus } from '../data/prepare.ts';
 import { loadModel } from '../io/checkpoint.ts';
-import { ADAPTER_KINDS, type AdapterKind } from '../lift/adapter.ts';
+import { ADAPTER_KINDS } from '../lift/adapter.ts';
 import { questionPrompt } from '../lift/auxiliary-qa.ts';
 import { promptPieces } from '../lift/contextualized-training.ts';
 import { CODE_WORD_COUNT, DEMO_PROMPT_TEMPLATE, demoDocument, factQuestion, factSentence } from '../lift/demo-set.ts';
@@ -21,24 +19,31 @@ import { liftAnswer } from '../lift/lift.ts';
 import { makeConfig } from '../model/config.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { DEFAULT_TRAIN, train } from '../train/trainer.ts';
-import { startBackend, withBackend } from './common.ts';
+import { BACKEND_FLAGS, startBackend } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
 import { ProgressBar } from './progress.ts';
 
-interface DemoArgs {
-  backend: BackendName;
-  out: string;
-  baseSteps: number;
-  docs: number;
-  questionsPerDoc: number;
-  adapter: AdapterKind;
-  lr: number;
-  loraRank: number;
-  sentenceOrders: number;
-  segmentStride: number;
-  contextualized: boolean;
-  stage1Epochs: number;
-  stage2Epochs: number;
-}
+// Demo defaults found by diagnosis (README): on this tiny base, Gated Memory and plain LIFT on the
+// document as given did not store person -> word; LoRA on the document in varied sentence orders did.
+/** The flags that are LiftOptions fields of the same name. */
+const DEMO_LIFT_FLAGS = defineOptions({
+  adapter: { choices: ADAPTER_KINDS, default: 'lora', describe: 'adapter trained on each document' },
+  lr: { type: 'number', default: 5e-3, describe: 'adapter learning rate' },
+  'lora-rank': { type: 'number', default: 16, describe: 'LoRA rank (--adapter lora)' },
+  'sentence-orders': { type: 'number', default: 4, describe: 'train on the document plus copies in other sentence orders (1 = as given)' },
+  'segment-stride': { type: 'number', default: 64, describe: "no overlap: the reordered copies already vary each sentence's context" },
+  contextualized: { type: 'boolean', default: false, describe: 'head + tail context before each segment (3x the CPU time)' },
+  'stage1-epochs': { type: 'number', default: 25, describe: "epochs over the document's segments" },
+  'stage2-epochs': { type: 'number', default: 0, describe: 'the demo has no auxiliary QA' },
+});
+
+const DEMO_FLAGS = defineOptions({
+  out: { type: 'string', default: 'checkpoints/lift-demo', describe: 'folder for the base model (reused when present)' },
+  'base-steps': { type: 'number', default: 300, describe: 'training steps of the small base model the demo trains first' },
+  docs: { type: 'number', default: 3, describe: 'synthetic documents, each with its questions' },
+  'questions-per-doc': { type: 'number', default: 5, describe: 'questions asked about each document' },
+  ...DEMO_LIFT_FLAGS,
+});
 
 /** Seeds of the base model's training documents: disjoint from the demo documents' (0, 1, ...). */
 const BASE_SEED = 100_000;
@@ -46,7 +51,7 @@ const BASE_DOCS = 400;
 /** Share of facts stated again in a base-training document (see demoDocument). */
 const BASE_REPEAT_SHARE = 0.5;
 
-async function demoBase(args: DemoArgs, tokenizer: Tokenizer): Promise<string> {
+async function demoBase(args: Pick<ArgsOf<typeof DEMO_FLAGS>, 'out' | 'baseSteps'>, tokenizer: Tokenizer): Promise<string> {
   // Named by its recipe so that a base trained on an earlier form of the documents is not reused.
   const run = join(args.out, `base-v2-${args.baseSteps}`);
   if (existsSync(join(run, 'latest'))) return run;
@@ -66,27 +71,12 @@ async function demoBase(args: DemoArgs, tokenizer: Tokenizer): Promise<string> {
   return run;
 }
 
-export const liftDemoCommand: CommandModule = {
+export const liftDemoCommand = defineCommand({
   command: 'lift-demo',
   describe: 'LIFT on a synthetic set: answers that lie outside the truncated context, LIFT next to in-context only',
-  builder: (y) =>
-    withBackend(y)
-      .option('out', { type: 'string', default: 'checkpoints/lift-demo', describe: 'folder for the base model (reused when present)' })
-      .option('base-steps', { type: 'number', default: 300, describe: 'training steps of the small base model the demo trains first' })
-      .option('docs', { type: 'number', default: 3, describe: 'synthetic documents, each with its questions' })
-      .option('questions-per-doc', { type: 'number', default: 5, describe: 'questions asked about each document' })
-      // Demo defaults found by diagnosis (README): on this tiny base, Gated Memory and plain LIFT on the
-      // document as given did not store person -> word; LoRA on the document in varied sentence orders did.
-      .option('adapter', { choices: ADAPTER_KINDS, default: 'lora' as AdapterKind, describe: 'adapter trained on each document' })
-      .option('lr', { type: 'number', default: 5e-3, describe: 'adapter learning rate' })
-      .option('lora-rank', { type: 'number', default: 16, describe: 'LoRA rank (--adapter lora)' })
-      .option('sentence-orders', { type: 'number', default: 4, describe: 'train on the document plus copies in other sentence orders (1 = as given)' })
-      .option('segment-stride', { type: 'number', default: 64, describe: 'no overlap: the reordered copies already vary each sentence\'s context' })
-      .option('contextualized', { type: 'boolean', default: false, describe: 'head + tail context before each segment (3x the CPU time)' })
-      .option('stage1-epochs', { type: 'number', default: 25, describe: "epochs over the document's segments" })
-      .option('stage2-epochs', { type: 'number', default: 0, describe: 'the demo has no auxiliary QA' }),
-  handler: async (argv) => {
-    const args = argv as unknown as DemoArgs;
+  options: DEMO_FLAGS,
+  shared: BACKEND_FLAGS,
+  handler: async (args) => {
     await startBackend(args.backend);
     const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
     const { model } = loadModel(await demoBase(args, tokenizer));
@@ -110,14 +100,7 @@ export const liftDemoCommand: CommandModule = {
         let bar: ProgressBar | null = null;
         const r = await liftAnswer(model, tokenizer, doc.text, asking.map((f) => factQuestion(f.person)), {
           compareIcl: true,
-          adapter: args.adapter,
-          lr: args.lr,
-          loraRank: args.loraRank,
-          sentenceOrders: args.sentenceOrders,
-          segmentStride: args.segmentStride,
-          contextualized: args.contextualized,
-          stage1Epochs: args.stage1Epochs,
-          stage2Epochs: args.stage2Epochs,
+          ...valuesOf(DEMO_LIFT_FLAGS, args),
           promptTemplate: DEMO_PROMPT_TEMPLATE,
           maxNewTokens: 4,
           seed: d,
@@ -143,4 +126,4 @@ export const liftDemoCommand: CommandModule = {
     console.log(`\n${chalk.bold('accuracy')} LIFT ${pct(liftRight)}, ICL only ${pct(iclRight)}, chance ${(100 / CODE_WORD_COUNT).toFixed(0)}%`);
     console.log(chalk.dim(`LIFT training: ${(trainSeconds / args.docs).toFixed(0)} s per document, ${((trainSeconds * 1000) / inputTokens).toFixed(0)} s per 1,000 input tokens (${args.adapter}, lr ${args.lr}, ${args.sentenceOrders} sentence orders, ${args.stage1Epochs}+${args.stage2Epochs} epochs)`));
   },
-};
+});

@@ -9,43 +9,68 @@ import chalk from 'chalk';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CommandModule } from 'yargs';
-import type { BackendName } from '../backend.ts';
 import { readText } from '../data/corpus.ts';
+import { CHAT_BACKENDS, openChatModel } from '../io/chat.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { type ChatArgs, chatOptionsFromArgs, openChatModel, withChatOptions } from '../io/chat.ts';
 import { weightsSha256 } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
 import { makeRng } from '../core/random.ts';
 import { ADAPTER_KINDS, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
 import { ADAPTER_FILE, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
-import { DEFAULT_PROMPT_TEMPLATE, generateQaPairs, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';
+import { generateQaPairs, QA_PER_INPUT, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';
 import { answerQuestions, LIFT_DEFAULTS, liftTrainingTokens, type LiftOptions, trainLiftAdapter } from '../lift/lift.ts';
-import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { CHAT_FLAGS, chatOptionsFromArgs } from './chat-options.ts';
+import { BACKEND_FLAGS, loadModelAndTokenizer, startBackend } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
 import { formatDuration, ProgressBar } from './progress.ts';
 
-/** The flags that are LiftOptions fields of the same name and type. */
-type LiftOptionFlags = Pick<LiftOptions, 'adapter' | 'loraRank' | 'loraAlpha' | 'contextualized' | 'stage1Epochs' | 'stage2Epochs' | 'lr' | 'weightDecay' | 'beta1' | 'beta2' | 'clip' | 'accumulateEpoch' | 'batch' | 'seed'>;
+/** The flags that are LiftOptions fields of the same name, in the order the adapter's provenance records them. */
+const LIFT_FLAGS = defineOptions({
+  adapter: { choices: ADAPTER_KINDS, default: LIFT_DEFAULTS.adapter, describe: 'Gated Memory (the paper) or LoRA on all projections' },
+  'lora-rank': { type: 'number', default: LIFT_DEFAULTS.loraRank, describe: 'LoRA rank (--adapter lora)' },
+  'lora-alpha': { type: 'number', default: LIFT_DEFAULTS.loraAlpha, describe: 'LoRA scale numerator (--adapter lora)' },
+  'segment-length': { type: 'number', describe: "tokens per segment (default: 2048 of 8192 scaled to the model's window)" },
+  'segment-stride': { type: 'number', describe: 'tokens between segment starts (default: 768 of 8192 scaled)' },
+  'context-tokens': { type: 'number', describe: 'head + tail tokens before each segment (default: 4096 of 8192 scaled)' },
+  contextualized: { type: 'boolean', default: LIFT_DEFAULTS.contextualized, describe: 'contextualized training (--no-contextualized: plain segments)' },
+  'stage1-epochs': { type: 'number', default: LIFT_DEFAULTS.stage1Epochs, describe: 'epochs over the segments' },
+  'stage2-epochs': { type: 'number', default: LIFT_DEFAULTS.stage2Epochs, describe: 'epochs over segments + auxiliary QA' },
+  lr: { type: 'number', default: LIFT_DEFAULTS.lr, describe: 'AdamW learning rate (constant)' },
+  'weight-decay': { type: 'number', default: LIFT_DEFAULTS.weightDecay, describe: 'AdamW weight decay of the adapter' },
+  beta1: { type: 'number', default: LIFT_DEFAULTS.beta1, describe: 'AdamW first-moment decay' },
+  beta2: { type: 'number', default: LIFT_DEFAULTS.beta2, describe: 'AdamW second-moment decay' },
+  clip: { type: 'number', default: LIFT_DEFAULTS.clip, describe: 'global gradient-norm clip' },
+  'accumulate-epoch': { type: 'boolean', default: LIFT_DEFAULTS.accumulateEpoch, describe: 'one optimizer step per epoch (the official code); default one per batch' },
+  batch: { type: 'number', default: LIFT_DEFAULTS.batch, describe: 'examples per batch' },
+  seed: { type: 'number', default: LIFT_DEFAULTS.seed, describe: "seed of the adapter's initialisation and the example order" },
+  'sentence-orders': { type: 'number', default: LIFT_DEFAULTS.sentenceOrders, describe: 'train on the input plus copies in other sentence orders (ours, not in the paper; 1 = as given)' },
+  'prompt-template': { type: 'string', default: LIFT_DEFAULTS.promptTemplate, describe: 'answering (and QA training) prompt with {context} and {question}' },
+  'max-new-tokens': { type: 'number', default: LIFT_DEFAULTS.maxNewTokens, describe: 'answer tokens at most' },
+});
 
-interface LiftArgs extends ChatArgs, LiftOptionFlags {
-  backend: BackendName;
-  checkpoint: string;
-  tokenizer?: string;
-  input: string;
-  questions: string;
-  out: string;
-  compareIcl: boolean;
-  loadAdapter?: string;
-  segmentLength?: number;
-  segmentStride?: number;
-  contextTokens?: number;
-  sentenceOrders: number;
-  qa?: string;
-  qaLlm?: 'openai' | 'llama-cpp';
-  qaCount: number;
-  promptTemplate: string;
-  maxNewTokens: number;
+const LIFT_COMMAND_FLAGS = defineOptions({
+  checkpoint: { type: 'string', demandOption: true, describe: 'base checkpoint (stays frozen)' },
+  tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's)" },
+  input: { type: 'string', demandOption: true, describe: 'the long input, a text file' },
+  questions: { type: 'string', demandOption: true, describe: 'JSONL of {question, answer?} to answer' },
+  out: { type: 'string', demandOption: true, describe: 'output folder: adapter.safetensors, answers.jsonl, summary.json' },
+  'compare-icl': { type: 'boolean', default: false, describe: 'also answer without the adapter (in-context only, same truncated prompt)' },
+  'load-adapter': { type: 'string', describe: 'answer with this adapter file instead of training one' },
+  ...LIFT_FLAGS,
+  qa: { type: 'string', describe: 'auxiliary QA pairs, JSONL of {question, answer} (stage 2)' },
+  'qa-llm': { choices: CHAT_BACKENDS, describe: 'write auxiliary QA pairs with this LLM backend (--llm-* flags)' },
+  'qa-count': { type: 'number', default: QA_PER_INPUT, describe: 'auxiliary QA pairs to write with --qa-llm' },
+});
+
+const SHARED_FLAGS = { ...BACKEND_FLAGS, ...CHAT_FLAGS };
+
+type LiftArgs = ArgsOf<typeof LIFT_COMMAND_FLAGS & typeof SHARED_FLAGS>;
+
+/** LiftOptions from the flags: a segment size not given is null, the paper's scaled to the model's window. */
+function liftOptionsOf(args: LiftArgs): Partial<LiftOptions> {
+  const options = valuesOf(LIFT_FLAGS, args);
+  return { ...options, segmentLength: options.segmentLength ?? null, segmentStride: options.segmentStride ?? null, contextTokens: options.contextTokens ?? null };
 }
 
 function readInput(path: string): string {
@@ -73,46 +98,17 @@ async function auxiliaryQa(args: LiftArgs, input: string, log: (m: string) => vo
   }
 }
 
-export const liftCommand: CommandModule = {
+export const liftCommand = defineCommand({
   command: 'lift',
   describe: 'LIFT: fine-tune an adapter on one long input, then answer questions about it with a short context',
-  builder: (y) =>
-    withChatOptions(withBackend(y))
-      .option('checkpoint', { type: 'string', demandOption: true, describe: 'base checkpoint (stays frozen)' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's)" })
-      .option('input', { type: 'string', demandOption: true, describe: 'the long input, a text file' })
-      .option('questions', { type: 'string', demandOption: true, describe: 'JSONL of {question, answer?} to answer' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output folder: adapter.safetensors, answers.jsonl, summary.json' })
-      .option('compare-icl', { type: 'boolean', default: false, describe: 'also answer without the adapter (in-context only, same truncated prompt)' })
-      .option('adapter', { choices: ADAPTER_KINDS, default: LIFT_DEFAULTS.adapter, describe: 'Gated Memory (the paper) or LoRA on all projections' })
-      .option('load-adapter', { type: 'string', describe: 'answer with this adapter file instead of training one' })
-      .option('lora-rank', { type: 'number', default: LIFT_DEFAULTS.loraRank, describe: 'LoRA rank (--adapter lora)' })
-      .option('lora-alpha', { type: 'number', default: LIFT_DEFAULTS.loraAlpha, describe: 'LoRA scale numerator (--adapter lora)' })
-      .option('segment-length', { type: 'number', describe: "tokens per segment (default: 2048 of 8192 scaled to the model's window)" })
-      .option('segment-stride', { type: 'number', describe: 'tokens between segment starts (default: 768 of 8192 scaled)' })
-      .option('context-tokens', { type: 'number', describe: 'head + tail tokens before each segment (default: 4096 of 8192 scaled)' })
-      .option('contextualized', { type: 'boolean', default: true, describe: 'contextualized training (--no-contextualized: plain segments)' })
-      .option('stage1-epochs', { type: 'number', default: LIFT_DEFAULTS.stage1Epochs, describe: 'epochs over the segments' })
-      .option('stage2-epochs', { type: 'number', default: LIFT_DEFAULTS.stage2Epochs, describe: 'epochs over segments + auxiliary QA' })
-      .option('lr', { type: 'number', default: LIFT_DEFAULTS.lr, describe: 'AdamW learning rate (constant)' })
-      .option('weight-decay', { type: 'number', default: LIFT_DEFAULTS.weightDecay, describe: 'AdamW weight decay of the adapter' })
-      .option('beta1', { type: 'number', default: LIFT_DEFAULTS.beta1, describe: 'AdamW first-moment decay' })
-      .option('beta2', { type: 'number', default: LIFT_DEFAULTS.beta2, describe: 'AdamW second-moment decay' })
-      .option('clip', { type: 'number', default: LIFT_DEFAULTS.clip, describe: 'global gradient-norm clip' })
-      .option('accumulate-epoch', { type: 'boolean', default: false, describe: 'one optimizer step per epoch (the official code); default one per batch' })
-      .option('batch', { type: 'number', default: LIFT_DEFAULTS.batch, describe: 'examples per batch' })
-      .option('seed', { type: 'number', default: LIFT_DEFAULTS.seed, describe: "seed of the adapter's initialisation and the example order" })
-      .option('sentence-orders', { type: 'number', default: LIFT_DEFAULTS.sentenceOrders, describe: 'train on the input plus copies in other sentence orders (ours, not in the paper; 1 = as given)' })
-      .option('qa', { type: 'string', describe: 'auxiliary QA pairs, JSONL of {question, answer} (stage 2)' })
-      .option('qa-llm', { choices: ['openai', 'llama-cpp'] as const, describe: 'write auxiliary QA pairs with this LLM backend (--llm-* flags)' })
-      .option('qa-count', { type: 'number', default: 10, describe: 'auxiliary QA pairs to write with --qa-llm' })
-      .option('prompt-template', { type: 'string', default: DEFAULT_PROMPT_TEMPLATE, describe: 'answering (and QA training) prompt with {context} and {question}' })
-      .option('max-new-tokens', { type: 'number', default: LIFT_DEFAULTS.maxNewTokens, describe: 'answer tokens at most' })
-      .conflicts('qa', 'qa-llm')
-      .example('$0 lift --checkpoint checkpoints/demo --input book.txt --questions q.jsonl --out lift/book --compare-icl', 'train a Gated Memory adapter and answer')
-      .example('$0 lift --checkpoint ckpt --input book.txt --questions q.jsonl --out lift/book --qa-llm openai --llm-url http://localhost:8000 --llm-model qwen', 'with LLM-written auxiliary QA'),
-  handler: async (argv) => {
-    const args = argv as unknown as LiftArgs;
+  options: LIFT_COMMAND_FLAGS,
+  shared: SHARED_FLAGS,
+  examples: [
+    ['$0 lift --checkpoint checkpoints/demo --input book.txt --questions q.jsonl --out lift/book --compare-icl', 'train a Gated Memory adapter and answer'],
+    ['$0 lift --checkpoint ckpt --input book.txt --questions q.jsonl --out lift/book --qa-llm openai --llm-url http://localhost:8000 --llm-model qwen', 'with LLM-written auxiliary QA'],
+  ],
+  setup: (y) => y.conflicts('qa', 'qa-llm'),
+  handler: async (args) => {
     const input = readInput(args.input);
     const questions = await readQuestions(args.questions, false);
     lockFolder(args.out);
@@ -123,28 +119,7 @@ export const liftCommand: CommandModule = {
     try {
       const baseHash = weightsSha256(checkpointDir);
       const tokens = tokenizer!.encode(input);
-      const options: Partial<LiftOptions> = {
-        adapter: args.adapter,
-        loraRank: args.loraRank,
-        loraAlpha: args.loraAlpha,
-        segmentLength: args.segmentLength ?? null,
-        segmentStride: args.segmentStride ?? null,
-        contextTokens: args.contextTokens ?? null,
-        contextualized: args.contextualized,
-        stage1Epochs: args.stage1Epochs,
-        stage2Epochs: args.stage2Epochs,
-        lr: args.lr,
-        weightDecay: args.weightDecay,
-        beta1: args.beta1,
-        beta2: args.beta2,
-        clip: args.clip,
-        accumulateEpoch: args.accumulateEpoch,
-        batch: args.batch,
-        seed: args.seed,
-        sentenceOrders: args.sentenceOrders,
-        promptTemplate: args.promptTemplate,
-        maxNewTokens: args.maxNewTokens,
-      };
+      const options = liftOptionsOf(args);
       // An adapter in DIR is reused only if it was trained on this input, base and settings.
       const provenance = { input_sha256: sha256(input), options: JSON.stringify({ ...options, qa: args.qa ?? args.qaLlm ?? null }) };
       const adapterFile = join(args.out, ADAPTER_FILE);
@@ -220,4 +195,4 @@ export const liftCommand: CommandModule = {
       model.dispose();
     }
   },
-};
+});

@@ -1,6 +1,5 @@
 /** `arl longbench`: score LongBench predictions (given, or of a checkpoint run here) with the official per-dataset metrics. */
 import chalk from 'chalk';
-import type { CommandModule } from 'yargs';
 import { type DatasetScore, LENGTH_BUCKETS, LONGBENCH_DATASETS, readLongBench, scoreLongBenchFiles, splitLongBenchPrompt } from '../eval/longbench.ts';
 import { type PredictionItem, writePredictions } from '../eval/predict.ts';
 import { pythonRound } from '../eval/metrics.ts';
@@ -8,14 +7,19 @@ import { formatTable } from '../eval/table.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
-import { type AnswerArgs, openAnswerer, withAnswerOptions } from './answer-options.ts';
+import { ANSWER_FLAGS, openAnswerer } from './answer-options.ts';
+import { BACKEND_FLAGS } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions } from './options.ts';
 import { ProgressBar } from './progress.ts';
 
-interface LongBenchArgs extends AnswerArgs {
-  data: string;
-  predictions?: string;
-  out?: string;
-}
+const LONGBENCH_FLAGS = defineOptions({
+  ...ANSWER_FLAGS,
+  data: { type: 'string', demandOption: true, describe: 'LongBench JSON lines (_id, dataset, input, context, answers, length, all_classes)' },
+  predictions: { type: 'string', describe: 'JSON lines with "pred", and "_id" or in the order of --data' },
+  out: { type: 'string', describe: 'also write the scores as JSON to this file' },
+});
+
+type LongBenchArgs = ArgsOf<typeof LONGBENCH_FLAGS & typeof BACKEND_FLAGS>;
 
 /** Mean of the per-dataset scores, as LongBench's tables average them. */
 function averageScore(scores: Record<string, DatasetScore>): number {
@@ -64,22 +68,14 @@ async function runLongBench(args: LongBenchArgs): Promise<void> {
   }
 }
 
-export const longbenchCommand: CommandModule = {
+export const longbenchCommand = defineCommand({
   command: 'longbench',
   describe: 'Score LongBench predictions, or a checkpoint run on the data, with the official metrics (per dataset and LongBench-E length bucket)',
-  builder: (y) =>
-    withAnswerOptions(y)
-      .option('data', {
-        type: 'string',
-        demandOption: true,
-        describe: 'LongBench JSON lines (_id, dataset, input, context, answers, length, all_classes)',
-      })
-      .option('predictions', { type: 'string', describe: 'JSON lines with "pred", and "_id" or in the order of --data' })
-      .option('out', { type: 'string', describe: 'also write the scores as JSON to this file' })
-      .example(
-        '$0 longbench --data data/longbench-sample/data.jsonl --predictions data/longbench-sample/predictions.jsonl',
-        'score the bundled sample',
-      )
-      .example('$0 longbench --data data/longbench-sample/data.jsonl --checkpoint checkpoints/demo --pred-dir lb/demo', 'run the demo model on it and score its answers'),
-  handler: (argv) => runLongBench(argv as unknown as LongBenchArgs),
-};
+  options: LONGBENCH_FLAGS,
+  shared: BACKEND_FLAGS,
+  examples: [
+    ['$0 longbench --data data/longbench-sample/data.jsonl --predictions data/longbench-sample/predictions.jsonl', 'score the bundled sample'],
+    ['$0 longbench --data data/longbench-sample/data.jsonl --checkpoint checkpoints/demo --pred-dir lb/demo', 'run the demo model on it and score its answers'],
+  ],
+  handler: runLongBench,
+});

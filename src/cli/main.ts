@@ -6,6 +6,7 @@ import { UserError } from '../io/errors.ts';
 import { COMMAND_GROUPS, commandGroupsText, hiddenFromCommandList } from './command-groups.ts';
 import { setVerbose } from './common.ts';
 import { checkNumericFlags } from './numeric-flags.ts';
+import { HELP_WIDTH } from './options.ts';
 import { unknownFlagsMessage } from './unknown-flags.ts';
 
 function fail(message: string): never {
@@ -25,7 +26,7 @@ function checkFlags(argv: Record<string, unknown>, y: { getOptions(): { key: Rec
   setVerbose(argv.verbose === true);
 }
 
-const width = Math.min(120, process.stdout.columns ?? 100);
+const width = HELP_WIDTH;
 const cli = yargs(args)
   .scriptName('arl')
   .usage('$0 <command> [options]\n\nLong-context trainer on TensorFlow.js: a Llama-style decoder, ARL and LIFT.');

@@ -1,41 +1,29 @@
 /** `arl augment` (ARL step 4: recap-augmented data) and `arl recap-data` (steps 1-4 in one resumable command). */
 import chalk from 'chalk';
 import { join, resolve } from 'node:path';
-import type { Argv, CommandModule } from 'yargs';
+import type { CommandModule } from 'yargs';
 import { AUGMENT_FILES, augmentDocuments, augmentOutDir, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
 import { type KeyTokenOptions, noKeyTokensReason } from '../arl/key-tokens.ts';
 import { augmentRecapData, buildRecapSteps, type RecapDataProgress, type RecapDataRun, type RecapSteps } from '../arl/pipeline.ts';
-import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS, type RecapperName } from '../arl/recap.ts';
+import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS } from '../arl/recap.ts';
 import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
 import type { BackendName } from '../backend.ts';
-import { type ChatArgs, withChatOptions } from '../io/chat.ts';
 import { lockFolder } from '../io/lock.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
-import { checkSegmentFlags, countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, type KeyTokensArgs, recapperChat, recapProgressText, shardOutput, shardSettings } from './arl.ts';
-import { loadModelAndTokenizer, startBackend, withBackend } from './common.ts';
+import { checkSegmentFlags, countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, recapperChat, recapProgressText, shardOutput, shardSettings } from './arl.ts';
+import { CHAT_FLAGS } from './chat-options.ts';
+import { BACKEND_FLAGS, loadModelAndTokenizer, startBackend } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
 import { ProgressBar } from './progress.ts';
 
-interface AugmentFlags {
-  maxRecapsPerDoc: number;
-  mix: number;
-  seed: number;
-  valFraction: number;
-}
-
-/** The flags of step 4 (shared by `arl augment` and `arl recap-data`). */
-export function withAugmentFlags<T>(y: Argv<T>) {
-  const d = DEFAULT_AUGMENT;
-  return y
-    .option('max-recaps-per-doc', { type: 'number', default: d.maxRecapsPerDoc, describe: 'recaps inserted per document at most, highest gain (summed over the key tokens sharing it) first' })
-    .option('mix', { type: 'number', default: d.mix, describe: 'share of augmented documents in the shards: round(mix x documents) of those with recaps carry them, the rest go in unchanged' })
-    .option('seed', { type: 'number', default: d.seed, describe: 'seeds which documents carry recaps and the train/val split' })
-    .option('val-fraction', { type: 'number', default: d.valFraction, describe: 'share of documents in the val split (by document id, as arl prepare)' });
-}
-
-export function augmentOptionsFrom(args: AugmentFlags): AugmentOptions {
-  return { maxRecapsPerDoc: args.maxRecapsPerDoc, mix: args.mix, seed: args.seed, valFraction: args.valFraction };
-}
+/** The flags of step 4 (shared by `arl augment` and `arl recap-data`), AugmentOptions fields of the same name. */
+const AUGMENT_FLAGS = defineOptions({
+  'max-recaps-per-doc': { type: 'number', default: DEFAULT_AUGMENT.maxRecapsPerDoc, describe: 'recaps inserted per document at most, highest gain (summed over the key tokens sharing it) first' },
+  mix: { type: 'number', default: DEFAULT_AUGMENT.mix, describe: 'share of augmented documents in the shards: round(mix x documents) of those with recaps carry them, the rest go in unchanged' },
+  seed: { type: 'number', default: DEFAULT_AUGMENT.seed, describe: 'seeds which documents carry recaps and the train/val split' },
+  'val-fraction': { type: 'number', default: DEFAULT_AUGMENT.valFraction, describe: 'share of documents in the val split (by document id, as arl prepare)' },
+});
 
 /** The lines `arl augment` and `arl recap-data` print about step 4. */
 export function describeAugment(t: AugmentTotals, outDir: string): string[] {
@@ -47,35 +35,47 @@ export function describeAugment(t: AugmentTotals, outDir: string): string[] {
   ];
 }
 
-const augmentCommand: CommandModule = {
+const augmentCommand = defineCommand({
   command: 'augment',
   describe: 'ARL step 4: insert <recap> ... </recap> before key tokens; write augmented.jsonl and training shards mixed with the originals',
-  builder: (y) =>
-    withAugmentFlags(y)
-      .option('keytokens', { type: 'string', array: true, demandOption: true, describe: 'folder of steps 1-3 (documents.jsonl, segments.jsonl, recaps.jsonl), or all N shard folders of a --shard i/N run, merged in corpus order' })
-      .option('out', { type: 'string', describe: 'output folder (default: the --keytokens folder; for shard folders, the folder holding them)' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model step 1 used (default: its checkpoint's, else the bundled one)" })
-      .example('$0 augment --keytokens arl/brown --mix 0.5', 'half of the documents with recaps; then: arl train --init CKPT --data arl/brown/augmented-data')
-      .example('$0 augment --keytokens arl/brown/shard-0-of-2 arl/brown/shard-1-of-2', 'merge the 2 shards of a sharded run into arl/brown'),
-  handler: async (argv) => {
-    const args = argv as unknown as AugmentFlags & { keytokens: string[]; out?: string; tokenizer?: string };
+  options: {
+    ...AUGMENT_FLAGS,
+    keytokens: { type: 'string', array: true, demandOption: true, describe: 'folder of steps 1-3 (documents.jsonl, segments.jsonl, recaps.jsonl), or all N shard folders of a --shard i/N run, merged in corpus order' },
+    out: { type: 'string', describe: 'output folder (default: the --keytokens folder; for shard folders, the folder holding them)' },
+    tokenizer: { type: 'string', describe: "SentencePiece model step 1 used (default: its checkpoint's, else the bundled one)" },
+  },
+  examples: [
+    ['$0 augment --keytokens arl/brown --mix 0.5', 'half of the documents with recaps; then: arl train --init CKPT --data arl/brown/augmented-data'],
+    ['$0 augment --keytokens arl/brown/shard-0-of-2 arl/brown/shard-1-of-2', 'merge the 2 shards of a sharded run into arl/brown'],
+  ],
+  handler: async (args) => {
     const dirs = args.keytokens.map(String);
     lockFolder(augmentOutDir(dirs, args.out));
     const tokenizer = await Tokenizer.load(keyTokenTokenizerPath(dirs[0], args.tokenizer) ?? BUNDLED_TOKENIZER_PATH);
-    const totals = await augmentDocuments({ tokenizer, keyTokensDir: dirs, outDir: args.out, options: augmentOptionsFrom(args) });
+    const totals = await augmentDocuments({ tokenizer, keyTokensDir: dirs, outDir: args.out, options: valuesOf(AUGMENT_FLAGS, args) });
     for (const line of describeAugment(totals, augmentOutDir(dirs, args.out))) console.log(line);
   },
-};
+});
 
-export interface RecapDataArgs extends KeyTokensArgs, AugmentFlags, ChatArgs {
-  margin?: number;
-  segmentTokens?: number;
-  segmentBatch?: number;
-  recapper: RecapperName;
-  prompt?: string;
-  maxRecapTokens: number;
-  cache?: string;
-}
+const RECAP_DATA_FLAGS = defineOptions({
+  ...AUGMENT_FLAGS,
+  checkpoint: { type: 'string', demandOption: true, describe: 'checkpoint or run directory (scores key tokens and segments; the extractive recapper uses it too)' },
+  tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" },
+  corpus: { type: 'string', demandOption: true, describe: '"brown", a .txt file, a folder of .txt files, or a .jsonl file' },
+  out: { type: 'string', demandOption: true, describe: 'output folder of all four steps; a rerun resumes it' },
+  ...KEY_TOKEN_FLAGS,
+  margin: { type: 'number', describe: 'step 2: minimum gain in log-prob of the key token, nats (default 0.5)' },
+  'segment-tokens': { type: 'number', describe: 'step 2: candidate length in tokens, whole sentences (default S/2)' },
+  'segment-batch': { type: 'number', describe: 'step 2: candidates per forward pass (default: as many as fill 32k tokens)' },
+  recapper: { choices: RECAPPERS, demandOption: true, describe: 'step 3: extractive (no LLM), openai (--llm-url, --llm-model) or llama-cpp (--llm-gguf)' },
+  prompt: { type: 'string', describe: 'step 3: recap prompt template (LLM recappers; default data/prompts/recap.txt)' },
+  'max-recap-tokens': { type: 'number', default: DEFAULT_MAX_RECAP_TOKENS, describe: 'step 3: recap length cap in tokens of our tokenizer' },
+  cache: { type: 'string', describe: `step 3: recap cache (default: ${RECAP_FILES.cache} in --out)` },
+});
+
+const RECAP_DATA_SHARED_FLAGS = { ...BACKEND_FLAGS, ...CHAT_FLAGS };
+
+type RecapDataArgs = ArgsOf<typeof RECAP_DATA_FLAGS & typeof RECAP_DATA_SHARED_FLAGS>;
 
 /** What `arl recap-data` runs, its flags checked: the pipeline's settings besides the model, and where the model comes from. */
 export interface RecapDataJob extends Omit<RecapDataRun, 'model' | 'tokenizer' | 'checkpoint' | 'window' | 'keyTokens' | 'shard' | 'augment' | 'log' | 'progress'> {
@@ -101,9 +101,9 @@ export interface RecapDataResult {
 }
 
 /** The job of `arl recap-data`'s flags, checked before any weights load. */
-export function recapDataJob(args: RecapDataArgs): RecapDataJob {
+function recapDataJob(args: RecapDataArgs): RecapDataJob {
   const { shard, outDir } = shardOutput(args);
-  const augment = shard ? null : augmentOptionsFrom(args);
+  const augment = shard ? null : valuesOf(AUGMENT_FLAGS, args);
   if (augment) validateAugmentOptions(augment);
   const keyTokens = keyTokenOptionsFromArgs(args, args.checkpoint);
   const segments = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
@@ -190,27 +190,16 @@ export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> 
   return { keyTokens: keyTokens.key_tokens, perplexity: keyTokens.perplexity, longppl: keyTokens.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, augment, seconds };
 }
 
-const recapDataCommand: CommandModule = {
+const recapDataCommand = defineCommand({
   command: 'recap-data',
   describe: 'ARL steps 1-4 in one resumable command: key tokens, segments, recaps, augmented training shards',
-  builder: (y) =>
-    withAugmentFlags(withChatOptions(withBackend(y)))
-      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint or run directory (scores key tokens and segments; the extractive recapper uses it too)' })
-      .option('tokenizer', { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" })
-      .option('corpus', { type: 'string', demandOption: true, describe: '"brown", a .txt file, a folder of .txt files, or a .jsonl file' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output folder of all four steps; a rerun resumes it' })
-      .options(KEY_TOKEN_FLAGS)
-      .option('margin', { type: 'number', describe: 'step 2: minimum gain in log-prob of the key token, nats (default 0.5)' })
-      .option('segment-tokens', { type: 'number', describe: 'step 2: candidate length in tokens, whole sentences (default S/2)' })
-      .option('segment-batch', { type: 'number', describe: 'step 2: candidates per forward pass (default: as many as fill 32k tokens)' })
-      .option('recapper', { choices: RECAPPERS, demandOption: true, describe: 'step 3: extractive (no LLM), openai (--llm-url, --llm-model) or llama-cpp (--llm-gguf)' })
-      .option('prompt', { type: 'string', describe: 'step 3: recap prompt template (LLM recappers; default data/prompts/recap.txt)' })
-      .option('max-recap-tokens', { type: 'number', default: DEFAULT_MAX_RECAP_TOKENS, describe: 'step 3: recap length cap in tokens of our tokenizer' })
-      .option('cache', { type: 'string', describe: `step 3: recap cache (default: ${RECAP_FILES.cache} in --out)` })
-      .example('$0 recap-data --checkpoint checkpoints/demo --corpus brown --max-docs 40 --out arl/brown --recapper extractive', 'the demo data, no LLM')
-      .example('$0 recap-data --checkpoint ckpt --corpus docs/ --out arl/docs --recapper openai --llm-url http://localhost:8000 --llm-model qwen', 'recaps by a local vLLM server'),
-  handler: async (argv) => {
-    const args = argv as unknown as RecapDataArgs;
+  options: RECAP_DATA_FLAGS,
+  shared: RECAP_DATA_SHARED_FLAGS,
+  examples: [
+    ['$0 recap-data --checkpoint checkpoints/demo --corpus brown --max-docs 40 --out arl/brown --recapper extractive', 'the demo data, no LLM'],
+    ['$0 recap-data --checkpoint ckpt --corpus docs/ --out arl/docs --recapper openai --llm-url http://localhost:8000 --llm-model qwen', 'recaps by a local vLLM server'],
+  ],
+  handler: async (args) => {
     const job = recapDataJob(args);
     const result = await runRecapData(job);
     if (job.shard) {
@@ -222,7 +211,7 @@ const recapDataCommand: CommandModule = {
     }
     if (result.recapsFailed > 0) process.exitCode = 1;
   },
-};
+});
 
 /** The ARL commands for step 4, steps 1-4 in one, and the recap agent's `answer`, registered in main.ts. */
 export const recapDataCommands: CommandModule[] = [augmentCommand, recapDataCommand, answerCommand];

@@ -4,30 +4,32 @@ import type { CommandModule } from 'yargs';
 import { generateRulerSamples } from '../eval/ruler.ts';
 import { Haystack } from '../eval/ruler-haystack.ts';
 import { scoreRulerFiles } from '../eval/ruler-score.ts';
-import { RULER_TASKS, type RulerSplit, type RulerTask } from '../eval/ruler-tasks.ts';
+import { RULER_TASKS } from '../eval/ruler-tasks.ts';
 import { evaluateRulerModel } from '../eval/ruler-eval.ts';
 import { formatTable } from '../eval/table.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { UserError } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
-import { type AnswerArgs, openAnswerer, withAnswerOptions } from './answer-options.ts';
+import { ANSWER_FLAGS, openAnswerer } from './answer-options.ts';
+import { BACKEND_FLAGS } from './common.ts';
+import { type ArgsOf, defineCommand, defineOptions } from './options.ts';
 import { ProgressBar } from './progress.ts';
 
-interface GenerateArgs {
-  task: Array<RulerTask | 'all'>;
-  length: number;
-  count: number;
-  seed: number;
-  out: string;
-  split: RulerSplit;
-  corpus: string;
-  depth?: number;
-  tokenizer: string;
-}
+const GENERATE_FLAGS = defineOptions({
+  task: { type: 'string', array: true, choices: [...RULER_TASKS, 'all'], demandOption: true, describe: 'task(s), or all' },
+  length: { type: 'number', demandOption: true, describe: 'input length in tokens (reached from below)' },
+  count: { type: 'number', default: 10, describe: 'samples per task' },
+  seed: { type: 'number', default: 0 },
+  out: { type: 'string', demandOption: true, describe: 'output .jsonl file (written atomically)' },
+  split: { choices: ['test', 'train'], default: 'test', describe: 'entity pool: train samples never share keys, values or names with test ones' },
+  corpus: { type: 'string', default: 'brown', describe: 'haystack text: "brown" (bundled), a .txt file, a folder of .txt files, or .jsonl with "text"' },
+  depth: { type: 'number', describe: 'needle depth in percent for every sample (default: spread evenly over the samples)' },
+  tokenizer: { type: 'string', default: BUNDLED_TOKENIZER_PATH, describe: 'SentencePiece .model that lengths are counted in' },
+});
 
-async function runGenerate(args: GenerateArgs): Promise<void> {
-  const tasks = args.task.includes('all') ? [...RULER_TASKS] : [...new Set(args.task as RulerTask[])];
+async function runGenerate(args: ArgsOf<typeof GENERATE_FLAGS>): Promise<void> {
+  const tasks = args.task.includes('all') ? [...RULER_TASKS] : [...new Set(args.task.filter((task) => task !== 'all'))];
   const tokenizer = await Tokenizer.load(args.tokenizer);
   process.stderr.write(chalk.dim(`reading corpus ${args.corpus}\n`));
   const haystack = await Haystack.load(args.corpus);
@@ -44,32 +46,25 @@ async function runGenerate(args: GenerateArgs): Promise<void> {
   console.log(`${chalk.green('wrote')} ${args.out}: ${lines.length} samples (${tasks.join(', ')}) of about ${args.length} tokens, ${args.split} split, seed ${args.seed}`);
 }
 
-const generateCommand: CommandModule = {
+const generateCommand = defineCommand({
   command: 'generate',
+  parent: 'ruler',
   describe: 'Generate samples as JSON lines {task, split, seed, index, depth, length, input, outputs}',
-  builder: (y) =>
-    y
-      .option('task', { type: 'string', array: true, choices: [...RULER_TASKS, 'all'], demandOption: true, describe: 'task(s), or all' })
-      .option('length', { type: 'number', demandOption: true, describe: 'input length in tokens (reached from below)' })
-      .option('count', { type: 'number', default: 10, describe: 'samples per task' })
-      .option('seed', { type: 'number', default: 0 })
-      .option('out', { type: 'string', demandOption: true, describe: 'output .jsonl file (written atomically)' })
-      .option('split', { choices: ['test', 'train'] as const, default: 'test' as const, describe: 'entity pool: train samples never share keys, values or names with test ones' })
-      .option('corpus', { type: 'string', default: 'brown', describe: 'haystack text: "brown" (bundled), a .txt file, a folder of .txt files, or .jsonl with "text"' })
-      .option('depth', { type: 'number', describe: 'needle depth in percent for every sample (default: spread evenly over the samples)' })
-      .option('tokenizer', { type: 'string', default: BUNDLED_TOKENIZER_PATH, describe: 'SentencePiece .model that lengths are counted in' })
-      .example('$0 ruler generate --task niah_single --length 4096 --count 20 --out ruler/niah-4k.jsonl', '20 needle-in-a-haystack samples of 4096 tokens')
-      .example('$0 ruler generate --task all --length 1024 --split train --seed 7 --out mix.jsonl', 'training-pool samples of every task'),
-  handler: (argv) => runGenerate(argv as unknown as GenerateArgs),
-};
+  options: GENERATE_FLAGS,
+  examples: [
+    ['$0 ruler generate --task niah_single --length 4096 --count 20 --out ruler/niah-4k.jsonl', '20 needle-in-a-haystack samples of 4096 tokens'],
+    ['$0 ruler generate --task all --length 1024 --split train --seed 7 --out mix.jsonl', 'training-pool samples of every task'],
+  ],
+  handler: runGenerate,
+});
 
-interface ScoreArgs {
-  data: string;
-  predictions: string;
-  out?: string;
-}
+const SCORE_FLAGS = defineOptions({
+  data: { type: 'string', demandOption: true, describe: 'samples from `arl ruler generate`' },
+  predictions: { type: 'string', demandOption: true, describe: 'JSON lines with "pred", and "index" (plus "task" for several tasks) or in data order' },
+  out: { type: 'string', describe: 'also write the scores as JSON to this file' },
+});
 
-async function runScore(args: ScoreArgs): Promise<void> {
+async function runScore(args: ArgsOf<typeof SCORE_FLAGS>): Promise<void> {
   const tasks = await scoreRulerFiles(args.data, args.predictions);
   const rows = Object.entries(tasks).map(([task, s]) => [task, s.metric, String(s.count), s.score]);
   console.log(formatTable(['task', 'metric', 'n', 'score'], rows));
@@ -79,23 +74,21 @@ async function runScore(args: ScoreArgs): Promise<void> {
   }
 }
 
-const scoreCommand: CommandModule = {
+const scoreCommand = defineCommand({
   command: 'score',
+  parent: 'ruler',
   describe: "Score predictions with RULER's string matching (all expected strings; any one for qa)",
-  builder: (y) =>
-    y
-      .option('data', { type: 'string', demandOption: true, describe: 'samples from `arl ruler generate`' })
-      .option('predictions', { type: 'string', demandOption: true, describe: 'JSON lines with "pred", and "index" (plus "task" for several tasks) or in data order' })
-      .option('out', { type: 'string', describe: 'also write the scores as JSON to this file' })
-      .example('$0 ruler score --data ruler/niah-4k.jsonl --predictions preds.jsonl', 'score a model on generated samples'),
-  handler: (argv) => runScore(argv as unknown as ScoreArgs),
-};
+  options: SCORE_FLAGS,
+  examples: [['$0 ruler score --data ruler/niah-4k.jsonl --predictions preds.jsonl', 'score a model on generated samples']],
+  handler: runScore,
+});
 
-interface EvalArgs extends AnswerArgs {
-  data: string;
-}
+const EVAL_FLAGS = defineOptions({
+  ...ANSWER_FLAGS,
+  data: { type: 'string', demandOption: true, describe: 'samples from `arl ruler generate`' },
+});
 
-async function runEval(args: EvalArgs): Promise<void> {
+async function runEval(args: ArgsOf<typeof EVAL_FLAGS & typeof BACKEND_FLAGS>): Promise<void> {
   if (args.checkpoint === undefined) throw new UserError('arl ruler eval needs --checkpoint CKPT (to score given predictions, use arl ruler score)');
   if (args.predDir === undefined) throw new UserError('arl ruler eval needs --pred-dir DIR for its predictions.jsonl and scores.json');
   lockFolder(args.predDir);
@@ -117,15 +110,15 @@ async function runEval(args: EvalArgs): Promise<void> {
   }
 }
 
-const evalCommand: CommandModule = {
+const evalCommand = defineCommand({
   command: 'eval',
+  parent: 'ruler',
   describe: 'Run a checkpoint on generated samples (plain, --recap-agent or --lift), write predictions and score them',
-  builder: (y) =>
-    withAnswerOptions(y)
-      .option('data', { type: 'string', demandOption: true, describe: 'samples from `arl ruler generate`' })
-      .example('$0 ruler eval --checkpoint checkpoints/demo --data ruler/niah-1k.jsonl --pred-dir ruler/demo-niah-1k', 'greedy answers of the demo model, scored'),
-  handler: (argv) => runEval(argv as unknown as EvalArgs),
-};
+  options: EVAL_FLAGS,
+  shared: BACKEND_FLAGS,
+  examples: [['$0 ruler eval --checkpoint checkpoints/demo --data ruler/niah-1k.jsonl --pred-dir ruler/demo-niah-1k', 'greedy answers of the demo model, scored']],
+  handler: runEval,
+});
 
 export const rulerCommand: CommandModule = {
   command: 'ruler',

@@ -10,7 +10,6 @@
  * in the Authorization header, and scrubbed from every error message.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Argv } from 'yargs';
 import { checkPositiveIntegers, UserError } from './errors.ts';
 
 export interface ChatMessage {
@@ -231,47 +230,4 @@ function replyContent(text: string): string {
   if (typeof content !== 'string') throw new ChatError('reply has no choices[0].message.content string', 'reply', true, false);
   if (content.trim() === '') throw new ChatError('reply content is empty', 'reply', true, false);
   return content;
-}
-
-/** The --llm-* flags, named the same way by every command that talks to an LLM. */
-export function withChatOptions<T>(y: Argv<T>) {
-  return y
-    .option('llm-url', { type: 'string', describe: 'OpenAI-compatible server, with or without /v1 (vLLM, Ollama, llama.cpp server, OpenAI)' })
-    .option('llm-model', { type: 'string', describe: 'model name the server knows' })
-    .option('llm-gguf', { type: 'string', describe: 'local .gguf model file (llama-cpp backend, no server)' })
-    .option('llm-api-key-env', { type: 'string', describe: `environment variable holding the API key (default ${CHAT_DEFAULTS.apiKeyEnv}; never printed or stored)` })
-    .option('llm-concurrency', { type: 'number', default: CHAT_DEFAULTS.concurrency, describe: 'LLM calls in flight at once' })
-    .option('llm-timeout', { type: 'number', default: CHAT_DEFAULTS.timeoutMs / 1000, describe: 'seconds before one LLM call is abandoned (and retried)' })
-    .option('llm-retries', { type: 'number', default: CHAT_DEFAULTS.retries, describe: 'retries of a call after 429, 5xx, timeouts, connection errors or unusable replies' })
-    .option('llm-gpu', { type: 'boolean', default: false, describe: 'llama-cpp: use a GPU (CUDA, Vulkan, Metal) when llama.cpp finds one' })
-    .option('llm-threads', { type: 'number', describe: 'llama-cpp: CPU threads (default 1 for models under 256 MiB, else all math cores)' });
-}
-
-export interface ChatArgs {
-  llmUrl?: string;
-  llmModel?: string;
-  llmGguf?: string;
-  llmApiKeyEnv?: string;
-  llmConcurrency: number;
-  llmTimeout: number;
-  llmRetries: number;
-  llmGpu?: boolean;
-  llmThreads?: number;
-}
-
-/** ChatOptions from the parsed withChatOptions flags. */
-export function chatOptionsFromArgs(args: ChatArgs, backend: ChatBackend): ChatOptions {
-  if (!(args.llmTimeout > 0)) throw new UserError(`--llm-timeout must be a positive number of seconds (got ${args.llmTimeout})`);
-  return {
-    backend,
-    url: args.llmUrl,
-    model: args.llmModel,
-    gguf: args.llmGguf,
-    apiKeyEnv: args.llmApiKeyEnv,
-    concurrency: args.llmConcurrency,
-    timeoutMs: Math.round(args.llmTimeout * 1000),
-    retries: args.llmRetries,
-    gpu: args.llmGpu,
-    threads: args.llmThreads,
-  };
 }
