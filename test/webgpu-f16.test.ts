@@ -15,12 +15,61 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { F16_FEATURES, f16Instance, withF16Toggles } from '../src/ops/webgpu/f16-device.ts';
-import { disposeF16, f16MatmulUnsupported, f16TilingProblem, formatTiling, fromF16, parseTiling, prepareMatmulF16, toF16 } from '../src/ops/webgpu/matmul-f16.ts';
+import {
+  disposeF16,
+  f16MatmulUnsupported,
+  f16TilingProblem,
+  f16Workgroups,
+  formatTiling,
+  fromF16,
+  matmulF16Shader,
+  parseTiling,
+  prepareMatmulF16,
+  toF16,
+} from '../src/ops/webgpu/matmul-f16.ts';
 import { mixedPrecisionSupport } from '../src/ops/webgpu/mixed-precision.ts';
-import { tryComputePipeline } from '../src/ops/webgpu/runtime.ts';
-import { REPO_ROOT, webgpuUnavailable } from './helpers.ts';
+import { dispatchRaw, tryComputePipeline } from '../src/ops/webgpu/runtime.ts';
+import { maxAbsDiff, REPO_ROOT, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable({ f16: true });
+
+/**
+ * The matmul shader with the subgroup-matrix builtins replaced by plain WGSL of the semantics
+ * Dawn documents (every invocation holds a whole 16x16 matrix; entry [r, c] of a load or store
+ * is at offset + r * stride + c, or offset + c * stride + r column-major). Runs wherever
+ * shader-f16 and subgroups do, so the offsets, staging, transposes and edges are checked
+ * without tensor cores.
+ */
+function emulateSubgroupMatrices(code: string): string {
+  const loads = ['A', 'B', 'aTile', 'bTile'].filter((name) => code.includes(`(&${name},`));
+  // The edge (16) comes from a uniform so the compiler does not unroll the loops (lavapipe then takes minutes).
+  const helpers = [
+    'struct Emu { dim: u32 };',
+    '@group(0) @binding(3) var<uniform> emu: Emu;',
+    ...loads.map(
+      (name) => `fn load_${name}(offset: u32, colMajor: bool, stride: u32) -> array<f32, 256> {
+  var out: array<f32, 256>;
+  for (var r = 0u; r < emu.dim; r++) { for (var c = 0u; c < emu.dim; c++) { out[r * 16u + c] = f32(${name}[select(offset + r * stride + c, offset + c * stride + r, colMajor)]); } }
+  return out;
+}`,
+    ),
+    `fn mma(left: array<f32, 256>, right: array<f32, 256>, acc: array<f32, 256>) -> array<f32, 256> {
+  var out = acc;
+  for (var r = 0u; r < emu.dim; r++) { for (var c = 0u; c < emu.dim; c++) { for (var k = 0u; k < emu.dim; k++) { out[r * 16u + c] += left[r * 16u + k] * right[k * 16u + c]; } } }
+  return out;
+}`,
+    `fn store_C(offset: u32, value: array<f32, 256>, colMajor: bool, stride: u32) {
+  for (var r = 0u; r < emu.dim; r++) { for (var c = 0u; c < emu.dim; c++) { C[select(offset + r * stride + c, offset + c * stride + r, colMajor)] = value[r * 16u + c]; } }
+}`,
+  ];
+  const emulated = code
+    .replace('enable chromium_experimental_subgroup_matrix;\n', '')
+    .replace(/alias (L|R|Acc) = subgroup_matrix_\w+<f(16|32), 16, 16>;/g, 'alias $1 = array<f32, 256>;')
+    .replace(/subgroupMatrixLoad<[LR]>\(&(\w+), /g, 'load_$1(')
+    .replace(/subgroupMatrixMultiplyAccumulate\(/g, 'mma(')
+    .replace(/subgroupMatrixStore\(&C, /g, 'store_C(');
+  return `${emulated}\n${helpers.join('\n')}`;
+}
 
 describe('f16 set-up (no device)', () => {
   it('adds the f16 toggles to one enable-dawn-features option', () => {
@@ -91,6 +140,45 @@ describe('webgpu f16', { skip }, () => {
     });
     tf.dispose([y, round]);
     disposeF16(y16);
+  });
+
+  it('the matmul shader, its builtins emulated, multiplies right: every transpose case, staged and not', async (t) => {
+    if (!device().features.has('shader-f16') || !device().features.has('subgroups')) {
+      t.skip('the adapter lacks shader-f16 or subgroups, which the emulated shader still needs');
+      return;
+    }
+    const subgroup = (tf.backend() as unknown as { device: { adapterInfo: { subgroupMaxSize: number } } }).device.adapterInfo.subgroupMaxSize;
+    // K 80 is not a multiple of the 32- and 64-deep slices; N 48 not one of the 32- and 64-wide blocks.
+    const [m, k, n] = [64, 80, 48];
+    // Each transpose case once unstaged and once staged (lavapipe compiles each emulated shader for seconds).
+    const cases: [string, boolean, boolean][] = [
+      ['1x1/1x1/0', false, false],
+      ['2x2/1x1/0', true, false],
+      ['2x1/2x2/0', false, true],
+      ['1x2/2x1/0', true, true],
+      ['2x2/2x2/32', false, false],
+      ['1x2/2x1/16', true, false],
+      ['2x2/1x2/64', false, true],
+      ['2x1/2x2/32', true, true],
+    ];
+    for (const [spec, transposeA, transposeB] of cases) {
+      const tiling = parseTiling(spec);
+      const a = tf.randomUniform(transposeA ? [k, m] : [m, k], -1, 1, 'float32', 3) as tf.Tensor2D;
+      const b = tf.randomUniform(transposeB ? [n, k] : [k, n], -1, 1, 'float32', 4) as tf.Tensor2D;
+      const [a16, b16] = [toF16(a), toF16(b)];
+      const code = emulateSubgroupMatrices(matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroup));
+      assert.equal(await tryComputePipeline('emulated', code), null);
+      const out = (tf.backend() as unknown as { makeTensorInfo(s: number[], d: tf.DataType): tf.TensorInfo }).makeTensorInfo([m, n], 'float32');
+      dispatchRaw('emulated', code, [out, a16.words, b16.words], [{ type: 'uint32', data: [16] }], f16Workgroups(m, n, tiling));
+      const got = tf.engine().makeTensorFromTensorInfo(out);
+      const [aWide, bWide] = [fromF16(a16), fromF16(b16)];
+      const want = tf.matMul(aWide, bWide, transposeA, transposeB);
+      const diff = maxAbsDiff(await got.data(), await want.data());
+      assert.ok(diff < 1e-4, `${spec} transposeA ${transposeA} transposeB ${transposeB}: max |diff| ${diff}`);
+      tf.dispose([a, b, got, aWide, bWide, want]);
+      disposeF16(a16);
+      disposeF16(b16);
+    }
   });
 
   it('a shader that does not compile is reported, not fatal', async () => {

@@ -274,6 +274,11 @@ export function parseTiling(spec: string): F16Tiling {
   return { tm, tn, wm, wn, kTile };
 }
 
+/** The workgroups of a product [m, n] under `tiling`: one per output block, x along n. */
+export function f16Workgroups(m: number, n: number, tiling: F16Tiling): [number, number, number] {
+  return [Math.ceil(n / (16 * tiling.tn * tiling.wn)), Math.ceil(m / (16 * tiling.tm * tiling.wm)), 1];
+}
+
 /**
  * out [m, n] (f32) = op(a) op(b), op transposing where asked, on the tensor cores. Call
  * prepareMatmulF16 first for the shape: a shader that does not compile here is a fatal device error.
@@ -286,8 +291,7 @@ export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions 
   const backend = tf.backend() as unknown as WebgpuBackend;
   const out = backend.makeTensorInfo([m, n], 'float32');
   const code = matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroupSize());
-  const blocks: [number, number, number] = [Math.ceil(n / (16 * tiling.tn * tiling.wn)), Math.ceil(m / (16 * tiling.tm * tiling.wm)), 1];
-  dispatchRaw('ArlMatMulF16', code, [out, a.words, b.words], null, blocks);
+  dispatchRaw('ArlMatMulF16', code, [out, a.words, b.words], null, f16Workgroups(m, n, tiling));
   return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
 }
 
