@@ -3,7 +3,8 @@
  * only `node` is present (a GPU box). The wasm backend's .wasm files are copied beside it; Dawn
  * (webgpu) and tfjs-node stay external: point ARL_DAWN_NODE at a dawn.node to use WebGPU.
  * dist/cli/ sits two levels below the repo root, so data/ resolves as it does from src/.
- * Also dist/browser/arl-tfjs-layers.js: the layers of `arl export --format tfjs` models, for web pages.
+ * Also dist/browser/arl-tfjs-layers.js: the layers of `arl export --format tfjs` models, for web pages,
+ * and dist/bench/f16-matmul-bench.mjs: scripts/f16-matmul-bench.ts, for GPU boxes.
  */
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
@@ -14,31 +15,38 @@ import { buildBrowserLayers } from './build-browser.ts';
 const require = createRequire(import.meta.url);
 const outDir = 'dist/cli';
 mkdirSync(outDir, { recursive: true });
-await build({
-  entryPoints: ['src/cli/main.ts'],
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  outfile: join(outDir, 'arl.mjs'),
-  external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'node-llama-cpp'], // native binaries: used from node_modules
-  // CommonJS dependencies bundled into ESM still expect these.
-  banner: {
-    js: [
-      "import { createRequire as __arlCreateRequire } from 'node:module';",
-      "import { fileURLToPath as __arlFileURLToPath } from 'node:url';",
-      "import { dirname as __arlDirname } from 'node:path';",
-      'const require = __arlCreateRequire(import.meta.url);',
-      'const __filename = __arlFileURLToPath(import.meta.url);',
-      'const __dirname = __arlDirname(__filename);',
-    ].join('\n'),
-  },
-  logLevel: 'warning',
-});
+/** One ESM bundle for node (tfjs and all); native binaries stay external, used from node_modules or ARL_DAWN_NODE. */
+const bundle = (entry: string, outfile: string) =>
+  build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile,
+    external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'node-llama-cpp'],
+    // CommonJS dependencies bundled into ESM still expect these.
+    banner: {
+      js: [
+        "import { createRequire as __arlCreateRequire } from 'node:module';",
+        "import { fileURLToPath as __arlFileURLToPath } from 'node:url';",
+        "import { dirname as __arlDirname } from 'node:path';",
+        'const require = __arlCreateRequire(import.meta.url);',
+        'const __filename = __arlFileURLToPath(import.meta.url);',
+        'const __dirname = __arlDirname(__filename);',
+      ].join('\n'),
+    },
+    logLevel: 'warning',
+  });
+await bundle('src/cli/main.ts', join(outDir, 'arl.mjs'));
+// The f16 tensor-core matmul bench, for GPU boxes: bash scripts/gpu-run.sh node dist/bench/f16-matmul-bench.mjs
+const benchBundle = 'dist/bench/f16-matmul-bench.mjs';
+await bundle('scripts/f16-matmul-bench.ts', benchBundle);
 const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
 for (const f of readdirSync(join(wasmDir, 'dist')).filter((f) => f.endsWith('.wasm'))) copyFileSync(join(wasmDir, 'dist', f), join(outDir, f));
 const size = statSync(join(outDir, 'arl.mjs')).size;
 console.log(`built ${join(outDir, 'arl.mjs')} (${(size / 2 ** 20).toFixed(1)} MB) and the wasm backend binaries`);
+console.log(`built ${benchBundle} (${(statSync(benchBundle).size / 2 ** 20).toFixed(1)} MB)`);
 const browserBundle = 'dist/browser/arl-tfjs-layers.js';
 await buildBrowserLayers(browserBundle);
 console.log(`built ${browserBundle} (${(statSync(browserBundle).size / 2 ** 10).toFixed(0)} KB, registers the tfjs export's layers with the page's tf)`);

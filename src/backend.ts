@@ -8,8 +8,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
-import { dawnFlags, dawnNodePath, tfjsFlags } from './switches.ts';
+import { dawnFlags, dawnNodePath, tfjsFlags, webgpuF16 } from './switches.ts';
 import { registerWasmKernels } from './ops/wasm/index.ts';
+import { requestF16Features, withF16Toggles } from './ops/webgpu/f16-device.ts';
 import { registerWebgpuKernels } from './ops/webgpu/index.ts';
 import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
 
@@ -38,15 +39,21 @@ async function tryTensorflow(): Promise<string | null> {
   return null;
 }
 
-/** Loads Dawn's Node binding (npm `webgpu`) and installs navigator.gpu. Returns the adapter's name and full description, or throws. */
-async function installDawn(): Promise<{ name: string; description: string; software: boolean }> {
+/**
+ * Loads Dawn's Node binding (npm `webgpu`) and installs navigator.gpu, with the f16 toggles and
+ * features when `f16` (the first install decides). Returns the adapter's name and full
+ * description, or throws.
+ */
+async function installDawn(f16: boolean): Promise<{ name: string; description: string; software: boolean }> {
   const g = globalThis as Record<string, unknown>;
   if (!g.navigator || !(g.navigator as { gpu?: unknown }).gpu) {
     type Dawn = { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
     const dawnNode = dawnNodePath();
     const dawn = (dawnNode ? require(dawnNode) : await import('webgpu')) as Dawn;
     Object.assign(globalThis, dawn.globals);
-    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create(dawnFlags()) }, configurable: true, writable: true });
+    const gpu = dawn.create(f16 ? withF16Toggles(dawnFlags()) : dawnFlags()) as Parameters<typeof requestF16Features>[0];
+    if (f16) requestF16Features(gpu);
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   }
   const gpu = (g.navigator as { gpu: { requestAdapter: () => Promise<unknown> } }).gpu;
   const adapter = (await gpu.requestAdapter()) as { info?: { vendor?: string; architecture?: string; device?: string; description?: string } } | null;
@@ -75,10 +82,10 @@ function gpuDevicePresent(): boolean {
   return dri || existsSync('/dev/nvidia0') || existsSync('/dev/nvidiactl');
 }
 
-async function tryWebgpu(allowSoftware: boolean): Promise<{ name: string; description: string } | null> {
+async function tryWebgpu(allowSoftware: boolean, f16: boolean): Promise<{ name: string; description: string } | null> {
   if (!allowSoftware && !vulkanLoaderPresent()) throw new Error('no Vulkan loader (libvulkan.so.1) installed');
   if (!allowSoftware && !gpuDevicePresent()) throw new Error('no GPU device (/dev/dri/renderD*, /dev/nvidia*)');
-  const { name, description, software } = await installDawn();
+  const { name, description, software } = await installDawn(f16);
   if (software && !allowSoftware) return null;
   await import('@tensorflow/tfjs-backend-webgpu');
   applyTfjsFlags(tfjsFlags()); // the webgpu flags exist once the backend module is loaded
@@ -190,8 +197,14 @@ function applyTfjsFlags(spec: string | undefined): void {
   }
 }
 
+export interface BackendOptions {
+  /** WebGPU with the f16 toggles and features (mixed precision); default ARL_WEBGPU_F16=1. */
+  f16?: boolean;
+}
+
 /** Selects and initialises a backend. Throws UserError when an explicitly requested backend cannot load. */
-export async function selectBackend(requested: BackendName = 'auto'): Promise<BackendChoice> {
+export async function selectBackend(requested: BackendName = 'auto', options: BackendOptions = {}): Promise<BackendChoice> {
+  const f16 = options.f16 ?? webgpuF16();
   // Production mode silences tfjs's console banners ("install the node backend"), which would
   // otherwise interleave with our progress output; we say which backend we took ourselves.
   tf.env().set('PROD', true);
@@ -212,7 +225,7 @@ export async function selectBackend(requested: BackendName = 'auto'): Promise<Ba
       return { name: 'tensorflow', detail: pkg, reason: `requested; using ${pkg}` };
     }
     case 'webgpu': {
-      const adapter = await attempt('webgpu', () => tryWebgpu(true));
+      const adapter = await attempt('webgpu', () => tryWebgpu(true, f16));
       if (!adapter) throw new UserError(`--backend webgpu: ${failures.join('; ')}; check the GPU driver (Vulkan on Linux, Metal on macOS, D3D12 on Windows), or use --backend wasm`);
       return { name: 'webgpu', detail: adapter.name, reason: `requested; adapter ${adapter.description}` };
     }
@@ -226,7 +239,7 @@ export async function selectBackend(requested: BackendName = 'auto'): Promise<Ba
       const pkg = await tryTensorflow();
       if (pkg) return { name: 'tensorflow', detail: pkg, reason: `auto: ${pkg} loaded (native TensorFlow)` };
       failures.push('tensorflow: tfjs-node(-gpu) not installed or its native library did not load');
-      const adapter = await attempt('webgpu', () => tryWebgpu(false));
+      const adapter = await attempt('webgpu', () => tryWebgpu(false, f16));
       if (adapter) return { name: 'webgpu', detail: adapter.name, reason: `auto: hardware WebGPU adapter ${adapter.description}` };
       if (failures.length === 1) failures.push('webgpu: only a software (CPU) adapter, slower than wasm');
       if (await attempt('wasm', tryWasm)) return { name: 'wasm', detail: threads(), reason: `auto: wasm (XNNPACK, ${wasmThreadsInUse()} thread(s)) is the fastest that loaded; skipped ${failures.join('; ')}` };

@@ -59,6 +59,14 @@ export function dawnFlags(): string[] {
   return (env('ARL_DAWN_FLAGS') ?? '').split(' ').filter(Boolean);
 }
 
+/**
+ * ARL_WEBGPU_F16=1: the Dawn instance is created with the toggles that expose shader-f16 and
+ * subgroup matrices (on NVIDIA), and the device requests them where the adapter has them.
+ */
+export function webgpuF16(): boolean {
+  return env('ARL_WEBGPU_F16') === '1';
+}
+
 /** ARL_TFJS_FLAGS: tfjs flags as NAME=value,NAME=value, applied once the webgpu backend is loaded. */
 export function tfjsFlags(): string | undefined {
   return env('ARL_TFJS_FLAGS');

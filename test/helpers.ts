@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { selectBackend } from '../src/backend.ts';
+import { selectBackend, type BackendOptions } from '../src/backend.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 
@@ -20,9 +20,9 @@ export async function useCpu(): Promise<void> {
  * Selects webgpu; returns false, or why not (a reason for `skip`) when there is no adapter. With
  * ARL_REQUIRE_WEBGPU=1 (CI, where .ci/run installs Mesa's lavapipe) a missing adapter throws.
  */
-export async function webgpuUnavailable(): Promise<string | false> {
+export async function webgpuUnavailable(options: BackendOptions = {}): Promise<string | false> {
   try {
-    await selectBackend('webgpu');
+    await selectBackend('webgpu', options);
     return false;
   } catch (err) {
     const reason = `no WebGPU adapter here (${(err as Error).message.split('\n')[0]}); install Mesa's lavapipe as .ci/run does`;

@@ -24,6 +24,8 @@ export interface WebgpuBackend {
     createComputePipeline(d: unknown): { getBindGroupLayout(i: number): unknown };
     createBindGroup(d: unknown): unknown;
     createQuerySet(d: unknown): unknown;
+    pushErrorScope(filter: 'validation' | 'out-of-memory' | 'internal'): void;
+    popErrorScope(): Promise<{ message: string } | null>;
   };
   commandEncoder: { beginComputePass(d: unknown): ComputePass } | null;
   computePassEncoder: ComputePass | null;
@@ -61,17 +63,36 @@ export function grid(count: number): [number, number, number] {
   return count <= MAX_GROUPS_PER_DIM ? [Math.max(count, 1), 1, 1] : [MAX_GROUPS_PER_DIM, Math.ceil(count / MAX_GROUPS_PER_DIM), 1];
 }
 
+/** The bindings `code` declares read_write. */
+function writtenBindings(code: string): number[] {
+  return [...code.matchAll(/@binding\((\d+)\)\s*var<storage,\s*read_write>/g)].map((m) => Number(m[1]));
+}
+
 /** The pipeline and the written bindings of `code`, made once per shader text. */
 function shader(name: string, code: string): { pipeline: Pipeline; written: number[] } {
   let entry = shaders.get(code);
   if (!entry) {
     const device = (tf.backend() as unknown as WebgpuBackend).device;
     const pipeline = device.createComputePipeline({ layout: 'auto', label: name, compute: { module: device.createShaderModule({ code, label: name }), entryPoint: 'main' } });
-    const written = [...code.matchAll(/@binding\((\d+)\)\s*var<storage,\s*read_write>/g)].map((m) => Number(m[1]));
-    entry = { pipeline, written };
+    entry = { pipeline, written: writtenBindings(code) };
     shaders.set(code, entry);
   }
   return entry;
+}
+
+/**
+ * Compiles `code` under an error scope, for kernels that may not compile on every device: null
+ * when it did (the pipeline is cached for dispatchRaw), else the error on one line.
+ */
+export async function tryComputePipeline(name: string, code: string): Promise<string | null> {
+  if (shaders.has(code)) return null;
+  const device = (tf.backend() as unknown as WebgpuBackend).device;
+  device.pushErrorScope('validation');
+  const pipeline = device.createComputePipeline({ layout: 'auto', label: name, compute: { module: device.createShaderModule({ code, label: name }), entryPoint: 'main' } });
+  const error = await device.popErrorScope();
+  if (error) return error.message.replace(/\s+/g, ' ').trim().slice(0, 400) || 'pipeline creation failed';
+  shaders.set(code, { pipeline, written: writtenBindings(code) });
+  return null;
 }
 
 /** The compute pipeline of `code` (entry point main, layout from the shader), created once per shader text. */

@@ -1,0 +1,125 @@
+/**
+ * Times the f16 tensor-core matmul (src/ops/webgpu/matmul-f16.ts) at the projection shapes of a
+ * 1.1B Llama (d 2048, F 5632) over 4,096 tokens, for several tilings, and checks each product
+ * against the f32 product of the same f16 inputs. Prints JSON lines: the adapter and the
+ * start-up self-check, then one per shape and tiling (ms, TFLOP/s, relative error), and our f32
+ * matmul at each shape for comparison. Where the kernel cannot run it prints one line saying why
+ * and exits 0.
+ *
+ *   node --import tsx scripts/f16-matmul-bench.ts                   (from the repo)
+ *   bash scripts/gpu-run.sh node dist/bench/f16-matmul-bench.mjs    (GPU box, after scripts/gpu-pack.sh)
+ *
+ * Env: F16_TILINGS (comma-separated TMxTN/WMxWN/K, K 0 = unstaged), SHAPES (comma-separated MxKxN),
+ * TRANSPOSES (comma-separated nn, tn, nt, tt: which operands are stored transposed), ITER (default 20).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../src/backend.ts';
+import { disposeF16, f16MatmulUnsupported, formatTiling, fromF16, matmulF16, parseTiling, prepareMatmulF16, toF16, type F16Matrix, type F16Tiling } from '../src/ops/webgpu/matmul-f16.ts';
+import { mixedPrecisionSupport, SELF_CHECK_TOLERANCE } from '../src/ops/webgpu/mixed-precision.ts';
+import type { WebgpuBackend } from '../src/ops/webgpu/runtime.ts';
+
+const DEFAULT_TILINGS = ['1x1/1x1/0', '2x2/1x1/0', '4x2/1x1/0', '2x2/2x2/0', '2x2/2x2/32', '4x2/2x2/32', '2x4/2x2/32', '4x4/2x2/32', '4x4/2x2/16', '4x4/2x2/64', '2x2/4x2/32', '4x2/2x4/32', '4x4/2x4/32'];
+/** [tokens x d] x [d x F] (gate/up), [tokens x F] x [F x d] (down), [tokens x d] x [d x d] (attention projections). */
+const DEFAULT_SHAPES = ['4096x2048x5632', '4096x5632x2048', '4096x2048x2048'];
+
+const tilings = (process.env.F16_TILINGS ?? DEFAULT_TILINGS.join(',')).split(',').filter(Boolean).map(parseTiling);
+const shapes = (process.env.SHAPES ?? DEFAULT_SHAPES.join(',')).split(',').filter(Boolean).map((s) => {
+  const dims = s.split('x').map(Number);
+  if (dims.length !== 3 || !dims.every((d) => Number.isInteger(d) && d > 0)) throw new Error(`SHAPES: "${s}" is not MxKxN`);
+  return { m: dims[0], k: dims[1], n: dims[2] };
+});
+const transposes = (process.env.TRANSPOSES ?? 'nn').split(',').filter(Boolean).map((t) => {
+  if (!/^[nt][nt]$/.test(t)) throw new Error(`TRANSPOSES: "${t}" is not one of nn, tn, nt, tt`);
+  return { transposeA: t[0] === 't', transposeB: t[1] === 't', name: t };
+});
+const iterations = Number(process.env.ITER ?? 20);
+
+const print = (record: Record<string, unknown>): void => console.log(JSON.stringify({ bench: 'f16-matmul', ...record }));
+
+let adapter: string;
+try {
+  adapter = (await selectBackend('webgpu', { f16: true })).detail;
+} catch (err) {
+  print({ unavailable: `no webgpu backend: ${(err as Error).message.split('\n')[0]}` });
+  process.exit(0);
+}
+const unsupported = f16MatmulUnsupported();
+if (unsupported) {
+  print({ adapter, unavailable: unsupported });
+  process.exit(0);
+}
+const check = await mixedPrecisionSupport();
+print({ adapter, self_check: check.ok ? check.detail : check.reason });
+const device = (tf.backend() as unknown as WebgpuBackend).device;
+
+/** Mean wall-clock ms of `run` over `iterations` calls after two warm-up calls; waits for the GPU by reading one element. */
+async function time(run: () => tf.Tensor2D): Promise<number> {
+  for (let i = 0; i < 2; i++) {
+    const out = run();
+    await tf.slice(out, [0, 0], [1, 1]).data();
+    out.dispose();
+  }
+  const outs: tf.Tensor[] = [];
+  const start = performance.now();
+  for (let i = 0; i < iterations; i++) {
+    outs.push(run());
+    if (i > 0) outs[i - 1].dispose(); // freed once its dispatch is submitted; keeps memory flat
+  }
+  const last = tf.slice(outs[outs.length - 1], [0, 0], [1, 1]);
+  await last.data();
+  const ms = (performance.now() - start) / iterations;
+  tf.dispose([outs[outs.length - 1], last]);
+  return ms;
+}
+
+/** Max |got - want| / max |want|. */
+async function relativeError(got: tf.Tensor, want: tf.Tensor): Promise<number> {
+  const error = tf.tidy(() => tf.div(tf.max(tf.abs(tf.sub(got, want))), tf.maximum(tf.max(tf.abs(want)), 1e-30)));
+  const value = (await error.data())[0];
+  error.dispose();
+  return value;
+}
+
+async function benchTiling(shape: { m: number; k: number; n: number }, t: (typeof transposes)[number], a16: F16Matrix, b16: F16Matrix, want: tf.Tensor, tiling: F16Tiling): Promise<void> {
+  const { m, k, n } = shape;
+  const options = { transposeA: t.transposeA, transposeB: t.transposeB, tiling };
+  const where = { m, k, n, transpose: t.name, tiling: formatTiling(tiling) };
+  const problem = await prepareMatmulF16(m, n, k, options);
+  if (problem) {
+    print({ ...where, error: problem });
+    return;
+  }
+  device.pushErrorScope('validation');
+  let result: Record<string, unknown>;
+  try {
+    const got = matmulF16(a16, b16, options);
+    const error = await relativeError(got, want);
+    got.dispose();
+    const ms = await time(() => matmulF16(a16, b16, options));
+    result = { ms: +ms.toFixed(3), tflops: +((2 * m * n * k) / ms / 1e9).toFixed(1), max_rel_error: +error.toExponential(2), correct: error <= SELF_CHECK_TOLERANCE };
+  } finally {
+    const error = await device.popErrorScope();
+    if (error) result = { error: error.message.replace(/\s+/g, ' ').trim().slice(0, 300) };
+  }
+  print({ ...where, ...result });
+}
+
+for (const shape of shapes) {
+  const { m, k, n } = shape;
+  for (const t of transposes) {
+    const a = tf.randomUniform(t.transposeA ? [k, m] : [m, k], -1, 1, 'float32', 1) as tf.Tensor2D;
+    const b = tf.randomUniform(t.transposeB ? [n, k] : [k, n], -1, 1, 'float32', 2) as tf.Tensor2D;
+    const a16 = toF16(a);
+    const b16 = toF16(b);
+    // The reference: our f32 matmul of the same f16-rounded inputs, timed as the baseline.
+    const [aWide, bWide] = [fromF16(a16), fromF16(b16)];
+    const want = tf.matMul(aWide, bWide, t.transposeA, t.transposeB);
+    const f32Ms = await time(() => tf.matMul(aWide, bWide, t.transposeA, t.transposeB));
+    print({ m, k, n, transpose: t.name, tiling: 'f32', ms: +f32Ms.toFixed(3), tflops: +((2 * m * n * k) / f32Ms / 1e9).toFixed(1) });
+    for (const tiling of tilings) await benchTiling(shape, t, a16, b16, want, tiling);
+    tf.dispose([a, b, aWide, bWide, want]);
+    disposeF16(a16);
+    disposeF16(b16);
+  }
+}
+process.exit(0);

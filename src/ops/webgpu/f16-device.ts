@@ -1,0 +1,49 @@
+/**
+ * What mixed precision needs from Dawn, asked for only when opted in: the instance toggles that
+ * lift Dawn's blocklist of `shader-f16` on NVIDIA's Vulkan driver (and allow the experimental
+ * subgroup-matrix feature), and the device features tfjs's backend would not request itself.
+ */
+
+/** Device features the f16 tensor-core matmul needs. */
+export const F16_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const;
+
+/** Dawn toggles for F16_FEATURES on NVIDIA (Dawn blocks shader-f16 there by default). */
+const F16_DAWN_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
+
+/** Whether the running instance was created with the f16 toggles, and what its adapter offered. */
+export const f16Instance = { requested: false, adapterFeatures: [] as string[] };
+
+/** `flags` with the f16 toggles added to its enable-dawn-features (one such option, merged). */
+export function withF16Toggles(flags: string[]): string[] {
+  const prefix = 'enable-dawn-features=';
+  const existing = flags.filter((f) => f.startsWith(prefix)).flatMap((f) => f.slice(prefix.length).split(','));
+  const features = [...new Set([...existing, ...F16_DAWN_TOGGLES])].filter(Boolean);
+  return [...flags.filter((f) => !f.startsWith(prefix)), prefix + features.join(',')];
+}
+
+interface AdapterLike {
+  features: { has(name: string): boolean };
+  requestDevice(descriptor?: { requiredFeatures?: Iterable<string> }): Promise<unknown>;
+}
+interface GpuLike {
+  requestAdapter(options?: unknown): Promise<AdapterLike | null>;
+}
+
+/**
+ * Makes every device requested from `gpu` (tfjs's included) also require those of F16_FEATURES
+ * its adapter has; a missing one is left out, so the device still comes up and the feature check
+ * names what is missing.
+ */
+export function requestF16Features(gpu: GpuLike): void {
+  const requestAdapter = gpu.requestAdapter.bind(gpu);
+  f16Instance.requested = true;
+  gpu.requestAdapter = async (options?: unknown) => {
+    const adapter = await requestAdapter(options);
+    if (!adapter) return adapter;
+    const available = F16_FEATURES.filter((f) => adapter.features.has(f));
+    f16Instance.adapterFeatures = available;
+    const requestDevice = adapter.requestDevice.bind(adapter);
+    adapter.requestDevice = (descriptor = {}) => requestDevice({ ...descriptor, requiredFeatures: [...(descriptor.requiredFeatures ?? []), ...available] });
+    return adapter;
+  };
+}

@@ -1,0 +1,356 @@
+/**
+ * Matrix products on the tensor cores through WebGPU subgroup matrices: f16 operands, f32
+ * accumulation and result. Each subgroup computes tm x tn tiles of 16x16 with
+ * subgroupMatrixMultiplyAccumulate; a workgroup holds wm x wn subgroups. With kTile 0 every
+ * subgroup loads its operands straight from storage; otherwise the workgroup stages kTile-deep
+ * slices of both operands in workgroup memory (loaded into registers one slice ahead), so each
+ * element is read from storage once per workgroup instead of once per subgroup.
+ *
+ * Limits: M, N and K multiples of 16 (blocks past the edges of M and N are computed on clamped
+ * rows and not stored; K slices past K are zero); one f16 x f16 -> f32 16x16x16 configuration;
+ * the subgroup size must be fixed (min = max). Shapes are compiled into the shader (one pipeline
+ * per shape and tiling). f16 operands live in int32 tensors of two f16 per word.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { F16_FEATURES, f16Instance } from './f16-device.ts';
+import { builtins, dispatchRaw, flatIndex, grid, release, tryComputePipeline, type WebgpuBackend } from './runtime.ts';
+
+/** An f16 matrix, row-major [rows, cols], two f16 per 32-bit word (element 2i in the low half). */
+export interface F16Matrix {
+  words: tf.TensorInfo;
+  rows: number;
+  cols: number;
+}
+
+/** How a product is split: subgroup tiles (tm x tn of 16x16), subgroups per workgroup (wm x wn), staged K slice (0: none). */
+export interface F16Tiling {
+  tm: number;
+  tn: number;
+  wm: number;
+  wn: number;
+  kTile: number;
+}
+
+export interface F16MatmulOptions {
+  transposeA?: boolean;
+  transposeB?: boolean;
+  tiling?: F16Tiling;
+}
+
+/** The probe's best measured split (2x2 tiles, one subgroup, unstaged), until the bench finds a better one. */
+export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 1, wn: 1, kTile: 0 };
+
+/** Padding of staged rows, in f16: rows stay 16-byte aligned and fall on different banks. */
+const PAD = 8;
+
+interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+interface F16Device {
+  features: { has(name: string): boolean };
+  limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number };
+  adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number; subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] };
+}
+
+const device = (): F16Device => (tf.backend() as unknown as { device: F16Device }).device;
+
+/**
+ * Null when this device can run the f16 matmul, else one line naming what is missing: the
+ * backend, a feature (and whether it was asked for), the 16x16x16 f16 -> f32 configuration, or a
+ * fixed subgroup size.
+ */
+export function f16MatmulUnsupported(): string | null {
+  if (tf.getBackend() !== 'webgpu') return `the f16 matmul needs the webgpu backend (this run uses ${tf.getBackend()})`;
+  const dev = device();
+  const missing = F16_FEATURES.filter((f) => !dev.features.has(f));
+  if (missing.length > 0) {
+    if (!f16Instance.requested) return `the WebGPU device lacks ${missing.join(', ')}: the f16 features were not requested (start the webgpu backend with ARL_WEBGPU_F16=1)`;
+    return `the WebGPU adapter lacks ${missing.join(', ')} (it offers ${f16Instance.adapterFeatures.join(', ') || 'none of them'})`;
+  }
+  const info = dev.adapterInfo ?? {};
+  const configs = info.subgroupMatrixConfigs ?? [];
+  if (!configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)) {
+    const offered = configs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ');
+    return `the adapter has no f16 x f16 -> f32 16x16x16 subgroup-matrix configuration (it has: ${offered || 'none'})`;
+  }
+  if (!info.subgroupMinSize || info.subgroupMinSize !== info.subgroupMaxSize) {
+    return `the subgroup size is not fixed (${info.subgroupMinSize ?? '?'} to ${info.subgroupMaxSize ?? '?'}); the f16 matmul assumes one size`;
+  }
+  return null;
+}
+
+const subgroupSize = (): number => device().adapterInfo!.subgroupMaxSize!;
+
+/** Rows and columns of a product a [.., ..] x b [.., ..] under the transposes, or throws. */
+function productShape(a: F16Matrix, b: F16Matrix, transposeA: boolean, transposeB: boolean): { m: number; n: number; k: number } {
+  const [m, k] = transposeA ? [a.cols, a.rows] : [a.rows, a.cols];
+  const [kb, n] = transposeB ? [b.cols, b.rows] : [b.rows, b.cols];
+  if (k !== kb) throw new Error(`f16 matmul: inner sizes differ (${k} and ${kb})`);
+  if ([m, n, k].some((d) => d < 16 || d % 16 !== 0)) throw new Error(`f16 matmul: M, N and K must be multiples of 16 (got ${m}, ${n}, ${k})`);
+  return { m, n, k };
+}
+
+/** Null when `t` fits this device, else why not. */
+export function f16TilingProblem(t: F16Tiling): string | null {
+  const dims = [t.tm, t.tn, t.wm, t.wn];
+  if (!dims.every((d) => Number.isInteger(d) && d >= 1)) return 'tile and subgroup counts must be positive integers';
+  if (![0, 16, 32, 64].includes(t.kTile)) return 'kTile must be 0, 16, 32 or 64';
+  const { limits } = device();
+  const invocations = subgroupSize() * t.wm * t.wn;
+  if (invocations > limits.maxComputeInvocationsPerWorkgroup) return `${invocations} invocations per workgroup (limit ${limits.maxComputeInvocationsPerWorkgroup})`;
+  const bytes = stagedBytes(t);
+  if (bytes > limits.maxComputeWorkgroupStorageSize) return `${bytes} bytes of workgroup memory (limit ${limits.maxComputeWorkgroupStorageSize})`;
+  return null;
+}
+
+/** Workgroup memory of a staged tiling: the larger of the two layouts (operand transposed or not). */
+function stagedBytes(t: F16Tiling): number {
+  if (t.kTile === 0) return 0;
+  const tile = (edge: number): number => Math.max(edge * (t.kTile + PAD), t.kTile * (edge + PAD));
+  return 2 * (tile(16 * t.tm * t.wm) + tile(16 * t.tn * t.wn));
+}
+
+/** A stored operand tile: `rows` x `cols` of its stored layout, from (r0, c0) of a matrix `gr` x `gc`. */
+interface StoredTile {
+  name: 'a' | 'b';
+  rows: number;
+  cols: number;
+  r0: string;
+  c0: string;
+  gr: number;
+  gc: number;
+}
+
+/** WGSL that reads this invocation's share of a tile into registers, and writes it to workgroup memory. */
+function tileCopy(tile: StoredTile, invocations: number): { decl: string; load: string; store: string } {
+  const vecsPerRow = tile.cols / 8;
+  const total = tile.rows * vecsPerRow;
+  const shares = Math.ceil(total / invocations);
+  const src = tile.name.toUpperCase();
+  const reg = `${tile.name}Reg`;
+  const wg = `${tile.name}Tile`;
+  const load: string[] = [];
+  const store: string[] = [];
+  for (let s = 0; s < shares; s++) {
+    const e = `(lid + ${s * invocations}u)`;
+    const at = `let r = ${e} / ${vecsPerRow}u; let c = (${e} % ${vecsPerRow}u) * 8u;`;
+    const inside = `${e} < ${total}u && ${tile.r0} + r < ${tile.gr}u && ${tile.c0} + c < ${tile.gc}u`;
+    load.push(`{ ${at} let ok = ${inside}; ${reg}[${s}] = select(vec4<u32>(0u), ${src}[select(0u, ((${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c) / 8u, ok)], ok); }`);
+    const halves = [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(${reg}[${s}][${w}]); ${wg}[o + ${2 * w}u] = h${w}.x; ${wg}[o + ${2 * w + 1}u] = h${w}.y;`);
+    store.push(`if (${e} < ${total}u) { ${at} let o = r * ${tile.cols + PAD}u + c; ${halves.join(' ')} }`);
+  }
+  const decl = `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`;
+  return { decl: `${decl}\nvar<private> ${reg}: array<vec4<u32>, ${shares}>;`, load: load.join('\n    '), store: store.join('\n    ') };
+}
+
+/**
+ * subgroupMatrixLoad of a left (m, k) or right (k, n) operand at matrix coordinates (row, col)
+ * from `ptr`, stored row-major with `stride`, or transposed (then read column-major).
+ */
+function matrixLoad(type: string, ptr: string, transposed: boolean, row: string, col: string, stride: number): string {
+  const [x, y] = transposed ? [col, row] : [row, col];
+  return `subgroupMatrixLoad<${type}>(&${ptr}, (${x}) * ${stride}u + ${y}, ${transposed}, ${stride}u)`;
+}
+
+/** The WGSL of one product shape under one tiling. */
+export function matmulF16Shader(m: number, n: number, k: number, transposeA: boolean, transposeB: boolean, t: F16Tiling, sg: number): string {
+  const bm = 16 * t.tm * t.wm;
+  const bn = 16 * t.tn * t.wn;
+  const invocations = sg * t.wm * t.wn;
+  const staged = t.kTile > 0;
+  const multi = t.wm * t.wn > 1;
+  // Stored layouts: A is [m, k] or (transposed) [k, m]; B is [k, n] or [n, k].
+  const strideA = transposeA ? m : k;
+  const strideB = transposeB ? k : n;
+  const aTile: StoredTile = transposeA
+    ? { name: 'a', rows: t.kTile, cols: bm, r0: 'k0', c0: 'm0', gr: k, gc: m }
+    : { name: 'a', rows: bm, cols: t.kTile, r0: 'm0', c0: 'k0', gr: m, gc: k };
+  const bTile: StoredTile = transposeB
+    ? { name: 'b', rows: bn, cols: t.kTile, r0: 'n0', c0: 'k0', gr: n, gc: k }
+    : { name: 'b', rows: t.kTile, cols: bn, r0: 'k0', c0: 'n0', gr: k, gc: n };
+  const copyA = staged ? tileCopy(aTile, invocations) : null;
+  const copyB = staged ? tileCopy(bTile, invocations) : null;
+  // Rows past M (columns past N) read clamped rows; their results are not stored.
+  const leftLoads = staged
+    ? `left[i] = ${matrixLoad('L', 'aTile', transposeA, `sr * ${16 * t.tm}u + i * 16u`, 'kk', aTile.cols + PAD)};`
+    : `left[i] = ${matrixLoad('L', 'A', transposeA, `min(row0 + i * 16u, ${m - 16}u)`, 'kk', strideA)};`;
+  const rightLoads = staged
+    ? `right[j] = ${matrixLoad('R', 'bTile', transposeB, 'kk', `sc * ${16 * t.tn}u + j * 16u`, bTile.cols + PAD)};`
+    : `right[j] = ${matrixLoad('R', 'B', transposeB, 'kk', `min(col0 + j * 16u, ${n - 16}u)`, strideB)};`;
+  const multiply = `
+      var left: array<L, ${t.tm}>;
+      var right: array<R, ${t.tn}>;
+      for (var i = 0u; i < ${t.tm}u; i++) { ${leftLoads} }
+      for (var j = 0u; j < ${t.tn}u; j++) { ${rightLoads} }
+      for (var i = 0u; i < ${t.tm}u; i++) {
+        for (var j = 0u; j < ${t.tn}u; j++) { acc[i * ${t.tn}u + j] = subgroupMatrixMultiplyAccumulate(left[i], right[j], acc[i * ${t.tn}u + j]); }
+      }`;
+  const main = staged
+    ? `
+  var k0 = 0u;
+  ${copyA!.load}
+  ${copyB!.load}
+  for (var slice = 0u; slice < ${Math.ceil(k / t.kTile)}u; slice++) {
+    ${copyA!.store}
+    ${copyB!.store}
+    workgroupBarrier();
+    k0 += ${t.kTile}u;
+    if (k0 < ${k}u) {
+      ${copyA!.load}
+      ${copyB!.load}
+    }
+    for (var kk = 0u; kk < ${t.kTile}u; kk += 16u) {${multiply}
+    }
+    workgroupBarrier();
+  }`
+    : `
+  for (var kk = 0u; kk < ${k}u; kk += 16u) {${multiply}
+  }`;
+  // Storage operands are bound as f16 for direct loads, as vec4<u32> (8 f16) for staged copies.
+  const operand = staged ? 'array<vec4<u32>>' : 'array<f16>';
+  const ids = [
+    '@builtin(workgroup_id) wid: vec3<u32>',
+    ...(staged ? ['@builtin(local_invocation_index) lid: u32'] : []),
+    ...(multi ? ['@builtin(subgroup_id) sg: u32'] : []),
+  ];
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+// Each subgroup's offsets depend on its subgroup_id: uniform within the subgroup, which is what
+// the matrix builtins need, though not within the workgroup as the analysis would demand.
+diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
+alias L = subgroup_matrix_left<f16, 16, 16>;
+alias R = subgroup_matrix_right<f16, 16, 16>;
+alias Acc = subgroup_matrix_result<f32, 16, 16>;
+@group(0) @binding(0) var<storage, read_write> C: array<f32>;
+@group(0) @binding(1) var<storage, read> A: ${operand};
+@group(0) @binding(2) var<storage, read> B: ${operand};
+${staged ? `${copyA!.decl}\n${copyB!.decl}` : ''}
+@compute @workgroup_size(${invocations}) fn main(${ids.join(', ')}) {
+  let sr = ${multi ? `sg / ${t.wn}u` : '0u'};
+  let sc = ${multi ? `sg % ${t.wn}u` : '0u'};
+  let m0 = wid.y * ${bm}u;
+  let n0 = wid.x * ${bn}u;
+  let row0 = m0 + sr * ${16 * t.tm}u;
+  let col0 = n0 + sc * ${16 * t.tn}u;
+  var acc: array<Acc, ${t.tm * t.tn}>;
+  ${main}
+  for (var i = 0u; i < ${t.tm}u; i++) {
+    for (var j = 0u; j < ${t.tn}u; j++) {
+      if (row0 + i * 16u < ${m}u && col0 + j * 16u < ${n}u) {
+        subgroupMatrixStore(&C, (row0 + i * 16u) * ${n}u + col0 + j * 16u, acc[i * ${t.tn}u + j], false, ${n}u);
+      }
+    }
+  }
+}`;
+}
+
+/** Compiles the kernel of a product ahead of use: null when ready, else why it cannot run (unsupported, bad tiling, compile error). */
+export async function prepareMatmulF16(m: number, n: number, k: number, options: F16MatmulOptions = {}): Promise<string | null> {
+  const unsupported = f16MatmulUnsupported();
+  if (unsupported) return unsupported;
+  const tiling = options.tiling ?? DEFAULT_F16_TILING;
+  const problem = f16TilingProblem(tiling);
+  if (problem) return `tiling ${formatTiling(tiling)}: ${problem}`;
+  const code = matmulF16Shader(m, n, k, options.transposeA ?? false, options.transposeB ?? false, tiling, subgroupSize());
+  const error = await tryComputePipeline('ArlMatMulF16', code);
+  return error ? `the f16 matmul kernel did not compile: ${error}` : null;
+}
+
+/** "TMxTN/WMxWN/K": e.g. 2x2/2x2/32 (K 0: unstaged). */
+export function formatTiling(t: F16Tiling): string {
+  return `${t.tm}x${t.tn}/${t.wm}x${t.wn}/${t.kTile}`;
+}
+
+/** The inverse of formatTiling, or throws. */
+export function parseTiling(spec: string): F16Tiling {
+  const match = /^(\d+)x(\d+)\/(\d+)x(\d+)\/(\d+)$/.exec(spec.trim());
+  if (!match) throw new Error(`tiling "${spec}" is not TMxTN/WMxWN/K (e.g. 2x2/2x2/32)`);
+  const [tm, tn, wm, wn, kTile] = match.slice(1).map(Number);
+  return { tm, tn, wm, wn, kTile };
+}
+
+/** The workgroups of a product [m, n] under `tiling`: one per output block, x along n. */
+export function f16Workgroups(m: number, n: number, tiling: F16Tiling): [number, number, number] {
+  return [Math.ceil(n / (16 * tiling.tn * tiling.wn)), Math.ceil(m / (16 * tiling.tm * tiling.wm)), 1];
+}
+
+/**
+ * out [m, n] (f32) = op(a) op(b), op transposing where asked, on the tensor cores. Call
+ * prepareMatmulF16 first for the shape: a shader that does not compile here is a fatal device error.
+ */
+export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.Tensor2D {
+  const transposeA = options.transposeA ?? false;
+  const transposeB = options.transposeB ?? false;
+  const tiling = options.tiling ?? DEFAULT_F16_TILING;
+  const { m, n, k } = productShape(a, b, transposeA, transposeB);
+  const backend = tf.backend() as unknown as WebgpuBackend;
+  const out = backend.makeTensorInfo([m, n], 'float32');
+  const code = matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroupSize());
+  dispatchRaw('ArlMatMulF16', code, [out, a.words, b.words], null, f16Workgroups(m, n, tiling));
+  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+}
+
+/** f32 -> f16 (round to nearest, per WGSL's pack2x16float), two per word; core WGSL, no shader-f16 needed. */
+const TO_F16 = `
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+struct U { n: u32 };
+@group(0) @binding(2) var<uniform> u: U;
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let i = ${flatIndex(256)};
+  if (2u * i >= u.n) { return; }
+  let high = select(0.0, x[2u * i + 1u], 2u * i + 1u < u.n);
+  out[i] = pack2x16float(vec2<f32>(x[2u * i], high));
+}`;
+
+/** f16 words -> f32. */
+const FROM_F16 = `
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> words: array<u32>;
+struct U { n: u32 };
+@group(0) @binding(2) var<uniform> u: U;
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let i = ${flatIndex(256)};
+  if (i >= u.n) { return; }
+  out[i] = unpack2x16float(words[i / 2u])[i % 2u];
+}`;
+
+/** A 2-D f32 tensor cast to f16 on the device. */
+export function toF16(x: tf.Tensor2D): F16Matrix {
+  const [rows, cols] = x.shape;
+  const size = rows * cols;
+  const words = Math.ceil(size / 2);
+  const out = (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([words], 'int32');
+  dispatchRaw('ArlToF16', TO_F16, [out, x], [{ type: 'uint32', data: [size] }], grid(Math.ceil(words / 256)));
+  return { words: out, rows, cols };
+}
+
+/** An f16 matrix widened to a 2-D f32 tensor. */
+export function fromF16(x: F16Matrix): tf.Tensor2D {
+  const size = x.rows * x.cols;
+  const out = (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([x.rows, x.cols], 'float32');
+  dispatchRaw('ArlFromF16', FROM_F16, [out, x.words], [{ type: 'uint32', data: [size] }], grid(Math.ceil(size / 256)));
+  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+}
+
+/** Frees an f16 matrix's buffer. */
+export function disposeF16(x: F16Matrix): void {
+  release(x.words);
+}
+
+/** matmulF16 of f32 tensors, cast to f16 on the way in (the casts are freed). */
+export function matmulF16FromF32(a: tf.Tensor2D, b: tf.Tensor2D, options: F16MatmulOptions = {}): tf.Tensor2D {
+  const a16 = toF16(a);
+  const b16 = toF16(b);
+  try {
+    return matmulF16(a16, b16, options);
+  } finally {
+    disposeF16(a16);
+    disposeF16(b16);
+  }
+}

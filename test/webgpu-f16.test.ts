@@ -1,0 +1,217 @@
+/**
+ * The f16 groundwork on webgpu: the opt-in device features, the f32 <-> f16 casts, the feature
+ * check and the start-up self-check of the tensor-core matmul. On Mesa's lavapipe (CI) the
+ * adapter has shader-f16 and subgroups but no subgroup matrices, so the check must name exactly
+ * that; on a GPU with them the self-check itself must pass.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { F16_FEATURES, f16Instance, withF16Toggles } from '../src/ops/webgpu/f16-device.ts';
+import {
+  disposeF16,
+  f16MatmulUnsupported,
+  f16TilingProblem,
+  f16Workgroups,
+  formatTiling,
+  fromF16,
+  matmulF16Shader,
+  parseTiling,
+  prepareMatmulF16,
+  toF16,
+} from '../src/ops/webgpu/matmul-f16.ts';
+import { mixedPrecisionSupport } from '../src/ops/webgpu/mixed-precision.ts';
+import { dispatchRaw, tryComputePipeline } from '../src/ops/webgpu/runtime.ts';
+import { maxAbsDiff, REPO_ROOT, webgpuUnavailable } from './helpers.ts';
+
+const skip = await webgpuUnavailable({ f16: true });
+
+/**
+ * The matmul shader with the subgroup-matrix builtins replaced by plain WGSL of the semantics
+ * Dawn documents (every invocation holds a whole 16x16 matrix; entry [r, c] of a load or store
+ * is at offset + r * stride + c, or offset + c * stride + r column-major). Runs wherever
+ * shader-f16 and subgroups do, so the offsets, staging, transposes and edges are checked
+ * without tensor cores.
+ */
+function emulateSubgroupMatrices(code: string): string {
+  const loads = ['A', 'B', 'aTile', 'bTile'].filter((name) => code.includes(`(&${name},`));
+  // The edge (16) comes from a uniform so the compiler does not unroll the loops (lavapipe then takes minutes).
+  const helpers = [
+    'struct Emu { dim: u32 };',
+    '@group(0) @binding(3) var<uniform> emu: Emu;',
+    ...loads.map(
+      (name) => `fn load_${name}(offset: u32, colMajor: bool, stride: u32) -> array<f32, 256> {
+  var out: array<f32, 256>;
+  for (var r = 0u; r < emu.dim; r++) { for (var c = 0u; c < emu.dim; c++) { out[r * 16u + c] = f32(${name}[select(offset + r * stride + c, offset + c * stride + r, colMajor)]); } }
+  return out;
+}`,
+    ),
+    `fn mma(left: array<f32, 256>, right: array<f32, 256>, acc: array<f32, 256>) -> array<f32, 256> {
+  var out = acc;
+  for (var r = 0u; r < emu.dim; r++) { for (var c = 0u; c < emu.dim; c++) { for (var k = 0u; k < emu.dim; k++) { out[r * 16u + c] += left[r * 16u + k] * right[k * 16u + c]; } } }
+  return out;
+}`,
+    `fn store_C(offset: u32, value: array<f32, 256>, colMajor: bool, stride: u32) {
+  for (var r = 0u; r < emu.dim; r++) { for (var c = 0u; c < emu.dim; c++) { C[select(offset + r * stride + c, offset + c * stride + r, colMajor)] = value[r * 16u + c]; } }
+}`,
+  ];
+  const emulated = code
+    .replace('enable chromium_experimental_subgroup_matrix;\n', '')
+    .replace(/alias (L|R|Acc) = subgroup_matrix_\w+<f(16|32), 16, 16>;/g, 'alias $1 = array<f32, 256>;')
+    .replace(/subgroupMatrixLoad<[LR]>\(&(\w+), /g, 'load_$1(')
+    .replace(/subgroupMatrixMultiplyAccumulate\(/g, 'mma(')
+    .replace(/subgroupMatrixStore\(&C, /g, 'store_C(');
+  return `${emulated}\n${helpers.join('\n')}`;
+}
+
+describe('f16 set-up (no device)', () => {
+  it('adds the f16 toggles to one enable-dawn-features option', () => {
+    assert.deepEqual(withF16Toggles([]), ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
+    assert.deepEqual(withF16Toggles(['backend=vulkan', 'enable-dawn-features=disable_robustness,allow_unsafe_apis']), [
+      'backend=vulkan',
+      'enable-dawn-features=disable_robustness,allow_unsafe_apis,vulkan_enable_f16_on_nvidia',
+    ]);
+  });
+
+  it('reads and writes tilings', () => {
+    assert.deepEqual(parseTiling('4x2/2x2/32'), { tm: 4, tn: 2, wm: 2, wn: 2, kTile: 32 });
+    assert.equal(formatTiling(parseTiling('2x2/1x1/0')), '2x2/1x1/0');
+    assert.throws(() => parseTiling('2x2'), /TMxTN\/WMxWN\/K/);
+  });
+});
+
+describe('webgpu f16', { skip }, () => {
+  const device = () => (tf.backend() as unknown as { device: { features: { has(f: string): boolean } } }).device;
+
+  it('the device has exactly the f16 features its adapter offers', () => {
+    assert.equal(f16Instance.requested, true);
+    for (const feature of F16_FEATURES) assert.equal(device().features.has(feature), f16Instance.adapterFeatures.includes(feature), feature);
+  });
+
+  it('without the option the device requests none of them (default unchanged)', async () => {
+    const script = join(mkdtempSync(join(tmpdir(), 'arl-f16-')), 'default-device.mts');
+    const tfUrl = pathToFileURL(createRequire(import.meta.url).resolve('@tensorflow/tfjs')).href;
+    writeFileSync(
+      script,
+      [
+        `import * as tf from ${JSON.stringify(tfUrl)};`,
+        `import { selectBackend } from ${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'src', 'backend.ts')).href)};`,
+        `import { f16Instance } from ${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'src', 'ops', 'webgpu', 'f16-device.ts')).href)};`,
+        `await selectBackend('webgpu');`,
+        `const features = (tf.backend() as any).device.features;`,
+        `console.log(JSON.stringify({ requested: f16Instance.requested, has: ${JSON.stringify(F16_FEATURES)}.filter((f) => features.has(f)) }));`,
+        `process.exit(0);`,
+      ].join('\n'),
+    );
+    const env = { ...process.env };
+    delete env.ARL_WEBGPU_F16;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script], { cwd: REPO_ROOT, env });
+    assert.deepEqual(JSON.parse(stdout.trim().split('\n').at(-1)!), { requested: false, has: [] });
+  });
+
+  it('casts f32 to f16 and back: exact where representable, within half an f16 step elsewhere', async () => {
+    const exact = [1, -2, 0.5, 0, 65504, 2 ** -14, 1000.5, -0.25, 3, 7, 11, 13, 17, 19, 23]; // 15: an odd count (3 x 5)
+    const x = tf.tensor2d(exact, [3, 5]);
+    const x16 = toF16(x);
+    const words = tf.engine().makeTensorFromTensorInfo({ ...x16.words });
+    const bits = Array.from(new Uint16Array((await words.data<'int32'>()).buffer));
+    assert.deepEqual(bits.slice(0, 8), [0x3c00, 0xc000, 0x3800, 0x0000, 0x7bff, 0x0400, 0x63d1, 0xb400]);
+    assert.equal(bits[15], 0, 'the odd last element is paired with zero');
+    const back = fromF16(x16);
+    assert.deepEqual(Array.from(await back.data()), exact);
+    tf.dispose([x, back]);
+    disposeF16(x16);
+
+    const y = tf.randomNormal([37, 29], 0, 100, 'float32', 7) as tf.Tensor2D;
+    const y16 = toF16(y);
+    const round = fromF16(y16);
+    const [want, got] = [await y.data(), await round.data()];
+    want.forEach((v, i) => {
+      // f16 keeps 11 significant bits: half a step is 2^-11 of the value (normals here; |y| >= 2^-14 but for a few)
+      const bound = Math.max(Math.abs(v) * 2 ** -11, 2 ** -25);
+      assert.ok(Math.abs(got[i] - v) <= bound, `element ${i}: ${v} -> ${got[i]}`);
+    });
+    tf.dispose([y, round]);
+    disposeF16(y16);
+  });
+
+  it('the matmul shader, its builtins emulated, multiplies right: every transpose case, staged and not', async (t) => {
+    if (!device().features.has('shader-f16') || !device().features.has('subgroups')) {
+      t.skip('the adapter lacks shader-f16 or subgroups, which the emulated shader still needs');
+      return;
+    }
+    const subgroup = (tf.backend() as unknown as { device: { adapterInfo: { subgroupMaxSize: number } } }).device.adapterInfo.subgroupMaxSize;
+    // K 80 is not a multiple of the 32- and 64-deep slices; N 48 not one of the 32- and 64-wide blocks.
+    const [m, k, n] = [64, 80, 48];
+    // Each transpose case once unstaged and once staged (lavapipe compiles each emulated shader for seconds).
+    const cases: [string, boolean, boolean][] = [
+      ['1x1/1x1/0', false, false],
+      ['2x2/1x1/0', true, false],
+      ['2x1/2x2/0', false, true],
+      ['1x2/2x1/0', true, true],
+      ['2x2/2x2/32', false, false],
+      ['1x2/2x1/16', true, false],
+      ['2x2/1x2/64', false, true],
+      ['2x1/2x2/32', true, true],
+    ];
+    for (const [spec, transposeA, transposeB] of cases) {
+      const tiling = parseTiling(spec);
+      const a = tf.randomUniform(transposeA ? [k, m] : [m, k], -1, 1, 'float32', 3) as tf.Tensor2D;
+      const b = tf.randomUniform(transposeB ? [n, k] : [k, n], -1, 1, 'float32', 4) as tf.Tensor2D;
+      const [a16, b16] = [toF16(a), toF16(b)];
+      const code = emulateSubgroupMatrices(matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroup));
+      assert.equal(await tryComputePipeline('emulated', code), null);
+      const out = (tf.backend() as unknown as { makeTensorInfo(s: number[], d: tf.DataType): tf.TensorInfo }).makeTensorInfo([m, n], 'float32');
+      dispatchRaw('emulated', code, [out, a16.words, b16.words], [{ type: 'uint32', data: [16] }], f16Workgroups(m, n, tiling));
+      const got = tf.engine().makeTensorFromTensorInfo(out);
+      const [aWide, bWide] = [fromF16(a16), fromF16(b16)];
+      const want = tf.matMul(aWide, bWide, transposeA, transposeB);
+      const diff = maxAbsDiff(await got.data(), await want.data());
+      assert.ok(diff < 1e-4, `${spec} transposeA ${transposeA} transposeB ${transposeB}: max |diff| ${diff}`);
+      tf.dispose([a, b, got, aWide, bWide, want]);
+      disposeF16(a16);
+      disposeF16(b16);
+    }
+  });
+
+  it('a shader that does not compile is reported, not fatal', async () => {
+    const error = await tryComputePipeline('broken', '@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }');
+    assert.ok(error && /error/i.test(error), String(error));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // an uncaptured error would end the process here
+  });
+
+  it('the feature check names exactly the missing features, on one line', () => {
+    const missing = F16_FEATURES.filter((f) => !device().features.has(f));
+    const line = f16MatmulUnsupported();
+    if (missing.length === 0) return; // a GPU with all three: the self-check below decides
+    assert.ok(line, 'a device without the features is reported');
+    assert.doesNotMatch(line, /\n/);
+    assert.match(line, new RegExp(`lacks ${missing.join(', ')}[ :]`));
+  });
+
+  it('tilings beyond the device limits are refused with the reason', () => {
+    assert.equal(f16TilingProblem(parseTiling('2x2/1x1/0')), null);
+    assert.match(f16TilingProblem(parseTiling('2x2/1x1/48'))!, /kTile/);
+    assert.match(f16TilingProblem(parseTiling('8x8/4x4/64'))!, /invocations per workgroup|workgroup memory/);
+  });
+
+  it('the self-check passes where the kernel is supported, else refuses with one line', async () => {
+    const unsupported = f16MatmulUnsupported();
+    const result = await mixedPrecisionSupport();
+    if (unsupported === null) {
+      assert.ok(result.ok, result.ok ? '' : result.reason);
+      return;
+    }
+    assert.equal(result.ok, false);
+    if (result.ok) return;
+    assert.equal(result.reason, `mixed precision unavailable: ${unsupported}`);
+    assert.equal(await prepareMatmulF16(64, 64, 64), unsupported);
+  });
+});
