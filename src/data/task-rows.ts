@@ -62,14 +62,18 @@ export interface WeightedRow {
   weights: Float32Array;
 }
 
-/** Rows of a batch of `batch` rows that are copy rows. */
-export function copyRowsPerBatch(o: TaskRowOptions, batch: number): number {
-  return Math.round(o.copyFraction * batch);
+/**
+ * How many of a batch's `batch` rows are task rows and copy rows. Both are rounded, and with an odd batch they
+ * could add up to more rows than it has: copy rows give way.
+ */
+export function syntheticRowsPerBatch(o: TaskRowOptions, batch: number): { task: number; copy: number } {
+  const task = Math.round(o.fraction * batch);
+  return { task, copy: Math.min(Math.round(o.copyFraction * batch), batch - task) };
 }
 
 /**
- * A copy row from `text` (at least seq tokens of training text): its first ceil((seq+1)/2) tokens, then the same
- * again, cut to seq+1. Targets in the repeat weigh 1, except its first token, which nothing announces.
+ * A copy row from `text` (at least ceil((seq+1)/2) tokens of training text): those tokens, then the same again,
+ * cut to seq+1. Targets in the repeat weigh 1, except its first token, which nothing announces.
  */
 export function copyRow(text: Int32Array, seq: number): WeightedRow {
   const half = Math.ceil((seq + 1) / 2);
@@ -93,11 +97,6 @@ export class TaskRows {
   static async open(o: TaskRowOptions, tokenizer: Tokenizer, seq: number, seed: number, haystack?: Haystack): Promise<TaskRows> {
     validateTaskRowOptions(o);
     return new TaskRows(o, tokenizer, haystack ?? (await Haystack.load(o.haystack)), seq, seed);
-  }
-
-  /** Task rows in a batch of `batch` rows. */
-  rowsPerBatch(batch: number): number {
-    return Math.round(this.o.fraction * batch);
   }
 
   /**

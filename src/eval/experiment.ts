@@ -19,7 +19,7 @@ import { recallDocuments } from '../arl/recall-documents.ts';
 import { type RecapperName } from '../arl/recap.ts';
 import { BROWN_SOURCE, type CorpusDocument, readDocuments } from '../data/corpus.ts';
 import { prepareCorpus } from '../data/prepare.ts';
-import { DEFAULT_TASK_ROWS } from '../data/task-rows.ts';
+import { DEFAULT_TASK_ROWS, validateTaskRowOptions } from '../data/task-rows.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadModel } from '../io/checkpoint.ts';
 import type { ChatOptions } from '../io/chat.ts';
@@ -200,10 +200,7 @@ export function resolveSize(name: string, overrides: Partial<ExperimentSize> = {
     if (!Number.isInteger(size[key]) || size[key] <= 0) throw new UserError(`experiment --${kebab(key)} must be a positive integer (got ${size[key]})`);
   }
   if (!Number.isInteger(size.recallDocs) || size.recallDocs < 0) throw new UserError(`experiment --recall-docs must be a non-negative integer (got ${size.recallDocs})`);
-  if (!(size.taskFraction >= 0 && size.taskFraction <= 1)) throw new UserError(`experiment --task-fraction must be in [0, 1] (got ${size.taskFraction})`);
-  if (!(size.copyFraction >= 0 && size.taskFraction + size.copyFraction <= 1)) {
-    throw new UserError(`experiment --copy-fraction must be at least 0, and with --task-fraction at most 1 (got ${size.copyFraction} + ${size.taskFraction})`);
-  }
+  validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, fraction: size.taskFraction, copyFraction: size.copyFraction });
   return size;
 }
 

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Batch, type LoaderPosition, TokenLoader } from '../data/loader.ts';
-import { copyRow, copyRowsPerBatch, DEFAULT_TASK_ROWS, type TaskRowOptions, TaskRows, validateTaskRowOptions, type WeightedRow } from '../data/task-rows.ts';
+import { copyRow, DEFAULT_TASK_ROWS, syntheticRowsPerBatch, type TaskRowOptions, TaskRows, validateTaskRowOptions, type WeightedRow } from '../data/task-rows.ts';
 import { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import {
   hasTrainingCheckpoint,
@@ -251,9 +251,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
   const { batch, seq, accum } = opts;
   const tokensPerStep = batch * seq * accum;
   /** This batch's task rows (with their weights), then its copy rows, then the loader's text rows. */
-  const taskCount = taskRows?.rowsPerBatch(batch) ?? 0;
-  // Both counts are rounded: with an odd batch they could add up to more rows than it has.
-  const copyCount = Math.min(copyRowsPerBatch(opts.taskRows, batch), batch - taskCount);
+  const { task: taskCount, copy: copyCount } = syntheticRowsPerBatch(opts.taskRows, batch);
   const nextBatch = (): Batch => {
     if (taskCount === 0 && copyCount === 0) return loader.nextBatch(batch, seq);
     const x = new Int32Array(batch * seq);
@@ -266,13 +264,8 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
     };
     for (let r = 0; r < taskCount; r++) put(r, taskRows!.row(taskRowsUsed++));
     const plain = loader.nextBatch(batch - taskCount, seq);
-    // Copy rows repeat the start of a text row (x holds seq tokens of it, plus y's last for the +1).
-    for (let r = 0; r < copyCount; r++) {
-      const text = new Int32Array(seq + 1);
-      text.set(plain.x.subarray(r * seq, (r + 1) * seq));
-      text[seq] = plain.y[(r + 1) * seq - 1]!;
-      put(taskCount + r, copyRow(text, seq));
-    }
+    // Copy rows repeat the start of a text row.
+    for (let r = 0; r < copyCount; r++) put(taskCount + r, copyRow(plain.x.subarray(r * seq, (r + 1) * seq), seq));
     const textStart = (taskCount + copyCount) * seq;
     x.set(plain.x.subarray(copyCount * seq), textStart);
     y.set(plain.y.subarray(copyCount * seq), textStart);
