@@ -1,6 +1,6 @@
 /** The CLI end to end: help, import -> generate parity, export round trip, and one-line errors for bad input. */
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -72,6 +72,8 @@ describe('arl CLI', () => {
       [['generate', '--checkpoint', join(work, 'nope'), '--prompt', 'x'], /nope: no such checkpoint/],
       [['generate', '--checkpoint', truncated, '--prompt-ids', '1,2'], /model\.safetensors: .*truncated/],
       [['generate', '--checkpoint', mismatched, '--prompt-ids', '1,2'], /mlp\.gate_proj\.weight has shape .* config and weights do not match/],
+      [['import', '--hf', mismatched, '--out', join(work, 'import-mismatched')], /mlp\.gate_proj\.weight has shape .* config and weights do not match/],
+      [['import', '--hf', truncated, '--out', join(work, 'import-truncated')], /model\.safetensors: .*truncated/],
       [['generate', '--checkpoint', noTokenizer, '--prompt', 'hello'], /tokenizer has 4096 tokens but the model .* vocabulary of 256/],
       [['generate', '--checkpoint', imported, '--prompt-ids', '1,x'], /--prompt-ids: expected comma-separated/],
       [['generate', '--checkpoint', imported, '--prompt-ids', '1,999'], /id 999 is outside the model's vocabulary of 256/],
@@ -83,6 +85,7 @@ describe('arl CLI', () => {
     const results = await Promise.all(cases.map(([args]) => arl(...args)));
     results.forEach((r, i) => assertUserError(r, cases[i][1]));
     assert.equal(readFileSync(join(work, 'not-a-checkpoint', 'notes.txt'), 'utf8'), 'keep me');
+    for (const failed of ['import-mismatched', 'import-truncated']) assert.deepEqual(readdirSync(work).filter((f) => f.startsWith(failed)), [], `${failed} left files behind`);
   });
 
   test('train runs from the CLI, refuses to overwrite a run without --resume, and resumes with it', async () => {

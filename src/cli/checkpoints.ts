@@ -2,10 +2,10 @@
 import chalk from 'chalk';
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { loadModel, saveCheckpoint } from '../io/checkpoint.ts';
+import { loadModel, saveCheckpoint, writeCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import { writeGguf } from '../io/gguf.ts';
-import { assignHfWeights, hfWeights, readHfCheckpoint } from '../io/hf.ts';
+import { hfSourceTensors, hfWeights, readHfCheckpoint } from '../io/hf.ts';
 import { exportTfjs } from '../io/tfjs-export.ts';
 import { parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
@@ -26,9 +26,8 @@ export const importCommand = defineCommand({
     const { config, tensors } = readHfCheckpoint(hf);
     const model = new LlamaModel(config, null);
     try {
-      assignHfWeights(model, tensors, hf);
       const tokenizer = join(hf, 'tokenizer.model');
-      await saveCheckpoint(out, model, existsSync(tokenizer) ? tokenizer : null);
+      await writeCheckpoint(out, model, hfSourceTensors(model, tensors, hf), existsSync(tokenizer) ? tokenizer : null);
     } finally {
       model.dispose();
     }

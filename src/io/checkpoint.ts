@@ -164,6 +164,18 @@ export async function saveCheckpoint(
   extra?: { optimizer: AdamW; state: TrainState },
   shardBytes = DEFAULT_SHARD_BYTES,
 ): Promise<void> {
+  await writeCheckpoint(dir, model, hfWeightTensors(model), tokenizerPath, extra, shardBytes);
+}
+
+/** Writes a checkpoint of `model`'s config with `weights` (HF layout) as its weights; saveCheckpoint's weights are the model's own. */
+export async function writeCheckpoint(
+  dir: string,
+  model: LlamaModel,
+  weights: TensorToWrite[],
+  tokenizerPath: string | null,
+  extra?: { optimizer: AdamW; state: TrainState },
+  shardBytes = DEFAULT_SHARD_BYTES,
+): Promise<void> {
   const target = resolve(dir);
   // The directory is replaced whole: never let that delete a folder that is not a checkpoint.
   if (existsSync(target) && readdirSync(target).length > 0 && !existsSync(join(target, 'config.json'))) {
@@ -173,7 +185,7 @@ export async function saveCheckpoint(
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   writeFileAtomic(join(tmp, 'config.json'), configJson(model.config));
-  await writeSafetensorsDir(tmp, 'model', hfWeightTensors(model), { shardBytes, metadata: { format: 'pt' } });
+  await writeSafetensorsDir(tmp, 'model', weights, { shardBytes, metadata: { format: 'pt' } });
   writeFileAtomic(join(tmp, 'generation_config.json'), JSON.stringify({ bos_token_id: model.config.bosId, eos_token_id: model.config.eosId }, null, 2));
   if (tokenizerPath) {
     copyFileSync(tokenizerPath, join(tmp, 'tokenizer.model'));

@@ -21,6 +21,8 @@ export interface NamedArray {
 export interface TensorSource {
   has(name: string): boolean;
   get(name: string): NamedArray | undefined;
+  /** The tensor's shape without reading its values, where the source can tell. */
+  shapeOf?(name: string): number[] | undefined;
 }
 
 /** Where one tensor's bytes are: `start` is an absolute file offset. */
@@ -249,6 +251,10 @@ export class SafetensorsReader implements TensorSource {
 
   has(name: string): boolean {
     return this.locations.has(name);
+  }
+
+  shapeOf(name: string): number[] | undefined {
+    return this.locations.get(name)?.shape;
   }
 
   /** Reads the tensor from disk (a fresh array on every call). */
