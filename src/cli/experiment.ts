@@ -3,6 +3,7 @@ import chalk from 'chalk';
 import { RECAPPERS } from '../arl/recap.ts';
 import { EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/experiment.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
+import { checkPositiveIntegers } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
 import { recapperChat } from './arl.ts';
 import { CHAT_FLAGS } from './chat-options.ts';
@@ -36,6 +37,7 @@ const EXPERIMENT_FLAGS = defineOptions({
   corpus: { type: 'string', describe: 'documents to train and evaluate on: a .txt file, a folder of .txt files or a .jsonl file (default: the bundled Brown corpus)' },
   'extra-corpus': { type: 'string', describe: "more documents for the base's training text only, not haystacks or tests (e.g. GCIDE from scripts/gcide-corpus.ts)" },
   'lift-epochs': { type: 'number', array: true, describe: "LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size's)" },
+  workers: { type: 'number', default: 1, describe: 'processes the evaluation stages (RULER, LIFT) split their examples across, each with its own model copy on the same device; the same results as 1' },
   'stop-after': { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' },
   ...SIZE_FLAGS,
 });
@@ -56,8 +58,9 @@ export const experimentCommand = defineCommand({
       ...valuesOf(SIZE_FLAGS, args),
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
     };
+    checkPositiveIntegers({ '--workers': args.workers });
     lockFolder(out);
-    await startBackend(args.backend);
+    const backend = await startBackend(args.backend);
     const started = performance.now();
     const results = await runExperiment({
       out,
@@ -67,6 +70,7 @@ export const experimentCommand = defineCommand({
       overrides,
       recapper: args.recapper,
       stopAfter: args.stopAfter,
+      workers: { count: args.workers, backend: backend.name },
       chat: recapperChat(args),
       command: `arl ${process.argv.slice(2).join(' ')}`,
     });

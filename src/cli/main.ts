@@ -5,6 +5,7 @@ import { hideBin } from 'yargs/helpers';
 import { UserError } from '../io/errors.ts';
 import { COMMAND_GROUPS, commandGroupsText, hiddenFromCommandList } from './command-groups.ts';
 import { setVerbose } from './common.ts';
+import { experimentWorkerCommand } from './experiment-worker.ts';
 import { checkNumericFlags } from './numeric-flags.ts';
 import { HELP_WIDTH } from './options.ts';
 import { unknownFlagsMessage } from './unknown-flags.ts';
@@ -31,6 +32,7 @@ const cli = yargs(args)
   .scriptName('arl')
   .usage('$0 <command> [options]\n\nLong-context trainer on TensorFlow.js: a Llama-style decoder, ARL and LIFT.');
 for (const group of COMMAND_GROUPS) for (const command of group.commands) cli.command(hiddenFromCommandList(command));
+cli.command(experimentWorkerCommand);
 
 try {
   await cli

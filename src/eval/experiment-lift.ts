@@ -9,9 +9,37 @@ import { liftAnswer } from '../lift/lift.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import type { LiftExample } from './experiment-claims.ts';
-import { windowPrompt, writePredictions } from './predict.ts';
+import { type Answerer, type PredictionWriter, windowPrompt, writePredictions } from './predict.ts';
+import type { RulerSample } from './ruler.ts';
 import { readRulerSamples, RULER_ANSWER_TOKENS, scoreRulerExample } from './ruler-score.ts';
 import { splitRulerPrompt } from './ruler-eval.ts';
+
+/** The context of each sample mapped to its gold answer, whose log-probability LIFT reports. */
+export function liftGold(samples: readonly Pick<RulerSample, 'input' | 'outputs'>[]): Map<string, string> {
+  return new Map(samples.map((s) => [splitRulerPrompt(s.input).context, s.outputs[0]!]));
+}
+
+/** LIFT's answer to one prompt (a fresh adapter on its context), with the truncated in-context answer and both gold log-probabilities. */
+export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, gold: ReadonlyMap<string, string>, epochs: readonly [number, number]): Answerer {
+  return async ({ context, question }, { maxNewTokens }) => {
+    const result = await liftAnswer(model, tokenizer, context, [question], {
+      stage1Epochs: epochs[0],
+      stage2Epochs: epochs[1],
+      // The official code's schedule: one AdamW step per epoch on the whole epoch's gradient. Segments go 16 to a
+      // forward pass: one per pass took about 40 s per 4x document on an H200, 300 small dispatch-bound steps.
+      accumulateEpoch: true,
+      batch: 16,
+      promptTemplate: '{context}{question}',
+      maxNewTokens: Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4)),
+      compareIcl: true,
+      goldAnswers: [gold.get(context)!],
+    });
+    return {
+      pred: result.answers[0]!,
+      extra: { icl_pred: result.iclAnswers![0]!, gold_logprob: result.goldLogProbs![0]!, icl_gold_logprob: result.iclGoldLogProbs![0]!, lift_train_seconds: Math.round(result.trainSeconds * 10) / 10 },
+    };
+  };
+}
 
 export async function evaluateLift(run: {
   model: LlamaModel;
@@ -21,31 +49,15 @@ export async function evaluateLift(run: {
   epochs: readonly [number, number];
   variant: string;
   log?: (message: string) => void;
+  /** Default writePredictions, in this process (which then logs progress per document). */
+  predict?: PredictionWriter;
 }): Promise<LiftExample[]> {
   const { model, tokenizer } = run;
   const samples = (await readRulerSamples(run.dataPath)).map((entry) => entry.sample);
-  const gold = new Map(samples.map((s) => [splitRulerPrompt(s.input).context, s.outputs[0]!]));
   const started = performance.now();
-  const file = await writePredictions({
+  const file = await (run.predict ?? writePredictions)({
     items: samples.map((s) => ({ key: String(s.index), prompt: splitRulerPrompt(s.input), maxNewTokens: RULER_ANSWER_TOKENS[s.task], fields: { index: s.index } })),
-    answer: async ({ context, question }, { maxNewTokens }) => {
-      const result = await liftAnswer(model, tokenizer, context, [question], {
-        stage1Epochs: run.epochs[0],
-        stage2Epochs: run.epochs[1],
-        // The official code's schedule: one AdamW step per epoch on the whole epoch's gradient. Segments go 16 to a
-        // forward pass: one per pass took about 40 s per 4x document on an H200, 300 small dispatch-bound steps.
-        accumulateEpoch: true,
-        batch: 16,
-        promptTemplate: '{context}{question}',
-        maxNewTokens: Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4)),
-        compareIcl: true,
-        goldAnswers: [gold.get(context)!],
-      });
-      return {
-        pred: result.answers[0]!,
-        extra: { icl_pred: result.iclAnswers![0]!, gold_logprob: result.goldLogProbs![0]!, icl_gold_logprob: result.iclGoldLogProbs![0]!, lift_train_seconds: Math.round(result.trainSeconds * 10) / 10 },
-      };
-    },
+    answer: liftExperimentAnswerer(model, tokenizer, liftGold(samples), run.epochs),
     outDir: run.outDir,
     settings: { variant: run.variant, epochs: run.epochs.join(' '), data: run.dataPath },
     stopAtNewline: true,

@@ -38,6 +38,8 @@ import { Haystack } from './ruler-haystack.ts';
 import { entityPool, hashString, type RulerTask } from './ruler-tasks.ts';
 import { NOUNS } from './ruler-words.ts';
 import { evaluateRulerModel } from './ruler-eval.ts';
+import type { WorkerModel } from './worker-job.ts';
+import { workerPredictions } from './workers.ts';
 
 export type { ClaimCheck, MethodLengthResult } from './experiment-claims.ts';
 
@@ -161,6 +163,11 @@ export interface ExperimentOptions {
   chat?: Omit<ChatOptions, 'backend'>;
   /** Stop once this stage is done (e.g. to check the base before the rest). */
   stopAfter?: string;
+  /**
+   * Worker processes for the evaluation stages (RULER and LIFT), each with its own model copy, and the backend
+   * they start (the one this process took); the results are the same as with one. Default one: all in this process.
+   */
+  workers?: { count: number; backend: string };
   /** Written into the results as the command that made them. */
   command?: string;
   log?: (message: string) => void;
@@ -317,6 +324,9 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   const prepared = (name: string) => join(dataDir, `${name}-prepared`);
   const runDir = (model: string) => join(out, 'runs', model);
   const seeds = Array.from({ length: size.seeds }, (_, i) => i + 1);
+  const workers = o.workers && o.workers.count > 1 ? o.workers : null;
+  const inWorkers = (label: string, model: Omit<WorkerModel, 'tokenizer'>) =>
+    workers ? workerPredictions({ ...workers, log }, label, { ...model, tokenizer: tokenizer.modelPath }) : undefined;
 
   // 1. Data: four disjoint document sets; the CPT corpus adds recall documents (haystacks from the CPT documents).
   await stage('data', async () => {
@@ -392,6 +402,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   const evaluate = async (name: string, model: string, mode: AnswerMode, multiple: number, test: string, recapThreshold?: number): Promise<MethodLengthResult> =>
     stage(`eval ${name} ${test}`, async () => {
       const { model: loaded, ckpt } = loadModel(runDir(model));
+      const predict = inWorkers(`eval ${name} ${test}`, { checkpoint: ckpt.dir, answerer: { kind: 'answerer', mode, recapThreshold } });
       try {
         const evaluated = await evaluateRulerModel({
           model: loaded,
@@ -400,6 +411,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
           outDir: join(out, 'predictions', name.replace(/[^\w.-]+/g, '_'), test),
           answer: makeAnswerer(mode, loaded, tokenizer, { recapThreshold }),
           settings: { checkpoint: ckpt.dir, mode, recap_threshold: recapThreshold ?? null },
+          predict,
         });
         const tasks = Object.fromEntries(Object.entries(evaluated.tasks).map(([task, s]) => [task, s.score]));
         return { method: name, model, multiple, length: testLength(window, multiple), average: evaluated.average, tasks, examples: evaluated.examples };
@@ -416,9 +428,10 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   const liftVariants = [['paper', size.liftEpochs, 'lift-4x'], ['more-steps', size.liftMoreEpochs, 'lift-4x'], ['paper, 64-word values', size.liftEpochs, 'lift-words-4x']] as const;
   for (const [variant, epochs, test] of liftVariants) {
     lift.push(...(await stage(`lift ${variant}`, async () => {
-      const { model } = loadModel(runDir('base'));
+      const { model, ckpt } = loadModel(runDir('base'));
       try {
-        return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, variant, log });
+        const predict = inWorkers(`lift ${variant}`, { checkpoint: ckpt.dir, answerer: { kind: 'lift', epochs: [epochs[0], epochs[1]], dataPath: testFile(test) } });
+        return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, variant, log, predict });
       } finally {
         model.dispose();
       }

@@ -74,19 +74,24 @@ export interface PredictionItem {
 
 export const PREDICTION_FILES = { records: 'predictions.jsonl', documents: 'predictions-done.jsonl', summary: 'predictions.json' };
 
-/**
- * Answers every item into `outDir`/predictions.jsonl ({...fields, pred, ...extra}, one line per item, in item
- * order). Items answered by an earlier run with the same settings are skipped, so an interrupted run loses at
- * most the item in flight; other settings in the same folder are refused.
- */
-export async function writePredictions(run: {
+export interface PredictionRun {
   items: readonly PredictionItem[];
   answer: Answerer;
   outDir: string;
   settings: Settings;
   stopAtNewline: boolean;
   onItem?: (done: number, total: number) => void;
-}): Promise<string> {
+}
+
+/** What writes a run's predictions file and returns its path: writePredictions, or the same split across worker processes. */
+export type PredictionWriter = (run: PredictionRun) => Promise<string>;
+
+/**
+ * Answers every item into `outDir`/predictions.jsonl ({...fields, pred, ...extra}, one line per item, in item
+ * order). Items answered by an earlier run with the same settings are skipped, so an interrupted run loses at
+ * most the item in flight; other settings in the same folder are refused.
+ */
+export async function writePredictions(run: PredictionRun): Promise<string> {
   const { journal } = DocumentJournal.open<{ doc: string }>(run.outDir, PREDICTION_FILES, run.settings);
   try {
     let done = 0;

@@ -6,7 +6,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { pythonRound } from './metrics.ts';
-import { type Answerer, type PromptParts, windowPrompt, writePredictions } from './predict.ts';
+import { type Answerer, type PredictionWriter, type PromptParts, windowPrompt, writePredictions } from './predict.ts';
 import { readRulerSamples, RULER_ANSWER_TOKENS, type RulerTaskScore, scoreRuler, scoreRulerExample } from './ruler-score.ts';
 import type { RulerTask } from './ruler-tasks.ts';
 
@@ -49,10 +49,12 @@ export async function evaluateRulerModel(run: {
   answer: Answerer;
   settings: Settings;
   onItem?: (done: number, total: number) => void;
+  /** Default writePredictions, in this process. */
+  predict?: PredictionWriter;
 }): Promise<RulerEvalResult> {
   const samples = (await readRulerSamples(run.dataPath)).map((entry) => entry.sample);
   const keyOf = (task: string, index: number): string => `${task}#${index}`;
-  const predictionsFile = await writePredictions({
+  const predictionsFile = await (run.predict ?? writePredictions)({
     items: samples.map((s) => ({
       key: keyOf(s.task, s.index),
       prompt: splitRulerPrompt(s.input),

@@ -1,0 +1,66 @@
+/**
+ * One worker's share of an evaluation stage (`arl experiment --workers N`): the job the parent writes, and
+ * running it in the child. The child loads the checkpoint itself and writes only into its own shard folder.
+ */
+import { readFileSync } from 'node:fs';
+import type { Settings } from '../arl/journal.ts';
+import { loadModel } from '../io/checkpoint.ts';
+import { Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { type AnswerMode, makeAnswerer } from './answerers.ts';
+import { liftExperimentAnswerer, liftGold } from './experiment-lift.ts';
+import { type Answerer, type PredictionItem, writePredictions } from './predict.ts';
+import { readRulerSamples } from './ruler-score.ts';
+
+/** How a worker answers: what it cannot be handed as a function, so it rebuilds it from these. */
+export type WorkerAnswerer =
+  | { kind: 'answerer'; mode: AnswerMode; recapThreshold?: number }
+  | { kind: 'lift'; epochs: [number, number]; dataPath: string };
+
+/** What the parent hands a worker besides the items: the checkpoint and tokenizer to load, and the answerer. */
+export interface WorkerModel {
+  checkpoint: string;
+  tokenizer: string;
+  answerer: WorkerAnswerer;
+}
+
+export interface WorkerJob extends WorkerModel {
+  /** The worker's shard folder: a predictions journal of its own. */
+  outDir: string;
+  settings: Settings;
+  stopAtNewline: boolean;
+  items: PredictionItem[];
+}
+
+/** Messages a worker sends its parent. */
+export type WorkerMessage = { type: 'progress'; done: number; answered: number } | { type: 'error'; message: string };
+
+export function readWorkerJob(path: string): WorkerJob {
+  return JSON.parse(readFileSync(path, 'utf8')) as WorkerJob;
+}
+
+/**
+ * Answers the job's items into its shard folder; items done by an earlier run of the same shard are skipped.
+ * `onItem` gets the items done so far (skipped ones included) and those answered in this run.
+ */
+export async function runWorkerJob(job: WorkerJob, onItem: (done: number, answered: number) => void): Promise<void> {
+  const tokenizer = await Tokenizer.load(job.tokenizer);
+  const { model } = loadModel(job.checkpoint);
+  try {
+    const spec = job.answerer;
+    const inner = spec.kind === 'lift'
+      ? liftExperimentAnswerer(model, tokenizer, liftGold((await readRulerSamples(spec.dataPath)).map((e) => e.sample)), spec.epochs)
+      : makeAnswerer(spec.mode, model, tokenizer, { recapThreshold: spec.recapThreshold });
+    let answered = 0;
+    const answer: Answerer = async (prompt, options) => {
+      // A turn of the event loop before each example: on the cpu backend the work awaits only microtasks, and
+      // without one the closing of the parent's channel (the parent was killed) would go unnoticed to the end.
+      await new Promise((resolve) => setImmediate(resolve));
+      const result = await inner(prompt, options);
+      answered++;
+      return result;
+    };
+    await writePredictions({ items: job.items, answer, outDir: job.outDir, settings: job.settings, stopAtNewline: job.stopAtNewline, onItem: (done) => onItem(done, answered) });
+  } finally {
+    model.dispose();
+  }
+}

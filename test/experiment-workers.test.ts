@@ -1,0 +1,69 @@
+/**
+ * `arl experiment --workers N` at the toy size on the deterministic cpu backend: an evaluation stage split
+ * across two worker processes writes the same predictions and records the same result as one process; a
+ * failing worker fails the stage with one line and no merged file, and the rerun completes it.
+ */
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runArl } from './helpers.ts';
+
+const STAGE = 'eval base 1x';
+const root = mkdtempSync(join(tmpdir(), 'arl-experiment-workers-'));
+const experiment = (out: string, ...extra: string[]) =>
+  runArl('experiment', '--size', 'toy', '--backend', 'cpu', '--base-steps', '1', '--per-length', '3', '--stop-after', STAGE, '--out', out, ...extra);
+const predictionsDir = (run: string) => join(run, 'predictions', 'base', '1x');
+const stageResult = (run: string): unknown => JSON.parse(readFileSync(join(run, 'state.json'), 'utf8')).stages[STAGE].result;
+
+/** A copy of run folder `from` with its evaluation forgotten: the trained base and the test sets stay. */
+function withoutEvaluation(from: string, to: string): string {
+  cpSync(from, to, { recursive: true });
+  rmSync(join(to, 'predictions'), { recursive: true, force: true });
+  const state = JSON.parse(readFileSync(join(to, 'state.json'), 'utf8'));
+  delete state.stages[STAGE];
+  writeFileSync(join(to, 'state.json'), JSON.stringify(state));
+  return to;
+}
+
+test('two workers give the same predictions and results as one; a failing worker is one line, and a rerun completes', async () => {
+  const one = join(root, 'one');
+  const first = await experiment(one);
+  assert.equal(first.code, 0, first.stderr);
+
+  const two = withoutEvaluation(one, join(root, 'two'));
+  const split = await experiment(two, '--workers', '2');
+  assert.equal(split.code, 0, split.stderr);
+  assert.match(split.stderr, /^ {2}eval base 1x: 6\/6 examples in 2 workers, [\d.]+\/s, ETA 0 s$/m);
+  assert.deepEqual(stageResult(two), stageResult(one));
+  for (const file of ['predictions.jsonl', 'predictions-done.jsonl']) {
+    assert.equal(readFileSync(join(predictionsDir(two), file), 'utf8'), readFileSync(join(predictionsDir(one), file), 'utf8'), file);
+  }
+  assert.ok(!existsSync(join(predictionsDir(two), 'workers')), 'the shards are removed once merged');
+
+  // Worker 2 cannot make its shard folder: a file is in the way.
+  const failing = withoutEvaluation(one, join(root, 'failing'));
+  const blocked = join(predictionsDir(failing), 'workers', 'worker-2-of-2');
+  mkdirSync(join(blocked, '..'), { recursive: true });
+  writeFileSync(blocked, '');
+  const failed = await experiment(failing, '--workers', '2');
+  assert.equal(failed.code, 2, failed.stderr);
+  const lines = failed.stderr.trim().split('\n').filter((l) => !/^(backend:|\[experiment\]| {2})/.test(l));
+  assert.equal(lines.length, 1, failed.stderr);
+  assert.match(lines[0]!, /^arl: eval base 1x: worker 2 of 2 failed: EEXIST[^\n]*worker-2-of-2'? \(its log: \S+worker-2-of-2\.log\)$/);
+  assert.ok(!existsSync(join(predictionsDir(failing), 'predictions.jsonl')), 'no merged file');
+  assert.equal(JSON.parse(readFileSync(join(failing, 'state.json'), 'utf8')).stages[STAGE], undefined);
+
+  rmSync(blocked);
+  const rerun = await experiment(failing, '--workers', '2');
+  assert.equal(rerun.code, 0, rerun.stderr);
+  assert.deepEqual(stageResult(failing), stageResult(one));
+  assert.equal(readFileSync(join(predictionsDir(failing), 'predictions.jsonl'), 'utf8'), readFileSync(join(predictionsDir(one), 'predictions.jsonl'), 'utf8'));
+});
+
+test('--workers must be a positive integer', async () => {
+  const r = await runArl('experiment', '--size', 'toy', '--backend', 'cpu', '--out', join(root, 'bad'), '--workers', '0');
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--workers must be a positive integer \(got 0\)/);
+});
