@@ -11,13 +11,13 @@ const figures = {
 test('the verdict states the counts and what was and was not shown', () => {
   const line = demoVerdict(figures);
   assert.match(line, /^verdict: recaps: 0 written by the agent \(0 distinct\) over 4 held-out documents; recap data: 90 segments kept for 144 key tokens, 90 recaps written, 80 inserted; perplexity 333\.0 -> 351\.0 \(not better\), LongPPL 239\.0 -> 277\.0 \(not better\)\./);
-  assert.match(line, /Shown: the pipeline writes recaps into the training data\. Not shown: the trained model writes recaps on its own; LongPPL improving; that recaps/);
+  assert.match(line, /Shown: the pipeline writes recaps into the training data\. Not shown: the trained model opens recaps \(at a threshold set on a development document\); LongPPL improving; that recaps/);
 });
 
 test('the verdict never puts a change down to the recaps, even when everything improves', () => {
   const line = demoVerdict({ ...figures, recapsWritten: 5, recapsDistinct: 2, longppl: [277, 239], perplexity: [351, 333] });
   assert.match(line, /^verdict: recaps: 5 written by the agent \(2 distinct\) over 4 held-out documents;/);
-  assert.match(line, /Shown: the pipeline writes recaps into the training data; the trained model writes recaps on its own; LongPPL improving\. Not shown: that recaps, rather than the extra training, cause any change \(no run without recaps\); that the agent's recaps summarise what it read\.$/);
+  assert.match(line, /Shown: the pipeline writes recaps into the training data; the trained model opens recaps \(at a threshold set on a development document\); LongPPL improving\. Not shown: that recaps, rather than the extra training, cause any change \(no run without recaps\); that the agent's recaps summarise what it read\.$/);
   assert.match(demoVerdict({ ...figures, inserted: 0, longppl: [null, null] }), /LongPPL n\/a -> n\/a \(not measured\).*Shown: nothing\./);
 });
 

@@ -130,7 +130,7 @@ export function demoVerdict(o: DemoFigures): string {
   const shown: string[] = [];
   const notShown: string[] = [];
   (o.inserted > 0 ? shown : notShown).push('the pipeline writes recaps into the training data');
-  (o.recapsWritten > 0 ? shown : notShown).push('the trained model writes recaps on its own');
+  (o.recapsWritten > 0 ? shown : notShown).push('the trained model opens recaps (at a threshold set on a development document)');
   const better = direction(o.longppl) === 'better';
   (better ? shown : notShown).push('LongPPL improving');
   // Continued pretraining without recaps was not run, so no change can be put down to the recaps.
