@@ -42,3 +42,15 @@ test('arl --help lists the commands by workflow, each registered command exactly
   assert.equal(rulerEval.code, 0, rulerEval.stderr);
   assert.match(rulerEval.stdout, /^arl ruler eval\n\nRun a checkpoint on generated samples/);
 });
+
+test("every flag in every command's --help has a description", async () => {
+  const commands = COMMAND_GROUPS.flatMap((group) => group.commands.map((command) => String(command.command))).filter((c) => c !== 'ruler');
+  const all = [...commands.map((c) => [c]), ['ruler', 'generate'], ['ruler', 'score'], ['ruler', 'eval']];
+  const helps = await Promise.all(all.map((c) => runArl(...c, '--help')));
+  for (const [k, help] of helps.entries()) {
+    assert.equal(help.code, 0, help.stderr);
+    // yargs prints a flag without a description as its name followed straight by its [type] or [default].
+    const bare = help.stdout.split('\n').filter((line) => /^ {2}(-\w, )?--[\w-]+(, --[\w-]+)? +\[/.test(line));
+    assert.deepEqual(bare, [], `arl ${all[k].join(' ')} --help`);
+  }
+});

@@ -1,13 +1,14 @@
 /** Output-folder locks: one writer per folder, a second one refused with the owner named, stale locks taken over. */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { before, describe, test } from 'node:test';
 import { UserError } from '../src/io/errors.ts';
 import { LOCK_FILE, lockFolder } from '../src/io/lock.ts';
-import { assertUserError, prepareTinyCorpus, runArl } from './helpers.ts';
+import { assertUserError, type CliResult, prepareTinyCorpus, REPO_ROOT, runArl } from './helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'arl-lock-'));
 
@@ -75,6 +76,20 @@ describe('commands take the lock of their output folder', () => {
     const r = await train(out);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!existsSync(join(out, LOCK_FILE)), 'released at exit');
+  });
+
+  test('demo-arl refuses to start while another process writes its folder, before any training', async () => {
+    const cwd = join(work, 'demo-cwd');
+    const out = join(cwd, 'checkpoints', 'demo-arl');
+    const release = lockFolder(out, 'arl demo-arl (the first writer)');
+    try {
+      const r = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'bin', 'arl.js'), 'demo-arl', '--backend', 'cpu'], { cwd, env: { ...process.env, FORCE_COLOR: '0' } })
+        .then(({ stdout, stderr }) => ({ code: 0, stdout, stderr }), (err: CliResult) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }));
+      assertUserError(r, /checkpoints\/demo-arl: already being written by pid \d+ \(arl demo-arl \(the first writer\), since .*\)/);
+      assert.ok(!existsSync(join(cwd, 'checkpoints', 'demo')), 'the base model was not trained');
+    } finally {
+      release();
+    }
   });
 
   test('a stale lock left by a killed run is taken over with a note on stderr', async () => {

@@ -35,7 +35,7 @@ export const answerCommand = defineCommand({
     json: { type: 'boolean', default: false, describe: 'print one JSON object {answer, recaps, recap_probabilities, ...}' },
   },
   shared: BACKEND_FLAGS,
-  examples: [['$0 answer --checkpoint checkpoints/demo-arl/continued --input story.txt --question "Who won the vote?"', 'answer from recaps + recent text']],
+  examples: [['$0 answer --checkpoint checkpoints/demo-arl/continued --input checkpoints/demo-arl/held-out-sample.txt --question "What is this text about?"', 'answer from recaps + recent text (paths of npm run demo:arl)']],
   handler: async (args) => {
     if (!Number.isFinite(args.recapThreshold)) throw new UserError(`--recap-threshold must be a number (got ${args.recapThreshold})`);
     const input = readText(args.input);

@@ -20,7 +20,7 @@ export const inspectCommand = defineCommand({
     out: { type: 'string', demandOption: true, describe: 'the .html file to write (an existing folder: report.html in it)' },
     'max-docs': { type: 'number', describe: 'show only the first N documents' },
   },
-  examples: [['$0 inspect --keytokens results/arl --out results/arl/report.html', 'open report.html in a browser']],
+  examples: [['$0 inspect --keytokens checkpoints/demo-arl/recap-data --out checkpoints/demo-arl/inspect.html', 'the data of npm run demo:arl; open inspect.html in a browser']],
   handler: async (args) => {
     const out = existsSync(args.out) && statSync(args.out).isDirectory() ? join(args.out, 'report.html') : args.out;
     const keyTokensDir = resolve(args.keytokens);

@@ -20,7 +20,7 @@ const GENERATE_FLAGS = defineOptions({
   task: { type: 'string', array: true, choices: [...RULER_TASKS, 'all'], demandOption: true, describe: 'task(s), or all' },
   length: { type: 'number', demandOption: true, describe: 'input length in tokens (reached from below)' },
   count: { type: 'number', default: 10, describe: 'samples per task' },
-  seed: { type: 'number', default: 0 },
+  seed: { type: 'number', default: 0, describe: 'seeds the samples: the same seed gives the same samples' },
   out: { type: 'string', demandOption: true, describe: 'output .jsonl file (written atomically)' },
   split: { choices: ['test', 'train'], default: 'test', describe: 'entity pool: train samples never share keys, values or names with test ones' },
   corpus: { type: 'string', default: 'brown', describe: 'haystack text: "brown" (bundled), a .txt file, a folder of .txt files, or .jsonl with "text"' },

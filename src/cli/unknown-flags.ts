@@ -24,7 +24,22 @@ export function closestFlag(name: string, known: readonly string[]): string | un
     const distance = editDistance(name, flag);
     if (best === undefined || distance < best.distance) best = { flag, distance };
   }
-  return best !== undefined && best.distance <= Math.max(2, Math.floor(name.length / 3)) ? best.flag : undefined;
+  if (best !== undefined && best.distance <= Math.max(2, Math.floor(name.length / 3))) return best.flag;
+  // A name with a word left out (--max-tokens for --max-new-tokens) is too far by letters but plain by words.
+  return known.filter((flag) => hasWordsInOrder(flag, name)).sort((a, b) => a.length - b.length)[0];
+}
+
+/** True when every hyphen-separated word of `name` (two at least) occurs in `flag`, in order. */
+function hasWordsInOrder(flag: string, name: string): boolean {
+  const words = name.split('-');
+  if (words.length < 2) return false;
+  const flagWords = flag.split('-');
+  let at = 0;
+  for (const word of words) {
+    at = flagWords.indexOf(word, at) + 1;
+    if (at === 0) return false;
+  }
+  return true;
 }
 
 /**
