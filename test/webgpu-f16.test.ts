@@ -25,6 +25,7 @@ import {
   matmulF16Shader,
   parseTiling,
   prepareMatmulF16,
+  subgroupMatrixConfigProblem,
   toF16,
 } from '../src/ops/webgpu/matmul-f16.ts';
 import { mixedPrecisionSupport } from '../src/ops/webgpu/mixed-precision.ts';
@@ -78,6 +79,16 @@ describe('f16 set-up (no device)', () => {
       'backend=vulkan',
       'enable-dawn-features=disable_robustness,allow_unsafe_apis,vulkan_enable_f16_on_nvidia',
     ]);
+  });
+
+  it('refuses a listed set of subgroup-matrix configurations without f16 16x16x16, not an empty one', () => {
+    const config = (componentType: string, M: number, N: number, K: number) => ({ componentType, resultComponentType: 'f32', M, N, K });
+    // Some dawn.node builds list none though the feature works: the numeric self-check decides then.
+    assert.equal(subgroupMatrixConfigProblem([]), null);
+    assert.equal(subgroupMatrixConfigProblem([config('f16', 16, 8, 16), config('f16', 16, 16, 16)]), null);
+    assert.equal(subgroupMatrixConfigProblem([config('F16', 16, 16, 16)]), null);
+    const line = subgroupMatrixConfigProblem([config('f16', 16, 8, 16), config('u8', 16, 16, 32)]);
+    assert.equal(line, 'the adapter has no f16 x f16 -> f32 16x16x16 subgroup-matrix configuration (it has: f16->f32 16x8x16, u8->f32 16x16x32)');
   });
 
   it('reads and writes tilings', () => {

@@ -8,7 +8,7 @@
  *
  * Limits: M, N and K multiples of 16 (blocks past the edges of M and N are computed on clamped
  * rows and not stored; K slices past K are zero); one f16 x f16 -> f32 16x16x16 configuration;
- * the subgroup size must be fixed (min = max). Shapes are compiled into the shader (one pipeline
+ * the subgroup size must be fixed (min = max) where the adapter reports it. Shapes are compiled into the shader (one pipeline
  * per shape and tiling). f16 operands live in int32 tensors of two f16 per word.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -43,7 +43,7 @@ export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 1, wn: 1, kTile
 /** Padding of staged rows, in f16: rows stay 16-byte aligned and fall on different banks. */
 const PAD = 8;
 
-interface SubgroupMatrixConfig {
+export interface SubgroupMatrixConfig {
   componentType: string;
   resultComponentType: string;
   M: number;
@@ -59,9 +59,34 @@ interface F16Device {
 const device = (): F16Device => (tf.backend() as unknown as { device: F16Device }).device;
 
 /**
+ * Null when `configs` has the f16 x f16 -> f32 16x16x16 configuration, or lists nothing at all:
+ * some dawn.node builds expose the subgroup-matrix feature with an empty list (the H200's ran the
+ * probe's f16 product correctly with it), so an empty list is unknown, and the numeric self-check
+ * decides. Else one line naming what the adapter offers.
+ */
+export function subgroupMatrixConfigProblem(configs: readonly SubgroupMatrixConfig[]): string | null {
+  if (configs.length === 0) return null;
+  const is = (value: string, want: string): boolean => String(value).toLowerCase() === want;
+  if (configs.some((c) => is(c.componentType, 'f16') && is(c.resultComponentType, 'f32') && c.M === 16 && c.N === 16 && c.K === 16)) return null;
+  const offered = configs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ');
+  return `the adapter has no f16 x f16 -> f32 16x16x16 subgroup-matrix configuration (it has: ${offered})`;
+}
+
+/** The subgroup-matrix configurations listed: the device's copy of the adapter info may lack the list the adapter's own has. */
+function listedConfigs(): readonly SubgroupMatrixConfig[] {
+  const own = device().adapterInfo?.subgroupMatrixConfigs ?? [];
+  return own.length > 0 ? own : f16Instance.adapterConfigs;
+}
+
+/** Whether the adapter lists any subgroup-matrix configuration (else only the self-check vouches for the kernel). */
+export function f16ConfigsListed(): boolean {
+  return listedConfigs().length > 0;
+}
+
+/**
  * Null when this device can run the f16 matmul, else one line naming what is missing: the
- * backend, a feature (and whether it was asked for), the 16x16x16 f16 -> f32 configuration, or a
- * fixed subgroup size.
+ * backend, a feature (and whether it was asked for), the 16x16x16 f16 -> f32 configuration where
+ * the adapter lists its configurations, or a fixed subgroup size where it reports one.
  */
 export function f16MatmulUnsupported(): string | null {
   if (tf.getBackend() !== 'webgpu') return `the f16 matmul needs the webgpu backend (this run uses ${tf.getBackend()})`;
@@ -72,18 +97,16 @@ export function f16MatmulUnsupported(): string | null {
     return `the WebGPU adapter lacks ${missing.join(', ')} (it offers ${f16Instance.adapterFeatures.join(', ') || 'none of them'})`;
   }
   const info = dev.adapterInfo ?? {};
-  const configs = info.subgroupMatrixConfigs ?? [];
-  if (!configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)) {
-    const offered = configs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ');
-    return `the adapter has no f16 x f16 -> f32 16x16x16 subgroup-matrix configuration (it has: ${offered || 'none'})`;
-  }
-  if (!info.subgroupMinSize || info.subgroupMinSize !== info.subgroupMaxSize) {
-    return `the subgroup size is not fixed (${info.subgroupMinSize ?? '?'} to ${info.subgroupMaxSize ?? '?'}); the f16 matmul assumes one size`;
+  const configProblem = subgroupMatrixConfigProblem(listedConfigs());
+  if (configProblem) return configProblem;
+  if (info.subgroupMinSize && info.subgroupMinSize !== info.subgroupMaxSize) {
+    return `the subgroup size is not fixed (${info.subgroupMinSize} to ${info.subgroupMaxSize ?? '?'}); the f16 matmul assumes one size`;
   }
   return null;
 }
 
-const subgroupSize = (): number => device().adapterInfo!.subgroupMaxSize!;
+/** Subgroup size of a product's workgroups: the adapter's, or NVIDIA's 32 where it reports none (the self-check then decides). */
+const subgroupSize = (): number => device().adapterInfo?.subgroupMaxSize || 32;
 
 /** Rows and columns of a product a [.., ..] x b [.., ..] under the transposes, or throws. */
 function productShape(a: F16Matrix, b: F16Matrix, transposeA: boolean, transposeB: boolean): { m: number; n: number; k: number } {
