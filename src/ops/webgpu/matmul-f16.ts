@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { F16_FEATURES, f16Instance } from './f16-device.ts';
-import { builtins, dispatchRaw, flatIndex, grid, release, tryComputePipeline, type WebgpuBackend } from './runtime.ts';
+import { builtins, dispatchRaw, flatIndex, grid, release, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
 
 /** An f16 matrix, row-major [rows, cols], two f16 per 32-bit word (element 2i in the low half). */
 export interface F16Matrix {
@@ -303,10 +303,13 @@ export function f16Workgroups(m: number, n: number, tiling: F16Tiling): [number,
 }
 
 /**
- * out [m, n] (f32) = op(a) op(b), op transposing where asked, on the tensor cores. Call
- * prepareMatmulF16 first for the shape: a shader that does not compile here is a fatal device error.
+ * Tests only: rewrites each product's shader and adds the uniforms the rewrite binds (the
+ * subgroup-matrix builtins emulated in plain WGSL, where the adapter lacks them).
  */
-export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.Tensor2D {
+export const f16ShaderOverride: { rewrite: ((code: string) => { code: string; uniforms: Uniform[] }) | null } = { rewrite: null };
+
+/** matmulF16 as a TensorInfo (for kernels): a new f32 buffer [m, n]. */
+export function matmulF16Info(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.TensorInfo {
   const transposeA = options.transposeA ?? false;
   const transposeB = options.transposeB ?? false;
   const tiling = options.tiling ?? DEFAULT_F16_TILING;
@@ -314,21 +317,42 @@ export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions 
   const backend = tf.backend() as unknown as WebgpuBackend;
   const out = backend.makeTensorInfo([m, n], 'float32');
   const code = matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroupSize());
-  dispatchRaw('ArlMatMulF16', code, [out, a.words, b.words], null, f16Workgroups(m, n, tiling));
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+  const shader = f16ShaderOverride.rewrite?.(code) ?? { code, uniforms: null };
+  dispatchRaw('ArlMatMulF16', shader.code, [out, a.words, b.words], shader.uniforms, f16Workgroups(m, n, tiling));
+  return out;
 }
 
-/** f32 -> f16 (round to nearest, per WGSL's pack2x16float), two per word; core WGSL, no shader-f16 needed. */
+/**
+ * out [m, n] (f32) = op(a) op(b), op transposing where asked, on the tensor cores. Call
+ * prepareMatmulF16 first for the shape: a shader that does not compile here is a fatal device error.
+ */
+export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.Tensor2D {
+  return tf.engine().makeTensorFromTensorInfo(matmulF16Info(a, b, options)) as tf.Tensor2D;
+}
+
+/**
+ * f32 -> f16 (round to nearest), two per word; core WGSL, no shader-f16 needed. WGSL leaves
+ * pack2x16float of a value beyond f16's range indeterminate, so overflow is written as infinity
+ * (and NaN as NaN) by the bits: dynamic loss scaling detects an overflowed step by them.
+ */
 const TO_F16 = `
 @group(0) @binding(0) var<storage, read_write> out: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 struct U { n: u32 };
 @group(0) @binding(2) var<uniform> u: U;
+fn half(v: f32) -> u32 {
+  let bits = bitcast<u32>(v);
+  let magnitude = bits & 0x7fffffffu;
+  let sign = (bits >> 16u) & 0x8000u;
+  let rounded = pack2x16float(vec2<f32>(clamp(v, -65504.0, 65504.0), 0.0)) & 0xffffu;
+  // 0x477ff000 is 65520, the least f32 that rounds to f16 infinity.
+  return select(select(rounded, sign | 0x7c00u, magnitude >= 0x477ff000u), 0x7e00u, magnitude > 0x7f800000u);
+}
 @compute @workgroup_size(256) fn main(${builtins}) {
   let i = ${flatIndex(256)};
   if (2u * i >= u.n) { return; }
-  let high = select(0.0, x[2u * i + 1u], 2u * i + 1u < u.n);
-  out[i] = pack2x16float(vec2<f32>(x[2u * i], high));
+  let high = select(0u, half(x[2u * i + 1u]), 2u * i + 1u < u.n);
+  out[i] = half(x[2u * i]) | (high << 16u);
 }`;
 
 /** f16 words -> f32. */
@@ -344,7 +368,7 @@ struct U { n: u32 };
 }`;
 
 /** A 2-D f32 tensor cast to f16 on the device. */
-export function toF16(x: tf.Tensor2D): F16Matrix {
+export function toF16(x: tf.TensorInfo): F16Matrix {
   const [rows, cols] = x.shape;
   const size = rows * cols;
   const words = Math.ceil(size / 2);
@@ -366,14 +390,19 @@ export function disposeF16(x: F16Matrix): void {
   release(x.words);
 }
 
-/** matmulF16 of f32 tensors, cast to f16 on the way in (the casts are freed). */
-export function matmulF16FromF32(a: tf.Tensor2D, b: tf.Tensor2D, options: F16MatmulOptions = {}): tf.Tensor2D {
+/** matmulF16Info of f32 operands, cast to f16 on the way in (the casts are freed). */
+export function matmulF16FromF32Info(a: tf.TensorInfo, b: tf.TensorInfo, options: F16MatmulOptions = {}): tf.TensorInfo {
   const a16 = toF16(a);
   const b16 = toF16(b);
   try {
-    return matmulF16(a16, b16, options);
+    return matmulF16Info(a16, b16, options);
   } finally {
     disposeF16(a16);
     disposeF16(b16);
   }
+}
+
+/** matmulF16 of f32 tensors, cast to f16 on the way in (the casts are freed). */
+export function matmulF16FromF32(a: tf.Tensor2D, b: tf.Tensor2D, options: F16MatmulOptions = {}): tf.Tensor2D {
+  return tf.engine().makeTensorFromTensorInfo(matmulF16FromF32Info(a, b, options)) as tf.Tensor2D;
 }
