@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { AdamW, stepOnMeanGradient } from '../src/train/optimizer.ts';
 import { LossScaler, scaledStep } from '../src/train/loss-scale.ts';
+import { DEFAULT_TRAIN, train } from '../src/train/trainer.ts';
+import { UserError } from '../src/io/errors.ts';
 import { tf, useCpu } from './helpers.ts';
 
 before(useCpu);
@@ -40,6 +42,17 @@ describe('LossScaler', () => {
     assert.equal(s.goodSteps, 0);
     for (let i = 0; i < 3; i++) s.update(true, 16);
     assert.equal(s.scale, 32);
+  });
+});
+
+describe('--precision mixed off webgpu', () => {
+  it('is refused with one line before anything is read or written', async () => {
+    const run = train({ ...DEFAULT_TRAIN, data: '/nonexistent/data', out: '/nonexistent/out', precision: 'mixed' }, { tokenizerPath: null });
+    await assert.rejects(run, (err: Error) => {
+      assert.ok(err instanceof UserError, String(err));
+      assert.equal(err.message, '--precision mixed: mixed precision unavailable: the f16 matmul needs the webgpu backend (this run uses cpu)');
+      return true;
+    });
   });
 });
 
