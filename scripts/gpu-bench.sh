@@ -11,11 +11,15 @@
 #   config1  our bench on the llm.c config 1 (generation with and without the KV cache)
 #   big      our bench on the model of the PyTorch reference
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
+#   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b"; T SCALE_SEQ 512, B SCALE_BATCH 16):
+#            PyTorch fp32 and bf16 (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and
+#            --precision mixed; one "scale" line per size with torch_*_tokens_per_s, ours_tokens_per_s and
+#            ours_mixed_tokens_per_s (null, with ours_mixed_refused, where the start-up check refused)
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
 #            ABLATE_STEPS timed steps (default 4); ARL_BUNDLE=FILE in a set runs another build of the CLI
-# PROFILE=1 adds per-kernel GPU times (tf.profile) to config1, big and ablate. Every result is a JSON line
+# PROFILE=1 adds per-kernel GPU times (tf.profile) to config1, big, scale and ablate. Every result is a JSON line
 # appended to OUT_DIR/gpu-bench.jsonl; stage times go to stderr.
 set -uo pipefail
 out=${1:?usage: gpu-bench.sh OUT_DIR}
@@ -82,6 +86,63 @@ if has soak; then
   SECONDS=0
   timeout 240 node dist/cli/arl.mjs bench --backend webgpu --steps 1000 --warmup-steps 1 --skip-generate --no-key-tokens --no-lift >> "$log"
   wall "webgpu 1,000-step soak" $?
+fi
+if has scale; then
+  for size in ${SCALE_SIZES:-30m 135m 1.1b}; do
+    case $size in
+      30m) V=8192 D=512 L=8 H=8 KV=8 F=1368 TIE=1 ;;
+      135m) V=49152 D=576 L=30 H=9 KV=3 F=1536 TIE=1 ;;
+      1.1b) V=32000 D=2048 L=22 H=32 KV=4 F=5632 TIE=0 ;;
+      *) stamp "scale: unknown size $size"; continue ;;
+    esac
+    T=${SCALE_SEQ:-512} B=${SCALE_BATCH:-16}
+    tmp=$(mktemp -d)
+    if [ -f .gpu/torch_llama_bench.py ]; then
+      for mode in fp32 bf16; do
+        stamp "scale $size: torch $mode"
+        V=$V D=$D L=$L H=$H KV=$KV F=$F T=$T B=$B TIE=$TIE MODE=$mode timeout 900 python3 .gpu/torch_llama_bench.py > "$tmp/torch-$mode.json"
+      done
+    fi
+    tie=()
+    [ "$TIE" = 1 ] && tie=(--tie-embeddings)
+    for precision in fp32 mixed; do
+      stamp "scale $size: ours $precision"
+      SECONDS=0
+      timeout "${SCALE_TIMEOUT:-900}" node dist/cli/arl.mjs bench --backend webgpu --precision $precision --vocab $V --dim $D --layers $L --heads $H \
+        --kv-heads $KV --hidden-dim $F "${tie[@]}" --seq $T --batch $B --steps "${SCALE_STEPS:-10}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile \
+        > "$tmp/ours-$precision.jsonl" 2> "$tmp/ours-$precision.err"
+      wall "scale $size ours $precision" $?
+      cat "$tmp/ours-$precision.jsonl" >> "$log"
+    done
+    python3 - "$size" "$tmp" >> "$log" <<'PY'
+import json, os, sys
+size, tmp = sys.argv[1], sys.argv[2]
+def lines(path):
+    if not os.path.exists(path): return []
+    out = []
+    for l in open(path):
+        try: out.append(json.loads(l))
+        except ValueError: pass
+    return out
+def torch(mode):
+    got = [l for l in lines(f"{tmp}/torch-{mode}.json") if l.get("bench") == "torch-llama"]
+    return got[-1]["tok_per_s"] if got else None
+def ours(precision):
+    got = [l for l in lines(f"{tmp}/ours-{precision}.jsonl") if l.get("bench") == "train"]
+    return got[-1]["tokens_per_s"] if got else None
+def refusal(precision):
+    errs = [l.strip() for l in open(f"{tmp}/ours-{precision}.err") if l.startswith("arl:")] if os.path.exists(f"{tmp}/ours-{precision}.err") else []
+    return errs[-1] if errs else None
+row = {"bench": "scale", "size": size, "torch_fp32_tokens_per_s": torch("fp32"), "torch_bf16_tokens_per_s": torch("bf16"),
+       "ours_tokens_per_s": ours("fp32"), "ours_mixed_tokens_per_s": ours("mixed")}
+ratio = lambda a, b: round(a / b, 3) if a and b else None
+row.update(ours_vs_torch_fp32=ratio(row["ours_tokens_per_s"], row["torch_fp32_tokens_per_s"]),
+           ours_mixed_vs_torch_fp32=ratio(row["ours_mixed_tokens_per_s"], row["torch_fp32_tokens_per_s"]),
+           ours_mixed_vs_torch_bf16=ratio(row["ours_mixed_tokens_per_s"], row["torch_bf16_tokens_per_s"]))
+if row["ours_mixed_tokens_per_s"] is None: row["ours_mixed_refused"] = refusal("mixed")
+print(json.dumps(row))
+PY
+  done
 fi
 if has ablate; then
   IFS=';' read -ra env_sets <<< "${ABLATE_ENV:-ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3}"

@@ -14,7 +14,10 @@ import { LlamaModel } from '../model/llama.ts';
 import { makeRng } from '../core/random.ts';
 import { AdamW } from '../train/optimizer.ts';
 import { runSteps, trainStep } from '../train/trainer.ts';
-import { BACKEND_FLAGS, snakeCaseKeys, startBackend } from './common.ts';
+import { BACKEND_FLAGS, PRECISION_FLAGS, snakeCaseKeys, startBackend } from './common.ts';
+import { LossScaler, scaledStep } from '../train/loss-scale.ts';
+import { usePrecision } from '../train/precision.ts';
+import { setMatmulPrecision } from '../ops/matmul.ts';
 import { type ArgsOf, defineCommand, defineOptions } from './options.ts';
 
 const BENCH_FLAGS = defineOptions({
@@ -35,6 +38,7 @@ const BENCH_FLAGS = defineOptions({
   'key-tokens': { type: 'boolean', default: true, describe: 'also time ARL key-token scoring (--no-key-tokens to skip)' },
   lift: { type: 'boolean', default: true, describe: 'also time LIFT on the tiny preset, per adapter kind (--no-lift to skip)' },
   profile: { type: 'boolean', default: false, describe: 'also print per-kernel times of one training step and of generation (GPU time on webgpu)' },
+  ...PRECISION_FLAGS,
 });
 
 type BenchArgs = ArgsOf<typeof BENCH_FLAGS & typeof BACKEND_FLAGS>;
@@ -92,7 +96,10 @@ async function settle(t: tf.Tensor): Promise<void> {
 
 export async function runBench(args: BenchArgs): Promise<Record<string, unknown>[]> {
   const startupBegin = performance.now();
-  const choice = await startBackend(args.backend);
+  const choice = await startBackend(args.backend, args.precision === 'mixed' ? { f16: true } : {});
+  // Refused with one line where mixed precision cannot run; the training steps then use it.
+  const precisionDetail = await usePrecision(args.precision);
+  if (precisionDetail) process.stderr.write(`precision: mixed (${precisionDetail})\n`);
   const backendReady = performance.now();
   const maxSeq = Math.max(args.seq, args.skipGenerate ? 0 : args.genContext + args.genTokens);
   const config = makeConfig(null, {
@@ -105,7 +112,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     tieEmbeddings: args.tieEmbeddings,
     maxSeq,
   });
-  const base = { backend: choice.name, params: parameterCount(config), vocab: args.vocab, dim: args.dim, layers: args.layers, heads: args.heads, kv_heads: config.kvHeads, seq: args.seq, batch: args.batch };
+  const base = { backend: choice.name, precision: args.precision, params: parameterCount(config), vocab: args.vocab, dim: args.dim, layers: args.layers, heads: args.heads, kv_heads: config.kvHeads, seq: args.seq, batch: args.batch };
   const lines: Record<string, unknown>[] = [];
   const emit = (line: Record<string, unknown>): void => {
     const snake = snakeCaseKeys(line) as Record<string, unknown>;
@@ -130,6 +137,16 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     // Step losses: the same seed gives the same batches, so runs with a kernel on and off (ARL_FLASH_ATTENTION=1 or 0)
     // can be checked against each other on the GPU.
     const losses: number[] = [];
+    // Mixed precision steps as the trainer takes them: loss-scaled, an overflowed step skipped.
+    const scaler = args.precision === 'mixed' ? new LossScaler() : null;
+    let skippedSteps = 0;
+    const benchStep = (): Promise<{ loss: number }> => {
+      if (!scaler) return trainStep(model, optimizer, batch, stepOptions);
+      return scaledStep(scaler, (lossScale) => trainStep(model, optimizer, batch, { ...stepOptions, lossScale })).then((r) => {
+        if (r.skipped) skippedSteps += 1;
+        return r;
+      });
+    };
     // Steps run as the trainer runs them (runSteps: on webgpu the next step is recorded before this one's loss is read).
     const runTrainSteps = (count: number): Promise<void> =>
       runSteps({
@@ -137,7 +154,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
         to: count,
         overlap: optimizer.gated,
         pauseAfter: () => false,
-        record: () => trainStep(model, optimizer, batch, stepOptions),
+        record: benchStep,
         onDone: async ({ loss }) => {
           losses.push(loss);
           sampleMemory();
@@ -177,6 +194,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
       tensors_after: tf.memory().numTensors,
       gpu_bytes_after_first_step: gpuBytesAfterFirstStep,
       gpu_bytes_after: gpuBytes(),
+      ...(scaler ? { loss_scale: scaler.scale, skipped_steps: skippedSteps } : {}),
     });
 
     const ids = tf.tensor2d(randomTokens(tokens, args.vocab, rng), [args.batch, args.seq], 'int32');
@@ -188,7 +206,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     }, 1, Math.max(2, Math.ceil(args.steps / 2)));
     ids.dispose();
     emit({ bench: 'forward', ...base, ms_per_batch: forwardSeconds * 1000, tokens_per_s: tokens / forwardSeconds });
-    if (args.profile) emit({ ...base, ...(await profileKernels('train step', () => trainStep(model, optimizer, batch, stepOptions))) });
+    if (args.profile) emit({ ...base, ...(await profileKernels('train step', benchStep)) });
 
     if (args.keyTokens) {
       // ARL step 1 with its default S and W for this window, against plain forwards of full windows.
@@ -234,6 +252,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   } finally {
     optimizer.dispose();
     model.dispose();
+    setMatmulPrecision('fp32');
   }
   return lines;
 }
@@ -246,6 +265,7 @@ export const benchCommand = defineCommand({
   examples: [
     ['$0 bench --backend wasm', 'llm.c reference config 1: vocab 512, dim 128, 2 layers, T 128, batch 8'],
     ['$0 bench --vocab 4096 --dim 256 --layers 4 --seq 256 --batch 8', 'llm.c reference config 2'],
+    ['$0 bench --backend webgpu --precision mixed --skip-generate --no-key-tokens --no-lift', 'training throughput with f16 tensor-core products (refused where the GPU lacks them)'],
     ['$0 bench --backend webgpu --vocab 8192 --dim 512 --layers 8 --heads 8 --hidden-dim 1368 --tie-embeddings --seq 512 --batch 16', 'the GPU comparison model (shared/bench/torch_gpt_bench.py)'],
   ],
   handler: async (args) => {

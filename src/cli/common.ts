@@ -1,17 +1,27 @@
 /** Options and helpers shared by the CLI commands. */
 import chalk from 'chalk';
-import { type BackendChoice, BACKENDS, type BackendName, selectBackend } from '../backend.ts';
+import { type BackendChoice, type BackendOptions, BACKENDS, type BackendName, selectBackend } from '../backend.ts';
 import { DEFAULT_TEXT_FIELD } from '../data/corpus.ts';
 import { checkSameTokenizer } from '../data/tokenizer-match.ts';
 import { loadModel } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
+import { PRECISIONS } from '../ops/matmul.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { defineOptions } from './options.ts';
 
 /** The flag of every command that runs a model. */
 export const BACKEND_FLAGS = defineOptions({
   backend: { choices: BACKENDS, default: 'auto', describe: 'tfjs backend (auto takes the fastest that loads)' },
+});
+
+/** The precision of training's large products (arl train, arl bench). */
+export const PRECISION_FLAGS = defineOptions({
+  precision: {
+    choices: PRECISIONS,
+    default: 'fp32',
+    describe: 'mixed: f16 operands with f32 accumulation on the tensor cores for the projections and the LM head, f32 master weights, dynamic loss scaling (webgpu with subgroup matrices; checked at start-up, refused otherwise)',
+  },
 });
 
 /** The field of each JSON line that holds a document's text (.jsonl corpora), as HF scripts' --text_column. */
@@ -33,8 +43,8 @@ export function backendLines(choice: BackendChoice, verbose: boolean): string {
 }
 
 /** Initialises the backend and says which one was taken, and with --verbose why (on stderr, so --json output stays clean). */
-export async function startBackend(name: BackendName): Promise<BackendChoice> {
-  const choice = await selectBackend(name);
+export async function startBackend(name: BackendName, options: BackendOptions = {}): Promise<BackendChoice> {
+  const choice = await selectBackend(name, options);
   process.stderr.write(chalk.dim(`${backendLines(choice, verbose)}\n`));
   return choice;
 }

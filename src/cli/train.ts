@@ -12,10 +12,11 @@ import { BUNDLED_TOKENIZER_PATH } from '../tokenizer/sentencepiece.ts';
 import { DEFAULT_TASK_ROWS, validateTaskRowOptions } from '../data/task-rows.ts';
 import { DEFAULT_TRAIN, type StepMetrics, train, type TrainOptions, type TrainResult } from '../train/trainer.ts';
 import { DEFAULT_PREPARED_DIR } from './data.ts';
-import { BACKEND_FLAGS, startBackend } from './common.ts';
+import { BACKEND_FLAGS, PRECISION_FLAGS, startBackend } from './common.ts';
 import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
 import { RULER_TASKS } from '../eval/ruler-tasks.ts';
 import { ProgressBar } from './progress.ts';
+import { usePrecision } from '../train/precision.ts';
 
 const MODEL_FLAGS = defineOptions({
   dim: { type: 'number', describe: 'model width (overrides the preset)' },
@@ -46,6 +47,7 @@ const TRAIN_OPTION_FLAGS = defineOptions({
   'eval-batches': { type: 'number', default: DEFAULT_TRAIN.evalBatches, describe: 'validation batches per evaluation' },
   'save-every': { type: 'number', default: DEFAULT_TRAIN.saveEvery, describe: 'steps between checkpoints (the last step always saves)' },
   seed: { type: 'number', default: DEFAULT_TRAIN.seed, describe: 'seed of the weights, the data order and the task rows' },
+  ...PRECISION_FLAGS,
 });
 
 const TASK_ROW_FLAGS = defineOptions({
@@ -123,7 +125,9 @@ export async function runTrain(run: TrainRun): Promise<TrainResult> {
   const tokenizerPath = preparedTokenizerPath(options.data, meta, [...(modelDir === undefined ? [] : [join(modelDir, 'tokenizer.model')]), BUNDLED_TOKENIZER_PATH]);
   const modelConfig = makeConfig(run.preset, { ...run.model, vocabSize: meta.vocabSize });
   const releaseLock = lockFolder(options.out);
-  await startBackend(run.backend);
+  // Mixed precision needs Dawn's f16 toggles and features, asked for when the device is made.
+  await startBackend(run.backend, options.precision === 'mixed' ? { f16: true } : {});
+  await usePrecision(options.precision ?? 'fp32'); // refused here, before any work, where it cannot run
   if (!run.resume && !run.init) {
     console.log(chalk.dim(`model: ${run.preset} preset, ${(parameterCount(modelConfig) / 1e6).toFixed(2)}M parameters, dim ${modelConfig.dim}, ${modelConfig.layers} layers, ${modelConfig.heads}/${modelConfig.kvHeads} heads, window ${modelConfig.maxSeq}`));
   }
@@ -140,10 +144,12 @@ export async function runTrain(run: TrainRun): Promise<TrainResult> {
     const result = await train(options, { modelConfig, init: run.init, tokenizerPath }, {
       onStep: (m: StepMetrics, total: number) => {
         bar ??= new ProgressBar(total, 'train');
-        bar.update(m.step, `loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} ${Math.round(m.tokens_per_s)} tok/s`);
+        const scale = m.loss_scale === undefined ? '' : ` scale ${m.loss_scale}${m.skipped ? ' (overflow: skipped)' : ''}`;
+        bar.update(m.step, `loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} ${Math.round(m.tokens_per_s)} tok/s${scale}`);
       },
       onEval: (step, valLoss) => bar?.log(`step ${step}: val loss ${valLoss.toFixed(4)} (ppl ${Math.exp(valLoss).toFixed(1)})`),
       onSave: (dir) => bar?.log(chalk.dim(`saved ${dir}`)),
+      onPrecision: (detail) => console.log(chalk.dim(`precision: mixed (${detail})`)),
       shouldStop: () => stopRequested,
     });
     if (result.stoppedEarly) console.log(chalk.yellow(`stopped at step ${result.finalStep}; continue with: arl train --out ${options.out} --resume`));

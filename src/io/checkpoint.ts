@@ -37,6 +37,8 @@ export interface TrainState {
   /** The training options the run was started with. */
   options: Record<string, unknown>;
   bestValLoss: number | null;
+  /** Mixed precision: the dynamic loss scale reached. */
+  lossScale?: number;
 }
 
 export interface LoadedCheckpoint {

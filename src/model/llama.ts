@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import { cacheCapacity, cachedAttention, causalSelfAttention, type LayerCache } from '../ops/attention.ts';
+import { matmul } from '../ops/matmul.ts';
 import { addRmsNorm, rmsNorm } from '../ops/rms-norm.ts';
 import { randomNormal } from '../ops/random-normal.ts';
 import { swiglu } from '../ops/swiglu.ts';
@@ -216,7 +217,7 @@ export class LMHead extends tf.layers.Layer {
   }
 
   forward(hidden2d: tf.Tensor2D): tf.Tensor2D {
-    return tf.matMul(hidden2d, this.weight.read());
+    return matmul(hidden2d, this.weight.read() as tf.Tensor2D);
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
@@ -296,7 +297,7 @@ export class DecoderBlock extends tf.layers.Layer {
 
   /** x @ w, plus the adapter's term for this projection if it has one. */
   private project(name: Projection, x: tf.Tensor2D, w: tf.LayerVariable): tf.Tensor2D {
-    const y = tf.matMul(x, w.read()) as tf.Tensor2D;
+    const y = matmul(x, w.read() as tf.Tensor2D);
     const delta = this.adapter?.projectionDelta?.(name, x);
     return delta ? tf.add(y, delta) : y;
   }
@@ -310,7 +311,7 @@ export class DecoderBlock extends tf.layers.Layer {
   private fusedAttention(h: tf.Tensor2D, batch: number, seq: number, ctx: ForwardContext): tf.Tensor2D {
     const { heads, kvHeads, headDim } = this.c;
     // One projection for queries, keys and values (one product and one weight gradient, not three).
-    let qkv = tf.matMul(h, tf.concat([this.wq.read(), this.wk.read(), this.wv.read()], 1)) as tf.Tensor2D;
+    let qkv = matmul(h, tf.concat([this.wq.read(), this.wk.read(), this.wv.read()], 1) as tf.Tensor2D);
     if (this.adapter?.projectionDelta) {
       const widths = { q_proj: heads * headDim, k_proj: kvHeads * headDim, v_proj: kvHeads * headDim };
       const deltas = (['q_proj', 'k_proj', 'v_proj'] as const).map((n) => this.adapter!.projectionDelta!(n, h) ?? tf.zeros([h.shape[0], widths[n]]));
@@ -431,7 +432,7 @@ export class LlamaModel {
 
   /** Hidden states [N, dim] -> logits [N, vocab]. */
   project(hidden2d: tf.Tensor2D): tf.Tensor2D {
-    return this.lmHead ? this.lmHead.forward(hidden2d) : tf.matMul(hidden2d, this.embedding.weight.read(), false, true);
+    return this.lmHead ? this.lmHead.forward(hidden2d) : matmul(hidden2d, this.embedding.weight.read() as tf.Tensor2D, false, true);
   }
 
   /** ids [B, T] -> logits [B, T, vocab]. Call inside tf.tidy. */

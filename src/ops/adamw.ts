@@ -77,14 +77,15 @@ export interface StepGate {
 }
 
 /**
- * The step's gate [norm, clip scale, 1 if loss and norm are finite else 0, lossSum / lossDivisor]
- * from the gradients (clip scale 1 when maxNorm is 0). Only where gatedUpdates(); read it with
- * readStepGate after the updates are recorded.
+ * The step's gate [norm, factor, 1 if loss and norm are finite else 0, lossSum / lossDivisor]
+ * from the gradients, read as `gradScale` times themselves (1 / the loss scale: unscaled before
+ * the norm); the factor AdamW multiplies them by is gradScale times the clip scale (clip scale 1
+ * when maxNorm is 0). Only where gatedUpdates(); read it with readStepGate after the updates are recorded.
  */
-export function stepGate(grads: tf.Tensor[], lossSum: tf.Scalar, o: { maxNorm: number; lossDivisor: number }): tf.Tensor1D {
+export function stepGate(grads: tf.Tensor[], lossSum: tf.Scalar, o: { maxNorm: number; lossDivisor: number; gradScale?: number }): tf.Tensor1D {
   const inputs: tf.NamedTensorMap = { lossSum };
   grads.forEach((g, i) => (inputs[`t${i}`] = g));
-  return tf.engine().runKernel('ArlStepGate', inputs, { count: grads.length, ...o }) as tf.Tensor1D;
+  return tf.engine().runKernel('ArlStepGate', inputs, { count: grads.length, maxNorm: o.maxNorm, lossDivisor: o.lossDivisor, gradScale: o.gradScale ?? 1 }) as tf.Tensor1D;
 }
 
 /** Reads a gate written by stepGate. */

@@ -80,14 +80,18 @@ export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { clipped
 /**
  * One AdamW step on the mean gradient of `microLosses` (micro-batches whose gradients are summed
  * before the step), clipped to `clip`. The step is skipped when the loss or the norm is not finite
- * (the caller sees them and decides). Returns the mean loss and the pre-clip gradient norm.
+ * (the caller sees them and decides). With `lossScale` (dynamic loss scaling) the gradients are
+ * taken of the loss times the scale and divided by it before the norm and the clip. Returns the
+ * mean (unscaled) loss and the pre-clip gradient norm.
  */
-export async function stepOnMeanGradient(optimizer: AdamW, microLosses: (() => tf.Scalar)[], o: { clip: number; lr: number }): Promise<{ loss: number; gradNorm: number }> {
+export async function stepOnMeanGradient(optimizer: AdamW, microLosses: (() => tf.Scalar)[], o: { clip: number; lr: number; lossScale?: number }): Promise<{ loss: number; gradNorm: number }> {
   const variables = optimizer.params;
+  const lossScale = o.lossScale ?? 1;
   let summed: tf.Tensor[] | null = null;
   const losses: tf.Scalar[] = [];
   for (const microLoss of microLosses) {
-    const { value, grads } = tf.tidy(() => tf.variableGrads(microLoss, variables));
+    const scaled = lossScale === 1 ? microLoss : () => tf.mul(microLoss(), lossScale) as tf.Scalar;
+    const { value, grads } = tf.tidy(() => tf.variableGrads(scaled, variables));
     losses.push(value);
     const ordered = variables.map((v) => grads[v.name]);
     if (summed === null) summed = ordered;
@@ -98,12 +102,13 @@ export async function stepOnMeanGradient(optimizer: AdamW, microLosses: (() => t
     }
   }
   const count = microLosses.length;
-  const meanGrads = count > 1 ? tf.tidy(() => summed!.map((g) => tf.div(g, count))) : summed!;
-  if (count > 1) tf.dispose(summed!);
   const lossTotal = sumAll(losses);
   if (optimizer.gated) {
+    const meanGrads = count > 1 ? tf.tidy(() => summed!.map((g) => tf.div(g, count))) : summed!;
+    if (count > 1) tf.dispose(summed!);
     // Clip scale and finiteness are decided on the device: the update is recorded without waiting.
-    const gate = stepGate(meanGrads, lossTotal, { maxNorm: o.clip, lossDivisor: count });
+    // The gate unscales: the norm and the factor AdamW applies both carry 1 / lossScale.
+    const gate = stepGate(meanGrads, lossTotal, { maxNorm: o.clip, lossDivisor: count * lossScale, gradScale: 1 / lossScale });
     optimizer.apply(meanGrads, o.lr, gate);
     tf.dispose([...meanGrads, lossTotal, ...losses]);
     const { loss, norm, finite } = await readStepGate(gate);
@@ -111,11 +116,14 @@ export async function stepOnMeanGradient(optimizer: AdamW, microLosses: (() => t
     if (!finite) optimizer.step -= 1; // the kernel skipped the update
     return { loss, gradNorm: norm };
   }
+  const divisor = count * lossScale;
+  const meanGrads = divisor !== 1 ? tf.tidy(() => summed!.map((g) => tf.div(g, divisor))) : summed!;
+  if (divisor !== 1) tf.dispose(summed!);
   const { clipped, norm } = clipByGlobalNorm(meanGrads, o.clip);
   tf.dispose(meanGrads);
   const [lossSum, gradNorm] = await Promise.all([lossTotal.data(), norm.data()]).then(([l, n]) => [l[0], n[0]]);
   tf.dispose([lossTotal, norm, ...losses]);
-  const loss = lossSum / count;
+  const loss = lossSum / divisor;
   if (Number.isFinite(loss) && Number.isFinite(gradNorm)) optimizer.apply(clipped, o.lr);
   tf.dispose(clipped);
   return { loss, gradNorm };

@@ -27,6 +27,9 @@ import { evaluateLoss } from '../eval/perplexity.ts';
 import { APPENDED_MARKERS, growVocabulary } from '../arl/continued-pretraining.ts';
 import { languageModelLoss } from './loss.ts';
 import { AdamW, learningRate, stepOnMeanGradient } from './optimizer.ts';
+import { DEFAULT_LOSS_SCALE, LossScaler, MIN_LOSS_SCALE, type ScaledStepResult, scaledStep } from './loss-scale.ts';
+import { usePrecision } from './precision.ts';
+import { type Precision, setMatmulPrecision } from '../ops/matmul.ts';
 import { writeTrainingCurves } from './curves.ts';
 
 export interface TrainOptions {
@@ -51,6 +54,8 @@ export interface TrainOptions {
   seed: number;
   /** Synthetic task rows mixed into each batch, weighted on their answers (off at fraction 0). */
   taskRows: TaskRowOptions;
+  /** fp32, or mixed: f16 operands for the large products, dynamic loss scaling (default fp32; a resumed run takes the one given now). */
+  precision?: Precision;
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'data' | 'out'> = {
@@ -70,6 +75,7 @@ export const DEFAULT_TRAIN: Omit<TrainOptions, 'data' | 'out'> = {
   saveEvery: 100,
   seed: 1234,
   taskRows: DEFAULT_TASK_ROWS,
+  precision: 'fp32',
 };
 
 /** Where the data of a run stands: the loader's position and the task rows used so far. */
@@ -85,6 +91,9 @@ export interface StepMetrics {
   tensors: number;
   elapsed_s: number;
   val_loss?: number;
+  /** Mixed precision: the loss scale the step ran at, and whether its gradients overflowed (update skipped). */
+  loss_scale?: number;
+  skipped?: boolean;
 }
 
 export interface TrainCallbacks {
@@ -93,6 +102,8 @@ export interface TrainCallbacks {
   onSave?: (dir: string) => void;
   /** Polled after every step; true stops the run after saving a checkpoint (Ctrl-C). */
   shouldStop?: () => boolean;
+  /** Mixed precision: what the start-up self-check found. */
+  onPrecision?: (detail: string) => void;
 }
 
 export interface TrainSetup {
@@ -132,7 +143,7 @@ export async function trainStep(
   model: LlamaModel,
   optimizer: AdamW,
   nextBatch: () => Batch,
-  o: { batch: number; seq: number; accum: number; clip: number; lr: number },
+  o: { batch: number; seq: number; accum: number; clip: number; lr: number; lossScale?: number },
 ): Promise<{ loss: number; gradNorm: number }> {
   const microLosses = Array.from({ length: o.accum }, () => {
     const { x, y, w } = nextBatch();
@@ -198,6 +209,17 @@ class StepRate {
 }
 
 export async function train(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
+  // Refused before anything is written when mixed precision cannot run here.
+  const precisionDetail = await usePrecision(options.precision ?? 'fp32');
+  if (precisionDetail) callbacks.onPrecision?.(precisionDetail);
+  try {
+    return await trainIn(options, setup, callbacks);
+  } finally {
+    setMatmulPrecision('fp32');
+  }
+}
+
+async function trainIn(options: TrainOptions, setup: TrainSetup, callbacks: TrainCallbacks): Promise<TrainResult> {
   mkdirSync(options.out, { recursive: true });
   const metricsFile = join(options.out, 'metrics.jsonl');
   const resumeFrom = hasTrainingCheckpoint(options.out) ? loadCheckpoint(options.out) : null;
@@ -249,6 +271,7 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
   if (resumeFrom) restoreOptimizer(model, optimizer, resumeFrom.optimizer!, state.optimizerStep, options.out);
 
   const { batch, seq, accum } = opts;
+  const scaler = (options.precision ?? 'fp32') === 'mixed' ? new LossScaler(DEFAULT_LOSS_SCALE, state.lossScale ?? DEFAULT_LOSS_SCALE.initial) : null;
   const tokensPerStep = batch * seq * accum;
   /** This batch's task rows (with their weights), then its copy rows, then the loader's text rows. */
   const { task: taskCount, copy: copyCount } = syntheticRowsPerBatch(opts.taskRows, batch);
@@ -297,14 +320,19 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
       pauseAfter: (index) => evaluatesAt(index + 1) || savesAt(index + 1),
       record: (index) => {
         const lr = learningRate(index, { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, totalSteps: opts.steps });
-        const result = trainStep(model, optimizer, nextBatch, { batch, seq, accum, clip: opts.clip, lr });
+        const step = (lossScale: number) => trainStep(model, optimizer, nextBatch, { batch, seq, accum, clip: opts.clip, lr, lossScale });
+        // The batches are drawn synchronously by trainStep, so the position below follows them either way.
+        const result: Promise<ScaledStepResult | { loss: number; gradNorm: number; lossScale?: undefined; skipped?: undefined }> = scaler ? scaledStep(scaler, step) : step(1);
         const position = dataPosition(); // after this step's batches, before the next step's
         return result.then((r) => ({ ...r, lr, position }));
       },
-      onDone: async ({ loss, gradNorm, lr, position }, inFlight) => {
-        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      onDone: async ({ loss, gradNorm, lr, position, lossScale, skipped }, inFlight) => {
+        // Under loss scaling an overflowed gradient is a skipped step, unless the scale has collapsed.
+        const overflowTolerated = skipped === true && scaler !== null && scaler.scale >= MIN_LOSS_SCALE;
+        if (!Number.isFinite(loss) || (!Number.isFinite(gradNorm) && !overflowTolerated)) {
           const kept = lastCheckpoint ? `the last good checkpoint (${lastCheckpoint}, step ${lastSavedStep}) was kept` : 'no checkpoint had been saved yet';
-          throw new DivergedError(`step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}); training stopped and ${kept}; lower --lr or raise --warmup`);
+          const scale = scaler ? ` at loss scale ${lossScale}` : '';
+          throw new DivergedError(`step ${state.step + 1}: loss is ${loss} (grad norm ${gradNorm}${scale}); training stopped and ${kept}; lower --lr or raise --warmup`);
         }
         state.step += 1;
         state.tokensSeen += tokensPerStep;
@@ -319,7 +347,9 @@ export async function train(options: TrainOptions, setup: TrainSetup, callbacks:
           tokens_per_s: rate.step(performance.now(), tokensPerStep),
           tensors: tf.memory().numTensors,
           elapsed_s: (Date.now() - started) / 1000,
+          ...(lossScale === undefined ? {} : { loss_scale: lossScale, skipped: skipped === true }),
         };
+        if (scaler) state.lossScale = scaler.scale;
         if (evaluatesAt(state.step)) {
           const evalStart = performance.now();
           metrics.val_loss = (await evaluateLoss(model, options.data, 'val', { batches: opts.evalBatches, batch, seq })).loss;

@@ -4,6 +4,8 @@
  * subgroup-matrix feature), and the device features tfjs's backend would not request itself.
  */
 
+import type { SubgroupMatrixConfig } from './matmul-f16.ts';
+
 /** Device features the f16 tensor-core matmul needs. */
 export const F16_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const;
 
@@ -11,7 +13,7 @@ export const F16_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-s
 const F16_DAWN_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
 
 /** Whether the running instance was created with the f16 toggles, and what its adapter offered. */
-export const f16Instance = { requested: false, adapterFeatures: [] as string[] };
+export const f16Instance = { requested: false, adapterFeatures: [] as string[], adapterConfigs: [] as readonly SubgroupMatrixConfig[] };
 
 /** `flags` with the f16 toggles added to its enable-dawn-features (one such option, merged). */
 export function withF16Toggles(flags: string[]): string[] {
@@ -23,6 +25,7 @@ export function withF16Toggles(flags: string[]): string[] {
 
 interface AdapterLike {
   features: { has(name: string): boolean };
+  info?: { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] };
   requestDevice(descriptor?: { requiredFeatures?: Iterable<string> }): Promise<unknown>;
 }
 interface GpuLike {
@@ -42,6 +45,7 @@ export function requestF16Features(gpu: GpuLike): void {
     if (!adapter) return adapter;
     const available = F16_FEATURES.filter((f) => adapter.features.has(f));
     f16Instance.adapterFeatures = available;
+    f16Instance.adapterConfigs = [...(adapter.info?.subgroupMatrixConfigs ?? [])];
     const requestDevice = adapter.requestDevice.bind(adapter);
     adapter.requestDevice = (descriptor = {}) => requestDevice({ ...descriptor, requiredFeatures: [...(descriptor.requiredFeatures ?? []), ...available] });
     return adapter;

@@ -4,6 +4,7 @@ import { cachedAttentionKernel, kvWriteKernel } from './cached-attention.ts';
 import { crossEntropyGradKernel, crossEntropyKernel } from './cross-entropy.ts';
 import { flashAttentionGradKernel, flashAttentionKernel } from './flash-attention.ts';
 import { batchMatMulKernel } from './matmul.ts';
+import { matmulMixedKernel } from './mixed-precision.ts';
 import { adamwKernel, stepGateKernel, sumSquaresKernel } from './optimizer.ts';
 import { addRmsNormKernel, rmsNormGradKernel, rmsNormKernel } from './rms-norm.ts';
 import { randomNormalKernel } from './random-normal.ts';
@@ -36,6 +37,7 @@ export function registerWebgpuKernels(): void {
     ['ArlStepGate', stepGateKernel],
     ['ArlAdamW', adamwKernel],
     ['ArlRandomNormal', randomNormalKernel],
+    ['ArlMatMulMixed', matmulMixedKernel],
   ]);
   replaceKernel('BatchMatMul', 'webgpu', batchMatMulKernel);
 }

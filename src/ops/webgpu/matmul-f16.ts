@@ -8,12 +8,12 @@
  *
  * Limits: M, N and K multiples of 16 (blocks past the edges of M and N are computed on clamped
  * rows and not stored; K slices past K are zero); one f16 x f16 -> f32 16x16x16 configuration;
- * the subgroup size must be fixed (min = max). Shapes are compiled into the shader (one pipeline
+ * the subgroup size must be fixed (min = max) where the adapter reports it. Shapes are compiled into the shader (one pipeline
  * per shape and tiling). f16 operands live in int32 tensors of two f16 per word.
  */
 import * as tf from '@tensorflow/tfjs';
 import { F16_FEATURES, f16Instance } from './f16-device.ts';
-import { builtins, dispatchRaw, flatIndex, grid, release, tryComputePipeline, type WebgpuBackend } from './runtime.ts';
+import { builtins, dispatchRaw, flatIndex, grid, release, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
 
 /** An f16 matrix, row-major [rows, cols], two f16 per 32-bit word (element 2i in the low half). */
 export interface F16Matrix {
@@ -43,7 +43,7 @@ export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 1, wn: 1, kTile
 /** Padding of staged rows, in f16: rows stay 16-byte aligned and fall on different banks. */
 const PAD = 8;
 
-interface SubgroupMatrixConfig {
+export interface SubgroupMatrixConfig {
   componentType: string;
   resultComponentType: string;
   M: number;
@@ -59,9 +59,34 @@ interface F16Device {
 const device = (): F16Device => (tf.backend() as unknown as { device: F16Device }).device;
 
 /**
+ * Null when `configs` has the f16 x f16 -> f32 16x16x16 configuration, or lists nothing at all:
+ * some dawn.node builds expose the subgroup-matrix feature with an empty list (the H200's ran the
+ * probe's f16 product correctly with it), so an empty list is unknown, and the numeric self-check
+ * decides. Else one line naming what the adapter offers.
+ */
+export function subgroupMatrixConfigProblem(configs: readonly SubgroupMatrixConfig[]): string | null {
+  if (configs.length === 0) return null;
+  const is = (value: string, want: string): boolean => String(value).toLowerCase() === want;
+  if (configs.some((c) => is(c.componentType, 'f16') && is(c.resultComponentType, 'f32') && c.M === 16 && c.N === 16 && c.K === 16)) return null;
+  const offered = configs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ');
+  return `the adapter has no f16 x f16 -> f32 16x16x16 subgroup-matrix configuration (it has: ${offered})`;
+}
+
+/** The subgroup-matrix configurations listed: the device's copy of the adapter info may lack the list the adapter's own has. */
+function listedConfigs(): readonly SubgroupMatrixConfig[] {
+  const own = device().adapterInfo?.subgroupMatrixConfigs ?? [];
+  return own.length > 0 ? own : f16Instance.adapterConfigs;
+}
+
+/** Whether the adapter lists any subgroup-matrix configuration (else only the self-check vouches for the kernel). */
+export function f16ConfigsListed(): boolean {
+  return listedConfigs().length > 0;
+}
+
+/**
  * Null when this device can run the f16 matmul, else one line naming what is missing: the
- * backend, a feature (and whether it was asked for), the 16x16x16 f16 -> f32 configuration, or a
- * fixed subgroup size.
+ * backend, a feature (and whether it was asked for), the 16x16x16 f16 -> f32 configuration where
+ * the adapter lists its configurations, or a fixed subgroup size where it reports one.
  */
 export function f16MatmulUnsupported(): string | null {
   if (tf.getBackend() !== 'webgpu') return `the f16 matmul needs the webgpu backend (this run uses ${tf.getBackend()})`;
@@ -72,18 +97,16 @@ export function f16MatmulUnsupported(): string | null {
     return `the WebGPU adapter lacks ${missing.join(', ')} (it offers ${f16Instance.adapterFeatures.join(', ') || 'none of them'})`;
   }
   const info = dev.adapterInfo ?? {};
-  const configs = info.subgroupMatrixConfigs ?? [];
-  if (!configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)) {
-    const offered = configs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ');
-    return `the adapter has no f16 x f16 -> f32 16x16x16 subgroup-matrix configuration (it has: ${offered || 'none'})`;
-  }
-  if (!info.subgroupMinSize || info.subgroupMinSize !== info.subgroupMaxSize) {
-    return `the subgroup size is not fixed (${info.subgroupMinSize ?? '?'} to ${info.subgroupMaxSize ?? '?'}); the f16 matmul assumes one size`;
+  const configProblem = subgroupMatrixConfigProblem(listedConfigs());
+  if (configProblem) return configProblem;
+  if (info.subgroupMinSize && info.subgroupMinSize !== info.subgroupMaxSize) {
+    return `the subgroup size is not fixed (${info.subgroupMinSize} to ${info.subgroupMaxSize ?? '?'}); the f16 matmul assumes one size`;
   }
   return null;
 }
 
-const subgroupSize = (): number => device().adapterInfo!.subgroupMaxSize!;
+/** Subgroup size of a product's workgroups: the adapter's, or NVIDIA's 32 where it reports none (the self-check then decides). */
+const subgroupSize = (): number => device().adapterInfo?.subgroupMaxSize || 32;
 
 /** Rows and columns of a product a [.., ..] x b [.., ..] under the transposes, or throws. */
 function productShape(a: F16Matrix, b: F16Matrix, transposeA: boolean, transposeB: boolean): { m: number; n: number; k: number } {
@@ -280,10 +303,13 @@ export function f16Workgroups(m: number, n: number, tiling: F16Tiling): [number,
 }
 
 /**
- * out [m, n] (f32) = op(a) op(b), op transposing where asked, on the tensor cores. Call
- * prepareMatmulF16 first for the shape: a shader that does not compile here is a fatal device error.
+ * Tests only: rewrites each product's shader and adds the uniforms the rewrite binds (the
+ * subgroup-matrix builtins emulated in plain WGSL, where the adapter lacks them).
  */
-export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.Tensor2D {
+export const f16ShaderOverride: { rewrite: ((code: string) => { code: string; uniforms: Uniform[] }) | null } = { rewrite: null };
+
+/** matmulF16 as a TensorInfo (for kernels): a new f32 buffer [m, n]. */
+export function matmulF16Info(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.TensorInfo {
   const transposeA = options.transposeA ?? false;
   const transposeB = options.transposeB ?? false;
   const tiling = options.tiling ?? DEFAULT_F16_TILING;
@@ -291,21 +317,42 @@ export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions 
   const backend = tf.backend() as unknown as WebgpuBackend;
   const out = backend.makeTensorInfo([m, n], 'float32');
   const code = matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroupSize());
-  dispatchRaw('ArlMatMulF16', code, [out, a.words, b.words], null, f16Workgroups(m, n, tiling));
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+  const shader = f16ShaderOverride.rewrite?.(code) ?? { code, uniforms: null };
+  dispatchRaw('ArlMatMulF16', shader.code, [out, a.words, b.words], shader.uniforms, f16Workgroups(m, n, tiling));
+  return out;
 }
 
-/** f32 -> f16 (round to nearest, per WGSL's pack2x16float), two per word; core WGSL, no shader-f16 needed. */
+/**
+ * out [m, n] (f32) = op(a) op(b), op transposing where asked, on the tensor cores. Call
+ * prepareMatmulF16 first for the shape: a shader that does not compile here is a fatal device error.
+ */
+export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.Tensor2D {
+  return tf.engine().makeTensorFromTensorInfo(matmulF16Info(a, b, options)) as tf.Tensor2D;
+}
+
+/**
+ * f32 -> f16 (round to nearest), two per word; core WGSL, no shader-f16 needed. WGSL leaves
+ * pack2x16float of a value beyond f16's range indeterminate, so overflow is written as infinity
+ * (and NaN as NaN) by the bits: dynamic loss scaling detects an overflowed step by them.
+ */
 const TO_F16 = `
 @group(0) @binding(0) var<storage, read_write> out: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 struct U { n: u32 };
 @group(0) @binding(2) var<uniform> u: U;
+fn half(v: f32) -> u32 {
+  let bits = bitcast<u32>(v);
+  let magnitude = bits & 0x7fffffffu;
+  let sign = (bits >> 16u) & 0x8000u;
+  let rounded = pack2x16float(vec2<f32>(clamp(v, -65504.0, 65504.0), 0.0)) & 0xffffu;
+  // 0x477ff000 is 65520, the least f32 that rounds to f16 infinity.
+  return select(select(rounded, sign | 0x7c00u, magnitude >= 0x477ff000u), 0x7e00u, magnitude > 0x7f800000u);
+}
 @compute @workgroup_size(256) fn main(${builtins}) {
   let i = ${flatIndex(256)};
   if (2u * i >= u.n) { return; }
-  let high = select(0.0, x[2u * i + 1u], 2u * i + 1u < u.n);
-  out[i] = pack2x16float(vec2<f32>(x[2u * i], high));
+  let high = select(0u, half(x[2u * i + 1u]), 2u * i + 1u < u.n);
+  out[i] = half(x[2u * i]) | (high << 16u);
 }`;
 
 /** f16 words -> f32. */
@@ -321,7 +368,7 @@ struct U { n: u32 };
 }`;
 
 /** A 2-D f32 tensor cast to f16 on the device. */
-export function toF16(x: tf.Tensor2D): F16Matrix {
+export function toF16(x: tf.TensorInfo): F16Matrix {
   const [rows, cols] = x.shape;
   const size = rows * cols;
   const words = Math.ceil(size / 2);
@@ -343,14 +390,19 @@ export function disposeF16(x: F16Matrix): void {
   release(x.words);
 }
 
-/** matmulF16 of f32 tensors, cast to f16 on the way in (the casts are freed). */
-export function matmulF16FromF32(a: tf.Tensor2D, b: tf.Tensor2D, options: F16MatmulOptions = {}): tf.Tensor2D {
+/** matmulF16Info of f32 operands, cast to f16 on the way in (the casts are freed). */
+export function matmulF16FromF32Info(a: tf.TensorInfo, b: tf.TensorInfo, options: F16MatmulOptions = {}): tf.TensorInfo {
   const a16 = toF16(a);
   const b16 = toF16(b);
   try {
-    return matmulF16(a16, b16, options);
+    return matmulF16Info(a16, b16, options);
   } finally {
     disposeF16(a16);
     disposeF16(b16);
   }
+}
+
+/** matmulF16 of f32 tensors, cast to f16 on the way in (the casts are freed). */
+export function matmulF16FromF32(a: tf.Tensor2D, b: tf.Tensor2D, options: F16MatmulOptions = {}): tf.Tensor2D {
+  return tf.engine().makeTensorFromTensorInfo(matmulF16FromF32Info(a, b, options)) as tf.Tensor2D;
 }

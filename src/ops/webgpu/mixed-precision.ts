@@ -4,7 +4,19 @@
  * with one line instead of training on wrong products.
  */
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_F16_TILING, disposeF16, f16MatmulUnsupported, formatTiling, fromF16, matmulF16, prepareMatmulF16, toF16, type F16Tiling } from './matmul-f16.ts';
+import {
+  DEFAULT_F16_TILING,
+  disposeF16,
+  f16ConfigsListed,
+  f16MatmulUnsupported,
+  formatTiling,
+  fromF16,
+  matmulF16,
+  matmulF16FromF32Info,
+  prepareMatmulF16,
+  toF16,
+  type F16Tiling,
+} from './matmul-f16.ts';
 import type { WebgpuBackend } from './runtime.ts';
 
 export type MixedPrecisionSupport = { ok: true; detail: string } | { ok: false; reason: string };
@@ -76,5 +88,16 @@ export async function mixedPrecisionSupport(tiling: F16Tiling = DEFAULT_F16_TILI
     if (error) failure = `the f16 matmul check raised a WebGPU error: ${error.message.replace(/\s+/g, ' ').trim().slice(0, 300)}`;
   }
   if (failure) return { ok: false, reason: `mixed precision unavailable: ${failure}` };
-  return { ok: true, detail: `f16 tensor-core matmul checked (tiling ${formatTiling(tiling)}, 64x80 by 80x48, 4 transpose cases): worst relative error ${worst.toExponential(2)}` };
+  const unlisted = f16ConfigsListed() ? '' : '; the adapter lists no subgroup-matrix configurations, so this check decided';
+  return { ok: true, detail: `f16 tensor-core matmul checked (tiling ${formatTiling(tiling)}, 64x80 by 80x48, 4 transpose cases): worst relative error ${worst.toExponential(2)}${unlisted}` };
+}
+
+/**
+ * ArlMatMulMixed: {a, b} (f32) -> op(a) op(b) (f32) through the f16 tensor-core matmul, the
+ * operands cast to f16 on the way in. Only reached once the self-check has passed (src/ops/matmul.ts).
+ */
+export function matmulMixedKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  return matmulF16FromF32Info(a, b, { transposeA, transposeB });
 }

@@ -46,23 +46,23 @@ export function sumSquaresKernel(args: KernelArgs): tf.TensorInfo {
 /** Finite test by the exponent bits (a NaN compare may be folded away by a fast-math compiler). */
 const IS_FINITE = 'fn isFinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }';
 
-/** gate = [norm, clip scale, 1 if loss and norm are finite else 0, loss / lossDivisor] from the partial sums. */
+/** gate = [norm, gradScale * clip scale, 1 if loss and norm are finite else 0, loss / lossDivisor] from the partial sums of the gradients before gradScale. */
 const STEP_GATE = `
 @group(0) @binding(0) var<storage, read_write> gate: array<f32>;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 @group(0) @binding(2) var<storage, read> lossSum: array<f32>;
-struct U { count: u32, maxNorm: f32, lossDivisor: f32 };
+struct U { count: u32, maxNorm: f32, lossDivisor: f32, gradScale: f32 };
 @group(0) @binding(3) var<uniform> u: U;
 ${WG_SUM}
 ${IS_FINITE}
 @compute @workgroup_size(256) fn main(${builtins}) {
   var acc = 0.0;
   for (var i = lid; i < u.count; i += 256u) { acc += partials[i]; }
-  let norm = sqrt(workgroupSum(acc, lid));
+  let norm = sqrt(workgroupSum(acc, lid)) * u.gradScale;
   if (lid == 0u) {
     let loss = lossSum[0] / u.lossDivisor;
     gate[0] = norm;
-    gate[1] = select(1.0, min(1.0, u.maxNorm / (norm + 1e-6)), u.maxNorm > 0.0);
+    gate[1] = u.gradScale * select(1.0, min(1.0, u.maxNorm / (norm + 1e-6)), u.maxNorm > 0.0);
     gate[2] = select(0.0, 1.0, isFinite(loss) && isFinite(norm));
     gate[3] = loss;
   }
@@ -70,10 +70,10 @@ ${IS_FINITE}
 
 /** ArlStepGate: {lossSum, t0..} -> gate [4] from the sums of squares of t0.. (see STEP_GATE). */
 export function stepGateKernel(args: KernelArgs): tf.TensorInfo {
-  const { count, maxNorm, lossDivisor } = args.attrs as { count: number; maxNorm: number; lossDivisor: number };
+  const { count, maxNorm, lossDivisor, gradScale } = args.attrs as { count: number; maxNorm: number; lossDivisor: number; gradScale?: number };
   const partials = sumSquaresPartials(listed(args.inputs, count));
   const gate = allocate([4]);
-  const uniforms: Uniform[] = [{ type: 'uint32', data: [count * SUM_SQUARES_GROUPS] }, { type: 'float32', data: [maxNorm] }, { type: 'float32', data: [lossDivisor] }];
+  const uniforms: Uniform[] = [{ type: 'uint32', data: [count * SUM_SQUARES_GROUPS] }, { type: 'float32', data: [maxNorm] }, { type: 'float32', data: [lossDivisor] }, { type: 'float32', data: [gradScale ?? 1] }];
   dispatchRaw('ArlStepGate', STEP_GATE, [gate, partials, args.inputs.lossSum as tf.TensorInfo], uniforms, [1, 1, 1]);
   release(partials);
   return gate;
