@@ -31,6 +31,8 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.deepEqual(results.lift.map((e: LiftExample) => e.variant), ['paper', 'more-steps', 'paper, 64-word values']);
   assert.match(readFileSync(join(out, 'tests', 'lift-words-4x.jsonl'), 'utf8'), /magic numbers for [a-z-]+ is: [a-z]+\./);
   assert.ok(results.lift.every((e: LiftExample) => Number.isFinite(e.gold_logprob) && Number.isFinite(e.icl_gold_logprob)));
+  assert.ok(results.lift.every((e: LiftExample) => Number.isFinite(e.control_logprob) && Number.isFinite(e.icl_control_logprob)));
+  assert.ok(results.claims.some((c: { claim: string }) => /stores the needle/.test(c.claim)));
   assert.ok(results.thresholds.s1.chosen > 0);
   for (const claim of results.claims) assert.ok('ci95' in claim && 'n' in claim && 'met' in claim, JSON.stringify(claim));
   const markdown = readFileSync(join(out, 'results.md'), 'utf8');
@@ -142,4 +144,19 @@ test('claims: paired relative gains with intervals, the base target, and the dec
   assert.match(equal.find((c) => c.claim.startsWith('ARL not falsified'))!.note, /upper bound/);
   // Not evaluated: no verdict.
   assert.equal(checkClaims([], [], [1]).find((c) => c.claim.startsWith('ARL-CPT (recap agent)'))!.met, null);
+});
+
+test('LIFT stores the needle only if the gold answer gains more than a value the document does not hold', () => {
+  const example = (i: number, goldGain: number, controlGain: number | null): LiftExample => ({
+    variant: 'paper', index: i, depth: 50, pred: '1', icl_pred: '1', score: 0, icl_score: 0,
+    gold_logprob: -50 + goldGain, icl_gold_logprob: -50,
+    control_logprob: controlGain === null ? null : -50 + controlGain, icl_control_logprob: controlGain === null ? null : -50, in_context: false,
+  });
+  const stored = (lift: LiftExample[]) => checkClaims([], lift, [1]).find((c) => /stores the needle/.test(c.claim))!;
+  // The gold answer gains 2 nats and so does the control: the adapter learned the kind of value, not this one.
+  assert.equal(stored(Array.from({ length: 20 }, (_, i) => example(i, 2 + (i % 3) * 0.1, 2 + (i % 3) * 0.1))).met, false);
+  assert.equal(stored(Array.from({ length: 20 }, (_, i) => example(i, 3 + (i % 3) * 0.1, 1))).met, true);
+  const none = stored(Array.from({ length: 5 }, (_, i) => example(i, 3, null)));
+  assert.equal(none.met, null);
+  assert.match(none.note, /no control recorded/);
 });

@@ -35,6 +35,9 @@ export interface LiftExample {
   icl_score: number;
   gold_logprob: number;
   icl_gold_logprob: number;
+  /** Log-probability of a value this document does not hold (another document's answer), with and without the adapter. */
+  control_logprob: number | null;
+  icl_control_logprob: number | null;
   in_context: boolean;
 }
 
@@ -138,6 +141,10 @@ export function checkClaims(ruler: readonly MethodLengthResult[], lift: readonly
     const outside = examples.filter((e) => !e.in_context).length;
     claims.push(claimFromComparison(`LIFT (${variant}) over truncated ICL: gold answer log-probability at 4x T`, 'paired gain > 0, 95% lower bound > 0',
       comparePaired(examples.map((e) => e.gold_logprob), examples.map((e) => e.icl_gold_logprob)), false, (x) => x.difference_ci95[0] > 0, `${outside} of ${examples.length} needles outside the truncated prompt`));
+    const controlled = examples.filter((e) => e.control_logprob !== null && e.icl_control_logprob !== null);
+    claims.push(claimFromComparison(`LIFT (${variant}) stores the needle: its gold log-probability gain over the gain on a value the document does not hold`, 'paired gain > 0, 95% lower bound > 0',
+      controlled.length ? comparePaired(controlled.map((e) => e.gold_logprob - e.icl_gold_logprob), controlled.map((e) => e.control_logprob! - e.icl_control_logprob!)) : null, false, (x) => x.difference_ci95[0] > 0,
+      controlled.length ? '' : 'no control recorded'));
     claims.push(claimFromComparison(`LIFT (${variant}) over truncated ICL: exact match at 4x T`, 'paired gain > 0',
       comparePaired(examples.map((e) => e.score), examples.map((e) => e.icl_score)), false, (x) => x.difference_ci95[0] > 0));
   }

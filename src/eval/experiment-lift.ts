@@ -14,14 +14,25 @@ import type { RulerSample } from './ruler.ts';
 import { readRulerSamples, RULER_ANSWER_TOKENS, scoreRulerExample } from './ruler-score.ts';
 import { splitRulerPrompt } from './ruler-eval.ts';
 
-/** The context of each sample mapped to its gold answer, whose log-probability LIFT reports. */
-export function liftGold(samples: readonly Pick<RulerSample, 'input' | 'outputs'>[]): Map<string, string> {
-  return new Map(samples.map((s) => [splitRulerPrompt(s.input).context, s.outputs[0]!]));
+/**
+ * The context of each sample mapped to its gold answer and a control: the next sample's answer, a value of the same
+ * kind that this context does not hold. An adapter that stored the needle raises the gold answer's log-probability
+ * more than the control's; one that only learned the kind of text raises both alike.
+ */
+export function liftGold(samples: readonly Pick<RulerSample, 'input' | 'outputs'>[]): Map<string, { gold: string; control: string }> {
+  return new Map(
+    samples.map((s, i) => {
+      const gold = s.outputs[0]!;
+      const other = [...samples.slice(i + 1), ...samples.slice(0, i)].find((o) => o.outputs[0] !== gold && !s.input.includes(o.outputs[0]!));
+      return [splitRulerPrompt(s.input).context, { gold, control: other?.outputs[0] ?? gold }];
+    }),
+  );
 }
 
 /** LIFT's answer to one prompt (a fresh adapter on its context), with the truncated in-context answer and both gold log-probabilities. */
-export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, gold: ReadonlyMap<string, string>, epochs: readonly [number, number]): Answerer {
+export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, gold: ReadonlyMap<string, { gold: string; control: string }>, epochs: readonly [number, number]): Answerer {
   return async ({ context, question }, { maxNewTokens }) => {
+    const answers = gold.get(context)!;
     const result = await liftAnswer(model, tokenizer, context, [question], {
       stage1Epochs: epochs[0],
       stage2Epochs: epochs[1],
@@ -32,11 +43,20 @@ export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, 
       promptTemplate: '{context}{question}',
       maxNewTokens: Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4)),
       compareIcl: true,
-      goldAnswers: [gold.get(context)!],
+      goldAnswers: [answers.gold],
+      controlAnswers: [answers.control],
     });
     return {
       pred: result.answers[0]!,
-      extra: { icl_pred: result.iclAnswers![0]!, gold_logprob: result.goldLogProbs![0]!, icl_gold_logprob: result.iclGoldLogProbs![0]!, lift_train_seconds: Math.round(result.trainSeconds * 10) / 10 },
+      extra: {
+        icl_pred: result.iclAnswers![0]!,
+        gold_logprob: result.goldLogProbs![0]!,
+        icl_gold_logprob: result.iclGoldLogProbs![0]!,
+        control: answers.control,
+        control_logprob: result.controlLogProbs![0]!,
+        icl_control_logprob: result.iclControlLogProbs![0]!,
+        lift_train_seconds: Math.round(result.trainSeconds * 10) / 10,
+      },
     };
   };
 }
@@ -66,7 +86,8 @@ export async function evaluateLift(run: {
       run.log?.(`  LIFT ${run.variant}: ${done}/${total} documents, ${rate.toFixed(2)}/s, ETA ${Math.round((total - done) / rate)} s`);
     },
   });
-  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred: string; gold_logprob: number; icl_gold_logprob: number }>(file).map((l) => [l.doc, l]));
+  type Line = { doc: string; pred: string; icl_pred: string; gold_logprob: number; icl_gold_logprob: number; control_logprob?: number; icl_control_logprob?: number };
+  const lines = new Map(readJsonLines<Line>(file).map((l) => [l.doc, l]));
   return samples.map((s) => {
     const line = lines.get(String(s.index))!;
     const window = tokenizer.decode(windowPrompt(model, tokenizer, s.input, RULER_ANSWER_TOKENS[s.task]).ids);
@@ -80,6 +101,9 @@ export async function evaluateLift(run: {
       icl_score: scoreRulerExample(s.task, line.icl_pred, s.outputs),
       gold_logprob: line.gold_logprob,
       icl_gold_logprob: line.icl_gold_logprob,
+      // Absent from predictions made before the control was recorded.
+      control_logprob: line.control_logprob ?? null,
+      icl_control_logprob: line.icl_control_logprob ?? null,
       in_context: s.outputs.every((o) => window.includes(o)),
     };
   });

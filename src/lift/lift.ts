@@ -219,17 +219,36 @@ export async function liftAnswer(
   tokenizer: Tokenizer,
   input: string,
   questions: string[],
-  opts: Partial<LiftOptions> & { compareIcl?: boolean; goldAnswers?: string[] } = {},
-): Promise<{ answers: string[]; iclAnswers?: string[]; goldLogProbs?: number[]; iclGoldLogProbs?: number[]; trainSeconds: number; inputTokens: number }> {
+  opts: Partial<LiftOptions> & { compareIcl?: boolean; goldAnswers?: string[]; controlAnswers?: string[] } = {},
+): Promise<{
+  answers: string[];
+  iclAnswers?: string[];
+  goldLogProbs?: number[];
+  iclGoldLogProbs?: number[];
+  controlLogProbs?: number[];
+  iclControlLogProbs?: number[];
+  trainSeconds: number;
+  inputTokens: number;
+}> {
   const tokens = tokenizer.encode(input);
-  const gold = opts.goldAnswers;
+  const { goldAnswers: gold, controlAnswers: control } = opts;
+  const logProbs = (answers: string[] | undefined) => (answers ? answerLogProbs(model, tokenizer, tokens, questions, answers, opts) : undefined);
   const iclAnswers = opts.compareIcl ? await answerQuestions(model, tokenizer, tokens, questions, opts) : undefined;
-  const iclGoldLogProbs = opts.compareIcl && gold ? await answerLogProbs(model, tokenizer, tokens, questions, gold, opts) : undefined;
+  const iclGoldLogProbs = opts.compareIcl ? await logProbs(gold) : undefined;
+  const iclControlLogProbs = opts.compareIcl ? await logProbs(control) : undefined;
   const { adapter, seconds } = await trainLiftAdapter(model, tokenizer, liftTrainingTokens(tokenizer, input, tokens, opts), opts);
   try {
     const answers = await answerQuestions(model, tokenizer, tokens, questions, opts);
-    const goldLogProbs = gold ? await answerLogProbs(model, tokenizer, tokens, questions, gold, opts) : undefined;
-    return { answers, ...(iclAnswers ? { iclAnswers } : {}), ...(goldLogProbs ? { goldLogProbs, iclGoldLogProbs } : {}), trainSeconds: seconds, inputTokens: tokens.length };
+    const goldLogProbs = await logProbs(gold);
+    const controlLogProbs = await logProbs(control);
+    return {
+      answers,
+      ...(iclAnswers ? { iclAnswers } : {}),
+      ...(goldLogProbs ? { goldLogProbs, iclGoldLogProbs } : {}),
+      ...(controlLogProbs ? { controlLogProbs, iclControlLogProbs } : {}),
+      trainSeconds: seconds,
+      inputTokens: tokens.length,
+    };
   } finally {
     detachAdapter(model);
     adapter.dispose();
