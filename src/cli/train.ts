@@ -16,7 +16,6 @@ import { BACKEND_FLAGS, PRECISION_FLAGS, startBackend } from './common.ts';
 import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
 import { RULER_TASKS } from '../eval/ruler-tasks.ts';
 import { ProgressBar } from './progress.ts';
-import { usePrecision } from '../train/precision.ts';
 
 const MODEL_FLAGS = defineOptions({
   dim: { type: 'number', describe: 'model width (overrides the preset)' },
@@ -127,7 +126,6 @@ export async function runTrain(run: TrainRun): Promise<TrainResult> {
   const releaseLock = lockFolder(options.out);
   // Mixed precision needs Dawn's f16 toggles and features, asked for when the device is made.
   await startBackend(run.backend, options.precision === 'mixed' ? { f16: true } : {});
-  await usePrecision(options.precision ?? 'fp32'); // refused here, before any work, where it cannot run
   if (!run.resume && !run.init) {
     console.log(chalk.dim(`model: ${run.preset} preset, ${(parameterCount(modelConfig) / 1e6).toFixed(2)}M parameters, dim ${modelConfig.dim}, ${modelConfig.layers} layers, ${modelConfig.heads}/${modelConfig.kvHeads} heads, window ${modelConfig.maxSeq}`));
   }
