@@ -11,7 +11,7 @@
 #   config1  our bench on the llm.c config 1 (generation with and without the KV cache)
 #   big      our bench on the model of the PyTorch reference
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
-#   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b"; T SCALE_SEQ 512, B SCALE_BATCH 16):
+#   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b", at T/B 512/16, 1024/8, 1024/4; SCALE_SEQ, SCALE_BATCH override):
 #            PyTorch fp32 and bf16 (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and
 #            --precision mixed; one "scale" line per size with torch_*_tokens_per_s, ours_tokens_per_s and
 #            ours_mixed_tokens_per_s (null, with ours_mixed_refused, where the start-up check refused)
@@ -90,12 +90,12 @@ fi
 if has scale; then
   for size in ${SCALE_SIZES:-30m 135m 1.1b}; do
     case $size in
-      30m) V=8192 D=512 L=8 H=8 KV=8 F=1368 TIE=1 ;;
-      135m) V=49152 D=576 L=30 H=9 KV=3 F=1536 TIE=1 ;;
-      1.1b) V=32000 D=2048 L=22 H=32 KV=4 F=5632 TIE=0 ;;
+      30m) V=8192 D=512 L=8 H=8 KV=8 F=1368 TIE=1 T=512 B=16 shape=ref-29m ;;
+      135m) V=49152 D=576 L=30 H=9 KV=3 F=1536 TIE=1 T=1024 B=8 shape=smollm-135m ;;
+      1.1b) V=32000 D=2048 L=22 H=32 KV=4 F=5632 TIE=0 T=1024 B=4 shape=tinyllama-1.1b ;;
       *) stamp "scale: unknown size $size"; continue ;;
     esac
-    T=${SCALE_SEQ:-512} B=${SCALE_BATCH:-16}
+    T=${SCALE_SEQ:-$T} B=${SCALE_BATCH:-$B}
     tmp=$(mktemp -d)
     if [ -f .gpu/torch_llama_bench.py ]; then
       for mode in fp32 bf16; do
@@ -114,9 +114,9 @@ if has scale; then
       wall "scale $size ours $precision" $?
       cat "$tmp/ours-$precision.jsonl" >> "$log"
     done
-    python3 - "$size" "$tmp" >> "$log" <<'PY'
+    python3 - "$shape" "$tmp" >> "$log" <<'PY'
 import json, os, sys
-size, tmp = sys.argv[1], sys.argv[2]
+shape, tmp = sys.argv[1], sys.argv[2]
 def lines(path):
     if not os.path.exists(path): return []
     out = []
@@ -124,17 +124,21 @@ def lines(path):
         try: out.append(json.loads(l))
         except ValueError: pass
     return out
-def torch(mode):
+def torch(mode, field="tok_per_s"):
     got = [l for l in lines(f"{tmp}/torch-{mode}.json") if l.get("bench") == "torch-llama"]
-    return got[-1]["tok_per_s"] if got else None
-def ours(precision):
+    return got[-1][field] if got else None
+def ours(precision, field="tokens_per_s"):
     got = [l for l in lines(f"{tmp}/ours-{precision}.jsonl") if l.get("bench") == "train"]
-    return got[-1]["tokens_per_s"] if got else None
+    return got[-1][field] if got else None
+mb = lambda b: round(b / 2**20) if b is not None else None
 def refusal(precision):
     errs = [l.strip() for l in open(f"{tmp}/ours-{precision}.err") if l.startswith("arl:")] if os.path.exists(f"{tmp}/ours-{precision}.err") else []
     return errs[-1] if errs else None
-row = {"bench": "scale", "size": size, "torch_fp32_tokens_per_s": torch("fp32"), "torch_bf16_tokens_per_s": torch("bf16"),
-       "ours_tokens_per_s": ours("fp32"), "ours_mixed_tokens_per_s": ours("mixed")}
+row = {"bench": "scale", "shape": shape, "torch_fp32_tokens_per_s": torch("fp32"), "torch_bf16_tokens_per_s": torch("bf16"),
+       "ours_tokens_per_s": ours("fp32"), "ours_mixed_tokens_per_s": ours("mixed"),
+       "first_step_done_s": ours("fp32", "first_step_done_s"), "ours_gpu_mb": mb(ours("fp32", "gpu_bytes_after")),
+       "ours_mixed_gpu_mb": mb(ours("mixed", "gpu_bytes_after")),
+       "torch_fp32_gpu_mb": round(torch("fp32", "max_mem_gb") * 1024) if torch("fp32", "max_mem_gb") is not None else None}
 ratio = lambda a, b: round(a / b, 3) if a and b else None
 row.update(ours_vs_torch_fp32=ratio(row["ours_tokens_per_s"], row["torch_fp32_tokens_per_s"]),
            ours_mixed_vs_torch_fp32=ratio(row["ours_mixed_tokens_per_s"], row["torch_fp32_tokens_per_s"]),
