@@ -2,15 +2,20 @@
 # as our trainer mixes them (task, copy, text rows; answer weight AW against text weight 1, one mean over the batch).
 # Greedy exact match on the development set (dev documents, test-pool keys) at 1x; never the experiment's test set.
 # Env: ROWS, NT, NC, AW, LR, STEPS, MID (eval every MID steps, 4-key only, n=100), DEADLINE (s; stop training then),
-# SCHED (cos: cosine to LR/10 after 100 warm-up steps; wsd: constant LR, then linear to LR/10 over the last DECAY share).
+# SCHED (cos: cosine to LR/10 after 100 warm-up steps; wsd: constant LR, then linear to LR/10 over the last DECAY share),
+# ROWS_AFTER and SWITCH (a curriculum: from step SWITCH on, task rows come from the ROWS_AFTER folder instead).
 import os, json, math, time, numpy as np, torch, torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 d = os.environ['ROWS']; c = json.load(open(f'{d}/cfg.json'))
 T = 512; B = 16; NT, NC = int(os.environ.get('NT', 8)), int(os.environ.get('NC', 4)); AW = float(os.environ.get('AW', 5))
 steps = int(os.environ.get('STEPS', c['rows'] // NT)); deadline = float(os.environ.get('DEADLINE', 1e9)); mid = int(os.environ.get('MID', 0))
 torch.manual_seed(1)
-task = np.fromfile(f'{d}/task_tokens.i16', dtype=np.int16).astype(np.int64).reshape(-1, T + 1)
-mask = np.unpackbits(np.fromfile(f'{d}/task_mask.bits', dtype=np.uint8)).astype(np.float32).reshape(-1, T)
+def load_rows(folder):
+    tokens = np.fromfile(f'{folder}/task_tokens.i16', dtype=np.int16).astype(np.int64).reshape(-1, T + 1)
+    return tokens, np.unpackbits(np.fromfile(f'{folder}/task_mask.bits', dtype=np.uint8)).astype(np.float32).reshape(-1, T)
+task, mask = load_rows(d)
+switch = int(os.environ.get('SWITCH', 0))
+if switch: task_after, mask_after = load_rows(os.environ['ROWS_AFTER'])
 text = np.fromfile(os.environ.get('TEXT', f'{d}/text_tokens.i16'), dtype=np.int16).astype(np.int64)
 assert len(task) >= steps * NT, 'not enough task rows'
 cfg = LlamaConfig(vocab_size=c['vocabSize'], hidden_size=c['dim'], num_hidden_layers=c['layers'], num_attention_heads=c['heads'],
@@ -43,7 +48,8 @@ def evaluate(tasks, n):
     m.train(); return res
 t0 = time.time(); s = 0
 for s in range(steps):
-    rows = task[s * NT:(s + 1) * NT]; w = mask[s * NT:(s + 1) * NT] * AW
+    rows_from, masks_from = (task_after, mask_after) if switch and s >= switch else (task, mask)
+    rows = rows_from[s * NT:(s + 1) * NT]; w = masks_from[s * NT:(s + 1) * NT] * AW
     half = T // 2
     cs = rng.integers(0, len(text) - half - 1, NC)
     crows = np.stack([np.concatenate([[c['bos']], text[i:i + half], text[i:i + half]]) for i in cs]) if NC else np.zeros((0, T + 1), np.int64)
