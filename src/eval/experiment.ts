@@ -41,6 +41,7 @@ import { NOUNS } from './ruler-words.ts';
 import { evaluateRulerModel } from './ruler-eval.ts';
 import type { WorkerModel } from './worker-job.ts';
 import { workerPredictions } from './workers.ts';
+import { workerRecapData } from './arl-data-workers.ts';
 
 export type { ClaimCheck, MethodLengthResult } from './experiment-claims.ts';
 
@@ -165,8 +166,9 @@ export interface ExperimentOptions {
   /** Stop once this stage is done (e.g. to check the base before the rest). */
   stopAfter?: string;
   /**
-   * Worker processes for the evaluation stages (RULER and LIFT), each with its own model copy, and the backend
-   * they start (the one this process took); the results are the same as with one. Default one: all in this process.
+   * Worker processes for the arl-data stage (its shards) and the evaluation stages (RULER and LIFT), each with its
+   * own model copy, and the backend they start (the one this process took); the results are the same as with one.
+   * Default one: all in this process.
    */
   workers?: { count: number; backend: string };
   /** Written into the results as the command that made them. */
@@ -444,6 +446,8 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   const arlData = await stage('arl-data', async () => {
     const documents = (await readJsonlDocuments(corpus('cpt'))).length;
     const run = { tokenizer, checkpoint: resolveCheckpointDir(runDir('base')), corpus: corpus('cpt'), outDir: arlDir, recapper: o.recapper, chat: o.chat, window, augment: { mix: 1 }, log };
+    // Steps 1-2 are forward passes over every document: split across the workers like the evaluation stages.
+    if (workers) return workerRecapData({ ...workers, log }, run, documents);
     const { model, ckpt } = loadModel(run.checkpoint);
     try {
       return await buildRecapData({ ...run, model, checkpoint: ckpt.dir, progress: recapDataProgressLog(log, { documents, label: 'arl-data' }) });
