@@ -9,7 +9,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { augmentRecapData, buildRecaps, buildScoringSteps, recapCounts, type RecapDataRun, type RecapDataStep, type RecapDataSummary, type RecapSteps, type ScoringSteps } from '../arl/pipeline.ts';
-import { nextStep, type ProgressStep, progressText, recapDataCounts, STEP_NAMES, type StepCount, StepThrottle, stepDoneText } from '../arl/progress-log.ts';
+import { nextStep, type ProgressStep, progressText, recapDataCounts, recapDataProgressLog, STEP_NAMES, type StepCount, StepThrottle, stepDoneText } from '../arl/progress-log.ts';
 import { RECAP_FILES, type RecapperName, type RecapTotals } from '../arl/recap.ts';
 import { shardFolder, type ShardSettings, shardSize } from '../arl/shard.ts';
 import { loadModel, weightsSha256 } from '../io/checkpoint.ts';
@@ -117,12 +117,14 @@ export async function workerRecapData(pool: WorkerPool, run: ShardedRecapDataRun
       recaps: recapsInWorkers,
     } satisfies RecapStepsJob,
     onMessage: (message) => {
-      if (message.type === 'recap-progress') progress.update(shard.index, message.step, message.count);
-      else if (message.type === 'recap-step') {
+      if (message.type === 'recap-progress') {
+        progress.update(shard.index, message.step, message.count);
+      } else if (message.type === 'recap-step') {
         progress.stepDone(message.step);
         pool.log(`  ${label} worker ${shard.index + 1} of ${count}: ${message.line}`);
+      } else if (message.type === 'recap-steps') {
+        results[shard.index] = { scoring: message.scoring, recaps: message.recaps };
       }
-      else if (message.type === 'recap-steps') results[shard.index] = { scoring: message.scoring, recaps: message.recaps };
     },
   })));
   const steps: RecapSteps[] = [];
@@ -130,7 +132,8 @@ export async function workerRecapData(pool: WorkerPool, run: ShardedRecapDataRun
     const result = results[k];
     if (!result) throw new Error(`${label}: worker ${k + 1} of ${count} finished without its totals`);
     // The LLM recappers: one recapper for all shards, and one cache beside them, as one process has in the run folder.
-    const recaps = result.recaps ?? (await buildRecaps({ ...run, outDir: dir, cacheFile: run.cacheFile ?? join(run.outDir, RECAP_FILES.cache), progress: recapDataCounts(0, { count: () => {}, step: (d) => pool.log(`  ${label} shard ${k + 1} of ${count}: ${stepDoneText(d)}`) }) }));
+    const cacheFile = run.cacheFile ?? join(run.outDir, RECAP_FILES.cache);
+    const recaps = result.recaps ?? (await buildRecaps({ ...run, outDir: dir, cacheFile, progress: recapDataProgressLog(pool.log, { documents: 0, label: `${label} shard ${k + 1} of ${count}` }) }));
     steps.push({ ...result.scoring, recaps });
   }
   const summary = await augmentRecapData({ ...run, progress: { onStep: (d) => pool.log(`  ${label} ${stepDoneText(d)}`) } }, recapCounts(steps), dirs);
