@@ -93,4 +93,15 @@ test('progress lines: done of total, what was found, rate of this run, ETA; at m
   shards.update(0, 2, { done: 5, doneNow: 5, total: 24, found: 1 });
   assert.match(merged[0]!, /^ {2}arl-data 1\/4 keytokens: 3\/6 documents, 24 key tokens, [\d.]+\/s, ETA \d+ s \(2 workers, 2 still in this step\)$/);
   assert.match(merged.at(-1)!, /^ {2}arl-data 1\/4 keytokens: 3\/6 documents, 24 key tokens, .* \(2 workers, 1 still in this step\)$/);
+
+  // A shard without documents counts nothing, and the others' lines go on past it.
+  const empty: string[] = [];
+  const withEmpty = new ShardProgress(2, (m) => empty.push(m), 'arl-data', 0);
+  withEmpty.stepDone(1, 'keytokens');
+  withEmpty.update(0, 1, { done: 1, doneNow: 1, total: 1, found: 8 });
+  withEmpty.stepDone(1, 'segments');
+  withEmpty.stepDone(0, 'keytokens');
+  withEmpty.update(0, 2, { done: 3, doneNow: 3, total: 8, found: 1 });
+  assert.match(empty[0]!, /^ {2}arl-data 1\/4 keytokens: 1\/1 documents, 8 key tokens, .* \(2 workers, 1 still in this step\)$/);
+  assert.match(empty.at(-1)!, /^ {2}arl-data 2\/4 segments: 3\/8 key tokens, 1 segments kept, .* \(2 workers, 1 still in this step\)$/);
 });

@@ -67,21 +67,28 @@ export class ShardProgress {
     this.throttle.begin(1);
   }
 
-  /** A worker finished `step`: the next step's rate counts from the first such end. */
-  stepDone(step: RecapDataStep['step']): void {
+  /**
+   * Worker `worker` finished `step`: it is in the next step now, counted as nothing done of nothing until it counts
+   * (a shard without documents or key tokens never does), and the next step's rate counts from the first such end.
+   */
+  stepDone(worker: number, step: RecapDataStep['step']): void {
     const next = nextStep(step);
-    if (next !== null) this.throttle.begin(next);
+    if (next === null) return;
+    this.throttle.begin(next);
+    const state = this.current[worker];
+    if (next > state.step) state.step = next;
+    state.counts[next] ??= { done: 0, doneNow: 0, total: 0, found: 0 };
   }
 
   update(worker: number, step: ProgressStep, count: StepCount): void {
     const state = this.current[worker];
-    state.step = step;
+    if (step > state.step) state.step = step;
     state.counts[step] = count;
     const earliest = Math.min(...this.current.map((s) => s.step)) as ProgressStep;
     if (this.current.some((s) => s.step === earliest && s.counts[earliest] === undefined)) return;
     const seconds = this.throttle.due(earliest);
     if (seconds === null) return;
-    const sum = (pick: (c: StepCount) => number): number => this.current.reduce((acc, s) => acc + pick(s.counts[earliest]!), 0);
+    const sum = (pick: (c: StepCount) => number): number => this.current.reduce((acc, s) => acc + (s.counts[earliest] ? pick(s.counts[earliest]) : 0), 0);
     const total: StepCount = { done: sum((c) => c.done), doneNow: sum((c) => c.doneNow), total: sum((c) => c.total), found: sum((c) => c.found) };
     const behind = this.current.filter((s) => s.step === earliest).length;
     this.log(`  ${this.label} ${STEP_NAMES[earliest]}: ${progressText(earliest, total, seconds)} (${this.current.length} workers, ${behind} still in this step)`);
@@ -120,7 +127,7 @@ export async function workerRecapData(pool: WorkerPool, run: ShardedRecapDataRun
       if (message.type === 'recap-progress') {
         progress.update(shard.index, message.step, message.count);
       } else if (message.type === 'recap-step') {
-        progress.stepDone(message.step);
+        progress.stepDone(shard.index, message.step);
         pool.log(`  ${label} worker ${shard.index + 1} of ${count}: ${message.line}`);
       } else if (message.type === 'recap-steps') {
         results[shard.index] = { scoring: message.scoring, recaps: message.recaps };
