@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { splitSentences, tokenizeDocument } from '../src/arl/document.ts';
 import { type DocumentScores, findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, scoreDocument, selectKeyTokens } from '../src/arl/key-tokens.ts';
-import { candidateSegments, findRelevantSegment, findRelevantSegments, scoreCandidates, SEGMENT_FILES, type SegmentRecord, segmentOptions } from '../src/arl/relevant-segment.ts';
+import { candidateSegments, findRelevantSegment, findRelevantSegments, findRelevantSegmentsOf, scoreCandidates, SEGMENT_FILES, type SegmentRecord, segmentOptions } from '../src/arl/relevant-segment.ts';
 import { readJsonLines } from '../src/io/jsonl.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { makeConfig } from '../src/model/config.ts';
@@ -331,6 +331,24 @@ describe('(d) relevant segments', () => {
     });
     const spread = Math.max(...batched.candidates) - Math.min(...batched.candidates);
     assert.ok(spread > 0.01, 'candidates should differ for this model');
+  });
+
+  test("a document's key tokens packed into full forwards give what one key token per forward gives", async () => {
+    const positions = [9, 20, 40, keyPos];
+    const margin = -100;
+    const before = tf.memory().numTensors;
+    for (const batch of [options.batch, 7]) {
+      const o = { ...options, margin, batch };
+      const packed = await findRelevantSegmentsOf(model, tokens, sentenceStarts, positions, o);
+      const alone = await Promise.all(positions.map((pos) => findRelevantSegment(model, tokens, sentenceStarts, pos, o)));
+      assert.deepEqual(packed.found, alone.map(({ segment, candidates }) => ({ segment, candidates })), `batch ${batch}`);
+      const rows = alone.reduce((n, a) => n + (a.candidates > 0 ? a.candidates + 1 : 0), 0);
+      assert.equal(packed.forwardPasses, Math.ceil(rows / batch));
+      const unpacked = alone.reduce((n, a) => n + a.forwardPasses, 0);
+      assert.ok(batch === options.batch ? packed.forwardPasses === 1 && unpacked === 3 : packed.forwardPasses <= unpacked, `${packed.forwardPasses} forward passes packed, ${unpacked} one key token at a time`);
+    }
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(await findRelevantSegmentsOf(model, tokens, sentenceStarts, [9], options), { found: [{ segment: null, candidates: 0 }], forwardPasses: 0 });
   });
 
   test('c* is the best candidate, kept only when its gain reaches the margin', async () => {

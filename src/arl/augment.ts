@@ -151,6 +151,8 @@ export interface AugmentRun {
   keyTokensDir: string | readonly string[];
   /** Where augmented.jsonl, the summary and the shard folder go (default: keyTokensDir; for shard folders, the folder holding them). */
   outDir?: string;
+  /** How the summary and the prepared data name the input (default: the input folders), e.g. the folder a merge of shards stands for. */
+  source?: string;
   options: AugmentOptions;
 }
 
@@ -219,7 +221,7 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
   validateAugmentOptions(options);
   const inputs = readKeyTokenInputs(typeof run.keyTokensDir === 'string' ? [run.keyTokensDir] : run.keyTokensDir);
   const { dirs, summary } = inputs;
-  const source = dirs.join(', ');
+  const source = run.source ?? dirs.join(', ');
   const outDir = augmentOutDir(dirs, run.outDir);
   checkRunTokenizer(dirs[0], summary.tokenizer, tokenizer, 'documents were tokenized', 'pass --tokenizer with the one step 1 used');
   const documents = new Map(inputs.documents.map((d) => [d.doc, d]));

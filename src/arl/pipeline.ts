@@ -3,6 +3,7 @@
  * (extractive or by an LLM), and the augmented, prepared training data, all written under `outDir`. Each step
  * resumes from what an interrupted run left there.
  */
+import { resolve } from 'node:path';
 import type { ChatOptions } from '../io/chat.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -78,10 +79,12 @@ async function timed<T>(work: () => Promise<T>): Promise<{ result: T; seconds: n
   return { result, seconds: (performance.now() - started) / 1000 };
 }
 
-/** Steps 1-3 (key tokens, segments, recaps) into `outDir`, for a shard of a sharded run or before step 4. */
-export async function buildRecapSteps(run: RecapDataRun): Promise<RecapSteps> {
+/** What steps 1-2 wrote: the model-bound steps, run per shard by `arl experiment --workers N`. */
+export type ScoringSteps = Omit<RecapSteps, 'recaps'>;
+
+/** Steps 1-2 (key tokens, segments) into `outDir`. */
+export async function buildScoringSteps(run: RecapDataRun): Promise<ScoringSteps> {
   const { model, tokenizer, progress } = run;
-  const maxRecapTokens = run.maxRecapTokens ?? DEFAULT_MAX_RECAP_TOKENS;
   const options = keyTokenOptions(run.window, run.keyTokens);
   const step1 = await timed(() =>
     findKeyTokens({ model, tokenizer, checkpoint: run.checkpoint, corpus: run.corpus, outDir: run.outDir, options, maxDocs: run.maxDocs, shard: run.shard, onDocument: progress?.onDocument }),
@@ -99,8 +102,15 @@ export async function buildRecapSteps(run: RecapDataRun): Promise<RecapSteps> {
     }),
   );
   progress?.onStep?.({ step: 'segments', seconds: step2.seconds, totals: step2.result.totals });
+  return { keyTokens: step1.result.summary, segments: step2.result.totals };
+}
+
+/** Step 3 (recaps) on what steps 1-2 wrote into `outDir`; the model is needed only by the extractive recapper. */
+export async function buildRecaps(run: Omit<RecapDataRun, 'model'> & { model?: LlamaModel }): Promise<RecapTotals> {
+  const { tokenizer, progress } = run;
+  const maxRecapTokens = run.maxRecapTokens ?? DEFAULT_MAX_RECAP_TOKENS;
   const step3 = await timed(async () => {
-    const recapper = await openRecapper({ name: run.recapper, tokenizer, maxRecapTokens, promptFile: run.promptFile, chat: run.chat, model, checkpointDir: run.checkpoint });
+    const recapper = await openRecapper({ name: run.recapper, tokenizer, maxRecapTokens, promptFile: run.promptFile, chat: run.chat, model: run.model, checkpointDir: run.checkpoint });
     try {
       return await writeRecaps({ recapper, tokenizer, keyTokensDir: run.outDir, cacheFile: run.cacheFile, maxRecapTokens, onProgress: progress?.onRecapper?.(recapper) });
     } finally {
@@ -108,22 +118,47 @@ export async function buildRecapSteps(run: RecapDataRun): Promise<RecapSteps> {
     }
   });
   progress?.onStep?.({ step: 'recaps', seconds: step3.seconds, totals: step3.result });
-  return { keyTokens: step1.result.summary, segments: step2.result.totals, recaps: step3.result };
+  return step3.result;
+}
+
+/** Steps 1-3 (key tokens, segments, recaps) into `outDir`, for a shard of a sharded run or before step 4. */
+export async function buildRecapSteps(run: RecapDataRun): Promise<RecapSteps> {
+  const scoring = await buildScoringSteps(run);
+  return { ...scoring, recaps: await buildRecaps(run) };
 }
 
 export async function buildRecapData(run: RecapDataRun): Promise<RecapDataSummary> {
-  return augmentRecapData(run, await buildRecapSteps(run));
+  return augmentRecapData(run, recapCounts(await buildRecapSteps(run)));
 }
 
-/** Step 4 (augment) on what `buildRecapSteps` wrote into `outDir`; the model is no longer needed. */
-export async function augmentRecapData(run: Omit<RecapDataRun, 'model'>, steps: RecapSteps): Promise<RecapDataSummary> {
-  const step4 = await timed(() => augmentDocuments({ tokenizer: run.tokenizer, keyTokensDir: run.outDir, options: { ...DEFAULT_AUGMENT, ...run.augment } }));
+/** What step 4's summary reports of steps 1-3. */
+export interface RecapCounts {
+  key_tokens: number;
+  segments: number;
+  /** Distinct segments recapped (step 3's items). */
+  recaps: number;
+}
+
+/** The counts of steps 1-3, of one run or summed over the shards of one (which hold disjoint documents). */
+export function recapCounts(steps: RecapSteps | readonly RecapSteps[]): RecapCounts {
+  const all = Array.isArray(steps) ? (steps as readonly RecapSteps[]) : [steps as RecapSteps];
+  const sum = (pick: (s: RecapSteps) => number): number => all.reduce((acc, s) => acc + pick(s), 0);
+  return { key_tokens: sum((s) => s.keyTokens.key_tokens), segments: sum((s) => s.segments.segments), recaps: sum((s) => s.recaps.items) };
+}
+
+/**
+ * Step 4 (augment) on what `buildRecapSteps` wrote into `outDir`, or into the shard folders `shardDirs` (merged
+ * in corpus order into `outDir`); the model is no longer needed.
+ */
+export async function augmentRecapData(run: Omit<RecapDataRun, 'model'>, counts: RecapCounts, shardDirs?: readonly string[]): Promise<RecapDataSummary> {
+  const inputs = shardDirs ? { keyTokensDir: shardDirs, outDir: run.outDir, source: resolve(run.outDir) } : { keyTokensDir: run.outDir };
+  const step4 = await timed(() => augmentDocuments({ tokenizer: run.tokenizer, ...inputs, options: { ...DEFAULT_AUGMENT, ...run.augment } }));
   const augment = step4.result;
   run.progress?.onStep?.({ step: 'augment', seconds: step4.seconds, totals: augment });
   const summary = {
-    key_tokens: steps.keyTokens.key_tokens,
-    segments: steps.segments.segments,
-    recaps: steps.recaps.items,
+    key_tokens: counts.key_tokens,
+    segments: counts.segments,
+    recaps: counts.recaps,
     augmented_documents: augment.augmented_documents,
     recap_tokens: augment.recap_tokens,
     tokens: augment.tokens,

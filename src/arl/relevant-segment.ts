@@ -4,9 +4,9 @@
  * For a key token at position i with short context [i - S, i), the candidates are sentence-aligned
  * windows of earlier text that end at or before i - S. Each is scored as log P(x_i | candidate +
  * short context), i.e. the candidate inserted right before the short context; the baseline is
- * log P(x_i | short context alone). All of a key token's candidates and its baseline go through one
- * batched forward pass (split only beyond `batch` rows), and the best candidate c* is kept when it
- * raises the log-prob by at least `margin` nats.
+ * log P(x_i | short context alone). The rows of a document's key tokens (each one's baseline and
+ * candidates) go through batched forward passes of `batch` rows, packed across key tokens so that each
+ * pass is full, and the best candidate c* is kept when it raises the log-prob by at least `margin` nats.
  *
  * Rows of different lengths are right-padded and each row's target is read at its own last position
  * (see scoring.ts): causal attention makes that exactly the score of the row run alone, and no
@@ -83,20 +83,30 @@ export interface CandidateScores {
   forwardPasses: number;
 }
 
-/** Scores the baseline and every candidate for the key token at `keyPos`, `batch` rows per forward. */
-export async function scoreCandidates(model: LlamaModel, tokens: readonly number[], keyPos: number, candidates: readonly Segment[], o: Pick<SegmentOptions, 'shortContext' | 'batch'>): Promise<CandidateScores> {
-  const shortContext = tokens.slice(keyPos - o.shortContext, keyPos);
+/** The rows that score the key token at `keyPos`: its short context alone (the baseline), then after each candidate. */
+function keyTokenRows(tokens: readonly number[], keyPos: number, candidates: readonly Segment[], shortContext: number): ScoredSequence[] {
+  const context = tokens.slice(keyPos - shortContext, keyPos);
   const row = (prefix: readonly number[]): ScoredSequence => {
-    const input = [...prefix, ...shortContext];
+    const input = [...prefix, ...context];
     return { input, offsets: [input.length - 1], nextTokens: [tokens[keyPos]] };
   };
-  const rows = [row([]), ...candidates.map((c) => row(tokens.slice(c.start, c.end)))];
+  return [row([]), ...candidates.map((c) => row(tokens.slice(c.start, c.end)))];
+}
+
+/** log-probs of `rows`, `batch` rows per forward pass. */
+async function scoreRows(model: LlamaModel, rows: readonly ScoredSequence[], batch: number): Promise<{ logProbs: Float32Array; forwardPasses: number }> {
   const logProbs = new Float32Array(rows.length);
   let forwardPasses = 0;
-  for (let first = 0; first < rows.length; first += o.batch) {
-    logProbs.set(await nextTokenLogProbs(model, rows.slice(first, first + o.batch)), first);
+  for (let first = 0; first < rows.length; first += batch) {
+    logProbs.set(await nextTokenLogProbs(model, rows.slice(first, first + batch)), first);
     forwardPasses++;
   }
+  return { logProbs, forwardPasses };
+}
+
+/** Scores the baseline and every candidate for the key token at `keyPos`, `batch` rows per forward. */
+export async function scoreCandidates(model: LlamaModel, tokens: readonly number[], keyPos: number, candidates: readonly Segment[], o: Pick<SegmentOptions, 'shortContext' | 'batch'>): Promise<CandidateScores> {
+  const { logProbs, forwardPasses } = await scoreRows(model, keyTokenRows(tokens, keyPos, candidates, o.shortContext), o.batch);
   return { baseline: logProbs[0], candidates: logProbs.subarray(1), forwardPasses };
 }
 
@@ -107,16 +117,40 @@ export interface RelevantSegment extends Segment {
   baseline: number;
 }
 
+/** c* among scored candidates (the first of equal best), or null when it gains less than the margin. */
+function bestSegment(candidates: readonly Segment[], baseline: number, scores: Float32Array, margin: number): RelevantSegment | null {
+  let best = 0;
+  for (let c = 1; c < candidates.length; c++) if (scores[c] > scores[best]) best = c;
+  const gain = scores[best] - baseline;
+  return gain >= margin ? { ...candidates[best], gain, logProb: scores[best], baseline } : null;
+}
+
 /** c* for the key token at `keyPos`, or null when no candidate gains at least the margin. */
 export async function findRelevantSegment(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPos: number, o: SegmentOptions): Promise<{ segment: RelevantSegment | null; candidates: number; forwardPasses: number }> {
   const candidates = candidateSegments(sentenceStarts, keyPos, o);
   if (candidates.length === 0) return { segment: null, candidates: 0, forwardPasses: 0 };
   const scores = await scoreCandidates(model, tokens, keyPos, candidates, o);
-  let best = 0;
-  for (let c = 1; c < candidates.length; c++) if (scores.candidates[c] > scores.candidates[best]) best = c;
-  const gain = scores.candidates[best] - scores.baseline;
-  const segment = gain >= o.margin ? { ...candidates[best], gain, logProb: scores.candidates[best], baseline: scores.baseline } : null;
-  return { segment, candidates: candidates.length, forwardPasses: scores.forwardPasses };
+  return { segment: bestSegment(candidates, scores.baseline, scores.candidates, o.margin), candidates: candidates.length, forwardPasses: scores.forwardPasses };
+}
+
+/**
+ * c* for each key token at `keyPositions` of one document, as findRelevantSegment gives it, with the rows of all
+ * of them packed `batch` rows per forward pass: a key token's rows fill a forward only partly, and every pass
+ * costs a round trip. Each row is scored as if run alone (scoring.ts), so packing leaves every score as it was.
+ */
+export async function findRelevantSegmentsOf(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPositions: readonly number[], o: SegmentOptions): Promise<{ found: { segment: RelevantSegment | null; candidates: number }[]; forwardPasses: number }> {
+  const perKeyToken = keyPositions.map((pos) => candidateSegments(sentenceStarts, pos, o));
+  const rows = keyPositions.flatMap((pos, k) => (perKeyToken[k].length === 0 ? [] : keyTokenRows(tokens, pos, perKeyToken[k], o.shortContext)));
+  const { logProbs, forwardPasses } = rows.length === 0 ? { logProbs: new Float32Array(0), forwardPasses: 0 } : await scoreRows(model, rows, o.batch);
+  let at = 0;
+  const found = perKeyToken.map((candidates) => {
+    if (candidates.length === 0) return { segment: null, candidates: 0 };
+    const baseline = logProbs[at];
+    const scores = logProbs.subarray(at + 1, at + 1 + candidates.length);
+    at += 1 + candidates.length;
+    return { segment: bestSegment(candidates, baseline, scores, o.margin), candidates: candidates.length };
+  });
+  return { found, forwardPasses };
 }
 
 /** One line of segments.jsonl: a key token whose relevant segment was kept. */
@@ -175,7 +209,7 @@ export function readKeyTokenSummary(dir: string): KeyTokenSummary {
 }
 
 /** Finds c* for every key token of a step-1 folder, document by document (resumable like step 1). */
-export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: SegmentTotals; keyTokensScored: number }> {
+export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: SegmentTotals; keyTokensScored: number; forwardPasses: number }> {
   const { model, tokenizer } = run;
   const keyTokensDir = resolve(run.keyTokensDir);
   const summary = readKeyTokenSummary(keyTokensDir);
@@ -196,14 +230,17 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
   const sum = (pick: (d: SegmentDocument) => number): number => done.reduce((acc, d) => acc + pick(d), 0);
   const progress = { keyTokens: sum((d) => d.key_tokens), segments: sum((d) => d.segments) };
   let keyTokensScored = 0;
+  let forwardPasses = 0;
   try {
     for (const document of readJsonLines<KeyTokenDocument>(join(keyTokensDir, KEY_TOKEN_FILES.documents))) {
       const keyTokens = keyTokensByDoc.get(document.doc);
       if (!keyTokens || journal.isDone(document.doc)) continue;
       const record: SegmentDocument = { doc: document.doc, key_tokens: keyTokens.length, segments: 0, candidates: 0, gain_sum: 0 };
       const kept: SegmentRecord[] = [];
-      for (const keyToken of keyTokens) {
-        const found = await findRelevantSegment(model, document.tokens, document.sentence_starts, keyToken.pos, options);
+      const scored = await findRelevantSegmentsOf(model, document.tokens, document.sentence_starts, keyTokens.map((k) => k.pos), options);
+      forwardPasses += scored.forwardPasses;
+      for (const [k, keyToken] of keyTokens.entries()) {
+        const found = scored.found[k];
         record.candidates += found.candidates;
         keyTokensScored++;
         progress.keyTokens++;
@@ -235,7 +272,7 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
       mean_gain: segments > 0 ? sum((d) => d.gain_sum) / segments : null,
     };
     journal.finish(totals);
-    return { totals, keyTokensScored };
+    return { totals, keyTokensScored, forwardPasses };
   } finally {
     journal.close();
   }

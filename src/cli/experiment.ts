@@ -37,7 +37,7 @@ const EXPERIMENT_FLAGS = defineOptions({
   corpus: { type: 'string', describe: 'documents to train and evaluate on: a .txt file, a folder of .txt files or a .jsonl file (default: the bundled Brown corpus)' },
   'extra-corpus': { type: 'string', describe: "more documents for the base's training text only, not haystacks or tests (e.g. GCIDE from scripts/gcide-corpus.ts)" },
   'lift-epochs': { type: 'number', array: true, describe: "LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size's)" },
-  workers: { type: 'number', default: 1, describe: 'processes the evaluation stages (RULER, LIFT) split their examples across, each with its own model copy on the same device; the same results as 1' },
+  workers: { type: 'number', default: 1, describe: 'processes the arl-data stage (its documents) and the evaluation stages (RULER, LIFT, their examples) are split across, each with its own model copy on the same device; the same results as 1' },
   'stop-after': { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' },
   ...SIZE_FLAGS,
 });

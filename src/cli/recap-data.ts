@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { AUGMENT_FILES, augmentDocuments, augmentOutDir, type AugmentOptions, type AugmentTotals, DEFAULT_AUGMENT, keyTokenTokenizerPath, validateAugmentOptions } from '../arl/augment.ts';
 import { type KeyTokenOptions, noKeyTokensReason } from '../arl/key-tokens.ts';
-import { augmentRecapData, buildRecapSteps, type RecapDataProgress, type RecapDataRun, type RecapSteps } from '../arl/pipeline.ts';
+import { augmentRecapData, buildRecapSteps, recapCounts, type RecapDataProgress, type RecapDataRun, type RecapSteps } from '../arl/pipeline.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS } from '../arl/recap.ts';
 import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
 import type { BackendName } from '../backend.ts';
@@ -185,7 +185,7 @@ export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> 
   } finally {
     model.dispose();
   }
-  if (job.augment) await augmentRecapData(run, steps);
+  if (job.augment) await augmentRecapData(run, recapCounts(steps));
   const { keyTokens, segments, recaps } = steps;
   return { keyTokens: keyTokens.key_tokens, perplexity: keyTokens.perplexity, longppl: keyTokens.longppl, segments: segments.segments, recaps: recaps.recaps, recapsFailed: recaps.failed.length, augment, seconds };
 }

@@ -15,13 +15,14 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AUGMENT_FILES } from '../arl/augment.ts';
 import { buildRecapData } from '../arl/pipeline.ts';
+import { recapDataProgressLog } from '../arl/progress-log.ts';
 import { recallDocuments } from '../arl/recall-documents.ts';
 import { type RecapperName } from '../arl/recap.ts';
 import { BROWN_SOURCE, type CorpusDocument, readDocuments } from '../data/corpus.ts';
 import { prepareCorpus } from '../data/prepare.ts';
 import { DEFAULT_TASK_ROWS, validateTaskRowOptions } from '../data/task-rows.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { loadModel } from '../io/checkpoint.ts';
+import { loadModel, resolveCheckpointDir } from '../io/checkpoint.ts';
 import type { ChatOptions } from '../io/chat.ts';
 import { UserError } from '../io/errors.ts';
 import { makeConfig, type ModelConfig } from '../model/config.ts';
@@ -40,6 +41,7 @@ import { NOUNS } from './ruler-words.ts';
 import { evaluateRulerModel } from './ruler-eval.ts';
 import type { WorkerModel } from './worker-job.ts';
 import { workerPredictions } from './workers.ts';
+import { workerRecapData } from './arl-data-workers.ts';
 
 export type { ClaimCheck, MethodLengthResult } from './experiment-claims.ts';
 
@@ -164,8 +166,9 @@ export interface ExperimentOptions {
   /** Stop once this stage is done (e.g. to check the base before the rest). */
   stopAfter?: string;
   /**
-   * Worker processes for the evaluation stages (RULER and LIFT), each with its own model copy, and the backend
-   * they start (the one this process took); the results are the same as with one. Default one: all in this process.
+   * Worker processes for the arl-data stage (its shards) and the evaluation stages (RULER and LIFT), each with its
+   * own model copy, and the backend they start (the one this process took); the results are the same as with one.
+   * Default one: all in this process.
    */
   workers?: { count: number; backend: string };
   /** Written into the results as the command that made them. */
@@ -441,9 +444,13 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   // 6. ARL data from the base model (our pipeline: key tokens, segments, recaps, augment), then both arms per seed.
   const arlDir = join(out, 'arl');
   const arlData = await stage('arl-data', async () => {
-    const { model, ckpt } = loadModel(runDir('base'));
+    const documents = (await readJsonlDocuments(corpus('cpt'))).length;
+    const run = { tokenizer, checkpoint: resolveCheckpointDir(runDir('base')), corpus: corpus('cpt'), outDir: arlDir, recapper: o.recapper, chat: o.chat, window, augment: { mix: 1 }, log };
+    // Steps 1-2 are forward passes over every document: split across the workers like the evaluation stages.
+    if (workers) return workerRecapData({ ...workers, log }, run, documents);
+    const { model, ckpt } = loadModel(run.checkpoint);
     try {
-      return await buildRecapData({ model, tokenizer, checkpoint: ckpt.dir, corpus: corpus('cpt'), outDir: arlDir, recapper: o.recapper, chat: o.chat, window, augment: { mix: 1 }, log });
+      return await buildRecapData({ ...run, model, checkpoint: ckpt.dir, progress: recapDataProgressLog(log, { documents, label: 'arl-data' }) });
     } finally {
       model.dispose();
     }

@@ -4,6 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Settings } from '../arl/journal.ts';
+import type { RecapDataStep, ScoringSteps } from '../arl/pipeline.ts';
+import type { ProgressStep, StepCount } from '../arl/progress-log.ts';
+import type { RecapTotals } from '../arl/recap.ts';
 import { loadModel } from '../io/checkpoint.ts';
 import { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { type AnswerMode, makeAnswerer } from './answerers.ts';
@@ -31,8 +34,14 @@ export interface WorkerJob extends WorkerModel {
   items: PredictionItem[];
 }
 
+/** Messages a worker of the arl-data stage sends its parent (arl-data-workers.ts): progress, each step's line as it ends, and the totals. */
+export type RecapWorkerMessage =
+  | { type: 'recap-progress'; step: ProgressStep; count: StepCount }
+  | { type: 'recap-step'; step: RecapDataStep['step']; line: string }
+  | { type: 'recap-steps'; scoring: ScoringSteps; recaps: RecapTotals | null };
+
 /** Messages a worker sends its parent. */
-export type WorkerMessage = { type: 'progress'; done: number; answered: number } | { type: 'error'; message: string };
+export type WorkerMessage = { type: 'progress'; done: number; answered: number } | { type: 'error'; message: string } | RecapWorkerMessage;
 
 export function readWorkerJob(path: string): WorkerJob {
   return JSON.parse(readFileSync(path, 'utf8')) as WorkerJob;

@@ -94,7 +94,6 @@ interface Shard {
 }
 
 async function runWorkers(pool: WorkerPool, label: string, model: WorkerModel, run: PredictionRun, dir: string, shards: Shard[]): Promise<void> {
-  mkdirSync(dir, { recursive: true });
   const total = shards.reduce((n, shard) => n + shard.items.length, 0);
   const progress = shards.map(() => ({ done: 0, answered: 0 }));
   const started = performance.now();
@@ -112,21 +111,46 @@ async function runWorkers(pool: WorkerPool, label: string, model: WorkerModel, r
     const earlier = done > answered ? ` (${done - answered} from an earlier run)` : '';
     pool.log(`  ${label}: ${done}/${total} examples in ${shards.length} workers${earlier}, ${rate < 10 ? rate.toFixed(2) : Math.round(rate)}/s, ${eta}`);
   };
+  await spawnWorkers(pool, label, dir, shards.map((shard, i) => ({
+    index: shard.index,
+    name: shard.name,
+    job: { ...model, outDir: join(dir, shard.name), settings: run.settings, stopAtNewline: run.stopAtNewline, items: shard.items } satisfies WorkerJob,
+    onMessage: (message) => {
+      if (message.type !== 'progress') return;
+      progress[i] = { done: message.done, answered: message.answered };
+      report();
+    },
+  })));
+}
 
+/** One worker process to start: its job (written to <dir>/<name>.job.json) and what to do with its messages. */
+export interface WorkerLaunch {
+  /** Its index in the pool, 0-based. */
+  index: number;
+  name: string;
+  job: object;
+  onMessage: (message: WorkerMessage) => void;
+}
+
+/**
+ * Starts one worker process per launch (the hidden CLI command, on the pool's backend), each logging to
+ * <dir>/<name>.log, and waits for all. When one fails the others are stopped and the stage fails with one line.
+ */
+export async function spawnWorkers(pool: WorkerPool, label: string, dir: string, launches: readonly WorkerLaunch[]): Promise<void> {
+  mkdirSync(dir, { recursive: true });
   const children: ChildProcess[] = [];
   let failure: string | null = null;
-  const fail = (shard: Shard, message: string, log: string) => {
+  const fail = (launch: WorkerLaunch, message: string, log: string) => {
     if (failure !== null) return;
-    failure = `${label}: worker ${shard.index + 1} of ${pool.count} failed: ${message.split('\n')[0]} (its log: ${log})`;
-    // The others stop too: the stage fails now, and what they answered so far stays in their shards.
+    failure = `${label}: worker ${launch.index + 1} of ${pool.count} failed: ${message.split('\n')[0]} (its log: ${log})`;
+    // The others stop too: the stage fails now, and what they did so far stays in their shards.
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   };
 
-  const exits = shards.map((shard, i) => {
-    const jobPath = join(dir, `${shard.name}.job.json`);
-    const logPath = join(dir, `${shard.name}.log`);
-    const job: WorkerJob = { ...model, outDir: join(dir, shard.name), settings: run.settings, stopAtNewline: run.stopAtNewline, items: shard.items };
-    writeFileAtomic(jobPath, JSON.stringify(job));
+  const exits = launches.map((launch) => {
+    const jobPath = join(dir, `${launch.name}.job.json`);
+    const logPath = join(dir, `${launch.name}.log`);
+    writeFileAtomic(jobPath, JSON.stringify(launch.job));
     const logFd = openSync(logPath, 'w');
     const child = spawn(process.execPath, cliCommand([WORKER_COMMAND, '--job', jobPath, '--backend', pool.backend]), { stdio: ['ignore', logFd, logFd, 'ipc'], env: { ...process.env, FORCE_COLOR: '0' } });
     closeSync(logFd);
@@ -135,17 +159,14 @@ async function runWorkers(pool: WorkerPool, label: string, model: WorkerModel, r
       let error: string | undefined;
       child.on('message', (message: WorkerMessage) => {
         if (message.type === 'error') error = message.message;
-        else {
-          progress[i] = { done: message.done, answered: message.answered };
-          report();
-        }
+        else launch.onMessage(message);
       });
       child.on('error', (err) => {
-        fail(shard, err.message, logPath);
+        fail(launch, err.message, logPath);
         resolve();
       });
       child.on('close', (code, signal) => {
-        if (code !== 0) fail(shard, error ?? lastLine(logPath) ?? `exited with ${signal ?? code}`, logPath);
+        if (code !== 0) fail(launch, error ?? lastLine(logPath) ?? `exited with ${signal ?? code}`, logPath);
         resolve();
       });
     });
