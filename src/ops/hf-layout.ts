@@ -6,7 +6,7 @@
  * (cpu, wasm, tensorflow) keep or copy the array, so the transpose is done in JS, into the array the tensor keeps.
  */
 import * as tf from '@tensorflow/tfjs';
-import { maxBindingBytes, uploadNow } from './webgpu/upload.ts';
+import { deviceTensor, maxBindingBytes } from './webgpu/upload.ts';
 
 /** [rows, cols] row-major -> [cols, rows] row-major into `out`, in tiles that keep reads and writes in cache. */
 export function transposeInto(data: Float32Array, rows: number, cols: number, out: Float32Array): Float32Array {
@@ -51,8 +51,8 @@ function deviceMaker(maxBytes: number): HfWeightMaker {
       const inJs = hfTransposed && hfValues.length * 4 > maxBytes;
       const values = inJs ? transposeInto(hfValues, shape[1], shape[0], transposedBuffer(hfValues.length)) : hfValues;
       const transposed = hfTransposed && !inJs;
-      const hf = tf.tensor(values, transposed ? [shape[1], shape[0]] : shape, 'float32');
-      uploadNow(hf); // the values are on the device now: the buffer may take the next tensor's
+      // On the device when made: the buffer may take the next tensor's values.
+      const hf = deviceTensor(values, transposed ? [shape[1], shape[0]] : shape);
       if (!transposed) return hf;
       const out = tf.transpose(hf);
       hf.dispose();
