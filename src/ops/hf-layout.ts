@@ -1,9 +1,10 @@
 /**
  * Weight tensors made from values in Hugging Face's layout, where a linear kernel is [out, in] and ours is [in, out].
- * How depends on the backend: webgpu copies a tensor's values onto the device as soon as it is uploaded, so the
- * values are read into one buffer reused tensor after tensor, uploaded as they are and transposed on the device (a
- * transpose moves values: bit-exact), in milliseconds where JS takes seconds at 1B parameters. The CPU backends
- * (cpu, wasm, tensorflow) keep or copy the array, so the transpose is done in JS, into the array the tensor keeps.
+ * How depends on the backend: on webgpu each tensor's values go to the device as soon as it is made
+ * (./webgpu/upload.ts), so they are read into one buffer reused tensor after tensor, uploaded in HF layout and
+ * transposed on the device (a transpose moves values: bit-exact), in milliseconds where JS takes seconds at 1B
+ * parameters. The CPU backends (cpu, wasm, tensorflow) keep or copy the array a tensor is made from, so the transpose
+ * is done in JS, from the reused buffer into the array the tensor keeps.
  */
 import * as tf from '@tensorflow/tfjs';
 import { deviceTensor, maxBindingBytes } from './webgpu/upload.ts';
