@@ -80,6 +80,30 @@ test('a hand-built sharded HF checkpoint (index + 2 shards, F32, BF16, F16) read
   rmSync(dir, { recursive: true });
 });
 
+test('readFloat32Into fills a view inside a larger buffer (F32, BF16, F16) and leaves the rest as it was', () => {
+  const dir = tempDir();
+  const tensors: RawTensor[] = [
+    { name: 'a', dtype: 'F32', shape: [2, 3], bytes: f32([0.5, -1, 3.25, 1e-30, -7, 42]) },
+    { name: 'b', dtype: 'BF16', shape: [4], bytes: u16([0x3f80, 0xc060, 0x3dcd, 0x0001]) },
+    { name: 'h', dtype: 'F16', shape: [3, 2], bytes: u16([0x3e00, 0xc000, 0x7bff, 0x0001, 0x8000, 0x7c00]) },
+    { name: 'i', dtype: 'I32', shape: [1], bytes: Buffer.from(new Int32Array([3]).buffer) },
+  ];
+  writeFileSync(join(dir, 'model.safetensors'), safetensorsBytes(tensors));
+  const reader = SafetensorsReader.openDir(dir);
+  const buffer = new Float32Array(10).fill(9);
+  for (const name of ['a', 'b', 'h']) {
+    const count = reader.shapeOf(name)!.reduce((x, y) => x * y, 1);
+    const view = buffer.subarray(3, 3 + count);
+    reader.readFloat32Into(name, view);
+    assert.ok(Buffer.from(view.buffer, view.byteOffset, view.byteLength).equals(Buffer.from(reader.get(name)!.data.buffer)), name);
+    assert.deepEqual([...buffer.subarray(0, 3), ...buffer.subarray(3 + count)], Array(10 - count).fill(9), name);
+    buffer.fill(9);
+  }
+  assert.throws(() => reader.readFloat32Into('a', new Float32Array(5)), /6 values/);
+  assertBadInput(() => reader.readFloat32Into('i', new Float32Array(1)), join(dir, 'model.safetensors'), /I32, not a float tensor/);
+  rmSync(dir, { recursive: true });
+});
+
 test('converted dtypes are read in chunks: a BF16/F16 tensor larger than the read buffer converts every element', () => {
   const dir = tempDir();
   const count = (1 << 23) + 5; // 16 MiB + 10 bytes of 2-byte values: crosses the 16 MiB scratch buffer

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ModelConfig, type RopeScaling, validateConfig } from '../model/config.ts';
 import type { LlamaModel } from '../model/llama.ts';
+import { hfWeightMaker, transposeInto } from '../ops/hf-layout.ts';
 import { UserError } from './errors.ts';
 import { type NamedArray, SafetensorsReader, type TensorSource } from './safetensors.ts';
 import type { TensorToWrite } from './safetensors-write.ts';
@@ -114,9 +115,7 @@ export function configToHf(c: ModelConfig): HfConfig {
 
 function transpose2d(arr: NamedArray): Float32Array {
   const [rows, cols] = arr.shape;
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = arr.data[r * cols + c];
-  return out;
+  return transposeInto(arr.data as Float32Array, rows, cols, new Float32Array(rows * cols));
 }
 
 function checkHfShape(name: string, shape: readonly number[] | undefined, hfShape: readonly number[], source: string): void {
@@ -138,14 +137,29 @@ function hfShapeOf(variable: tf.LayerVariable, transposed: boolean): number[] {
   return transposed ? [...shape].reverse() : [...shape];
 }
 
-/** Copies HF-layout tensors (by HF name) into the model's variables, one at a time. Every expected tensor must be present with the right shape. */
+/**
+ * Copies HF-layout tensors (by HF name) into the model's variables, one at a time. Every expected tensor must be
+ * present with the right shape. A source that reads into a given array (a safetensors reader) fills the array the
+ * backend's weight maker hands out, so no tensor is read into an array of its own first.
+ */
 export function assignHfWeights(model: LlamaModel, tensors: TensorSource, source: string): void {
+  const maker = hfWeightMaker();
   for (const { name, variable, transposed } of model.namedWeights()) {
-    const arr = checkedHfTensor(tensors, name, hfShapeOf(variable, transposed), source);
-    const values = transposed ? transpose2d(arr) : Float32Array.from(arr.data);
-    tf.tidy(() => {
-      variable.write(tf.tensor(values, variable.shape as number[], 'float32'));
-    });
+    const shape = variable.shape as number[];
+    const hfShape = hfShapeOf(variable, transposed);
+    let values: Float32Array;
+    if (tensors.readFloat32Into && tensors.shapeOf) {
+      checkHfShape(name, tensors.shapeOf(name), hfShape, source);
+      values = maker.values(shape.reduce((a, b) => a * b, 1), transposed);
+      tensors.readFloat32Into(name, values);
+    } else {
+      const { data } = checkedHfTensor(tensors, name, hfShape, source);
+      values = maker.values(data.length, transposed);
+      values.set(data);
+    }
+    const tensor = maker.tensor(values, shape, transposed);
+    variable.write(tensor);
+    tensor.dispose();
   }
 }
 

@@ -23,6 +23,8 @@ export interface TensorSource {
   get(name: string): NamedArray | undefined;
   /** The tensor's shape without reading its values, where the source can tell. */
   shapeOf?(name: string): number[] | undefined;
+  /** Reads float tensor `name` into `target` (exactly its size), where the source can do without an array of its own. */
+  readFloat32Into?(name: string, target: Float32Array): void;
 }
 
 /** Where one tensor's bytes are: `start` is an absolute file offset. */
@@ -157,14 +159,19 @@ function convert(dtype: string, scratch: ArrayBuffer, n: number, out: TensorData
   }
 }
 
-/** Reads one tensor at its offset; F32/I32 land straight in the result (typed arrays are little-endian on every Node platform). */
-function readTensor(loc: Location): NamedArray {
+const isInteger = (dtype: string): boolean => dtype === 'I32' || dtype === 'I64';
+
+/**
+ * Reads one tensor at its offset into `target` (a fresh array when not given); F32/I32 land straight in it (typed arrays
+ * are little-endian on every Node platform).
+ */
+function readTensor(loc: Location, target?: TensorData): NamedArray {
   const count = loc.shape.reduce((a, b) => a * b, 1);
-  const out = loc.dtype === 'I32' || loc.dtype === 'I64' ? new Int32Array(count) : new Float32Array(count);
+  const out = target ?? (isInteger(loc.dtype) ? new Int32Array(count) : new Float32Array(count));
   const fd = openForReading(loc.file);
   try {
     if (loc.dtype === 'F32' || loc.dtype === 'I32') {
-      readFully(fd, new Uint8Array(out.buffer), loc.start, loc.file);
+      readFully(fd, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), loc.start, loc.file);
     } else {
       const width = BYTES[loc.dtype];
       const perChunk = Math.floor(SCRATCH_BYTES / width);
@@ -261,6 +268,19 @@ export class SafetensorsReader implements TensorSource {
   get(name: string): NamedArray | undefined {
     const loc = this.locations.get(name);
     return loc && readTensor(loc);
+  }
+
+  /**
+   * Reads float tensor `name` into `target` (exactly its element count), converting F16/BF16/F64: no array of its own,
+   * so one buffer can serve tensor after tensor.
+   */
+  readFloat32Into(name: string, target: Float32Array): void {
+    const loc = this.locations.get(name);
+    if (!loc) throw new Error(`${this.source}: no tensor ${name}`);
+    if (isInteger(loc.dtype)) throw new UserError(`${loc.file}: tensor ${name} is ${loc.dtype}, not a float tensor`);
+    const count = loc.shape.reduce((a, b) => a * b, 1);
+    if (target.length !== count) throw new Error(`${name}: ${count} values do not fit an array of ${target.length}`);
+    readTensor(loc, target);
   }
 
   /** Reads every tensor: only for files known to be small. */
