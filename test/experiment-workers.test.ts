@@ -1,7 +1,8 @@
 /**
  * `arl experiment --workers N` at the toy size on the deterministic cpu backend: an evaluation stage split
  * across two worker processes writes the same predictions and records the same result as one process; a
- * failing worker fails the stage with one line and no merged file, and the rerun completes it.
+ * failing worker fails the stage with one line and no merged file, and the rerun completes it. The LIFT stage with
+ * cloze QA is checked the same way on the wasm backend (on the cpu backend each document trains for about 45 s).
  */
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -61,6 +62,35 @@ test('two workers give the same predictions and results as one; a failing worker
   assert.deepEqual(stageResult(failing), stageResult(one));
   assert.equal(readFileSync(join(predictionsDir(failing), 'predictions.jsonl'), 'utf8'), readFileSync(join(predictionsDir(one), 'predictions.jsonl'), 'utf8'));
 });
+
+test('LIFT with cloze QA in two workers records the same results and predictions as in one', async () => {
+  const stage = 'lift paper + cloze QA';
+  const lift = (out: string, ...extra: string[]) =>
+    runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--base-steps', '1', '--lift-docs', '2', '--stop-after', stage, '--out', out, ...extra);
+  const predictions = (run: string) => join(run, 'predictions', 'lift-paper-cloze-QA');
+  // Training time is the one field that may differ between runs.
+  const withoutTimes = (file: string) => readFileSync(file, 'utf8').replace(/,"lift_train_seconds":[\d.]+/g, '');
+  const one = join(root, 'lift-one');
+  const first = await lift(one);
+  assert.equal(first.code, 0, first.stderr);
+  const two = join(root, 'lift-two');
+  cpSync(one, two, { recursive: true });
+  rmSync(predictions(two), { recursive: true, force: true });
+  const state = JSON.parse(readFileSync(join(two, 'state.json'), 'utf8'));
+  delete state.stages[stage];
+  writeFileSync(join(two, 'state.json'), JSON.stringify(state));
+  const split = await lift(two, '--workers', '2');
+  assert.equal(split.code, 0, split.stderr);
+  assert.deepEqual(started(split.stderr), [stage]);
+  const result = (run: string): unknown => JSON.parse(readFileSync(join(run, 'state.json'), 'utf8')).stages[stage].result;
+  assert.deepEqual(result(two), result(one));
+  for (const file of ['predictions.jsonl', 'predictions-done.jsonl']) {
+    assert.equal(withoutTimes(join(predictions(two), file)), withoutTimes(join(predictions(one), file)), file);
+  }
+  assert.match(readFileSync(join(predictions(one), 'predictions.jsonl'), 'utf8'), /"qa_pairs":10/);
+});
+
+const started = (stderr: string) => [...stderr.matchAll(/^\[experiment\] (.+) \.\.\.$/gm)].map((m) => m[1]);
 
 test('--workers must be a positive integer', async () => {
   const r = await runArl('experiment', '--size', 'toy', '--backend', 'cpu', '--out', join(root, 'bad'), '--workers', '0');

@@ -7,7 +7,9 @@ import { before, test } from 'node:test';
 import { saveCheckpoint } from '../src/io/checkpoint.ts';
 import { ChatError } from '../src/io/chat.ts';
 import { detachAdapter } from '../src/lift/adapter.ts';
-import { generateQaPairs, parseQaReply, qaExample } from '../src/lift/auxiliary-qa.ts';
+import { clozeQaPairs, generateQaPairs, parseQaReply, qaExample } from '../src/lift/auxiliary-qa.ts';
+import { makeRng } from '../src/core/random.ts';
+import { UserError } from '../src/io/errors.ts';
 import { contextualizedExample, headTail, promptPieces } from '../src/lift/contextualized-training.ts';
 import { liftAnswer, trainLiftAdapter } from '../src/lift/lift.ts';
 import { demoDocument, factSentence } from '../src/lift/demo-set.ts';
@@ -95,6 +97,30 @@ test('LLM-written QA: evidence must be verbatim; bad replies and failed calls ar
   assert.equal(calls, 4 + 5);
 });
 
+test('cloze QA: pairs from the input alone, the same for a seed, lengths capped, bad settings refused', () => {
+  const pairs = clozeQaPairs(TEXT, tokenizer, makeRng(1), { count: 3 });
+  assert.equal(pairs.length, 3);
+  assert.deepEqual(clozeQaPairs(TEXT, tokenizer, makeRng(1), { count: 3 }), pairs);
+  assert.notDeepEqual(clozeQaPairs(TEXT, tokenizer, makeRng(2), { count: 4 }).map((p) => p.answer), clozeQaPairs(TEXT, tokenizer, makeRng(1), { count: 4 }).map((p) => p.answer));
+  const squashed = TEXT.replace(/\s+/g, ' ');
+  for (const { question, answer } of pairs) {
+    // The question quotes the first part of one sentence of the input, and the answer is the rest of it.
+    const cue = /^What follows "(.+)" in the text\?$/.exec(question)![1]!;
+    assert.ok(squashed.includes(`${cue} ${answer}`), `${cue} | ${answer}`);
+  }
+  // Every usable sentence once at most: four sentences, so no more than four pairs.
+  assert.equal(clozeQaPairs(TEXT, tokenizer, makeRng(1), { count: 50 }).length, 4);
+  for (const { question, answer } of clozeQaPairs(TEXT, tokenizer, makeRng(3), { count: 4, cueTokens: 3, answerTokens: 2 })) {
+    const cue = /^What follows "(.+)" in the text\?$/.exec(question)![1]!;
+    assert.ok(tokenizer.encode(cue).length <= 3 && tokenizer.encode(answer).length <= 2, `${cue} | ${answer}`);
+    assert.ok(squashed.includes(`${cue} ${answer}`), `${cue} | ${answer}`);
+  }
+  assert.deepEqual(clozeQaPairs('Too short. Also short.', tokenizer, makeRng(1)), []);
+  for (const bad of [{ count: 0 }, { cueTokens: 1.5 }, { answerTokens: -1 }]) {
+    assert.throws(() => clozeQaPairs(TEXT, tokenizer, makeRng(1), bad), (err: Error) => err instanceof UserError && /^cloze QA: \w+ must be a positive integer \(got -?[\d.]+\)$/.test(err.message));
+  }
+});
+
 test('LIFT trains only the adapter: base weights are bit-identical and the base logits come back exactly', async () => {
   const model = new LlamaModel(config(), 3);
   const weightsBefore = model.variables().map((v) => v.dataSync().slice());
@@ -170,6 +196,12 @@ test('arl lift: trains, writes answers and a reusable adapter; refuses bad input
   assertUserError(await runArl('lift', ...common, ...questions, '--input', join(dir, 'empty.txt'), '--out', join(dir, 'o2')), /empty\.txt: the input is empty/);
   assertUserError(await runArl('lift', ...common, ...questions, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o5'), '--sentence-orders', '0'), /--sentence-orders/);
   assertUserError(await runArl('lift', ...common, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o3'), '--questions', join(dir, 'bad.jsonl')), /bad\.jsonl:2: field "question" must be a string/);
+  const cloze = await runArl('lift', ...common, ...questions, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o6'), '--qa-cloze');
+  assert.equal(cloze.code, 0, cloze.stderr);
+  assert.match(cloze.stderr, /auxiliary QA: 1 cloze pairs from the input's sentences/);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'o6', 'summary.json'), 'utf8')).qa_pairs, 1);
+  assertUserError(await runArl('lift', ...common, ...questions, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o7'), '--qa-cloze', '--qa', join(dir, 'q.jsonl')), /--qa-cloze goes with neither --qa nor --qa-llm/);
+  assertUserError(await runArl('lift', ...common, ...questions, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o8'), '--qa-cloze', '--qa-count', '0'), /--qa-count/);
   const wrongBase = await runArl('lift', ...common.slice(0, 3), other, ...common.slice(4), ...questions, '--input', join(dir, 'short.txt'), '--out', join(dir, 'o4'), '--load-adapter', join(out, 'adapter.safetensors'));
   assertUserError(wrongBase, /adapter\.safetensors: adapter was trained on another base model/);
 });

@@ -18,7 +18,8 @@ import { lockFolder } from '../io/lock.ts';
 import { makeRng } from '../core/random.ts';
 import { ADAPTER_KINDS, adapterParameterCount, attachAdapter, detachAdapter, type ModelAdapter } from '../lift/adapter.ts';
 import { ADAPTER_FILE, loadAdapter, readAdapterInfo, saveAdapter } from '../lift/adapter-file.ts';
-import { generateQaPairs, QA_PER_INPUT, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';
+import { clozeQaPairs, generateQaPairs, QA_PER_INPUT, type QaPair, readQaPairs, readQuestions } from '../lift/auxiliary-qa.ts';
+import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerQuestions, LIFT_DEFAULTS, liftTrainingTokens, type LiftOptions, trainLiftAdapter } from '../lift/lift.ts';
 import { CHAT_FLAGS, chatOptionsFromArgs } from './chat-options.ts';
 import { BACKEND_FLAGS, loadModelAndTokenizer, startBackend } from './common.ts';
@@ -60,7 +61,8 @@ const LIFT_COMMAND_FLAGS = defineOptions({
   ...LIFT_FLAGS,
   qa: { type: 'string', describe: 'auxiliary QA pairs, JSONL of {question, answer} (stage 2)' },
   'qa-llm': { choices: CHAT_BACKENDS, describe: 'write auxiliary QA pairs with this LLM backend (--llm-* flags)' },
-  'qa-count': { type: 'number', default: QA_PER_INPUT, describe: 'auxiliary QA pairs to write with --qa-llm' },
+  'qa-cloze': { type: 'boolean', default: false, describe: 'auxiliary QA made from the input alone, no LLM: the first part of a random sentence asks for the rest' },
+  'qa-count': { type: 'number', default: QA_PER_INPUT, describe: 'auxiliary QA pairs to make with --qa-llm or --qa-cloze' },
 });
 
 const SHARED_FLAGS = { ...BACKEND_FLAGS, ...CHAT_FLAGS };
@@ -81,9 +83,17 @@ function readInput(path: string): string {
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
-/** Auxiliary QA pairs: from --qa, or written by an LLM (--qa-llm) and kept in DIR/qa.jsonl so a rerun reuses them. */
-async function auxiliaryQa(args: LiftArgs, input: string, log: (m: string) => void): Promise<QaPair[]> {
+/**
+ * Auxiliary QA pairs: from --qa, cloze pairs from the input (--qa-cloze, the same for the same --seed), or written
+ * by an LLM (--qa-llm) and kept in DIR/qa.jsonl so a rerun reuses them.
+ */
+async function auxiliaryQa(args: LiftArgs, input: string, tokenizer: Tokenizer, log: (m: string) => void): Promise<QaPair[]> {
   if (args.qa !== undefined) return readQaPairs(args.qa);
+  if (args.qaCloze) {
+    const pairs = clozeQaPairs(input, tokenizer, makeRng(args.seed), { count: args.qaCount });
+    log(`auxiliary QA: ${pairs.length} cloze pairs from the input's sentences`);
+    return pairs;
+  }
   if (args.qaLlm === undefined) return [];
   const cached = join(args.out, 'qa.jsonl');
   if (existsSync(cached)) return readQaPairs(cached);
@@ -106,9 +116,12 @@ export const liftCommand = defineCommand({
   examples: [
     ['$0 lift --checkpoint checkpoints/demo --input book.txt --questions q.jsonl --out lift/book --compare-icl', 'train a Gated Memory adapter and answer'],
     ['$0 lift --checkpoint ckpt --input book.txt --questions q.jsonl --out lift/book --qa-llm openai --llm-url http://localhost:8000 --llm-model qwen', 'with LLM-written auxiliary QA'],
+    ['$0 lift --checkpoint ckpt --input book.txt --questions q.jsonl --out lift/book --qa-cloze', 'with cloze auxiliary QA from the input, no LLM'],
   ],
   setup: (y) => y.conflicts('qa', 'qa-llm'),
   handler: async (args) => {
+    // Not a yargs conflict: yargs counts the flag's default (false) as given.
+    if (args.qaCloze && (args.qa !== undefined || args.qaLlm !== undefined)) throw new UserError(`--qa-cloze goes with neither --qa nor --qa-llm: choose one source of auxiliary QA`);
     const input = readInput(args.input);
     const questions = await readQuestions(args.questions, false);
     lockFolder(args.out);
@@ -121,7 +134,7 @@ export const liftCommand = defineCommand({
       const tokens = tokenizer!.encode(input);
       const options = liftOptionsOf(args);
       // An adapter in DIR is reused only if it was trained on this input, base and settings.
-      const provenance = { input_sha256: sha256(input), options: JSON.stringify({ ...options, qa: args.qa ?? args.qaLlm ?? null }) };
+      const provenance = { input_sha256: sha256(input), options: JSON.stringify({ ...options, qa: args.qa ?? args.qaLlm ?? (args.qaCloze ? `cloze ${args.qaCount}` : null) }) };
       const adapterFile = join(args.out, ADAPTER_FILE);
       const reusable = existsSync(adapterFile) && (() => {
         const info = readAdapterInfo(adapterFile);
@@ -143,7 +156,7 @@ export const liftCommand = defineCommand({
       const icl = args.compareIcl && pending.length > 0 ? await answerQuestions(model, tokenizer!, tokens, pending.map((q) => q.question), options) : null;
 
       if (adapter === null) {
-        const qa = await auxiliaryQa(args, input, log);
+        const qa = await auxiliaryQa(args, input, tokenizer!, log);
         let bar: ProgressBar | null = null;
         let lastLoss = NaN;
         const trainingTokens = liftTrainingTokens(tokenizer!, input, tokens, options);

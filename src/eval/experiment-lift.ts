@@ -1,11 +1,14 @@
 /**
  * LIFT against truncated in-context answering on the same prompt: for each test document a fresh adapter is
  * trained on the context, then the greedy answer and the gold answer's log-probability are taken with and
- * without it. Resumable: each finished document is a line of predictions.jsonl. No auxiliary QA is used (it
- * needs an LLM), so no auxiliary question can overlap a test question.
+ * without it. Resumable: each finished document is a line of predictions.jsonl. There is no LLM to write
+ * auxiliary QA, so a variant either has none or has cloze pairs (src/lift/auxiliary-qa.ts) made from the
+ * document's context alone: random sentences, never the test question or its answer.
  */
+import { makeRng } from '../core/random.ts';
 import { readJsonLines } from '../io/jsonl.ts';
-import { liftAnswer } from '../lift/lift.ts';
+import { clozeQaPairs } from '../lift/auxiliary-qa.ts';
+import { LIFT_DEFAULTS, liftAnswer } from '../lift/lift.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import type { LiftExample } from './experiment-claims.ts';
@@ -29,13 +32,19 @@ export function liftGold(samples: readonly Pick<RulerSample, 'input' | 'outputs'
   );
 }
 
-/** LIFT's answer to one prompt (a fresh adapter on its context), with the truncated in-context answer and both gold log-probabilities. */
-export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, gold: ReadonlyMap<string, { gold: string; control: string }>, epochs: readonly [number, number]): Answerer {
+/**
+ * LIFT's answer to one prompt (a fresh adapter on its context), with the truncated in-context answer and both gold
+ * log-probabilities. With `clozeQa` > 0, stage 2 also trains on that many cloze pairs from the context (the same
+ * pairs for the same context, whichever process answers it).
+ */
+export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, gold: ReadonlyMap<string, { gold: string; control: string }>, epochs: readonly [number, number], clozeQa = 0): Answerer {
   return async ({ context, question }, { maxNewTokens }) => {
     const answers = gold.get(context)!;
+    const qa = clozeQa > 0 ? clozeQaPairs(context, tokenizer, makeRng(LIFT_DEFAULTS.seed), { count: clozeQa }) : [];
     const result = await liftAnswer(model, tokenizer, context, [question], {
       stage1Epochs: epochs[0],
       stage2Epochs: epochs[1],
+      qa,
       // The official code's schedule: one AdamW step per epoch on the whole epoch's gradient. Segments go 16 to a
       // forward pass: one per pass took about 40 s per 4x document on an H200, 300 small dispatch-bound steps.
       accumulateEpoch: true,
@@ -55,6 +64,7 @@ export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, 
         control: answers.control,
         control_logprob: result.controlLogProbs![0]!,
         icl_control_logprob: result.iclControlLogProbs![0]!,
+        ...(clozeQa > 0 ? { qa_pairs: qa.length } : {}),
         lift_train_seconds: Math.round(result.trainSeconds * 10) / 10,
       },
     };
@@ -67,6 +77,8 @@ export async function evaluateLift(run: {
   dataPath: string;
   outDir: string;
   epochs: readonly [number, number];
+  /** Cloze QA pairs per document in stage 2 (0: no auxiliary QA). */
+  clozeQa?: number;
   variant: string;
   log?: (message: string) => void;
   /** Default writePredictions, in this process (which then logs progress per document). */
@@ -77,9 +89,9 @@ export async function evaluateLift(run: {
   const started = performance.now();
   const file = await (run.predict ?? writePredictions)({
     items: samples.map((s) => ({ key: String(s.index), prompt: splitRulerPrompt(s.input), maxNewTokens: RULER_ANSWER_TOKENS[s.task], fields: { index: s.index } })),
-    answer: liftExperimentAnswerer(model, tokenizer, liftGold(samples), run.epochs),
+    answer: liftExperimentAnswerer(model, tokenizer, liftGold(samples), run.epochs, run.clozeQa),
     outDir: run.outDir,
-    settings: { variant: run.variant, epochs: run.epochs.join(' '), data: run.dataPath },
+    settings: { variant: run.variant, epochs: run.epochs.join(' '), data: run.dataPath, ...(run.clozeQa ? { cloze_qa: run.clozeQa } : {}) },
     stopAtNewline: true,
     onItem: (done, total) => {
       const rate = done / ((performance.now() - started) / 1000);

@@ -4,8 +4,8 @@
  * the same seeds, documents (corpus text plus recall documents) and steps: plain, and ARL-augmented (recaps
  * from our own pipeline). Evaluated on held-out haystacks with test-pool keys: the base at 1x T; plain-CPT
  * against ARL-CPT with the recap agent (its threshold tuned on development documents) at 1x and 4x T, and the
- * agent with recaps off; LIFT against truncated in-context answering at 4x T with the needle mid-document;
- * LongPPL. Comparisons are paired on the same documents with bootstrap 95% intervals, and judged against the
+ * agent with recaps off; LIFT (without and with cloze auxiliary QA) against truncated in-context answering at
+ * 4x T with the needle mid-document; LongPPL. Comparisons are paired on the same documents with bootstrap 95% intervals, and judged against the
  * falsifiers declared in experiment-claims.ts before any run.
  *
  * Every finished stage is recorded in <run>/state.json and skipped on a rerun; the long stages (training, ARL
@@ -32,6 +32,7 @@ import { makeAnswerer, type AnswerMode } from './answerers.ts';
 import { checkClaims, type ClaimCheck, type LiftExample, type MethodLengthResult } from './experiment-claims.ts';
 import { writeExperimentReport } from './experiment-report.ts';
 import { evaluateLift } from './experiment-lift.ts';
+import { QA_PER_INPUT } from '../lift/auxiliary-qa.ts';
 import { evaluateLongPpl, type LongPplReport } from './longppl.ts';
 import { keyTokenOptions } from '../arl/key-tokens.ts';
 import { generateRulerSample, type RulerSample } from './ruler.ts';
@@ -78,7 +79,7 @@ export interface ExperimentSize {
   perLength: number;
   /** Development samples (4x T, single needle) the recap threshold is chosen on. */
   devSamples: number;
-  /** LIFT: documents at 4x T, and the epochs of the paper's schedule and of the more-steps variant. */
+  /** LIFT: documents at 4x T, and the epochs (stage 1, stage 2) of the paper's schedule and of the more-steps variant. */
   liftDocs: number;
   liftEpochs: [number, number];
   liftMoreEpochs: [number, number];
@@ -103,8 +104,8 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     perLength: 1,
     devSamples: 1,
     liftDocs: 1,
-    liftEpochs: [1, 0],
-    liftMoreEpochs: [2, 0],
+    liftEpochs: [1, 1],
+    liftMoreEpochs: [2, 2],
   },
   /** A 2-core CPU in well under an hour: the tiny preset, window 256; too small a budget to expect retrieval. */
   tiny: {
@@ -124,8 +125,8 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     perLength: 20,
     devSamples: 4,
     liftDocs: 4,
-    liftEpochs: [2, 0],
-    liftMoreEpochs: [4, 0],
+    liftEpochs: [2, 1],
+    liftMoreEpochs: [4, 2],
   },
   /** The H200 run: the 29.4M shape of the GPU benchmarks (d 512, 8 layers, 8/8 heads, F 1368), window 512. */
   small: {
@@ -428,13 +429,21 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
 
   // 5. LIFT on the base model against truncated in-context answering (it needs only the base, so it comes first).
   const lift: LiftExample[] = [];
-  const liftVariants = [['paper', size.liftEpochs, 'lift-4x'], ['more-steps', size.liftMoreEpochs, 'lift-4x'], ['paper, 64-word values', size.liftEpochs, 'lift-words-4x']] as const;
-  for (const [variant, epochs, test] of liftVariants) {
+  // Each variant: its epochs, its test file, and the cloze QA pairs per document in stage 2 (0: no auxiliary QA;
+  // there is no LLM to write the paper's, so the cloze variant uses the paper's count, 10, of pairs from the input).
+  const liftVariants = [
+    ['paper', size.liftEpochs, 'lift-4x', 0],
+    ['paper + cloze QA', size.liftEpochs, 'lift-4x', QA_PER_INPUT],
+    ['more-steps', size.liftMoreEpochs, 'lift-4x', 0],
+    ['paper, 64-word values', size.liftEpochs, 'lift-words-4x', 0],
+  ] as const;
+  for (const [variant, epochs, test, clozeQa] of liftVariants) {
     lift.push(...(await stage(`lift ${variant}`, async () => {
+      if (clozeQa > 0 && epochs[1] === 0) log(`  LIFT ${variant}: no stage-2 epochs (--lift-epochs ${epochs.join(' ')}), so its QA pairs are not trained on`);
       const { model, ckpt } = loadModel(runDir('base'));
       try {
-        const predict = inWorkers(`lift ${variant}`, { checkpoint: ckpt.dir, answerer: { kind: 'lift', epochs: [epochs[0], epochs[1]], dataPath: testFile(test) } });
-        return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, variant, log, predict });
+        const predict = inWorkers(`lift ${variant}`, { checkpoint: ckpt.dir, answerer: { kind: 'lift', epochs: [epochs[0], epochs[1]], dataPath: testFile(test), ...(clozeQa > 0 ? { clozeQa } : {}) } });
+        return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, clozeQa, variant, log, predict });
       } finally {
         model.dispose();
       }

@@ -17,7 +17,7 @@ import { readRulerSamples } from './ruler-score.ts';
 /** How a worker answers: what it cannot be handed as a function, so it rebuilds it from these. */
 export type WorkerAnswerer =
   | { kind: 'answerer'; mode: AnswerMode; recapThreshold?: number }
-  | { kind: 'lift'; epochs: [number, number]; dataPath: string };
+  | { kind: 'lift'; epochs: [number, number]; dataPath: string; clozeQa?: number };
 
 /** What the parent hands a worker besides the items: the checkpoint and tokenizer to load, and the answerer. */
 export interface WorkerModel {
@@ -57,7 +57,7 @@ export async function runWorkerJob(job: WorkerJob, onItem: (done: number, answer
   try {
     const spec = job.answerer;
     const inner = spec.kind === 'lift'
-      ? liftExperimentAnswerer(model, tokenizer, liftGold((await readRulerSamples(spec.dataPath)).map((e) => e.sample)), spec.epochs)
+      ? liftExperimentAnswerer(model, tokenizer, liftGold((await readRulerSamples(spec.dataPath)).map((e) => e.sample)), spec.epochs, spec.clozeQa ?? 0)
       : makeAnswerer(spec.mode, model, tokenizer, { recapThreshold: spec.recapThreshold });
     let answered = 0;
     const answer: Answerer = async (prompt, options) => {

@@ -3,9 +3,11 @@
  * truncated input + question -> answer with the loss on the answer only, so the adapter learns to
  * use what it stored when asked. Pairs come from a JSONL file the user gives, or from an LLM that
  * writes Question/Answer/Evidence from a random window of sentences (evidence must appear in the
- * window verbatim; up to 5 tries per pair), as the official code does.
+ * window verbatim; up to 5 tries per pair), as the official code does, or as cloze pairs made from the input
+ * alone (no LLM): the first part of a random sentence as the question, the rest of it as the answer.
  */
 import { splitSentences } from '../arl/document.ts';
+import { type Rng, shuffleInPlace } from '../core/random.ts';
 import { ChatError, type ChatModel } from '../io/chat.ts';
 import { UserError } from '../io/errors.ts';
 import { readAllJsonObjects, stringField } from '../io/jsonl.ts';
@@ -104,4 +106,54 @@ export async function generateQaPairs(writer: Pick<ChatModel, 'complete'>, text:
     else failed++;
   }
   return { pairs, failed };
+}
+
+export interface ClozeOptions {
+  /** Pairs to make (fewer when the input has fewer usable sentences). */
+  count: number;
+  /** Tokens of the sentence's first part quoted in the question, at most (the words just before the split). */
+  cueTokens: number;
+  /** Tokens of the answer, the rest of the sentence, at most (its first words). */
+  answerTokens: number;
+}
+
+export const CLOZE_DEFAULTS: ClozeOptions = { count: QA_PER_INPUT, cueTokens: 32, answerTokens: 16 };
+/** Sentences of fewer words are not used: the cue and the answer get two words each at least. */
+const CLOZE_MIN_WORDS = 4;
+
+export const clozeQuestion = (cue: string): string => `What follows "${cue}" in the text?`;
+
+/** The longest run of `words` (from the front, or from the back with `fromEnd`) that encodes to at most `cap` tokens. */
+function wordsWithin(tokenizer: Pick<Tokenizer, 'encode'>, words: readonly string[], cap: number, fromEnd: boolean): string {
+  let kept = '';
+  // Every word is at least one token, so no more than `cap` of them can fit.
+  for (let n = 1; n <= Math.min(words.length, cap); n++) {
+    const text = (fromEnd ? words.slice(words.length - n) : words.slice(0, n)).join(' ');
+    if (tokenizer.encode(text).length > cap) break;
+    kept = text;
+  }
+  return kept;
+}
+
+/**
+ * Cloze QA pairs from `text` alone, with no LLM: sentences of at least four words are taken in a random order
+ * (`rng`, so a seed gives the same pairs), each split after its middle word; the question quotes the words before
+ * the split (`cueTokens` at most, those next to the split), the answer is the rest of the sentence (its first
+ * `answerTokens` at most). Nothing but the input is seen, so no pair is made from a test question or answer.
+ */
+export function clozeQaPairs(text: string, tokenizer: Pick<Tokenizer, 'encode'>, rng: Rng, options: Partial<ClozeOptions> = {}): QaPair[] {
+  const o = { ...CLOZE_DEFAULTS, ...options };
+  for (const key of ['count', 'cueTokens', 'answerTokens'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < 1) throw new UserError(`cloze QA: ${key} must be a positive integer (got ${o[key]})`);
+  }
+  const sentences = splitSentences(text).map((s) => s.split(/\s+/).filter(Boolean)).filter((words) => words.length >= CLOZE_MIN_WORDS);
+  const pairs: QaPair[] = [];
+  for (const words of shuffleInPlace(rng, sentences)) {
+    if (pairs.length === o.count) break;
+    const split = Math.ceil(words.length / 2);
+    const cue = wordsWithin(tokenizer, words.slice(0, split), o.cueTokens, true);
+    const answer = wordsWithin(tokenizer, words.slice(split), o.answerTokens, false);
+    if (cue && answer) pairs.push({ question: clozeQuestion(cue), answer });
+  }
+  return pairs;
 }
