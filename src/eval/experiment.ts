@@ -48,6 +48,11 @@ export type { ClaimCheck, MethodLengthResult } from './experiment-claims.ts';
 
 /** The tasks compared: one needle, and one of four keys. */
 export const EXPERIMENT_TASKS: RulerTask[] = ['niah_single', 'niah_multikey'];
+/**
+ * The task rows' mix in training: two 4-key samples to one single-needle sample. The single needle is learned first
+ * and is the stepping stone (4-key rows alone teach neither task); key matching starts only after it.
+ */
+const TRAINING_TASK_MIX: RulerTask[] = ['niah_single', 'niah_multikey', 'niah_multikey'];
 /** Test lengths as multiples of the training window T. */
 export const LENGTH_MULTIPLES = [1, 4] as const;
 /** The recap thresholds tried on the development documents, highest first (ties keep the higher). */
@@ -139,7 +144,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     recallDocs: 400,
     taskFraction: 0.5,
     copyFraction: 0.25,
-    baseSteps: 3000,
+    baseSteps: 3600,
     cptSteps: 300,
     batch: 16,
     seeds: 2,
@@ -363,7 +368,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       evalBatches: 2,
       saveEvery: Math.max(1, Math.floor(steps / 4)),
       seed,
-      taskRows: { ...DEFAULT_TASK_ROWS, tasks: EXPERIMENT_TASKS, fraction: size.taskFraction, copyFraction: size.copyFraction, haystack: corpus('base') },
+      taskRows: { ...DEFAULT_TASK_ROWS, tasks: TRAINING_TASK_MIX, fraction: size.taskFraction, copyFraction: size.copyFraction, haystack: corpus('base') },
     };
     let lastLog = performance.now();
     const result = await train(options, { modelConfig, init, tokenizerPath: tokenizer.modelPath }, {
@@ -427,7 +432,41 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   // 4. The base must retrieve at 1x before anything else means something.
   const ruler: MethodLengthResult[] = [await evaluate('base', 'base', 'plain', 1, '1x')];
 
-  // 5. LIFT on the base model against truncated in-context answering (it needs only the base, so it comes first).
+  // 5. ARL data from the base model (our pipeline: key tokens, segments, recaps, augment), then both arms per seed.
+  const arlDir = join(out, 'arl');
+  const arlData = await stage('arl-data', async () => {
+    const documents = (await readJsonlDocuments(corpus('cpt'))).length;
+    const run = { tokenizer, checkpoint: resolveCheckpointDir(runDir('base')), corpus: corpus('cpt'), outDir: arlDir, recapper: o.recapper, chat: o.chat, window, augment: { mix: 1 }, log };
+    // Steps 1-2 are forward passes over every document: split across the workers like the evaluation stages.
+    if (workers) return workerRecapData({ ...workers, log }, run, documents);
+    const { model, ckpt } = loadModel(run.checkpoint);
+    try {
+      return await buildRecapData({ ...run, model, checkpoint: ckpt.dir, progress: recapDataProgressLog(log, { documents, label: 'arl-data' }) });
+    } finally {
+      model.dispose();
+    }
+  }, [join(arlDir, AUGMENT_FILES.prepared)]);
+  // 6. Per seed, so that a run cut short has whole comparisons: both arms from the base, the ARL model's recap
+  // threshold chosen on development documents (never the test set), then the test sets.
+  const thresholds: ExperimentResults['thresholds'] = {};
+  for (const seed of seeds) {
+    await stage(`train-cpt-plain-s${seed}`, () => trainRun(`cpt-plain-s${seed}`, prepared('cpt'), size.cptSteps, seed, runDir('base')), [runDir(`cpt-plain-s${seed}`)]);
+    await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')), [runDir(`cpt-arl-s${seed}`)]);
+    const accuracy: Record<string, number> = {};
+    for (const threshold of THRESHOLD_GRID) {
+      accuracy[threshold] = (await evaluate(`dev ARL-CPT s${seed} t${threshold}`, `cpt-arl-s${seed}`, 'recap-agent', 4, 'dev-4x', threshold)).average;
+    }
+    const chosen = THRESHOLD_GRID.reduce((best, t) => (accuracy[t]! > accuracy[best]! ? t : best), THRESHOLD_GRID[0]!);
+    thresholds[`s${seed}`] = { chosen, dev_accuracy: accuracy };
+    log(`  ARL-CPT s${seed}: recap threshold ${chosen} (dev accuracy ${JSON.stringify(accuracy)})`);
+    for (const multiple of LENGTH_MULTIPLES) {
+      ruler.push(await evaluate(`plain-CPT s${seed}`, `cpt-plain-s${seed}`, 'plain', multiple, `${multiple}x`));
+      ruler.push(await evaluate(`ARL-CPT s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', multiple, `${multiple}x`, chosen));
+    }
+    ruler.push(await evaluate(`ARL-CPT recaps off s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', 4, '4x', RECAPS_OFF));
+  }
+
+  // 7. LIFT on the base model against truncated in-context answering.
   const lift: LiftExample[] = [];
   // Each variant: its epochs, its test file, and the cloze QA pairs per document in stage 2 (0: no auxiliary QA;
   // there is no LLM to write the paper's, so the cloze variant uses the paper's count, 10, of pairs from the input).
@@ -450,47 +489,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     })));
   }
 
-  // 6. ARL data from the base model (our pipeline: key tokens, segments, recaps, augment), then both arms per seed.
-  const arlDir = join(out, 'arl');
-  const arlData = await stage('arl-data', async () => {
-    const documents = (await readJsonlDocuments(corpus('cpt'))).length;
-    const run = { tokenizer, checkpoint: resolveCheckpointDir(runDir('base')), corpus: corpus('cpt'), outDir: arlDir, recapper: o.recapper, chat: o.chat, window, augment: { mix: 1 }, log };
-    // Steps 1-2 are forward passes over every document: split across the workers like the evaluation stages.
-    if (workers) return workerRecapData({ ...workers, log }, run, documents);
-    const { model, ckpt } = loadModel(run.checkpoint);
-    try {
-      return await buildRecapData({ ...run, model, checkpoint: ckpt.dir, progress: recapDataProgressLog(log, { documents, label: 'arl-data' }) });
-    } finally {
-      model.dispose();
-    }
-  }, [join(arlDir, AUGMENT_FILES.prepared)]);
-  for (const seed of seeds) {
-    await stage(`train-cpt-plain-s${seed}`, () => trainRun(`cpt-plain-s${seed}`, prepared('cpt'), size.cptSteps, seed, runDir('base')), [runDir(`cpt-plain-s${seed}`)]);
-    await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')), [runDir(`cpt-arl-s${seed}`)]);
-  }
-
-  // 7. The recap threshold of each ARL model, chosen on development documents (never the test set).
-  const thresholds: ExperimentResults['thresholds'] = {};
-  for (const seed of seeds) {
-    const accuracy: Record<string, number> = {};
-    for (const threshold of THRESHOLD_GRID) {
-      accuracy[threshold] = (await evaluate(`dev ARL-CPT s${seed} t${threshold}`, `cpt-arl-s${seed}`, 'recap-agent', 4, 'dev-4x', threshold)).average;
-    }
-    const chosen = THRESHOLD_GRID.reduce((best, t) => (accuracy[t]! > accuracy[best]! ? t : best), THRESHOLD_GRID[0]!);
-    thresholds[`s${seed}`] = { chosen, dev_accuracy: accuracy };
-    log(`  ARL-CPT s${seed}: recap threshold ${chosen} (dev accuracy ${JSON.stringify(accuracy)})`);
-  }
-
-  // 8. The comparisons on the test sets.
-  for (const seed of seeds) {
-    for (const multiple of LENGTH_MULTIPLES) {
-      ruler.push(await evaluate(`plain-CPT s${seed}`, `cpt-plain-s${seed}`, 'plain', multiple, `${multiple}x`));
-      ruler.push(await evaluate(`ARL-CPT s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', multiple, `${multiple}x`, thresholds[`s${seed}`]!.chosen));
-    }
-    ruler.push(await evaluate(`ARL-CPT recaps off s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', 4, '4x', RECAPS_OFF));
-  }
-
-  // 9. LongPPL on held-out documents, key tokens chosen by the base model for every model (one fixed evaluator).
+  // 8. LongPPL on held-out documents, key tokens chosen by the base model for every model (one fixed evaluator).
   const longppl = await stage('longppl', async () => {
     const evaluator = loadModel(runDir('base')).model;
     const reports: Record<string, LongPplReport> = {};
