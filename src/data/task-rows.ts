@@ -11,7 +11,7 @@
  *   PyTorch (29.4M Llama, window 512, 1,200 steps): 0 of 100 single needles without copy rows, 98 of 100 with a
  *   quarter of each batch made of them.
  */
-import { generateRulerSample } from '../eval/ruler.ts';
+import { generateRulerSampleTokens } from '../eval/ruler.ts';
 import { Haystack } from '../eval/ruler-haystack.ts';
 import { hashString, RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
 import { makeRng } from '../core/random.ts';
@@ -116,10 +116,10 @@ export class TaskRows {
       const longest = seq - ids.length - answerRoom;
       // Log-uniform lengths: many short haystacks, where copying the needle is first learned, and some long ones.
       const length = Math.round(Math.exp(Math.log(shortest) + rng() * (Math.log(longest) - Math.log(shortest))));
-      const sample = this.sample(index * 64 + k, length, longest, rng);
-      if (!sample) break;
+      const drawn = this.sample(index * 64 + k, length, longest, rng);
+      if (!drawn) break;
+      const { sample, ids: prompt } = drawn;
       // The answer is encoded on its own: SentencePiece pieces never span the space before it.
-      const prompt = tokenizer.encode(sample.input);
       const answer = tokenizer.encode(`${sample.outputs.join(', ')}\n`);
       const sampleStart = ids.length;
       const answerStart = sampleStart + prompt.length;
@@ -133,13 +133,13 @@ export class TaskRows {
     return { tokens, weights };
   }
 
-  /** A training sample of about `lengthTokens`, lengthened up to `longest` while its task's prompt does not fit; null if none fits. */
+  /** A training sample of about `lengthTokens` and its prompt's tokens, lengthened up to `longest` while its task's prompt does not fit; null if none fits. */
   private sample(index: number, lengthTokens: number, longest: number, rng: () => number) {
     for (let t = 0; t < this.o.tasks.length; t++) {
       const task = this.o.tasks[(index + t) % this.o.tasks.length]!;
       for (let length = Math.min(lengthTokens, longest); ; length = Math.min(longest, Math.ceil(length * 1.5))) {
         try {
-          return generateRulerSample({ task, lengthTokens: length, seed: this.seed, split: 'train', count: 1, depth: Math.floor(rng() * 101), tokenizer: this.tokenizer, haystack: this.haystack }, index);
+          return generateRulerSampleTokens({ task, lengthTokens: length, seed: this.seed, split: 'train', count: 1, depth: Math.floor(rng() * 101), tokenizer: this.tokenizer, haystack: this.haystack }, index);
         } catch (err) {
           if (!(err instanceof UserError && /too short/.test(err.message))) throw err;
           if (length === longest) break;

@@ -50,19 +50,20 @@ function largestSizeWithin(plan: Plan, estimate: (size: number) => number, budge
   return fits;
 }
 
-/** The prompt of the largest size whose exact token count is at most `target`. */
-export function fitToLength(plan: Plan, task: RulerTask, target: number, tokenizer: Tokenizer): { input: string; length: number } {
+/** The prompt of the largest size whose exact token count is at most `target`, and its tokens. */
+export function fitToLength(plan: Plan, task: RulerTask, target: number, tokenizer: Tokenizer): { input: string; ids: number[] } {
   const estimate = (size: number) => estimateTokens(tokenizer, plan.render(size));
   let budget = target;
   for (;;) {
     const size = largestSizeWithin(plan, estimate, budget);
     const input = plan.render(size);
-    const length = tokenizer.encode(input).length;
+    const ids = tokenizer.encode(input);
+    const length = ids.length;
     if (length <= target) {
       if (size === plan.maxSize && length < 0.95 * target) {
         throw new UserError(`${task}: the corpus has too few distinct words to fill ${target} tokens (reached ${length}); use a larger corpus or a shorter length`);
       }
-      return { input, length };
+      return { input, ids };
     }
     if (size === plan.minSize) throw new UserError(`${task}: length ${target} is too short; its shortest prompt has ${length} tokens`);
     budget -= length - target; // the estimate was low by this much; aim lower

@@ -62,6 +62,11 @@ function checkOptions(options: Pick<RulerOptions, 'lengthTokens' | 'count' | 'de
 
 /** Sample `index` of a set; the same options and index always give the same sample. */
 export function generateRulerSample(options: RulerOptions, index: number): RulerSample {
+  return generateRulerSampleTokens(options, index).sample;
+}
+
+/** generateRulerSample with the prompt's tokens (without BOS), which fitting its length has already encoded. */
+export function generateRulerSampleTokens(options: RulerOptions, index: number): { sample: RulerSample; ids: number[] } {
   checkOptions(options);
   const { task, split, seed } = options;
   // The split is part of the seed, so train and test samples are drawn from unrelated random streams.
@@ -75,8 +80,8 @@ export function generateRulerSample(options: RulerOptions, index: number): Ruler
     lengthTokens: options.lengthTokens,
     taken: new Set(),
   });
-  const { input, length } = fitToLength(plan, task, options.lengthTokens, options.tokenizer);
-  return { task, split, seed, index, depth: plan.depth, length, input, outputs: plan.outputs };
+  const { input, ids } = fitToLength(plan, task, options.lengthTokens, options.tokenizer);
+  return { sample: { task, split, seed, index, depth: plan.depth, length: ids.length, input, outputs: plan.outputs }, ids };
 }
 
 export function* generateRulerSamples(options: RulerOptions): Generator<RulerSample> {
