@@ -4,6 +4,7 @@
  * line per `everyMs` while a step runs, and one line as each step ends. Built on the pipeline's RecapDataProgress
  * callbacks, so it logs what `arl recap-data` draws as bars.
  */
+import type { AugmentTotals } from './augment.ts';
 import type { RecapDataProgress, RecapDataStep } from './pipeline.ts';
 
 /** The steps that report progress as they go: 1 keytokens, 2 segments, 3 recaps. */
@@ -62,13 +63,37 @@ export function recapDataCounts(documents: number, on: { count: (step: ProgressS
   };
 }
 
+/** Step names as the lines that end each step begin. */
+const STEP_LABELS: Record<RecapDataStep['step'], string> = { keytokens: '1/4 keytokens', segments: '2/4 segments', recaps: '3/4 recaps', augment: '4/4 augment' };
+
+/** What only a caller knows about a step: the key tokens' perplexities, the recapper's name, failed recaps. */
+export interface StepDoneExtras {
+  keyTokens?: string;
+  recapper?: string;
+  failed?: string;
+}
+
+/** The line that ends a step, as label and text (without the seconds); `arl recap-data` and the log lines share it. */
+export function stepDone(d: RecapDataStep, extras: StepDoneExtras = {}): { label: string; text: string } {
+  const label = STEP_LABELS[d.step];
+  if (d.step === 'keytokens') return { label, text: `${d.summary.documents} documents, ${d.summary.key_tokens} key tokens${extras.keyTokens ? `; ${extras.keyTokens}` : ''}` };
+  if (d.step === 'segments') return { label, text: `a segment kept for ${d.totals.segments} of ${d.totals.key_tokens} key tokens, ${d.totals.candidates_scored} candidates scored` };
+  if (d.step === 'recaps') {
+    const t = d.totals;
+    return { label, text: `${t.recaps} of ${t.items} segments have recaps (${extras.recapper ? `${extras.recapper}: ` : ''}${t.made} made now, ${t.cached} cached, ${t.resumed} done before)${extras.failed ?? ''}` };
+  }
+  return { label, text: augmentedText(d.totals) };
+}
+
+/** Step 4 in one line: documents, those with recaps, those written with them. */
+export function augmentedText(t: AugmentTotals): string {
+  return `${t.documents} documents, ${t.documents_with_recaps} with recaps; ${t.augmented_documents} written with them (${(100 * t.augmented_share).toFixed(1)}%), ${t.documents - t.augmented_documents} unchanged`;
+}
+
 /** The line logged as a step ends. */
 export function stepDoneText(d: RecapDataStep): string {
-  const seconds = `(${d.seconds.toFixed(1)} s)`;
-  if (d.step === 'keytokens') return `1/4 keytokens: ${d.summary.documents} documents, ${d.summary.key_tokens} key tokens ${seconds}`;
-  if (d.step === 'segments') return `2/4 segments: a segment kept for ${d.totals.segments} of ${d.totals.key_tokens} key tokens, ${d.totals.candidates_scored} candidates scored ${seconds}`;
-  if (d.step === 'recaps') return `3/4 recaps: ${d.totals.recaps} of ${d.totals.items} segments have recaps (${d.totals.made} made, ${d.totals.cached} cached, ${d.totals.resumed} done before) ${seconds}`;
-  return `4/4 augment: ${d.totals.augmented_documents} of ${d.totals.documents} documents with recaps, ${d.totals.recap_tokens} recap tokens of ${d.totals.tokens} ${seconds}`;
+  const { label, text } = stepDone(d);
+  return `${label}: ${text} (${d.seconds.toFixed(1)} s)`;
 }
 
 export interface ProgressLogOptions {

@@ -7,6 +7,7 @@ import { type KeyTokenOptions, noKeyTokensReason } from '../arl/key-tokens.ts';
 import { augmentRecapData, buildRecapSteps, recapCounts, type RecapDataProgress, type RecapDataRun, type RecapSteps } from '../arl/pipeline.ts';
 import { DEFAULT_MAX_RECAP_TOKENS, RECAP_FILES, RECAPPERS } from '../arl/recap.ts';
 import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
+import { augmentedText, stepDone, type StepDoneExtras } from '../arl/progress-log.ts';
 import type { BackendName } from '../backend.ts';
 import { lockFolder } from '../io/lock.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -29,7 +30,7 @@ const AUGMENT_FLAGS = defineOptions({
 export function describeAugment(t: AugmentTotals, outDir: string): string[] {
   const percent = (x: number): string => `${(100 * x).toFixed(1)}%`;
   return [
-    `${t.documents} documents, ${t.documents_with_recaps} with recaps; ${t.augmented_documents} written with them (${percent(t.augmented_share)}), ${t.documents - t.augmented_documents} unchanged`,
+    augmentedText(t),
     `${t.recaps_inserted} recaps inserted of ${t.recaps_read} (dropped: ${t.recaps_dropped_over_cap} over the cap, ${t.recaps_dropped_no_boundary} with no sentence boundary after their segment, ${t.recaps_dropped_empty} empty); recap tokens ${t.recap_tokens} of ${t.tokens} (${percent(t.recap_tokens / Math.max(1, t.tokens))})`,
     `wrote ${join(outDir, AUGMENT_FILES.records)} and ${join(outDir, AUGMENT_FILES.prepared)} (train ${t.train.docs} docs / ${t.train.tokens} tokens, val ${t.val.docs} docs / ${t.val.tokens} tokens)`,
   ];
@@ -128,8 +129,6 @@ function recapDataJob(args: RecapDataArgs): RecapDataJob {
   };
 }
 
-const done = (step: string, line: string, s: number): void => console.log(`${chalk.bold(step)} ${line} ${chalk.dim(`(${s.toFixed(1)} s)`)}`);
-
 /**
  * ARL steps 1-4 (steps 1-3 for a shard) into one folder with one model load. Each step resumes where an
  * interrupted run stopped (steps 1-3 skip what is on disk; step 4 is rebuilt whole, atomically, from it), so a
@@ -160,22 +159,20 @@ export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> 
     },
     onStep: (d) => {
       seconds[d.step] = d.seconds;
+      const extras: StepDoneExtras = {};
       if (d.step === 'keytokens') {
         const s = d.summary;
-        done('1/4 keytokens', `${s.documents} documents, ${s.key_tokens} key tokens; perplexity ${s.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${s.longppl?.toFixed(3) ?? `n/a (${noKeyTokensReason(job.keyTokens)})`}`, d.seconds);
+        extras.keyTokens = `perplexity ${s.perplexity?.toFixed(3) ?? 'n/a'}, LongPPL ${s.longppl?.toFixed(3) ?? `n/a (${noKeyTokensReason(job.keyTokens)})`}`;
         bar2 = new ProgressBar(Math.max(1, s.key_tokens), '2/4 segments');
-      } else if (d.step === 'segments') {
-        done('2/4 segments', `a segment kept for ${d.totals.segments} of ${d.totals.key_tokens} key tokens`, d.seconds);
       } else if (d.step === 'recaps') {
-        const r = d.totals;
-        const failed = r.failed.length > 0 ? `; ${r.failed.length} failed (listed in ${RECAP_FILES.failed}; rerun to retry them)` : '';
-        done('3/4 recaps', `${r.recaps} of ${r.items} segments have recaps (${job.recapper}: ${r.made} made now, ${r.cached} cached, ${r.resumed} done before)${failed}`, d.seconds);
-      } else {
+        extras.recapper = job.recapper;
+        if (d.totals.failed.length > 0) extras.failed = `; ${d.totals.failed.length} failed (listed in ${RECAP_FILES.failed}; rerun to retry them)`;
+      } else if (d.step === 'augment') {
         augment = d.totals;
-        const [first, ...rest] = describeAugment(d.totals, outDir);
-        done('4/4 augment', first, d.seconds);
-        for (const line of rest) console.log(`    ${line}`);
       }
+      const { label, text } = stepDone(d, extras);
+      console.log(`${chalk.bold(label)} ${text} ${chalk.dim(`(${d.seconds.toFixed(1)} s)`)}`);
+      if (d.step === 'augment') for (const line of describeAugment(d.totals, outDir).slice(1)) console.log(`    ${line}`);
     },
   };
   const run: RecapDataRun = { ...job, model, tokenizer, checkpoint: checkpointDir, window: model.config.maxSeq, shard: shardSettings(shard, checkpointDir), augment: job.augment ?? undefined, progress };
