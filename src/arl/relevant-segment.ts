@@ -127,10 +127,8 @@ function bestSegment(candidates: readonly Segment[], baseline: number, scores: F
 
 /** c* for the key token at `keyPos`, or null when no candidate gains at least the margin. */
 export async function findRelevantSegment(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPos: number, o: SegmentOptions): Promise<{ segment: RelevantSegment | null; candidates: number; forwardPasses: number }> {
-  const candidates = candidateSegments(sentenceStarts, keyPos, o);
-  if (candidates.length === 0) return { segment: null, candidates: 0, forwardPasses: 0 };
-  const scores = await scoreCandidates(model, tokens, keyPos, candidates, o);
-  return { segment: bestSegment(candidates, scores.baseline, scores.candidates, o.margin), candidates: candidates.length, forwardPasses: scores.forwardPasses };
+  const { found, forwardPasses } = await findRelevantSegmentsOf(model, tokens, sentenceStarts, [keyPos], o);
+  return { ...found[0]!, forwardPasses };
 }
 
 /**

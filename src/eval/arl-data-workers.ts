@@ -138,7 +138,7 @@ export async function workerRecapData(pool: WorkerPool, run: ShardedRecapDataRun
   for (const [k, dir] of dirs.entries()) {
     const result = results[k];
     if (!result) throw new Error(`${label}: worker ${k + 1} of ${count} finished without its totals`);
-    // The LLM recappers: one recapper for all shards, and one cache beside them, as one process has in the run folder.
+    // The LLM recappers run here, shard after shard, with one cache beside the shards, as one process has in the run folder.
     const cacheFile = run.cacheFile ?? join(run.outDir, RECAP_FILES.cache);
     const recaps = result.recaps ?? (await buildRecaps({ ...run, outDir: dir, cacheFile, progress: recapDataProgressLog(pool.log, { documents: 0, label: `${label} shard ${k + 1} of ${count}` }) }));
     steps.push({ ...result.scoring, recaps });
