@@ -8,7 +8,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { DecodeSession, generate } from '../src/infer/generate.ts';
+import { DecodeBatch, DecodeSession } from '../src/infer/decode-session.ts';
+import { argmax } from '../src/infer/sampling.ts';
+import { answerWithRecaps, DEFAULT_ANSWER } from '../src/infer/recap-agent.ts';
+import { readBrownDocuments } from '../src/data/brown.ts';
+import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
+import { generate } from '../src/infer/generate.ts';
 import { assignHfWeights, readHfCheckpoint } from '../src/io/hf.ts';
 import { makeConfig, type ConfigOverrides } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
@@ -87,6 +92,58 @@ describe('webgpu decode graph', { skip }, () => {
     session.dispose();
     const options = { maxNewTokens: 20, temperature: 0.9, topK: 20, topP: 0.9, seed: 5 };
     assert.deepEqual(await generate(model, prompt(20, 97), options), await withoutGraph(() => generate(model, prompt(20, 97), options)));
+    model.dispose();
+  });
+
+  it('sessions of one batch decoding concurrently get what each gets alone (rows, positions, restarts, greedy and logits mixed)', async () => {
+    const model = sharpModel(tinyConfig({ attentionWindow: 70 }));
+    // Five sequences in a batch of six rows: prompts of different lengths, one restart, two read logits back.
+    const plans = [5, 33, 64, 80, 12].map((length, s) => ({ prompt: prompt(length, 97).map((id) => (id + s) % 97), greedy: s % 2 === 0, restartAt: s === 3 ? 10 : -1 }));
+    const decode = async (session: DecodeSession, plan: (typeof plans)[number]): Promise<number[]> => {
+      const out: number[] = [];
+      const choose = async (ids: number[]): Promise<number> => (plan.greedy ? session.appendGreedy(ids) : argmax(await session.append(ids)));
+      let next = await choose(plan.prompt);
+      for (let i = 0; i < 30; i++) {
+        out.push(next);
+        next = i === plan.restartAt ? argmax(await session.restart(plan.prompt.slice(-20))) : await choose([next]);
+      }
+      session.dispose();
+      return out;
+    };
+    const tensors = tf.memory().numTensors;
+    const alone: number[][] = [];
+    for (const plan of plans) alone.push(await withoutGraph(() => decode(new DecodeSession(model), plan)));
+    const batch = new DecodeBatch(model, 6);
+    const together = await Promise.all(plans.map((plan) => decode(batch.session(), plan)));
+    assert.ok(batch.stats.tokens > 4 * batch.stats.steps, `sessions shared steps (${batch.stats.tokens} tokens in ${batch.stats.steps} steps)`);
+    batch.dispose();
+    assert.deepEqual(together, alone);
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+    assert.throws(() => {
+      const full = new DecodeBatch(model, 1);
+      try {
+        full.session();
+        full.session();
+      } finally {
+        full.dispose();
+      }
+    }, /all 1 rows of the decode batch are in use/);
+    model.dispose();
+  });
+
+  it('the recap agent over three inputs at once in one batch answers as each alone', async () => {
+    const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
+    const model = new LlamaModel(makeConfig(null, { vocabSize: tokenizer.vocabSize, dim: 32, layers: 2, heads: 2, kvHeads: 1, maxSeq: 64 }), 11);
+    const paragraphs = [...readBrownDocuments()][0]!.text.split('\n\n');
+    const inputs = [0, 3, 6].map((from) => paragraphs.slice(from, from + 4).join('\n\n'));
+    const options = { ...DEFAULT_ANSWER, agent: { ...DEFAULT_ANSWER.agent, maxRecapTokens: 6 }, maxAnswerTokens: 6, recapThreshold: 0 };
+    const alone = [];
+    for (const input of inputs) alone.push(await answerWithRecaps(model, tokenizer, input, 'Who spoke?', options));
+    const batch = new DecodeBatch(model, 4, true);
+    const together = await Promise.all(inputs.map((input) => answerWithRecaps(model, tokenizer, input, 'Who spoke?', { ...options, batch })));
+    assert.ok(batch.stats.tokens > batch.stats.steps, `answers shared steps (${batch.stats.tokens} tokens in ${batch.stats.steps} steps)`);
+    assert.ok(alone.every((a) => a.recaps.length > 0));
+    assert.deepEqual(together, alone);
     model.dispose();
   });
 

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { DecodeSession, generate } from '../src/infer/generate.ts';
+import { DecodeSession } from '../src/infer/decode-session.ts';
+import { generate } from '../src/infer/generate.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { softmaxGrad, softmaxMasked } from '../src/ops/attention.ts';
 import { addRmsNorm, rmsNorm, rmsNormOps } from '../src/ops/rms-norm.ts';

@@ -1,4 +1,5 @@
 /** The ways of answering a long prompt that evaluation compares: plain (truncated window), the ARL recap agent, LIFT. */
+import { DecodeBatch } from '../infer/decode-session.ts';
 import { answerWithRecaps, DEFAULT_ANSWER } from '../infer/recap-agent.ts';
 import { UserError } from '../io/errors.ts';
 import { liftAnswer } from '../lift/lift.ts';
@@ -20,11 +21,13 @@ export interface AnswererOptions {
   liftEpochs?: [number, number];
   /** The recap agent's threshold on P(`<recap>`) at paragraph ends (default DEFAULT_ANSWER's); above 1 it never recaps. */
   recapThreshold?: number;
+  /** Answers the caller awaits at once (writePredictions' concurrency): the recap agent decodes them in one DecodeBatch. */
+  concurrency?: number;
 }
 
 export function makeAnswerer(mode: AnswerMode, model: LlamaModel, tokenizer: Tokenizer, options: AnswererOptions = {}): Answerer {
   if (mode === 'plain') return plainAnswerer(model, tokenizer);
-  if (mode === 'recap-agent') return recapAgentAnswerer(model, tokenizer, options.recapThreshold ?? DEFAULT_ANSWER.recapThreshold);
+  if (mode === 'recap-agent') return recapAgentAnswerer(model, tokenizer, options.recapThreshold ?? DEFAULT_ANSWER.recapThreshold, options.concurrency ?? 1);
   return liftAnswerer(model, tokenizer, options);
 }
 
@@ -50,11 +53,13 @@ function liftAnswerer(model: LlamaModel, tokenizer: Tokenizer, options: Answerer
  * The ARL recap agent: reads the context in runs, writing recaps where the model opens one, then answers the
  * question line as given (RULER and LongBench questions carry their own answer prefix).
  */
-function recapAgentAnswerer(model: LlamaModel, tokenizer: Tokenizer, recapThreshold: number): Answerer {
+function recapAgentAnswerer(model: LlamaModel, tokenizer: Tokenizer, recapThreshold: number, concurrency: number): Answerer {
+  // Freed when its last answer ends, opened again by the next.
+  const batch = concurrency > 1 ? new DecodeBatch(model, concurrency, true) : undefined;
   return async ({ context, question }, { maxNewTokens }) => {
     // The question, the answer budget and the agent's memory share the window: long budgets are capped.
     const maxAnswerTokens = Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4));
-    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, recapThreshold, maxAnswerTokens, rawQuestion: true });
+    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, recapThreshold, maxAnswerTokens, rawQuestion: true, batch });
     return { pred: result.answer, extra: { recaps: result.recaps } };
   };
 }

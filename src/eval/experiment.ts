@@ -82,6 +82,8 @@ export interface ExperimentSize {
   seeds: number;
   /** Test samples per task and length. */
   perLength: number;
+  /** Recap-agent answers awaited at once in each process, their single tokens decoded in one step (webgpu; elsewhere they only interleave). */
+  agentBatch: number;
   /** Development samples (4x T, single needle) the recap threshold is chosen on. */
   devSamples: number;
   /** LIFT: documents at 4x T, and the epochs (stage 1, stage 2) of the paper's schedule and of the more-steps variant. */
@@ -107,6 +109,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     batch: 2,
     seeds: 1,
     perLength: 1,
+    agentBatch: 2,
     devSamples: 1,
     liftDocs: 1,
     liftEpochs: [1, 1],
@@ -128,6 +131,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     batch: 8,
     seeds: 1,
     perLength: 20,
+    agentBatch: 4,
     devSamples: 4,
     liftDocs: 4,
     liftEpochs: [2, 1],
@@ -149,6 +153,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     batch: 16,
     seeds: 2,
     perLength: 300,
+    agentBatch: 32,
     devSamples: 24,
     liftDocs: 40,
     liftEpochs: [3, 5],
@@ -411,16 +416,18 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   const evaluate = async (name: string, model: string, mode: AnswerMode, multiple: number, test: string, recapThreshold?: number): Promise<MethodLengthResult> =>
     stage(`eval ${name} ${test}`, async () => {
       const { model: loaded, ckpt } = loadModel(runDir(model));
-      const predict = inWorkers(`eval ${name} ${test}`, { checkpoint: ckpt.dir, answerer: { kind: 'answerer', mode, recapThreshold } });
+      const concurrency = mode === 'recap-agent' ? size.agentBatch : 1;
+      const predict = inWorkers(`eval ${name} ${test}`, { checkpoint: ckpt.dir, answerer: { kind: 'answerer', mode, recapThreshold, concurrency } });
       try {
         const evaluated = await evaluateRulerModel({
           model: loaded,
           tokenizer,
           dataPath: testFile(test),
           outDir: join(out, 'predictions', name.replace(/[^\w.-]+/g, '_'), test),
-          answer: makeAnswerer(mode, loaded, tokenizer, { recapThreshold }),
+          answer: makeAnswerer(mode, loaded, tokenizer, { recapThreshold, concurrency }),
           settings: { checkpoint: ckpt.dir, mode, recap_threshold: recapThreshold ?? null },
           predict,
+          concurrency,
         });
         const tasks = Object.fromEntries(Object.entries(evaluated.tasks).map(([task, s]) => [task, s.score]));
         return { method: name, model, multiple, length: testLength(window, multiple), average: evaluated.average, tasks, examples: evaluated.examples };

@@ -81,6 +81,8 @@ export interface PredictionRun {
   settings: Settings;
   stopAtNewline: boolean;
   onItem?: (done: number, total: number) => void;
+  /** Answers awaited at once (default 1). */
+  concurrency?: number;
 }
 
 /** What writes a run's predictions file and returns its path: writePredictions, or the same split across worker processes. */
@@ -89,21 +91,44 @@ export type PredictionWriter = (run: PredictionRun) => Promise<string>;
 /**
  * Answers every item into `outDir`/predictions.jsonl ({...fields, pred, ...extra}, one line per item, in item
  * order). Items answered by an earlier run with the same settings are skipped, so an interrupted run loses at
- * most the item in flight; other settings in the same folder are refused.
+ * most the items in flight; other settings in the same folder are refused. With `concurrency` N, N answers are
+ * awaited at once (an answerer that decodes in a DecodeBatch then shares decode steps between them); lines are
+ * still written in item order, each once those before it are.
  */
 export async function writePredictions(run: PredictionRun): Promise<string> {
   const { journal } = DocumentJournal.open<{ doc: string }>(run.outDir, PREDICTION_FILES, run.settings);
   try {
-    let done = 0;
-    for (const item of run.items) {
-      if (!journal.isDone(item.key)) {
-        const { pred, extra } = await run.answer(item.prompt, { maxNewTokens: item.maxNewTokens, stopAtNewline: run.stopAtNewline });
-        journal.append([{ ...item.fields, pred, ...extra, doc: item.key }], { doc: item.key });
+    const answered = new Map<number, object>();
+    let next = 0;
+    let written = 0;
+    const writeReady = (): void => {
+      for (; written < run.items.length && (journal.isDone(run.items[written]!.key) || answered.has(written)); written++) {
+        const item = run.items[written]!;
+        const line = answered.get(written);
+        if (line) journal.append([line], { doc: item.key });
+        answered.delete(written);
+        run.onItem?.(written + 1, run.items.length);
+      }
+    };
+    let failed = false;
+    const answerNext = async (): Promise<void> => {
+      for (let index = next++; index < run.items.length && !failed; index = next++) {
+        const item = run.items[index]!;
+        if (journal.isDone(item.key)) continue;
+        const { pred, extra } = await run.answer(item.prompt, { maxNewTokens: item.maxNewTokens, stopAtNewline: run.stopAtNewline }).catch((error: unknown) => {
+          failed = true;
+          throw error;
+        });
+        answered.set(index, { ...item.fields, pred, ...extra, doc: item.key });
+        writeReady();
         // Each prompt has its own length (and LIFT its own adapter): drop the GPU buffers pooled for it.
         releaseUnusedGpuMemory();
       }
-      run.onItem?.(++done, run.items.length);
-    }
+    };
+    const results = await Promise.allSettled(Array.from({ length: Math.max(1, run.concurrency ?? 1) }, answerNext));
+    const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (rejected) throw rejected.reason;
+    writeReady();
     journal.finish({ predictions: run.items.length });
   } finally {
     journal.close();

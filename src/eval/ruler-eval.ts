@@ -51,6 +51,8 @@ export async function evaluateRulerModel(run: {
   onItem?: (done: number, total: number) => void;
   /** Default writePredictions, in this process. */
   predict?: PredictionWriter;
+  /** Answers awaited at once (PredictionRun.concurrency). */
+  concurrency?: number;
 }): Promise<RulerEvalResult> {
   const samples = (await readRulerSamples(run.dataPath)).map((entry) => entry.sample);
   const keyOf = (task: string, index: number): string => `${task}#${index}`;
@@ -66,6 +68,7 @@ export async function evaluateRulerModel(run: {
     settings: run.settings,
     stopAtNewline: true,
     onItem: run.onItem,
+    concurrency: run.concurrency,
   });
   const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred?: string; recaps?: string[] }>(predictionsFile).map((p) => [p.doc, p]));
   const predictions = new Map([...lines].map(([key, line]) => [key, line.pred]));

@@ -16,7 +16,7 @@ import { readRulerSamples } from './ruler-score.ts';
 
 /** How a worker answers: what it cannot be handed as a function, so it rebuilds it from these. */
 export type WorkerAnswerer =
-  | { kind: 'answerer'; mode: AnswerMode; recapThreshold?: number }
+  | { kind: 'answerer'; mode: AnswerMode; recapThreshold?: number; concurrency?: number }
   | { kind: 'lift'; epochs: [number, number]; dataPath: string; clozeQa?: number };
 
 /** What the parent hands a worker besides the items: the checkpoint and tokenizer to load, and the answerer. */
@@ -58,7 +58,7 @@ export async function runWorkerJob(job: WorkerJob, onItem: (done: number, answer
     const spec = job.answerer;
     const inner = spec.kind === 'lift'
       ? liftExperimentAnswerer(model, tokenizer, liftGold((await readRulerSamples(spec.dataPath)).map((e) => e.sample)), spec.epochs, spec.clozeQa ?? 0)
-      : makeAnswerer(spec.mode, model, tokenizer, { recapThreshold: spec.recapThreshold });
+      : makeAnswerer(spec.mode, model, tokenizer, { recapThreshold: spec.recapThreshold, concurrency: spec.concurrency });
     let answered = 0;
     const answer: Answerer = async (prompt, options) => {
       // A turn of the event loop before each example: on the cpu backend the work awaits only microtasks, and
@@ -68,7 +68,8 @@ export async function runWorkerJob(job: WorkerJob, onItem: (done: number, answer
       answered++;
       return result;
     };
-    await writePredictions({ items: job.items, answer, outDir: job.outDir, settings: job.settings, stopAtNewline: job.stopAtNewline, onItem: (done) => onItem(done, answered) });
+    const concurrency = spec.kind === 'answerer' ? spec.concurrency : 1;
+    await writePredictions({ items: job.items, answer, outDir: job.outDir, settings: job.settings, stopAtNewline: job.stopAtNewline, onItem: (done) => onItem(done, answered), concurrency });
   } finally {
     model.dispose();
   }

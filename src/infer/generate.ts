@@ -4,11 +4,11 @@
  * (kept for benchmarks and as the reference the cache is tested against).
  */
 import * as tf from '@tensorflow/tfjs';
-import { disposeCache, type KVCache, type LlamaModel } from '../model/llama.ts';
-import { DecodeGraph, decodeGraphSupported } from '../ops/webgpu/decode-graph.ts';
+import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { makeRng } from '../core/random.ts';
-import { argmax, sampleToken, type SamplingOptions } from './sampling.ts';
+import { DecodeSession, lastLogits } from './decode-session.ts';
+import { sampleToken, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -29,89 +29,6 @@ export const DEFAULT_GENERATE: GenerateOptions = {
   seed: 0,
   useCache: true,
 };
-
-async function lastLogits(model: LlamaModel, hidden: tf.Tensor3D): Promise<Float32Array> {
-  const logits = tf.tidy(() => {
-    const [, t, d] = hidden.shape;
-    const last = tf.reshape(tf.slice(hidden, [0, t - 1, 0], [1, 1, d]), [1, d]) as tf.Tensor2D;
-    return model.project(last);
-  });
-  const values = (await logits.data()) as Float32Array;
-  logits.dispose();
-  return values;
-}
-
-/**
- * A KV-cached decoding state for one sequence: tokens appended run through the model once, and
- * the next-token logits after the last of them come back. generate() and the recap agent
- * (recap-agent.ts) both decode through it. Holds the cache's tensors until dispose().
- * On webgpu single tokens go through the decode graph (ops/webgpu/decode-graph.ts), several (the prompt)
- * through the tfjs model, into the same cache.
- */
-export class DecodeSession {
-  private cache: KVCache;
-  private graph: DecodeGraph | null = null;
-
-  constructor(private readonly model: LlamaModel) {
-    this.cache = model.emptyCache(1);
-  }
-
-  /** Tokens in the cache. */
-  get length(): number {
-    return this.cache.length;
-  }
-
-  /** Runs `ids` (one forward) after the cached ones; returns the logits that follow the last. */
-  async append(ids: number[]): Promise<Float32Array> {
-    const graph = this.graphFor(ids);
-    if (graph) return this.advance(await graph.step(this.cache, ids[0], false));
-    const out = tf.tidy(() => {
-      const r = this.model.hidden(tf.tensor2d(ids, [1, ids.length], 'int32'), this.cache);
-      return { hidden: r.hidden, layers: r.cache!.layers };
-    });
-    const next: KVCache = { layers: out.layers, length: this.cache.length + ids.length };
-    disposeCache(this.cache);
-    this.cache = next;
-    const logits = await lastLogits(this.model, out.hidden);
-    out.hidden.dispose();
-    return logits;
-  }
-
-  /** Like append, but returns only the most likely next token (greedy decoding reads back one id, not the logits). */
-  async appendGreedy(ids: number[]): Promise<number> {
-    const graph = this.graphFor(ids);
-    return graph ? this.advance(await graph.step(this.cache, ids[0], true)) : argmax(await this.append(ids));
-  }
-
-  /** The decode graph for appending `ids`, built on first use; null where the tfjs path runs. */
-  private graphFor(ids: number[]): DecodeGraph | null {
-    if (ids.length !== 1 || !decodeGraphSupported(this.model)) return null;
-    if (this.graph && !this.graph.bindsCurrentWeights()) {
-      this.graph.dispose();
-      this.graph = null;
-    }
-    this.graph ??= new DecodeGraph(this.model);
-    return this.graph;
-  }
-
-  /** One token was written into the cache in place. */
-  private advance<T>(result: T): T {
-    this.cache.length += 1;
-    return result;
-  }
-
-  /** Drops the cache and starts over from `ids`. */
-  async restart(ids: number[]): Promise<Float32Array> {
-    disposeCache(this.cache);
-    this.cache = this.model.emptyCache(1);
-    return this.append(ids);
-  }
-
-  dispose(): void {
-    this.graph?.dispose();
-    disposeCache(this.cache);
-  }
-}
 
 async function recomputeLogits(model: LlamaModel, ids: number[]): Promise<Float32Array> {
   const window = ids.slice(-model.config.maxSeq);

@@ -2,7 +2,8 @@
  * ARL stage 2, the recap agent (methods.md section 2): a model trained on recap-augmented data emits
  * `<recap>` on its own, writes a recap, closes it and goes on; the recaps stay in context as memory.
  *
- * Decoding goes through generate.ts's DecodeSession (one KV cache). Inside a recap `<recap>` and EOS
+ * Decoding goes through a DecodeSession (one KV cache; with a DecodeBatch, agents over several inputs
+ * run concurrently and their single tokens are decoded in one step). Inside a recap `<recap>` and EOS
  * are masked, and `</recap>` is forced once the recap holds `maxRecapTokens` tokens; outside a recap
  * `</recap>` is masked.
  *
@@ -23,7 +24,8 @@ import { encodeContinuation, tokenizeDocument } from '../arl/document.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { continuationText, DecodeSession } from './generate.ts';
+import { DecodeSession, type DecodeBatch } from './decode-session.ts';
+import { continuationText } from './generate.ts';
 import { makeRng } from '../core/random.ts';
 import { sampleToken, type SamplingOptions } from './sampling.ts';
 
@@ -80,7 +82,7 @@ export class RecapAgent {
   private open: number[] | null = null;
   private logits: Float32Array | null = null;
 
-  constructor(private readonly model: LlamaModel, private readonly tokenizer: Tokenizer, private readonly opts: RecapAgentOptions) {
+  constructor(private readonly model: LlamaModel, private readonly tokenizer: Tokenizer, private readonly opts: RecapAgentOptions, batch?: DecodeBatch) {
     this.window = model.config.maxSeq;
     this.recapBudget = opts.recapBudget ?? Math.floor(this.window / 2);
     if (!Number.isInteger(opts.maxRecapTokens) || opts.maxRecapTokens < 1) throw new UserError(`--max-recap-tokens must be a positive integer (got ${opts.maxRecapTokens})`);
@@ -89,7 +91,7 @@ export class RecapAgent {
       throw new UserError(`--recap-budget must be an integer from --max-recap-tokens + 2 = ${opts.maxRecapTokens + 2} to half the window (${Math.floor(this.window / 2)}); got ${this.recapBudget}`);
     }
     this.rng = makeRng(opts.seed);
-    this.session = new DecodeSession(model);
+    this.session = new DecodeSession(model, batch);
   }
 
   /** The tokens the model currently sees. */
@@ -241,6 +243,8 @@ export interface AnswerOptions {
   maxAnswerTokens: number;
   /** Append the question as given (already formatted by the caller) instead of "\n\nQuestion: ...\nAnswer:". */
   rawQuestion?: boolean;
+  /** Decode in this batch's row (answers to several inputs awaited together share decode steps). */
+  batch?: DecodeBatch;
 }
 
 export const DEFAULT_ANSWER: AnswerOptions = { agent: { ...DEFAULT_RECAP_AGENT, greedy: true }, recapThreshold: 0.5, maxAnswerTokens: 32 };
@@ -288,7 +292,7 @@ export async function answerWithRecaps(model: LlamaModel, tokenizer: Tokenizer, 
   if (answerSlack + 1 > model.config.maxSeq) {
     throw new UserError(`the question (${prompt.length} tokens) plus --max-new-tokens ${opts.maxAnswerTokens} does not fit the model's window of ${model.config.maxSeq} tokens`);
   }
-  const agent = new RecapAgent(model, tokenizer, opts.agent);
+  const agent = new RecapAgent(model, tokenizer, opts.agent, opts.batch);
   try {
     const recapRoom = opts.agent.maxRecapTokens + 2;
     const { runs, paragraphEnds, tokens } = paragraphRuns(input, tokenizer, maxRunTokens(model.config.maxSeq));

@@ -166,8 +166,12 @@ export function flashAttention(qkv: tf.Tensor2D, cos: tf.Tensor2D, sin: tf.Tenso
   return op(qkv) as tf.Tensor2D;
 }
 
-/** One layer's keys and values [B, KV, positions, hd]; `capacity` set when preallocated (see cacheCapacity). */
-export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D; capacity?: number };
+/**
+ * One layer's keys and values [B, KV, positions, hd]; `capacity` set when preallocated (see cacheCapacity).
+ * `row`: the sequences are rows row.. of a larger preallocated cache shared by sessions decoding together
+ * (infer/decode-session.ts's DecodeBatch); 0 when the cache is the sequences' own.
+ */
+export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D; capacity?: number; row?: number };
 
 /** Positions to preallocate in a KV cache for sequences up to maxSeq, or null where caches grow by concatenation. */
 export function cacheCapacity(maxSeq: number): number | null {
@@ -187,6 +191,8 @@ export interface CacheShape {
   start: number;
   /** Sliding attention window, or null for full causal attention. */
   window: number | null;
+  /** The cache row of the first sequence (LayerCache.row). */
+  row: number;
 }
 
 /** One cached-attention call: shapes, positions, and the model's constants. */
@@ -217,10 +223,11 @@ export interface CachedAttentionSpec {
 export function cachedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, cache: LayerCache, s: CachedAttentionSpec): { out: tf.Tensor2D; cache: LayerCache } {
   const { batch, seq, heads, kvHeads, headDim, start } = s;
   if (cache.capacity !== undefined) {
-    const attrs = { batch, seq, heads, kvHeads, headDim, capacity: cache.capacity, start, window: s.window } satisfies CacheShape as unknown as tf.NamedAttrMap;
+    const row = cache.row ?? 0;
+    const attrs = { batch, seq, heads, kvHeads, headDim, capacity: cache.capacity, start, window: s.window, row } satisfies CacheShape as unknown as tf.NamedAttrMap;
     tf.engine().runKernel('ArlKvWrite', { cacheK: cache.k, cacheV: cache.v, k, v, cos: s.cos, sin: s.sin }, attrs);
     const out = tf.engine().runKernel('ArlCachedAttention', { q, cacheK: cache.k, cacheV: cache.v, cos: s.cos, sin: s.sin }, attrs) as tf.Tensor2D;
-    return { out, cache: { k: tf.clone(cache.k), v: tf.clone(cache.v), capacity: cache.capacity } };
+    return { out, cache: { k: tf.clone(cache.k), v: tf.clone(cache.v), capacity: cache.capacity, row } };
   }
   const groups = heads / kvHeads;
   // [B*T, n*hd] -> [B, n, T, hd] with rotary positions applied

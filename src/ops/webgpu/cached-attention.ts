@@ -1,6 +1,6 @@
 /**
- * KV-cached decoding on webgpu: the cache is preallocated [B, KV, capacity, hd] and written in
- * place; ArlKvWrite writes the new keys (rotated) and values, ArlCachedAttention attends each new
+ * KV-cached decoding on webgpu: the cache is preallocated [B, KV, capacity, hd] (the sequences at
+ * rows row.. of it) and written in place; ArlKvWrite writes the new keys (rotated) and values, ArlCachedAttention attends each new
  * query over the cache. Rotary positions are applied from the cos/sin tables (HF "rotate half"
  * layout) inside both.
  */
@@ -16,7 +16,7 @@ export const KV_WRITE = `
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read> cosT: array<f32>;
 @group(0) @binding(5) var<storage, read> sinT: array<f32>;
-struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32 };
+struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, row: u32 };
 @group(0) @binding(6) var<uniform> u: U;
 @compute @workgroup_size(64) fn main(${builtins}) {
   let i = ${flatIndex(64)};
@@ -32,7 +32,7 @@ struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, star
   let half = hd / 2u;
   // rotate_half: -x[d + half] in the first half, x[d - half] in the second
   let other = select(1.0, -1.0, d < half) * k[src + select(d - half, d + half, d < half)];
-  let dst = ((b * u.kvHeads + kvh) * u.capacity + pos) * hd + d;
+  let dst = (((u.row + b) * u.kvHeads + kvh) * u.capacity + pos) * hd + d;
   cacheK[dst] = k[src + d] * cosT[pos * hd + d] + other * sinT[pos * hd + d];
   cacheV[dst] = v[src + d];
 }`;
@@ -50,7 +50,7 @@ function cachedAttentionShader(size: number, declarations: string, body: string)
 @group(0) @binding(3) var<storage, read> cacheV: array<f32>;
 @group(0) @binding(4) var<storage, read> cosT: array<f32>;
 @group(0) @binding(5) var<storage, read> sinT: array<f32>;
-struct U { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, window: u32, scale: f32 };
+struct U { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, window: u32, row: u32, scale: f32 };
 @group(0) @binding(6) var<uniform> u: U;
 var<workgroup> qs: array<f32, 256>;
 ${declarations}
@@ -72,7 +72,7 @@ ${declarations}
     qs[d] = (q[qBase + d] * cosT[pos * hd + d] + other * sinT[pos * hd + d]) * u.scale;
   }
   workgroupBarrier();
-  let kvBase = (b * u.kvHeads + kvh) * u.capacity * hd;
+  let kvBase = ((u.row + b) * u.kvHeads + kvh) * u.capacity * hd;
 ${body}}`;
 }
 
@@ -198,7 +198,7 @@ export function kvWriteKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.
   const { cacheK, cacheV, k, v, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
   const c = args.attrs as unknown as CacheShape;
   const count = c.batch * c.seq * c.kvHeads * c.headDim;
-  dispatchRaw('ArlKvWrite', KV_WRITE, [cacheK, cacheV, k, v, cos, sin], cacheUniforms(c, ['batch', 'seq', 'kvHeads', 'headDim', 'capacity', 'start']), grid(Math.ceil(count / 64)));
+  dispatchRaw('ArlKvWrite', KV_WRITE, [cacheK, cacheV, k, v, cos, sin], cacheUniforms(c, ['batch', 'seq', 'kvHeads', 'headDim', 'capacity', 'start', 'row']), grid(Math.ceil(count / 64)));
   return [];
 }
 
@@ -207,7 +207,7 @@ export function cachedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; att
   const c = args.attrs as unknown as CacheShape;
   if (c.headDim > 256 || c.headDim % 2 !== 0) throw new Error(`ArlCachedAttention: head dimension ${c.headDim} must be even and at most 256`);
   const out = allocate([c.batch * c.seq, c.heads * c.headDim]);
-  const uniforms = [...cacheUniforms(c, ['batch', 'seq', 'heads', 'kvHeads', 'headDim', 'capacity', 'start', 'window']), { type: 'float32' as const, data: [1 / Math.sqrt(c.headDim)] }];
+  const uniforms = [...cacheUniforms(c, ['batch', 'seq', 'heads', 'kvHeads', 'headDim', 'capacity', 'start', 'window', 'row']), { type: 'float32' as const, data: [1 / Math.sqrt(c.headDim)] }];
   const decode = c.seq <= DECODE_TOKENS && 256 % c.headDim === 0;
   dispatchRaw('ArlCachedAttention', decode ? CACHED_ATTENTION_DECODE : CACHED_ATTENTION, [out, q, cacheK, cacheV, cos, sin], uniforms, grid(c.batch * c.heads * c.seq));
   return out;

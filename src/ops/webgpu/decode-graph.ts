@@ -1,32 +1,36 @@
 /**
- * The decode graph: one token of KV-cached decoding on the webgpu backend as one compute pass of
- * prebuilt pipelines and bind groups, recorded with no tfjs op at all.
+ * The decode graph: one token of KV-cached decoding for each of up to R sequences on the webgpu
+ * backend, as one compute pass of prebuilt pipelines and bind groups, recorded with no tfjs op.
  *
  * Why: through tfjs a decoded token was ~115 dispatches, each with the engine's bookkeeping and a
  * new bind group and uniform buffer, plus the read-back of every logit; on the H200 that cost
  * 9-11 ms per token for ~3 ms of GPU work (29.4M model, docs/benchmarks.md). Here everything
- * that does not change between tokens is built once per decode session: the pipelines, a bind
- * group per dispatch over the model's weight buffers (taken from the tfjs backend), scratch
- * activations, and a uniform buffer whose only per-token fields are (position, token id). A token
- * is then one writeBuffer of those two numbers, 9 dispatches per layer plus 4, one submit, and a
- * read-back of either the token id (greedy: argmax on the GPU) or the logits (sampling).
+ * that does not change between tokens is built once: the pipelines, a bind group per dispatch over
+ * the model's weight buffers (taken from the tfjs backend) and the cache, scratch activations, and
+ * a uniform array whose only per-step fields are each row's (cache row, position, token id). A
+ * step is then one writeBuffer of those, 9 dispatches per layer plus 4, one submit, and a read-back
+ * of either the token ids (greedy: argmax on the GPU) or the logits (sampling).
  *
- * Per layer: fused q/k/v product (one dispatch, three outputs), rotary + cache write (KV_WRITE),
- * split-K cached attention (flash-decoding: workgroups of 64 keys per head, then one combine per
- * head), o-proj product, residual add + RMSNorm (ADD_RMS_NORM), fused gate/up product + SwiGLU,
+ * Rows: the products are matrix-vector products bound by reading the weights, not by arithmetic,
+ * so each weight read serves every row (R accumulators per thread, unrolled); the attention and
+ * cache kernels take one workgroup row per sequence. Several sequences decoding at once (the recap
+ * agent over many documents) then cost about one sequence's step each.
+ *
+ * Per layer: fused q/k/v product (one dispatch, three outputs), rotary + cache write, split-K cached
+ * attention (flash-decoding: workgroups of 64 keys per head and row, then one combine per head and
+ * row), o-proj product, residual add + RMSNorm (ADD_RMS_NORM), fused gate/up product + SwiGLU,
  * down product; the residual add of the MLP is fused into the next layer's (or the final) norm.
  *
- * The K/V cache is the session's own preallocated cache (llama.ts emptyCache on webgpu): the
- * graph binds its tensors' buffers, so the prompt's prefill through tfjs and the graph's tokens
- * share it. Weights are bound as they are at session start (a session must not outlive a
- * training step that replaces them). Adapters (LIFT) are not supported: decodeGraphSupported
- * says no when one is attached and DecodeSession takes the tfjs path.
- */
+ * The K/V cache is a DecodeBatch's preallocated cache (infer/decode-session.ts), one row per
+ * sequence: the graph binds its buffers, so the prompts' prefills through tfjs (ArlKvWrite at that
+ * row) and the graph's tokens share it. Weights are bound as they are at construction (a graph
+ * must not outlive a training step that replaces them: bindsCurrentWeights). Adapters (LIFT) are
+ * not supported: decodeGraphSupported says no when one is attached and DecodeSession takes the tfjs path. */
 import * as tf from '@tensorflow/tfjs';
-import type { KVCache, LlamaModel } from '../../model/llama.ts';
+import type { LayerCache } from '../attention.ts';
+import type { LlamaModel } from '../../model/llama.ts';
 import { decodeGraphEnabled } from '../../switches.ts';
 import { hasKernel } from '../registry.ts';
-import { KV_WRITE } from './cached-attention.ts';
 import { ADD_RMS_NORM, RMS_NORM } from './rms-norm.ts';
 import { computePipeline, grid, type ComputePass, type WebgpuBackend } from './runtime.ts';
 
@@ -65,46 +69,49 @@ export function decodeGraphSupported(model: LlamaModel): boolean {
   return hasKernel('ArlCachedAttention') && decodeGraphEnabled() && model.blocks.every((b) => !b.adapter);
 }
 
-/**
- * The per-token uniforms, laid out as KV_WRITE's (batch, seq, kvHeads, headDim, capacity, start)
- * so that kernel is bound as it is, plus the token id; only start and token change per token.
- */
-const STEP = `struct Step { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, pos: u32, token: u32 };`;
-const STEP_POS_OFFSET = 20;
+/** Rows of one step, (cache row, position, token, unused) each, bound as a uniform array of MAX rows. */
+const rowsStruct = (rows: number, binding: number): string => `struct Rows { r: array<vec4<u32>, ${rows}> };
+@group(0) @binding(${binding}) var<uniform> rows: Rows;`;
 
 /** Output columns per workgroup of the row-major products, and the slices of K they are split into. */
 const GEMV_COLS = 32;
 const GEMV_SLICES = 8;
 
+/** `line(b)` for each of `rows` rows, unrolled so that per-row accumulators stay in registers. */
+const perRow = (rows: number, line: (b: number) => string): string => Array.from({ length: rows }, (_, b) => line(b)).join('\n  ');
+
 /**
- * x [K] @ W [K, N] for weights stored row-major [in, out] (ours), 32 output columns x 8 slices of K
- * per workgroup (a warp reads 32 consecutive weights of one row). With several weights (q, k, v)
- * the columns run over them in turn and each writes its own output; with `swiglu` the two weights
- * are gate and up and the one output is silu(x @ gate) * (x @ up).
+ * x [R, K] @ W [K, N] for weights stored row-major [in, out] (ours), 32 output columns x 8 slices of K
+ * per workgroup (a warp reads 32 consecutive weights of one row, each used for all R rows of x). With
+ * several weights (q, k, v) the columns run over them in turn and each writes its own output; with
+ * `swiglu` the two weights are gate and up and the one output is silu(x @ gate) * (x @ up). Rows past
+ * the step's count compute garbage that nothing reads: cheaper than a dynamic bound on the unrolled rows.
  */
-function gemvShader(k: number, widths: number[], swiglu: boolean): string {
+function gemvShader(rows: number, k: number, widths: number[], swiglu: boolean): string {
   const outputs = swiglu ? 1 : widths.length;
   const lines = [`@group(0) @binding(0) var<storage, read> x: array<f32>;`];
   for (let i = 0; i < outputs; i++) lines.push(`@group(0) @binding(${1 + i}) var<storage, read_write> out${i}: array<f32>;`);
   widths.forEach((_, i) => lines.push(`@group(0) @binding(${1 + outputs + i}) var<storage, read> w${i}: array<f32>;`));
-  const loop = (acc: string, w: number, width: number, col: string): string => `for (var i = slice; i < ${k}u; i += ${GEMV_SLICES}u) { ${acc} = fma(x[i], w${w}[i * ${width}u + ${col}], ${acc}); }`;
+  const loop = (acc: string, w: number, width: number, col: string): string =>
+    `for (var i = slice; i < ${k}u; i += ${GEMV_SLICES}u) { let wv = w${w}[i * ${width}u + ${col}];\n  ${perRow(rows, (b) => `${acc}${b} = fma(x[${b * k}u + i], wv, ${acc}${b});`)} }`;
   let body: string;
-  let store: string;
+  let store: (b: number) => string;
   const total = swiglu ? widths[0] : widths.reduce((a, b) => a + b, 0);
   if (swiglu) {
-    body = `if (n < ${total}u) { ${loop('acc', 0, total, 'n')} ${loop('acc2', 1, total, 'n')} }`;
-    store = `let g = reduced(col, 0u); let u = reduced(col, 256u); out0[n] = g / (1.0 + exp(-g)) * u;`;
+    body = `if (n < ${total}u) { ${loop('a', 0, total, 'n')} ${loop('c', 1, total, 'n')} }`;
+    store = (b) => `let g = reduced(col, 0u); let u = reduced(col, 256u); out0[${b * total}u + n] = g / (1.0 + exp(-g)) * u;`;
   } else {
     let start = 0;
     const branches: string[] = [];
-    const stores: string[] = [];
+    const stores: ((b: number) => string)[] = [];
     widths.forEach((width, i) => {
-      branches.push(`if (n >= ${start}u && n < ${start + width}u) { let c = n - ${start}u; ${loop('acc', i, width, 'c')} }`);
-      stores.push(`if (n >= ${start}u && n < ${start + width}u) { out${i}[n - ${start}u] = total; }`);
+      const from = start;
+      branches.push(`if (n >= ${from}u && n < ${from + width}u) { let c = n - ${from}u; ${loop('a', i, width, 'c')} }`);
+      stores.push((b) => `if (n >= ${from}u && n < ${from + width}u) { out${i}[${b * width}u + n - ${from}u] = sum; }`);
       start += width;
     });
     body = branches.join('\n  else ');
-    store = `let total = reduced(col, 0u);\n    ${stores.join('\n    ')}`;
+    store = (b) => `let sum = reduced(col, 0u);\n    ${stores.map((f) => f(b)).join('\n    ')}`;
   }
   return `${lines.join('\n')}
 var<workgroup> red: array<f32, 512>;
@@ -117,52 +124,56 @@ fn reduced(col: u32, base: u32) -> f32 {
   let col = lid % ${GEMV_COLS}u;
   let slice = lid / ${GEMV_COLS}u;
   let n = wid.x * ${GEMV_COLS}u + col;
-  var acc = 0.0;
-  var acc2 = 0.0;
+  ${perRow(rows, (b) => `var a${b} = 0.0;${swiglu ? ` var c${b} = 0.0;` : ''}`)}
   ${body}
-  red[lid] = acc;
-  red[256u + lid] = acc2;
+  ${perRow(rows, (b) => `red[lid] = a${b};${swiglu ? ` red[256u + lid] = c${b};` : ''}
   workgroupBarrier();
   if (slice == 0u && n < ${total}u) {
-    ${store}
+    ${store(b)}
   }
+  workgroupBarrier();`)}
 }`;
 }
 
 /** Output rows per workgroup of the transposed product (the tied LM head). */
 const GEMV_T_ROWS = 8;
 
-/** x [K] @ W^T for W [N, K] row-major (the tied embedding as LM head): 32 lanes per output row. */
-function gemvTransposedShader(k: number, n: number): string {
+/** x [R, K] @ W^T for W [N, K] row-major (the tied embedding as LM head): 32 lanes per output row. */
+function gemvTransposedShader(rows: number, k: number, n: number): string {
   return `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 var<workgroup> red: array<f32, 256>;
-@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let lane = lid % 32u;
-  let n = wid.x * ${GEMV_T_ROWS}u + lid / 32u;
-  var acc = 0.0;
-  if (n < ${n}u) { for (var i = lane; i < ${k}u; i += 32u) { acc = fma(x[i], w[n * ${k}u + i], acc); } }
-  red[lid] = acc;
-  workgroupBarrier();
+fn laneSum(lid: u32, lane: u32) -> f32 {
   for (var stride = 16u; stride > 0u; stride = stride >> 1u) {
     if (lane < stride) { red[lid] = red[lid] + red[lid + stride]; }
     workgroupBarrier();
   }
-  if (lane == 0u && n < ${n}u) { out[n] = red[lid]; }
+  return red[lid];
+}
+@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let lane = lid % 32u;
+  let n = wid.x * ${GEMV_T_ROWS}u + lid / 32u;
+  ${perRow(rows, (b) => `var a${b} = 0.0;`)}
+  if (n < ${n}u) { for (var i = lane; i < ${k}u; i += 32u) { let wv = w[n * ${k}u + i];\n  ${perRow(rows, (b) => `a${b} = fma(x[${b * k}u + i], wv, a${b});`)} } }
+  ${perRow(rows, (b) => `red[lid] = a${b};
+  workgroupBarrier();
+  let s${b} = laneSum(lid, lane);
+  if (lane == 0u && n < ${n}u) { out[${b * n}u + n] = s${b}; }
+  workgroupBarrier();`)}
 }`;
 }
 
-/** The embedding row of the step's token. */
-function gatherShader(dim: number): string {
+/** Workgroup row = the step's row (y): the embedding row of its token. */
+function gatherShader(rows: number, dim: number): string {
   return `
 @group(0) @binding(0) var<storage, read> table: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-${STEP}
-@group(0) @binding(2) var<uniform> step: Step;
-@compute @workgroup_size(256) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  if (gid.x < ${dim}u) { out[gid.x] = table[step.token * ${dim}u + gid.x]; }
+${rowsStruct(rows, 2)}
+@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let i = wid.x * 256u + lid;
+  if (i < ${dim}u) { out[wid.y * ${dim}u + i] = table[rows.r[wid.y].z * ${dim}u + i]; }
 }`;
 }
 
@@ -170,6 +181,7 @@ ${STEP}
 const ATTENTION_KEYS = 64;
 
 interface AttentionShape {
+  rows: number;
   heads: number;
   kvHeads: number;
   headDim: number;
@@ -178,13 +190,41 @@ interface AttentionShape {
   maxSplits: number;
 }
 
-/** First visible key of the query at step.pos (the sliding window's start, or 0). */
+/** First visible key of the query at `pos` (the sliding window's start, or 0). */
 const windowStart = (window: number): string => `var lo = 0u;\n  if (${window}u > 0u && pos + 1u > ${window}u) { lo = pos + 1u - ${window}u; }`;
 
+/** Workgroup per (step row z, kv head position): rotate the row's new key, store key and value at its cache row and position. */
+function kvWriteShader(s: AttentionShape): string {
+  const hd = s.headDim;
+  return `
+@group(0) @binding(0) var<storage, read_write> cacheK: array<f32>;
+@group(0) @binding(1) var<storage, read_write> cacheV: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read> cosT: array<f32>;
+@group(0) @binding(5) var<storage, read> sinT: array<f32>;
+${rowsStruct(s.rows, 6)}
+@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let i = wid.x * 64u + lid;
+  if (i >= ${s.kvHeads * hd}u) { return; }
+  let b = wid.y;
+  let slot = rows.r[b].x;
+  let pos = rows.r[b].y;
+  let d = i % ${hd}u;
+  let kvh = i / ${hd}u;
+  let src = b * ${s.kvHeads * hd}u + kvh * ${hd}u;
+  let half = ${hd / 2}u;
+  let other = select(1.0, -1.0, d < half) * k[src + select(d - half, d + half, d < half)];
+  let dst = ((slot * ${s.kvHeads}u + kvh) * ${s.capacity}u + pos) * ${hd}u + d;
+  cacheK[dst] = k[src + d] * cosT[pos * ${hd}u + d] + other * sinT[pos * ${hd}u + d];
+  cacheV[dst] = v[src + d];
+}`;
+}
+
 /**
- * Workgroup per (split, head): the rotated, scaled query against keys lo + 64 split .. + 63 (up
- * to pos); writes the split's max score m, sum of exp(score - m), and the exp-weighted sum of
- * values, for ATTENTION_COMBINE.
+ * Workgroup per (split, head, step row): the rotated, scaled query against keys lo + 64 split .. + 63
+ * (up to pos) of the row's cache; writes the split's max score m, sum of exp(score - m), and the
+ * exp-weighted sum of values, for ATTENTION_COMBINE. Splits past the row's position do nothing.
  */
 function attentionSplitShader(s: AttentionShape): string {
   const hd = s.headDim;
@@ -195,23 +235,26 @@ function attentionSplitShader(s: AttentionShape): string {
 @group(0) @binding(3) var<storage, read> cosT: array<f32>;
 @group(0) @binding(4) var<storage, read> sinT: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
-${STEP}
-@group(0) @binding(6) var<uniform> step: Step;
+${rowsStruct(s.rows, 6)}
 var<workgroup> qs: array<f32, ${hd}>;
 var<workgroup> p: array<f32, ${ATTENTION_KEYS}>;
 @compute @workgroup_size(${ATTENTION_KEYS}) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let split = wid.x;
   let h = wid.y;
-  let pos = step.pos;
+  let b = wid.z;
+  let slot = rows.r[b].x;
+  let pos = rows.r[b].y;
   ${windowStart(s.window)}
   let first = lo + split * ${ATTENTION_KEYS}u;
+  if (first > pos) { return; }
   let half = ${hd / 2}u;
+  let qBase = (b * ${s.heads}u + h) * ${hd}u;
   for (var d = lid; d < ${hd}u; d += ${ATTENTION_KEYS}u) {
-    let other = select(1.0, -1.0, d < half) * q[h * ${hd}u + select(d - half, d + half, d < half)];
-    qs[d] = (q[h * ${hd}u + d] * cosT[pos * ${hd}u + d] + other * sinT[pos * ${hd}u + d]) * ${1 / Math.sqrt(hd)};
+    let other = select(1.0, -1.0, d < half) * q[qBase + select(d - half, d + half, d < half)];
+    qs[d] = (q[qBase + d] * cosT[pos * ${hd}u + d] + other * sinT[pos * ${hd}u + d]) * ${1 / Math.sqrt(hd)};
   }
   workgroupBarrier();
-  let kvBase = (h / ${s.heads / s.kvHeads}u) * ${s.capacity * hd}u;
+  let kvBase = (slot * ${s.kvHeads}u + h / ${s.heads / s.kvHeads}u) * ${s.capacity * hd}u;
   let count = min(${ATTENTION_KEYS}u, pos + 1u - first);
   var score = -3.0e38;
   if (lid < count) {
@@ -226,7 +269,7 @@ var<workgroup> p: array<f32, ${ATTENTION_KEYS}>;
   workgroupBarrier();
   p[lid] = select(0.0, exp(score - m), lid < count);
   workgroupBarrier();
-  let base = (h * ${s.maxSplits}u + split) * ${hd + 2}u;
+  let base = ((b * ${s.heads}u + h) * ${s.maxSplits}u + split) * ${hd + 2}u;
   for (var d = lid; d < ${hd}u; d += ${ATTENTION_KEYS}u) {
     var acc = 0.0;
     for (var j = 0u; j < count; j++) { acc = fma(p[j], cacheV[kvBase + (first + j) * ${hd}u + d], acc); }
@@ -241,20 +284,20 @@ var<workgroup> p: array<f32, ${ATTENTION_KEYS}>;
 }`;
 }
 
-/** Workgroup per head: the splits' partial softmaxes combined (online-softmax rescaling) into the head's output. */
+/** Workgroup per (head, step row): the splits' partial softmaxes combined (online-softmax rescaling) into the head's output. */
 function attentionCombineShader(s: AttentionShape): string {
   const hd = s.headDim;
   return `
 @group(0) @binding(0) var<storage, read> partials: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-${STEP}
-@group(0) @binding(2) var<uniform> step: Step;
+${rowsStruct(s.rows, 2)}
 @compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let h = wid.x;
-  let pos = step.pos;
+  let b = wid.y;
+  let pos = rows.r[b].y;
   ${windowStart(s.window)}
   let splits = (pos + ${ATTENTION_KEYS}u - lo) / ${ATTENTION_KEYS}u;
-  let base = h * ${s.maxSplits}u * ${hd + 2}u;
+  let base = (b * ${s.heads}u + h) * ${s.maxSplits}u * ${hd + 2}u;
   var m = -3.0e38;
   for (var s = 0u; s < splits; s++) { m = max(m, partials[base + s * ${hd + 2}u]); }
   var l = 0.0;
@@ -262,12 +305,12 @@ ${STEP}
   for (var d = lid; d < ${hd}u; d += 64u) {
     var acc = 0.0;
     for (var s = 0u; s < splits; s++) { acc += partials[base + s * ${hd + 2}u + 2u + d] * exp(partials[base + s * ${hd + 2}u] - m); }
-    out[h * ${hd}u + d] = acc / l;
+    out[(b * ${s.heads}u + h) * ${hd}u + d] = acc / l;
   }
 }`;
 }
 
-/** One workgroup: the index of the largest logit, the first one among equals (as sampling.ts argmax). */
+/** Workgroup per step row: the index of its largest logit, the first one among equals (as sampling.ts argmax). */
 function argmaxShader(vocab: number): string {
   return `
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -275,11 +318,11 @@ function argmaxShader(vocab: number): string {
 var<workgroup> bestValue: array<f32, 256>;
 var<workgroup> bestIndex: array<u32, 256>;
 const NONE = 0xffffffffu;
-@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) lid: u32) {
+@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   var value = 0.0;
   var index = NONE;
   for (var i = lid; i < ${vocab}u; i += 256u) {
-    let x = logits[i];
+    let x = logits[wid.x * ${vocab}u + i];
     if (index == NONE || x > value) { value = x; index = i; }
   }
   bestValue[lid] = value;
@@ -297,7 +340,7 @@ const NONE = 0xffffffffu;
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { result[0] = bestIndex[0]; }
+  if (lid == 0u) { result[wid.x] = bestIndex[0]; }
 }`;
 }
 
@@ -307,95 +350,92 @@ interface Dispatch {
   groups: [number, number, number];
 }
 
-/** The dispatches of one layer that bind the cache (rebuilt when the cache's buffers change). */
-interface CacheDispatches {
-  k: GpuBuffer;
-  v: GpuBuffer;
-  write: Dispatch;
-  attention: Dispatch;
+/** One row of a batched step: the token decoded into cache row `slot` at position `pos`. */
+export interface DecodeRow {
+  slot: number;
+  pos: number;
+  token: number;
 }
 
-/** One decode session's graph (batch 1). step() decodes one token; dispose() frees every GPU buffer it made. */
+/**
+ * The graph of one group of sequences decoding together: up to `rows` tokens per step, one per
+ * sequence, each at its own position in its own row of `cache` (preallocated, [rows, KV, maxSeq, hd]
+ * per layer). step() decodes them; dispose() frees every GPU buffer it made.
+ */
 export class DecodeGraph {
   private readonly buffers: GpuBuffer[] = [];
-  private readonly stepUniforms: GpuBuffer;
+  private readonly rowUniforms: GpuBuffer;
   private readonly staging: GpuBuffer;
   private readonly logits: GpuBuffer;
-  private readonly token: GpuBuffer;
-  private readonly q: GpuBuffer;
-  private readonly k: GpuBuffer;
-  private readonly v: GpuBuffer;
-  private readonly partials: GpuBuffer;
-  /** In recording order: embedding gather and first norm; per layer, those before and after its cache-bound two; the LM head. */
-  private readonly head: Dispatch[];
-  private readonly layers: { beforeCache: Dispatch[]; afterCache: Dispatch[] }[] = [];
-  private readonly lmHead: Dispatch;
+  private readonly tokens: GpuBuffer;
+  /** In recording order; each dispatch's workgroups along the step's rows are set per step. */
+  private readonly dispatches: { dispatch: Dispatch; perRow: 'y' | 'z' | 'x' | null; attention?: true }[] = [];
   private readonly argmax: Dispatch;
-  private readonly cacheDispatches: (CacheDispatches | null)[];
   private readonly shape: AttentionShape;
   private disposed = false;
   /** The weights' buffers as bound, in model.variables() order. */
   private readonly weightBuffers: GpuBuffer[];
 
-  constructor(private readonly model: LlamaModel) {
+  constructor(private readonly model: LlamaModel, readonly rows: number, cache: readonly LayerCache[]) {
     const c = model.config;
     const { dim, heads, kvHeads, headDim, hiddenDim, vocabSize, maxSeq } = c;
+    if (cache.length !== model.blocks.length || cache.some((l) => l.capacity !== maxSeq || l.k.shape[0] !== rows)) {
+      throw new Error(`the decode graph needs a preallocated webgpu cache of ${rows} rows (DecodeBatch)`);
+    }
     const window = c.attentionWindow ?? 0;
-    this.shape = { heads, kvHeads, headDim, capacity: maxSeq, window, maxSplits: Math.ceil(Math.min(maxSeq, window || maxSeq) / ATTENTION_KEYS) };
-    const scratch = (floats: number, label: string): GpuBuffer => this.buffer(4 * floats, STORAGE | COPY_SRC, label);
-    this.stepUniforms = this.buffer(32, UNIFORM | COPY_DST, 'step');
-    backend().queue.writeBuffer(this.stepUniforms, 0, new Uint32Array([1, 1, kvHeads, headDim, maxSeq, 0, 0, 0]));
+    this.shape = { rows, heads, kvHeads, headDim, capacity: maxSeq, window, maxSplits: Math.ceil(Math.min(maxSeq, window || maxSeq) / ATTENTION_KEYS) };
+    const scratch = (floats: number, label: string): GpuBuffer => this.buffer(4 * rows * floats, STORAGE | COPY_SRC, label);
+    this.rowUniforms = this.buffer(16 * rows, UNIFORM | COPY_DST, 'rows');
     const normUniforms = this.buffer(16, UNIFORM | COPY_DST, 'norm uniforms');
     const normFields = new ArrayBuffer(16);
-    new Uint32Array(normFields, 0, 2).set([1, dim]);
+    new Uint32Array(normFields, 0, 2).set([rows, dim]);
     new Float32Array(normFields, 8, 1)[0] = c.normEps;
     backend().queue.writeBuffer(normUniforms, 0, new Uint8Array(normFields));
     const [xA, xB, h] = ['residual A', 'residual B', 'normed'].map((label) => scratch(dim, label));
     const inverseNorm = scratch(1, 'inverse norm');
-    this.q = scratch(heads * headDim, 'q');
-    this.k = scratch(kvHeads * headDim, 'k');
-    this.v = scratch(kvHeads * headDim, 'v');
-    this.partials = scratch(heads * this.shape.maxSplits * (headDim + 2), 'attention partials');
+    const q = scratch(heads * headDim, 'q');
+    const k = scratch(kvHeads * headDim, 'k');
+    const v = scratch(kvHeads * headDim, 'v');
+    const partials = scratch(heads * this.shape.maxSplits * (headDim + 2), 'attention partials');
     const attention = scratch(heads * headDim, 'attention');
     const projected = scratch(dim, 'projection');
     const activation = scratch(hiddenDim, 'swiglu');
     this.logits = scratch(vocabSize, 'logits');
-    this.token = scratch(1, 'token');
-    this.staging = this.buffer(4 * vocabSize, MAP_READ | COPY_DST, 'read-back');
+    this.tokens = scratch(1, 'tokens');
+    this.staging = this.buffer(4 * rows * vocabSize, MAP_READ | COPY_DST, 'read-back');
 
     this.weightBuffers = model.variables().map(bufferOf);
-    const weight = (v: tf.LayerVariable): GpuBuffer => bufferOf(v.read());
-    const gemv = (name: string, x: GpuBuffer, outs: GpuBuffer[], weights: GpuBuffer[], k: number, widths: number[], swiglu = false): Dispatch => {
-      const columns = swiglu ? widths[0] : widths.reduce((a, b) => a + b, 0);
-      return makeDispatch(name, gemvShader(k, widths, swiglu), [x, ...outs, ...weights], grid1(Math.ceil(columns / GEMV_COLS)));
+    const weight = (w: tf.LayerVariable): GpuBuffer => bufferOf(w.read());
+    const add = (dispatch: Dispatch, perRow: 'x' | 'y' | 'z' | null, attention?: true): void => {
+      this.dispatches.push({ dispatch, perRow, ...(attention ? { attention } : {}) });
     };
-    const addNorm = (s: GpuBuffer, x: GpuBuffer, r: GpuBuffer, w: tf.LayerVariable): Dispatch => makeDispatch('ArlDecodeAddRmsNorm', ADD_RMS_NORM, [s, h, x, r, weight(w), normUniforms], [1, 1, 1]);
+    const gemv = (name: string, x: GpuBuffer, outs: GpuBuffer[], weights: GpuBuffer[], k: number, widths: number[], swiglu = false): void => {
+      const columns = swiglu ? widths[0] : widths.reduce((a, b) => a + b, 0);
+      add(makeDispatch(name, gemvShader(rows, k, widths, swiglu), [x, ...outs, ...weights], grid1(Math.ceil(columns / GEMV_COLS))), null);
+    };
+    const addNorm = (s: GpuBuffer, x: GpuBuffer, r: GpuBuffer, w: tf.LayerVariable): void => add(makeDispatch('ArlDecodeAddRmsNorm', ADD_RMS_NORM, [s, h, x, r, weight(w), normUniforms], [1, 1, 1]), 'x');
+    const rope = [bufferOf(model.cos), bufferOf(model.sin)];
 
     const embedding = weight(model.embedding.weight);
-    this.head = [
-      makeDispatch('ArlDecodeGather', gatherShader(dim), [embedding, xA, this.stepUniforms], grid1(Math.ceil(dim / 256))),
-      makeDispatch('ArlDecodeRmsNorm', RMS_NORM, [h, inverseNorm, xA, weight(model.blocks[0].attnNorm.weight), normUniforms], [1, 1, 1]),
-    ];
+    add(makeDispatch('ArlDecodeGather', gatherShader(rows, dim), [embedding, xA, this.rowUniforms], [Math.ceil(dim / 256), 1, 1]), 'y');
+    add(makeDispatch('ArlDecodeRmsNorm', RMS_NORM, [h, inverseNorm, xA, weight(model.blocks[0].attnNorm.weight), normUniforms], [1, 1, 1]), 'x');
     const qkvWidths = [heads * headDim, kvHeads * headDim, kvHeads * headDim];
     for (const [i, b] of model.blocks.entries()) {
       const nextNorm = i + 1 < model.blocks.length ? model.blocks[i + 1].attnNorm.weight : model.finalNorm.weight;
-      this.layers.push({
-        beforeCache: [gemv('ArlDecodeQkv', h, [this.q, this.k, this.v], [weight(b.wq), weight(b.wk), weight(b.wv)], dim, qkvWidths)],
-        afterCache: [
-          makeDispatch('ArlDecodeAttentionCombine', attentionCombineShader(this.shape), [this.partials, attention, this.stepUniforms], [heads, 1, 1]),
-          gemv('ArlDecodeOProj', attention, [projected], [weight(b.wo)], heads * headDim, [dim]),
-          addNorm(xB, xA, projected, b.mlpNorm.weight),
-          gemv('ArlDecodeGateUp', h, [activation], [weight(b.wGate), weight(b.wUp)], dim, [hiddenDim, hiddenDim], true),
-          gemv('ArlDecodeDown', activation, [projected], [weight(b.wDown)], hiddenDim, [dim]),
-          addNorm(xA, xB, projected, nextNorm),
-        ],
-      });
+      const [cacheK, cacheV] = [bufferOf(cache[i].k), bufferOf(cache[i].v)];
+      gemv('ArlDecodeQkv', h, [q, k, v], [weight(b.wq), weight(b.wk), weight(b.wv)], dim, qkvWidths);
+      add(makeDispatch('ArlDecodeKvWrite', kvWriteShader(this.shape), [cacheK, cacheV, k, v, ...rope, this.rowUniforms], [Math.ceil((kvHeads * headDim) / 64), 1, 1]), 'y');
+      add(makeDispatch('ArlDecodeAttention', attentionSplitShader(this.shape), [q, cacheK, cacheV, ...rope, partials, this.rowUniforms], [this.shape.maxSplits, heads, 1]), 'z', true);
+      add(makeDispatch('ArlDecodeAttentionCombine', attentionCombineShader(this.shape), [partials, attention, this.rowUniforms], [heads, 1, 1]), 'y');
+      gemv('ArlDecodeOProj', attention, [projected], [weight(b.wo)], heads * headDim, [dim]);
+      addNorm(xB, xA, projected, b.mlpNorm.weight);
+      gemv('ArlDecodeGateUp', h, [activation], [weight(b.wGate), weight(b.wUp)], dim, [hiddenDim, hiddenDim], true);
+      gemv('ArlDecodeDown', activation, [projected], [weight(b.wDown)], hiddenDim, [dim]);
+      addNorm(xA, xB, projected, nextNorm);
     }
-    this.lmHead = model.lmHead
-      ? gemv('ArlDecodeLmHead', h, [this.logits], [weight(model.lmHead.weight)], dim, [vocabSize])
-      : makeDispatch('ArlDecodeTiedLmHead', gemvTransposedShader(dim, vocabSize), [h, this.logits, embedding], grid1(Math.ceil(vocabSize / GEMV_T_ROWS)));
-    this.argmax = makeDispatch('ArlDecodeArgmax', argmaxShader(vocabSize), [this.logits, this.token], [1, 1, 1]);
-    this.cacheDispatches = model.blocks.map(() => null);
+    if (model.lmHead) gemv('ArlDecodeLmHead', h, [this.logits], [weight(model.lmHead.weight)], dim, [vocabSize]);
+    else add(makeDispatch('ArlDecodeTiedLmHead', gemvTransposedShader(rows, dim, vocabSize), [h, this.logits, embedding], grid1(Math.ceil(vocabSize / GEMV_T_ROWS))), null);
+    this.argmax = makeDispatch('ArlDecodeArgmax', argmaxShader(vocabSize), [this.logits, this.tokens], [1, 1, 1]);
   }
 
   private buffer(size: number, usage: number, label: string): GpuBuffer {
@@ -406,50 +446,51 @@ export class DecodeGraph {
   }
 
   /**
-   * Decodes `token` at position cache.length (writing its keys and values into the cache; the
-   * caller advances cache.length) and returns the next token's logits, or with `greedy` only the
-   * index of the largest.
+   * Decodes one token per row (each row its own cache row and position; the caller advances the
+   * positions) and returns, per row, the next token's logits, or with `greedy` only the index of the largest.
    */
-  async step(cache: KVCache, token: number, greedy: true): Promise<number>;
-  async step(cache: KVCache, token: number, greedy: false): Promise<Float32Array>;
-  async step(cache: KVCache, token: number, greedy: boolean): Promise<number | Float32Array> {
+  async step(rows: readonly DecodeRow[], greedy: true): Promise<number[]>;
+  async step(rows: readonly DecodeRow[], greedy: false): Promise<Float32Array[]>;
+  async step(rows: readonly DecodeRow[], greedy: boolean): Promise<number[] | Float32Array[]> {
     if (this.disposed) throw new Error('decode graph used after dispose');
     const { maxSeq, vocabSize } = this.model.config;
-    const pos = cache.length;
-    if (pos >= maxSeq) throw new Error(`sequence of ${pos + 1} tokens exceeds the model's maxSeq ${maxSeq}`);
-    if (cache.layers[0]?.capacity !== maxSeq) throw new Error('the decode graph needs the preallocated webgpu cache (emptyCache on webgpu)');
-    const window = this.shape.window;
-    const lo = window > 0 && pos + 1 > window ? pos + 1 - window : 0;
-    const splits = Math.ceil((pos + 1 - lo) / ATTENTION_KEYS);
+    const count = rows.length;
+    if (count < 1 || count > this.rows) throw new Error(`a decode step takes 1 to ${this.rows} rows, got ${count}`);
+    const fields = new Uint32Array(4 * count);
+    let splits = 1;
+    for (const [r, { slot, pos, token }] of rows.entries()) {
+      if (pos >= maxSeq) throw new Error(`sequence of ${pos + 1} tokens exceeds the model's maxSeq ${maxSeq}`);
+      if (slot < 0 || slot >= this.rows) throw new Error(`cache row ${slot} is not one of the graph's ${this.rows}`);
+      fields.set([slot, pos, token, 0], 4 * r);
+      const lo = this.shape.window > 0 && pos + 1 > this.shape.window ? pos + 1 - this.shape.window : 0;
+      splits = Math.max(splits, Math.ceil((pos + 1 - lo) / ATTENTION_KEYS));
+    }
     const b = backend();
-    b.queue.writeBuffer(this.stepUniforms, STEP_POS_OFFSET, new Uint32Array([pos, token]));
-    // Into tfjs's command encoder, after whatever it has recorded (the prefill), then submitted.
+    b.queue.writeBuffer(this.rowUniforms, 0, fields);
+    // Into tfjs's command encoder, after whatever it has recorded (a prefill), then submitted.
     b.ensureCommandEncoderReady();
     b.endComputePassEncoder();
     const encoder = b.commandEncoder!;
     const pass = encoder.beginComputePass({});
-    const record = (d: Dispatch): void => {
-      pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2]);
+    const record = ({ pipeline, bindGroup, groups }: Dispatch): void => {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     };
-    this.head.forEach(record);
-    this.layers.forEach((layer, i) => {
-      layer.beforeCache.forEach(record);
-      const bound = this.bindCache(i, cache);
-      record(bound.write);
-      record({ ...bound.attention, groups: [splits, this.shape.heads, 1] });
-      layer.afterCache.forEach(record);
-    });
-    record(this.lmHead);
-    if (greedy) record(this.argmax);
+    for (const { dispatch, perRow, attention } of this.dispatches) {
+      const groups: [number, number, number] = [...dispatch.groups];
+      if (attention) groups[0] = splits;
+      if (perRow) groups['xyz'.indexOf(perRow)] = count;
+      record({ ...dispatch, groups });
+    }
+    if (greedy) record({ ...this.argmax, groups: [count, 1, 1] });
     pass.end();
-    const bytes = greedy ? 4 : 4 * vocabSize;
-    encoder.copyBufferToBuffer(greedy ? this.token : this.logits, 0, this.staging, 0, bytes);
+    const bytes = 4 * count * (greedy ? 1 : vocabSize);
+    encoder.copyBufferToBuffer(greedy ? this.tokens : this.logits, 0, this.staging, 0, bytes);
     b.submitQueue();
     await this.staging.mapAsync(MAP_READ, 0, bytes);
     const range = this.staging.getMappedRange(0, bytes);
-    const result = greedy ? new Uint32Array(range)[0] : new Float32Array(range.slice(0));
+    const result = greedy ? [...new Uint32Array(range)] : rows.map((_, r) => new Float32Array(range.slice(4 * r * vocabSize, 4 * (r + 1) * vocabSize)));
     this.staging.unmap();
     return result;
   }
@@ -460,26 +501,6 @@ export class DecodeGraph {
    */
   bindsCurrentWeights(): boolean {
     return this.model.variables().every((v, i) => bufferOf(v) === this.weightBuffers[i]);
-  }
-
-  /** Layer i's cache-writing and attention dispatches over the cache's current buffers. */
-  private bindCache(i: number, cache: KVCache): CacheDispatches {
-    const k = bufferOf(cache.layers[i].k);
-    const v = bufferOf(cache.layers[i].v);
-    let bound = this.cacheDispatches[i];
-    if (!bound || bound.k !== k || bound.v !== v) {
-      const rope = [bufferOf(this.model.cos), bufferOf(this.model.sin)];
-      const { kvHeads, headDim, heads } = this.shape;
-      bound = {
-        k,
-        v,
-        write: makeDispatch('ArlDecodeKvWrite', KV_WRITE, [k, v, this.k, this.v, ...rope, this.stepUniforms], grid1(Math.ceil((kvHeads * headDim) / 64))),
-        // its first dimension (the splits) is set per token
-        attention: makeDispatch('ArlDecodeAttention', attentionSplitShader(this.shape), [this.q, k, v, ...rope, this.partials, this.stepUniforms], [1, heads, 1]),
-      };
-      this.cacheDispatches[i] = bound;
-    }
-    return bound;
   }
 
   dispose(): void {
