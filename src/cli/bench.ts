@@ -8,7 +8,9 @@ import { pipelineStats } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
 import { ADAPTER_KINDS } from '../lift/adapter.ts';
 import { measureLiftThroughput } from '../lift/throughput.ts';
+import { DecodeBatch } from '../infer/decode-session.ts';
 import { generate } from '../infer/generate.ts';
+import { argmax } from '../infer/sampling.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { makeRng } from '../core/random.ts';
@@ -35,6 +37,7 @@ const BENCH_FLAGS = defineOptions({
   'gen-context': { type: 'number', default: 1000, describe: 'prompt length for the generation benchmark' },
   'gen-tokens': { type: 'number', default: 16, describe: 'tokens generated per generation measurement' },
   'skip-generate': { type: 'boolean', default: false, describe: 'skip the generation benchmark' },
+  'decode-rows': { type: 'number', default: 0, describe: 'also time batched decoding on webgpu: this many sessions of one DecodeBatch (and 1, to compare) decoding --gen-tokens tokens each after --gen-context' },
   'key-tokens': { type: 'boolean', default: true, describe: 'also time ARL key-token scoring (--no-key-tokens to skip)' },
   lift: { type: 'boolean', default: true, describe: 'also time LIFT on the tiny preset, per adapter kind (--no-lift to skip)' },
   profile: { type: 'boolean', default: false, describe: 'also print per-kernel times of one training step and of generation (GPU time on webgpu)' },
@@ -47,6 +50,29 @@ function randomTokens(count: number, vocab: number, rng: () => number): Int32Arr
   const out = new Int32Array(count);
   for (let i = 0; i < count; i++) out[i] = Math.floor(rng() * vocab);
   return out;
+}
+
+/**
+ * `rows` sessions of one DecodeBatch, each after its own random prompt, decoding `tokens` tokens together
+ * (logits read back, as the recap agent does); one untimed step first.
+ */
+async function timeBatchedDecoding(model: LlamaModel, rows: number, context: number, tokens: number, rng: () => number): Promise<object> {
+  const batch = new DecodeBatch(model, rows);
+  const sessions = Array.from({ length: rows }, () => batch.session());
+  try {
+    const step = async (ids: number[][]): Promise<number[][]> => (await Promise.all(sessions.map((s, i) => s.append(ids[i]!)))).map((logits) => [argmax(logits)]);
+    let next = await step(sessions.map(() => Array.from(randomTokens(context, model.config.vocabSize, rng))));
+    next = await step(next);
+    const before = batch.stats.steps;
+    const start = performance.now();
+    for (let t = 0; t < tokens; t++) next = await step(next);
+    const seconds = (performance.now() - start) / 1000;
+    const steps = batch.stats.steps - before;
+    return { rows, context, tokens_each: tokens, steps, ms_per_step: (1000 * seconds) / steps, tokens_per_s: (rows * tokens) / seconds };
+  } finally {
+    for (const s of sessions) s.dispose();
+    batch.dispose();
+  }
 }
 
 /** Seconds per call of fn, averaged over `runs` after `warmup` untimed calls. */
@@ -247,6 +273,9 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
         }
         if (decodeGraph === false) delete process.env.ARL_DECODE_GRAPH;
       }
+    }
+    if (args.decodeRows > 0 && choice.name === 'webgpu') {
+      for (const rows of [1, args.decodeRows]) emit({ bench: 'decode-batch', ...base, ...(await timeBatchedDecoding(model, rows, args.genContext - 1, args.genTokens, rng)) });
     }
     emit({ bench: 'memory', ...base, peak_rss_mb: Math.round(peakRss / 2 ** 20), tf_bytes_mb: Math.round(tf.memory().numBytes / 2 ** 20), tensors: tf.memory().numTensors });
   } finally {
