@@ -18,7 +18,7 @@ import { assignHfWeights, readHfCheckpoint } from '../src/io/hf.ts';
 import { makeConfig, type ConfigOverrides } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { decodeGraphBuffers, decodeGraphSupported } from '../src/ops/webgpu/decode-graph.ts';
-import { maxAbsDiff, sharpModel, TEST_FIXTURES, webgpuUnavailable } from './helpers.ts';
+import { maxAbsDiff, runArl, sharpModel, TEST_FIXTURES, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();
 
@@ -145,6 +145,14 @@ describe('webgpu decode graph', { skip }, () => {
     assert.ok(alone.every((a) => a.recaps.length > 0));
     assert.deepEqual(together, alone);
     model.dispose();
+  });
+
+  it('arl bench --decode-rows: one step per token for all the rows together', async () => {
+    const r = await runArl('bench', '--backend', 'webgpu', '--steps', '1', '--skip-generate', '--no-key-tokens', '--no-lift', '--seq', '32', '--gen-context', '40', '--gen-tokens', '4', '--decode-rows', '3');
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((l) => l.bench === 'decode-batch');
+    assert.deepEqual(lines.map((l) => [l.rows, l.steps, l.tokens_each]), [[1, 4, 4], [3, 4, 4]]);
+    assert.ok(lines.every((l) => l.tokens_per_s > 0));
   });
 
   it('a weight assigned mid-session is read from its new buffer', async () => {

@@ -127,7 +127,8 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   const precisionDetail = await usePrecision(args.precision);
   if (precisionDetail) process.stderr.write(`precision: mixed (${precisionDetail})\n`);
   const backendReady = performance.now();
-  const maxSeq = Math.max(args.seq, args.skipGenerate ? 0 : args.genContext + args.genTokens);
+  // Generation and batched decoding need room for the prompt and the new tokens.
+  const maxSeq = Math.max(args.seq, args.skipGenerate && args.decodeRows === 0 ? 0 : args.genContext + args.genTokens);
   const config = makeConfig(null, {
     vocabSize: args.vocab,
     dim: args.dim,
