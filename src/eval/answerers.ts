@@ -6,6 +6,7 @@ import { liftAnswer } from '../lift/lift.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { type Answerer, plainAnswerer } from './predict.ts';
+import type { AgentWork } from './ruler-eval.ts';
 
 export const ANSWER_MODES = ['plain', 'recap-agent', 'lift'] as const;
 export type AnswerMode = (typeof ANSWER_MODES)[number];
@@ -60,6 +61,10 @@ function recapAgentAnswerer(model: LlamaModel, tokenizer: Tokenizer, recapThresh
     // The question, the answer budget and the agent's memory share the window: long budgets are capped.
     const maxAnswerTokens = Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4));
     const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, recapThreshold, maxAnswerTokens, rawQuestion: true, batch });
-    return { pred: result.answer, extra: { recaps: result.recaps } };
+    const { rebuilds, prefilledTokens, prefillSeconds, decodedTokens, decodeSeconds } = result.stats;
+    const round = (seconds: number): number => Math.round(seconds * 1000) / 1000;
+    // Where an answer's time went (awaited seconds overlap between answers decoded together).
+    const agent: AgentWork = { rebuilds, prefilled_tokens: prefilledTokens, prefill_s: round(prefillSeconds), decoded_tokens: decodedTokens, decode_s: round(decodeSeconds) };
+    return { pred: result.answer, extra: { recaps: result.recaps, agent } };
   };
 }

@@ -39,7 +39,7 @@ import { generateRulerSample, type RulerSample } from './ruler.ts';
 import { Haystack } from './ruler-haystack.ts';
 import { entityPool, hashString, type RulerTask } from './ruler-tasks.ts';
 import { NOUNS } from './ruler-words.ts';
-import { evaluateRulerModel } from './ruler-eval.ts';
+import { type AgentWork, evaluateRulerModel } from './ruler-eval.ts';
 import type { WorkerModel } from './worker-job.ts';
 import { workerPredictions } from './workers.ts';
 import { workerRecapData } from './arl-data-workers.ts';
@@ -430,6 +430,11 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
           concurrency,
         });
         const tasks = Object.fromEntries(Object.entries(evaluated.tasks).map(([task, s]) => [task, s.score]));
+        const work = evaluated.examples.flatMap((e) => (e.agent ? [e.agent] : []));
+        if (work.length > 0) {
+          const mean = (f: (w: AgentWork) => number): string => (work.reduce((sum, w) => sum + f(w), 0) / work.length).toFixed(1);
+          log(`  ${name} ${test}, per answer: ${mean((w) => w.prefilled_tokens)} tokens prefilled (${mean((w) => w.prefill_s)} s awaited), ${mean((w) => w.decoded_tokens)} decoded (${mean((w) => w.decode_s)} s awaited), ${mean((w) => w.rebuilds)} rebuilds`);
+        }
         return { method: name, model, multiple, length: testLength(window, multiple), average: evaluated.average, tasks, examples: evaluated.examples };
       } finally {
         loaded.dispose();

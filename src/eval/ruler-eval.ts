@@ -31,6 +31,16 @@ export interface RulerExampleResult {
   /** Recaps the recap agent wrote, and whether they hold every expected string (recap-agent answers only). */
   recaps_written?: number;
   recaps_hold_answer?: boolean;
+  /** The recap agent's work for this answer (recap-agent answers only): tokens prefilled and decoded, seconds awaited. */
+  agent?: AgentWork;
+}
+
+export interface AgentWork {
+  rebuilds: number;
+  prefilled_tokens: number;
+  prefill_s: number;
+  decoded_tokens: number;
+  decode_s: number;
 }
 
 export interface RulerEvalResult {
@@ -70,11 +80,11 @@ export async function evaluateRulerModel(run: {
     onItem: run.onItem,
     concurrency: run.concurrency,
   });
-  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred?: string; recaps?: string[] }>(predictionsFile).map((p) => [p.doc, p]));
+  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred?: string; recaps?: string[]; agent?: AgentWork }>(predictionsFile).map((p) => [p.doc, p]));
   const predictions = new Map([...lines].map(([key, line]) => [key, line.pred]));
   const examples = samples.map((s): RulerExampleResult => {
     const pred = predictions.get(keyOf(s.task, s.index))!;
-    const { icl_pred: iclPred, recaps } = lines.get(keyOf(s.task, s.index))!;
+    const { icl_pred: iclPred, recaps, agent } = lines.get(keyOf(s.task, s.index))!;
     const window = run.tokenizer.decode(windowPrompt(run.model, run.tokenizer, s.input, RULER_ANSWER_TOKENS[s.task]).ids);
     return {
       task: s.task,
@@ -86,6 +96,7 @@ export async function evaluateRulerModel(run: {
       pred,
       ...(iclPred === undefined ? {} : { icl_score: scoreRulerExample(s.task, iclPred, s.outputs) }),
       ...(recaps === undefined ? {} : { recaps_written: recaps.length, recaps_hold_answer: s.outputs.every((o) => recaps.some((r) => r.includes(o))) }),
+      ...(agent === undefined ? {} : { agent }),
     };
   });
   const tasks = scoreRuler(samples.map((s) => ({ task: s.task, pred: predictions.get(keyOf(s.task, s.index))!, outputs: s.outputs })));

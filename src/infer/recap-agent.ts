@@ -51,6 +51,12 @@ export interface AgentStats {
   maxContext: number;
   /** Recaps left out of the context because the memory budget was full. */
   recapsOutOfContext: number;
+  /** Tokens run through the model several at a time (read runs and rebuilt contexts), and the seconds awaited for them. */
+  prefilledTokens: number;
+  prefillSeconds: number;
+  /** Tokens decoded one at a time (recaps, answers), and the seconds awaited for them (with a DecodeBatch, steps shared with other inputs). */
+  decodedTokens: number;
+  decodeSeconds: number;
 }
 
 /** Softmax probability of `id` under `logits`. */
@@ -69,7 +75,7 @@ export class RecapAgent {
   /** P(`<recap>`) when each recap was opened (same order as `recaps`): the memory keeps the highest first. */
   readonly confidence: number[] = [];
   private openConfidence = 1;
-  readonly stats: AgentStats = { rebuilds: 0, maxContext: 0, recapsOutOfContext: 0 };
+  readonly stats: AgentStats = { rebuilds: 0, maxContext: 0, recapsOutOfContext: 0, prefilledTokens: 0, prefillSeconds: 0, decodedTokens: 0, decodeSeconds: 0 };
   private readonly session: DecodeSession;
   private readonly window: number;
   private readonly recapBudget: number;
@@ -153,7 +159,7 @@ export class RecapAgent {
     const layout = this.layout(slack);
     this.stats.rebuilds++;
     this.context = layout;
-    this.logits = await this.session.restart(layout);
+    this.logits = await this.timed(layout.length, () => this.session.restart(layout));
     this.stats.maxContext = Math.max(this.stats.maxContext, layout.length);
   }
 
@@ -207,11 +213,26 @@ export class RecapAgent {
   private async advance(ids: readonly number[], reserve: number): Promise<void> {
     if (this.logits && this.context.length + ids.length + reserve <= this.window) {
       this.context.push(...ids);
-      this.logits = await this.session.append([...ids]);
+      this.logits = await this.timed(ids.length, () => this.session.append([...ids]));
       this.stats.maxContext = Math.max(this.stats.maxContext, this.context.length);
       return;
     }
     await this.rebuild(Math.max(reserve, Math.ceil(this.window / 4)));
+  }
+
+  /** Runs `forward` (`tokens` tokens into the cache), counting its tokens and the seconds awaited by kind (one token: decoded). */
+  private async timed(tokens: number, forward: () => Promise<Float32Array>): Promise<Float32Array> {
+    const start = performance.now();
+    const logits = await forward();
+    const seconds = (performance.now() - start) / 1000;
+    if (tokens === 1) {
+      this.stats.decodedTokens++;
+      this.stats.decodeSeconds += seconds;
+    } else {
+      this.stats.prefilledTokens += tokens;
+      this.stats.prefillSeconds += seconds;
+    }
+    return logits;
   }
 
   /** BOS + the newest recaps that fit the memory budget + the recent text + the open recap, leaving `slack` free. */

@@ -8,14 +8,28 @@ import * as tf from '@tensorflow/tfjs';
 import type { CacheShape } from '../attention.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, type Uniform } from './runtime.ts';
 
-/** Thread per (b, t, kv head, d): rotate the new key, store key and value at position start + t. */
-export const KV_WRITE = `
+/**
+ * The bindings of a cache write and its per-element store: key element d of the new key at `src`
+ * rotated for position `pos` (HF rotate_half) and stored with its value at cache element `dst`.
+ * ArlKvWrite below and the decode graph's batched write share it.
+ */
+export const KV_STORE = `
 @group(0) @binding(0) var<storage, read_write> cacheK: array<f32>;
 @group(0) @binding(1) var<storage, read_write> cacheV: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read> cosT: array<f32>;
 @group(0) @binding(5) var<storage, read> sinT: array<f32>;
+fn storeKv(src: u32, dst: u32, d: u32, pos: u32, hd: u32) {
+  let half = hd / 2u;
+  // rotate_half: -x[d + half] in the first half, x[d - half] in the second
+  let other = select(1.0, -1.0, d < half) * k[src + select(d - half, d + half, d < half)];
+  cacheK[dst] = k[src + d] * cosT[pos * hd + d] + other * sinT[pos * hd + d];
+  cacheV[dst] = v[src + d];
+}`;
+
+/** Thread per (b, t, kv head, d): rotate the new key, store key and value at position start + t of cache row row + b. */
+const KV_WRITE = `${KV_STORE}
 struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, row: u32 };
 @group(0) @binding(6) var<uniform> u: U;
 @compute @workgroup_size(64) fn main(${builtins}) {
@@ -28,13 +42,7 @@ struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, star
   let t = row % u.seq;
   let b = row / u.seq;
   let pos = u.start + t;
-  let src = row * u.kvHeads * hd + kvh * hd;
-  let half = hd / 2u;
-  // rotate_half: -x[d + half] in the first half, x[d - half] in the second
-  let other = select(1.0, -1.0, d < half) * k[src + select(d - half, d + half, d < half)];
-  let dst = (((u.row + b) * u.kvHeads + kvh) * u.capacity + pos) * hd + d;
-  cacheK[dst] = k[src + d] * cosT[pos * hd + d] + other * sinT[pos * hd + d];
-  cacheV[dst] = v[src + d];
+  storeKv(row * u.kvHeads * hd + kvh * hd, (((u.row + b) * u.kvHeads + kvh) * u.capacity + pos) * hd + d, d, pos, hd);
 }`;
 
 /**

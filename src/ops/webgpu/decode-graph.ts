@@ -31,6 +31,7 @@ import type { LayerCache } from '../attention.ts';
 import type { LlamaModel } from '../../model/llama.ts';
 import { decodeGraphEnabled } from '../../switches.ts';
 import { hasKernel } from '../registry.ts';
+import { KV_STORE } from './cached-attention.ts';
 import { ADD_RMS_NORM, RMS_NORM } from './rms-norm.ts';
 import { computePipeline, grid, type ComputePass, type WebgpuBackend } from './runtime.ts';
 
@@ -193,31 +194,19 @@ interface AttentionShape {
 /** First visible key of the query at `pos` (the sliding window's start, or 0). */
 const windowStart = (window: number): string => `var lo = 0u;\n  if (${window}u > 0u && pos + 1u > ${window}u) { lo = pos + 1u - ${window}u; }`;
 
-/** Workgroup per (step row z, kv head position): rotate the row's new key, store key and value at its cache row and position. */
+/** Workgroup row per step row (y): rotate the row's new key, store key and value at its cache row and position. */
 function kvWriteShader(s: AttentionShape): string {
   const hd = s.headDim;
-  return `
-@group(0) @binding(0) var<storage, read_write> cacheK: array<f32>;
-@group(0) @binding(1) var<storage, read_write> cacheV: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read> cosT: array<f32>;
-@group(0) @binding(5) var<storage, read> sinT: array<f32>;
+  return `${KV_STORE}
 ${rowsStruct(s.rows, 6)}
 @compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let i = wid.x * 64u + lid;
   if (i >= ${s.kvHeads * hd}u) { return; }
   let b = wid.y;
-  let slot = rows.r[b].x;
   let pos = rows.r[b].y;
   let d = i % ${hd}u;
   let kvh = i / ${hd}u;
-  let src = b * ${s.kvHeads * hd}u + kvh * ${hd}u;
-  let half = ${hd / 2}u;
-  let other = select(1.0, -1.0, d < half) * k[src + select(d - half, d + half, d < half)];
-  let dst = ((slot * ${s.kvHeads}u + kvh) * ${s.capacity}u + pos) * ${hd}u + d;
-  cacheK[dst] = k[src + d] * cosT[pos * ${hd}u + d] + other * sinT[pos * ${hd}u + d];
-  cacheV[dst] = v[src + d];
+  storeKv(b * ${s.kvHeads * hd}u + kvh * ${hd}u, ((rows.r[b].x * ${s.kvHeads}u + kvh) * ${s.capacity}u + pos) * ${hd}u + d, d, pos, ${hd}u);
 }`;
 }
 
