@@ -84,7 +84,7 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assertUserError(await experiment('--base-steps', '3'), /started with other settings/);
 });
 
-test('--stop-after stops once that stage is done; --extra-corpus adds training text only', async () => {
+test('--stop-after stops once that stage is done; --extra-corpus adds training text only; --parts and --first-seed', async () => {
   const root = mkdtempSync(join(tmpdir(), 'arl-experiment-stop-'));
   const dir = join(root, 'run');
   const extra = join(root, 'extra.jsonl');
@@ -98,6 +98,20 @@ test('--stop-after stops once that stage is done; --extra-corpus adds training t
   assert.equal(state.stages.data.result.extra_docs, 2);
   assert.match(readFileSync(join(dir, 'data', 'base-text.jsonl'), 'utf8'), /Zither/);
   assert.doesNotMatch(readFileSync(join(dir, 'data', 'base.jsonl'), 'utf8'), /Zither/);
+
+  // --parts and --first-seed: LIFT alone on that base, then the ARL comparison of seed 2 alone.
+  const stages = () => Object.keys(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).stages);
+  const lift = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--extra-corpus', extra, '--parts', 'lift');
+  assert.equal(lift.code, 0, lift.stderr);
+  assert.ok(stages().some((s) => s.startsWith('lift ')));
+  assert.ok(!stages().some((s) => /arl|cpt|longppl/i.test(s)), stages().join(', '));
+  const seed2 = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--extra-corpus', extra, '--parts', 'arl', '--first-seed', '2');
+  assert.equal(seed2.code, 0, seed2.stderr);
+  assert.ok(stages().includes('train-cpt-arl-s2') && stages().includes('eval ARL-CPT recaps off s2 4x'), stages().join(', '));
+  assert.ok(!stages().some((s) => /s1\b/.test(s)), stages().join(', '));
+  const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+  assert.deepEqual(Object.keys(results.longppl), ['base', 'cpt-plain-s2', 'cpt-arl-s2']);
+  assert.deepEqual(results.lift, [], 'results.json holds the parts this command ran');
 });
 
 test('--corpus: a corpus too small for the document counts, or missing, is one line', async () => {

@@ -1,7 +1,7 @@
 /** `arl experiment` (npm run experiment): the resumable base / plain-CPT / ARL-CPT / LIFT comparison (src/eval/experiment.ts). */
 import chalk from 'chalk';
 import { RECAPPERS } from '../arl/recap.ts';
-import { EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/experiment.ts';
+import { EXPERIMENT_PARTS, EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/experiment.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
 import { checkPositiveIntegers } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
@@ -39,6 +39,8 @@ const EXPERIMENT_FLAGS = defineOptions({
   'lift-epochs': { type: 'number', array: true, describe: "LIFT epochs of stage 1 and stage 2, e.g. 3 5 (default: the size's)" },
   workers: { type: 'number', default: 1, describe: 'processes the arl-data stage (its documents) and the evaluation stages (RULER, LIFT, their examples) are split across, each with its own model copy on the same device; the same results as 1' },
   'stop-after': { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' },
+  parts: { choices: EXPERIMENT_PARTS, array: true, default: [...EXPERIMENT_PARTS], describe: 'the comparisons to run after the base: arl (both arms, the recap agent, LongPPL) and lift' },
+  'first-seed': { type: 'number', default: 1, describe: 'the first continued-pretraining seed; --seeds 1 --first-seed 2 runs seed 2 alone (in its own --out)' },
   ...SIZE_FLAGS,
 });
 
@@ -58,7 +60,7 @@ export const experimentCommand = defineCommand({
       ...valuesOf(SIZE_FLAGS, args),
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
     };
-    checkPositiveIntegers({ '--workers': args.workers });
+    checkPositiveIntegers({ '--workers': args.workers, '--first-seed': args.firstSeed });
     lockFolder(out);
     const backend = await startBackend(args.backend);
     const started = performance.now();
@@ -70,6 +72,8 @@ export const experimentCommand = defineCommand({
       overrides,
       recapper: args.recapper,
       stopAfter: args.stopAfter,
+      parts: args.parts,
+      firstSeed: args.firstSeed,
       workers: { count: args.workers, backend: backend.name },
       chat: recapperChat(args),
       command: `arl ${process.argv.slice(2).join(' ')}`,

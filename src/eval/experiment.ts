@@ -161,6 +161,9 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
   },
 };
 
+export const EXPERIMENT_PARTS = ['arl', 'lift'] as const;
+export type ExperimentPart = (typeof EXPERIMENT_PARTS)[number];
+
 export interface ExperimentOptions {
   /** The run folder (results/<run>). */
   out: string;
@@ -176,6 +179,13 @@ export interface ExperimentOptions {
   chat?: Omit<ChatOptions, 'backend'>;
   /** Stop once this stage is done (e.g. to check the base before the rest). */
   stopAfter?: string;
+  /** The comparisons to run after the base (default both); LongPPL goes with ARL (it reads the CPT arms). */
+  parts?: readonly ExperimentPart[];
+  /**
+   * The first continued-pretraining seed (default 1): the size's `seeds` seeds from it. With `seeds` 1 and
+   * `firstSeed` 2, another run folder holds seed 2 alone, for a machine whose time holds one seed per run.
+   */
+  firstSeed?: number;
   /**
    * Worker processes for the arl-data stage (its shards) and the evaluation stages (RULER and LIFT), each with its
    * own model copy, and the backend they start (the one this process took); the results are the same as with one.
@@ -275,7 +285,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
   const statePath = join(out, 'state.json');
-  const settings: Record<string, unknown> = { size: o.size, ...size, recapper: o.recapper, ...(o.corpus ? { corpus: o.corpus } : {}), ...(o.extraCorpus ? { extra_corpus: o.extraCorpus } : {}) };
+  // How many answers are decoded together changes no answer (the decode graph's rows are independent).
+  const { agentBatch: _agentBatch, ...trained } = size;
+  const settings: Record<string, unknown> = { size: o.size, ...trained, recapper: o.recapper, ...(o.corpus ? { corpus: o.corpus } : {}), ...(o.extraCorpus ? { extra_corpus: o.extraCorpus } : {}) };
   const trainingSettings = (s: Record<string, unknown>) => JSON.stringify(Object.fromEntries(Object.entries(s).filter(([key]) => !EVALUATION_SETTINGS.includes(key))));
   const state: ExperimentState = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as ExperimentState) : { settings, stages: {} };
   if (trainingSettings(state.settings) !== trainingSettings(settings)) {
@@ -337,7 +349,8 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   const corpus = (name: string) => join(dataDir, `${name}.jsonl`);
   const prepared = (name: string) => join(dataDir, `${name}-prepared`);
   const runDir = (model: string) => join(out, 'runs', model);
-  const seeds = Array.from({ length: size.seeds }, (_, i) => i + 1);
+  const seeds = Array.from({ length: size.seeds }, (_, i) => i + (o.firstSeed ?? 1));
+  const parts = new Set(o.parts ?? EXPERIMENT_PARTS);
   const workers = o.workers && o.workers.count > 1 ? o.workers : null;
   const inWorkers = (label: string, model: Omit<WorkerModel, 'tokenizer'>) =>
     workers ? workerPredictions({ ...workers, log }, label, { ...model, tokenizer: tokenizer.modelPath }) : undefined;
@@ -444,81 +457,87 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   // 4. The base must retrieve at 1x before anything else means something.
   const ruler: MethodLengthResult[] = [await evaluate('base', 'base', 'plain', 1, '1x')];
 
-  // 5. ARL data from the base model (our pipeline: key tokens, segments, recaps, augment), then both arms per seed.
-  const arlDir = join(out, 'arl');
-  const arlData = await stage('arl-data', async () => {
-    const documents = (await readJsonlDocuments(corpus('cpt'))).length;
-    const run = { tokenizer, checkpoint: resolveCheckpointDir(runDir('base')), corpus: corpus('cpt'), outDir: arlDir, recapper: o.recapper, chat: o.chat, window, augment: { mix: 1 }, log };
-    // Steps 1-2 are forward passes over every document: split across the workers like the evaluation stages.
-    if (workers) return workerRecapData({ ...workers, log }, run, documents);
-    const { model, ckpt } = loadModel(run.checkpoint);
-    try {
-      return await buildRecapData({ ...run, model, checkpoint: ckpt.dir, progress: recapDataProgressLog(log, { documents, label: 'arl-data' }) });
-    } finally {
-      model.dispose();
-    }
-  }, [join(arlDir, AUGMENT_FILES.prepared)]);
-  // 6. Per seed, so that a run cut short has whole comparisons: both arms from the base, the ARL model's recap
-  // threshold chosen on development documents (never the test set), then the test sets.
   const thresholds: ExperimentResults['thresholds'] = {};
-  for (const seed of seeds) {
-    await stage(`train-cpt-plain-s${seed}`, () => trainRun(`cpt-plain-s${seed}`, prepared('cpt'), size.cptSteps, seed, runDir('base')), [runDir(`cpt-plain-s${seed}`)]);
-    await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')), [runDir(`cpt-arl-s${seed}`)]);
-    const accuracy: Record<string, number> = {};
-    for (const threshold of THRESHOLD_GRID) {
-      accuracy[threshold] = (await evaluate(`dev ARL-CPT s${seed} t${threshold}`, `cpt-arl-s${seed}`, 'recap-agent', 4, 'dev-4x', threshold)).average;
-    }
-    const chosen = THRESHOLD_GRID.reduce((best, t) => (accuracy[t]! > accuracy[best]! ? t : best), THRESHOLD_GRID[0]!);
-    thresholds[`s${seed}`] = { chosen, dev_accuracy: accuracy };
-    log(`  ARL-CPT s${seed}: recap threshold ${chosen} (dev accuracy ${JSON.stringify(accuracy)})`);
-    for (const multiple of LENGTH_MULTIPLES) {
-      ruler.push(await evaluate(`plain-CPT s${seed}`, `cpt-plain-s${seed}`, 'plain', multiple, `${multiple}x`));
-      ruler.push(await evaluate(`ARL-CPT s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', multiple, `${multiple}x`, chosen));
-    }
-    ruler.push(await evaluate(`ARL-CPT recaps off s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', 4, '4x', RECAPS_OFF));
-  }
-
-  // 7. LIFT on the base model against truncated in-context answering.
   const lift: LiftExample[] = [];
-  // Each variant: its epochs, its test file, and the cloze QA pairs per document in stage 2 (0: no auxiliary QA;
-  // there is no LLM to write the paper's, so the cloze variant uses the paper's count, 10, of pairs from the input).
-  const liftVariants = [
-    ['paper', size.liftEpochs, 'lift-4x', 0],
-    ['paper + cloze QA', size.liftEpochs, 'lift-4x', QA_PER_INPUT],
-    ['more-steps', size.liftMoreEpochs, 'lift-4x', 0],
-    ['paper, 64-word values', size.liftEpochs, 'lift-words-4x', 0],
-  ] as const;
-  for (const [variant, epochs, test, clozeQa] of liftVariants) {
-    lift.push(...(await stage(`lift ${variant}`, async () => {
-      if (clozeQa > 0 && epochs[1] === 0) log(`  LIFT ${variant}: no stage-2 epochs (--lift-epochs ${epochs.join(' ')}), so its QA pairs are not trained on`);
-      const { model, ckpt } = loadModel(runDir('base'));
+  let longppl: Record<string, LongPplReport> = {};
+  let arlData: unknown = null;
+  if (parts.has('arl')) {
+    // 5. ARL data from the base model (our pipeline: key tokens, segments, recaps, augment), then both arms per seed.
+    const arlDir = join(out, 'arl');
+    arlData = await stage('arl-data', async () => {
+      const documents = (await readJsonlDocuments(corpus('cpt'))).length;
+      const run = { tokenizer, checkpoint: resolveCheckpointDir(runDir('base')), corpus: corpus('cpt'), outDir: arlDir, recapper: o.recapper, chat: o.chat, window, augment: { mix: 1 }, log };
+      // Steps 1-2 are forward passes over every document: split across the workers like the evaluation stages.
+      if (workers) return workerRecapData({ ...workers, log }, run, documents);
+      const { model, ckpt } = loadModel(run.checkpoint);
       try {
-        const predict = inWorkers(`lift ${variant}`, { checkpoint: ckpt.dir, answerer: { kind: 'lift', epochs: [epochs[0], epochs[1]], dataPath: testFile(test), ...(clozeQa > 0 ? { clozeQa } : {}) } });
-        return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, clozeQa, variant, log, predict });
+        return await buildRecapData({ ...run, model, checkpoint: ckpt.dir, progress: recapDataProgressLog(log, { documents, label: 'arl-data' }) });
       } finally {
         model.dispose();
       }
-    })));
+    }, [join(arlDir, AUGMENT_FILES.prepared)]);
+    // 6. Per seed, so that a run cut short has whole comparisons: both arms from the base, the ARL model's recap
+    // threshold chosen on development documents (never the test set), then the test sets.
+    for (const seed of seeds) {
+      await stage(`train-cpt-plain-s${seed}`, () => trainRun(`cpt-plain-s${seed}`, prepared('cpt'), size.cptSteps, seed, runDir('base')), [runDir(`cpt-plain-s${seed}`)]);
+      await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')), [runDir(`cpt-arl-s${seed}`)]);
+      const accuracy: Record<string, number> = {};
+      for (const threshold of THRESHOLD_GRID) {
+        accuracy[threshold] = (await evaluate(`dev ARL-CPT s${seed} t${threshold}`, `cpt-arl-s${seed}`, 'recap-agent', 4, 'dev-4x', threshold)).average;
+      }
+      const chosen = THRESHOLD_GRID.reduce((best, t) => (accuracy[t]! > accuracy[best]! ? t : best), THRESHOLD_GRID[0]!);
+      thresholds[`s${seed}`] = { chosen, dev_accuracy: accuracy };
+      log(`  ARL-CPT s${seed}: recap threshold ${chosen} (dev accuracy ${JSON.stringify(accuracy)})`);
+      for (const multiple of LENGTH_MULTIPLES) {
+        ruler.push(await evaluate(`plain-CPT s${seed}`, `cpt-plain-s${seed}`, 'plain', multiple, `${multiple}x`));
+        ruler.push(await evaluate(`ARL-CPT s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', multiple, `${multiple}x`, chosen));
+      }
+      ruler.push(await evaluate(`ARL-CPT recaps off s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', 4, '4x', RECAPS_OFF));
+    }
+
+    // 7. LongPPL on held-out documents, key tokens chosen by the base model for every model (one fixed evaluator).
+    longppl = await stage('longppl', async () => {
+      const evaluator = loadModel(runDir('base')).model;
+      const reports: Record<string, LongPplReport> = {};
+      try {
+        for (const name of ['base', `cpt-plain-s${seeds[0]}`, `cpt-arl-s${seeds[0]}`]) {
+          const evaluated = name === 'base' ? evaluator : loadModel(runDir(name)).model;
+          try {
+            reports[name] = await evaluateLongPpl({ model: evaluated, evaluator, tokenizer, corpus: corpus('heldout'), options: keyTokenOptions(window, { select: 'topk', topK: 16 }) });
+          } finally {
+            if (evaluated !== evaluator) evaluated.dispose();
+          }
+        }
+      } finally {
+        evaluator.dispose();
+      }
+      return reports;
+    });
   }
 
-  // 8. LongPPL on held-out documents, key tokens chosen by the base model for every model (one fixed evaluator).
-  const longppl = await stage('longppl', async () => {
-    const evaluator = loadModel(runDir('base')).model;
-    const reports: Record<string, LongPplReport> = {};
-    try {
-      for (const name of ['base', 'cpt-plain-s1', 'cpt-arl-s1']) {
-        const evaluated = name === 'base' ? evaluator : loadModel(runDir(name)).model;
+  if (parts.has('lift')) {
+    // 8. LIFT on the base model against truncated in-context answering.
+    // Each variant: its epochs, its test file, and the cloze QA pairs per document in stage 2 (0: no auxiliary QA;
+    // there is no LLM to write the paper's, so the cloze variant uses the paper's count, 10, of pairs from the input).
+    const liftVariants = [
+      ['paper', size.liftEpochs, 'lift-4x', 0],
+      ['paper + cloze QA', size.liftEpochs, 'lift-4x', QA_PER_INPUT],
+      ['more-steps', size.liftMoreEpochs, 'lift-4x', 0],
+      ['paper, 64-word values', size.liftEpochs, 'lift-words-4x', 0],
+    ] as const;
+    for (const [variant, epochs, test, clozeQa] of liftVariants) {
+      lift.push(...(await stage(`lift ${variant}`, async () => {
+        if (clozeQa > 0 && epochs[1] === 0) log(`  LIFT ${variant}: no stage-2 epochs (--lift-epochs ${epochs.join(' ')}), so its QA pairs are not trained on`);
+        const { model, ckpt } = loadModel(runDir('base'));
         try {
-          reports[name] = await evaluateLongPpl({ model: evaluated, evaluator, tokenizer, corpus: corpus('heldout'), options: keyTokenOptions(window, { select: 'topk', topK: 16 }) });
+          const predict = inWorkers(`lift ${variant}`, { checkpoint: ckpt.dir, answerer: { kind: 'lift', epochs: [epochs[0], epochs[1]], dataPath: testFile(test), ...(clozeQa > 0 ? { clozeQa } : {}) } });
+          return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, clozeQa, variant, log, predict });
         } finally {
-          if (evaluated !== evaluator) evaluated.dispose();
+          model.dispose();
         }
-      }
-    } finally {
-      evaluator.dispose();
+      })));
     }
-    return reports;
-  });
+  }
 
   const results: ExperimentResults = {
     settings: { ...settings, window, tasks: EXPERIMENT_TASKS, arl_data: arlData, command: o.command ?? null },
