@@ -131,7 +131,7 @@ describe('webgpu decode graph', { skip }, () => {
     model.dispose();
   });
 
-  it('the recap agent over three inputs at once in one batch answers as each alone', async () => {
+  it('the recap agent over three inputs at once in one batch answers as each alone (prompts in shared forwards)', async () => {
     const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
     const model = new LlamaModel(makeConfig(null, { vocabSize: tokenizer.vocabSize, dim: 32, layers: 2, heads: 2, kvHeads: 1, maxSeq: 64 }), 11);
     const paragraphs = [...readBrownDocuments()][0]!.text.split('\n\n');
@@ -142,9 +142,11 @@ describe('webgpu decode graph', { skip }, () => {
     const batch = new DecodeBatch(model, 4, true);
     const together = await Promise.all(inputs.map((input) => answerWithRecaps(model, tokenizer, input, 'Who spoke?', { ...options, batch })));
     assert.ok(batch.stats.tokens > batch.stats.steps, `answers shared steps (${batch.stats.tokens} tokens in ${batch.stats.steps} steps)`);
+    assert.ok(batch.stats.prompts > batch.stats.promptForwards, `prompts shared forwards (${batch.stats.prompts} in ${batch.stats.promptForwards})`);
     assert.ok(alone.every((a) => a.recaps.length > 0));
-    const untimed = (r: AnswerResult) => ({ ...r, stats: { ...r.stats, prefillSeconds: 0, decodeSeconds: 0 } });
-    assert.deepEqual(together.map(untimed), alone.map(untimed));
+    // Prompts run together go through products of another shape, so probabilities agree to rounding, not bit for bit.
+    const rounded = (r: AnswerResult) => ({ ...r, recapProbabilities: r.recapProbabilities.map((p) => p.toPrecision(6)), stats: { ...r.stats, prefillSeconds: 0, decodeSeconds: 0 } });
+    assert.deepEqual(together.map(rounded), alone.map(rounded));
     model.dispose();
   });
 

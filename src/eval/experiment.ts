@@ -82,7 +82,7 @@ export interface ExperimentSize {
   seeds: number;
   /** Test samples per task and length. */
   perLength: number;
-  /** Recap-agent answers awaited at once in each process, their single tokens decoded in one step (webgpu; elsewhere they only interleave). */
+  /** Recap-agent answers awaited at once in each process, their single tokens decoded in one step and their prompts run in shared forwards (webgpu; elsewhere they only interleave). */
   agentBatch: number;
   /** Development samples (4x T, single needle) the recap threshold is chosen on. */
   devSamples: number;
@@ -285,7 +285,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
   const statePath = join(out, 'state.json');
-  // How many answers are decoded together changes no answer (the decode graph's rows are independent).
+  // How many answers are decoded together changes them only through rounding (prompts share products of other shapes).
   const { agentBatch: _agentBatch, ...trained } = size;
   const settings: Record<string, unknown> = { size: o.size, ...trained, recapper: o.recapper, ...(o.corpus ? { corpus: o.corpus } : {}), ...(o.extraCorpus ? { extra_corpus: o.extraCorpus } : {}) };
   const trainingSettings = (s: Record<string, unknown>) => JSON.stringify(Object.fromEntries(Object.entries(s).filter(([key]) => !EVALUATION_SETTINGS.includes(key))));

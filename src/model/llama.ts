@@ -27,6 +27,12 @@ export interface KVCache {
   layers: LayerCache[];
   /** Number of positions already in the cache (the next token's position). */
   length: number;
+  /**
+   * Sequences of a preallocated cache each at its own cache row and length (DecodeBatch's batched prompts):
+   * per sequence of the batch its row, its first new position and its tokens (the rest of the batch's T is
+   * padding). Without it, the sequences are the rows from LayerCache.row on, all at `length`.
+   */
+  sequences?: { row: number; start: number; tokens: number }[];
 }
 
 const MASKED = -1e9;
@@ -138,6 +144,8 @@ interface ForwardContext {
   rotate: tf.Tensor2D;
   /** Additive attention mask; null when a preallocated cache's kernel masks by position itself. */
   mask: tf.Tensor2D | null;
+  /** A preallocated cache's (row, first new position) per sequence (CachedAttentionSpec.rows). */
+  rows: tf.Tensor1D | null;
 }
 
 export class RMSNorm extends tf.layers.Layer {
@@ -336,7 +344,7 @@ export class DecoderBlock extends tf.layers.Layer {
   private cachedAttention(h: tf.Tensor2D, batch: number, seq: number, ctx: ForwardContext, cache: LayerCache): { out: tf.Tensor2D; cache: LayerCache } {
     const { heads, kvHeads, headDim } = this.c;
     const queries = this.project('q_proj', h, this.wq);
-    const spec = { batch, seq, heads, kvHeads, headDim, start: ctx.start, window: this.c.attentionWindow, cos: ctx.cos, sin: ctx.sin, rotate: ctx.rotate, mask: ctx.mask };
+    const spec = { batch, seq, heads, kvHeads, headDim, start: ctx.start, window: this.c.attentionWindow, cos: ctx.cos, sin: ctx.sin, rotate: ctx.rotate, mask: ctx.mask, rows: ctx.rows };
     const attention = cachedAttention(queries, this.project('k_proj', h, this.wk), this.project('v_proj', h, this.wv), cache, spec);
     return { out: this.adaptAttention(attention.out, () => queries), cache: attention.cache };
   }
@@ -411,14 +419,16 @@ export class LlamaModel {
    */
   hidden(ids: tf.Tensor2D, cache?: KVCache): { hidden: tf.Tensor3D; cache?: KVCache } {
     const start = cache?.length ?? 0;
-    const seq = ids.shape[1];
-    if (start + seq > this.config.maxSeq) {
-      throw new Error(`sequence of ${start + seq} tokens exceeds the model's maxSeq ${this.config.maxSeq}`);
-    }
+    const [batch, seq] = ids.shape;
+    const sequences = cache?.sequences ?? Array.from({ length: batch }, (_, b) => ({ row: (cache?.layers[0]?.row ?? 0) + b, start, tokens: seq }));
+    const longest = Math.max(...sequences.map((r) => r.start + r.tokens));
+    if (longest > this.config.maxSeq) throw new Error(`sequence of ${longest} tokens exceeds the model's maxSeq ${this.config.maxSeq}`);
+    if (sequences.length !== batch || sequences.some((r) => r.tokens > seq)) throw new Error(`the cache's ${sequences.length} sequences do not fit the batch of ${batch} x ${seq} tokens`);
     const groups = this.config.heads / this.config.kvHeads;
     const preallocated = cache?.layers[0]?.capacity !== undefined;
     const mask = preallocated ? null : attentionMask(seq, start, groups, this.config.attentionWindow);
-    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, rotate: this.rotate, mask };
+    const rows = preallocated ? tf.tensor1d(sequences.flatMap((r) => [r.row, r.start]), 'int32') : null;
+    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, rotate: this.rotate, mask, rows };
     let x = this.embedding.forward(ids);
     const newLayers: LayerCache[] = [];
     for (const [i, block] of this.blocks.entries()) {
@@ -427,6 +437,8 @@ export class LlamaModel {
       if (out.cache) newLayers.push(out.cache);
     }
     const hidden = this.finalNorm.forward(x) as tf.Tensor3D;
+    // Its kernels are recorded; the backend frees its buffer once they have run.
+    rows?.dispose();
     return cache ? { hidden, cache: { layers: newLayers, length: start + seq } } : { hidden };
   }
 

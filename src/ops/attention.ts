@@ -187,12 +187,8 @@ export interface CacheShape {
   headDim: number;
   /** Positions the cache holds (its third axis). */
   capacity: number;
-  /** Position of the first new token. */
-  start: number;
   /** Sliding attention window, or null for full causal attention. */
   window: number | null;
-  /** The cache row of the first sequence (LayerCache.row). */
-  row: number;
 }
 
 /** One cached-attention call: shapes, positions, and the model's constants. */
@@ -211,6 +207,8 @@ export interface CachedAttentionSpec {
   rotate: tf.Tensor2D;
   /** Additive mask [groups*T, start+T] for a growing cache (unused by a preallocated one). */
   mask: tf.Tensor2D | null;
+  /** A preallocated cache's (cache row, first new position) per sequence, int32 [2B] (see KVCache.rows). */
+  rows: tf.Tensor1D | null;
 }
 
 /**
@@ -223,11 +221,11 @@ export interface CachedAttentionSpec {
 export function cachedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, cache: LayerCache, s: CachedAttentionSpec): { out: tf.Tensor2D; cache: LayerCache } {
   const { batch, seq, heads, kvHeads, headDim, start } = s;
   if (cache.capacity !== undefined) {
-    const row = cache.row ?? 0;
-    const attrs = { batch, seq, heads, kvHeads, headDim, capacity: cache.capacity, start, window: s.window, row } satisfies CacheShape as unknown as tf.NamedAttrMap;
-    tf.engine().runKernel('ArlKvWrite', { cacheK: cache.k, cacheV: cache.v, k, v, cos: s.cos, sin: s.sin }, attrs);
-    const out = tf.engine().runKernel('ArlCachedAttention', { q, cacheK: cache.k, cacheV: cache.v, cos: s.cos, sin: s.sin }, attrs) as tf.Tensor2D;
-    return { out, cache: { k: tf.clone(cache.k), v: tf.clone(cache.v), capacity: cache.capacity, row } };
+    if (!s.rows) throw new Error('a preallocated cache needs the sequences\' cache rows and positions');
+    const attrs = { batch, seq, heads, kvHeads, headDim, capacity: cache.capacity, window: s.window } satisfies CacheShape as unknown as tf.NamedAttrMap;
+    tf.engine().runKernel('ArlKvWrite', { cacheK: cache.k, cacheV: cache.v, k, v, cos: s.cos, sin: s.sin, rows: s.rows }, attrs);
+    const out = tf.engine().runKernel('ArlCachedAttention', { q, cacheK: cache.k, cacheV: cache.v, cos: s.cos, sin: s.sin, rows: s.rows }, attrs) as tf.Tensor2D;
+    return { out, cache: { k: tf.clone(cache.k), v: tf.clone(cache.v), capacity: cache.capacity, ...(cache.row === undefined ? {} : { row: cache.row }) } };
   }
   const groups = heads / kvHeads;
   // [B*T, n*hd] -> [B, n, T, hd] with rotary positions applied

@@ -1,6 +1,6 @@
 /**
- * KV-cached decoding on webgpu: the cache is preallocated [B, KV, capacity, hd] (the sequences at
- * rows row.. of it) and written in place; ArlKvWrite writes the new keys (rotated) and values, ArlCachedAttention attends each new
+ * KV-cached decoding on webgpu: the cache is preallocated [rows, KV, capacity, hd] (each sequence in
+ * a row of it, at its own length) and written in place; ArlKvWrite writes the new keys (rotated) and values, ArlCachedAttention attends each new
  * query over the cache. Rotary positions are applied from the cos/sin tables (HF "rotate half"
  * layout) inside both.
  */
@@ -28,10 +28,20 @@ fn storeKv(src: u32, dst: u32, d: u32, pos: u32, hd: u32) {
   cacheV[dst] = v[src + d];
 }`;
 
-/** Thread per (b, t, kv head, d): rotate the new key, store key and value at position start + t of cache row row + b. */
+/**
+ * The sequences' cache rows and first new positions, (row, start) per sequence: a batch of sequences
+ * may sit anywhere in the cache, each at its own length (DecodeBatch's batched prompts).
+ */
+const SEQUENCE_ROWS = `@group(0) @binding(6) var<storage, read> sequences: array<u32>;`;
+
+/**
+ * Thread per (b, t, kv head, d): rotate the new key, store key and value at position start + t of the
+ * sequence's cache row. Positions past the capacity (padding after a shorter sequence) are not written.
+ */
 const KV_WRITE = `${KV_STORE}
-struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, row: u32 };
-@group(0) @binding(6) var<uniform> u: U;
+${SEQUENCE_ROWS}
+struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32 };
+@group(0) @binding(7) var<uniform> u: U;
 @compute @workgroup_size(64) fn main(${builtins}) {
   let i = ${flatIndex(64)};
   let hd = u.headDim;
@@ -41,8 +51,9 @@ struct U { batch: u32, seq: u32, kvHeads: u32, headDim: u32, capacity: u32, star
   let row = i / (hd * u.kvHeads); // b * seq + t
   let t = row % u.seq;
   let b = row / u.seq;
-  let pos = u.start + t;
-  storeKv(row * u.kvHeads * hd + kvh * hd, (((u.row + b) * u.kvHeads + kvh) * u.capacity + pos) * hd + d, d, pos, hd);
+  let pos = sequences[2u * b + 1u] + t;
+  if (pos >= u.capacity) { return; }
+  storeKv(row * u.kvHeads * hd + kvh * hd, ((sequences[2u * b] * u.kvHeads + kvh) * u.capacity + pos) * hd + d, d, pos, hd);
 }`;
 
 /**
@@ -58,8 +69,9 @@ function cachedAttentionShader(size: number, declarations: string, body: string)
 @group(0) @binding(3) var<storage, read> cacheV: array<f32>;
 @group(0) @binding(4) var<storage, read> cosT: array<f32>;
 @group(0) @binding(5) var<storage, read> sinT: array<f32>;
-struct U { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, start: u32, window: u32, row: u32, scale: f32 };
-@group(0) @binding(6) var<uniform> u: U;
+${SEQUENCE_ROWS}
+struct U { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, window: u32, scale: f32 };
+@group(0) @binding(7) var<uniform> u: U;
 var<workgroup> qs: array<f32, 256>;
 ${declarations}
 @compute @workgroup_size(${size}) fn main(${builtins}) {
@@ -71,7 +83,8 @@ ${declarations}
   let h = (item / u.seq) % u.heads;
   let b = item / (u.seq * u.heads);
   let kvh = h / (u.heads / u.kvHeads);
-  let pos = u.start + t;
+  // A query past the capacity is padding after a shorter sequence: computed at the last position, never read.
+  let pos = min(sequences[2u * b + 1u] + t, u.capacity - 1u);
   var lo = 0u;
   if (u.window > 0u && pos + 1u > u.window) { lo = pos + 1u - u.window; }
   let qBase = (b * u.seq + t) * u.heads * hd + h * hd;
@@ -80,7 +93,7 @@ ${declarations}
     qs[d] = (q[qBase + d] * cosT[pos * hd + d] + other * sinT[pos * hd + d]) * u.scale;
   }
   workgroupBarrier();
-  let kvBase = ((u.row + b) * u.kvHeads + kvh) * u.capacity * hd;
+  let kvBase = (sequences[2u * b] * u.kvHeads + kvh) * u.capacity * hd;
 ${body}}`;
 }
 
@@ -203,20 +216,20 @@ function cacheUniforms(c: CacheShape, fields: (keyof CacheShape)[]): Uniform[] {
 }
 
 export function kvWriteKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
-  const { cacheK, cacheV, k, v, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
+  const { cacheK, cacheV, k, v, cos, sin, rows } = args.inputs as Record<string, tf.TensorInfo>;
   const c = args.attrs as unknown as CacheShape;
   const count = c.batch * c.seq * c.kvHeads * c.headDim;
-  dispatchRaw('ArlKvWrite', KV_WRITE, [cacheK, cacheV, k, v, cos, sin], cacheUniforms(c, ['batch', 'seq', 'kvHeads', 'headDim', 'capacity', 'start', 'row']), grid(Math.ceil(count / 64)));
+  dispatchRaw('ArlKvWrite', KV_WRITE, [cacheK, cacheV, k, v, cos, sin, rows], cacheUniforms(c, ['batch', 'seq', 'kvHeads', 'headDim', 'capacity']), grid(Math.ceil(count / 64)));
   return [];
 }
 
 export function cachedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
-  const { q, cacheK, cacheV, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
+  const { q, cacheK, cacheV, cos, sin, rows } = args.inputs as Record<string, tf.TensorInfo>;
   const c = args.attrs as unknown as CacheShape;
   if (c.headDim > 256 || c.headDim % 2 !== 0) throw new Error(`ArlCachedAttention: head dimension ${c.headDim} must be even and at most 256`);
   const out = allocate([c.batch * c.seq, c.heads * c.headDim]);
-  const uniforms = [...cacheUniforms(c, ['batch', 'seq', 'heads', 'kvHeads', 'headDim', 'capacity', 'start', 'window', 'row']), { type: 'float32' as const, data: [1 / Math.sqrt(c.headDim)] }];
+  const uniforms = [...cacheUniforms(c, ['batch', 'seq', 'heads', 'kvHeads', 'headDim', 'capacity', 'window']), { type: 'float32' as const, data: [1 / Math.sqrt(c.headDim)] }];
   const decode = c.seq <= DECODE_TOKENS && 256 % c.headDim === 0;
-  dispatchRaw('ArlCachedAttention', decode ? CACHED_ATTENTION_DECODE : CACHED_ATTENTION, [out, q, cacheK, cacheV, cos, sin], uniforms, grid(c.batch * c.heads * c.seq));
+  dispatchRaw('ArlCachedAttention', decode ? CACHED_ATTENTION_DECODE : CACHED_ATTENTION, [out, q, cacheK, cacheV, cos, sin, rows], uniforms, grid(c.batch * c.heads * c.seq));
   return out;
 }

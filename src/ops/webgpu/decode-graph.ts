@@ -22,8 +22,8 @@
  * down product; the residual add of the MLP is fused into the next layer's (or the final) norm.
  *
  * The K/V cache is a DecodeBatch's preallocated cache (infer/decode-session.ts), one row per
- * sequence: the graph binds its buffers, so the prompts' prefills through tfjs (ArlKvWrite at that
- * row) and the graph's tokens share it. Weights are bound as they are at construction (a graph
+ * sequence: the graph binds its buffers, so the prompts run through tfjs (ArlKvWrite at each
+ * sequence's row and position) and the graph's tokens share it. Weights are bound as they are at construction (a graph
  * must not outlive a training step that replaces them: bindsCurrentWeights). Adapters (LIFT) are
  * not supported: decodeGraphSupported says no when one is attached and DecodeSession takes the tfjs path. */
 import * as tf from '@tensorflow/tfjs';
