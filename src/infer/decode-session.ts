@@ -120,7 +120,9 @@ export class DecodeBatch {
     const byLength = new Map<number, typeof prompts>();
     for (const p of prompts) {
       const bucket = Math.ceil(Math.log2(p.ids.length));
-      byLength.set(bucket, [...(byLength.get(bucket) ?? []), p]);
+      const group = byLength.get(bucket);
+      if (group) group.push(p);
+      else byLength.set(bucket, [p]);
     }
     try {
       await Promise.all([...(tokens.length > 0 ? [this.decodeTokens(tokens)] : []), ...[...byLength.values()].map((group) => this.runPrompts(group))]);
@@ -210,7 +212,7 @@ export class DecodeSession {
 
   /** Runs `ids` (one forward) after the cached ones; returns the logits that follow the last. */
   async append(ids: number[]): Promise<Float32Array> {
-    if (this.tokens + ids.length > this.model.config.maxSeq) throw new Error(`sequence of ${this.tokens + ids.length} tokens exceeds the model's maxSeq ${this.model.config.maxSeq}`);
+    this.checkRoom(ids.length);
     if (this.row === null) return this.appendOwn(ids);
     const logits = this.usesGraph(ids) ? await this.batch.decodeToken(this.nextRow(ids[0]!), false) : await this.batch.prompt(this.row, this.tokens, ids);
     this.tokens += ids.length;
@@ -220,6 +222,7 @@ export class DecodeSession {
   /** Like append, but returns only the most likely next token (greedy decoding reads back one id, not the logits). */
   async appendGreedy(ids: number[]): Promise<number> {
     if (!this.usesGraph(ids)) return argmax(await this.append(ids));
+    this.checkRoom(1);
     const next = await this.batch.decodeToken(this.nextRow(ids[0]!), true);
     this.tokens += 1;
     return next;
@@ -251,6 +254,12 @@ export class DecodeSession {
     const logits = await lastLogits(this.model, out.hidden);
     out.hidden.dispose();
     return logits;
+  }
+
+  /** Checked here, not only where the step runs: one session's overflow must not fail the other sessions' shared step. */
+  private checkRoom(count: number): void {
+    const { maxSeq } = this.model.config;
+    if (this.tokens + count > maxSeq) throw new Error(`sequence of ${this.tokens + count} tokens exceeds the model's maxSeq ${maxSeq}`);
   }
 
   private usesGraph(ids: number[]): boolean {

@@ -3,7 +3,7 @@
  * `<recap>` on its own, writes a recap, closes it and goes on; the recaps stay in context as memory.
  *
  * Decoding goes through a DecodeSession (one KV cache; with a DecodeBatch, agents over several inputs
- * run concurrently and their single tokens are decoded in one step). Inside a recap `<recap>` and EOS
+ * run concurrently, their single tokens decoded in one step and their prompts run in shared forwards). Inside a recap `<recap>` and EOS
  * are masked, and `</recap>` is forced once the recap holds `maxRecapTokens` tokens; outside a recap
  * `</recap>` is masked.
  *

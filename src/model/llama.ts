@@ -30,7 +30,7 @@ export interface KVCache {
   /**
    * Sequences of a preallocated cache each at its own cache row and length (DecodeBatch's batched prompts):
    * per sequence of the batch its row, its first new position and its tokens (the rest of the batch's T is
-   * padding). Without it, the sequences are the rows from LayerCache.row on, all at `length`.
+   * padding). Without it, sequence b is row b, all at `length`.
    */
   sequences?: { row: number; start: number; tokens: number }[];
 }
@@ -420,7 +420,7 @@ export class LlamaModel {
   hidden(ids: tf.Tensor2D, cache?: KVCache): { hidden: tf.Tensor3D; cache?: KVCache } {
     const start = cache?.length ?? 0;
     const [batch, seq] = ids.shape;
-    const sequences = cache?.sequences ?? Array.from({ length: batch }, (_, b) => ({ row: (cache?.layers[0]?.row ?? 0) + b, start, tokens: seq }));
+    const sequences = cache?.sequences ?? Array.from({ length: batch }, (_, b) => ({ row: b, start, tokens: seq }));
     const longest = Math.max(...sequences.map((r) => r.start + r.tokens));
     if (longest > this.config.maxSeq) throw new Error(`sequence of ${longest} tokens exceeds the model's maxSeq ${this.config.maxSeq}`);
     if (sequences.length !== batch || sequences.some((r) => r.tokens > seq)) throw new Error(`the cache's ${sequences.length} sequences do not fit the batch of ${batch} x ${seq} tokens`);

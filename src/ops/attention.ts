@@ -166,12 +166,8 @@ export function flashAttention(qkv: tf.Tensor2D, cos: tf.Tensor2D, sin: tf.Tenso
   return op(qkv) as tf.Tensor2D;
 }
 
-/**
- * One layer's keys and values [B, KV, positions, hd]; `capacity` set when preallocated (see cacheCapacity).
- * `row`: the sequences are rows row.. of a larger preallocated cache shared by sessions decoding together
- * (infer/decode-session.ts's DecodeBatch); 0 when the cache is the sequences' own.
- */
-export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D; capacity?: number; row?: number };
+/** One layer's keys and values [B, KV, positions, hd]; `capacity` set when preallocated (see cacheCapacity). */
+export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D; capacity?: number };
 
 /** Positions to preallocate in a KV cache for sequences up to maxSeq, or null where caches grow by concatenation. */
 export function cacheCapacity(maxSeq: number): number | null {
@@ -207,7 +203,7 @@ export interface CachedAttentionSpec {
   rotate: tf.Tensor2D;
   /** Additive mask [groups*T, start+T] for a growing cache (unused by a preallocated one). */
   mask: tf.Tensor2D | null;
-  /** A preallocated cache's (cache row, first new position) per sequence, int32 [2B] (see KVCache.rows). */
+  /** A preallocated cache's (cache row, first new position) per sequence, int32 [2B] (see KVCache.sequences). */
   rows: tf.Tensor1D | null;
 }
 
@@ -225,7 +221,7 @@ export function cachedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, 
     const attrs = { batch, seq, heads, kvHeads, headDim, capacity: cache.capacity, window: s.window } satisfies CacheShape as unknown as tf.NamedAttrMap;
     tf.engine().runKernel('ArlKvWrite', { cacheK: cache.k, cacheV: cache.v, k, v, cos: s.cos, sin: s.sin, rows: s.rows }, attrs);
     const out = tf.engine().runKernel('ArlCachedAttention', { q, cacheK: cache.k, cacheV: cache.v, cos: s.cos, sin: s.sin, rows: s.rows }, attrs) as tf.Tensor2D;
-    return { out, cache: { k: tf.clone(cache.k), v: tf.clone(cache.v), capacity: cache.capacity, ...(cache.row === undefined ? {} : { row: cache.row }) } };
+    return { out, cache: { k: tf.clone(cache.k), v: tf.clone(cache.v), capacity: cache.capacity } };
   }
   const groups = heads / kvHeads;
   // [B*T, n*hd] -> [B, n, T, hd] with rotary positions applied
