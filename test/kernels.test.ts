@@ -243,6 +243,62 @@ describe('wasm kernels against the cpu backend', () => {
     assert.throws(() => tf.tidy(() => tf.gather(tf.tensor2d(table, [11, 6]), tf.tensor1d([11], 'int32'))));
   });
 
+  const slices: [number[], number[], number[]][] = [
+    [[8, 12, 5, 4], [0, 4, 0, 0], [8, 8, 5, 4]],
+    [[8, 12, 5, 4], [1, 4, 2, 0], [3, 4, 2, 4]],
+    [[6, 7], [2, 3], [3, -1]],
+    [[6, 7], [2, 0], [3, 7]],
+    [[2, 3, 4, 5, 6], [1, 0, 1, 2, 3], [1, 3, 2, 2, 3]],
+    [[4, 5], [1, 1], [0, 2]],
+  ];
+  for (const [shape, begin, size] of slices) {
+    test(`Slice ${JSON.stringify(shape)} from ${JSON.stringify(begin)} size ${JSON.stringify(size)} matches the cpu backend (float32 and int32)`, async () => {
+      for (const dtype of ['float32', 'int32'] as const) {
+        await selectBackend('cpu');
+        const values = Array.from({ length: tf.util.sizeFromShape(shape) }, (_, i) => i * 3 - 7);
+        const want = tf.tidy(() => tf.slice(tf.tensor(values, shape, dtype), begin, size));
+        const wantShape = want.shape;
+        const wantValues = Array.from(want.dataSync());
+        want.dispose();
+        await selectBackend('wasm');
+        const got = tf.tidy(() => tf.slice(tf.tensor(values, shape, dtype), begin, size));
+        assert.deepEqual(got.shape, wantShape);
+        assert.equal(got.dtype, dtype);
+        assert.deepEqual(Array.from(got.dataSync()), wantValues);
+        got.dispose();
+      }
+    });
+  }
+
+  const transposes: [number[], number[]][] = [
+    [[13, 9], [1, 0]],
+    [[16, 24], [1, 0]],
+    [[3, 17, 10], [0, 2, 1]],
+    [[1, 17, 10], [0, 2, 1]],
+    [[2, 3, 4, 5], [0, 1, 3, 2]],
+    [[2, 3, 4, 5], [2, 3, 0, 1]],
+    [[2, 3, 4, 5], [0, 2, 1, 3]],
+    [[2, 1, 4, 5], [1, 0, 3, 2]],
+    [[4, 5], [0, 1]],
+  ];
+  for (const [shape, perm] of transposes) {
+    test(`Transpose ${JSON.stringify(shape)} by ${JSON.stringify(perm)} matches the cpu backend (float32 and int32)`, async () => {
+      for (const dtype of ['float32', 'int32'] as const) {
+        await selectBackend('cpu');
+        const values = Array.from({ length: tf.util.sizeFromShape(shape) }, (_, i) => i * 5 - 11);
+        const want = tf.tidy(() => tf.transpose(tf.tensor(values, shape, dtype), perm));
+        const wantShape = want.shape;
+        const wantValues = Array.from(want.dataSync());
+        want.dispose();
+        await selectBackend('wasm');
+        const got = tf.tidy(() => tf.transpose(tf.tensor(values, shape, dtype), perm));
+        assert.deepEqual(got.shape, wantShape);
+        assert.deepEqual(Array.from(got.dataSync()), wantValues);
+        got.dispose();
+      }
+    });
+  }
+
   test('Identity and same-dtype Cast share data safely', async () => {
     await selectBackend('wasm');
     const x = tf.tensor1d([1, 2, 3]);
