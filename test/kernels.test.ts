@@ -212,6 +212,9 @@ describe('wasm kernels against the cpu backend', () => {
     [[1, 1, 5, 7], [2, 3, 7, 4], false, false],
     [[3, 1, 5, 7], [1, 2, 7, 4], false, false],
     [[1, 7], [7, 1], false, false],
+    [[7, 3], [7, 5], true, false],
+    [[1, 7, 3], [7, 5], true, false],
+    [[7, 3], [5, 7], true, true],
   ];
   for (const [sa, sb, ta, tb] of cases) {
     test(`BatchMatMul ${JSON.stringify(sa)} x ${JSON.stringify(sb)} transposeA=${ta} transposeB=${tb}`, async () => {

@@ -92,6 +92,24 @@ function releaseView(backend: WasmBackend, id: number): void {
   backend.wasm.tfjs.disposeData(id); // also drops XNNPACK operators cached on this id
 }
 
+/**
+ * Relative costs per element (2-core machine, ns): XNNPACK packing its right operand (done on every
+ * call, since a training step's operands are new tensors) and a transpose (layout.ts).
+ */
+const PACK_COST = 5;
+const MOVE_COST = 0.7;
+
+/**
+ * Whether A[m,k] @ B[k,n] (each operand stored transposed where its flag says) is cheaper as
+ * (B^T A^T)^T: packing A instead of B, at the price of other transposes. True for the weight
+ * gradients X^T dY, whose dY is wider than X.
+ */
+function swapCheaper(m: number, k: number, n: number, transposeA: boolean, transposeB: boolean): boolean {
+  const direct = MOVE_COST * ((transposeA ? m * k : 0) + (transposeB ? k * n : 0)) + PACK_COST * k * n;
+  const swapped = MOVE_COST * ((transposeB ? 0 : k * n) + (transposeA ? 0 : m * k) + m * n) + PACK_COST * k * m;
+  return swapped < direct;
+}
+
 /** Swaps the last two axes of a [batch, rows, cols] tensor into new memory. */
 function transposeLast2(backend: WasmBackend, x: tf.TensorInfo, batch: number, rows: number, cols: number): tf.TensorInfo {
   const transpose = tf.getKernel('Transpose', 'wasm')!.kernelFunc;
@@ -116,6 +134,13 @@ export const batchMatMul = (stock: tf.KernelConfig) => (args: KernelArgs): tf.Te
   const broadcastable = batchA === batchB || batchB === 1 || batchA === 1;
   if (!plain || !broadcastable) return stock.kernelFunc(args as never) as tf.TensorInfo;
 
+  if (batchA === 1 && batchB === 1 && swapCheaper(m, k, n, transposeA, transposeB)) {
+    // out = (B^T A^T)^T: XNNPACK packs the right operand on every call, and here A is the smaller one.
+    const outT = batchMatMul(stock)({ ...args, inputs: { a: b, b: a }, attrs: { transposeA: !transposeB, transposeB: !transposeA } });
+    const out = transposeLast2(backend, outT, 1, n, m);
+    backend.disposeData(outT.dataId);
+    return { ...out, shape: [...tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)), m, n] };
+  }
   const outer = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const batch = Math.max(batchA, batchB);
   const temps: tf.TensorInfo[] = [];
