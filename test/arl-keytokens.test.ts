@@ -145,6 +145,14 @@ describe('dual forward pass', () => {
     assertMatchesNaive(scores, 'long');
   });
 
+  test('default options read under 3 tokens per document token (a long stride of S would read about 4)', async () => {
+    const long = randomTokens(400, vocab, 12);
+    const fast = await scoreDocument(model, long, keyTokenOptions(maxSeq));
+    const strideS = await scoreDocument(model, long, keyTokenOptions(maxSeq, { longStride: maxSeq / 4 }));
+    assert.ok(fast.forwardTokens / long.length < 3, `${fast.forwardTokens / long.length}`);
+    assert.ok(strideS.forwardTokens / long.length > 3.5, `${strideS.forwardTokens / long.length}`);
+  });
+
   test('scores do not depend on how many windows share a forward, and leave no tensors behind', async () => {
     const before = tf.memory().numTensors;
     const one = await scoreDocument(model, tokens, keyTokenOptions(maxSeq, { batch: 1 }));
@@ -170,6 +178,7 @@ describe('(c) key-token selection', () => {
       longContext: Int32Array.from({ length }, (_, i) => i),
       shortContext: Int32Array.from({ length }, (_, i) => (i >= S ? S : 0)),
       forwardPasses: 0,
+      forwardTokens: 0,
     };
     for (let i = S; i < length; i++) scores.short[i] = -3.1;
     const set = (i: number, l: number, s: number): void => {

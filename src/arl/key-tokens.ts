@@ -47,14 +47,19 @@ export interface KeyTokenOptions {
 
 /**
  * Options for a model window of maxSeq tokens, with defaults for those not given, scaled to the window:
- * S = maxSeq/4, W = maxSeq - S (a chunk fills the window), long stride S, K = 8, alpha 2 and beta -2 as LongPPL.
+ * S = maxSeq/4, W = maxSeq - S (a chunk fills the window), K = 8, alpha 2 and beta -2 as LongPPL, and a
+ * long stride of the larger of S and W/2. Long windows cost maxSeq/stride forward tokens per scored
+ * token; with S = maxSeq/4 a stride of W/2 = 3/8 maxSeq makes that 2.67 (every short chunk then starts
+ * where a long window does, so the chunks add nothing) and leaves every long score at least 5/8 of
+ * the window of context. A stride of S would cost 4.
  */
 export function keyTokenOptions(maxSeq: number, given: Partial<KeyTokenOptions> = {}): KeyTokenOptions {
   const shortContext = given.shortContext ?? Math.max(1, Math.floor(maxSeq / 4));
+  const chunk = given.chunk ?? Math.max(1, maxSeq - shortContext);
   return {
     shortContext,
-    chunk: given.chunk ?? Math.max(1, maxSeq - shortContext),
-    longStride: given.longStride ?? shortContext,
+    chunk,
+    longStride: given.longStride ?? Math.max(shortContext, Math.floor(chunk / 2)),
     topK: given.topK ?? 8,
     alpha: given.alpha ?? 2,
     beta: given.beta ?? -2,
@@ -81,6 +86,8 @@ export interface DocumentScores {
   longContext: Int32Array;
   shortContext: Int32Array;
   forwardPasses: number;
+  /** Tokens read by those passes (the work: about maxSeq / longStride per document token). */
+  forwardTokens: number;
 }
 
 /** Tokens [start, end) of a document, read as one sequence to score `targets` (positions in (start, end)). */
@@ -131,6 +138,7 @@ export async function scoreDocument(model: LlamaModel, tokens: readonly number[]
     longContext: new Int32Array(length),
     shortContext: new Int32Array(length),
     forwardPasses: 0,
+    forwardTokens: 0,
   };
   for (let first = 0; first < windows.length; first += options.batch) {
     const group = windows.slice(first, first + options.batch);
@@ -143,6 +151,7 @@ export async function scoreDocument(model: LlamaModel, tokens: readonly number[]
       })),
     );
     scores.forwardPasses++;
+    for (const w of group) scores.forwardTokens += w.targets[w.targets.length - 1] - w.start;
     let row = 0;
     group.forEach((w, k) => {
       for (const i of w.targets) {
@@ -363,6 +372,8 @@ export interface ScoringThroughput {
   forward_tokens_per_s: number;
   /** Forward passes per document of `document_tokens` tokens, with `batch` windows each. */
   forward_passes: number;
+  /** Tokens those passes read per document token. */
+  forward_tokens_per_document_token: number;
   document_tokens: number;
   batch: number;
 }
@@ -381,8 +392,9 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
   };
   const document = randomIds(documentTokens);
   let forwardPasses = 0;
+  let forwardTokens = 0;
   const scoringSeconds = await secondsPerCall(async () => {
-    forwardPasses = (await scoreDocument(model, document, options)).forwardPasses;
+    ({ forwardPasses, forwardTokens } = await scoreDocument(model, document, options));
   });
   const windows = tf.tensor2d(randomIds(options.batch * maxSeq), [options.batch, maxSeq], 'int32');
   const forwardSeconds = await secondsPerCall(async () => {
@@ -395,6 +407,7 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
     scoring_tokens_per_s: documentTokens / scoringSeconds,
     forward_tokens_per_s: (options.batch * maxSeq) / forwardSeconds,
     forward_passes: forwardPasses,
+    forward_tokens_per_document_token: forwardTokens / documentTokens,
     document_tokens: documentTokens,
     batch: options.batch,
   };

@@ -43,7 +43,7 @@ export function recapProgressText(recapper: Pick<Recapper, 'name'>, p: RecapProg
 export const KEY_TOKEN_FLAGS = defineOptions({
   short: { type: 'number', describe: "S, tokens of short context (default: a quarter of the model's window)" },
   chunk: { type: 'number', describe: 'W, targets per short-context forward (default: window - S)' },
-  'long-stride': { type: 'number', describe: 'start-to-start distance of the long-context windows (default: S)' },
+  'long-stride': { type: 'number', describe: 'start-to-start distance of the long-context windows (default: the larger of S and half of W)' },
   'top-k': { type: 'number', describe: 'K, key tokens per document (default 8)' },
   alpha: { type: 'number', describe: 'threshold on LSG = l - s, nats (default 2, as LongPPL)' },
   beta: { type: 'number', describe: 'threshold on the long log-prob l (default -2, as LongPPL)' },

@@ -27,7 +27,7 @@ const EVAL_FLAGS = defineOptions({
   'max-docs': { type: 'number', describe: 'only the first N documents of --corpus' },
   short: { type: 'number', describe: "S, short context of the dual pass (default: a quarter of the evaluator's window)" },
   chunk: { type: 'number', describe: 'W, targets per short-context forward (default: window - S)' },
-  'long-stride': { type: 'number', describe: 'start-to-start distance of long-context windows (default: S)' },
+  'long-stride': { type: 'number', describe: 'start-to-start distance of long-context windows (default: the larger of S and half of W)' },
   select: { choices: SELECTIONS, default: 'threshold', describe: 'key tokens: threshold (LongPPL: LSG > alpha and long log-prob > beta), topk or both' },
   'top-k': { type: 'number', describe: 'K key tokens per document for topk/both (default 8)' },
   alpha: { type: 'number', describe: 'LSG threshold, nats (default 2)' },
