@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { splitSentences, tokenizeDocument } from '../src/arl/document.ts';
 import { type DocumentScores, findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, scoreDocument, selectKeyTokens } from '../src/arl/key-tokens.ts';
-import { candidateSegments, findRelevantSegment, findRelevantSegments, findRelevantSegmentsOf, scoreCandidates, SEGMENT_FILES, type SegmentRecord, segmentOptions } from '../src/arl/relevant-segment.ts';
+import { candidateSegments, findRelevantSegments, findRelevantSegmentsOf, SEGMENT_FILES, type SegmentRecord, segmentOptions } from '../src/arl/relevant-segment.ts';
 import { readJsonLines } from '../src/io/jsonl.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { makeConfig } from '../src/model/config.ts';
@@ -325,11 +325,13 @@ describe('(d) relevant segments', () => {
   test('batched candidate scores equal one-at-a-time forwards, in one pass or split', async () => {
     const candidates = candidateSegments(sentenceStarts, keyPos, options);
     const before = tf.memory().numTensors;
-    const batched = await scoreCandidates(model, tokens, keyPos, candidates, options);
-    const split = await scoreCandidates(model, tokens, keyPos, candidates, { ...options, batch: 4 });
+    const search = (batch: number) => findRelevantSegmentsOf(model, tokens, sentenceStarts, [keyPos], { ...options, batch });
+    const [one, four] = [await search(options.batch), await search(4)];
     assert.equal(tf.memory().numTensors, before);
-    assert.equal(batched.forwardPasses, 1);
-    assert.equal(split.forwardPasses, Math.ceil((candidates.length + 1) / 4));
+    assert.equal(one.forwardPasses, 1);
+    assert.equal(four.forwardPasses, Math.ceil((candidates.length + 1) / 4));
+    const [batched, split] = [{ candidates: one.found[0].scores, baseline: one.found[0].baseline }, { candidates: four.found[0].scores }];
+    assert.equal(batched.candidates.length, candidates.length);
     const shortContext = tokens.slice(keyPos - options.shortContext, keyPos);
     const alone = (prefix: number[]): number => lastTokenLogProbs(model, [[...prefix, ...shortContext]], [tokens[keyPos]])[0];
     assert.ok(Math.abs(batched.baseline - alone([])) < 1e-4);
@@ -349,26 +351,27 @@ describe('(d) relevant segments', () => {
     for (const batch of [options.batch, 7]) {
       const o = { ...options, margin, batch };
       const packed = await findRelevantSegmentsOf(model, tokens, sentenceStarts, positions, o);
-      const alone = await Promise.all(positions.map((pos) => findRelevantSegment(model, tokens, sentenceStarts, pos, o)));
-      assert.deepEqual(packed.found, alone.map(({ segment, candidates }) => ({ segment, candidates })), `batch ${batch}`);
-      const rows = alone.reduce((n, a) => n + (a.candidates > 0 ? a.candidates + 1 : 0), 0);
+      const alone = await Promise.all(positions.map((pos) => findRelevantSegmentsOf(model, tokens, sentenceStarts, [pos], o)));
+      assert.deepEqual(packed.found, alone.map((a) => a.found[0]), `batch ${batch}`);
+      const rows = alone.reduce((n, a) => n + (a.found[0].candidates > 0 ? a.found[0].candidates + 1 : 0), 0);
       assert.equal(packed.forwardPasses, Math.ceil(rows / batch));
       const unpacked = alone.reduce((n, a) => n + a.forwardPasses, 0);
       assert.ok(batch === options.batch ? packed.forwardPasses === 1 && unpacked === 3 : packed.forwardPasses <= unpacked, `${packed.forwardPasses} forward passes packed, ${unpacked} one key token at a time`);
     }
     assert.equal(tf.memory().numTensors, before);
-    assert.deepEqual(await findRelevantSegmentsOf(model, tokens, sentenceStarts, [9], options), { found: [{ segment: null, candidates: 0 }], forwardPasses: 0 });
+    assert.deepEqual(await findRelevantSegmentsOf(model, tokens, sentenceStarts, [9], options), { found: [{ segment: null, candidates: 0, baseline: NaN, scores: new Float32Array(0) }], forwardPasses: 0 });
   });
 
   test('c* is the best candidate, kept only when its gain reaches the margin', async () => {
     const candidates = candidateSegments(sentenceStarts, keyPos, options);
-    const scores = await scoreCandidates(model, tokens, keyPos, candidates, options);
-    const best = scores.candidates.indexOf(Math.max(...scores.candidates));
-    const gain = scores.candidates[best] - scores.baseline;
-    const kept = await findRelevantSegment(model, tokens, sentenceStarts, keyPos, { ...options, margin: gain - 1e-3 });
+    const search = async (pos: number, margin: number) => (await findRelevantSegmentsOf(model, tokens, sentenceStarts, [pos], { ...options, margin })).found[0];
+    const { scores, baseline } = await search(keyPos, options.margin);
+    const best = scores.indexOf(Math.max(...scores));
+    const gain = scores[best] - baseline;
+    const kept = await search(keyPos, gain - 1e-3);
     assert.deepEqual({ start: kept.segment?.start, end: kept.segment?.end }, candidates[best]);
     assert.ok(Math.abs(kept.segment!.gain - gain) < 1e-6);
-    assert.equal((await findRelevantSegment(model, tokens, sentenceStarts, keyPos, { ...options, margin: gain + 1e-3 })).segment, null);
-    assert.equal((await findRelevantSegment(model, tokens, sentenceStarts, 9, options)).candidates, 0);
+    assert.equal((await search(keyPos, gain + 1e-3)).segment, null);
+    assert.equal((await search(9, options.margin)).candidates, 0);
   });
 });

@@ -75,14 +75,6 @@ export function candidateSegments(sentenceStarts: readonly number[], keyPos: num
   return segments;
 }
 
-export interface CandidateScores {
-  /** log P(x_i | short context). */
-  baseline: number;
-  /** log P(x_i | candidate + short context), per candidate. */
-  candidates: Float32Array;
-  forwardPasses: number;
-}
-
 /** The rows that score the key token at `keyPos`: its short context alone (the baseline), then after each candidate. */
 function keyTokenRows(tokens: readonly number[], keyPos: number, candidates: readonly Segment[], shortContext: number): ScoredSequence[] {
   const context = tokens.slice(keyPos - shortContext, keyPos);
@@ -104,12 +96,6 @@ async function scoreRows(model: LlamaModel, rows: readonly ScoredSequence[], bat
   return { logProbs, forwardPasses };
 }
 
-/** Scores the baseline and every candidate for the key token at `keyPos`, `batch` rows per forward. */
-export async function scoreCandidates(model: LlamaModel, tokens: readonly number[], keyPos: number, candidates: readonly Segment[], o: Pick<SegmentOptions, 'shortContext' | 'batch'>): Promise<CandidateScores> {
-  const { logProbs, forwardPasses } = await scoreRows(model, keyTokenRows(tokens, keyPos, candidates, o.shortContext), o.batch);
-  return { baseline: logProbs[0], candidates: logProbs.subarray(1), forwardPasses };
-}
-
 export interface RelevantSegment extends Segment {
   /** log P(x_i | c* + short context) - baseline. */
   gain: number;
@@ -125,28 +111,32 @@ function bestSegment(candidates: readonly Segment[], baseline: number, scores: F
   return gain >= margin ? { ...candidates[best], gain, logProb: scores[best], baseline } : null;
 }
 
-/** c* for the key token at `keyPos`, or null when no candidate gains at least the margin. */
-export async function findRelevantSegment(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPos: number, o: SegmentOptions): Promise<{ segment: RelevantSegment | null; candidates: number; forwardPasses: number }> {
-  const { found, forwardPasses } = await findRelevantSegmentsOf(model, tokens, sentenceStarts, [keyPos], o);
-  return { ...found[0]!, forwardPasses };
+/** What findRelevantSegmentsOf finds for one key token. */
+export interface SegmentSearch {
+  /** c*, or null when no candidate gains at least the margin. */
+  segment: RelevantSegment | null;
+  candidates: number;
+  /** log P(x_i | short context), and after each candidate (NaN and none without candidates). */
+  baseline: number;
+  scores: Float32Array;
 }
 
 /**
- * c* for each key token at `keyPositions` of one document, as findRelevantSegment gives it, with the rows of all
- * of them packed `batch` rows per forward pass: a key token's rows fill a forward only partly, and every pass
- * costs a round trip. Each row is scored as if run alone (scoring.ts), so packing leaves every score as it was.
+ * c* for each key token at `keyPositions` of one document, with the rows of all of them packed `batch` rows per
+ * forward pass: a key token's rows fill a forward only partly, and every pass costs a round trip. Each row is
+ * scored as if run alone (scoring.ts), so packing leaves every score as it was.
  */
-export async function findRelevantSegmentsOf(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPositions: readonly number[], o: SegmentOptions): Promise<{ found: { segment: RelevantSegment | null; candidates: number }[]; forwardPasses: number }> {
+export async function findRelevantSegmentsOf(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPositions: readonly number[], o: SegmentOptions): Promise<{ found: SegmentSearch[]; forwardPasses: number }> {
   const perKeyToken = keyPositions.map((pos) => candidateSegments(sentenceStarts, pos, o));
   const rows = keyPositions.flatMap((pos, k) => (perKeyToken[k].length === 0 ? [] : keyTokenRows(tokens, pos, perKeyToken[k], o.shortContext)));
   const { logProbs, forwardPasses } = rows.length === 0 ? { logProbs: new Float32Array(0), forwardPasses: 0 } : await scoreRows(model, rows, o.batch);
   let at = 0;
-  const found = perKeyToken.map((candidates) => {
-    if (candidates.length === 0) return { segment: null, candidates: 0 };
+  const found = perKeyToken.map((candidates): SegmentSearch => {
+    if (candidates.length === 0) return { segment: null, candidates: 0, baseline: NaN, scores: new Float32Array(0) };
     const baseline = logProbs[at];
-    const scores = logProbs.subarray(at + 1, at + 1 + candidates.length);
+    const scores = logProbs.slice(at + 1, at + 1 + candidates.length);
     at += 1 + candidates.length;
-    return { segment: bestSegment(candidates, baseline, scores, o.margin), candidates: candidates.length };
+    return { segment: bestSegment(candidates, baseline, scores, o.margin), candidates: candidates.length, baseline, scores };
   });
   return { found, forwardPasses };
 }
