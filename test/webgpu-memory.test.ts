@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { releaseUnusedGpuMemory } from '../src/backend.ts';
-import { nextTokenLogProbs } from '../src/arl/scoring.ts';
+import { nextTokenLogProbs, nextTokenLogProbsOfBatches } from '../src/arl/scoring.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
 import { webgpuUnavailable } from './helpers.ts';
@@ -46,6 +46,28 @@ describe('GPU buffer pool', { skip }, () => {
     const again = await forward(20);
     assert.ok(Math.abs(again[0] - first[0]) < 1e-6, `${again[0]} vs ${first[0]}`);
     assert.ok(pooledBytes() > 0, 'freed buffers are pooled again after the release');
+    model.dispose();
+  });
+
+  it('batches read back while the next one runs give what each gives alone, and leave no tensor behind', async () => {
+    const config = makeConfig(null, { vocabSize: 64, dim: 32, layers: 1, heads: 2, kvHeads: 1, maxSeq: 64 });
+    const model = new LlamaModel(config, 5);
+    const batch = (lengths: number[]) =>
+      lengths.map((length) => {
+        const input = Array.from({ length }, (_, i) => (i * 5 + length) % 64);
+        return { input, offsets: [length - 3, length - 2], nextTokens: [input[length - 2], input[length - 1]] };
+      });
+    const batches = [batch([20, 31]), batch([9]), batch([40, 12, 33])];
+    const alone = [];
+    for (const b of batches) alone.push(await nextTokenLogProbs(model, b));
+    const before = tf.memory().numTensors;
+    const together = await nextTokenLogProbsOfBatches(model, batches);
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(together.length, batches.length);
+    together.forEach((values, b) => {
+      assert.equal(values.length, alone[b].length);
+      values.forEach((v, i) => assert.ok(Math.abs(v - alone[b][i]) < 1e-5, `batch ${b} value ${i}: ${v} vs ${alone[b][i]}`));
+    });
     model.dispose();
   });
 });

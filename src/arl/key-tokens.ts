@@ -21,7 +21,7 @@ import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { tokenizeDocument } from './document.ts';
 import { DocumentJournal, type Settings } from './journal.ts';
 import { CorpusHash, inShard, type Shard, type ShardSettings } from './shard.ts';
-import { nextTokenLogProbs, roundLogProb } from './scoring.ts';
+import { nextTokenLogProbsOfBatches, roundLogProb } from './scoring.ts';
 
 export const SELECTIONS = ['topk', 'threshold', 'both'] as const;
 /** topk: the K largest gaps (ARL); threshold: every token with LSG > alpha and l > beta (LongPPL); both: the K largest among those. */
@@ -140,18 +140,21 @@ export async function scoreDocument(model: LlamaModel, tokens: readonly number[]
     forwardPasses: 0,
     forwardTokens: 0,
   };
-  for (let first = 0; first < windows.length; first += options.batch) {
-    const group = windows.slice(first, first + options.batch);
-    const logProbs = await nextTokenLogProbs(
-      model,
-      group.map((w) => ({
-        input: tokens.slice(w.start, w.targets[w.targets.length - 1]),
-        offsets: w.targets.map((i) => i - w.start - 1),
-        nextTokens: w.targets.map((i) => tokens[i]),
-      })),
-    );
+  const groups: Window[][] = [];
+  for (let first = 0; first < windows.length; first += options.batch) groups.push(windows.slice(first, first + options.batch));
+  const batches = groups.map((group) =>
+    group.map((w) => ({
+      input: tokens.slice(w.start, w.targets[w.targets.length - 1]),
+      offsets: w.targets.map((i) => i - w.start - 1),
+      nextTokens: w.targets.map((i) => tokens[i]),
+    })),
+  );
+  const results = await nextTokenLogProbsOfBatches(model, batches);
+  groups.forEach((group, g) => {
+    const first = g * options.batch;
+    const logProbs = results[g];
     scores.forwardPasses++;
-    for (const w of group) scores.forwardTokens += w.targets[w.targets.length - 1] - w.start;
+    for (const sequence of batches[g]) scores.forwardTokens += sequence.input.length;
     let row = 0;
     group.forEach((w, k) => {
       for (const i of w.targets) {
@@ -166,7 +169,7 @@ export async function scoreDocument(model: LlamaModel, tokens: readonly number[]
         row++;
       }
     });
-  }
+  });
   return scores;
 }
 

@@ -21,7 +21,7 @@ import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { DocumentJournal, type Settings } from './journal.ts';
 import { KEY_TOKEN_FILES, type KeyTokenDocument, type KeyTokenRecord, type KeyTokenSummary } from './key-tokens.ts';
 import { checkRunTokenizer } from './run-folder.ts';
-import { nextTokenLogProbs, roundLogProb, type ScoredSequence } from './scoring.ts';
+import { nextTokenLogProbsOfBatches, roundLogProb, type ScoredSequence } from './scoring.ts';
 
 export interface SegmentOptions {
   /** S: the short context, as in step 1. */
@@ -87,13 +87,11 @@ function keyTokenRows(tokens: readonly number[], keyPos: number, candidates: rea
 
 /** log-probs of `rows`, `batch` rows per forward pass. */
 async function scoreRows(model: LlamaModel, rows: readonly ScoredSequence[], batch: number): Promise<{ logProbs: Float32Array; forwardPasses: number }> {
+  const batches: ScoredSequence[][] = [];
+  for (let first = 0; first < rows.length; first += batch) batches.push(rows.slice(first, first + batch));
   const logProbs = new Float32Array(rows.length);
-  let forwardPasses = 0;
-  for (let first = 0; first < rows.length; first += batch) {
-    logProbs.set(await nextTokenLogProbs(model, rows.slice(first, first + batch)), first);
-    forwardPasses++;
-  }
-  return { logProbs, forwardPasses };
+  (await nextTokenLogProbsOfBatches(model, batches)).forEach((values, b) => logProbs.set(values, b * batch));
+  return { logProbs, forwardPasses: batches.length };
 }
 
 export interface RelevantSegment extends Segment {

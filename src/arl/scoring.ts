@@ -16,13 +16,17 @@ export interface ScoredSequence {
 /** Id written after a shorter sequence to fill its row; causal attention keeps it out of every score. */
 const PADDING_ID = 0;
 
+/** One batch's forward, recorded, with the read of its values already started. */
+interface StartedBatch {
+  values: Promise<Float32Array>;
+  tensor: tf.Tensor;
+}
+
 /**
- * log p(nextTokens | input up to and including each offset) for all sequences in one forward pass,
- * flattened in sequence order. Rows are right-padded to the longest input: a position never attends
- * to later ones, so each score equals that of the sequence run alone. Only the scored rows of the
- * hidden states are projected to the vocabulary.
+ * Records the forward of `sequences` (see nextTokenLogProbs) and starts reading its values back. On webgpu,
+ * data() encodes the copy and submits at once, so a forward recorded after this one queues behind the copy.
  */
-export async function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequence[]): Promise<Float32Array> {
+function startBatch(model: LlamaModel, sequences: readonly ScoredSequence[]): StartedBatch {
   const length = Math.max(...sequences.map((s) => s.input.length));
   const ids = new Int32Array(sequences.length * length).fill(PADDING_ID);
   const rows: number[] = [];
@@ -32,17 +36,52 @@ export async function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequ
     for (const offset of sequence.offsets) rows.push(b * length + offset);
     targets.push(...sequence.nextTokens);
   });
-  const logProbs = tf.tidy(() => {
+  const tensor = tf.tidy(() => {
     const { hidden } = model.hidden(tf.tensor2d(ids, [sequences.length, length], 'int32'));
     const scoredRows = tf.gather(tf.reshape(hidden, [-1, model.config.dim]), tf.tensor1d(rows, 'int32')) as tf.Tensor2D;
     return targetLogProbs(model.project(scoredRows), tf.tensor1d(targets, 'int32'));
   });
   // Asynchronous read: the webgpu backend cannot read synchronously in Node.
-  const values = (await logProbs.data()) as Float32Array;
-  logProbs.dispose();
-  // Every call has its own shapes; keep tfjs-webgpu's buffer pool from growing with each of them.
-  releaseUnusedGpuMemory();
-  return values;
+  return { tensor, values: tensor.data() as Promise<Float32Array> };
+}
+
+/**
+ * log p(nextTokens | input up to and including each offset) for all sequences in one forward pass,
+ * flattened in sequence order. Rows are right-padded to the longest input: a position never attends
+ * to later ones, so each score equals that of the sequence run alone. Only the scored rows of the
+ * hidden states are projected to the vocabulary.
+ */
+export async function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequence[]): Promise<Float32Array> {
+  return (await nextTokenLogProbsOfBatches(model, [sequences]))[0];
+}
+
+/**
+ * nextTokenLogProbs of each batch, in order, with the next batch's forward recorded before this one's values are
+ * awaited: the device works on it while this batch is read back and the next one is prepared.
+ */
+export async function nextTokenLogProbsOfBatches(model: LlamaModel, batches: readonly ScoredSequence[][]): Promise<Float32Array[]> {
+  const results: Float32Array[] = [];
+  const inFlight: StartedBatch[] = [];
+  let started = 0;
+  try {
+    while (results.length < batches.length) {
+      while (inFlight.length < 2 && started < batches.length) inFlight.push(startBatch(model, batches[started++]));
+      const batch = inFlight.shift()!;
+      try {
+        results.push(await batch.values);
+      } finally {
+        batch.tensor.dispose();
+      }
+      // Every batch has its own shapes; keep tfjs-webgpu's buffer pool from growing with each of them.
+      releaseUnusedGpuMemory();
+    }
+  } finally {
+    for (const batch of inFlight) {
+      batch.values.catch(() => undefined); // the error that stopped us is the one reported
+      batch.tensor.dispose();
+    }
+  }
+  return results;
 }
 
 /** A log-prob as written to output files (6 decimals); totals are taken before rounding. */
