@@ -58,7 +58,7 @@ describe('GPU buffer pool', { skip }, () => {
         return { input, offsets: [length - 3, length - 2], nextTokens: [input[length - 2], input[length - 1]] };
       });
     const batches = [batch([20, 31]), batch([9]), batch([40, 12, 33])];
-    const alone = [];
+    const alone: Float32Array[] = [];
     for (const b of batches) alone.push(await nextTokenLogProbs(model, b));
     const before = tf.memory().numTensors;
     const together = await nextTokenLogProbsOfBatches(model, batches);
