@@ -98,6 +98,10 @@ test('--stop-after stops once that stage is done; --extra-corpus adds training t
   assert.equal(state.stages.data.result.extra_docs, 2);
   assert.match(readFileSync(join(dir, 'data', 'base-text.jsonl'), 'utf8'), /Zither/);
   assert.doesNotMatch(readFileSync(join(dir, 'data', 'base.jsonl'), 'utf8'), /Zither/);
+  // The training task mix is a training setting: another one is refused in this folder.
+  assert.deepEqual(state.settings.trainingTasks, ['niah_single', 'niah_multikey', 'niah_multikey']);
+  const otherMix = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--extra-corpus', extra, '--training-tasks', 'niah_single', 'niah_multiquery');
+  assertUserError(otherMix, /started with other settings/);
 
   // --parts and --first-seed: LIFT alone on that base, then the ARL comparison of seed 2 alone.
   const stages = () => Object.keys(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).stages);

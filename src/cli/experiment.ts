@@ -1,7 +1,8 @@
 /** `arl experiment` (npm run experiment): the resumable base / plain-CPT / ARL-CPT / LIFT comparison (src/eval/experiment.ts). */
 import chalk from 'chalk';
 import { RECAPPERS } from '../arl/recap.ts';
-import { EXPERIMENT_PARTS, EXPERIMENT_SIZES, type ExperimentSize, runExperiment } from '../eval/experiment.ts';
+import { EXPERIMENT_PARTS, EXPERIMENT_SIZES, type ExperimentSize, runExperiment, TRAINING_TASK_MIX } from '../eval/experiment.ts';
+import { RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
 import { checkPositiveIntegers } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
@@ -41,6 +42,7 @@ const EXPERIMENT_FLAGS = defineOptions({
   'stop-after': { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' },
   parts: { choices: EXPERIMENT_PARTS, array: true, default: [...EXPERIMENT_PARTS], describe: 'the comparisons to run after the base: arl (both arms, the recap agent, LongPPL) and lift' },
   'first-seed': { type: 'number', default: 1, describe: 'the first continued-pretraining seed; --seeds 1 --first-seed 2 runs seed 2 alone (in its own --out)' },
+  'training-tasks': { type: 'string', array: true, choices: RULER_TASKS, describe: `the tasks of the training task rows, in turn; one named twice gets twice the rows (default: ${TRAINING_TASK_MIX.join(' ')})` },
   ...SIZE_FLAGS,
 });
 
@@ -59,6 +61,7 @@ export const experimentCommand = defineCommand({
     const overrides: Partial<ExperimentSize> = {
       ...valuesOf(SIZE_FLAGS, args),
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
+      trainingTasks: args.trainingTasks as RulerTask[] | undefined,
     };
     checkPositiveIntegers({ '--workers': args.workers, '--first-seed': args.firstSeed });
     lockFolder(out);

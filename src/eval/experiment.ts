@@ -52,7 +52,7 @@ export const EXPERIMENT_TASKS: RulerTask[] = ['niah_single', 'niah_multikey'];
  * The task rows' mix in training: two 4-key samples to one single-needle sample. The single needle is learned first
  * and is the stepping stone (4-key rows alone teach neither task); key matching starts only after it.
  */
-const TRAINING_TASK_MIX: RulerTask[] = ['niah_single', 'niah_multikey', 'niah_multikey'];
+export const TRAINING_TASK_MIX: RulerTask[] = ['niah_single', 'niah_multikey', 'niah_multikey'];
 /** Test lengths as multiples of the training window T. */
 export const LENGTH_MULTIPLES = [1, 4] as const;
 /** The recap thresholds tried on the development documents, highest first (ties keep the higher). */
@@ -75,6 +75,8 @@ export interface ExperimentSize {
   taskFraction: number;
   /** Share of each training batch made of copy rows (text written twice, loss on the repeat; base and both arms). */
   copyFraction: number;
+  /** The tasks of the training task rows, in turn (a task named twice gets twice the rows). */
+  trainingTasks: RulerTask[];
   baseSteps: number;
   cptSteps: number;
   batch: number;
@@ -104,6 +106,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     recallDocs: 3,
     taskFraction: 0.5,
     copyFraction: 0.25,
+    trainingTasks: TRAINING_TASK_MIX,
     baseSteps: 2,
     cptSteps: 1,
     batch: 2,
@@ -126,6 +129,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     recallDocs: 40,
     taskFraction: 0.5,
     copyFraction: 0.25,
+    trainingTasks: TRAINING_TASK_MIX,
     baseSteps: 150,
     cptSteps: 40,
     batch: 8,
@@ -148,6 +152,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     recallDocs: 400,
     taskFraction: 0.5,
     copyFraction: 0.25,
+    trainingTasks: TRAINING_TASK_MIX,
     baseSteps: 3600,
     cptSteps: 300,
     batch: 16,
@@ -231,7 +236,7 @@ export function resolveSize(name: string, overrides: Partial<ExperimentSize> = {
     if (!Number.isInteger(size[key]) || size[key] <= 0) throw new UserError(`experiment --${kebab(key)} must be a positive integer (got ${size[key]})`);
   }
   if (!Number.isInteger(size.recallDocs) || size.recallDocs < 0) throw new UserError(`experiment --recall-docs must be a non-negative integer (got ${size.recallDocs})`);
-  validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, fraction: size.taskFraction, copyFraction: size.copyFraction });
+  validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, tasks: size.trainingTasks, fraction: size.taskFraction, copyFraction: size.copyFraction });
   return size;
 }
 
@@ -386,7 +391,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       evalBatches: 2,
       saveEvery: Math.max(1, Math.floor(steps / 4)),
       seed,
-      taskRows: { ...DEFAULT_TASK_ROWS, tasks: TRAINING_TASK_MIX, fraction: size.taskFraction, copyFraction: size.copyFraction, haystack: corpus('base') },
+      taskRows: { ...DEFAULT_TASK_ROWS, tasks: size.trainingTasks, fraction: size.taskFraction, copyFraction: size.copyFraction, haystack: corpus('base') },
     };
     let lastLog = performance.now();
     const result = await train(options, { modelConfig, init, tokenizerPath: tokenizer.modelPath }, {
