@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkClaims, type LiftExample, type MethodLengthResult } from '../src/eval/experiment-claims.ts';
 import { LENGTH_MULTIPLES } from '../src/eval/experiment.ts';
+import { holdsAnswer } from '../src/eval/experiment-lift.ts';
 import { assertUserError, runArl } from './helpers.ts';
 
 const out = join(mkdtempSync(join(tmpdir(), 'arl-experiment-')), 'run');
@@ -168,10 +169,11 @@ test('claims: paired relative gains with intervals, the base target, and the dec
 });
 
 test('LIFT stores the needle only if the gold answer gains more than a value the document does not hold', () => {
-  const example = (i: number, goldGain: number, controlGain: number | null): LiftExample => ({
+  const example = (i: number, goldGain: number, controlGain: number | null, qaWithAnswer: number | null = null): LiftExample => ({
     variant: 'paper', index: i, depth: 50, pred: '1', icl_pred: '1', score: 0, icl_score: 0,
     gold_logprob: -50 + goldGain, icl_gold_logprob: -50,
     control_logprob: controlGain === null ? null : -50 + controlGain, icl_control_logprob: controlGain === null ? null : -50, in_context: false,
+    qa_pairs_with_answer: qaWithAnswer,
   });
   const stored = (lift: LiftExample[]) => checkClaims([], lift, [1]).find((c) => /stores the needle/.test(c.claim))!;
   // The gold answer gains 2 nats and so does the control: the adapter learned the kind of value, not this one.
@@ -180,4 +182,13 @@ test('LIFT stores the needle only if the gold answer gains more than a value the
   const none = stored(Array.from({ length: 5 }, (_, i) => example(i, 3, null)));
   assert.equal(none.met, null);
   assert.match(none.note, /no control recorded/);
+  // Auxiliary QA that holds the test answer is reported as overlap with the test.
+  const logProb = (lift: LiftExample[]) => checkClaims([], lift, [1]).find((c) => /gold answer log-probability/.test(c.claim))!;
+  assert.match(logProb(Array.from({ length: 6 }, (_, i) => example(i, 1, 0, i < 2 ? 1 : 0))).note, /auxiliary QA overlaps the test .* in 2 of 6 documents/);
+  assert.doesNotMatch(logProb(Array.from({ length: 6 }, (_, i) => example(i, 1, 0))).note, /auxiliary QA/);
+});
+
+test('an auxiliary QA pair overlaps the test when it holds the gold answer', () => {
+  assert.equal(holdsAnswer({ question: 'One of the special magic', answer: 'numbers for angry-statue is: 4907448.' }, '4907448'), true);
+  assert.equal(holdsAnswer({ question: 'That is one of the reasons', answer: 'art is becoming a useless occupation.' }, '4907448'), false);
 });

@@ -39,6 +39,8 @@ export interface LiftExample {
   control_logprob: number | null;
   icl_control_logprob: number | null;
   in_context: boolean;
+  /** Auxiliary QA pairs holding the gold answer (overlap with the test); null without auxiliary QA. */
+  qa_pairs_with_answer: number | null;
 }
 
 export interface ClaimCheck {
@@ -139,8 +141,12 @@ export function checkClaims(ruler: readonly MethodLengthResult[], lift: readonly
   for (const variant of [...new Set(lift.map((e) => e.variant))]) {
     const examples = lift.filter((e) => e.variant === variant);
     const outside = examples.filter((e) => !e.in_context).length;
+    const withQa = examples.filter((e) => e.qa_pairs_with_answer !== null);
+    const overlap = withQa.length
+      ? `; auxiliary QA overlaps the test (a pair holds the gold answer) in ${withQa.filter((e) => e.qa_pairs_with_answer! > 0).length} of ${withQa.length} documents`
+      : '';
     claims.push(claimFromComparison(`LIFT (${variant}) over truncated ICL: gold answer log-probability at 4x T`, 'paired gain > 0, 95% lower bound > 0',
-      comparePaired(examples.map((e) => e.gold_logprob), examples.map((e) => e.icl_gold_logprob)), false, (x) => x.difference_ci95[0] > 0, `${outside} of ${examples.length} needles outside the truncated prompt`));
+      comparePaired(examples.map((e) => e.gold_logprob), examples.map((e) => e.icl_gold_logprob)), false, (x) => x.difference_ci95[0] > 0, `${outside} of ${examples.length} needles outside the truncated prompt${overlap}`));
     const controlled = examples.filter((e) => e.control_logprob !== null && e.icl_control_logprob !== null);
     claims.push(claimFromComparison(`LIFT (${variant}) stores the needle: its gold log-probability gain over the gain on a value the document does not hold`, 'paired gain > 0, 95% lower bound > 0',
       controlled.length ? comparePaired(controlled.map((e) => e.gold_logprob - e.icl_gold_logprob), controlled.map((e) => e.control_logprob! - e.icl_control_logprob!)) : null, false, (x) => x.difference_ci95[0] > 0,

@@ -32,6 +32,11 @@ export function liftGold(samples: readonly Pick<RulerSample, 'input' | 'outputs'
   );
 }
 
+/** Whether an auxiliary QA pair overlaps the test: its question or answer holds the test's gold answer (a cloze of the needle's sentence). */
+export function holdsAnswer(pair: { question: string; answer: string }, gold: string): boolean {
+  return pair.question.includes(gold) || pair.answer.includes(gold);
+}
+
 /**
  * LIFT's answer to one prompt (a fresh adapter on its context), with the truncated in-context answer and both gold
  * log-probabilities. With `clozeQa` > 0, stage 2 also trains on that many cloze pairs from the context (the same
@@ -64,7 +69,7 @@ export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, 
         control: answers.control,
         control_logprob: result.controlLogProbs![0]!,
         icl_control_logprob: result.iclControlLogProbs![0]!,
-        ...(clozeQa > 0 ? { qa_pairs: qa.length } : {}),
+        ...(clozeQa > 0 ? { qa_pairs: qa.length, qa_pairs_with_answer: qa.filter((pair) => holdsAnswer(pair, answers.gold)).length } : {}),
         lift_train_seconds: Math.round(result.trainSeconds * 10) / 10,
       },
     };
@@ -98,7 +103,7 @@ export async function evaluateLift(run: {
       run.log?.(`  LIFT ${run.variant}: ${done}/${total} documents, ${rate.toFixed(2)}/s, ETA ${Math.round((total - done) / rate)} s`);
     },
   });
-  type Line = { doc: string; pred: string; icl_pred: string; gold_logprob: number; icl_gold_logprob: number; control_logprob?: number; icl_control_logprob?: number };
+  type Line = { doc: string; pred: string; icl_pred: string; gold_logprob: number; icl_gold_logprob: number; control_logprob?: number; icl_control_logprob?: number; qa_pairs_with_answer?: number };
   const lines = new Map(readJsonLines<Line>(file).map((l) => [l.doc, l]));
   return samples.map((s) => {
     const line = lines.get(String(s.index))!;
@@ -117,6 +122,7 @@ export async function evaluateLift(run: {
       control_logprob: line.control_logprob ?? null,
       icl_control_logprob: line.icl_control_logprob ?? null,
       in_context: s.outputs.every((o) => window.includes(o)),
+      qa_pairs_with_answer: line.qa_pairs_with_answer ?? null,
     };
   });
 }
