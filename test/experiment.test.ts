@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkClaims, type LiftExample, type MethodLengthResult } from '../src/eval/experiment-claims.ts';
-import { LENGTH_MULTIPLES } from '../src/eval/experiment.ts';
+import { LENGTH_MULTIPLES, THRESHOLD_GRID } from '../src/eval/experiment.ts';
 import { holdsAnswer } from '../src/eval/experiment-lift.ts';
 import { assertUserError, runArl } from './helpers.ts';
 
@@ -38,6 +38,11 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.ok(results.lift.every((e: LiftExample) => Number.isFinite(e.control_logprob) && Number.isFinite(e.icl_control_logprob)));
   assert.ok(results.claims.some((c: { claim: string }) => /stores the needle/.test(c.claim)));
   assert.ok(results.thresholds.s1.chosen > 0);
+  // The threshold with the highest mean gold log-probability on the development set (the first of equals).
+  const devLogProb: Record<string, number> = results.thresholds.s1.dev_gold_logprob;
+  assert.deepEqual(Object.keys(devLogProb).map(Number).sort(), [...THRESHOLD_GRID].sort());
+  assert.ok(Object.values(devLogProb).every((v) => Number.isFinite(v) && v < 0));
+  assert.equal(results.thresholds.s1.chosen, THRESHOLD_GRID.find((t) => devLogProb[t] === Math.max(...Object.values(devLogProb))));
   for (const claim of results.claims) assert.ok('ci95' in claim && 'n' in claim && 'met' in claim, JSON.stringify(claim));
   const markdown = readFileSync(join(out, 'results.md'), 'utf8');
   assert.match(markdown, /^\| claim \| target \| n \|/m);

@@ -8,6 +8,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { encodeContinuation, tokenizeDocument } from '../src/arl/document.ts';
+import { nextTokenLogProbs } from '../src/arl/scoring.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { saveCheckpoint } from '../src/io/checkpoint.ts';
 import { answerWithRecaps, DEFAULT_ANSWER, DEFAULT_RECAP_AGENT, generateWithRecaps, paragraphRuns, RecapAgent } from '../src/infer/recap-agent.ts';
@@ -122,6 +124,29 @@ describe('recap agent', () => {
     const untimed = (r: typeof some) => ({ ...r, stats: { ...r.stats, prefillSeconds: 0, decodeSeconds: 0 } });
     assert.deepEqual(untimed(again), untimed(some), 'greedy: the same answer and recaps');
     assert.ok(some.stats.decodedTokens >= some.recaps.length && some.stats.prefilledTokens >= some.inputTokens, 'every input token read, every recap token decoded');
+  });
+
+  test('the gold answer is scored after the context the answer was decoded from, and leaves the answer as it was', async () => {
+    const options = { ...DEFAULT_ANSWER, agent: { ...greedy, maxRecapTokens: 6 }, maxAnswerTokens: 8 };
+    // Recaps written, answer and gold scored: the answer, recaps and work are those of answering alone.
+    const threshold = 0.5 * Math.max(...(await answerWithRecaps(model, tokenizer, longText, 'Who spoke?', { ...options, recapThreshold: 1.1 })).recapProbabilities);
+    const alone = await answerWithRecaps(model, tokenizer, longText, 'Who spoke?', { ...options, recapThreshold: threshold });
+    const scored = await answerWithRecaps(model, tokenizer, longText, 'Who spoke?', { ...options, recapThreshold: threshold, goldAnswer: 'the jury' });
+    assert.ok(alone.recaps.length > 0);
+    const untimed = (r: typeof alone) => ({ ...r, goldLogProb: undefined, stats: { ...r.stats, prefillSeconds: 0, decodeSeconds: 0 } });
+    assert.deepEqual(untimed(scored), untimed(alone));
+    assert.ok(Number.isFinite(scored.goldLogProb) && scored.goldLogProb! < 0);
+    // A short input fits the window whole: the context is BOS + its tokens + the question, so the gold answer's
+    // log-probability is that of one plain forward over them.
+    const short = 'The jury said it did find that many of the laws were outmoded.';
+    const gold = 'the jury';
+    const { goldLogProb } = await answerWithRecaps(model, tokenizer, short, 'Who spoke?', { ...options, recapThreshold: 1.1, goldAnswer: gold });
+    const prompt = encodeContinuation('\n\nQuestion: Who spoke?\nAnswer:', tokenizer);
+    const goldIds = tokenizer.encode(gold);
+    const context = [...tokenizeDocument(short, tokenizer).tokens, ...prompt];
+    const input = [...context, ...goldIds.slice(0, -1)];
+    const expected = (await nextTokenLogProbs(model, [{ input, offsets: goldIds.map((_, i) => context.length - 1 + i), nextTokens: goldIds }])).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(goldLogProb! - expected) < 1e-4, `${goldLogProb} vs ${expected}`);
   });
 
   test('CLI: arl answer --json and arl generate --recap-agent --json; a question too long for the window', async () => {

@@ -57,14 +57,14 @@ function liftAnswerer(model: LlamaModel, tokenizer: Tokenizer, options: Answerer
 function recapAgentAnswerer(model: LlamaModel, tokenizer: Tokenizer, recapThreshold: number, concurrency: number): Answerer {
   // Freed when its last answer ends, opened again by the next.
   const batch = concurrency > 1 ? new DecodeBatch(model, concurrency, true) : undefined;
-  return async ({ context, question }, { maxNewTokens }) => {
+  return async ({ context, question }, { maxNewTokens, gold }) => {
     // The question, the answer budget and the agent's memory share the window: long budgets are capped.
     const maxAnswerTokens = Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4));
-    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, recapThreshold, maxAnswerTokens, rawQuestion: true, batch });
+    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, recapThreshold, maxAnswerTokens, rawQuestion: true, batch, goldAnswer: gold });
     const { rebuilds, prefilledTokens, prefillSeconds, decodedTokens, decodeSeconds } = result.stats;
     const round = (seconds: number): number => Math.round(seconds * 1000) / 1000;
     // Where an answer's time went (awaited seconds overlap between answers decoded together).
     const agent: AgentWork = { rebuilds, prefilled_tokens: prefilledTokens, prefill_s: round(prefillSeconds), decoded_tokens: decodedTokens, decode_s: round(decodeSeconds) };
-    return { pred: result.answer, extra: { recaps: result.recaps, agent } };
+    return { pred: result.answer, extra: { recaps: result.recaps, agent, ...(result.goldLogProb === undefined ? {} : { gold_logprob: result.goldLogProb }) } };
   };
 }

@@ -42,7 +42,12 @@ export function experimentMarkdown(results: ExperimentResults): string {
   });
   const tasks = Object.keys(results.ruler[0]?.tasks ?? {});
   const claims = results.claims.map((c) => [c.claim, c.target, String(c.n), format(c.baseline, 3), format(c.method, 3), format(c.gain, 3), interval(c.ci95), c.met === null ? 'n/a' : c.met ? 'met' : 'missed', c.note]);
-  const thresholds = Object.entries(results.thresholds).map(([seed, t]) => [seed, String(t.chosen), Object.entries(t.dev_accuracy).map(([k, v]) => `${k}: ${format(v, 1)}`).join(', ')]);
+  const thresholds = Object.entries(results.thresholds).map(([seed, t]) => [
+    seed,
+    String(t.chosen),
+    Object.entries(t.dev_accuracy).map(([k, v]) => `${k}: ${format(v, 1)}`).join(', '),
+    Object.entries(t.dev_gold_logprob ?? {}).map(([k, v]) => `${k}: ${format(v, 2)}`).join(', ') || '-',
+  ]);
   const longppl = Object.entries(results.longppl).map(([model, r]) => [model, format(r.perplexity), format(r.longppl), String(r.tokens_scored), String(r.key_tokens)]);
   return [
     `# Experiment results`,
@@ -60,7 +65,7 @@ export function experimentMarkdown(results: ExperimentResults): string {
     '',
     `## Recap threshold, chosen on development documents (4x T, single needle, training-pool keys)`,
     '',
-    table(['ARL model', 'chosen', 'dev accuracy by threshold'], thresholds),
+    table(['ARL model', 'chosen', 'dev accuracy by threshold', 'dev mean gold log-prob by threshold (chooses)'], thresholds),
     '',
     `## LongPPL on held-out documents (key tokens chosen by the base model, Top-16 by long-short gap per document)`,
     '',

@@ -216,7 +216,8 @@ interface ExperimentState {
 export interface ExperimentResults {
   settings: Record<string, unknown>;
   ruler: MethodLengthResult[];
-  thresholds: Record<string, { chosen: number; dev_accuracy: Record<string, number> }>;
+  /** Per seed: the threshold chosen (highest mean gold log-probability on the development set), and each threshold's figures there. */
+  thresholds: Record<string, { chosen: number; dev_accuracy: Record<string, number>; dev_gold_logprob?: Record<string, number> }>;
   lift: LiftExample[];
   longppl: Record<string, LongPplReport>;
   timings: Record<string, number>;
@@ -273,6 +274,12 @@ async function readJsonlDocuments(path: string): Promise<CorpusDocument[]> {
 /** Length in tokens of the test samples at a multiple of T: room is left for the answer, so 1x fits the window. */
 export function testLength(window: number, multiple: number): number {
   return multiple * window - Math.floor(window / 4);
+}
+
+/** The mean log-probability of the expected answer over examples that recorded it (-Infinity where none did). */
+function meanGoldLogProb(examples: readonly { gold_logprob?: number }[]): number {
+  const values = examples.map((e) => e.gold_logprob).filter((v): v is number => v !== undefined);
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : -Infinity;
 }
 
 /** 64 test-pool nouns: the values of the LIFT word variant. */
@@ -487,12 +494,17 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       await stage(`train-cpt-plain-s${seed}`, () => trainRun(`cpt-plain-s${seed}`, prepared('cpt'), size.cptSteps, seed, runDir('base')), [runDir(`cpt-plain-s${seed}`)]);
       await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')), [runDir(`cpt-arl-s${seed}`)]);
       const accuracy: Record<string, number> = {};
+      const goldLogProb: Record<string, number> = {};
       for (const threshold of THRESHOLD_GRID) {
-        accuracy[threshold] = (await evaluate(`dev ARL-CPT s${seed} t${threshold}`, `cpt-arl-s${seed}`, 'recap-agent', 4, 'dev-4x', threshold)).average;
+        const dev = await evaluate(`dev ARL-CPT s${seed} t${threshold}`, `cpt-arl-s${seed}`, 'recap-agent', 4, 'dev-4x', threshold);
+        accuracy[threshold] = dev.average;
+        goldLogProb[threshold] = meanGoldLogProb(dev.examples);
       }
-      const chosen = THRESHOLD_GRID.reduce((best, t) => (accuracy[t]! > accuracy[best]! ? t : best), THRESHOLD_GRID[0]!);
-      thresholds[`s${seed}`] = { chosen, dev_accuracy: accuracy };
-      log(`  ARL-CPT s${seed}: recap threshold ${chosen} (dev accuracy ${JSON.stringify(accuracy)})`);
+      // Chosen on the gold answer's mean log-probability: on a few dozen documents exact match moves in steps of
+      // 1/n and ties, while the log-probability tells thresholds apart on every document.
+      const chosen = THRESHOLD_GRID.reduce((best, t) => (goldLogProb[t]! > goldLogProb[best]! ? t : best), THRESHOLD_GRID[0]!);
+      thresholds[`s${seed}`] = { chosen, dev_accuracy: accuracy, dev_gold_logprob: goldLogProb };
+      log(`  ARL-CPT s${seed}: recap threshold ${chosen} (dev gold log-prob ${JSON.stringify(goldLogProb)}; accuracy ${JSON.stringify(accuracy)})`);
       for (const multiple of LENGTH_MULTIPLES) {
         ruler.push(await evaluate(`plain-CPT s${seed}`, `cpt-plain-s${seed}`, 'plain', multiple, `${multiple}x`));
         ruler.push(await evaluate(`ARL-CPT s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', multiple, `${multiple}x`, chosen));

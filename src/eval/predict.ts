@@ -4,6 +4,7 @@
  */
 import { DocumentJournal, type Settings } from '../arl/journal.ts';
 import { releaseUnusedGpuMemory } from '../backend.ts';
+import { nextTokenLogProbs } from '../arl/scoring.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -30,6 +31,8 @@ export interface AnswerOptions {
   maxNewTokens: number;
   /** Stop at the end of the first line as well as at EOS. */
   stopAtNewline: boolean;
+  /** The expected answer: answerers that can also record its log-probability after their prompt (`gold_logprob`). */
+  gold?: string;
 }
 
 export interface Answer {
@@ -55,12 +58,17 @@ export function windowPrompt(model: LlamaModel, tokenizer: Tokenizer, text: stri
 /** Greedy decoding of the whole prompt (context + question), truncated to the window. */
 export function plainAnswerer(model: LlamaModel, tokenizer: Tokenizer): Answerer {
   const newlines = newlineIds(tokenizer);
-  return async ({ context, question }, { maxNewTokens, stopAtNewline }) => {
+  return async ({ context, question }, { maxNewTokens, stopAtNewline, gold }) => {
     const { ids } = windowPrompt(model, tokenizer, context + question, maxNewTokens);
     const stopIds = stopAtNewline ? [tokenizer.eosId, ...newlines] : [tokenizer.eosId];
     const produced = await generate(model, ids, { greedy: true, maxNewTokens, stopIds });
     const answer = stopIds.includes(produced.at(-1)!) ? produced.slice(0, -1) : produced;
-    return { pred: continuationText(tokenizer, ids, answer).trim() };
+    const pred = continuationText(tokenizer, ids, answer).trim();
+    if (gold === undefined) return { pred };
+    // The gold answer as it follows the prompt after a space, read in after the same window (room was kept for it).
+    const goldIds = tokenizer.encode(gold.trim()).slice(0, maxNewTokens);
+    const logProbs = await nextTokenLogProbs(model, [{ input: [...ids, ...goldIds.slice(0, -1)], offsets: goldIds.map((_, i) => ids.length - 1 + i), nextTokens: goldIds }]);
+    return { pred, extra: { gold_logprob: logProbs.reduce((a, b) => a + b, 0) } };
   };
 }
 
@@ -70,6 +78,8 @@ export interface PredictionItem {
   prompt: PromptParts;
   maxNewTokens: number;
   fields: Record<string, unknown>;
+  /** The expected answer, handed to the answerer (AnswerOptions.gold). */
+  gold?: string;
 }
 
 export const PREDICTION_FILES = { records: 'predictions.jsonl', documents: 'predictions-done.jsonl', summary: 'predictions.json' };
@@ -115,7 +125,7 @@ export async function writePredictions(run: PredictionRun): Promise<string> {
       for (let index = next++; index < run.items.length && !failed; index = next++) {
         const item = run.items[index]!;
         if (journal.isDone(item.key)) continue;
-        const { pred, extra } = await run.answer(item.prompt, { maxNewTokens: item.maxNewTokens, stopAtNewline: run.stopAtNewline }).catch((error: unknown) => {
+        const { pred, extra } = await run.answer(item.prompt, { maxNewTokens: item.maxNewTokens, stopAtNewline: run.stopAtNewline, gold: item.gold }).catch((error: unknown) => {
           failed = true;
           throw error;
         });

@@ -33,6 +33,8 @@ export interface RulerExampleResult {
   recaps_hold_answer?: boolean;
   /** The recap agent's work for this answer (recap-agent answers only): tokens prefilled and decoded, seconds awaited. */
   agent?: AgentWork;
+  /** log P(the expected answer | the method's prompt), for one-answer tasks where the method records it (plain, recap agent). */
+  gold_logprob?: number;
 }
 
 export interface AgentWork {
@@ -72,6 +74,7 @@ export async function evaluateRulerModel(run: {
       prompt: splitRulerPrompt(s.input),
       maxNewTokens: RULER_ANSWER_TOKENS[s.task],
       fields: { task: s.task, index: s.index },
+      ...(s.outputs.length === 1 ? { gold: s.outputs[0] } : {}),
     })),
     answer: run.answer,
     outDir: run.outDir,
@@ -80,11 +83,11 @@ export async function evaluateRulerModel(run: {
     onItem: run.onItem,
     concurrency: run.concurrency,
   });
-  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred?: string; recaps?: string[]; agent?: AgentWork }>(predictionsFile).map((p) => [p.doc, p]));
+  const lines = new Map(readJsonLines<{ doc: string; pred: string; icl_pred?: string; recaps?: string[]; agent?: AgentWork; gold_logprob?: number }>(predictionsFile).map((p) => [p.doc, p]));
   const predictions = new Map([...lines].map(([key, line]) => [key, line.pred]));
   const examples = samples.map((s): RulerExampleResult => {
     const pred = predictions.get(keyOf(s.task, s.index))!;
-    const { icl_pred: iclPred, recaps, agent } = lines.get(keyOf(s.task, s.index))!;
+    const { icl_pred: iclPred, recaps, agent, gold_logprob: goldLogProb } = lines.get(keyOf(s.task, s.index))!;
     const window = run.tokenizer.decode(windowPrompt(run.model, run.tokenizer, s.input, RULER_ANSWER_TOKENS[s.task]).ids);
     return {
       task: s.task,
@@ -97,6 +100,7 @@ export async function evaluateRulerModel(run: {
       ...(iclPred === undefined ? {} : { icl_score: scoreRulerExample(s.task, iclPred, s.outputs) }),
       ...(recaps === undefined ? {} : { recaps_written: recaps.length, recaps_hold_answer: s.outputs.every((o) => recaps.some((r) => r.includes(o))) }),
       ...(agent === undefined ? {} : { agent }),
+      ...(goldLogProb === undefined ? {} : { gold_logprob: goldLogProb }),
     };
   });
   const tasks = scoreRuler(samples.map((s) => ({ task: s.task, pred: predictions.get(keyOf(s.task, s.index))!, outputs: s.outputs })));

@@ -68,6 +68,21 @@ export function probabilityOf(logits: ArrayLike<number>, id: number): number {
   return Math.exp(logits[id] - max) / total;
 }
 
+/** log softmax(logits)[id], computed stably. */
+export function logProbabilityOf(logits: ArrayLike<number>, id: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += Math.exp(logits[i] - max);
+  return logits[id] - max - Math.log(total);
+}
+
+/** Where the agent's text and recaps stood (RecapAgent.mark), to go back to with rollback. */
+export interface AgentMark {
+  text: number;
+  recaps: number;
+}
+
 /** The agent's state over one input: the KV cache, the recaps written, the recent text. */
 export class RecapAgent {
   /** Every recap written, in order (token ids, markers excluded). */
@@ -152,6 +167,31 @@ export class RecapAgent {
     await this.advance([this.tokenizer.recapOpenId], 0);
     await this.decode(this.opts.maxRecapTokens + 1, { untilRecapClosed: true });
     return this.recaps[this.recaps.length - 1];
+  }
+
+  /** Where the text and the recaps stand now, outside a recap. */
+  mark(): AgentMark {
+    if (this.open) throw new Error('the recap agent cannot mark its state inside a recap');
+    return { text: this.text.length, recaps: this.recaps.length };
+  }
+
+  /** Forgets the text and recaps that came after `mark`; the context is laid out anew by the next rebuild. */
+  rollback(mark: AgentMark): void {
+    this.text.length = mark.text;
+    this.recaps.length = mark.recaps;
+    this.confidence.length = mark.recaps;
+    this.open = null;
+    this.logits = null;
+  }
+
+  /** log P(`ids` | the context), the tokens read in as text one by one (no recap can open between them). */
+  async scoreText(ids: readonly number[]): Promise<number> {
+    let total = 0;
+    for (const id of ids) {
+      total += logProbabilityOf(this.nextLogits(), id);
+      await this.read([id]);
+    }
+    return total;
   }
 
   /** Rebuilds the context now with `slack` free positions (e.g. for a question and its answer). */
@@ -266,6 +306,8 @@ export interface AnswerOptions {
   rawQuestion?: boolean;
   /** Decode in this batch's row (answers to several inputs awaited together share decode steps). */
   batch?: DecodeBatch;
+  /** Also score this answer: its log-probability after the same context and question (AnswerResult.goldLogProb). */
+  goldAnswer?: string;
 }
 
 export const DEFAULT_ANSWER: AnswerOptions = { agent: { ...DEFAULT_RECAP_AGENT, greedy: true }, recapThreshold: 0.5, maxAnswerTokens: 32 };
@@ -278,6 +320,8 @@ export interface AnswerResult {
   paragraphs: number;
   inputTokens: number;
   stats: AgentStats;
+  /** log P(goldAnswer | the context the answer was decoded from), where asked for. */
+  goldLogProb?: number;
 }
 
 /**
@@ -325,18 +369,33 @@ export async function answerWithRecaps(model: LlamaModel, tokenizer: Tokenizer, 
       recapProbabilities.push(p);
       if (p >= opts.recapThreshold) await agent.writeRecap();
     }
-    await agent.rebuild(answerSlack);
-    await agent.read(prompt, opts.maxAnswerTokens);
+    const beforeAnswer = agent.mark();
+    const answerContext = async () => {
+      await agent.rebuild(answerSlack);
+      await agent.read(prompt, opts.maxAnswerTokens);
+    };
+    await answerContext();
     const decoded = await agent.decode(opts.maxAnswerTokens, { stopIds: [model.config.eosId] });
     const answerIds = decoded.filter((t) => t.kind === 'text' && t.id !== model.config.eosId).map((t) => t.id);
     const answer = continuationText(tokenizer, prompt, answerIds).trim().split('\n')[0].trim();
+    const recaps = agent.recaps.map((r) => tokenizer.decode(r).trim());
+    const stats = { ...agent.stats }; // the work of answering, not of scoring the gold answer
+    let goldLogProb: number | undefined;
+    if (opts.goldAnswer !== undefined) {
+      // The same context again (the answer and any recap written while answering forgotten), the gold answer read
+      // in after it as it follows the question after a space.
+      agent.rollback(beforeAnswer);
+      await answerContext();
+      goldLogProb = await agent.scoreText(tokenizer.encode(opts.goldAnswer.trim()));
+    }
     return {
       answer,
-      recaps: agent.recaps.map((r) => tokenizer.decode(r).trim()),
+      recaps,
       recapProbabilities,
       paragraphs: paragraphEnds.size,
       inputTokens: tokens,
-      stats: { ...agent.stats },
+      stats,
+      ...(goldLogProb === undefined ? {} : { goldLogProb }),
     };
   } finally {
     agent.dispose();
