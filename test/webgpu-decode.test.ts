@@ -131,12 +131,12 @@ describe('webgpu decode graph', { skip }, () => {
     model.dispose();
   });
 
-  it('the recap agent over three inputs at once in one batch answers as each alone (prompts in shared forwards)', async () => {
+  it('the recap agent over three inputs at once in one batch answers (and scores the gold answer) as each alone (prompts in shared forwards)', async () => {
     const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
     const model = new LlamaModel(makeConfig(null, { vocabSize: tokenizer.vocabSize, dim: 32, layers: 2, heads: 2, kvHeads: 1, maxSeq: 64 }), 11);
     const paragraphs = [...readBrownDocuments()][0]!.text.split('\n\n');
     const inputs = [0, 3, 6].map((from) => paragraphs.slice(from, from + 4).join('\n\n'));
-    const options = { ...DEFAULT_ANSWER, agent: { ...DEFAULT_ANSWER.agent, maxRecapTokens: 6 }, maxAnswerTokens: 6, recapThreshold: 0 };
+    const options = { ...DEFAULT_ANSWER, agent: { ...DEFAULT_ANSWER.agent, maxRecapTokens: 6 }, maxAnswerTokens: 6, recapThreshold: 0, goldAnswer: 'the jury' };
     const alone: AnswerResult[] = [];
     for (const input of inputs) alone.push(await answerWithRecaps(model, tokenizer, input, 'Who spoke?', options));
     const batch = new DecodeBatch(model, 4, true);
@@ -145,7 +145,8 @@ describe('webgpu decode graph', { skip }, () => {
     assert.ok(batch.stats.prompts > batch.stats.promptForwards, `prompts shared forwards (${batch.stats.prompts} in ${batch.stats.promptForwards})`);
     assert.ok(alone.every((a) => a.recaps.length > 0));
     // Prompts run together go through products of another shape, so probabilities agree to rounding, not bit for bit.
-    const rounded = (r: AnswerResult) => ({ ...r, recapProbabilities: r.recapProbabilities.map((p) => p.toPrecision(6)), stats: { ...r.stats, prefillSeconds: 0, decodeSeconds: 0 } });
+    const rounded = (r: AnswerResult) => ({ ...r, recapProbabilities: r.recapProbabilities.map((p) => p.toPrecision(6)), goldLogProb: r.goldLogProb?.toPrecision(5), stats: { ...r.stats, prefillSeconds: 0, decodeSeconds: 0 } });
+    assert.ok(alone.every((a) => Number.isFinite(a.goldLogProb)), 'the gold answer scored after each answer');
     assert.deepEqual(together.map(rounded), alone.map(rounded));
     model.dispose();
   });
