@@ -171,6 +171,16 @@ test('claims: paired relative gains with intervals, the base target, and the dec
   assert.match(equal.find((c) => c.claim.startsWith('ARL not falsified'))!.note, /upper bound/);
   // Not evaluated: no verdict.
   assert.equal(checkClaims([], [], [1]).find((c) => c.claim.startsWith('ARL-CPT (recap agent)'))!.met, null);
+  // The secondary claim on the gold answer's log-probability: no verdict without it, paired in nats with it.
+  const gold = (name: string) => (cs: ReturnType<typeof checkClaims>) => cs.find((c) => c.claim.startsWith(name) && /gold answer log-probability/.test(c.claim))!;
+  const goldClaim = gold('ARL-CPT (recap agent) over plain-CPT at 4x T');
+  assert.equal(goldClaim(claims).met, null);
+  const withGold = (r: MethodLengthResult, logProb: (i: number) => number): MethodLengthResult => ({ ...r, examples: r.examples.map((e, i) => ({ ...e, gold_logprob: logProb(i) })) });
+  const logProbs = ruler.map((r) => (r.multiple !== 4 ? r : r.method === 'ARL-CPT s1' ? withGold(r, (i) => -3 + (i % 5) * 0.1) : withGold(r, (i) => -4 + (i % 5) * 0.1)));
+  const better = goldClaim(checkClaims(logProbs, [], [1]));
+  assert.equal(better.n, n);
+  assert.ok(Math.abs(better.gain! - 1) < 1e-9, String(better.gain));
+  assert.equal(better.met, true);
 });
 
 test('LIFT stores the needle only if the gold answer gains more than a value the document does not hold', () => {
