@@ -198,7 +198,7 @@ test('LIFT stores the needle only if the gold answer gains more than a value the
   assert.equal(none.met, null);
   assert.match(none.note, /no control recorded/);
   // Auxiliary QA that holds the test answer is reported as overlap with the test.
-  const logProb = (lift: LiftExample[]) => checkClaims([], lift, [1]).find((c) => /gold answer log-probability/.test(c.claim))!;
+  const logProb = (lift: LiftExample[]) => checkClaims([], lift, [1]).find((c) => /^LIFT .*gold answer log-probability/.test(c.claim))!;
   assert.match(logProb(Array.from({ length: 6 }, (_, i) => example(i, 1, 0, i < 2 ? 1 : 0))).note, /auxiliary QA overlaps the test .* in 2 of 6 documents/);
   assert.doesNotMatch(logProb(Array.from({ length: 6 }, (_, i) => example(i, 1, 0))).note, /auxiliary QA/);
 });
