@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { resolve } from 'node:path';
 import { BROWN_SOURCE, readDocuments } from '../data/corpus.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { inBatches } from '../core/batches.ts';
 import { makeRng } from '../core/random.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -140,8 +141,7 @@ export async function scoreDocument(model: LlamaModel, tokens: readonly number[]
     forwardPasses: 0,
     forwardTokens: 0,
   };
-  const groups: Window[][] = [];
-  for (let first = 0; first < windows.length; first += options.batch) groups.push(windows.slice(first, first + options.batch));
+  const groups = inBatches(windows, options.batch);
   const batches = groups.map((group) =>
     group.map((w) => ({
       input: tokens.slice(w.start, w.targets[w.targets.length - 1]),

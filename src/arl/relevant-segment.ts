@@ -14,6 +14,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { inBatches } from '../core/batches.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { readJsonLines } from '../io/jsonl.ts';
 import type { LlamaModel } from '../model/llama.ts';
@@ -87,8 +88,7 @@ function keyTokenRows(tokens: readonly number[], keyPos: number, candidates: rea
 
 /** log-probs of `rows`, `batch` rows per forward pass. */
 async function scoreRows(model: LlamaModel, rows: readonly ScoredSequence[], batch: number): Promise<{ logProbs: Float32Array; forwardPasses: number }> {
-  const batches: ScoredSequence[][] = [];
-  for (let first = 0; first < rows.length; first += batch) batches.push(rows.slice(first, first + batch));
+  const batches = inBatches(rows, batch);
   const logProbs = new Float32Array(rows.length);
   (await nextTokenLogProbsOfBatches(model, batches)).forEach((values, b) => logProbs.set(values, b * batch));
   return { logProbs, forwardPasses: batches.length };

@@ -84,6 +84,13 @@ export async function nextTokenLogProbsOfBatches(model: LlamaModel, batches: rea
   return results;
 }
 
+/** log p(continuation | prompt): the continuation's tokens read in after the prompt, in one forward. */
+export async function continuationLogProb(model: LlamaModel, prompt: readonly number[], continuation: readonly number[]): Promise<number> {
+  const input = [...prompt, ...continuation.slice(0, -1)];
+  const logProbs = await nextTokenLogProbs(model, [{ input, offsets: continuation.map((_, i) => prompt.length - 1 + i), nextTokens: [...continuation] }]);
+  return logProbs.reduce((a, b) => a + b, 0);
+}
+
 /** A log-prob as written to output files (6 decimals); totals are taken before rounding. */
 export function roundLogProb(x: number): number {
   return Math.round(x * 1e6) / 1e6;

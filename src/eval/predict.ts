@@ -4,7 +4,7 @@
  */
 import { DocumentJournal, type Settings } from '../arl/journal.ts';
 import { releaseUnusedGpuMemory } from '../backend.ts';
-import { nextTokenLogProbs } from '../arl/scoring.ts';
+import { continuationLogProb } from '../arl/scoring.ts';
 import { continuationText, generate } from '../infer/generate.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -66,9 +66,7 @@ export function plainAnswerer(model: LlamaModel, tokenizer: Tokenizer): Answerer
     const pred = continuationText(tokenizer, ids, answer).trim();
     if (gold === undefined) return { pred };
     // The gold answer as it follows the prompt after a space, read in after the same window (room was kept for it).
-    const goldIds = tokenizer.encode(gold.trim()).slice(0, maxNewTokens);
-    const logProbs = await nextTokenLogProbs(model, [{ input: [...ids, ...goldIds.slice(0, -1)], offsets: goldIds.map((_, i) => ids.length - 1 + i), nextTokens: goldIds }]);
-    return { pred, extra: { gold_logprob: logProbs.reduce((a, b) => a + b, 0) } };
+    return { pred, extra: { gold_logprob: await continuationLogProb(model, ids, tokenizer.encode(gold.trim()).slice(0, maxNewTokens)) } };
   };
 }
 

@@ -6,11 +6,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { continuationText, generate } from '../infer/generate.ts';
+import { inBatches } from '../core/batches.ts';
 import { makeRng, shuffleInPlace } from '../core/random.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
-import { nextTokenLogProbs } from '../arl/scoring.ts';
+import { continuationLogProb } from '../arl/scoring.ts';
 import { maskedCrossEntropy } from '../ops/cross-entropy.ts';
 import { AdamW, stepOnMeanGradient } from '../train/optimizer.ts';
 import { type AdapterKind, adapterVariables, attachAdapter, detachAdapter, type ModelAdapter } from './adapter.ts';
@@ -143,8 +144,7 @@ export async function trainLiftAdapter(model: LlamaModel, tokenizer: Tokenizer, 
   try {
     for (const stage of epochs) {
       const examples = shuffleInPlace(rng, [...segmentExamples(), ...(stage === 2 ? qaExamples : [])]);
-      const batches: LiftExample[][] = [];
-      for (let i = 0; i < examples.length; i += o.batch) batches.push(examples.slice(i, i + o.batch));
+      const batches = inBatches(examples, o.batch);
       for (const group of o.accumulateEpoch ? [batches] : batches.map((b) => [b])) {
         const loss = await adapterStep(model, optimizer, group, { clip: o.clip, lr: o.lr });
         losses.push(loss);
@@ -192,10 +192,7 @@ export async function answerLogProbs(
   for (const [k, question] of questions.entries()) {
     const prompt = questionPrompt(tokenizer, input, question, promptTemplate, pieces, model.config.maxSeq, maxNewTokens);
     // The answer as it follows the prompt after a space: its own encoding (pieces never span a space).
-    const answer = tokenizer.encode(answers[k]!.trim());
-    const offsets = answer.map((_, i) => prompt.length - 1 + i);
-    const logProbs = await nextTokenLogProbs(model, [{ input: [...prompt, ...answer.slice(0, -1)], offsets, nextTokens: answer }]);
-    out.push(Array.from(logProbs).reduce((a, b) => a + b, 0));
+    out.push(await continuationLogProb(model, prompt, tokenizer.encode(answers[k]!.trim())));
   }
   return out;
 }
