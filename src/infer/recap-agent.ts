@@ -59,21 +59,24 @@ export interface AgentStats {
   decodeSeconds: number;
 }
 
-/** Softmax probability of `id` under `logits`. */
-export function probabilityOf(logits: ArrayLike<number>, id: number): number {
+/** The largest logit and the sum of exp(logit - largest): the softmax's normaliser, computed stably. */
+function softmaxNormaliser(logits: ArrayLike<number>): { max: number; total: number } {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
   let total = 0;
   for (let i = 0; i < logits.length; i++) total += Math.exp(logits[i] - max);
+  return { max, total };
+}
+
+/** Softmax probability of `id` under `logits`. */
+export function probabilityOf(logits: ArrayLike<number>, id: number): number {
+  const { max, total } = softmaxNormaliser(logits);
   return Math.exp(logits[id] - max) / total;
 }
 
-/** log softmax(logits)[id], computed stably. */
-export function logProbabilityOf(logits: ArrayLike<number>, id: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
-  let total = 0;
-  for (let i = 0; i < logits.length; i++) total += Math.exp(logits[i] - max);
+/** log softmax(logits)[id]. */
+function logProbabilityOf(logits: ArrayLike<number>, id: number): number {
+  const { max, total } = softmaxNormaliser(logits);
   return logits[id] - max - Math.log(total);
 }
 
