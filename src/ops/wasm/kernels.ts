@@ -34,6 +34,14 @@ export interface WasmBackend {
 
 export type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 
+/** A 4-byte view of the whole heap (any 4-byte view will do for copies), taken after any allocation: a grown heap has a new buffer. */
+export function heapWords(backend: WasmBackend): Int32Array {
+  return new Int32Array(backend.wasm.HEAPU8.buffer);
+}
+
+/** Where a tensor's data starts on the heap, in 4-byte words. */
+export const wordOffset = (backend: WasmBackend, info: tf.TensorInfo): number => backend.dataIdMap.get(info.dataId).memoryOffset >> 2;
+
 export function unsortedSegmentSum(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as WasmBackend;
   const x = args.inputs.x as tf.TensorInfo;
@@ -79,11 +87,10 @@ export const gatherV2 = (stock: tf.KernelConfig) => (args: KernelArgs): tf.Tenso
     if (id < 0 || id >= rows) throw new Error(`GatherV2: the index value ${id} is not in [0, ${rows - 1}]`);
   }
   const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
-  const heap = backend.typedArrayFromHeap(out);
-  const src = backend.dataIdMap.get(x.dataId).memoryOffset >> 2;
-  const dst = backend.dataIdMap.get(out.dataId).memoryOffset >> 2;
-  const all = new Int32Array(heap.buffer); // any 4-byte view of the heap will do for a copy
-  for (let i = 0; i < ids.length; i++) all.copyWithin(dst + i * rowSize, src + ids[i] * rowSize, src + (ids[i] + 1) * rowSize);
+  const heap = heapWords(backend);
+  const src = wordOffset(backend, x);
+  const dst = wordOffset(backend, out);
+  for (let i = 0; i < ids.length; i++) heap.copyWithin(dst + i * rowSize, src + ids[i] * rowSize, src + (ids[i] + 1) * rowSize);
   return out;
 };
 

@@ -12,16 +12,9 @@
  * Only 4-byte dtypes (float32, int32) are handled; anything else goes to the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { KernelArgs, WasmBackend } from './kernels.ts';
+import { heapWords, type KernelArgs, type WasmBackend, wordOffset } from './kernels.ts';
 
 const fourByte = (dtype: tf.DataType): boolean => dtype === 'float32' || dtype === 'int32';
-
-/** A 4-byte view of the whole heap, taken after any allocation (a grown heap has a new buffer). */
-function heapWords(backend: WasmBackend): Int32Array {
-  return new Int32Array(backend.wasm.HEAPU8.buffer);
-}
-
-const wordOffset = (backend: WasmBackend, info: tf.TensorInfo): number => backend.dataIdMap.get(info.dataId).memoryOffset >> 2;
 
 export const slice = (stock: tf.KernelConfig) => (args: KernelArgs): tf.TensorInfo => {
   const backend = args.backend as WasmBackend;
