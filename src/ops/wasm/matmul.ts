@@ -134,14 +134,14 @@ export const batchMatMul = (stock: tf.KernelConfig) => (args: KernelArgs): tf.Te
   const broadcastable = batchA === batchB || batchB === 1 || batchA === 1;
   if (!plain || !broadcastable) return stock.kernelFunc(args as never) as tf.TensorInfo;
 
+  const outer = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
   if (batchA === 1 && batchB === 1 && swapCheaper(m, k, n, transposeA, transposeB)) {
     // out = (B^T A^T)^T: XNNPACK packs the right operand on every call, and here A is the smaller one.
     const outT = batchMatMul(stock)({ ...args, inputs: { a: b, b: a }, attrs: { transposeA: !transposeB, transposeB: !transposeA } });
     const out = transposeLast2(backend, outT, 1, n, m);
     backend.disposeData(outT.dataId);
-    return { ...out, shape: [...tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)), m, n] };
+    return { ...out, shape: [...outer, m, n] };
   }
-  const outer = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const batch = Math.max(batchA, batchB);
   const temps: tf.TensorInfo[] = [];
   const aRows = transposeA ? (temps.push(transposeLast2(backend, a, batchA, k, m)), temps[temps.length - 1]) : a;
