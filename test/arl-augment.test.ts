@@ -98,6 +98,28 @@ describe('arl augment', () => {
     assert.equal(shards.filter((id) => id === 4).length, 1);
   });
 
+  test('a recap is trained only in rows that hold its segment: the shards carry each token\'s lookback, the loader weighs the rest 0', async () => {
+    const f = makeFixture([[1, [[4, 2]], 1, 'The mayor spoke about the budget.']]);
+    const totals = await augmentDocuments({ tokenizer, keyTokensDir: f.dir, options: { ...DEFAULT_AUGMENT, mix: 1, valFraction: 0 } });
+    const prepared = join(f.dir, AUGMENT_FILES.prepared);
+    const at = f.starts[4];
+    const span = tokenizer.encode('The mayor spoke about the budget.').length + 2;
+    const lookback = Array.from(new Uint16Array(new Uint8Array(readFileSync(join(prepared, 'train_00000.lookback.bin'))).buffer));
+    const expected = lookback.map((_, i) => (i >= at && i < at + span ? i - f.starts[1] : 0));
+    assert.deepEqual(lookback, expected, 'recap tokens, markers included, look back to the segment start; the rest 0');
+    assert.equal(totals.recap_reach.median, at + span - 1 - f.starts[1]);
+    // Rows of `seq` tokens from the start: the second row starts after the segment start but holds the recap.
+    const seq = Math.max(f.starts[1] + 1, Math.ceil((at + span) / 2));
+    assert.ok(seq <= at, 'the fixture leaves room for a row boundary between the segment and its recap');
+    const loader = TokenLoader.open(prepared, 'train');
+    const { w } = loader.nextBatch(2, seq);
+    assert.ok(w, 'data with lookbacks gives weights');
+    const masked = [...w].flatMap((weight, k) => (weight === 0 ? [k + 1] : [])); // target k is token k + 1 of the stream
+    assert.deepEqual(masked, Array.from({ length: span }, (_, i) => at + i), 'the recap is masked in the row that starts after its segment, nothing else');
+    const whole = TokenLoader.open(prepared, 'train').nextBatch(1, loader.totalTokens - 1);
+    assert.ok(whole.w!.every((weight) => weight === 1), 'a row that holds the segment trains the whole recap');
+  });
+
   test('the cap keeps the highest-gain recaps; a recap that would precede its own segment is dropped; markers inside recap text are removed', async () => {
     const f = makeFixture([
       [0, [[2, 1]], 0.6, 'low gain'],

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { splitSentences, tokenizeDocument } from '../src/arl/document.ts';
 import { type DocumentScores, findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, scoreDocument, selectKeyTokens } from '../src/arl/key-tokens.ts';
-import { candidateSegments, findRelevantSegments, findRelevantSegmentsOf, SEGMENT_FILES, type SegmentRecord, segmentOptions } from '../src/arl/relevant-segment.ts';
+import { candidateSegments, findRelevantSegments, findRelevantSegmentsOf, SEGMENT_FILES, type SegmentRecord, segmentOptions, validateSegmentOptions } from '../src/arl/relevant-segment.ts';
 import { readJsonLines } from '../src/io/jsonl.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { makeConfig } from '../src/model/config.ts';
@@ -300,7 +300,7 @@ describe('(d) relevant segments', () => {
   const tokens = randomTokens(75, 97, 5);
   const sentenceStarts = [1, 4, 9, 17, 20, 31, 38, 44, 52, 60, 66];
   const keyPos = 70;
-  const options = segmentOptions(8, { segmentTokens: 10, batch: 64 });
+  const options = segmentOptions(8, maxSeq, { segmentTokens: 10, reach: keyPos, batch: 64 });
 
   before(() => {
     model = contextSensitiveModel(97, maxSeq);
@@ -320,6 +320,15 @@ describe('(d) relevant segments', () => {
     assert.deepEqual(candidates.at(-1), { start: 60, end: limit }); // cut at the short context
     for (const c of candidates) assert.ok(c.end <= limit && c.end - c.start <= options.segmentTokens && c.start < c.end);
     assert.deepEqual(candidateSegments(sentenceStarts, 20, options), [{ start: 1, end: 9 }, { start: 4, end: 12 }, { start: 9, end: 12 }]);
+  });
+
+  test('candidates reach back at most the window by default, so a recap only draws on what its writer could see', () => {
+    const defaults = segmentOptions(8, maxSeq);
+    assert.equal(defaults.reach, maxSeq);
+    const near = candidateSegments(sentenceStarts, keyPos, defaults);
+    assert.deepEqual(near.map((c) => c.start), [38, 44, 52, 60]);
+    assert.ok(near.every((c) => c.start >= keyPos - maxSeq && c.end <= keyPos - 8));
+    assert.throws(() => validateSegmentOptions(segmentOptions(8, maxSeq, { reach: 8 }), maxSeq), /--segment-reach 8 must exceed the short context/);
   });
 
   test('batched candidate scores equal one-at-a-time forwards, in one pass or split', async () => {

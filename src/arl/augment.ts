@@ -103,18 +103,34 @@ export function cleanRecap(text: string): string {
   return replaceRecapMarkers(text).replace(/\s+/g, ' ').trim();
 }
 
-/** The document's tokens with `<recap>` + encode(recap) + `</recap>` spliced in before token `at` of each placed recap. */
-export function insertRecaps(tokens: readonly number[], placed: readonly PlacedRecap[], tokenizer: Tokenizer): number[] {
+/**
+ * The document's tokens with `<recap>` + encode(recap) + `</recap>` spliced in before token `at` of each placed
+ * recap, and each token's lookback (format.ts): for the tokens of a recap, markers included, the distance back to
+ * the start of its segment; 0 for the document's own tokens.
+ */
+export function insertRecaps(tokens: readonly number[], placed: readonly PlacedRecap[], tokenizer: Tokenizer): { tokens: number[]; lookback: number[] } {
   const out: number[] = [];
+  const lookback: number[] = [];
+  /** Where each original token landed in `out`. */
+  const moved = new Int32Array(tokens.length);
   let next = 0;
+  const copyUpTo = (end: number): void => {
+    for (; next < end; next++) {
+      moved[next] = out.length;
+      out.push(tokens[next]);
+      lookback.push(0);
+    }
+  };
   for (const recap of placed) {
-    for (; next < recap.at; next++) out.push(tokens[next]);
-    out.push(tokenizer.recapOpenId);
-    for (const id of tokenizer.encode(recap.recap)) out.push(id);
-    out.push(tokenizer.recapCloseId);
+    copyUpTo(recap.at);
+    const segmentStart = moved[recap.segment_start]; // segment_start < at, so it is in place already
+    for (const id of [tokenizer.recapOpenId, ...tokenizer.encode(recap.recap), tokenizer.recapCloseId]) {
+      lookback.push(out.length - segmentStart);
+      out.push(id);
+    }
   }
-  for (; next < tokens.length; next++) out.push(tokens[next]);
-  return out;
+  copyUpTo(tokens.length);
+  return { tokens: out, lookback };
 }
 
 /** One line of augmented.jsonl: a document that has at least one recap to insert. */
@@ -141,6 +157,11 @@ export interface AugmentTotals {
   /** Tokens in the shards, and how many of them are recap tokens (markers included). */
   tokens: number;
   recap_tokens: number;
+  /**
+   * Tokens from the start of each inserted recap's segment to the end of the recap: a recap is trained only in rows
+   * that hold all of it (the loader weighs the rest 0), so rows shorter than this never teach it.
+   */
+  recap_reach: { median: number | null; max: number | null };
   train: Omit<SplitInfo, 'shards'>;
   val: Omit<SplitInfo, 'shards'>;
 }
@@ -243,9 +264,10 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
   const augmented = chooseAugmented(withRecaps, documents.size, options);
 
   const records: AugmentedRecord[] = [];
+  const reaches: number[] = [];
   const shardDocuments = [...documents.values()].map((document) => {
     const placed = placedByDoc.get(document.doc);
-    const tokens = placed ? insertRecaps(document.tokens, placed, tokenizer) : document.tokens;
+    const { tokens, lookback } = placed ? insertRecaps(document.tokens, placed, tokenizer) : { tokens: document.tokens, lookback: undefined };
     if (placed) {
       records.push({
         doc: document.doc,
@@ -254,14 +276,18 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
         recaps: placed.map((p) => ({ at: p.at, segment_start: p.segment_start, segment_end: p.segment_end, positions: p.positions, gain: Math.round(p.gain * 1e6) / 1e6, recap: p.recap })),
       });
     }
-    const written = augmented.has(document.doc) ? tokens : document.tokens;
-    if (augmented.has(document.doc)) {
-      totals.recaps_inserted += placed!.length;
-      totals.recap_tokens += tokens.length - document.tokens.length;
+    if (!augmented.has(document.doc)) {
+      totals.tokens += document.tokens.length + 1;
+      return { id: document.doc, tokens: [...document.tokens, tokenizer.eosId] };
     }
-    totals.tokens += written.length + 1;
-    return { id: document.doc, tokens: [...written, tokenizer.eosId] };
+    totals.recaps_inserted += placed!.length;
+    totals.recap_tokens += tokens.length - document.tokens.length;
+    totals.tokens += tokens.length + 1;
+    // A recap's reach is its closing marker's lookback: a training row shorter than that never trains it.
+    tokens.forEach((id, i) => id === tokenizer.recapCloseId && lookback![i] > 0 && reaches.push(lookback![i]));
+    return { id: document.doc, tokens: [...tokens, tokenizer.eosId], lookback: [...lookback!, 0] };
   });
+  reaches.sort((a, b) => a - b);
 
   const meta = await writePrepared(shardDocuments, {
     tokenizer,
@@ -269,6 +295,7 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
     source: `${source} (ARL augmented, mix ${options.mix})`,
     valFraction: options.valFraction,
     seed: options.seed,
+    lookback: true,
   });
   writeFileAtomic(join(outDir, AUGMENT_FILES.records), records.map((r) => `${JSON.stringify(r)}\n`).join(''));
   const split = (s: SplitInfo): Omit<SplitInfo, 'shards'> => ({ tokens: s.tokens, docs: s.docs });
@@ -278,6 +305,7 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
     augmented_documents: augmented.size,
     augmented_share: documents.size > 0 ? augmented.size / documents.size : 0,
     ...totals,
+    recap_reach: { median: reaches.length > 0 ? reaches[reaches.length >> 1] : null, max: reaches.at(-1) ?? null },
     train: split(meta.splits.train),
     val: split(meta.splits.val),
   };

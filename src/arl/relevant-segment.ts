@@ -2,7 +2,9 @@
  * ARL step 2: the relevant segment of each key token (methods.md section 2).
  *
  * For a key token at position i with short context [i - S, i), the candidates are sentence-aligned
- * windows of earlier text that end at or before i - S. Each is scored as log P(x_i | candidate +
+ * windows of earlier text that end at or before i - S and start at most `reach` tokens before i (by
+ * default the model's window: what the long context that made x_i a key token saw, and all a recap
+ * written at i can draw on, since the recap agent only sees its window). Each is scored as log P(x_i | candidate +
  * short context), i.e. the candidate inserted right before the short context; the baseline is
  * log P(x_i | short context alone). The rows of a document's key tokens (each one's baseline and
  * candidates) go through batched forward passes of `batch` rows, packed across key tokens so that each
@@ -29,6 +31,8 @@ export interface SegmentOptions {
   shortContext: number;
   /** Candidates hold whole sentences up to this many tokens (a longer sentence is cut to it). */
   segmentTokens: number;
+  /** Candidates start at most this many tokens before the key token. */
+  reach: number;
   /** Minimum gain in log-prob (nats) for c* to be kept. */
   margin: number;
   /** Rows (candidates plus the baseline) per forward pass. */
@@ -38,15 +42,19 @@ export interface SegmentOptions {
 /** Tokens per forward pass the default batch fills. */
 const DEFAULT_BATCH_TOKENS = 32768;
 
-/** Options for short context S with defaults for those not given: segments of S/2 tokens, margin 0.5 nats, batches of about 32k tokens. */
-export function segmentOptions(shortContext: number, given: Partial<Omit<SegmentOptions, 'shortContext'>> = {}): SegmentOptions {
+/**
+ * Options for short context S and a model window of maxSeq tokens, with defaults for those not given: segments of
+ * S/2 tokens reaching back at most maxSeq tokens, margin 0.5 nats, batches of about 32k tokens.
+ */
+export function segmentOptions(shortContext: number, maxSeq: number, given: Partial<Omit<SegmentOptions, 'shortContext'>> = {}): SegmentOptions {
   const segmentTokens = given.segmentTokens ?? Math.max(1, Math.floor(shortContext / 2));
   const batch = given.batch ?? Math.max(1, Math.floor(DEFAULT_BATCH_TOKENS / (shortContext + segmentTokens)));
-  return { shortContext, segmentTokens, margin: given.margin ?? 0.5, batch };
+  return { shortContext, segmentTokens, reach: given.reach ?? maxSeq, margin: given.margin ?? 0.5, batch };
 }
 
 export function validateSegmentOptions(o: SegmentOptions, maxSeq: number): void {
-  checkPositiveIntegers({ '--segment-tokens': o.segmentTokens, '--batch': o.batch });
+  checkPositiveIntegers({ '--segment-tokens': o.segmentTokens, '--segment-reach': o.reach, '--batch': o.batch });
+  if (o.reach <= o.shortContext) throw new UserError(`--segment-reach ${o.reach} must exceed the short context of ${o.shortContext} tokens, or no candidate fits before it`);
   if (o.shortContext + o.segmentTokens > maxSeq) {
     throw new UserError(`--segment-tokens ${o.segmentTokens} plus the short context of ${o.shortContext} tokens exceeds the model's window of ${maxSeq}; lower --segment-tokens`);
   }
@@ -60,14 +68,16 @@ export interface Segment {
 }
 
 /**
- * One candidate per sentence starting before the short context of the key token at `keyPos`: whole
- * sentences from there, as many as fit in `segmentTokens`, ending at or before keyPos - S.
+ * One candidate per sentence starting before the short context of the key token at `keyPos` and at most
+ * `reach` tokens before it: whole sentences from there, as many as fit in `segmentTokens`, ending at or before
+ * keyPos - S.
  */
-export function candidateSegments(sentenceStarts: readonly number[], keyPos: number, o: Pick<SegmentOptions, 'shortContext' | 'segmentTokens'>): Segment[] {
+export function candidateSegments(sentenceStarts: readonly number[], keyPos: number, o: Pick<SegmentOptions, 'shortContext' | 'segmentTokens' | 'reach'>): Segment[] {
   const limit = keyPos - o.shortContext;
   const bounds = [...sentenceStarts.filter((s) => s < limit), limit];
   const segments: Segment[] = [];
   for (let k = 0; k < bounds.length - 1; k++) {
+    if (bounds[k] < keyPos - o.reach) continue;
     const start = bounds[k];
     let end = Math.min(bounds[k + 1], start + o.segmentTokens);
     for (let m = k + 2; m < bounds.length && bounds[m] - start <= o.segmentTokens; m++) end = bounds[m];
@@ -201,7 +211,7 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
   const summary = readKeyTokenSummary(keyTokensDir);
   checkRunTokenizer(keyTokensDir, summary.tokenizer, tokenizer, 'key tokens were made', 'pass a checkpoint with the tokenizer step 1 used');
   const shortContext = Number(summary.S);
-  const options = segmentOptions(shortContext, run.options);
+  const options = segmentOptions(shortContext, model.config.maxSeq, run.options);
   validateSegmentOptions(options, model.config.maxSeq);
 
   const keyTokensByDoc = new Map<string, KeyTokenRecord[]>();
@@ -210,7 +220,7 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
     if (forDoc) forDoc.push(record);
     else keyTokensByDoc.set(record.doc, [record]);
   }
-  const settings: Settings = { checkpoint: run.checkpoint, keytokens: keyTokensDir, S: shortContext, segment_tokens: options.segmentTokens, margin: options.margin, ...(run.checkpointSha256 !== undefined && { checkpoint_sha256: run.checkpointSha256 }) };
+  const settings: Settings = { checkpoint: run.checkpoint, keytokens: keyTokensDir, S: shortContext, segment_tokens: options.segmentTokens, segment_reach: options.reach, margin: options.margin, ...(run.checkpointSha256 !== undefined && { checkpoint_sha256: run.checkpointSha256 }) };
   const { journal, resumed } = DocumentJournal.open<SegmentDocument>(run.outDir ?? keyTokensDir, SEGMENT_FILES, settings);
   const done = [...resumed];
   const sum = (pick: (d: SegmentDocument) => number): number => done.reduce((acc, d) => acc + pick(d), 0);

@@ -67,9 +67,22 @@ export function shardSettings(shard: Shard | null, checkpointDir: string): Shard
   return { shard_index: shard.index, shard_count: shard.count, checkpoint_sha256: weightsSha256(checkpointDir) };
 }
 
+/** Step 2's flags shared by `arl segments` and `arl recap-data` (each names its own batch flag). */
+export const SEGMENT_FLAGS = defineOptions({
+  margin: { type: 'number', describe: 'step 2: minimum gain in log-prob of the key token, nats (default 0.5)' },
+  'segment-tokens': { type: 'number', describe: 'step 2: candidate length in tokens, whole sentences (default S/2)' },
+  'segment-reach': { type: 'number', describe: "step 2: candidates start at most this many tokens before the key token (default: the model's window, all a recap written there can see)" },
+});
+
+/** Step 2's options given on the command line (the rest take segmentOptions' defaults). */
+export function segmentFlags(args: { margin?: number; segmentTokens?: number; segmentReach?: number }, batch: number | undefined): Partial<Omit<SegmentOptions, 'shortContext'>> {
+  return { margin: args.margin, segmentTokens: args.segmentTokens, reach: args.segmentReach, batch };
+}
+
 /** Step 2's flags checked against step 1's short context and the window of the model that scores (read without loading weights). */
 export function checkSegmentFlags(shortContext: number, given: Partial<Omit<SegmentOptions, 'shortContext'>>, scoringCheckpoint: string): void {
-  validateSegmentOptions(segmentOptions(shortContext, given), readCheckpointConfig(resolveCheckpointDir(scoringCheckpoint)).maxSeq);
+  const { maxSeq } = readCheckpointConfig(resolveCheckpointDir(scoringCheckpoint));
+  validateSegmentOptions(segmentOptions(shortContext, maxSeq, given), maxSeq);
 }
 
 /** The client settings of step 3's recapper: none for the extractive one, which takes no --prompt either. */
@@ -152,15 +165,14 @@ const segmentsCommand = defineCommand({
     tokenizer: { type: 'string', describe: "SentencePiece model (default: the checkpoint's, else the bundled one)" },
     keytokens: { type: 'string', demandOption: true, describe: 'output folder of `arl keytokens`' },
     out: { type: 'string', describe: 'output folder (default: the --keytokens folder)' },
-    margin: { type: 'number', describe: 'minimum gain in log-prob of the key token, nats (default 0.5)' },
-    'segment-tokens': { type: 'number', describe: 'candidate length in tokens, whole sentences (default S/2)' },
+    ...SEGMENT_FLAGS,
     batch: { type: 'number', describe: 'candidates per forward pass (default: as many as fill 32k tokens)' },
   },
   shared: BACKEND_FLAGS,
   examples: [['$0 segments --checkpoint checkpoints/demo --keytokens arl/brown', 'relevant segments for the key tokens of arl/brown']],
   handler: async (args) => {
     const keyTokens = readKeyTokenSummary(resolve(args.keytokens));
-    const given = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.batch };
+    const given = segmentFlags(args, args.batch);
     checkSegmentFlags(Number(keyTokens.S), given, args.checkpoint);
     lockFolder(resolve(args.out ?? args.keytokens));
     await startBackend(args.backend);

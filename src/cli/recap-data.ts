@@ -12,7 +12,7 @@ import type { BackendName } from '../backend.ts';
 import { lockFolder } from '../io/lock.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { answerCommand } from './answer.ts';
-import { checkSegmentFlags, countDocuments, KEY_TOKEN_FLAGS, keyTokenOptionsFromArgs, recapperChat, recapProgressText, shardOutput, shardSettings } from './arl.ts';
+import { checkSegmentFlags, countDocuments, KEY_TOKEN_FLAGS, SEGMENT_FLAGS, segmentFlags, keyTokenOptionsFromArgs, recapperChat, recapProgressText, shardOutput, shardSettings } from './arl.ts';
 import { CHAT_FLAGS } from './chat-options.ts';
 import { BACKEND_FLAGS, loadModelAndTokenizer, startBackend } from './common.ts';
 import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
@@ -31,7 +31,7 @@ export function describeAugment(t: AugmentTotals, outDir: string): string[] {
   const percent = (x: number): string => `${(100 * x).toFixed(1)}%`;
   return [
     augmentedText(t),
-    `${t.recaps_inserted} recaps inserted of ${t.recaps_read} (dropped: ${t.recaps_dropped_over_cap} over the cap, ${t.recaps_dropped_no_boundary} with no sentence boundary after their segment, ${t.recaps_dropped_empty} empty); recap tokens ${t.recap_tokens} of ${t.tokens} (${percent(t.recap_tokens / Math.max(1, t.tokens))})`,
+    `${t.recaps_inserted} recaps inserted of ${t.recaps_read} (dropped: ${t.recaps_dropped_over_cap} over the cap, ${t.recaps_dropped_no_boundary} with no sentence boundary after their segment, ${t.recaps_dropped_empty} empty); recap tokens ${t.recap_tokens} of ${t.tokens} (${percent(t.recap_tokens / Math.max(1, t.tokens))}); a recap reaches back ${t.recap_reach.median ?? '-'} tokens (median; max ${t.recap_reach.max ?? '-'}) and trains only in rows that long`,
     `wrote ${join(outDir, AUGMENT_FILES.records)} and ${join(outDir, AUGMENT_FILES.prepared)} (train ${t.train.docs} docs / ${t.train.tokens} tokens, val ${t.val.docs} docs / ${t.val.tokens} tokens)`,
   ];
 }
@@ -65,8 +65,7 @@ const RECAP_DATA_FLAGS = defineOptions({
   corpus: { type: 'string', demandOption: true, describe: '"brown", a .txt file, a folder of .txt files, or a .jsonl file' },
   out: { type: 'string', demandOption: true, describe: 'output folder of all four steps; a rerun resumes it' },
   ...KEY_TOKEN_FLAGS,
-  margin: { type: 'number', describe: 'step 2: minimum gain in log-prob of the key token, nats (default 0.5)' },
-  'segment-tokens': { type: 'number', describe: 'step 2: candidate length in tokens, whole sentences (default S/2)' },
+  ...SEGMENT_FLAGS,
   'segment-batch': { type: 'number', describe: 'step 2: candidates per forward pass (default: as many as fill 32k tokens)' },
   recapper: { choices: RECAPPERS, demandOption: true, describe: 'step 3: extractive (no LLM), openai (--llm-url, --llm-model) or llama-cpp (--llm-gguf)' },
   prompt: { type: 'string', describe: 'step 3: recap prompt template (LLM recappers; default data/prompts/recap.txt)' },
@@ -107,7 +106,7 @@ function recapDataJob(args: RecapDataArgs): RecapDataJob {
   const augment = shard ? null : valuesOf(AUGMENT_FLAGS, args);
   if (augment) validateAugmentOptions(augment);
   const keyTokens = keyTokenOptionsFromArgs(args, args.checkpoint);
-  const segments = { margin: args.margin, segmentTokens: args.segmentTokens, batch: args.segmentBatch };
+  const segments = segmentFlags(args, args.segmentBatch);
   checkSegmentFlags(keyTokens.shortContext, segments, args.checkpoint);
   const chat = recapperChat(args);
   return {

@@ -2,6 +2,11 @@
  * On-disk format of a prepared-data folder: `meta.json` plus shard files `train_00000.bin`, `val_00000.bin`, …
  * holding token ids as little-endian uint16 (vocabularies up to 65535) or uint32. Every document is stored as
  * BOS, its tokens, EOS; documents follow each other and may continue from one shard into the next.
+ *
+ * ARL's augmented data adds a lookback file per shard (`train_00000.lookback.bin`, uint16, one per token): how far
+ * back a training row must reach for the token to be trained on, i.e. for a recap token the distance to the start
+ * of the segment it recaps (0 for every other token). A row that starts later cannot show the model what the
+ * recap says, so the loader gives that target weight 0 rather than teach the model to write recaps of nothing.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +40,15 @@ export interface PrepareMeta {
   seed: number;
   valFraction: number;
   splits: Record<Split, SplitInfo>;
+  /** Each shard has a lookback file (see above). */
+  lookback?: boolean;
+}
+
+/** Lookbacks are stored as uint16; a longer one is stored as this, beyond any row. */
+export const MAX_LOOKBACK = 65535;
+
+export function lookbackFileName(shardFile: string): string {
+  return shardFile.replace(/\.bin$/, '.lookback.bin');
 }
 
 export function shardFileName(split: Split, index: number): string {
@@ -89,6 +103,7 @@ export function readPrepareMeta(dir: string): PrepareMeta {
   check(Number.isInteger(meta.vocabSize) && meta.vocabSize > 0, invalid);
   check(meta.dtype === dtypeForVocab(meta.vocabSize), invalid);
   check(typeof meta.tokenizer?.sha256 === 'string', invalid);
+  check(meta.lookback === undefined || typeof meta.lookback === 'boolean', invalid);
   for (const split of SPLITS) {
     const info = meta.splits?.[split];
     check(Array.isArray(info?.shards), invalid);

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { check, UserError } from '../io/errors.ts';
 import { makeRng, shuffleInPlace } from '../core/random.ts';
 import { fsErrorReason } from './fs-errors.ts';
-import { bytesPerToken, decodeTokens, readPrepareMeta, type PrepareMeta, type Split } from './format.ts';
+import { bytesPerToken, decodeTokens, lookbackFileName, readPrepareMeta, type PrepareMeta, type Split, type TokenDtype } from './format.ts';
 
 /**
  * Where the next batch starts: a shard, a token offset in it (or, when shuffling, an index into
@@ -33,7 +33,7 @@ export class TokenLoader {
   private shard = 0;
   private offset = 0;
   private epoch = 0;
-  private loaded: { index: number; tokens: Uint16Array | Uint32Array } | undefined;
+  private loaded: { index: number; tokens: Uint16Array | Uint32Array; lookback: Uint16Array | null } | undefined;
   private rowOrder: { key: string; starts: Uint32Array } | undefined;
 
   private constructor(
@@ -83,7 +83,8 @@ export class TokenLoader {
   /**
    * The next `batch` rows, each a window of seq+1 consecutive tokens: x is its first seq tokens, y its last seq.
    * Consecutive windows overlap by one token, so every token is a target once per epoch; the stream wraps to the
-   * start of the split after its last token.
+   * start of the split after its last token. Data with lookbacks (format.ts) also gives weights: 0 for a target
+   * whose lookback reaches before the row's first token, 1 otherwise.
    */
   nextBatch(batch: number, seq: number): Batch {
     if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(seq) || seq < 1) {
@@ -95,22 +96,27 @@ export class TokenLoader {
     );
     const x = new Int32Array(batch * seq);
     const y = new Int32Array(batch * seq);
+    const w = this.meta.lookback ? new Float32Array(batch * seq) : undefined;
     const window = new Int32Array(seq + 1);
+    const lookback = w ? new Uint16Array(seq + 1) : null;
     for (let row = 0; row < batch; row++) {
       if (this.shuffleSeed === undefined) {
-        this.take(window, seq);
+        this.take(window, lookback, seq);
         window[seq] = this.shardTokens()[this.offset]!; // the next window starts with this token
+        if (lookback) lookback[seq] = this.loaded!.lookback![this.offset]!;
       } else {
-        this.takeShuffledRow(window, seq);
+        this.takeShuffledRow(window, lookback, seq);
       }
       x.set(window.subarray(0, seq), row * seq);
       y.set(window.subarray(1), row * seq);
+      // Target j is window[j + 1]; the row shows it j + 1 tokens of context.
+      if (w) for (let j = 0; j < seq; j++) w[row * seq + j] = lookback![j + 1]! <= j + 1 ? 1 : 0;
     }
-    return { x, y };
+    return w ? { x, y, w } : { x, y };
   }
 
-  /** Copies the next row of the current shard's shuffled order into `out` (seq+1 tokens). */
-  private takeShuffledRow(out: Int32Array, seq: number): void {
+  /** Copies the next row of the current shard's shuffled order into `out` (seq+1 tokens), and its lookbacks into `lookbackOut`. */
+  private takeShuffledRow(out: Int32Array, lookbackOut: Uint16Array | null, seq: number): void {
     const shards = this.meta.splits[this.split].shards;
     check(
       shards.some((s) => s.tokens > seq),
@@ -121,6 +127,7 @@ export class TokenLoader {
       if (this.offset < starts.length) {
         const start = starts[this.offset++]!;
         out.set(this.shardTokens().subarray(start, start + seq + 1));
+        lookbackOut?.set(this.loaded!.lookback!.subarray(start, start + seq + 1));
         return;
       }
       this.offset = 0;
@@ -144,14 +151,15 @@ export class TokenLoader {
     return this.rowOrder.starts;
   }
 
-  /** Copies the next `count` tokens into `out` and moves past them. */
-  private take(out: Int32Array, count: number): void {
+  /** Copies the next `count` tokens into `out` (and their lookbacks into `lookbackOut`) and moves past them. */
+  private take(out: Int32Array, lookbackOut: Uint16Array | null, count: number): void {
     const shards = this.meta.splits[this.split].shards;
     let filled = 0;
     while (filled < count) {
       const tokens = this.shardTokens();
       const n = Math.min(count - filled, tokens.length - this.offset);
       out.set(tokens.subarray(this.offset, this.offset + n), filled);
+      lookbackOut?.set(this.loaded!.lookback!.subarray(this.offset, this.offset + n), filled);
       filled += n;
       this.offset += n;
       if (this.offset === tokens.length) {
@@ -165,24 +173,27 @@ export class TokenLoader {
     }
   }
 
-  /** Tokens of the current shard, read from disk when the loader moves to a new shard. */
+  /** Tokens of the current shard (and its lookbacks, where the data has them), read when the loader moves to a new shard. */
   private shardTokens(): Uint16Array | Uint32Array {
     if (this.loaded?.index !== this.shard) {
       const info = this.meta.splits[this.split].shards[this.shard]!;
-      const path = join(this.dir, info.file);
       this.loaded = undefined; // let the previous shard be collected before reading the next
-      let bytes: Buffer;
-      try {
-        bytes = readFileSync(path);
-      } catch (err) {
-        throw new UserError(`${path}: cannot read shard (${fsErrorReason(err)}); run \`arl prepare\` again`);
-      }
-      check(
-        bytes.byteLength === info.tokens * bytesPerToken(this.meta.dtype),
-        `${path}: shard size does not match meta.json; run \`arl prepare\` again`,
-      );
-      this.loaded = { index: this.shard, tokens: decodeTokens(bytes, this.meta.dtype) };
+      const tokens = decodeTokens(this.readShardFile(info.file, this.meta.dtype, info.tokens), this.meta.dtype);
+      const lookback = this.meta.lookback ? (decodeTokens(this.readShardFile(lookbackFileName(info.file), 'uint16', info.tokens), 'uint16') as Uint16Array) : null;
+      this.loaded = { index: this.shard, tokens, lookback };
     }
     return this.loaded.tokens;
+  }
+
+  private readShardFile(file: string, dtype: TokenDtype, tokens: number): Buffer {
+    const path = join(this.dir, file);
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch (err) {
+      throw new UserError(`${path}: cannot read shard (${fsErrorReason(err)}); run \`arl prepare\` again`);
+    }
+    check(bytes.byteLength === tokens * bytesPerToken(dtype), `${path}: shard size does not match meta.json; run \`arl prepare\` again`);
+    return bytes;
   }
 }

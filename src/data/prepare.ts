@@ -8,6 +8,8 @@ import { BROWN_SOURCE, readDocuments } from './corpus.ts';
 import {
   dtypeForVocab,
   encodeTokens,
+  lookbackFileName,
+  MAX_LOOKBACK,
   META_FILE,
   META_FORMAT,
   shardFileName,
@@ -36,6 +38,8 @@ export interface PrepareOptions {
   onProgress?: (docs: number, tokens: number) => void;
   /** With valFraction > 0, refuse (and leave `outDir` as it was) when the val split ends up empty. */
   requireVal?: boolean;
+  /** Write a lookback file next to each shard (documents without `lookback` get zeros; see format.ts). */
+  lookback?: boolean;
 }
 
 export const DEFAULT_VAL_FRACTION = 0.05;
@@ -61,6 +65,8 @@ export async function prepareCorpus(options: PrepareOptions): Promise<PrepareMet
 export interface TokenizedDocument {
   id: string;
   tokens: number[];
+  /** Per token, how far back a row must reach to train on it (format.ts); absent means 0 everywhere. */
+  lookback?: number[];
 }
 
 /**
@@ -83,30 +89,31 @@ export async function writePrepared(documents: AsyncIterable<TokenizedDocument> 
   rmSync(tmpDir, { recursive: true, force: true });
   mkdirSync(tmpDir, { recursive: true });
   const dtype = dtypeForVocab(tokenizer.vocabSize);
-  const train = new ShardWriter(tmpDir, 'train', dtype, shardTokens);
-  const val = new ShardWriter(tmpDir, 'val', dtype, shardTokens);
+  const withLookback = options.lookback === true;
+  const train = new ShardWriter(tmpDir, 'train', dtype, shardTokens, withLookback);
+  const val = new ShardWriter(tmpDir, 'val', dtype, shardTokens, withLookback);
   try {
     // The train document whose hash is closest to the val threshold is held back (one document in memory), so
     // that it can go to val if no document falls below the threshold.
-    let heldBack: { tokens: number[]; hash: number } | undefined;
+    let heldBack: { doc: TokenizedDocument; hash: number } | undefined;
     let docs = 0;
     let tokens = 0;
     for await (const doc of documents) {
-      const docTokens = doc.tokens;
+      check(doc.lookback === undefined || doc.lookback.length === doc.tokens.length, `document ${doc.id}: ${doc.lookback?.length} lookbacks for ${doc.tokens.length} tokens`);
       const hash = splitHash(doc.id, seed);
       if (hash < valFraction) {
-        val.write(docTokens);
+        val.write(doc);
       } else if (valFraction > 0 && (heldBack === undefined || hash < heldBack.hash)) {
-        if (heldBack) train.write(heldBack.tokens);
-        heldBack = { tokens: docTokens, hash };
+        if (heldBack) train.write(heldBack.doc);
+        heldBack = { doc, hash };
       } else {
-        train.write(docTokens);
+        train.write(doc);
       }
       docs++;
-      tokens += docTokens.length;
+      tokens += doc.tokens.length;
       options.onProgress?.(docs, tokens);
     }
-    if (heldBack) (val.docs === 0 && train.docs > 0 ? val : train).write(heldBack.tokens);
+    if (heldBack) (val.docs === 0 && train.docs > 0 ? val : train).write(heldBack.doc);
     check(
       !options.requireVal || valFraction === 0 || val.docs > 0,
       `${options.source}: only one document, so the validation split would be empty; give more documents (blank lines between them in a .txt file, a folder of .txt files, or a .jsonl file), or pass --val-fraction 0 and train with --eval-every 0`,
@@ -121,6 +128,7 @@ export async function writePrepared(documents: AsyncIterable<TokenizedDocument> 
       seed,
       valFraction,
       splits: { train: train.close(), val: val.close() },
+      ...(withLookback && { lookback: true }),
     };
     writeFileAtomic(join(tmpDir, META_FILE), JSON.stringify(meta, null, 2) + '\n');
     replaceDirAtomic(tmpDir, outDir);
@@ -157,6 +165,7 @@ export function splitHash(id: string, seed: number): number {
 class ShardWriter {
   private readonly shards: ShardInfo[] = [];
   private fd: number | undefined;
+  private lookbackFd: number | undefined;
   docs = 0;
 
   constructor(
@@ -164,17 +173,21 @@ class ShardWriter {
     private readonly split: Split,
     private readonly dtype: TokenDtype,
     private readonly shardTokens: number,
+    private readonly withLookback: boolean,
   ) {}
 
-  write(tokens: readonly number[]): void {
+  write({ tokens, lookback }: TokenizedDocument): void {
     this.docs++;
     let start = 0;
     while (start < tokens.length) {
       let shard = this.shards.at(-1);
       if (shard === undefined || shard.tokens === this.shardTokens) shard = this.startShard();
       const end = Math.min(tokens.length, start + this.shardTokens - shard.tokens);
-      const bytes = encodeTokens(tokens.slice(start, end), this.dtype);
-      for (let written = 0; written < bytes.length; ) written += writeSync(this.fd!, bytes, written);
+      writeAll(this.fd!, encodeTokens(tokens.slice(start, end), this.dtype));
+      if (this.withLookback) {
+        const distances = lookback ? lookback.slice(start, end).map((d) => Math.min(d, MAX_LOOKBACK)) : new Array<number>(end - start).fill(0);
+        writeAll(this.lookbackFd!, encodeTokens(distances, 'uint16'));
+      }
       if (start === 0) shard.docs++;
       shard.tokens += end - start;
       start = end;
@@ -192,14 +205,22 @@ class ShardWriter {
     this.closeFile();
     const shard: ShardInfo = { file: shardFileName(this.split, this.shards.length), tokens: 0, docs: 0 };
     this.fd = openSync(join(this.dir, shard.file), 'w');
+    if (this.withLookback) this.lookbackFd = openSync(join(this.dir, lookbackFileName(shard.file)), 'w');
     this.shards.push(shard);
     return shard;
   }
 
   private closeFile(): void {
-    if (this.fd === undefined) return;
-    fsyncSync(this.fd); // durable before the folder is renamed into place
-    closeSync(this.fd);
+    for (const fd of [this.fd, this.lookbackFd]) {
+      if (fd === undefined) continue;
+      fsyncSync(fd); // durable before the folder is renamed into place
+      closeSync(fd);
+    }
     this.fd = undefined;
+    this.lookbackFd = undefined;
   }
+}
+
+function writeAll(fd: number, bytes: Buffer): void {
+  for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
 }

@@ -292,6 +292,7 @@ async function trainIn(options: TrainOptions, setup: TrainSetup, callbacks: Trai
     const textStart = (taskCount + copyCount) * seq;
     x.set(plain.x.subarray(copyCount * seq), textStart);
     y.set(plain.y.subarray(copyCount * seq), textStart);
+    if (plain.w) w.set(plain.w.subarray(copyCount * seq), textStart);
     return { x, y, w };
   };
   const losses: number[] = [];
