@@ -94,7 +94,7 @@ describe('recap agent', () => {
     const kept: number[] = [];
     let used = 0;
     for (const k of ranked) {
-      if (used + agent.recaps[k]!.length + 2 > 20) continue;
+      if (used + agent.recaps[k]!.length + 2 > 20 || kept.some((j) => agent.recaps[j]!.join() === agent.recaps[k]!.join())) continue;
       kept.push(k);
       used += agent.recaps[k]!.length + 2;
     }
@@ -102,6 +102,16 @@ describe('recap agent', () => {
     const recent = runs.flat().slice(-(WINDOW - 16 - 1 - memory.length));
     assert.deepEqual(agent.contextIds, [tokenizer.bosId, ...memory, ...recent]);
     assert.equal(agent.stats.recapsOutOfContext, agent.recaps.length - memory.filter((id) => id === tokenizer.recapOpenId).length);
+
+    // A recap written again word for word is kept once: its copies leave room for a less sure, different one.
+    const [a, b] = [[21, 22, 23], [31, 32, 33]];
+    agent.recaps.length = agent.confidence.length = 0;
+    agent.recaps.push(a, [...a], [...a], b);
+    agent.confidence.push(0.9, 0.8, 0.7, 0.1);
+    await agent.rebuild(16);
+    const open = (ids: number[]) => [tokenizer.recapOpenId, ...ids, tokenizer.recapCloseId];
+    assert.deepEqual(agent.contextIds.slice(0, 11), [tokenizer.bosId, ...open(a), ...open(b)]);
+    assert.equal(agent.stats.recapsOutOfContext, 2);
     agent.dispose();
     assert.equal(tf.memory().numTensors, before);
   });

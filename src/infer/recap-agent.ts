@@ -10,8 +10,8 @@
  * Context budget. W = the model's window. The context is always
  *     BOS + memory + recent text (+ the recap being written, if any),
  * where memory is the recaps the model was surest of (its probability of `<recap>` when it opened
- * each; the newest first among equals), each with its markers, in the order written, whose total fits
- * in `recapBudget` tokens (the others are left out of the context but still returned): recaps about
+ * each; the newest first among equals; one copy of a recap written again word for word), each with its
+ * markers, in the order written, whose total fits in `recapBudget` tokens (the others are left out of the context but still returned): recaps about
  * filler, written with less confidence, do not push out the one that holds a needle. Recent text
  * is the tail of the text read or generated so far (recaps excluded). While tokens fit, they are
  * appended to the KV cache as they come, so a recap sits inline where it was written. When the
@@ -278,7 +278,7 @@ export class RecapAgent {
     return logits;
   }
 
-  /** BOS + the newest recaps that fit the memory budget + the recent text + the open recap, leaving `slack` free. */
+  /** BOS + the surest distinct recaps that fit the memory budget + the recent text + the open recap, leaving `slack` free. */
   private layout(slack: number): number[] {
     const { recapOpenId, recapCloseId, bosId } = this.tokenizer;
     const openPart = this.open ? [recapOpenId, ...this.open] : [];
@@ -286,11 +286,15 @@ export class RecapAgent {
     if (room < 0) throw new UserError(`the model's window of ${this.window} tokens cannot hold ${slack} more tokens besides the recap in progress; use a shorter question or --max-new-tokens`);
     const byConfidence = this.recaps.map((_, k) => k).sort((a, b) => this.confidence[b]! - this.confidence[a]! || b - a);
     const kept: number[] = [];
+    const keptText = new Set<string>();
     let used = 0;
     for (const k of byConfidence) {
       const size = this.recaps[k]!.length + 2;
-      if (used + size > Math.min(this.recapBudget, room)) continue;
+      const text = this.recaps[k]!.join();
+      // A recap written again word for word adds nothing: one copy stays, the room goes to the others.
+      if (used + size > Math.min(this.recapBudget, room) || keptText.has(text)) continue;
       kept.push(k);
+      keptText.add(text);
       used += size;
     }
     const memory = kept.sort((a, b) => a - b).map((k) => [recapOpenId, ...this.recaps[k]!, recapCloseId]);
