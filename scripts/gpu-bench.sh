@@ -14,7 +14,9 @@
 #   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b", at T/B 512/16, 1024/8, 1024/4; SCALE_SEQ, SCALE_BATCH override):
 #            PyTorch fp32 and bf16 (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and
 #            --precision mixed; one "scale" line per size with torch_*_tokens_per_s, ours_tokens_per_s and
-#            ours_mixed_tokens_per_s (null, with ours_mixed_refused, where the start-up check refused)
+#            ours_mixed_tokens_per_s (null, with ours_mixed_refused, where the start-up check refused); each side in
+#            SCALE_REPEATS processes (default 3), interleaved: the line holds medians, per-round ratios' medians,
+#            and each one's [min, max] under "spread"
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
@@ -97,52 +99,71 @@ if has scale; then
     esac
     T=${SCALE_SEQ:-$T} B=${SCALE_BATCH:-$B}
     tmp=$(mktemp -d)
-    if [ -f .gpu/torch_llama_bench.py ]; then
-      for mode in fp32 bf16; do
-        stamp "scale $size: torch $mode"
-        V=$V D=$D L=$L H=$H KV=$KV F=$F T=$T B=$B TIE=$TIE MODE=$mode timeout 900 python3 .gpu/torch_llama_bench.py > "$tmp/torch-$mode.json"
-      done
-    fi
     tie=()
     [ "$TIE" = 1 ] && tie=(--tie-embeddings)
-    for precision in fp32 mixed; do
-      stamp "scale $size: ours $precision"
-      SECONDS=0
-      timeout "${SCALE_TIMEOUT:-900}" node dist/cli/arl.mjs bench --backend webgpu --precision $precision --vocab $V --dim $D --layers $L --heads $H \
-        --kv-heads $KV --hidden-dim $F "${tie[@]}" --seq $T --batch $B --steps "${SCALE_STEPS:-10}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile \
-        > "$tmp/ours-$precision.jsonl" 2> "$tmp/ours-$precision.err"
-      wall "scale $size ours $precision" $?
-      cat "$tmp/ours-$precision.jsonl" >> "$log"
+    # Each side runs in SCALE_REPEATS separate processes, interleaved, so a ratio comes with its spread.
+    for rep in $(seq "${SCALE_REPEATS:-3}"); do
+      if [ -f .gpu/torch_llama_bench.py ]; then
+        for mode in fp32 bf16; do
+          stamp "scale $size: torch $mode ($rep)"
+          V=$V D=$D L=$L H=$H KV=$KV F=$F T=$T B=$B TIE=$TIE MODE=$mode timeout 900 python3 .gpu/torch_llama_bench.py > "$tmp/torch-$mode-$rep.json"
+        done
+      fi
+      for precision in fp32 mixed; do
+        stamp "scale $size: ours $precision ($rep)"
+        SECONDS=0
+        timeout "${SCALE_TIMEOUT:-900}" node dist/cli/arl.mjs bench --backend webgpu --precision $precision --vocab $V --dim $D --layers $L --heads $H \
+          --kv-heads $KV --hidden-dim $F "${tie[@]}" --seq $T --batch $B --steps "${SCALE_STEPS:-10}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile \
+          > "$tmp/ours-$precision-$rep.jsonl" 2> "$tmp/ours-$precision-$rep.err"
+        wall "scale $size ours $precision ($rep)" $?
+        cat "$tmp/ours-$precision-$rep.jsonl" >> "$log"
+      done
     done
     python3 - "$shape" "$tmp" >> "$log" <<'PY'
-import json, os, sys
+import glob, json, os, statistics, sys
 shape, tmp = sys.argv[1], sys.argv[2]
 def lines(path):
-    if not os.path.exists(path): return []
     out = []
     for l in open(path):
         try: out.append(json.loads(l))
         except ValueError: pass
     return out
-def torch(mode, field="tok_per_s"):
-    got = [l for l in lines(f"{tmp}/torch-{mode}.json") if l.get("bench") == "torch-llama"]
-    return got[-1][field] if got else None
-def ours(precision, field="tokens_per_s"):
-    got = [l for l in lines(f"{tmp}/ours-{precision}.jsonl") if l.get("bench") == "train"]
-    return got[-1][field] if got else None
+def runs(pattern, bench, field):
+    """The field's value in each process's last line of that bench, by repeat number (None where a process gave none)."""
+    values = {}
+    for path in glob.glob(f"{tmp}/{pattern}"):
+        rep = int(path.rsplit("-", 1)[1].split(".")[0])
+        got = [l for l in lines(path) if l.get("bench") == bench]
+        values[rep] = got[-1].get(field) if got else None
+    return values
+torch = lambda mode, field="tok_per_s": runs(f"torch-{mode}-*.json", "torch-llama", field)
+ours = lambda precision, field="tokens_per_s": runs(f"ours-{precision}-*.jsonl", "train", field)
+def median(values):
+    got = [v for v in values.values() if v is not None]
+    return statistics.median(got) if got else None
+def spread(values):
+    got = [v for v in values.values() if v is not None]
+    return [min(got), max(got)] if got else None
 mb = lambda b: round(b / 2**20) if b is not None else None
 def refusal(precision):
-    errs = [l.strip() for l in open(f"{tmp}/ours-{precision}.err") if l.startswith("arl:")] if os.path.exists(f"{tmp}/ours-{precision}.err") else []
+    errs = [l.strip() for path in sorted(glob.glob(f"{tmp}/ours-{precision}-*.err")) for l in open(path) if l.startswith("arl:")]
     return errs[-1] if errs else None
-row = {"bench": "scale", "shape": shape, "torch_fp32_tokens_per_s": torch("fp32"), "torch_bf16_tokens_per_s": torch("bf16"),
-       "ours_tokens_per_s": ours("fp32"), "ours_mixed_tokens_per_s": ours("mixed"),
-       "first_step_done_s": ours("fp32", "first_step_done_s"), "ours_gpu_mb": mb(ours("fp32", "gpu_bytes_after")),
-       "ours_mixed_gpu_mb": mb(ours("mixed", "gpu_bytes_after")),
-       "torch_fp32_gpu_mb": round(torch("fp32", "max_mem_gb") * 1024) if torch("fp32", "max_mem_gb") is not None else None}
-ratio = lambda a, b: round(a / b, 3) if a and b else None
-row.update(ours_vs_torch_fp32=ratio(row["ours_tokens_per_s"], row["torch_fp32_tokens_per_s"]),
-           ours_mixed_vs_torch_fp32=ratio(row["ours_mixed_tokens_per_s"], row["torch_fp32_tokens_per_s"]),
-           ours_mixed_vs_torch_bf16=ratio(row["ours_mixed_tokens_per_s"], row["torch_bf16_tokens_per_s"]))
+def ratios(a, b):
+    """Per repeat: ours / torch of the same round."""
+    return {k: round(a[k] / b[k], 3) for k in a if a.get(k) and b.get(k)}
+t32, t16, o32, omix = torch("fp32"), torch("bf16"), ours("fp32"), ours("mixed")
+row = {"bench": "scale", "shape": shape, "repeats": len(o32),
+       "torch_fp32_tokens_per_s": median(t32), "torch_bf16_tokens_per_s": median(t16),
+       "ours_tokens_per_s": median(o32), "ours_mixed_tokens_per_s": median(omix),
+       "first_step_done_s": median(ours("fp32", "first_step_done_s")), "ours_gpu_mb": mb(median(ours("fp32", "gpu_bytes_after"))),
+       "ours_mixed_gpu_mb": mb(median(ours("mixed", "gpu_bytes_after"))),
+       "torch_fp32_gpu_mb": round(median(torch("fp32", "max_mem_gb")) * 1024) if median(torch("fp32", "max_mem_gb")) is not None else None,
+       "spread": {"torch_fp32_tokens_per_s": spread(t32), "torch_bf16_tokens_per_s": spread(t16), "ours_tokens_per_s": spread(o32),
+                  "ours_mixed_tokens_per_s": spread(omix), "ours_vs_torch_fp32": spread(ratios(o32, t32)),
+                  "ours_mixed_vs_torch_fp32": spread(ratios(omix, t32)), "ours_mixed_vs_torch_bf16": spread(ratios(omix, t16))}}
+# Medians of the per-round ratios; the spread above gives their range over the rounds.
+row.update(ours_vs_torch_fp32=median(ratios(o32, t32)), ours_mixed_vs_torch_fp32=median(ratios(omix, t32)),
+           ours_mixed_vs_torch_bf16=median(ratios(omix, t16)))
 if row["ours_mixed_tokens_per_s"] is None: row["ours_mixed_refused"] = refusal("mixed")
 print(json.dumps(row))
 PY
