@@ -32,6 +32,8 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.deepEqual(results.lift.map((e: LiftExample) => e.variant), ['paper', 'paper + cloze QA', 'more-steps', 'paper, 64-word values']);
   const cloze = readFileSync(join(out, 'predictions', 'lift-paper-cloze-QA', 'predictions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(cloze.length > 0 && cloze.every((p: { qa_pairs?: number }) => p.qa_pairs === 10), 'ten cloze pairs per document');
+  const stepping = (variant: string) => JSON.parse(readFileSync(join(out, 'predictions', variant, 'predictions.json'), 'utf8')).step_batch;
+  assert.deepEqual([stepping('lift-paper'), stepping('lift-more-steps')], [undefined, 4], 'the paper steps once per epoch; more-steps per batch of 4');
   assert.ok(results.claims.some((c: { claim: string }) => c.claim === 'LIFT (paper + cloze QA) stores the needle: its gold log-probability gain over the gain on a value the document does not hold'));
   assert.match(readFileSync(join(out, 'tests', 'lift-words-4x.jsonl'), 'utf8'), /magic numbers for [a-z-]+ is: [a-z]+\./);
   assert.ok(results.lift.every((e: LiftExample) => Number.isFinite(e.gold_logprob) && Number.isFinite(e.icl_gold_logprob)));

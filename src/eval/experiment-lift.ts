@@ -37,12 +37,22 @@ export function holdsAnswer(pair: { question: string; answer: string }, gold: st
   return pair.question.includes(gold) || pair.answer.includes(gold);
 }
 
+/** How a LIFT variant trains: its epochs (stage 1, stage 2), its cloze QA pairs per document, and how it steps. */
+export interface LiftSchedule {
+  epochs: readonly [number, number];
+  /** Cloze QA pairs from the context in stage 2 (0 or absent: no auxiliary QA). */
+  clozeQa?: number;
+  /** One AdamW step per batch of this many examples; absent: one step per epoch on its whole gradient (the official code). */
+  stepBatch?: number;
+}
+
 /**
  * LIFT's answer to one prompt (a fresh adapter on its context), with the truncated in-context answer and both gold
  * log-probabilities. With `clozeQa` > 0, stage 2 also trains on that many cloze pairs from the context (the same
  * pairs for the same context, whichever process answers it).
  */
-export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, gold: ReadonlyMap<string, { gold: string; control: string }>, epochs: readonly [number, number], clozeQa = 0): Answerer {
+export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, gold: ReadonlyMap<string, { gold: string; control: string }>, schedule: LiftSchedule): Answerer {
+  const { epochs, clozeQa = 0, stepBatch } = schedule;
   return async ({ context, question }, { maxNewTokens }) => {
     const answers = gold.get(context)!;
     const qa = clozeQa > 0 ? clozeQaPairs(context, tokenizer, makeRng(LIFT_DEFAULTS.seed), { count: clozeQa }) : [];
@@ -52,8 +62,7 @@ export function liftExperimentAnswerer(model: LlamaModel, tokenizer: Tokenizer, 
       qa,
       // The official code's schedule: one AdamW step per epoch on the whole epoch's gradient. Segments go 16 to a
       // forward pass: one per pass took about 40 s per 4x document on an H200, 300 small dispatch-bound steps.
-      accumulateEpoch: true,
-      batch: 16,
+      ...(stepBatch === undefined ? { accumulateEpoch: true, batch: 16 } : { accumulateEpoch: false, batch: stepBatch }),
       promptTemplate: '{context}{question}',
       maxNewTokens: Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4)),
       compareIcl: true,
@@ -81,9 +90,7 @@ export async function evaluateLift(run: {
   tokenizer: Tokenizer;
   dataPath: string;
   outDir: string;
-  epochs: readonly [number, number];
-  /** Cloze QA pairs per document in stage 2 (0: no auxiliary QA). */
-  clozeQa?: number;
+  schedule: LiftSchedule;
   variant: string;
   log?: (message: string) => void;
   /** Default writePredictions, in this process (which then logs progress per document). */
@@ -94,9 +101,9 @@ export async function evaluateLift(run: {
   const started = performance.now();
   const file = await (run.predict ?? writePredictions)({
     items: samples.map((s) => ({ key: String(s.index), prompt: splitRulerPrompt(s.input), maxNewTokens: RULER_ANSWER_TOKENS[s.task], fields: { index: s.index } })),
-    answer: liftExperimentAnswerer(model, tokenizer, liftGold(samples), run.epochs, run.clozeQa),
+    answer: liftExperimentAnswerer(model, tokenizer, liftGold(samples), run.schedule),
     outDir: run.outDir,
-    settings: { variant: run.variant, epochs: run.epochs.join(' '), data: run.dataPath, ...(run.clozeQa ? { cloze_qa: run.clozeQa } : {}) },
+    settings: { variant: run.variant, epochs: run.schedule.epochs.join(' '), data: run.dataPath, ...(run.schedule.clozeQa ? { cloze_qa: run.schedule.clozeQa } : {}), ...(run.schedule.stepBatch ? { step_batch: run.schedule.stepBatch } : {}) },
     stopAtNewline: true,
     onItem: (done, total) => {
       const rate = done / ((performance.now() - started) / 1000);

@@ -31,7 +31,7 @@ import { DEFAULT_TRAIN, train, type TrainOptions } from '../train/trainer.ts';
 import { makeAnswerer, type AnswerMode } from './answerers.ts';
 import { checkClaims, type ClaimCheck, type LiftExample, type MethodLengthResult } from './experiment-claims.ts';
 import { writeExperimentReport } from './experiment-report.ts';
-import { evaluateLift } from './experiment-lift.ts';
+import { evaluateLift, type LiftSchedule } from './experiment-lift.ts';
 import { QA_PER_INPUT } from '../lift/auxiliary-qa.ts';
 import { evaluateLongPpl, type LongPplReport } from './longppl.ts';
 import { keyTokenOptions } from '../arl/key-tokens.ts';
@@ -55,6 +55,9 @@ export const EXPERIMENT_TASKS: RulerTask[] = ['niah_single', 'niah_multikey'];
 export const TRAINING_TASK_MIX: RulerTask[] = ['niah_single', 'niah_multikey', 'niah_multikey'];
 /** Test lengths as multiples of the training window T. */
 export const LENGTH_MULTIPLES = [1, 4] as const;
+/** Segments per AdamW step of the LIFT more-steps variant. */
+const LIFT_MORE_STEPS_BATCH = 4;
+
 /** The recap thresholds tried on the development documents, highest first (ties keep the higher). */
 export const THRESHOLD_GRID = [0.5, 0.2, 0.1, 0.05, 0.02, 0.01];
 /** A threshold above 1: the agent never recaps (the "recaps off" ablation). */
@@ -88,7 +91,7 @@ export interface ExperimentSize {
   agentBatch: number;
   /** Development samples (4x T, single needle) the recap threshold is chosen on. */
   devSamples: number;
-  /** LIFT: documents at 4x T, and the epochs (stage 1, stage 2) of the paper's schedule and of the more-steps variant. */
+  /** LIFT: documents at 4x T, and the epochs (stage 1, stage 2) of the paper's schedule and of the more-steps variant (a step per batch of 4). */
   liftDocs: number;
   liftEpochs: [number, number];
   liftMoreEpochs: [number, number];
@@ -534,21 +537,23 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
 
   if (parts.has('lift')) {
     // 8. LIFT on the base model against truncated in-context answering.
-    // Each variant: its epochs, its test file, and the cloze QA pairs per document in stage 2 (0: no auxiliary QA;
-    // there is no LLM to write the paper's, so the cloze variant uses the paper's count, 10, of pairs from the input).
-    const liftVariants = [
-      ['paper', size.liftEpochs, 'lift-4x', 0],
-      ['paper + cloze QA', size.liftEpochs, 'lift-4x', QA_PER_INPUT],
-      ['more-steps', size.liftMoreEpochs, 'lift-4x', 0],
-      ['paper, 64-word values', size.liftEpochs, 'lift-words-4x', 0],
-    ] as const;
-    for (const [variant, epochs, test, clozeQa] of liftVariants) {
+    // Each variant: its schedule and its test file. There is no LLM to write the paper's auxiliary QA, so the cloze
+    // variant uses the paper's count, 10, of pairs from the input. The more-steps variant, declared before its first
+    // run: twice the paper's epochs with an AdamW step per batch of 4 segments, about twenty times the paper's 8 steps
+    // for twice its compute (one step per epoch moves each adapter weight by at most about lr per step).
+    const liftVariants: [string, LiftSchedule, string][] = [
+      ['paper', { epochs: size.liftEpochs }, 'lift-4x'],
+      ['paper + cloze QA', { epochs: size.liftEpochs, clozeQa: QA_PER_INPUT }, 'lift-4x'],
+      ['more-steps', { epochs: size.liftMoreEpochs, stepBatch: LIFT_MORE_STEPS_BATCH }, 'lift-4x'],
+      ['paper, 64-word values', { epochs: size.liftEpochs }, 'lift-words-4x'],
+    ];
+    for (const [variant, schedule, test] of liftVariants) {
       lift.push(...(await stage(`lift ${variant}`, async () => {
-        if (clozeQa > 0 && epochs[1] === 0) log(`  LIFT ${variant}: no stage-2 epochs (--lift-epochs ${epochs.join(' ')}), so its QA pairs are not trained on`);
+        if ((schedule.clozeQa ?? 0) > 0 && schedule.epochs[1] === 0) log(`  LIFT ${variant}: no stage-2 epochs (--lift-epochs ${schedule.epochs.join(' ')}), so its QA pairs are not trained on`);
         const { model, ckpt } = loadModel(runDir('base'));
         try {
-          const predict = inWorkers(`lift ${variant}`, { checkpoint: ckpt.dir, answerer: { kind: 'lift', epochs: [epochs[0], epochs[1]], dataPath: testFile(test), ...(clozeQa > 0 ? { clozeQa } : {}) } });
-          return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), epochs, clozeQa, variant, log, predict });
+          const predict = inWorkers(`lift ${variant}`, { checkpoint: ckpt.dir, answerer: { kind: 'lift', schedule, dataPath: testFile(test) } });
+          return await evaluateLift({ model, tokenizer, dataPath: testFile(test), outDir: join(out, 'predictions', `lift-${variant.replace(/[^\w]+/g, '-')}`), schedule, variant, log, predict });
         } finally {
           model.dispose();
         }

@@ -10,14 +10,14 @@ import type { RecapTotals } from '../arl/recap.ts';
 import { loadModel } from '../io/checkpoint.ts';
 import { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { type AnswerMode, makeAnswerer } from './answerers.ts';
-import { liftExperimentAnswerer, liftGold } from './experiment-lift.ts';
+import { liftExperimentAnswerer, liftGold, type LiftSchedule } from './experiment-lift.ts';
 import { type Answerer, type PredictionItem, writePredictions } from './predict.ts';
 import { readRulerSamples } from './ruler-score.ts';
 
 /** How a worker answers: what it cannot be handed as a function, so it rebuilds it from these. */
 export type WorkerAnswerer =
   | { kind: 'answerer'; mode: AnswerMode; recapThreshold?: number; concurrency?: number }
-  | { kind: 'lift'; epochs: [number, number]; dataPath: string; clozeQa?: number };
+  | { kind: 'lift'; schedule: LiftSchedule; dataPath: string };
 
 /** What the parent hands a worker besides the items: the checkpoint and tokenizer to load, and the answerer. */
 export interface WorkerModel {
@@ -57,7 +57,7 @@ export async function runWorkerJob(job: WorkerJob, onItem: (done: number, answer
   try {
     const spec = job.answerer;
     const inner = spec.kind === 'lift'
-      ? liftExperimentAnswerer(model, tokenizer, liftGold((await readRulerSamples(spec.dataPath)).map((e) => e.sample)), spec.epochs, spec.clozeQa ?? 0)
+      ? liftExperimentAnswerer(model, tokenizer, liftGold((await readRulerSamples(spec.dataPath)).map((e) => e.sample)), spec.schedule)
       : makeAnswerer(spec.mode, model, tokenizer, { recapThreshold: spec.recapThreshold, concurrency: spec.concurrency });
     let answered = 0;
     const answer: Answerer = async (prompt, options) => {
