@@ -5,7 +5,7 @@
 #
 # The first call starts the command detached, through scripts/gpu-run.sh (RUNNER overrides it; RUNNER= runs the
 # command as it is), with its output in /tmp/detached/NAME/log. Every call then waits at most SECONDS, copying the
-# folder /tmp/detached/NAME into $OUT/NAME.tgz about once a minute (files under 20 MB: logs, results, predictions;
+# folder /tmp/detached/NAME into $OUT/NAME.tgz about once a minute (files under 2 MB: logs, results, predictions;
 # not checkpoints or shards), and returns early once the command has ended, its exit status in $OUT/NAME.rc.
 # A later call with the same NAME only waits and copies. Give SECONDS well inside the call's limit and the session's
 # device time left: a call stopped from outside brings nothing back, while this script's last copy is at most a
@@ -28,7 +28,7 @@ runner=${RUNNER-bash scripts/gpu-run.sh}
 running() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
 
 copy_back() {
-  (cd /tmp/detached && find "$name" -type f -size -20M -print0 | tar czf "$OUT/$name.part" --null -T -) && mv "$OUT/$name.part" "$OUT/$name.tgz"
+  (cd /tmp/detached && find "$name" -type f -size -2M -print0 | tar czf "$OUT/$name.part" --null -T -) && mv "$OUT/$name.part" "$OUT/$name.tgz"
   [ -f "$dir/rc" ] && cp "$dir/rc" "$OUT/$name.rc"
   return 0
 }
