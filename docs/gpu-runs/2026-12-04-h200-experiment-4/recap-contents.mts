@@ -1,4 +1,5 @@
-// Run from the repository root: node --import tsx docs/gpu-runs/2026-12-04-h200-experiment-4/recap-contents.mts
+// Run from the repository root: node --import tsx docs/gpu-runs/2026-12-04-h200-experiment-4/recap-contents.mts [PREDICTIONS]
+// (PREDICTIONS: an experiment's predictions folder, for its dev_ARL-CPT_s1_t*/dev-4x answers; default this run's copies)
 // What the ARL model's recaps held on the development documents (4x, single needle), against the needle each
 // document really had (the development inputs regenerated as the experiment makes them: documents 440-459,
 // seed 2000, training-pool keys), and how often the training rows of this run could show the model the needle
@@ -19,9 +20,11 @@ for await (const d of readDocuments('brown')) {
   if (docs.length === 460) break;
 }
 const dev = Haystack.fromDocuments(docs.slice(440, 460));
-const needlePattern = /magic numbers? for ([\w-]+) is:? (\d+)/;
+const needlePattern = /magic numbers? for ([\w-]+)(?: mentioned in the provided text)? is:? (\d+)/;
 for (const threshold of ['0.1', '0.05', '0.02', '0.01']) {
-  const answers = readFileSync(new URL(`./dev-arl-cpt-s1-t${threshold}-predictions.jsonl`, import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { index: number; recaps: string[] });
+  const predictions = process.argv[2];
+  const file = predictions ? `${predictions}/dev_ARL-CPT_s1_t${threshold}/dev-4x/predictions.jsonl` : new URL(`./dev-arl-cpt-s1-t${threshold}-predictions.jsonl`, import.meta.url);
+  const answers = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { index: number; recaps: string[] });
   let recaps = 0;
   let needleLike = 0;
   let rightValue = 0;
