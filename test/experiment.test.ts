@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkClaims, type LiftExample, type MethodLengthResult } from '../src/eval/experiment-claims.ts';
+import { recapMechanismRows } from '../src/eval/experiment-report.ts';
 import { LENGTH_MULTIPLES, THRESHOLD_GRID } from '../src/eval/experiment.ts';
 import { holdsAnswer } from '../src/eval/experiment-lift.ts';
 import { assertUserError, runArl } from './helpers.ts';
@@ -49,6 +50,7 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   const markdown = readFileSync(join(out, 'results.md'), 'utf8');
   assert.match(markdown, /^\| claim \| target \| n \|/m);
   assert.match(markdown, /^\| plain-CPT s1 \| 4x/m);
+  assert.match(markdown, /^\| ARL-CPT s1 \| 4x \| a recap held the answer \|/m);
   for (const plot of ['plots/accuracy-vs-length.svg', 'plots/training-loss.svg', 'plots/recap-behaviour.svg']) {
     const svg = readFileSync(join(out, plot), 'utf8');
     assert.match(svg, /^<svg [^>]*>[\s\S]*<\/svg>$/);
@@ -183,6 +185,22 @@ test('claims: paired relative gains with intervals, the base target, and the dec
   assert.equal(better.n, n);
   assert.ok(Math.abs(better.gain! - 1) < 1e-9, String(better.gain));
   assert.equal(better.met, true);
+});
+
+test('the report splits the ARL answers by whether a recap held the answer, against plain CPT on the same documents', () => {
+  const result = (method: string, scores: number[], held?: boolean[]): MethodLengthResult => ({
+    method, model: method, multiple: 4, length: 0, average: 0, tasks: {},
+    examples: scores.map((score, index) => ({ task: 'niah_single' as const, index, length: 0, depth: 50, score, in_context: false, pred: '', ...(held ? { recaps_written: 1, recaps_hold_answer: held[index] } : {}) })),
+  });
+  const rows = recapMechanismRows([
+    result('plain-CPT s1', [0, 0, 1, 1, 0]),
+    result('ARL-CPT s1', [1, 1, 0, 1, 0], [true, true, true, false, false]),
+    result('ARL-CPT recaps off s1', [0, 0, 0, 0, 0], [false, false, false, false, false]),
+  ]);
+  assert.deepEqual(rows, [
+    ['ARL-CPT s1', '4x', 'a recap held the answer', '3', '66.7% (2)', '33.3% (1)'],
+    ['ARL-CPT s1', '4x', 'no recap held it', '2', '50.0% (1)', '50.0% (1)'],
+  ]);
 });
 
 test('LIFT stores the needle only if the gold answer gains more than a value the document does not hold', () => {

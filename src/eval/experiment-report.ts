@@ -29,6 +29,27 @@ function accuracy(r: MethodLengthResult): { mean: number; ci: [number, number] }
   return { mean, ci: ci95 };
 }
 
+/**
+ * For each ARL arm and length, its answers split by whether a recap held the answer, each part's accuracy set against
+ * plain CPT of the same seed on the same documents: what the recaps do where they work, and how often they do.
+ */
+export function recapMechanismRows(ruler: readonly MethodLengthResult[]): string[][] {
+  const key = (e: { task: string; index: number }) => `${e.task}#${e.index}`;
+  const percent = (ok: number, n: number) => (n === 0 ? 'n/a' : `${format((100 * ok) / n, 1)}% (${ok})`);
+  return ruler
+    .filter((r) => /^ARL-CPT s\d+$/.test(r.method) && r.examples.some((e) => e.recaps_written !== undefined))
+    .flatMap((r) => {
+      const plain = ruler.find((p) => p.method === r.method.replace('ARL-CPT', 'plain-CPT') && p.multiple === r.multiple);
+      if (!plain) return [];
+      const plainScore = new Map(plain.examples.map((e) => [key(e), e.score]));
+      return [true, false].map((held) => {
+        const part = r.examples.filter((e) => Boolean(e.recaps_hold_answer) === held && plainScore.has(key(e)));
+        const right = (score: (e: (typeof part)[number]) => number) => part.filter((e) => score(e) === 1).length;
+        return [r.method, `${r.multiple}x`, held ? 'a recap held the answer' : 'no recap held it', String(part.length), percent(right((e) => e.score), part.length), percent(right((e) => plainScore.get(key(e))!), part.length)];
+      });
+    });
+}
+
 export function experimentMarkdown(results: ExperimentResults): string {
   const s = results.settings;
   const window = Number(s.window);
@@ -62,6 +83,10 @@ export function experimentMarkdown(results: ExperimentResults): string {
     `## Accuracy by method and length`,
     '',
     table(['method', 'length', 'n', 'accuracy', '95% interval', ...tasks, 'recaps per answer', 'recaps holding the answer'], rows),
+    '',
+    `## Where the recaps held the answer (the ARL arm's answers, and plain CPT of the same seed on the same documents)`,
+    '',
+    table(['ARL arm', 'length', 'answers', 'n', 'ARL accuracy', 'plain-CPT accuracy'], recapMechanismRows(results.ruler)),
     '',
     `## Recap threshold, chosen on development documents (4x T, single needle, training-pool keys)`,
     '',
