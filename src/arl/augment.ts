@@ -284,7 +284,7 @@ export async function augmentDocuments(run: AugmentRun): Promise<AugmentTotals> 
     totals.recap_tokens += tokens.length - document.tokens.length;
     totals.tokens += tokens.length + 1;
     // A recap's reach is its closing marker's lookback: a training row shorter than that never trains it.
-    tokens.forEach((id, i) => id === tokenizer.recapCloseId && lookback![i] > 0 && reaches.push(lookback![i]));
+    for (let i = 0; i < tokens.length; i++) if (tokens[i] === tokenizer.recapCloseId && lookback![i] > 0) reaches.push(lookback![i]);
     return { id: document.doc, tokens: [...tokens, tokenizer.eosId], lookback: [...lookback!, 0] };
   });
   reaches.sort((a, b) => a - b);

@@ -79,14 +79,16 @@ function claimFromComparison(claim: string, target: string, c: PairedComparison 
 const scoreOf = (e: RulerExampleResult): number | undefined => e.score;
 const goldLogProbOf = (e: RulerExampleResult): number | undefined => e.gold_logprob;
 
+/** What pairs two methods' answers to one test document: its task and index in the test file. */
+export const exampleKey = (e: Pick<RulerExampleResult, 'task' | 'index'>): string => `${e.task}#${e.index}`;
+
 /** Per-document values (default: scores) of two results on the same test file, paired by task and index; documents either lacks are left out. */
 function paired(method: MethodLengthResult | undefined, baseline: MethodLengthResult | undefined, value = scoreOf): PairedComparison | null {
   if (!method || !baseline) return null;
-  const key = (e: RulerExampleResult) => `${e.task}#${e.index}`;
-  const base = new Map(baseline.examples.filter((e) => value(e) !== undefined).map((e) => [key(e), value(e)!]));
-  const pairs = method.examples.filter((e) => value(e) !== undefined && base.has(key(e)));
+  const base = new Map(baseline.examples.filter((e) => value(e) !== undefined).map((e) => [exampleKey(e), value(e)!]));
+  const pairs = method.examples.filter((e) => value(e) !== undefined && base.has(exampleKey(e)));
   if (pairs.length === 0) return null;
-  return comparePaired(pairs.map((e) => value(e)!), pairs.map((e) => base.get(key(e))!));
+  return comparePaired(pairs.map((e) => value(e)!), pairs.map((e) => base.get(exampleKey(e))!));
 }
 
 export function checkClaims(ruler: readonly MethodLengthResult[], lift: readonly LiftExample[], seeds: readonly number[]): ClaimCheck[] {

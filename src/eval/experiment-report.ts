@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { readJsonLines } from '../io/jsonl.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import type { StepMetrics } from '../train/trainer.ts';
-import type { MethodLengthResult } from './experiment-claims.ts';
+import { exampleKey, type MethodLengthResult } from './experiment-claims.ts';
 import type { ExperimentResults } from './experiment.ts';
 import { meanInterval } from './paired-stats.ts';
 import { lineChartSvg, type Series } from './plot.ts';
@@ -34,18 +34,18 @@ function accuracy(r: MethodLengthResult): { mean: number; ci: [number, number] }
  * plain CPT of the same seed on the same documents: what the recaps do where they work, and how often they do.
  */
 export function recapMechanismRows(ruler: readonly MethodLengthResult[]): string[][] {
-  const key = (e: { task: string; index: number }) => `${e.task}#${e.index}`;
   const percent = (ok: number, n: number) => (n === 0 ? 'n/a' : `${format((100 * ok) / n, 1)}% (${ok})`);
   return ruler
     .filter((r) => /^ARL-CPT s\d+$/.test(r.method) && r.examples.some((e) => e.recaps_written !== undefined))
     .flatMap((r) => {
       const plain = ruler.find((p) => p.method === r.method.replace('ARL-CPT', 'plain-CPT') && p.multiple === r.multiple);
       if (!plain) return [];
-      const plainScore = new Map(plain.examples.map((e) => [key(e), e.score]));
+      const plainScore = new Map(plain.examples.map((e) => [exampleKey(e), e.score]));
       return [true, false].map((held) => {
-        const part = r.examples.filter((e) => Boolean(e.recaps_hold_answer) === held && plainScore.has(key(e)));
-        const right = (score: (e: (typeof part)[number]) => number) => part.filter((e) => score(e) === 1).length;
-        return [r.method, `${r.multiple}x`, held ? 'a recap held the answer' : 'no recap held it', String(part.length), percent(right((e) => e.score), part.length), percent(right((e) => plainScore.get(key(e))!), part.length)];
+        const part = r.examples.filter((e) => Boolean(e.recaps_hold_answer) === held && plainScore.has(exampleKey(e)));
+        const arlRight = part.filter((e) => e.score === 1).length;
+        const plainRight = part.filter((e) => plainScore.get(exampleKey(e)) === 1).length;
+        return [r.method, `${r.multiple}x`, held ? 'a recap held the answer' : 'no recap held it', String(part.length), percent(arlRight, part.length), percent(plainRight, part.length)];
       });
     });
 }

@@ -11,8 +11,9 @@
  *     BOS + memory + recent text (+ the recap being written, if any),
  * where memory is the recaps the model was surest of (its probability of `<recap>` when it opened
  * each; the newest first among equals; one copy of a recap written again word for word), each with its
- * markers, in the order written, whose total fits in `recapBudget` tokens (the others are left out of the context but still returned): recaps about
- * filler, written with less confidence, do not push out the one that holds a needle. Recent text
+ * markers, in the order written, whose total fits in `recapBudget` tokens (the others are left out of
+ * the context but still returned): recaps about filler, written with less confidence, do not push out
+ * the one that holds a needle. Recent text
  * is the tail of the text read or generated so far (recaps excluded). While tokens fit, they are
  * appended to the KV cache as they come, so a recap sits inline where it was written. When the
  * next tokens would not fit, the context is rebuilt in that layout with `slack` positions left free,
