@@ -334,7 +334,7 @@ describe('TokenLoader', () => {
     assert.deepEqual([resumed.nextBatch(2, 24), resumed.nextBatch(2, 24)], expected);
   });
 
-  test('shuffled order: every row of a shard once per epoch, seeded, new each epoch, resumable', async () => {
+  test('shuffled order: every row of a shard once in the first epoch, seeded, a new order and phase each later epoch, resumable', async () => {
     const bigDir = join(tmp, 'prepared-shuffle');
     const bigMeta = await prepareCorpus({ source: smallCorpusFolder('shuffle'), tokenizer, outDir: bigDir, seed: 1 });
     const stream = readSplit(bigDir, bigMeta, 'train');
@@ -353,8 +353,21 @@ describe('TokenLoader', () => {
     assert.deepEqual([...epoch1].sort(), [...expected].sort(), 'one epoch visits each row once');
     assert.notDeepEqual(epoch1, expected, 'the order is shuffled');
     assert.deepEqual(rowsOf(3, rows), epoch1, 'same seed, same order');
-    const twoEpochs = rowsOf(3, 2 * rows);
-    assert.notDeepEqual(twoEpochs.slice(rows), epoch1, 'a new order each epoch');
+    assert.notDeepEqual(rowsOf(3, 2 * rows).slice(rows), epoch1, 'a new order each epoch');
+    // Later epochs cut their rows at one new phase each: a row starts at phase + k * seq of the stream.
+    const later = TokenLoader.open(bigDir, 'train', { shuffleSeed: 3 });
+    const phasesByEpoch = new Map<number, Set<number>>();
+    for (let i = 0; i < 4 * rows; i++) {
+      const { x } = later.nextBatch(1, seq);
+      const starts = [...stream.keys()].filter((at) => x.every((t, j) => stream[at + j] === t));
+      const epoch = later.position.epoch;
+      if (!phasesByEpoch.has(epoch)) phasesByEpoch.set(epoch, new Set());
+      if (starts.length === 1) phasesByEpoch.get(epoch)!.add(starts[0]! % seq);
+    }
+    assert.deepEqual([...phasesByEpoch.get(0)!], [0]);
+    const laterPhases = [...phasesByEpoch].filter(([epoch]) => epoch > 0).map(([, phases]) => [...phases]);
+    assert.ok(laterPhases.length >= 2 && laterPhases.every((phases) => phases.length === 1), JSON.stringify(laterPhases));
+    assert.ok(laterPhases.some(([phase]) => phase !== 0), 'rows are cut at a new phase after the first epoch');
 
     const loader = TokenLoader.open(bigDir, 'train', { shuffleSeed: 3 });
     for (let i = 0; i < 5; i++) loader.nextBatch(2, seq);

@@ -9,6 +9,7 @@ import { readBrownDocuments } from '../src/data/brown.ts';
 import { copyRow, DEFAULT_TASK_ROWS, TaskRows, validateTaskRowOptions } from '../src/data/task-rows.ts';
 import { Haystack } from '../src/eval/ruler-haystack.ts';
 import { entityPool } from '../src/eval/ruler-tasks.ts';
+import { ADJECTIVES, NOUNS } from '../src/eval/ruler-words.ts';
 import { comparePaired, wilsonInterval } from '../src/eval/paired-stats.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
@@ -101,8 +102,10 @@ test('an odd batch whose rounded task and copy rows add up to more than it holds
   assert.ok(Number.isFinite(result.losses[0]));
 });
 
-test('a recall document restates its needle at a paragraph start S to W-64 tokens later, and asks about it at the end', () => {
+test('a recall document restates its needle at a paragraph start S to W-64 tokens later, and asks about it at the end; its key is two corpus words outside the RULER key lists', () => {
   const o = { haystack, tokenizer, window: 256, shortContext: 64, seed: 1 };
+  const rulerKeyWords = new Set([...ADJECTIVES, ...NOUNS]);
+  const keyWords = new Set<string>();
   let made = 0;
   for (let index = 0; index < 6; index++) {
     const doc = recallDocument(o, index);
@@ -117,9 +120,14 @@ test('a recall document restates its needle at a paragraph start S to W-64 token
     const gap = tokenizer.encode(between).length;
     assert.ok(gap >= 64 - 4 && gap <= 256 - 64 + 4, `gap ${gap}`);
     assert.match(lines.at(-1)!, new RegExp(`^What is the special magic number for ${key}.* is ${value}\\.$`));
-    assert.equal(entityPool(key!), 'train');
+    assert.equal(entityPool(value!), 'train');
+    for (const word of key!.split('-')) {
+      assert.ok(!rulerKeyWords.has(word) && haystack.vocabulary.includes(word), word);
+      keyWords.add(word);
+    }
   }
   assert.ok(made >= 4);
+  assert.equal(keyWords.size, 2 * made); // drawn from thousands of words, so none repeats in a few documents
 });
 
 test('paired bootstrap: the interval covers the gain, and identical scores give a zero-width interval', () => {

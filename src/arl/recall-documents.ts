@@ -7,12 +7,17 @@
  * Nothing here marks where recaps go: ARL's own steps find the restated value as key tokens (long context
  * predicts it, short context cannot), the needle sentence as their segment, and insert the recap before the
  * restating sentence, which opens a paragraph. That is where the recap agent is offered a recap at inference.
- * Keys and values come from the training pool, the paragraphs from the documents given (not the test ones).
+ * Values come from the training pool, the paragraphs from the documents given (not the test ones). Keys are two
+ * words of those documents that no RULER key list holds. Keys from the training pool (97 adjectives x 99 nouns)
+ * are learned by heart: a model trained on them recaps a test needle under a remembered training key, never the
+ * needle's own (docs/experiment.md). A key drawn from thousands of words can only be copied.
  */
 import type { CorpusDocument } from '../data/corpus.ts';
 import type { Haystack } from '../eval/ruler-haystack.ts';
 import { drawNeedleEntities, hashString } from '../eval/ruler-tasks.ts';
-import { makeRng } from '../core/random.ts';
+import { ADJECTIVES, NOUNS } from '../eval/ruler-words.ts';
+import { makeRng, pick, type Rng } from '../core/random.ts';
+import { UserError } from '../io/errors.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 
 export interface RecallDocumentOptions {
@@ -28,10 +33,28 @@ export interface RecallDocumentOptions {
 /** Tokens left between a restatement and the window's edge, so the needle is still inside the window there. */
 const WINDOW_MARGIN = 64;
 
+const RULER_KEY_WORDS = new Set([...ADJECTIVES, ...NOUNS]);
+const keyWordsCache = new WeakMap<Haystack, readonly string[]>();
+
+/** "word-word" from the haystack's words of 4 or more letters that are in no RULER key list. */
+function recallKey(rng: Rng, haystack: Haystack): string {
+  let words = keyWordsCache.get(haystack);
+  if (!words) {
+    words = haystack.vocabulary.filter((w) => w.length >= 4 && !RULER_KEY_WORDS.has(w));
+    keyWordsCache.set(haystack, words);
+  }
+  if (words.length < 2) throw new UserError('the continued-pretraining documents hold fewer than two words (4 or more letters, in no RULER key list) to make recall keys from; give more text');
+  const first = pick(rng, words);
+  let second = pick(rng, words);
+  while (second === first) second = pick(rng, words);
+  return `${first}-${second}`;
+}
+
 /** Document `index`; null when the drawn paragraphs leave no paragraph start at a usable distance (rare). */
 export function recallDocument(o: RecallDocumentOptions, index: number): CorpusDocument | null {
   const rng = makeRng(hashString(`recall|${o.seed}|${index}`));
-  const { key, value } = drawNeedleEntities('train', hashString(`recall-needle|${o.seed}|${index}`));
+  const { value } = drawNeedleEntities('train', hashString(`recall-needle|${o.seed}|${index}`));
+  const key = recallKey(makeRng(hashString(`recall-key|${o.seed}|${index}`)), o.haystack);
   // About 1.5 to 2 windows of text; a token is about 0.75 words of this corpus.
   const words = Math.round(((1.5 + 0.5 * rng()) * o.window * 3) / 4);
   const start = Math.floor(rng() * o.haystack.sentences.length);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { check, UserError } from '../io/errors.ts';
-import { makeRng, shuffleInPlace } from '../core/random.ts';
+import { makeRng, randomInt, shuffleInPlace } from '../core/random.ts';
 import { fsErrorReason } from './fs-errors.ts';
 import { bytesPerToken, decodeTokens, lookbackFileName, readPrepareMeta, type PrepareMeta, type Split, type TokenDtype } from './format.ts';
 
@@ -139,13 +139,19 @@ export class TokenLoader {
     }
   }
 
-  /** Start offsets of the current shard's rows (stride seq, seq+1 tokens each) in a seeded order for this epoch. */
+  /**
+   * Start offsets of the current shard's rows (stride seq, seq+1 tokens each) in a seeded order for this epoch.
+   * The first epoch cuts rows at offset 0, later ones at a seeded phase in [0, seq): with fixed cuts, text split by
+   * a row boundary (a recap and the segment it recaps) would never be seen in one row however many epochs ran.
+   */
   private shuffledRowStarts(seq: number): Uint32Array {
     const key = `${this.shard}/${this.epoch}/${seq}`;
     if (this.rowOrder?.key !== key) {
-      const rows = Math.max(0, Math.floor((this.meta.splits[this.split].shards[this.shard]!.tokens - 1) / seq));
-      const starts = Uint32Array.from({ length: rows }, (_, i) => i * seq);
-      shuffleInPlace(makeRng((this.shuffleSeed! * 1_000_003 + this.epoch * 7919 + this.shard) >>> 0), starts);
+      const rng = makeRng((this.shuffleSeed! * 1_000_003 + this.epoch * 7919 + this.shard) >>> 0);
+      const phase = this.epoch === 0 ? 0 : randomInt(rng, 0, seq);
+      const rows = Math.max(0, Math.floor((this.meta.splits[this.split].shards[this.shard]!.tokens - 1 - phase) / seq));
+      const starts = Uint32Array.from({ length: rows }, (_, i) => phase + i * seq);
+      shuffleInPlace(rng, starts);
       this.rowOrder = { key, starts };
     }
     return this.rowOrder.starts;
