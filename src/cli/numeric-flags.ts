@@ -67,6 +67,8 @@ export const FLAG_RANGES: Readonly<Record<string, NumberRange>> = {
   'val-fraction': { min: 0, below: 1 },
   'task-fraction': { min: 0, max: 1 },
   'copy-fraction': { min: 0, max: 1 },
+  'cpt-task-fraction': { min: 0, max: 1 },
+  'cpt-copy-fraction': { min: 0, max: 1 },
   'answer-weight': NON_NEGATIVE,
   'haystack-weight': NON_NEGATIVE,
   'base-steps': POSITIVE_INTEGER,

@@ -73,7 +73,7 @@ export function experimentMarkdown(results: ExperimentResults): string {
   return [
     `# Experiment results`,
     '',
-    `Window T = ${window} tokens; model: ${s.preset ?? 'custom'} ${JSON.stringify(s.model)}; base ${s.baseSteps} steps, each continued-pretraining arm ${s.cptSteps} steps per seed (${s.seeds} seeds), batch ${s.batch} x ${window} tokens, task rows ${s.taskFraction} and copy rows ${s.copyFraction} of each batch; recapper ${s.recapper}; tasks ${(s.tasks as string[]).join(', ')}; ARL data ${JSON.stringify(s.arl_data)}.`,
+    `Window T = ${window} tokens; model: ${s.preset ?? 'custom'} ${JSON.stringify(s.model)}; base ${s.baseSteps} steps, each continued-pretraining arm ${s.cptSteps} steps per seed (${s.seeds} seeds), batch ${s.batch} x ${window} tokens, task rows ${s.taskFraction} and copy rows ${s.copyFraction} of each base batch (${s.cptTaskFraction} and ${s.cptCopyFraction} in continued pretraining); recapper ${s.recapper}; tasks ${(s.tasks as string[]).join(', ')}; ARL data ${JSON.stringify(s.arl_data)}.`,
     s.command ? `\nCommand: \`${s.command}\`` : '',
     '',
     `## Claims and falsifiers (declared before the run; paired bootstrap 95% intervals)`,
