@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkClaims, type LiftExample, type MethodLengthResult } from '../src/eval/experiment-claims.ts';
 import { recapMechanismRows } from '../src/eval/experiment-report.ts';
-import { LENGTH_MULTIPLES, THRESHOLD_GRID } from '../src/eval/experiment.ts';
+import { LENGTH_MULTIPLES, resolveSize, THRESHOLD_GRID } from '../src/eval/experiment.ts';
+import { UserError } from '../src/io/errors.ts';
 import { holdsAnswer } from '../src/eval/experiment-lift.ts';
 import { assertUserError, runArl } from './helpers.ts';
 
@@ -226,4 +227,12 @@ test('LIFT stores the needle only if the gold answer gains more than a value the
 test('an auxiliary QA pair overlaps the test when it holds the gold answer', () => {
   assert.equal(holdsAnswer({ question: 'One of the special magic', answer: 'numbers for angry-statue is: 4907448.' }, '4907448'), true);
   assert.equal(holdsAnswer({ question: 'That is one of the reasons', answer: 'art is becoming a useless occupation.' }, '4907448'), false);
+});
+
+test('continued pretraining takes its own row shares, checked like the base ones', () => {
+  const small = resolveSize('small');
+  assert.ok(small.cptTaskFraction + small.cptCopyFraction < small.taskFraction + small.copyFraction, 'more CPT text rows than base text rows');
+  assert.equal(resolveSize('small', { cptTaskFraction: 0.1, cptCopyFraction: undefined }).cptTaskFraction, 0.1);
+  assert.throws(() => resolveSize('small', { cptTaskFraction: 0.8, cptCopyFraction: 0.3 }), (err: unknown) =>
+    err instanceof UserError && /--cpt-task-fraction and --cpt-copy-fraction .* \(got 0\.8 \+ 0\.3\)$/.test(err.message));
 });
