@@ -1,7 +1,8 @@
 /** `arl experiment` (npm run experiment): the resumable base / plain-CPT / ARL-CPT / LIFT comparison (src/eval/experiment.ts). */
 import chalk from 'chalk';
 import { RECAPPERS } from '../arl/recap.ts';
-import { EXPERIMENT_PARTS, EXPERIMENT_SIZES, type ExperimentSize, runExperiment, TRAINING_TASK_MIX } from '../eval/experiment.ts';
+import { EXPERIMENT_PARTS, runExperiment } from '../eval/experiment.ts';
+import { EXPERIMENT_SIZES, type ExperimentSize, TRAINING_TASK_MIX } from '../eval/experiment-sizes.ts';
 import { RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
 import { checkPositiveIntegers } from '../io/errors.ts';
