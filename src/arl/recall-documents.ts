@@ -1,8 +1,10 @@
 /**
  * Recall documents: continued-pretraining text in which earlier content is used again later, so that ARL has
- * something to learn. Each is a run of corpus paragraphs (one per line) with a needle sentence at the end of an
- * early paragraph, the needle's fact restated at the start of a later paragraph between S and W - 64 tokens
- * after it (the short context cannot see the needle there, the window can), and a question about it at the end.
+ * something to learn. Each is a run of corpus paragraphs (one per line) with one to four needle sentences, each at
+ * the end of a paragraph in the first half; each needle's fact is restated at the start of a later paragraph
+ * between S and W - 64 tokens after it (the short context cannot see the needle there, the window can), and a
+ * question about one of them ends the document. Several needles teach a recap for each fact while it is in view,
+ * as a test with four keys needs: a model that saw one needle per document learns that one recap is enough.
  *
  * Nothing here marks where recaps go: ARL's own steps find the restated value as key tokens (long context
  * predicts it, short context cannot), the needle sentence as their segment, and insert the recap before the
@@ -50,11 +52,12 @@ function recallKey(rng: Rng, haystack: Haystack): string {
   return `${first}-${second}`;
 }
 
-/** Document `index`; null when the drawn paragraphs leave no paragraph start at a usable distance (rare). */
+/** The most needles a recall document holds; each document draws 1 to this many. */
+const MAX_NEEDLES = 4;
+
+/** Document `index`; null when its paragraphs leave some needle no paragraph start at a usable distance (rare). */
 export function recallDocument(o: RecallDocumentOptions, index: number): CorpusDocument | null {
   const rng = makeRng(hashString(`recall|${o.seed}|${index}`));
-  const { value } = drawNeedleEntities('train', hashString(`recall-needle|${o.seed}|${index}`));
-  const key = recallKey(makeRng(hashString(`recall-key|${o.seed}|${index}`)), o.haystack);
   // About 1.5 to 2 windows of text; a token is about 0.75 words of this corpus.
   const words = Math.round(((1.5 + 0.5 * rng()) * o.window * 3) / 4);
   const start = Math.floor(rng() * o.haystack.sentences.length);
@@ -63,20 +66,52 @@ export function recallDocument(o: RecallDocumentOptions, index: number): CorpusD
     if (paragraphs.length === 0 || sentence.startsWith('\n')) paragraphs.push(sentence.replace(/^\n/, ''));
     else paragraphs[paragraphs.length - 1] += ` ${sentence}`;
   }
-  const tokens = paragraphs.map((p) => o.tokenizer.encode(p).length + 1);
-  const ends: number[] = [];
-  tokens.reduce((sum, n, i) => (ends[i] = sum + n), 0);
-  // The needle closes a paragraph in the first third; the restatement opens one S to W - 64 tokens later.
-  const needleCandidates = paragraphs.map((_, i) => i).filter((i) => ends[i]! <= ends.at(-1)! / 3);
-  if (needleCandidates.length === 0) return null;
-  const needleAt = needleCandidates[Math.floor(rng() * needleCandidates.length)]!;
-  const restateCandidates = paragraphs
-    .map((_, i) => i)
-    .filter((i) => i > needleAt && ends[i - 1]! - ends[needleAt]! >= o.shortContext && ends[i - 1]! - ends[needleAt]! <= o.window - WINDOW_MARGIN);
-  if (restateCandidates.length === 0) return null;
-  const restateAt = restateCandidates[Math.floor(rng() * restateCandidates.length)]!;
-  paragraphs[needleAt] += ` One of the special magic numbers for ${key} is: ${value}.`;
-  paragraphs[restateAt] = `The special magic number for ${key} is ${value}. ${paragraphs[restateAt]}`;
+  const tokensOf = (text: string) => o.tokenizer.encode(text).length;
+  const total = paragraphs.reduce((sum, p) => sum + tokensOf(p) + 1, 0);
+
+  const keyRng = makeRng(hashString(`recall-key|${o.seed}|${index}`));
+  const taken = new Set<string>();
+  const needles = Array.from({ length: 1 + Math.floor(rng() * MAX_NEEDLES) }, (_, k) => {
+    let key = recallKey(keyRng, o.haystack);
+    while (taken.has(key)) key = recallKey(keyRng, o.haystack);
+    taken.add(key);
+    const { value } = drawNeedleEntities('train', hashString(`recall-needle|${o.seed}|${index}|${k}`), taken);
+    return {
+      key,
+      value,
+      // Where it goes: the end of the first paragraph past this token, and how far after it the restatement aims.
+      at: (rng() * total) / 2,
+      gap: o.shortContext + rng() * (o.window - WINDOW_MARGIN - o.shortContext),
+      sentence: ` One of the special magic numbers for ${key} is: ${value}.`,
+      restatement: `The special magic number for ${key} is ${value}. `,
+    };
+  }).sort((a, b) => a.at - b.at);
+
+  // One pass in reading order, counting tokens with everything inserted so far. A paragraph opens with at most one
+  // restatement: the needle that waited longest among those whose aimed gap is reached, or whose window would
+  // close before the next paragraph start.
+  let position = 0;
+  let placed = 0;
+  const waiting: Array<(typeof needles)[number] & { end: number }> = [];
+  for (let i = 0; i < paragraphs.length; i++) {
+    if (waiting.some((n) => position - n.end > o.window - WINDOW_MARGIN)) return null;
+    const length = tokensOf(paragraphs[i]!) + 1;
+    const due = waiting.findIndex((n) => position - n.end >= o.shortContext && (position - n.end >= n.gap || position + length - n.end > o.window - WINDOW_MARGIN));
+    if (due >= 0) {
+      const [needle] = waiting.splice(due, 1);
+      paragraphs[i] = needle!.restatement + paragraphs[i];
+      position += tokensOf(needle!.restatement);
+    }
+    position += length;
+    if (placed < needles.length && position >= needles[placed]!.at) {
+      const needle = needles[placed++]!;
+      paragraphs[i] += needle.sentence;
+      position += tokensOf(needle.sentence);
+      waiting.push({ ...needle, end: position - 1 });
+    }
+  }
+  if (placed < needles.length || waiting.length > 0) return null;
+  const { key, value } = needles[Math.floor(rng() * needles.length)]!;
   paragraphs.push(`What is the special magic number for ${key} mentioned in the provided text? The special magic number for ${key} mentioned in the provided text is ${value}.`);
   return { id: `recall:${o.seed}:${index}`, text: paragraphs.join('\n') };
 }

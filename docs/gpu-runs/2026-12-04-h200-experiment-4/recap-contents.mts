@@ -4,6 +4,8 @@
 // document really had (the development inputs regenerated as the experiment makes them: documents 440-459,
 // seed 2000, training-pool keys), and how often the training rows of this run could show the model the needle
 // it was taught to recap (the 400 recall documents regenerated as the experiment makes them, rows of 512).
+// Recall documents have changed since (several needles, corpus-word keys): for the figures in docs/experiment.md, run
+// this at commit e1ca796 (`git worktree add /tmp/e1ca796 e1ca796`).
 import { readFileSync } from 'node:fs';
 import { recallDocuments } from '../../../src/arl/recall-documents.ts';
 import { readDocuments } from '../../../src/data/corpus.ts';
