@@ -59,6 +59,9 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
     assert.match(svg, /class="series"/);
   }
   assert.match(readFileSync(join(out, 'plots/accuracy-vs-length.svg'), 'utf8'), /class="interval"/);
+  // The recap threshold is chosen on both tasks, as the tests ask them.
+  const devTasks = readFileSync(join(out, 'tests', 'dev-4x.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).task);
+  assert.deepEqual(devTasks, ['niah_single', 'niah_multikey']);
 
   // Forget two finished stages, as if the run had stopped before them.
   const statePath = join(out, 'state.json');

@@ -88,7 +88,7 @@ export function experimentMarkdown(results: ExperimentResults): string {
     '',
     table(['ARL arm', 'length', 'answers', 'n', 'ARL accuracy', 'plain-CPT accuracy'], recapMechanismRows(results.ruler)),
     '',
-    `## Recap threshold, chosen on development documents (4x T, single needle, training-pool keys)`,
+    `## Recap threshold, chosen on development documents (4x T, single needle and 4 keys, training-pool keys)`,
     '',
     table(['ARL model', 'chosen', 'dev accuracy by threshold', 'dev mean gold log-prob by threshold (chooses)'], thresholds),
     '',

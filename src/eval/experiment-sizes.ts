@@ -44,7 +44,7 @@ export interface ExperimentSize {
   perLength: number;
   /** Recap-agent answers awaited at once in each process, their single tokens decoded in one step and their prompts run in shared forwards (webgpu; elsewhere they only interleave). */
   agentBatch: number;
-  /** Development samples (4x T, single needle) the recap threshold is chosen on. */
+  /** Development samples (4x T, half single needle, half 4 keys) the recap threshold is chosen on. */
   devSamples: number;
   /** LIFT: documents at 4x T, and the epochs (stage 1, stage 2) of the paper's schedule and of the more-steps variant (a step per batch of 4). */
   liftDocs: number;

@@ -312,8 +312,10 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       write(`${multiple}x`, EXPERIMENT_TASKS.flatMap((task) => Array.from({ length: size.perLength }, (_, i) =>
         generateRulerSample({ task, lengthTokens, seed: 1000, split: 'test', count: size.perLength, tokenizer, haystack: heldout }, i))));
     }
-    write('dev-4x', Array.from({ length: size.devSamples }, (_, i) =>
-      generateRulerSample({ task: 'niah_single', lengthTokens: testLength(window, 4), seed: 2000, split: 'train', count: size.devSamples, tokenizer, haystack: dev }, i)));
+    // Development samples of both tasks, as the tests: a threshold chosen on one needle alone would favour it.
+    const devPerTask = Math.max(1, Math.round(size.devSamples / EXPERIMENT_TASKS.length));
+    write('dev-4x', EXPERIMENT_TASKS.flatMap((task) => Array.from({ length: devPerTask }, (_, i) =>
+      generateRulerSample({ task, lengthTokens: testLength(window, 4), seed: 2000, split: 'train', count: devPerTask, tokenizer, haystack: dev }, i))));
     // LIFT: the needle 35-65% deep, so head + tail truncation to the window drops it; the same documents again with
     // the value a word from a list of 64 (chance 1/64), which a model can guess less blindly than seven digits.
     const lift = Array.from({ length: size.liftDocs }, (_, i) =>
