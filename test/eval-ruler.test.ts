@@ -13,6 +13,7 @@ import {
   type RulerSample,
 } from '../src/eval/ruler.ts';
 import { Haystack, splitSentences } from '../src/eval/ruler-haystack.ts';
+import { recapFields } from '../src/eval/ruler-eval.ts';
 import { scoreRuler, scoreRulerFiles } from '../src/eval/ruler-score.ts';
 import { entityPool, RULER_TASKS, type RulerSplit, type RulerTask } from '../src/eval/ruler-tasks.ts';
 import { UserError } from '../src/io/errors.ts';
@@ -281,4 +282,16 @@ describe('arl ruler', () => {
     assert.equal(scored.code, 0, scored.stderr);
     assert.match(scored.stdout, /^niah_multikey\s+string_match_all\s+3\s+100\.00$/m);
   });
+});
+
+test('recap fields: a recap holding the value under a made-up key holds the answer but does not pair it with its key', () => {
+  const input = 'Some text. One of the special magic numbers for royal-fountain is: 2585583. More text. One of the special magic numbers for keen-wolf is: 8497727.';
+  const madeUpKey = ['The special magic number for clever-willow is 2585583.'];
+  assert.deepEqual(recapFields(input, ['2585583'], madeUpKey), { recaps_written: 1, recaps_hold_answer: true, recaps_pair_key: false });
+  const split = ['royal-fountain was mentioned.', 'The number is 2585583.'];
+  assert.equal(recapFields(input, ['2585583'], split).recaps_pair_key, false, 'key and value in different recaps do not pair');
+  const paired = ['One of the special magic numbers for royal-fountain is: 2585583.'];
+  assert.deepEqual(recapFields(input, ['2585583'], paired), { recaps_written: 1, recaps_hold_answer: true, recaps_pair_key: true });
+  assert.equal(recapFields(input, ['2585583', '8497727'], paired).recaps_pair_key, false, 'every expected value needs its pair');
+  assert.equal('recaps_pair_key' in recapFields('Words only: apple, pear.', ['apple'], ['apple']), false, 'no needle, no key to pair');
 });

@@ -57,8 +57,12 @@ export function experimentMarkdown(results: ExperimentResults): string {
     const a = accuracy(r);
     const recaps = r.examples.filter((e) => e.recaps_written !== undefined);
     const recapCells = recaps.length
-      ? [format(recaps.reduce((t, e) => t + e.recaps_written!, 0) / recaps.length), `${format((100 * recaps.filter((e) => e.recaps_hold_answer).length) / recaps.length, 1)}%`]
-      : ['-', '-'];
+      ? [
+          format(recaps.reduce((t, e) => t + e.recaps_written!, 0) / recaps.length),
+          `${format((100 * recaps.filter((e) => e.recaps_hold_answer).length) / recaps.length, 1)}%`,
+          `${format((100 * recaps.filter((e) => e.recaps_pair_key).length) / recaps.length, 1)}%`,
+        ]
+      : ['-', '-', '-'];
     return [r.method, `${r.multiple}x (${r.length} tok)`, String(r.examples.length), format(a.mean, 1), interval(a.ci, 1), ...Object.values(r.tasks).map((t) => format(t, 1)), ...recapCells];
   });
   const tasks = Object.keys(results.ruler[0]?.tasks ?? {});
@@ -82,7 +86,7 @@ export function experimentMarkdown(results: ExperimentResults): string {
     '',
     `## Accuracy by method and length`,
     '',
-    table(['method', 'length', 'n', 'accuracy', '95% interval', ...tasks, 'recaps per answer', 'recaps holding the answer'], rows),
+    table(['method', 'length', 'n', 'accuracy', '95% interval', ...tasks, 'recaps per answer', 'recaps holding the answer', '...with its key'], rows),
     '',
     `## Where the recaps held the answer (the ARL arm's answers, and plain CPT of the same seed on the same documents)`,
     '',

@@ -31,6 +31,8 @@ export interface RulerExampleResult {
   /** Recaps the recap agent wrote, and whether they hold every expected string (recap-agent answers only). */
   recaps_written?: number;
   recaps_hold_answer?: boolean;
+  /** Whether one recap holds each expected string together with the key its needle gives it (needle tasks only). */
+  recaps_pair_key?: boolean;
   /** The recap agent's work for this answer (recap-agent answers only): tokens prefilled and decoded, seconds awaited. */
   agent?: AgentWork;
   /** log P(the expected answer | the method's prompt), for one-answer tasks where the method records it (plain, recap agent). */
@@ -50,6 +52,19 @@ export interface RulerEvalResult {
   /** Mean of the task scores (0..100), as RULER averages. */
   average: number;
   examples: RulerExampleResult[];
+}
+
+/**
+ * What the recaps of one answer held: every expected string, and each with its needle's key in one recap. A recap
+ * can hold the value under a key it made up; only one that pairs them can tell the answer which value is asked for.
+ */
+export function recapFields(input: string, outputs: readonly string[], recaps: readonly string[]): Pick<RulerExampleResult, 'recaps_written' | 'recaps_hold_answer' | 'recaps_pair_key'> {
+  const keys = outputs.map((o) => new RegExp(`for ([\\w-]+) is:? ${o.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`).exec(input)?.[1]);
+  return {
+    recaps_written: recaps.length,
+    recaps_hold_answer: outputs.every((o) => recaps.some((r) => r.includes(o))),
+    ...(keys.every((k) => k !== undefined) ? { recaps_pair_key: outputs.every((o, i) => recaps.some((r) => r.includes(o) && r.includes(keys[i]!))) } : {}),
+  };
 }
 
 /** Answers every sample of `dataPath` into `outDir` (predictions.jsonl, scores.json) and scores them. */
@@ -98,7 +113,7 @@ export async function evaluateRulerModel(run: {
       in_context: s.outputs.every((output) => window.includes(output)),
       pred,
       ...(iclPred === undefined ? {} : { icl_score: scoreRulerExample(s.task, iclPred, s.outputs) }),
-      ...(recaps === undefined ? {} : { recaps_written: recaps.length, recaps_hold_answer: s.outputs.every((o) => recaps.some((r) => r.includes(o))) }),
+      ...(recaps === undefined ? {} : recapFields(s.input, s.outputs, recaps)),
       ...(agent === undefined ? {} : { agent }),
       ...(goldLogProb === undefined ? {} : { gold_logprob: goldLogProb }),
     };
