@@ -30,12 +30,21 @@ describe('arl keytokens / segments', () => {
     assert.deepEqual([summary.S, summary.W, summary.K, summary.alpha, summary.beta], [16, 48, 8, 2, -2]);
     const keyTokens = readFileSync(join(out, 'keytokens.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
     assert.equal(keyTokens.length, summary.key_tokens);
-    assert.equal(keyTokens.length, 3 * 8);
     for (const k of keyTokens) assert.deepEqual(Object.keys(k), ['doc', 'pos', 'token', 'piece', 'long_logprob', 'short_logprob', 'lsg']);
+    // At most K per document, and (--per-sentence 1 by default) never two in one sentence.
+    const documents = readFileSync(join(out, 'documents.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { doc: string; sentence_starts: number[] });
+    for (const { doc, sentence_starts: starts } of documents) {
+      const sentences = keyTokens.filter((k) => k.doc === doc).map((k) => starts.filter((start) => start <= k.pos).length);
+      assert.ok(sentences.length >= 1 && sentences.length <= 8, `${sentences.length} key tokens`);
+      assert.equal(new Set(sentences).size, sentences.length, `one key token per sentence: ${sentences}`);
+    }
+    const unlimited = await arl('keytokens', '--checkpoint', checkpoint, '--corpus', corpus, '--out', join(work, 'per-sentence-0'), '--per-sentence', '0');
+    assert.equal(unlimited.code, 0, unlimited.stderr);
+    assert.equal(JSON.parse(readFileSync(join(work, 'per-sentence-0', 'summary.json'), 'utf8')).key_tokens, 3 * 8, 'without the limit, K per document');
 
     const s = await arl('segments', '--checkpoint', checkpoint, '--keytokens', out, '--margin', '0');
     assert.equal(s.code, 0, s.stderr);
-    assert.match(s.stdout, /kept a segment for \d+ of 24 key tokens/);
+    assert.match(s.stdout, new RegExp(`kept a segment for \\d+ of ${keyTokens.length} key tokens`));
     assert.ok(existsSync(join(out, 'segments.jsonl')));
   });
 

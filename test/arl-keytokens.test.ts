@@ -207,6 +207,14 @@ describe('(c) key-token selection', () => {
     assert.deepEqual(selectKeyTokens(synthetic(), { ...thresholds, topK: 1, select: 'both' }), [15]);
   });
 
+  test('with sentence starts, at most perSentence key tokens per sentence, the highest gaps first; 0 is no limit', async () => {
+    const starts = [0, 5, 16]; // tokens 6, 8, 11 and 15 share a sentence; 17 opens the next
+    assert.deepEqual(selectKeyTokens(synthetic(), { ...thresholds, topK: 3, select: 'topk', perSentence: 1 }, starts), [15, 17]);
+    assert.deepEqual(selectKeyTokens(synthetic(), { ...thresholds, topK: 3, select: 'topk', perSentence: 2 }, starts), [8, 15, 17]);
+    assert.deepEqual(selectKeyTokens(synthetic(), { ...thresholds, topK: 3, select: 'topk', perSentence: 0 }, starts), [8, 11, 15]);
+    assert.deepEqual(selectKeyTokens(synthetic(), { ...thresholds, topK: 3, select: 'topk', perSentence: 1 }), [8, 11, 15], 'no sentences (LongPPL): no limit');
+  });
+
   test('tokens whose long context is no longer than their short one are never chosen', async () => {
     const scores = synthetic();
     scores.longContext[15] = scores.shortContext[15];

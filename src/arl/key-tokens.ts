@@ -42,6 +42,11 @@ export interface KeyTokenOptions {
   /** Minimum long log-prob (threshold, both). */
   beta: number;
   select: Selection;
+  /**
+   * ARL only: at most this many key tokens per sentence (0: no limit). Key tokens of one sentence share one recap
+   * site, so a second one there costs a segment search and adds no recap; with one per sentence, K picks K sites.
+   */
+  perSentence: number;
   /** Windows per forward pass. */
   batch: number;
 }
@@ -65,12 +70,14 @@ export function keyTokenOptions(maxSeq: number, given: Partial<KeyTokenOptions> 
     alpha: given.alpha ?? 2,
     beta: given.beta ?? -2,
     select: given.select ?? 'topk',
+    perSentence: given.perSentence ?? 1,
     batch: given.batch ?? 8,
   };
 }
 
 export function validateKeyTokenOptions(o: KeyTokenOptions, maxSeq: number): void {
   checkPositiveIntegers({ '--short': o.shortContext, '--chunk': o.chunk, '--long-stride': o.longStride, '--top-k': o.topK, '--batch': o.batch });
+  if (!Number.isInteger(o.perSentence) || o.perSentence < 0) throw new UserError(`--per-sentence must be a whole number, 0 for no limit (got ${o.perSentence})`);
   if (o.shortContext + o.chunk > maxSeq) throw new UserError(`--short ${o.shortContext} + --chunk ${o.chunk} exceeds the model's window of ${maxSeq} tokens; lower one of them`);
   if (o.longStride >= maxSeq) throw new UserError(`--long-stride ${o.longStride} must be below the model's window of ${maxSeq} tokens, or windows would leave tokens unscored`);
   if (!Number.isFinite(o.alpha) || !Number.isFinite(o.beta)) throw new UserError(`--alpha and --beta must be numbers (got ${o.alpha}, ${o.beta})`);
@@ -176,9 +183,10 @@ export async function scoreDocument(model: LlamaModel, tokens: readonly number[]
 /**
  * Positions of the key tokens, ascending. Only tokens whose long context is longer than their short
  * one can show a long-short gap: that excludes the first S tokens, and tokens whose short chunk
- * already is the longest window that fits.
+ * already is the longest window that fits. With `sentenceStarts` (ARL), at most `perSentence` per
+ * sentence, the highest gaps first; LongPPL passes none and counts every token.
  */
-export function selectKeyTokens(scores: DocumentScores, o: Pick<KeyTokenOptions, 'topK' | 'alpha' | 'beta' | 'select'>): number[] {
+export function selectKeyTokens(scores: DocumentScores, o: Pick<KeyTokenOptions, 'topK' | 'alpha' | 'beta' | 'select'> & { perSentence?: number }, sentenceStarts?: readonly number[]): number[] {
   const candidates: { pos: number; lsg: number }[] = [];
   for (let i = 1; i < scores.long.length; i++) {
     if (scores.shortContext[i] === 0 || scores.longContext[i] <= scores.shortContext[i]) continue;
@@ -186,8 +194,30 @@ export function selectKeyTokens(scores: DocumentScores, o: Pick<KeyTokenOptions,
     if (o.select !== 'topk' && !(lsg > o.alpha && scores.long[i] > o.beta)) continue;
     candidates.push({ pos: i, lsg });
   }
-  const chosen = o.select === 'threshold' ? candidates : candidates.sort((a, b) => b.lsg - a.lsg || a.pos - b.pos).slice(0, o.topK);
-  return chosen.map((c) => c.pos).sort((a, b) => a - b);
+  candidates.sort((a, b) => b.lsg - a.lsg || a.pos - b.pos);
+  const perSentence = sentenceStarts && o.perSentence ? o.perSentence : Infinity;
+  const taken = new Map<number, number>();
+  const chosen: number[] = [];
+  for (const c of candidates) {
+    if (o.select !== 'threshold' && chosen.length === o.topK) break;
+    const sentence = sentenceStarts ? sentenceOf(sentenceStarts, c.pos) : 0;
+    if ((taken.get(sentence) ?? 0) >= perSentence) continue;
+    taken.set(sentence, (taken.get(sentence) ?? 0) + 1);
+    chosen.push(c.pos);
+  }
+  return chosen.sort((a, b) => a - b);
+}
+
+/** Index of the sentence holding token `pos`: the last start at or before it. */
+function sentenceOf(starts: readonly number[], pos: number): number {
+  let low = 0;
+  let high = starts.length - 1;
+  while (low < high) {
+    const mid = (low + high + 1) >> 1;
+    if (starts[mid]! <= pos) low = mid;
+    else high = mid - 1;
+  }
+  return low;
 }
 
 /**
@@ -299,6 +329,7 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
     alpha: options.alpha,
     beta: options.beta,
     select: options.select,
+    per_sentence: options.perSentence,
     long_stride: options.longStride,
     ...run.shard,
   };
@@ -352,7 +383,7 @@ async function scoreCorpusDocument(model: LlamaModel, tokenizer: Tokenizer, doc:
   const scores = await scoreDocument(model, tokens, options);
   for (let i = 1; i < tokens.length; i++) record.long_logprob_sum += scores.long[i];
   record.tokens_scored = tokens.length - 1;
-  const keyTokens = selectKeyTokens(scores, options).map((pos): KeyTokenRecord => {
+  const keyTokens = selectKeyTokens(scores, options, sentenceStarts).map((pos): KeyTokenRecord => {
     record.key_long_logprob_sum += scores.long[pos];
     return {
       doc,

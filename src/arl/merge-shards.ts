@@ -10,7 +10,7 @@ import { shardName, shardSize } from './shard.ts';
 
 /** Settings every shard of one run must share: step 1's (paths left out: they differ between machines), step 2's and step 3's. */
 const SHARED_SETTINGS: { file: string; keys: string[] }[] = [
-  { file: KEY_TOKEN_FILES.summary, keys: ['shard_count', 'checkpoint_sha256', 'corpus_sha256', 'corpus_documents', 'tokenizer', 'S', 'W', 'K', 'alpha', 'beta', 'select', 'long_stride'] },
+  { file: KEY_TOKEN_FILES.summary, keys: ['shard_count', 'checkpoint_sha256', 'corpus_sha256', 'corpus_documents', 'tokenizer', 'S', 'W', 'K', 'alpha', 'beta', 'select', 'per_sentence', 'long_stride'] },
   { file: SEGMENT_FILES.summary, keys: ['checkpoint_sha256', 'S', 'segment_tokens', 'margin'] },
   { file: RECAP_FILES.summary, keys: ['recapper', 'model', 'prompt_sha256', 'max_recap_tokens'] },
 ];

@@ -48,6 +48,7 @@ export const KEY_TOKEN_FLAGS = defineOptions({
   alpha: { type: 'number', describe: 'threshold on LSG = l - s, nats (default 2, as LongPPL)' },
   beta: { type: 'number', describe: 'threshold on the long log-prob l (default -2, as LongPPL)' },
   select: { choices: SELECTIONS, describe: 'topk (ARL), threshold (LongPPL) or both (default topk)' },
+  'per-sentence': { type: 'number', describe: 'at most this many key tokens per sentence, the highest LSG first; 0 for no limit (default 1: one recap site per sentence)' },
   batch: { type: 'number', describe: 'windows per forward pass (default 8)' },
   'max-docs': { type: 'number', describe: 'only the first N documents' },
   shard: { type: 'string', describe: 'i/N: only documents i, i+N, i+2N, ... (0-based), into <out>/shard-i-of-N; `arl augment` merges the N shard folders' },
@@ -102,6 +103,7 @@ export function keyTokenOptionsFromArgs(args: KeyTokenFlags, scoringCheckpoint: 
     alpha: args.alpha,
     beta: args.beta,
     select: args.select,
+    perSentence: args.perSentence,
     batch: args.batch,
   });
   validateKeyTokenOptions(options, maxSeq);

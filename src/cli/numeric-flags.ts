@@ -63,6 +63,7 @@ export const FLAG_RANGES: Readonly<Record<string, NumberRange>> = {
   clip: NON_NEGATIVE,
   temperature: NON_NEGATIVE,
   'top-k': COUNT,
+  'per-sentence': COUNT,
   'top-p': { above: 0, max: 1 },
   'val-fraction': { min: 0, below: 1 },
   'task-fraction': { min: 0, max: 1 },
