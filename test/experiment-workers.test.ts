@@ -1,11 +1,12 @@
 /**
  * `arl experiment --workers N` at the toy size on the deterministic cpu backend: an evaluation stage split
- * across two worker processes writes the same predictions and records the same result as one process; a
- * failing worker fails the stage with one line and no merged file, and the rerun completes it. The LIFT stage with
+ * across two worker processes writes the same predictions and records the same result as one process; a worker
+ * that fails is started again once, alone; one that fails again fails the stage with one line and no merged file,
+ * and the rerun completes it; one killed mid-stage recovers on its second try. The LIFT stage with
  * cloze QA is checked the same way on the wasm backend (on the cpu backend each document trains for about 45 s).
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -53,6 +54,7 @@ test('two workers give the same predictions and results as one; a failing worker
   const lines = failed.stderr.trim().split('\n').filter((l) => !/^(backend:|\[experiment\]| {2})/.test(l));
   assert.equal(lines.length, 1, failed.stderr);
   assert.match(lines[0]!, /^arl: eval base 1x: worker 2 of 2 failed: EEXIST[^\n]*worker-2-of-2'? \(its log: \S+worker-2-of-2\.log\)$/);
+  assert.match(failed.stderr, /^ {2}eval base 1x: worker 2 of 2 failed \(EEXIST[^\n]*\); starting it again alone$/m, 'a failed worker gets one more try');
   assert.ok(!existsSync(join(predictionsDir(failing), 'predictions.jsonl')), 'no merged file');
   assert.equal(JSON.parse(readFileSync(join(failing, 'state.json'), 'utf8')).stages[STAGE], undefined);
 
@@ -61,6 +63,39 @@ test('two workers give the same predictions and results as one; a failing worker
   assert.equal(rerun.code, 0, rerun.stderr);
   assert.deepEqual(stageResult(failing), stageResult(one));
   assert.equal(readFileSync(join(predictionsDir(failing), 'predictions.jsonl'), 'utf8'), readFileSync(join(predictionsDir(one), 'predictions.jsonl'), 'utf8'));
+});
+
+/** The pid of a running process whose command line holds `needle` (Linux /proc), if any. */
+function pidWith(needle: string): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(join('/proc', entry, 'cmdline'), 'utf8').includes(needle)) return Number(entry);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return undefined;
+}
+
+test('a worker killed mid-stage is started again alone, and the stage ends with the answers of one process', async () => {
+  const one = join(root, 'one');
+  const killed = withoutEvaluation(one, join(root, 'killed'));
+  const job = join(predictionsDir(killed), 'workers', 'worker-1-of-2.job.json');
+  let kills = 0;
+  const poll = setInterval(() => {
+    const pid = kills === 0 && existsSync(job) ? pidWith(job) : undefined;
+    if (pid === undefined) return;
+    process.kill(pid, 'SIGKILL');
+    kills++;
+  }, 5);
+  const run = await experiment(killed, '--workers', '2');
+  clearInterval(poll);
+  assert.equal(kills, 1, 'worker 1 was killed once');
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /^ {2}eval base 1x: worker 1 of 2 failed \([^\n]*\); starting it again alone$/m);
+  assert.deepEqual(stageResult(killed), stageResult(one));
+  assert.equal(readFileSync(join(predictionsDir(killed), 'predictions.jsonl'), 'utf8'), readFileSync(join(predictionsDir(one), 'predictions.jsonl'), 'utf8'));
 });
 
 test('LIFT with cloze QA in two workers records the same results and predictions as in one', async () => {

@@ -7,7 +7,7 @@
  * prints progress across the workers, and once all have finished merges the shards in example order into the
  * same predictions files as one process writes.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DocumentJournal } from '../arl/journal.ts';
@@ -134,43 +134,58 @@ export interface WorkerLaunch {
 
 /**
  * Starts one worker process per launch (the hidden CLI command, on the pool's backend), each logging to
- * <dir>/<name>.log, and waits for all. When one fails the others are stopped and the stage fails with one line.
+ * <dir>/<name>.log, and waits for all. A worker that fails is started once more, alone, after the others have
+ * finished: a failure can belong to the moment (the device out of memory while the other workers share it), and
+ * what the worker answered before stays in its shard. A second failure fails the stage with one line.
  */
 export async function spawnWorkers(pool: WorkerPool, label: string, dir: string, launches: readonly WorkerLaunch[]): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  const children: ChildProcess[] = [];
-  let failure: string | null = null;
-  const fail = (launch: WorkerLaunch, message: string, log: string) => {
-    if (failure !== null) return;
-    failure = `${label}: worker ${launch.index + 1} of ${pool.count} failed: ${message.split('\n')[0]} (its log: ${log})`;
-    // The others stop too: the stage fails now, and what they did so far stays in their shards.
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-  };
+  const failures = await runLaunches(pool, dir, launches, 'w');
+  for (const failure of failures) {
+    const { launch, message } = failure;
+    pool.log(`  ${label}: worker ${launch.index + 1} of ${pool.count} failed (${message}); starting it again alone`);
+    const [again] = await runLaunches(pool, dir, [launch], 'a');
+    if (again) throw new UserError(`${label}: worker ${launch.index + 1} of ${pool.count} failed: ${again.message} (its log: ${again.log})`);
+  }
+}
 
-  const exits = launches.map((launch) => {
+interface WorkerFailure {
+  launch: WorkerLaunch;
+  /** The worker's error, first line. */
+  message: string;
+  log: string;
+}
+
+/** Runs the launches at once and waits for all; returns those that failed. `logMode` 'a' keeps an earlier attempt's log. */
+async function runLaunches(pool: WorkerPool, dir: string, launches: readonly WorkerLaunch[], logMode: 'w' | 'a'): Promise<WorkerFailure[]> {
+  const failures: WorkerFailure[] = [];
+  await Promise.all(launches.map((launch) => {
     const jobPath = join(dir, `${launch.name}.job.json`);
     const logPath = join(dir, `${launch.name}.log`);
     writeFileAtomic(jobPath, JSON.stringify(launch.job));
-    const logFd = openSync(logPath, 'w');
+    const logFd = openSync(logPath, logMode);
     const child = spawn(process.execPath, cliCommand([WORKER_COMMAND, '--job', jobPath, '--backend', pool.backend]), { stdio: ['ignore', logFd, logFd, 'ipc'], env: { ...process.env, FORCE_COLOR: '0' } });
     closeSync(logFd);
-    children.push(child);
     return new Promise<void>((resolve) => {
       let error: string | undefined;
+      let failed = false;
+      const fail = (message: string) => {
+        if (!failed) failures.push({ launch, message: message.split('\n')[0]!, log: logPath });
+        failed = true;
+      };
       child.on('message', (message: WorkerMessage) => {
         if (message.type === 'error') error = message.message;
         else launch.onMessage(message);
       });
       child.on('error', (err) => {
-        fail(launch, err.message, logPath);
+        fail(err.message);
         resolve();
       });
       child.on('close', (code, signal) => {
-        if (code !== 0) fail(launch, error ?? lastLine(logPath) ?? `exited with ${signal ?? code}`, logPath);
+        if (code !== 0) fail(error ?? lastLine(logPath) ?? `exited with ${signal ?? code}`);
         resolve();
       });
     });
-  });
-  await Promise.all(exits);
-  if (failure !== null) throw new UserError(failure);
+  }));
+  return failures.sort((x, y) => x.launch.index - y.launch.index);
 }
