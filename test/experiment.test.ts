@@ -88,7 +88,7 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.doesNotMatch(copied.stderr, /differs from the record/);
 
   // Other evaluation settings redo the evaluation only; other training settings are refused rather than mixed in.
-  const third = await experiment('--per-length', '2');
+  const third = await experiment('--per-length', '2', '--recap-thresholds', '0.02');
   assert.equal(third.code, 0, third.stderr);
   const redone = [...third.stderr.matchAll(/^\[experiment\] (.+) \.\.\.$/gm)].map((m) => m[1]!);
   assert.ok(!redone.some((name) => name.startsWith('train') || name === 'data' || name === 'arl-data'), redone.join(', '));
@@ -96,6 +96,10 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   const twice = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
   // Two samples per task and length, two tasks.
   assert.equal(twice.ruler.find((r: MethodLengthResult) => r.method === 'base' && r.multiple === 1).examples.length, 4);
+  // One recap threshold, fixed in advance: the development set is evaluated at it alone.
+  assert.deepEqual(Object.keys(twice.thresholds.s1.dev_gold_logprob), ['0.02']);
+  assert.equal(twice.thresholds.s1.chosen, 0.02);
+  assertUserError(await experiment('--recap-thresholds', '0.1', '0'), /--recap-thresholds must be one or more probabilities in \(0, 1\] \(got 0\)/);
   assertUserError(await experiment('--base-steps', '3'), /started with other settings/);
 });
 

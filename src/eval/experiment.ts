@@ -56,6 +56,13 @@ const LIFT_MORE_STEPS_BATCH = 4;
 
 /** The recap thresholds tried on the development documents, highest first (ties keep the higher). */
 export const THRESHOLD_GRID = [0.5, 0.2, 0.1, 0.05, 0.02, 0.01];
+/** The thresholds, highest first (ties keep the higher), when each is a probability above 0 (a recap at P(<recap>) 0 would be written always). */
+function checkedThresholds(thresholds: readonly number[]): number[] {
+  const bad = thresholds.find((t) => !(t > 0 && t <= 1));
+  if (thresholds.length === 0 || bad !== undefined) throw new UserError(`experiment --recap-thresholds must be one or more probabilities in (0, 1] (got ${thresholds.length ? bad : 'none'})`);
+  return [...thresholds].sort((a, b) => b - a);
+}
+
 /** A threshold above 1: the agent never recaps (the "recaps off" ablation). */
 const RECAPS_OFF = 2;
 
@@ -77,6 +84,11 @@ export interface ExperimentOptions {
   chat?: Omit<ChatOptions, 'backend'>;
   /** Stop once this stage is done (e.g. to check the base before the rest). */
   stopAfter?: string;
+  /**
+   * The recap thresholds tried on the development documents (default THRESHOLD_GRID); one value fixes the threshold
+   * in advance, and the development set is then only reported.
+   */
+  recapThresholds?: readonly number[];
   /** The comparisons to run after the base (default both); LongPPL goes with ARL (it reads the CPT arms). */
   parts?: readonly ExperimentPart[];
   /**
@@ -118,7 +130,7 @@ export interface ExperimentResults {
 }
 
 /** Settings only the evaluation depends on: changing them redoes the evaluation and keeps the trained models. */
-const EVALUATION_SETTINGS = ['perLength', 'devSamples', 'liftDocs', 'liftEpochs', 'liftMoreEpochs'];
+const EVALUATION_SETTINGS = ['perLength', 'devSamples', 'liftDocs', 'liftEpochs', 'liftMoreEpochs', 'recapThresholds'];
 const TRAINING_STAGE = /^(data|train-|arl-data)/;
 
 /** The corpus's first documents cut into four disjoint sets, in corpus order. */
@@ -177,7 +189,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const statePath = join(out, 'state.json');
   // How many answers are decoded together changes them only through rounding (prompts share products of other shapes).
   const { agentBatch: _agentBatch, ...trained } = size;
-  const settings: Record<string, unknown> = { size: o.size, ...trained, recapper: o.recapper, ...(o.corpus ? { corpus: o.corpus } : {}), ...(o.extraCorpus ? { extra_corpus: o.extraCorpus } : {}) };
+  const recapThresholds = checkedThresholds(o.recapThresholds ?? THRESHOLD_GRID);
+  const settings: Record<string, unknown> = { size: o.size, ...trained, ...(o.recapThresholds ? { recapThresholds } : {}), recapper: o.recapper, ...(o.corpus ? { corpus: o.corpus } : {}), ...(o.extraCorpus ? { extra_corpus: o.extraCorpus } : {}) };
   const trainingSettings = (s: Record<string, unknown>) => JSON.stringify(Object.fromEntries(Object.entries(s).filter(([key]) => !EVALUATION_SETTINGS.includes(key))));
   const state: ExperimentState = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as ExperimentState) : { settings, stages: {} };
   if (trainingSettings(state.settings) !== trainingSettings(settings)) {
@@ -216,7 +229,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     return result;
   };
   try {
-    return await runStages(o, size, out, settings, state, stage, log);
+    return await runStages({ ...o, recapThresholds }, size, out, settings, state, stage, log);
   } catch (err) {
     if (err instanceof StopRequested) {
       log(`[experiment] stopped after ${o.stopAfter}, as asked; run the same command without --stop-after to go on`);
@@ -381,14 +394,15 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')), [runDir(`cpt-arl-s${seed}`)]);
       const accuracy: Record<string, number> = {};
       const goldLogProb: Record<string, number> = {};
-      for (const threshold of THRESHOLD_GRID) {
+      const grid = o.recapThresholds!;
+      for (const threshold of grid) {
         const dev = await evaluate(`dev ARL-CPT s${seed} t${threshold}`, `cpt-arl-s${seed}`, 'recap-agent', 4, 'dev-4x', threshold);
         accuracy[threshold] = dev.average;
         goldLogProb[threshold] = meanGoldLogProb(dev.examples);
       }
       // Chosen on the gold answer's mean log-probability: on a few dozen documents exact match moves in steps of
       // 1/n and ties, while the log-probability tells thresholds apart on every document.
-      const chosen = THRESHOLD_GRID.reduce((best, t) => (goldLogProb[t]! > goldLogProb[best]! ? t : best), THRESHOLD_GRID[0]!);
+      const chosen = grid.reduce((best, t) => (goldLogProb[t]! > goldLogProb[best]! ? t : best), grid[0]!);
       thresholds[`s${seed}`] = { chosen, dev_accuracy: accuracy, dev_gold_logprob: goldLogProb };
       log(`  ARL-CPT s${seed}: recap threshold ${chosen} (dev gold log-prob ${JSON.stringify(goldLogProb)}; accuracy ${JSON.stringify(accuracy)})`);
       for (const multiple of LENGTH_MULTIPLES) {
