@@ -1,4 +1,5 @@
-// Run from the repository root: node --import tsx docs/gpu-runs/2026-12-04-h200-experiment-4/which-needle.mts
+// Run from the repository root: node --import tsx docs/gpu-runs/2026-12-04-h200-experiment-4/which-needle.mts [scores.json ...]
+// (with paths: the base answers of those runs' scores.json files instead of this run's state.json)
 // Which needle did each model copy on the 4-key test at 1x? The run's answers (state.json) against the test inputs,
 // regenerated as the experiment makes them (small size: held-out documents 460-499, seed 1000, 300 samples).
 import { readFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ for await (const d of readDocuments('brown')) {
   if (docs.length === 500) break;
 }
 const heldout = Haystack.fromDocuments(docs.slice(460, 500));
-const state = JSON.parse(readFileSync(new URL('./state.json', import.meta.url), 'utf8')) as { stages: Record<string, { result?: { examples?: { task: string; index: number; pred: string; score: number }[] } }> };
+const state = JSON.parse(readFileSync(new URL('./state.json', import.meta.url), 'utf8')) as { stages: Record<string, { result?: { examples?: Answer[] } }> };
 const samples = new Map<number, { outputs: string[]; needles: string[] }>();
 const sample = (index: number) => {
   if (!samples.has(index)) {
@@ -24,8 +25,12 @@ const sample = (index: number) => {
   }
   return samples.get(index)!;
 };
-for (const name of ['eval base 1x', 'eval plain-CPT s1 1x', 'eval ARL-CPT s1 1x']) {
-  const answers = state.stages[name]!.result!.examples!.filter((e) => e.task === 'niah_multikey');
+type Answer = { task: string; index: number; pred: string; score: number };
+const runs: [string, Answer[]][] = process.argv.length > 2
+  ? process.argv.slice(2).map((path) => [path, (JSON.parse(readFileSync(path, 'utf8')) as { examples: Answer[] }).examples])
+  : ['eval base 1x', 'eval plain-CPT s1 1x', 'eval ARL-CPT s1 1x'].map((name) => [name.replace(/^eval | 1x$/g, ''), state.stages[name]!.result!.examples!]);
+for (const [name, examples] of runs) {
+  const answers = examples.filter((e) => e.task === 'niah_multikey');
   let gold = 0;
   let otherNeedle = 0;
   let notANeedle = 0;
@@ -42,5 +47,5 @@ for (const name of ['eval base 1x', 'eval plain-CPT s1 1x', 'eval ARL-CPT s1 1x'
     else notANeedle++;
   }
   const accuracyByGoldOrder = byGoldOrder.map((o) => `${o.correct}/${o.n}`).join(' ');
-  console.log(JSON.stringify({ model: name.replace(/^eval | 1x$/g, ''), n: answers.length, gold, otherNeedle, notANeedle, accuracyByGoldOrder }));
+  console.log(JSON.stringify({ model: name, n: answers.length, gold, otherNeedle, notANeedle, accuracyByGoldOrder }));
 }
