@@ -11,10 +11,11 @@ import { Haystack } from '../src/eval/ruler-haystack.ts';
 import { entityPool } from '../src/eval/ruler-tasks.ts';
 import { ADJECTIVES, NOUNS } from '../src/eval/ruler-words.ts';
 import { comparePaired, wilsonInterval } from '../src/eval/paired-stats.ts';
+import { selectBackend } from '../src/backend.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
 import { DEFAULT_TRAIN, train, type TrainOptions } from '../src/train/trainer.ts';
-import { prepareTinyCorpus, useCpu } from './helpers.ts';
+import { prepareTinyCorpus } from './helpers.ts';
 
 let tokenizer: Tokenizer;
 let haystack: Haystack;
@@ -67,8 +68,9 @@ test('task-row options are checked', () => {
   assert.throws(() => validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, tasks: ['nope' as never] }), /--task-names/);
 });
 
+// Training tests run on wasm: the pure-JS cpu backend takes about 40 s a step at this vocabulary.
 test('training with task rows and copy rows resumes onto the same rows and losses', async () => {
-  await useCpu();
+  await selectBackend('wasm');
   const data = await prepareTinyCorpus();
   const modelConfig = makeConfig(null, { vocabSize: tokenizer.vocabSize, dim: 32, layers: 1, heads: 2, kvHeads: 1, maxSeq: 256 });
   const options = (out: string): TrainOptions => ({
@@ -88,7 +90,7 @@ test('training with task rows and copy rows resumes onto the same rows and losse
 });
 
 test('an odd batch whose rounded task and copy rows add up to more than it holds still trains', async () => {
-  await useCpu();
+  await selectBackend('wasm');
   const data = await prepareTinyCorpus();
   const modelConfig = makeConfig(null, { vocabSize: tokenizer.vocabSize, dim: 32, layers: 1, heads: 2, kvHeads: 1, maxSeq: 256 });
   const out = mkdtempSync(join(tmpdir(), 'arl-task-'));
