@@ -99,7 +99,7 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   // One recap threshold, fixed in advance: the development set is evaluated at it alone.
   assert.deepEqual(Object.keys(twice.thresholds.s1.dev_gold_logprob), ['0.02']);
   assert.equal(twice.thresholds.s1.chosen, 0.02);
-  assertUserError(await experiment('--recap-thresholds', '0.1', '0'), /--recap-thresholds must be one or more probabilities in \(0, 1\] \(got 0\)/);
+  assertUserError(await experiment('--recap-thresholds', '0.1', '0'), /--recap-thresholds must be a number in \(0, 1\] \(got 0\)/);
   assertUserError(await experiment('--base-steps', '3'), /started with other settings/);
 });
 

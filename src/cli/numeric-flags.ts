@@ -83,6 +83,7 @@ export const FLAG_RANGES: Readonly<Record<string, NumberRange>> = {
   'per-length': POSITIVE_INTEGER,
   'dev-samples': POSITIVE_INTEGER,
   'lift-docs': POSITIVE_INTEGER,
+  'recap-thresholds': { above: 0, max: 1 },
   seed: { integer: true },
 };
 
