@@ -94,6 +94,7 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.ok(!redone.some((name) => name.startsWith('train') || name === 'data' || name === 'arl-data'), redone.join(', '));
   assert.ok(redone.includes('test-data') && redone.includes('longppl'));
   const twice = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+  assert.equal(twice.complete, true);
   // Two samples per task and length, two tasks.
   assert.equal(twice.ruler.find((r: MethodLengthResult) => r.method === 'base' && r.multiple === 1).examples.length, 4);
   // One recap threshold, fixed in advance: the development set is evaluated at it alone.
@@ -135,6 +136,18 @@ test('--stop-after stops once that stage is done; --extra-corpus adds training t
   const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
   assert.deepEqual(Object.keys(results.longppl), ['base', 'cpt-plain-s2', 'cpt-arl-s2']);
   assert.deepEqual(results.lift, [], 'results.json holds the parts this command ran');
+});
+
+test('a run of two seeds writes results.json after the first seed\'s comparison, marked unfinished', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'arl-experiment-seeds-')), 'run');
+  const run = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--parts', 'arl', '--seeds', '2', '--recap-thresholds', '0.02', '--stop-after', 'eval ARL-CPT recaps off s1 4x');
+  assert.equal(run.code, 0, run.stderr);
+  const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+  assert.equal(results.complete, false);
+  assert.deepEqual(Object.keys(results.thresholds), ['s1']);
+  const seedClaims = results.claims.map((c: { claim: string }) => c.claim).filter((c: string) => /seed \d/.test(c));
+  assert.ok(seedClaims.length > 0 && seedClaims.every((c: string) => c.endsWith('seed 1')), seedClaims.join('; '));
+  assert.match(readFileSync(join(dir, 'results.md'), 'utf8'), /Unfinished run:\*\* written after the comparisons of seed 1;/);
 });
 
 test('--corpus: a corpus too small for the document counts, or missing, is one line', async () => {

@@ -79,6 +79,7 @@ export function experimentMarkdown(results: ExperimentResults): string {
     '',
     `Window T = ${window} tokens; model: ${s.preset ?? 'custom'} ${JSON.stringify(s.model)}; base ${s.baseSteps} steps, each continued-pretraining arm ${s.cptSteps} steps per seed (${s.seeds} seeds), batch ${s.batch} x ${window} tokens, task rows ${s.taskFraction} and copy rows ${s.copyFraction} of each base batch (${s.cptTaskFraction} and ${s.cptCopyFraction} in continued pretraining); recapper ${s.recapper}; tasks ${(s.tasks as string[]).join(', ')}; ARL data ${JSON.stringify(s.arl_data)}.`,
     s.command ? `\nCommand: \`${s.command}\`` : '',
+    results.complete ? '' : `\n**Unfinished run:** written after the comparisons of seed ${Object.keys(results.thresholds).map((k) => k.replace(/^s/, '')).join(', ')}; the claims cover the finished seeds, and LongPPL and LIFT are not yet run.`,
     '',
     `## Claims and falsifiers (declared before the run; paired bootstrap 95% intervals)`,
     '',

@@ -127,6 +127,8 @@ export interface ExperimentResults {
   longppl: Record<string, LongPplReport>;
   timings: Record<string, number>;
   claims: ClaimCheck[];
+  /** False in the copy written after each seed's comparison, so that a run cut short still has its finished seeds. */
+  complete: boolean;
 }
 
 /** Settings only the evaluation depends on: changing them redoes the evaluation and keeps the trained models. */
@@ -372,6 +374,22 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   const lift: LiftExample[] = [];
   let longppl: Record<string, LongPplReport> = {};
   let arlData: unknown = null;
+  const seedsDone: number[] = [];
+  const writeResults = (complete: boolean): ExperimentResults => {
+    const results: ExperimentResults = {
+      settings: { ...settings, window, tasks: EXPERIMENT_TASKS, arl_data: arlData, command: o.command ?? null },
+      ruler,
+      thresholds,
+      lift,
+      longppl,
+      timings: Object.fromEntries(Object.entries(state.stages).map(([name, s]) => [name, Math.round(s.seconds * 10) / 10])),
+      claims: checkClaims(ruler, lift, complete ? seeds : seedsDone),
+      complete,
+    };
+    writeFileAtomic(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    writeExperimentReport(out, results);
+    return results;
+  };
   if (parts.has('arl')) {
     // 5. ARL data from the base model (our pipeline: key tokens, segments, recaps, augment), then both arms per seed.
     const arlDir = join(out, 'arl');
@@ -410,6 +428,8 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
         ruler.push(await evaluate(`ARL-CPT s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', multiple, `${multiple}x`, chosen));
       }
       ruler.push(await evaluate(`ARL-CPT recaps off s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', 4, '4x', RECAPS_OFF));
+      seedsDone.push(seed);
+      if (seedsDone.length < seeds.length) writeResults(false);
     }
 
     // 7. LongPPL on held-out documents, key tokens chosen by the base model for every model (one fixed evaluator).
@@ -458,16 +478,5 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     }
   }
 
-  const results: ExperimentResults = {
-    settings: { ...settings, window, tasks: EXPERIMENT_TASKS, arl_data: arlData, command: o.command ?? null },
-    ruler,
-    thresholds,
-    lift,
-    longppl,
-    timings: Object.fromEntries(Object.entries(state.stages).map(([name, s]) => [name, Math.round(s.seconds * 10) / 10])),
-    claims: checkClaims(ruler, lift, seeds),
-  };
-  writeFileAtomic(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  writeExperimentReport(out, results);
-  return results;
+  return writeResults(true);
 }
