@@ -16,7 +16,7 @@
 #            --precision mixed; one "scale" line per size with torch_*_tokens_per_s, ours_tokens_per_s and
 #            ours_mixed_tokens_per_s (null, with ours_mixed_refused, where the start-up check refused); each side in
 #            SCALE_REPEATS processes (default 3), interleaved: the line holds medians, per-round ratios' medians,
-#            and each one's [min, max] under "spread"
+#            and each one's [min, max] under "spread"; *_gpu_mb: the device's peak used memory (nvidia-smi) per side
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
@@ -34,6 +34,23 @@ arl() { node dist/cli/arl.mjs "$@"; }
 stamp() { echo "[$(date +%T)] $*" >&2; }
 has() { [[ " $stages " == *" $1 "* ]]; }
 wall() { echo "{\"bench\":\"wall\",\"what\":\"$1\",\"exit\":$2,\"seconds\":$SECONDS}" >> "$log"; }
+# Runs a command while sampling the device's used memory (nvidia-smi, every 0.2 s), writing the peak in MiB to $1:
+# the same measure for both sides, where tfjs's own count (live tensors only) and PyTorch's (its allocator's
+# tensors only) leave out memory pools and the runtime.
+with_peak_memory() {
+  local file=$1 sampler rc
+  shift
+  (peak=0; while sleep 0.2; do
+    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1) || break
+    if [[ "$used" =~ ^[0-9]+$ ]] && [ "$used" -gt "$peak" ]; then peak=$used; echo "$peak" > "$file"; fi
+  done) &
+  sampler=$!
+  "$@"
+  rc=$?
+  kill "$sampler" 2>/dev/null
+  wait "$sampler" 2>/dev/null
+  return $rc
+}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/{"gpu":"/; s/$/"}/' >> "$log"
 if has torch && [ -f .gpu/torch_gpt_bench.py ]; then
   for mode in fp32 bf16; do stamp "torch $mode"; MODE=$mode python3 .gpu/torch_gpt_bench.py >> "$log"; done
@@ -106,13 +123,14 @@ if has scale; then
       if [ -f .gpu/torch_llama_bench.py ]; then
         for mode in fp32 bf16; do
           stamp "scale $size: torch $mode ($rep)"
-          V=$V D=$D L=$L H=$H KV=$KV F=$F T=$T B=$B TIE=$TIE MODE=$mode timeout 900 python3 .gpu/torch_llama_bench.py > "$tmp/torch-$mode-$rep.json"
+          V=$V D=$D L=$L H=$H KV=$KV F=$F T=$T B=$B TIE=$TIE MODE=$mode with_peak_memory "$tmp/torch-$mode-$rep.peak" \
+            timeout 900 python3 .gpu/torch_llama_bench.py > "$tmp/torch-$mode-$rep.json"
         done
       fi
       for precision in fp32 mixed; do
         stamp "scale $size: ours $precision ($rep)"
         SECONDS=0
-        timeout "${SCALE_TIMEOUT:-900}" node dist/cli/arl.mjs bench --backend webgpu --precision $precision --vocab $V --dim $D --layers $L --heads $H \
+        with_peak_memory "$tmp/ours-$precision-$rep.peak" timeout "${SCALE_TIMEOUT:-900}" node dist/cli/arl.mjs bench --backend webgpu --precision $precision --vocab $V --dim $D --layers $L --heads $H \
           --kv-heads $KV --hidden-dim $F "${tie[@]}" --seq $T --batch $B --steps "${SCALE_STEPS:-10}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile \
           > "$tmp/ours-$precision-$rep.jsonl" 2> "$tmp/ours-$precision-$rep.err"
         wall "scale $size ours $precision ($rep)" $?
@@ -148,6 +166,13 @@ mb = lambda b: round(b / 2**20) if b is not None else None
 def refusal(precision):
     errs = [l.strip() for path in sorted(glob.glob(f"{tmp}/ours-{precision}-*.err")) for l in open(path) if l.startswith("arl:")]
     return errs[-1] if errs else None
+def peaks(prefix):
+    """The peak used memory (MiB) sampled during each process of that side, by repeat number."""
+    values = {}
+    for path in glob.glob(f"{tmp}/{prefix}-*.peak"):
+        text = open(path).read().strip()
+        values[int(path.rsplit("-", 1)[1].split(".")[0])] = int(text) if text.isdigit() else None
+    return values
 def ratios(a, b):
     """Per repeat: ours / torch of the same round."""
     return {k: round(a[k] / b[k], 3) for k in a if a.get(k) and b.get(k)}
@@ -155,9 +180,13 @@ t32, t16, o32, omix = torch("fp32"), torch("bf16"), ours("fp32"), ours("mixed")
 row = {"bench": "scale", "shape": shape, "repeats": len(o32),
        "torch_fp32_tokens_per_s": median(t32), "torch_bf16_tokens_per_s": median(t16),
        "ours_tokens_per_s": median(o32), "ours_mixed_tokens_per_s": median(omix),
-       "first_step_done_s": median(ours("fp32", "first_step_done_s")), "ours_gpu_mb": mb(median(ours("fp32", "gpu_bytes_after"))),
-       "ours_mixed_gpu_mb": mb(median(ours("mixed", "gpu_bytes_after"))),
-       "torch_fp32_gpu_mb": round(median(torch("fp32", "max_mem_gb")) * 1024) if median(torch("fp32", "max_mem_gb")) is not None else None,
+       "first_step_done_s": median(ours("fp32", "first_step_done_s")),
+       # *_gpu_mb: the device's peak used memory while that process ran (nvidia-smi), median over the processes.
+       "ours_gpu_mb": median(peaks("ours-fp32")), "ours_mixed_gpu_mb": median(peaks("ours-mixed")),
+       "torch_fp32_gpu_mb": median(peaks("torch-fp32")), "torch_bf16_gpu_mb": median(peaks("torch-bf16")),
+       # What each side counts itself: tfjs's live tensors after the last step, PyTorch's peak allocated tensors.
+       "ours_tensors_mb": mb(median(ours("fp32", "gpu_bytes_after"))),
+       "torch_fp32_allocated_mb": round(median(torch("fp32", "max_mem_gb")) * 1024) if median(torch("fp32", "max_mem_gb")) is not None else None,
        "spread": {"torch_fp32_tokens_per_s": spread(t32), "torch_bf16_tokens_per_s": spread(t16), "ours_tokens_per_s": spread(o32),
                   "ours_mixed_tokens_per_s": spread(omix), "ours_vs_torch_fp32": spread(ratios(o32, t32)),
                   "ours_mixed_vs_torch_fp32": spread(ratios(omix, t32)), "ours_mixed_vs_torch_bf16": spread(ratios(omix, t16))}}
