@@ -184,8 +184,8 @@ row = {"bench": "scale", "shape": shape, "repeats": len(o32),
        # *_gpu_mb: the device's peak used memory while that process ran (nvidia-smi), median over the processes.
        "ours_gpu_mb": median(peaks("ours-fp32")), "ours_mixed_gpu_mb": median(peaks("ours-mixed")),
        "torch_fp32_gpu_mb": median(peaks("torch-fp32")), "torch_bf16_gpu_mb": median(peaks("torch-bf16")),
-       # What each side counts itself: tfjs's live tensors after the last step, PyTorch's peak allocated tensors.
-       "ours_tensors_mb": mb(median(ours("fp32", "gpu_bytes_after"))),
+       # What each side counts itself: tfjs's live tensors and all its buffers (pool included) after the last step, PyTorch's peak allocated tensors.
+       "ours_tensors_mb": mb(median(ours("fp32", "gpu_bytes_after"))), "ours_buffers_mb": mb(median(ours("fp32", "gpu_bytes_allocated"))),
        "torch_fp32_allocated_mb": round(median(torch("fp32", "max_mem_gb")) * 1024) if median(torch("fp32", "max_mem_gb")) is not None else None,
        "spread": {"torch_fp32_tokens_per_s": spread(t32), "torch_bf16_tokens_per_s": spread(t16), "ours_tokens_per_s": spread(o32),
                   "ours_mixed_tokens_per_s": spread(omix), "ours_vs_torch_fp32": spread(ratios(o32, t32)),

@@ -221,6 +221,8 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
       tensors_after: tf.memory().numTensors,
       gpu_bytes_after_first_step: gpuBytesAfterFirstStep,
       gpu_bytes_after: gpuBytes(),
+      // Every buffer the backend holds, its pool of freed buffers included: closer to the device's real use.
+      gpu_bytes_allocated: (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU,
       ...(scaler ? { loss_scale: scaler.scale, skipped_steps: skippedSteps } : {}),
     });
 
