@@ -146,13 +146,15 @@ def lines(path):
         try: out.append(json.loads(l))
         except ValueError: pass
     return out
+def repeat_of(path):
+    """The repeat number in a per-process file's name (torch-fp32-2.json -> 2)."""
+    return int(path.rsplit("-", 1)[1].split(".")[0])
 def runs(pattern, bench, field):
     """The field's value in each process's last line of that bench, by repeat number (None where a process gave none)."""
     values = {}
     for path in glob.glob(f"{tmp}/{pattern}"):
-        rep = int(path.rsplit("-", 1)[1].split(".")[0])
         got = [l for l in lines(path) if l.get("bench") == bench]
-        values[rep] = got[-1].get(field) if got else None
+        values[repeat_of(path)] = got[-1].get(field) if got else None
     return values
 torch = lambda mode, field="tok_per_s": runs(f"torch-{mode}-*.json", "torch-llama", field)
 ours = lambda precision, field="tokens_per_s": runs(f"ours-{precision}-*.jsonl", "train", field)
@@ -171,7 +173,7 @@ def peaks(prefix):
     values = {}
     for path in glob.glob(f"{tmp}/{prefix}-*.peak"):
         text = open(path).read().strip()
-        values[int(path.rsplit("-", 1)[1].split(".")[0])] = int(text) if text.isdigit() else None
+        values[repeat_of(path)] = int(text) if text.isdigit() else None
     return values
 def ratios(a, b):
     """Per repeat: ours / torch of the same round."""

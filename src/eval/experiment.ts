@@ -374,8 +374,8 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
   const lift: LiftExample[] = [];
   let longppl: Record<string, LongPplReport> = {};
   let arlData: unknown = null;
-  const seedsDone: number[] = [];
-  const writeResults = (complete: boolean): ExperimentResults => {
+  // The claims cover `finishedSeeds`; `complete` is false in the copy written between seeds.
+  const writeResults = (finishedSeeds: readonly number[], complete: boolean): ExperimentResults => {
     const results: ExperimentResults = {
       settings: { ...settings, window, tasks: EXPERIMENT_TASKS, arl_data: arlData, command: o.command ?? null },
       ruler,
@@ -383,7 +383,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       lift,
       longppl,
       timings: Object.fromEntries(Object.entries(state.stages).map(([name, s]) => [name, Math.round(s.seconds * 10) / 10])),
-      claims: checkClaims(ruler, lift, complete ? seeds : seedsDone),
+      claims: checkClaims(ruler, lift, finishedSeeds),
       complete,
     };
     writeFileAtomic(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -407,7 +407,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     }, [join(arlDir, AUGMENT_FILES.prepared)]);
     // 6. Per seed, so that a run cut short has whole comparisons: both arms from the base, the ARL model's recap
     // threshold chosen on development documents (never the test set), then the test sets.
-    for (const seed of seeds) {
+    for (const [i, seed] of seeds.entries()) {
       await stage(`train-cpt-plain-s${seed}`, () => trainRun(`cpt-plain-s${seed}`, prepared('cpt'), size.cptSteps, seed, runDir('base')), [runDir(`cpt-plain-s${seed}`)]);
       await stage(`train-cpt-arl-s${seed}`, () => trainRun(`cpt-arl-s${seed}`, join(arlDir, AUGMENT_FILES.prepared), size.cptSteps, seed, runDir('base')), [runDir(`cpt-arl-s${seed}`)]);
       const accuracy: Record<string, number> = {};
@@ -428,8 +428,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
         ruler.push(await evaluate(`ARL-CPT s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', multiple, `${multiple}x`, chosen));
       }
       ruler.push(await evaluate(`ARL-CPT recaps off s${seed}`, `cpt-arl-s${seed}`, 'recap-agent', 4, '4x', RECAPS_OFF));
-      seedsDone.push(seed);
-      if (seedsDone.length < seeds.length) writeResults(false);
+      if (i < seeds.length - 1) writeResults(seeds.slice(0, i + 1), false);
     }
 
     // 7. LongPPL on held-out documents, key tokens chosen by the base model for every model (one fixed evaluator).
@@ -478,5 +477,5 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     }
   }
 
-  return writeResults(true);
+  return writeResults(seeds, true);
 }
