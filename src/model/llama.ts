@@ -432,7 +432,9 @@ export class LlamaModel {
     let x = this.embedding.forward(ids);
     const newLayers: LayerCache[] = [];
     for (const [i, block] of this.blocks.entries()) {
-      const out = block.forward(x, ctx, cache?.layers[i]);
+      // One block's intermediates at a time: what a gradient needs, the ops have saved for themselves.
+      const out = tf.tidy(() => block.forward(x, ctx, cache?.layers[i]));
+      x.dispose();
       x = out.y;
       if (out.cache) newLayers.push(out.cache);
     }

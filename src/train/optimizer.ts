@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { adamwUpdate, adamwUpdateOps, gatedUpdates, readStepGate, stepGate } from '../ops/adamw.ts';
 import { globalNorm, sumAll } from '../ops/global-norm.ts';
+import { variableGradients } from './gradients.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -91,9 +92,9 @@ export async function stepOnMeanGradient(optimizer: AdamW, microLosses: (() => t
   const losses: tf.Scalar[] = [];
   for (const microLoss of microLosses) {
     const scaled = lossScale === 1 ? microLoss : () => tf.mul(microLoss(), lossScale) as tf.Scalar;
-    const { value, grads } = tf.tidy(() => tf.variableGrads(scaled, variables));
+    const { value, grads } = variableGradients(scaled, variables);
     losses.push(value);
-    const ordered = variables.map((v) => grads[v.name]);
+    const ordered = grads.map((g, i) => g ?? tf.zerosLike(variables[i]));
     if (summed === null) summed = ordered;
     else {
       const previous: tf.Tensor[] = summed;
