@@ -70,4 +70,13 @@ describe('arl recap-data', () => {
     };
     assert.deepEqual(summary(killed), summary(reference));
   });
+
+  test('--precision mixed off webgpu is refused with one line before the output folder is written', async () => {
+    const out = join(work, 'mixed');
+    const r = await runArl(...flags(out), '--precision', 'mixed');
+    assert.equal(r.code, 2, r.stderr);
+    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:'));
+    assert.deepEqual(lines, ['arl: --precision mixed: mixed precision unavailable: the f16 matmul needs the webgpu backend (this run uses cpu)']);
+    assert.deepEqual(existsSync(out) ? readdirSync(out).filter((f) => !f.startsWith('.')) : [], []);
+  });
 });

@@ -10,11 +10,13 @@ import { type Shard, shardFolder, shardSize } from '../arl/shard.ts';
 import { augmentedText, stepDone, type StepDoneExtras } from '../arl/progress-log.ts';
 import type { BackendName } from '../backend.ts';
 import { lockFolder } from '../io/lock.ts';
+import type { Precision } from '../ops/matmul.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
+import { usePrecision } from '../train/precision.ts';
 import { answerCommand } from './answer.ts';
 import { checkSegmentFlags, countDocuments, KEY_TOKEN_FLAGS, SEGMENT_FLAGS, segmentFlags, keyTokenOptionsFromArgs, recapperChat, recapProgressText, shardOutput, shardSettings } from './arl.ts';
 import { CHAT_FLAGS } from './chat-options.ts';
-import { BACKEND_FLAGS, loadModelAndTokenizer, startBackend } from './common.ts';
+import { BACKEND_FLAGS, loadModelAndTokenizer, PRECISION_FLAGS, startBackend } from './common.ts';
 import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -73,13 +75,15 @@ const RECAP_DATA_FLAGS = defineOptions({
   cache: { type: 'string', describe: `step 3: recap cache (default: ${RECAP_FILES.cache} in --out)` },
 });
 
-const RECAP_DATA_SHARED_FLAGS = { ...BACKEND_FLAGS, ...CHAT_FLAGS };
+const RECAP_DATA_SHARED_FLAGS = { ...BACKEND_FLAGS, ...PRECISION_FLAGS, ...CHAT_FLAGS };
 
 type RecapDataArgs = ArgsOf<typeof RECAP_DATA_FLAGS & typeof RECAP_DATA_SHARED_FLAGS>;
 
 /** What `arl recap-data` runs, its flags checked: the pipeline's settings besides the model, and where the model comes from. */
 export interface RecapDataJob extends Omit<RecapDataRun, 'model' | 'tokenizer' | 'checkpoint' | 'window' | 'keyTokens' | 'shard' | 'augment' | 'log' | 'progress'> {
   backend: BackendName;
+  /** The scoring forwards' products (default fp32). */
+  precision?: Precision;
   keyTokens: KeyTokenOptions;
   checkpoint: string;
   tokenizer?: string;
@@ -111,6 +115,7 @@ function recapDataJob(args: RecapDataArgs): RecapDataJob {
   const chat = recapperChat(args);
   return {
     backend: args.backend,
+    precision: args.precision,
     checkpoint: args.checkpoint,
     tokenizer: args.tokenizer,
     corpus: args.corpus,
@@ -139,6 +144,7 @@ export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> 
   lockFolder(outDir);
 
   await startBackend(job.backend);
+  await usePrecision(job.precision ?? 'fp32');
   const { model, tokenizer: loaded, checkpointDir } = await loadModelAndTokenizer(job.checkpoint, { tokenizer: job.tokenizer, needTokenizer: true });
   const tokenizer = loaded!;
   const seconds = { keytokens: 0, segments: 0, recaps: 0, augment: 0 };
