@@ -8,39 +8,54 @@ import { allocate, builtins, dispatchRaw, flatIndex, grid, release, type Uniform
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap };
 
-const SUM_SQUARES_GROUPS = 64;
+/** Each invocation sums at least this many loads (vec4 where the size allows) before the workgroup reduction. */
+const LOADS_PER_INVOCATION = 8;
+/** At most this many workgroups per tensor: enough to keep an H100's memory busy on a 1.1B model's largest gradients. */
+const MAX_SUM_SQUARES_GROUPS = 1024;
 
-/** partials[slot * 64 + workgroup] = part of sum(x^2); 64 workgroups stride over x. */
-const SUM_SQUARES = `
+/**
+ * partials[offset + workgroup] = part of sum(x^2), the workgroups striding over x (as vec4 where its length allows).
+ * With one small fixed grid of 64 workgroups, the gradient norm of a 1.1B model took 30 ms of an H100's step.
+ */
+const sumSquaresShader = (vec4: boolean): string => `
 @group(0) @binding(0) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-struct U { size: u32, slot: u32 };
+@group(0) @binding(1) var<storage, read> x: array<${vec4 ? 'vec4<f32>' : 'f32'}>;
+struct U { size: u32, offset: u32 };
 @group(0) @binding(2) var<uniform> u: U;
 ${WG_SUM}
 @compute @workgroup_size(256) fn main(${builtins}) {
   var acc = 0.0;
-  for (var i = wid.x * 256u + lid; i < u.size; i += ${SUM_SQUARES_GROUPS * 256}u) { let v = x[i]; acc += v * v; }
+  for (var i = wid.x * 256u + lid; i < u.size; i += nwg.x * 256u) { let v = x[i]; acc += ${vec4 ? 'dot(v, v)' : 'v * v'}; }
   let total = workgroupSum(acc, lid);
-  if (lid == 0u) { partials[u.slot * ${SUM_SQUARES_GROUPS}u + wid.x] = total; }
+  if (lid == 0u) { partials[u.offset + wid.x] = total; }
 }`;
 
-/** Per-workgroup parts of the sums of squares of `tensors` ([tensors.length * 64]): one dispatch per tensor. */
-function sumSquaresPartials(tensors: tf.TensorInfo[]): tf.TensorInfo {
-  const partials = allocate([tensors.length * SUM_SQUARES_GROUPS]);
-  tensors.forEach((t, slot) => {
-    const uniforms: Uniform[] = [{ type: 'uint32', data: [tf.util.sizeFromShape(t.shape)] }, { type: 'uint32', data: [slot] }];
-    dispatchRaw('ArlSumSquares', SUM_SQUARES, [partials, t], uniforms, [SUM_SQUARES_GROUPS, 1, 1]);
+/** Parts of the sums of squares of `tensors` (one dispatch per tensor, each part one workgroup's) and how many. */
+function sumSquaresPartials(tensors: tf.TensorInfo[]): { partials: tf.TensorInfo; count: number } {
+  const plans = tensors.map((t) => {
+    const elements = tf.util.sizeFromShape(t.shape);
+    const vec4 = elements % 4 === 0;
+    const size = vec4 ? elements / 4 : elements;
+    return { t, vec4, size, groups: Math.min(MAX_SUM_SQUARES_GROUPS, Math.max(1, Math.ceil(size / (256 * LOADS_PER_INVOCATION)))) };
   });
-  return partials;
+  const count = plans.reduce((n, p) => n + p.groups, 0);
+  const partials = allocate([count]);
+  let offset = 0;
+  for (const { t, vec4, size, groups } of plans) {
+    const uniforms: Uniform[] = [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [offset] }];
+    dispatchRaw('ArlSumSquares', sumSquaresShader(vec4), [partials, t], uniforms, [groups, 1, 1]);
+    offset += groups;
+  }
+  return { partials, count };
 }
 
 /** The many-input kernels take their tensors as t0, t1, ... (count in the attributes). */
 const listed = (inputs: tf.NamedTensorInfoMap, count: number): tf.TensorInfo[] => Array.from({ length: count }, (_, i) => inputs[`t${i}`] as tf.TensorInfo);
 
-/** ArlSumSquares: {t0..} -> [count * 64] parts of their sums of squares (one dispatch per tensor). */
+/** ArlSumSquares: {t0..} -> parts of their sums of squares, summing to the total (one dispatch per tensor). */
 export function sumSquaresKernel(args: KernelArgs): tf.TensorInfo {
   const { count } = args.attrs as { count: number };
-  return sumSquaresPartials(listed(args.inputs, count));
+  return sumSquaresPartials(listed(args.inputs, count)).partials;
 }
 
 /** Finite test by the exponent bits (a NaN compare may be folded away by a fast-math compiler). */
@@ -71,9 +86,9 @@ ${IS_FINITE}
 /** ArlStepGate: {lossSum, t0..} -> gate [4] from the sums of squares of t0.. (see STEP_GATE). */
 export function stepGateKernel(args: KernelArgs): tf.TensorInfo {
   const { count, maxNorm, lossDivisor, gradScale } = args.attrs as { count: number; maxNorm: number; lossDivisor: number; gradScale?: number };
-  const partials = sumSquaresPartials(listed(args.inputs, count));
+  const { partials, count: parts } = sumSquaresPartials(listed(args.inputs, count));
   const gate = allocate([4]);
-  const uniforms: Uniform[] = [{ type: 'uint32', data: [count * SUM_SQUARES_GROUPS] }, { type: 'float32', data: [maxNorm] }, { type: 'float32', data: [lossDivisor] }, { type: 'float32', data: [gradScale ?? 1] }];
+  const uniforms: Uniform[] = [{ type: 'uint32', data: [parts] }, { type: 'float32', data: [maxNorm] }, { type: 'float32', data: [lossDivisor] }, { type: 'float32', data: [gradScale ?? 1] }];
   dispatchRaw('ArlStepGate', STEP_GATE, [gate, partials, args.inputs.lossSum as tf.TensorInfo], uniforms, [1, 1, 1]);
   release(partials);
   return gate;
