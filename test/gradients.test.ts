@@ -52,6 +52,20 @@ test('variableGradients peaks lower than tf.variableGrads and leaves no tensor b
   model.dispose();
 });
 
+test('a variable the loss does not reach gets null, and a gradient handed on unchanged is not freed early', () => {
+  const used = tf.variable(tf.tensor1d([1, 2, 3]));
+  const unused = tf.variable(tf.tensor1d([4]));
+  const before = tf.memory().numTensors;
+  // add's gradient passes dy on to both inputs; the sum then reaches `used` twice.
+  const { value, grads } = variableGradients(() => tf.sum(tf.add(used, used)) as tf.Scalar, [used, unused]);
+  assert.equal(value.dataSync()[0], 12);
+  assert.deepEqual(Array.from(grads[0]!.dataSync()), [2, 2, 2]);
+  assert.equal(grads[1], null);
+  tf.dispose([value, grads[0]!]);
+  assert.equal(tf.memory().numTensors, before);
+  tf.dispose([used, unused]);
+});
+
 test('variableGradients refuses to run inside another gradient', () => {
   const v = tf.variable(tf.scalar(2));
   assert.throws(() => tf.grad((a: tf.Tensor) => {

@@ -66,12 +66,26 @@ export function variableGradients(f: () => tf.Scalar, variables: readonly tf.Var
   const tape = engine.state.activeTape ?? [];
   engine.state.activeTape = null;
   const grads = engine.tidy('backward', () => {
-    const gradient = new Map<number, tf.Tensor>([[value.id, tf.onesLike(value)]]);
-    const wanted = new Set(variables.map((v) => v.id));
-    // A gradient may be handed on unchanged (the same tensor for an output and an input): free none still held.
-    const release = (t: tf.Tensor): void => {
-      if (![...gradient.values()].includes(t)) t.dispose();
+    // Tensor id -> its gradient. One gradient tensor may be held under several ids (handed on unchanged from an
+    // output to an input): `holders` counts them, and a gradient is freed only once nothing holds it.
+    const gradient = new Map<number, tf.Tensor>();
+    const holders = new Map<tf.Tensor, number>();
+    const hold = (id: number, t: tf.Tensor): void => {
+      gradient.set(id, t);
+      holders.set(t, (holders.get(t) ?? 0) + 1);
     };
+    const drop = (id: number): void => {
+      const t = gradient.get(id)!;
+      gradient.delete(id);
+      const left = holders.get(t)! - 1;
+      if (left > 0) holders.set(t, left);
+      else holders.delete(t);
+    };
+    const release = (t: tf.Tensor): void => {
+      if (!holders.has(t)) t.dispose();
+    };
+    const wanted = new Set(variables.map((v) => v.id));
+    hold(value.id, tf.onesLike(value));
     for (const node of opsFromXsToY(tape, variables, value).reverse()) {
       if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
       const dys = node.outputs.map((output) => gradient.get(output.id) ?? null);
@@ -87,14 +101,16 @@ export function variableGradients(f: () => tf.Scalar, variables: readonly tf.Var
           throw new Error(`the gradient of ${node.kernelName}'s input ${name} is ${dx.dtype} ${JSON.stringify(dx.shape)}, not float32 ${JSON.stringify(input.shape)}`);
         }
         const previous = gradient.get(input.id);
-        gradient.set(input.id, previous ? tf.add(previous, dx) : dx);
-        if (previous) [previous, dx].forEach(release);
+        if (!previous) return hold(input.id, dx);
+        drop(input.id);
+        hold(input.id, tf.add(previous, dx));
+        [previous, dx].forEach(release);
       });
       // Done with this op: its outputs' gradients (unless wanted or handed on unchanged) and what it saved.
       for (const output of node.outputs) {
         const dy = gradient.get(output.id);
         if (!dy || wanted.has(output.id)) continue;
-        gradient.delete(output.id);
+        drop(output.id);
         release(dy);
       }
       tf.dispose(node.saved ?? []);
