@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
+import { residualAdd } from '../src/ops/residual.ts';
 import { variableGradients } from '../src/train/gradients.ts';
 import { languageModelLoss } from '../src/train/loss.ts';
 import { tf, useCpu } from './helpers.ts';
@@ -64,6 +65,18 @@ test('a variable the loss does not reach gets null, and a gradient handed on unc
   tf.dispose([value, grads[0]!]);
   assert.equal(tf.memory().numTensors, before);
   tf.dispose([used, unused]);
+});
+
+test('residualAdd: the value and both gradients of tf.add, for same-shaped tensors only', () => {
+  const a = tf.randomNormal([3, 5], 0, 1, 'float32', 1);
+  const b = tf.randomNormal([3, 5], 0, 1, 'float32', 2);
+  const dy = tf.randomNormal([3, 5], 0, 1, 'float32', 3);
+  const ours = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(residualAdd(x, y), dy)))([a, b]);
+  const theirs = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.add(x, y), dy)))([a, b]);
+  tf.tidy(() => assert.deepEqual(residualAdd(a, b).dataSync(), tf.add(a, b).dataSync()));
+  ours.forEach((g, i) => assert.deepEqual(g.dataSync(), theirs[i].dataSync()));
+  assert.throws(() => residualAdd(a, tf.zeros([5])), /same-shaped/);
+  tf.dispose([a, b, dy, ...ours, ...theirs]);
 });
 
 test('variableGradients refuses to run inside another gradient', () => {

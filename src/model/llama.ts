@@ -15,6 +15,7 @@ import { cacheCapacity, cachedAttention, causalSelfAttention, type LayerCache } 
 import { matmul } from '../ops/matmul.ts';
 import { addRmsNorm, rmsNorm } from '../ops/rms-norm.ts';
 import { randomNormal } from '../ops/random-normal.ts';
+import { residualAdd } from '../ops/residual.ts';
 import { swiglu } from '../ops/swiglu.ts';
 
 /**
@@ -295,11 +296,11 @@ export class DecoderBlock extends tf.layers.Layer {
       // Decoding (no gradients): the residual add and its norm in one kernel where there is one.
       [x1, h2] = addRmsNorm(x2, attnOut, this.mlpNorm.weight.read() as tf.Tensor1D, this.c.normEps);
     } else {
-      x1 = tf.add(x2, attnOut);
+      x1 = residualAdd(x2, attnOut);
       h2 = this.mlpNorm.forward(x1) as tf.Tensor2D;
     }
     const mlp = this.project('down_proj', swiglu(this.project('gate_proj', h2, this.wGate), this.project('up_proj', h2, this.wUp)), this.wDown);
-    const y = tf.reshape(tf.add(x1, mlp), [batch, seq, dim]) as tf.Tensor3D;
+    const y = tf.reshape(residualAdd(x1, mlp), [batch, seq, dim]) as tf.Tensor3D;
     return attention.cache ? { y, cache: attention.cache } : { y };
   }
 
