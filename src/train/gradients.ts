@@ -84,7 +84,6 @@ export function variableGradients(f: () => tf.Scalar, variables: readonly tf.Var
     const release = (t: tf.Tensor): void => {
       if (!holders.has(t)) t.dispose();
     };
-    const wanted = new Set(variables.map((v) => v.id));
     hold(value.id, tf.onesLike(value));
     for (const node of opsFromXsToY(tape, variables, value).reverse()) {
       if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
@@ -106,10 +105,10 @@ export function variableGradients(f: () => tf.Scalar, variables: readonly tf.Var
         hold(input.id, tf.add(previous, dx));
         [previous, dx].forEach(release);
       });
-      // Done with this op: its outputs' gradients (unless wanted or handed on unchanged) and what it saved.
+      // Done with this op: its outputs' gradients (a variable is never an op's output) and what it saved.
       for (const output of node.outputs) {
         const dy = gradient.get(output.id);
-        if (!dy || wanted.has(output.id)) continue;
+        if (!dy) continue;
         drop(output.id);
         release(dy);
       }

@@ -29,6 +29,8 @@ ${WG_SUM}
   let total = workgroupSum(acc, lid);
   if (lid == 0u) { partials[u.offset + wid.x] = total; }
 }`;
+const SUM_SQUARES_VEC4 = sumSquaresShader(true);
+const SUM_SQUARES_SCALAR = sumSquaresShader(false);
 
 /** Parts of the sums of squares of `tensors` (one dispatch per tensor, each part one workgroup's) and how many. */
 function sumSquaresPartials(tensors: tf.TensorInfo[]): { partials: tf.TensorInfo; count: number } {
@@ -43,7 +45,7 @@ function sumSquaresPartials(tensors: tf.TensorInfo[]): { partials: tf.TensorInfo
   let offset = 0;
   for (const { t, vec4, size, groups } of plans) {
     const uniforms: Uniform[] = [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [offset] }];
-    dispatchRaw('ArlSumSquares', sumSquaresShader(vec4), [partials, t], uniforms, [groups, 1, 1]);
+    dispatchRaw('ArlSumSquares', vec4 ? SUM_SQUARES_VEC4 : SUM_SQUARES_SCALAR, [partials, t], uniforms, [groups, 1, 1]);
     offset += groups;
   }
   return { partials, count };
