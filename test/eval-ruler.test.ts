@@ -13,9 +13,9 @@ import {
   type RulerSample,
 } from '../src/eval/ruler.ts';
 import { Haystack, splitSentences } from '../src/eval/ruler-haystack.ts';
-import { recapFields } from '../src/eval/ruler-eval.ts';
+import { otherNeedleField, recapFields } from '../src/eval/ruler-eval.ts';
 import { scoreRuler, scoreRulerFiles } from '../src/eval/ruler-score.ts';
-import { entityPool, RULER_TASKS, type RulerSplit, type RulerTask } from '../src/eval/ruler-tasks.ts';
+import { entityPool, needlesIn, RULER_TASKS, type RulerSplit, type RulerTask } from '../src/eval/ruler-tasks.ts';
 import { UserError } from '../src/io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.ts';
 import { runArl } from './helpers.ts';
@@ -294,4 +294,13 @@ test('recap fields: a recap holding the value under a made-up key holds the answ
   assert.deepEqual(recapFields(input, ['2585583'], paired), { recaps_written: 1, recaps_hold_answer: true, recaps_pair_key: true });
   assert.equal(recapFields(input, ['2585583', '8497727'], paired).recaps_pair_key, false, 'every expected value needs its pair');
   assert.equal('recaps_pair_key' in recapFields('Words only: apple, pear.', ['apple'], ['apple']), false, 'no needle, no key to pair');
+});
+
+test("a wrong needle answer is marked when it gives another needle's value, and only then", () => {
+  const input = 'Some text. One of the special magic numbers for royal-fountain is: 2585583. More text. One of the special magic numbers for keen-wolf is: 8497727.';
+  assert.deepEqual(needlesIn(input), [{ key: 'royal-fountain', value: '2585583' }, { key: 'keen-wolf', value: '8497727' }]);
+  assert.deepEqual(otherNeedleField(input, ['2585583'], ' 8497727', 0), { answered_other_needle: true });
+  assert.deepEqual(otherNeedleField(input, ['2585583'], ' 1234567', 0), { answered_other_needle: false }, 'a made-up value');
+  assert.deepEqual(otherNeedleField(input, ['2585583'], ' 2585583', 1), {}, 'a right answer is not marked');
+  assert.deepEqual(otherNeedleField('Words only: apple, pear.', ['apple'], 'pear', 0), {}, 'no needles, nothing to mark');
 });

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkClaims, type LiftExample, type MethodLengthResult } from '../src/eval/experiment-claims.ts';
 import { recapMechanismRows } from '../src/eval/experiment-report.ts';
-import { LENGTH_MULTIPLES, THRESHOLD_GRID } from '../src/eval/experiment.ts';
+import { BASE_TRAINING_KEYS, LENGTH_MULTIPLES, THRESHOLD_GRID, TRAINING_KEYS_TEST } from '../src/eval/experiment.ts';
+import { entityPool, needlesIn } from '../src/eval/ruler-tasks.ts';
 import { resolveSize } from '../src/eval/experiment-sizes.ts';
 import { UserError } from '../src/io/errors.ts';
 import { holdsAnswer } from '../src/eval/experiment-lift.ts';
@@ -23,8 +24,12 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   const first = await experiment();
   assert.equal(first.code, 0, first.stderr);
   const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
-  // base at 1x; per seed: plain and ARL at each length, and ARL with recaps off at 4x.
-  assert.equal(results.ruler.length, 1 + 2 * LENGTH_MULTIPLES.length + 1);
+  // base at 1x, and on 4 keys from the training pool; per seed: plain and ARL at each length, and ARL with recaps off at 4x.
+  assert.equal(results.ruler.length, 2 + 2 * LENGTH_MULTIPLES.length + 1);
+  const trainingKeys = results.ruler.find((r: MethodLengthResult) => r.method === BASE_TRAINING_KEYS);
+  assert.deepEqual([trainingKeys.model, trainingKeys.multiple, Object.keys(trainingKeys.tasks)], ['base', 1, ['niah_multikey']]);
+  const diagnosticKeys = readFileSync(join(out, 'tests', `${TRAINING_KEYS_TEST}.jsonl`), 'utf8').trim().split('\n').flatMap((l) => needlesIn(JSON.parse(l).input).map((n) => n.key));
+  assert.ok(diagnosticKeys.length >= 4 && diagnosticKeys.every((k) => entityPool(k) === 'train'), diagnosticKeys.join(' '));
   for (const r of results.ruler as MethodLengthResult[]) {
     assert.ok(r.examples.length > 0, `${r.method} ${r.multiple}x has no examples`);
     assert.ok(r.average >= 0 && r.average <= 100);
@@ -52,6 +57,7 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   const markdown = readFileSync(join(out, 'results.md'), 'utf8');
   assert.match(markdown, /^\| claim \| target \| n \|/m);
   assert.match(markdown, /^\| plain-CPT s1 \| 4x/m);
+  assert.match(markdown, /^\| base, training-pool keys \| 1x \([^|]+\| 1 \|[^|]+\|[^|]+\| - \| [\d.]+ \|/m);
   assert.match(markdown, /^\| ARL-CPT s1 \| 4x \| a recap held the answer \|/m);
   for (const plot of ['plots/accuracy-vs-length.svg', 'plots/training-loss.svg', 'plots/recap-behaviour.svg']) {
     const svg = readFileSync(join(out, plot), 'utf8');

@@ -16,7 +16,7 @@
  */
 import type { CorpusDocument } from '../data/corpus.ts';
 import type { Haystack } from '../eval/ruler-haystack.ts';
-import { drawNeedleEntities, hashString } from '../eval/ruler-tasks.ts';
+import { drawNeedleEntities, hashString, needleSentence } from '../eval/ruler-tasks.ts';
 import { ADJECTIVES, NOUNS } from '../eval/ruler-words.ts';
 import { makeRng, pick, type Rng } from '../core/random.ts';
 import { UserError } from '../io/errors.ts';
@@ -82,7 +82,7 @@ export function recallDocument(o: RecallDocumentOptions, index: number): CorpusD
       // Where it goes: the end of the first paragraph past this token, and how far after it the restatement aims.
       at: (rng() * total) / 2,
       gap: o.shortContext + rng() * (o.window - WINDOW_MARGIN - o.shortContext),
-      sentence: ` One of the special magic numbers for ${key} is: ${value}.`,
+      sentence: ` ${needleSentence(key, value)}`,
       restatement: `The special magic number for ${key} is ${value}. `,
     };
   }).sort((a, b) => a.at - b.at);

@@ -53,6 +53,7 @@ export function recapMechanismRows(ruler: readonly MethodLengthResult[]): string
 export function experimentMarkdown(results: ExperimentResults): string {
   const s = results.settings;
   const window = Number(s.window);
+  const tasks = [...new Set(results.ruler.flatMap((r) => Object.keys(r.tasks)))];
   const rows = results.ruler.map((r) => {
     const a = accuracy(r);
     const recaps = r.examples.filter((e) => e.recaps_written !== undefined);
@@ -63,9 +64,10 @@ export function experimentMarkdown(results: ExperimentResults): string {
           `${format((100 * recaps.filter((e) => e.recaps_pair_key).length) / recaps.length, 1)}%`,
         ]
       : ['-', '-', '-'];
-    return [r.method, `${r.multiple}x (${r.length} tok)`, String(r.examples.length), format(a.mean, 1), interval(a.ci, 1), ...Object.values(r.tasks).map((t) => format(t, 1)), ...recapCells];
+    const wrong = r.examples.filter((e) => e.answered_other_needle !== undefined);
+    const otherNeedle = wrong.length ? `${wrong.filter((e) => e.answered_other_needle).length} of ${wrong.length}` : '-';
+    return [r.method, `${r.multiple}x (${r.length} tok)`, String(r.examples.length), format(a.mean, 1), interval(a.ci, 1), ...tasks.map((t) => (t in r.tasks ? format(r.tasks[t], 1) : '-')), otherNeedle, ...recapCells];
   });
-  const tasks = Object.keys(results.ruler[0]?.tasks ?? {});
   const claims = results.claims.map((c) => [c.claim, c.target, String(c.n), format(c.baseline, 3), format(c.method, 3), format(c.gain, 3), interval(c.ci95), c.met === null ? 'n/a' : c.met ? 'met' : 'missed', c.note]);
   const thresholds = Object.entries(results.thresholds).map(([seed, t]) => [
     seed,
@@ -87,7 +89,7 @@ export function experimentMarkdown(results: ExperimentResults): string {
     '',
     `## Accuracy by method and length`,
     '',
-    table(['method', 'length', 'n', 'accuracy', '95% interval', ...tasks, 'recaps per answer', 'recaps holding the answer', '...with its key'], rows),
+    table(['method', 'length', 'n', 'accuracy', '95% interval', ...tasks, "wrong answers that name another needle's value", 'recaps per answer', 'recaps holding the answer', '...with its key'], rows),
     '',
     `## Where the recaps held the answer (the ARL arm's answers, and plain CPT of the same seed on the same documents)`,
     '',

@@ -51,6 +51,9 @@ export type { ClaimCheck, MethodLengthResult } from './experiment-claims.ts';
 export const EXPERIMENT_TASKS: RulerTask[] = ['niah_single', 'niah_multikey'];
 /** Test lengths as multiples of the training window T. */
 export const LENGTH_MULTIPLES = [1, 4] as const;
+/** A diagnostic beside the tests: the base on 4-key samples at 1x whose keys come from the training pool. */
+export const TRAINING_KEYS_TEST = '1x-training-keys';
+export const BASE_TRAINING_KEYS = 'base, training-pool keys';
 /** Segments per AdamW step of the LIFT more-steps variant. */
 const LIFT_MORE_STEPS_BATCH = 4;
 
@@ -327,6 +330,10 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       write(`${multiple}x`, EXPERIMENT_TASKS.flatMap((task) => Array.from({ length: size.perLength }, (_, i) =>
         generateRulerSample({ task, lengthTokens, seed: 1000, split: 'test', count: size.perLength, tokenizer, haystack: heldout }, i))));
     }
+    // The 4-key test at 1x again, with keys from the training pool: where the base answers these better than the
+    // test-pool keys, its key matching is tied to the key words it was trained on rather than general.
+    write(TRAINING_KEYS_TEST, Array.from({ length: size.perLength }, (_, i) =>
+      generateRulerSample({ task: 'niah_multikey', lengthTokens: testLength(window, 1), seed: 1000, split: 'train', count: size.perLength, tokenizer, haystack: heldout }, i)));
     // Development samples of both tasks, as the tests: a threshold chosen on one needle alone would favour it.
     const devPerTask = Math.max(1, Math.round(size.devSamples / EXPERIMENT_TASKS.length));
     write('dev-4x', EXPERIMENT_TASKS.flatMap((task) => Array.from({ length: devPerTask }, (_, i) =>
@@ -337,7 +344,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       generateRulerSample({ task: 'niah_single', lengthTokens: testLength(window, 4), seed: 3000, split: 'test', count: 1, depth: 35 + Math.round((30 * i) / Math.max(1, size.liftDocs - 1)), tokenizer, haystack: heldout }, i));
     write('lift-4x', lift);
     write('lift-words-4x', lift.map((sample, i) => withWordValue(sample, LIFT_WORDS[hashString(`lift-word|${i}`) % LIFT_WORDS.length]!)));
-  }, [...LENGTH_MULTIPLES.map((m) => `${m}x`), 'dev-4x', 'lift-4x', 'lift-words-4x'].map(testFile));
+  }, [...LENGTH_MULTIPLES.map((m) => `${m}x`), TRAINING_KEYS_TEST, 'dev-4x', 'lift-4x', 'lift-words-4x'].map(testFile));
 
   const evaluate = async (name: string, model: string, mode: AnswerMode, multiple: number, test: string, recapThreshold?: number): Promise<MethodLengthResult> =>
     stage(`eval ${name} ${test}`, async () => {
@@ -368,7 +375,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     });
 
   // 4. The base must retrieve at 1x before anything else means something.
-  const ruler: MethodLengthResult[] = [await evaluate('base', 'base', 'plain', 1, '1x')];
+  const ruler: MethodLengthResult[] = [await evaluate('base', 'base', 'plain', 1, '1x'), await evaluate(BASE_TRAINING_KEYS, 'base', 'plain', 1, TRAINING_KEYS_TEST)];
 
   const thresholds: ExperimentResults['thresholds'] = {};
   const lift: LiftExample[] = [];

@@ -8,7 +8,7 @@ import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { pythonRound } from './metrics.ts';
 import { type Answerer, type PredictionWriter, type PromptParts, windowPrompt, writePredictions } from './predict.ts';
 import { readRulerSamples, RULER_ANSWER_TOKENS, type RulerTaskScore, scoreRuler, scoreRulerExample } from './ruler-score.ts';
-import type { RulerTask } from './ruler-tasks.ts';
+import { needlesIn, type RulerTask } from './ruler-tasks.ts';
 
 /** RULER prompts end with one line holding the question and the answer prefix; the context is everything before it. */
 export function splitRulerPrompt(input: string): PromptParts {
@@ -33,6 +33,11 @@ export interface RulerExampleResult {
   recaps_hold_answer?: boolean;
   /** Whether one recap holds each expected string together with the key its needle gives it (needle tasks only). */
   recaps_pair_key?: boolean;
+  /**
+   * A wrong answer that gives the value of a needle other than the one asked for (needle tasks only): the model
+   * copied a value but matched the wrong key, as against making one up.
+   */
+  answered_other_needle?: boolean;
   /** The recap agent's work for this answer (recap-agent answers only): tokens prefilled and decoded, seconds awaited. */
   agent?: AgentWork;
   /** log P(the expected answer | the method's prompt), for one-answer tasks where the method records it (plain, recap agent). */
@@ -59,12 +64,20 @@ export interface RulerEvalResult {
  * can hold the value under a key it made up; only one that pairs them can tell the answer which value is asked for.
  */
 export function recapFields(input: string, outputs: readonly string[], recaps: readonly string[]): Pick<RulerExampleResult, 'recaps_written' | 'recaps_hold_answer' | 'recaps_pair_key'> {
-  const keys = outputs.map((o) => new RegExp(`for ([\\w-]+) is:? ${o.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`).exec(input)?.[1]);
+  const needles = needlesIn(input);
+  const keys = outputs.map((o) => needles.find((n) => n.value === o)?.key);
   return {
     recaps_written: recaps.length,
     recaps_hold_answer: outputs.every((o) => recaps.some((r) => r.includes(o))),
     ...(keys.every((k) => k !== undefined) ? { recaps_pair_key: outputs.every((o, i) => recaps.some((r) => r.includes(o) && r.includes(keys[i]!))) } : {}),
   };
+}
+
+/** answered_other_needle for a prompt with needles and a wrong answer; nothing otherwise. */
+export function otherNeedleField(input: string, outputs: readonly string[], pred: string, score: number): Pick<RulerExampleResult, 'answered_other_needle'> {
+  const needles = needlesIn(input);
+  if (needles.length === 0 || score === 1) return {};
+  return { answered_other_needle: needles.some((n) => !outputs.includes(n.value) && pred.includes(n.value)) };
 }
 
 /** Answers every sample of `dataPath` into `outDir` (predictions.jsonl, scores.json) and scores them. */
@@ -104,14 +117,16 @@ export async function evaluateRulerModel(run: {
     const pred = predictions.get(keyOf(s.task, s.index))!;
     const { icl_pred: iclPred, recaps, agent, gold_logprob: goldLogProb } = lines.get(keyOf(s.task, s.index))!;
     const window = run.tokenizer.decode(windowPrompt(run.model, run.tokenizer, s.input, RULER_ANSWER_TOKENS[s.task]).ids);
+    const score = scoreRulerExample(s.task, pred, s.outputs);
     return {
       task: s.task,
       index: s.index,
       length: s.length,
       depth: s.depth,
-      score: scoreRulerExample(s.task, pred, s.outputs),
+      score,
       in_context: s.outputs.every((output) => window.includes(output)),
       pred,
+      ...otherNeedleField(s.input, s.outputs, pred, score),
       ...(iclPred === undefined ? {} : { icl_score: scoreRulerExample(s.task, iclPred, s.outputs) }),
       ...(recaps === undefined ? {} : recapFields(s.input, s.outputs, recaps)),
       ...(agent === undefined ? {} : { agent }),

@@ -167,6 +167,16 @@ const NIAH_TEMPLATE =
 const NIAH_TEMPLATE_ONE =
   'A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the number afterwards.\n{context}\nWhat is the special magic number for {query} mentioned in the provided text? The special magic number for {query} mentioned in the provided text is';
 
+/** A needle sentence of the NIAH tasks (and of ARL's recall documents). */
+export function needleSentence(key: string, value: string): string {
+  return `One of the special magic numbers for ${key} is: ${value}.`;
+}
+
+/** The needles of a NIAH prompt, in the order they appear. */
+export function needlesIn(input: string): Array<{ key: string; value: string }> {
+  return [...input.matchAll(/One of the special magic numbers for ([\w-]+) is: (\d+)\./g)].map((m) => ({ key: m[1]!, value: m[2]! }));
+}
+
 /** Needles "One of the special magic numbers for {key} is: {value}.", `queries` of the `keys` asked for. */
 function planNiah(ctx: PlanContext, shape: { keys: number; valuesPerKey: number; queries: number }): Plan {
   const { rng } = ctx;
@@ -176,7 +186,7 @@ function planNiah(ctx: PlanContext, shape: { keys: number; valuesPerKey: number;
   const outputs = queried.flatMap((k) => values[k]!);
   const needles: Needle[] = keys.flatMap((key, k) =>
     values[k]!.map((value) => ({
-      text: `One of the special magic numbers for ${key} is: ${value}.`,
+      text: needleSentence(key, value),
       depth: value === outputs[0] ? ctx.depth : pick(rng, DEPTH_GRID),
     })),
   );
