@@ -8,7 +8,8 @@ import { recallDocument } from '../src/arl/recall-documents.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { copyRow, DEFAULT_TASK_ROWS, TaskRows, validateTaskRowOptions } from '../src/data/task-rows.ts';
 import { Haystack } from '../src/eval/ruler-haystack.ts';
-import { entityPool } from '../src/eval/ruler-tasks.ts';
+import { generateRulerSample } from '../src/eval/ruler.ts';
+import { entityPool, needlesIn } from '../src/eval/ruler-tasks.ts';
 import { ADJECTIVES, NOUNS } from '../src/eval/ruler-words.ts';
 import { comparePaired, wilsonInterval } from '../src/eval/paired-stats.ts';
 import { selectBackend } from '../src/backend.ts';
@@ -49,6 +50,23 @@ test('a task row weighs its answers only, at the answer weight, and draws keys f
   }
   assert.deepEqual(rows.row(2), rows.row(2));
   assert.notDeepEqual(rows.row(2).tokens, rows.row(3).tokens);
+});
+
+test('with haystack key words, task-row keys are two training-pool words of the haystack, and test samples refuse them', async () => {
+  const rows = await TaskRows.open({ ...DEFAULT_TASK_ROWS, fraction: 1, tasks: ['niah_multikey'], keyWords: 'haystack' }, tokenizer, 512, 3, haystack);
+  const keys = Array.from({ length: 4 }, (_, index) => needlesIn(tokenizer.decode(Array.from(rows.row(index).tokens))).map((n) => n.key)).flat();
+  assert.ok(keys.length >= 8, `${keys.length} keys`);
+  const lists = new Set([...ADJECTIVES, ...NOUNS]);
+  const words = keys.flatMap((key) => key.split('-'));
+  for (const word of words) {
+    assert.ok(haystack.vocabulary.includes(word) && word.length >= 4, `${word} is a haystack word`);
+    assert.equal(entityPool(word), 'train', word);
+  }
+  assert.ok(words.filter((w) => lists.has(w)).length < words.length / 4, 'mostly words outside the lists');
+  assert.ok(new Set(words).size > words.length / 2, 'varied words');
+  const test = { task: 'niah_multikey', lengthTokens: 400, seed: 1, split: 'test', count: 1, tokenizer, haystack, keyWords: 'haystack' } as const;
+  assert.throws(() => generateRulerSample(test, 0), /training samples only/);
+  assert.throws(() => validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, keyWords: 'nope' as never }), /--task-key-words/);
 });
 
 test('a copy row is a span written twice, weighted on the repeat after its first token', () => {

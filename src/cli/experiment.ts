@@ -3,7 +3,7 @@ import chalk from 'chalk';
 import { RECAPPERS } from '../arl/recap.ts';
 import { EXPERIMENT_PARTS, runExperiment, THRESHOLD_GRID } from '../eval/experiment.ts';
 import { EXPERIMENT_SIZES, type ExperimentSize, TRAINING_TASK_MIX } from '../eval/experiment-sizes.ts';
-import { RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
+import { KEY_WORDS, type KeyWords, RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
 import { checkPositiveIntegers } from '../io/errors.ts';
 import { lockFolder } from '../io/lock.ts';
@@ -47,6 +47,7 @@ const EXPERIMENT_FLAGS = defineOptions({
   'recap-thresholds': { type: 'number', array: true, describe: `recap thresholds tried on the development documents, the one with the best mean gold log-probability kept; one value fixes it in advance (default: ${THRESHOLD_GRID.join(' ')})` },
   'first-seed': { type: 'number', default: 1, describe: 'the first continued-pretraining seed; --seeds 1 --first-seed 2 runs seed 2 alone (in its own --out)' },
   'training-tasks': { type: 'string', array: true, choices: RULER_TASKS, describe: `the tasks of the training task rows, in turn; one named twice gets twice the rows (default: ${TRAINING_TASK_MIX.join(' ')})` },
+  'training-key-words': { type: 'string', choices: KEY_WORDS, describe: "where the task rows' needle keys come from: RULER's word lists (their training half) or the haystack's words (training pool) (default: the size's)" },
   ...SIZE_FLAGS,
 });
 
@@ -66,6 +67,7 @@ export const experimentCommand = defineCommand({
       ...valuesOf(SIZE_FLAGS, args),
       liftEpochs: args.liftEpochs === undefined ? undefined : [args.liftEpochs[0] ?? 0, args.liftEpochs[1] ?? 0],
       trainingTasks: args.trainingTasks as RulerTask[] | undefined,
+      trainingKeyWords: args.trainingKeyWords as KeyWords | undefined,
     };
     checkPositiveIntegers({ '--workers': args.workers, '--first-seed': args.firstSeed });
     lockFolder(out);

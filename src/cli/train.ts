@@ -14,7 +14,7 @@ import { DEFAULT_TRAIN, type StepMetrics, train, type TrainOptions, type TrainRe
 import { DEFAULT_PREPARED_DIR } from './data.ts';
 import { BACKEND_FLAGS, PRECISION_FLAGS, startBackend } from './common.ts';
 import { type ArgsOf, defineCommand, defineOptions, valuesOf } from './options.ts';
-import { RULER_TASKS } from '../eval/ruler-tasks.ts';
+import { KEY_WORDS, type KeyWords, RULER_TASKS } from '../eval/ruler-tasks.ts';
 import { ProgressBar } from './progress.ts';
 
 const MODEL_FLAGS = defineOptions({
@@ -56,6 +56,7 @@ const TASK_ROW_FLAGS = defineOptions({
   'answer-weight': { type: 'number', default: DEFAULT_TASK_ROWS.answerWeight, describe: "loss weight of a synthetic row's answer tokens (a text token weighs 1)" },
   'haystack-weight': { type: 'number', default: DEFAULT_TASK_ROWS.haystackWeight, describe: "loss weight of a synthetic row's prompt tokens" },
   'task-haystack': { type: 'string', default: DEFAULT_TASK_ROWS.haystack, describe: "documents the synthetic rows' haystacks come from (keep test documents out)" },
+  'task-key-words': { type: 'string', choices: KEY_WORDS, default: DEFAULT_TASK_ROWS.keyWords, describe: "where the synthetic rows' needle keys come from: RULER's adjective-noun word lists (their training half), or any two words of the haystack (training pool), far more varied" },
 });
 
 /** The flags of `arl train` (and `arl demo`, with its own defaults). */
@@ -104,6 +105,7 @@ export function trainRunOf(args: TrainArgs): TrainRun {
         answerWeight: args.answerWeight,
         haystackWeight: args.haystackWeight,
         haystack: args.taskHaystack,
+        keyWords: args.taskKeyWords as KeyWords,
       },
     },
   };

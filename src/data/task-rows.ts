@@ -13,7 +13,7 @@
  */
 import { generateRulerSampleTokens } from '../eval/ruler.ts';
 import { Haystack } from '../eval/ruler-haystack.ts';
-import { hashString, RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
+import { hashString, KEY_WORDS, type KeyWords, RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
 import { makeRng } from '../core/random.ts';
 import { UserError } from '../io/errors.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
@@ -30,6 +30,8 @@ export interface TaskRowOptions {
   haystackWeight: number;
   /** Documents the haystacks come from (readDocuments' sources); keep them apart from any test documents. */
   haystack: string;
+  /** Where the needle keys' words come from (ruler-tasks.ts KeyWords). */
+  keyWords: KeyWords;
 }
 
 /** Shortest sample drawn, in tokens: about a RULER needle prompt with a sentence or two of haystack. */
@@ -42,6 +44,7 @@ export const DEFAULT_TASK_ROWS: TaskRowOptions = {
   answerWeight: 5,
   haystackWeight: 0,
   haystack: 'brown',
+  keyWords: 'lists',
 };
 
 export function validateTaskRowOptions(o: TaskRowOptions): void {
@@ -52,6 +55,7 @@ export function validateTaskRowOptions(o: TaskRowOptions): void {
   if (!(o.answerWeight >= 0) || !(o.haystackWeight >= 0) || o.answerWeight + o.haystackWeight === 0) {
     throw new UserError(`--answer-weight and --haystack-weight must be non-negative and not both 0 (got ${o.answerWeight}, ${o.haystackWeight})`);
   }
+  if (!(KEY_WORDS as readonly string[]).includes(o.keyWords)) throw new UserError(`--task-key-words must be one of ${KEY_WORDS.join(', ')} (got ${o.keyWords})`);
   const unknown = o.tasks.filter((t) => !(RULER_TASKS as readonly string[]).includes(t));
   if (o.tasks.length === 0 || unknown.length > 0) throw new UserError(`--task-names must name RULER tasks (${RULER_TASKS.join(', ')}); got ${o.tasks.join(', ') || 'none'}`);
 }
@@ -139,7 +143,7 @@ export class TaskRows {
       const task = this.o.tasks[(index + t) % this.o.tasks.length]!;
       for (let length = Math.min(lengthTokens, longest); ; length = Math.min(longest, Math.ceil(length * 1.5))) {
         try {
-          return generateRulerSampleTokens({ task, lengthTokens: length, seed: this.seed, split: 'train', count: 1, depth: Math.floor(rng() * 101), tokenizer: this.tokenizer, haystack: this.haystack }, index);
+          return generateRulerSampleTokens({ task, lengthTokens: length, seed: this.seed, split: 'train', count: 1, depth: Math.floor(rng() * 101), tokenizer: this.tokenizer, haystack: this.haystack, keyWords: this.o.keyWords }, index);
         } catch (err) {
           if (!(err instanceof UserError && /too short/.test(err.message))) throw err;
           if (length === longest) break;

@@ -5,7 +5,7 @@
 import type { ModelConfig } from '../model/config.ts';
 import { UserError } from '../io/errors.ts';
 import { DEFAULT_TASK_ROWS, validateTaskRowOptions } from '../data/task-rows.ts';
-import type { RulerTask } from './ruler-tasks.ts';
+import type { KeyWords, RulerTask } from './ruler-tasks.ts';
 
 /**
  * The task rows' mix in training: two 4-key samples to one single-needle sample. The single needle is learned first
@@ -35,6 +35,8 @@ export interface ExperimentSize {
   cptCopyFraction: number;
   /** The tasks of the training task rows, in turn (a task named twice gets twice the rows). */
   trainingTasks: RulerTask[];
+  /** Where the training task rows' needle keys come from (the tests' keys are always the lists' test halves). */
+  trainingKeyWords: KeyWords;
   baseSteps: number;
   cptSteps: number;
   batch: number;
@@ -67,6 +69,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     cptTaskFraction: 0.5,
     cptCopyFraction: 0.25,
     trainingTasks: TRAINING_TASK_MIX,
+    trainingKeyWords: 'lists',
     baseSteps: 2,
     cptSteps: 1,
     batch: 2,
@@ -92,6 +95,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     cptTaskFraction: 0.25,
     cptCopyFraction: 0.125,
     trainingTasks: TRAINING_TASK_MIX,
+    trainingKeyWords: 'lists',
     baseSteps: 150,
     cptSteps: 40,
     batch: 8,
@@ -118,6 +122,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     cptTaskFraction: 0.25,
     cptCopyFraction: 0.125,
     trainingTasks: TRAINING_TASK_MIX,
+    trainingKeyWords: 'lists',
     baseSteps: 3600,
     cptSteps: 300,
     batch: 16,
@@ -140,7 +145,7 @@ export function resolveSize(name: string, overrides: Partial<ExperimentSize> = {
     if (!Number.isInteger(size[key]) || size[key] <= 0) throw new UserError(`experiment --${kebab(key)} must be a positive integer (got ${size[key]})`);
   }
   if (!Number.isInteger(size.recallDocs) || size.recallDocs < 0) throw new UserError(`experiment --recall-docs must be a non-negative integer (got ${size.recallDocs})`);
-  validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, tasks: size.trainingTasks, fraction: size.taskFraction, copyFraction: size.copyFraction });
+  validateTaskRowOptions({ ...DEFAULT_TASK_ROWS, tasks: size.trainingTasks, fraction: size.taskFraction, copyFraction: size.copyFraction, keyWords: size.trainingKeyWords });
   if (!(size.cptTaskFraction >= 0 && size.cptCopyFraction >= 0 && size.cptTaskFraction + size.cptCopyFraction <= 1)) {
     throw new UserError(`experiment --cpt-task-fraction and --cpt-copy-fraction must be at least 0 and add up to at most 1 (got ${size.cptTaskFraction} + ${size.cptCopyFraction})`);
   }

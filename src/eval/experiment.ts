@@ -297,6 +297,7 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
       taskRows: {
         ...DEFAULT_TASK_ROWS,
         tasks: size.trainingTasks,
+        keyWords: size.trainingKeyWords,
         fraction: init ? size.cptTaskFraction : size.taskFraction,
         copyFraction: init ? size.cptCopyFraction : size.copyFraction,
         haystack: corpus('base'),

@@ -96,11 +96,43 @@ export interface PlanContext {
   lengthTokens: number;
   /** Entities already used in this sample, so keys, values and names never repeat within it. */
   taken: Set<string>;
+  /** Where the words of needle keys come from (see KeyWords). */
+  keyWords: KeyWords;
 }
 
-/** "adjective-noun", as RULER's keys. */
+/**
+ * The words of needle keys: `lists`, RULER's adjective-noun from our word lists (their halves for the split), or
+ * `haystack`, any two words of the haystack's vocabulary in the training pool, for training rows only: thousands of
+ * words instead of about a hundred of each kind, so that matching a key cannot lean on knowing its words.
+ */
+export const KEY_WORDS = ['lists', 'haystack'] as const;
+export type KeyWords = (typeof KEY_WORDS)[number];
+
+const haystackKeyWordCache = new WeakMap<Haystack, string[]>();
+
+/**
+ * The haystack's lowercase words of 4 letters or more that occur at least 5 times (common words, like the lists',
+ * rather than rare ones of many pieces), in the training pool, which no test key word can be.
+ */
+function haystackKeyWords(haystack: Haystack): string[] {
+  let words = haystackKeyWordCache.get(haystack);
+  if (!words) {
+    const counts = new Map<string, number>();
+    for (const sentence of haystack.sentences) for (const word of sentence.match(/\b[a-z]{4,12}\b/g) ?? []) counts.set(word, (counts.get(word) ?? 0) + 1);
+    words = haystack.vocabulary.filter((w) => (counts.get(w) ?? 0) >= 5 && entityPool(w) === 'train');
+    if (words.length < 2) throw new UserError('the haystack has too few words for needle keys; use a larger corpus or key words from the lists');
+    haystackKeyWordCache.set(haystack, words);
+  }
+  return words;
+}
+
+/** "adjective-noun", as RULER's keys, or two haystack words (see KeyWords). */
 function drawKey(ctx: PlanContext): string {
   const { rng, split } = ctx;
+  if (ctx.keyWords === 'haystack') {
+    const words = haystackKeyWords(ctx.haystack);
+    return drawEntity(split, ctx.taken, () => `${pick(rng, words)}-${pick(rng, words)}`);
+  }
   return drawEntity(split, ctx.taken, () => `${pick(rng, poolOf(ADJECTIVES, split))}-${pick(rng, poolOf(NOUNS, split))}`);
 }
 
@@ -111,7 +143,7 @@ function drawNumber(ctx: PlanContext): string {
 
 /** A needle's key and 7-digit value from the split's pool, drawn from `seed` (for documents made outside a task plan). */
 export function drawNeedleEntities(split: RulerSplit, seed: number, taken = new Set<string>()): { key: string; value: string } {
-  const ctx = { rng: makeRng(seed), split, taken } as PlanContext;
+  const ctx = { rng: makeRng(seed), split, taken, keyWords: 'lists' } as PlanContext;
   return { key: drawKey(ctx), value: drawNumber(ctx) };
 }
 

@@ -18,7 +18,7 @@ import { UserError } from '../io/errors.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { Haystack } from './ruler-haystack.ts';
 import { fitToLength } from './ruler-length.ts';
-import { hashString, PLANNERS, type RulerSplit, type RulerTask } from './ruler-tasks.ts';
+import { hashString, type KeyWords, PLANNERS, type RulerSplit, type RulerTask } from './ruler-tasks.ts';
 
 export interface RulerSample {
   task: RulerTask;
@@ -46,6 +46,8 @@ export interface RulerOptions {
   depth?: number;
   tokenizer: Tokenizer;
   haystack: Haystack;
+  /** Where needle keys' words come from (default `lists`); `haystack` is for training samples only. */
+  keyWords?: KeyWords;
 }
 
 /** Depths 0, …, 100 spread evenly over the samples (50 for a single one). */
@@ -69,6 +71,9 @@ export function generateRulerSample(options: RulerOptions, index: number): Ruler
 export function generateRulerSampleTokens(options: RulerOptions, index: number): { sample: RulerSample; ids: number[] } {
   checkOptions(options);
   const { task, split, seed } = options;
+  const keyWords = options.keyWords ?? 'lists';
+  // Haystack words are split by the same hash as the lists, but test keys are defined as the lists' test halves.
+  if (keyWords !== 'lists' && split !== 'train') throw new Error(`key words from the ${keyWords} are for training samples only`);
   // The split is part of the seed, so train and test samples are drawn from unrelated random streams.
   const sampleSeed = hashString(`${split}|${task}|${seed}|${index}`);
   const plan = PLANNERS[task]({
@@ -79,6 +84,7 @@ export function generateRulerSampleTokens(options: RulerOptions, index: number):
     depth: options.depth ?? evenlySpacedDepth(index, options.count),
     lengthTokens: options.lengthTokens,
     taken: new Set(),
+    keyWords,
   });
   const { input, ids } = fitToLength(plan, task, options.lengthTokens, options.tokenizer);
   return { sample: { task, split, seed, index, depth: plan.depth, length: ids.length, input, outputs: plan.outputs }, ids };
