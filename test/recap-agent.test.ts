@@ -159,6 +159,18 @@ describe('recap agent', () => {
     assert.ok(Math.abs(goldLogProb! - expected) < 1e-4, `${goldLogProb} vs ${expected}`);
   });
 
+  test('with no recap to write, reading only the tail gives the same answer and gold log-probability for less work', async () => {
+    const options = { ...DEFAULT_ANSWER, agent: { ...greedy, maxRecapTokens: 6 }, maxAnswerTokens: 8, recapThreshold: 1.1, goldAnswer: 'the jury' };
+    const everything = await answerWithRecaps(model, tokenizer, longText, 'Who spoke?', options);
+    const tail = await answerWithRecaps(model, tokenizer, longText, 'Who spoke?', { ...options, tailOnly: true });
+    assert.equal(tail.answer, everything.answer);
+    assert.ok(Math.abs(tail.goldLogProb! - everything.goldLogProb!) < 1e-4, `${tail.goldLogProb} vs ${everything.goldLogProb}`);
+    assert.deepEqual([tail.recaps, tail.recapProbabilities], [[], []]);
+    assert.equal(tail.inputTokens, everything.inputTokens);
+    assert.ok(everything.inputTokens > 3 * WINDOW && tail.stats.prefilledTokens < everything.stats.prefilledTokens / 2, `${tail.stats.prefilledTokens} vs ${everything.stats.prefilledTokens} tokens prefilled`);
+    await assert.rejects(answerWithRecaps(model, tokenizer, longText, 'Who spoke?', { ...options, recapThreshold: 0.5, tailOnly: true }), /threshold above 1/);
+  });
+
   test('CLI: arl answer --json and arl generate --recap-agent --json; a question too long for the window', async () => {
     const work = mkdtempSync(join(tmpdir(), 'arl-agent-'));
     await saveCheckpoint(join(work, 'ckpt'), model, BUNDLED_TOKENIZER_PATH);

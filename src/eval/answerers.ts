@@ -60,7 +60,7 @@ function recapAgentAnswerer(model: LlamaModel, tokenizer: Tokenizer, recapThresh
   return async ({ context, question }, { maxNewTokens, gold }) => {
     // The question, the answer budget and the agent's memory share the window: long budgets are capped.
     const maxAnswerTokens = Math.min(maxNewTokens, Math.floor(model.config.maxSeq / 4));
-    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, recapThreshold, maxAnswerTokens, rawQuestion: true, batch, goldAnswer: gold });
+    const result = await answerWithRecaps(model, tokenizer, context, question, { ...DEFAULT_ANSWER, recapThreshold, maxAnswerTokens, rawQuestion: true, batch, goldAnswer: gold, tailOnly: recapThreshold > 1 });
     const { rebuilds, prefilledTokens, prefillSeconds, decodedTokens, decodeSeconds } = result.stats;
     const round = (seconds: number): number => Math.round(seconds * 1000) / 1000;
     // Where an answer's time went (awaited seconds overlap between answers decoded together).

@@ -316,6 +316,12 @@ export interface AnswerOptions {
   batch?: DecodeBatch;
   /** Also score this answer: its log-probability after the same context and question (AnswerResult.goldLogProb). */
   goldAnswer?: string;
+  /**
+   * With a threshold above 1 (no recap is ever written), read only the input's last window: the answer's context is
+   * then that tail alone, the same tokens as after reading everything, so the answer is the same for a fraction of
+   * the work. No recap probabilities are recorded.
+   */
+  tailOnly?: boolean;
 }
 
 export const DEFAULT_ANSWER: AnswerOptions = { agent: { ...DEFAULT_RECAP_AGENT, greedy: true }, recapThreshold: 0.5, maxAnswerTokens: 32 };
@@ -353,6 +359,16 @@ export function paragraphRuns(input: string, tokenizer: Tokenizer, maxRun: numbe
   return { runs, paragraphEnds, tokens: tokens.length - 1 };
 }
 
+/** The first of the runs that, with all after it, hold at least `tokens` tokens (0 if all of them hold fewer). */
+function firstRunOfTail(runs: readonly number[][], tokens: number): number {
+  let held = 0;
+  for (let index = runs.length - 1; index >= 0; index--) {
+    held += runs[index].length;
+    if (held >= tokens) return index;
+  }
+  return 0;
+}
+
 /**
  * Reads `input` paragraph by paragraph; at each paragraph end the model writes a recap when its
  * probability of `<recap>` reaches the threshold. Then answers `question` greedily from the
@@ -370,9 +386,12 @@ export async function answerWithRecaps(model: LlamaModel, tokenizer: Tokenizer, 
     const recapRoom = opts.agent.maxRecapTokens + 2;
     const { runs, paragraphEnds, tokens } = paragraphRuns(input, tokenizer, maxRunTokens(model.config.maxSeq));
     const recapProbabilities: number[] = [];
+    if (opts.tailOnly && !(opts.recapThreshold > 1)) throw new Error(`tailOnly needs a recap threshold above 1 (got ${opts.recapThreshold})`);
+    const first = opts.tailOnly ? firstRunOfTail(runs, model.config.maxSeq) : 0;
     for (const [index, run] of runs.entries()) {
+      if (index < first) continue;
       await agent.read(run, recapRoom);
-      if (!paragraphEnds.has(index)) continue;
+      if (opts.tailOnly || !paragraphEnds.has(index)) continue;
       const p = agent.recapProbability();
       recapProbabilities.push(p);
       if (p >= opts.recapThreshold) await agent.writeRecap();
