@@ -9,7 +9,7 @@
 #   train    the same 30 training steps of the tiny preset on webgpu and wasm (TRAIN_DATA: a prepared
 #            corpus, default data/prepared/brown)
 #   config1  our bench on the llm.c config 1 (generation with and without the KV cache)
-#   big      our bench on the model of the PyTorch reference
+#   big      our bench on the model of the PyTorch reference, with ARL key-token scoring against a plain forward
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
 #   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b", at T/B 512/16, 1024/8, 1024/4; SCALE_SEQ, SCALE_BATCH override):
 #            PyTorch fp32 and bf16 (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and
@@ -97,7 +97,7 @@ fi
 if has big; then
   stamp "webgpu bench: the PyTorch reference model"
   SECONDS=0
-  timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 64 --no-key-tokens --no-lift $profile >> "$log"
+  timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 64 --no-lift $profile >> "$log"
   wall "webgpu reference-model process" $?
 fi
 if has soak; then
