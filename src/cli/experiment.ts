@@ -47,7 +47,7 @@ const EXPERIMENT_FLAGS = defineOptions({
   'recap-thresholds': { type: 'number', array: true, describe: `recap thresholds tried on the development documents, the one with the best mean gold log-probability kept; one value fixes it in advance (default: ${THRESHOLD_GRID.join(' ')})` },
   'first-seed': { type: 'number', default: 1, describe: 'the first continued-pretraining seed; --seeds 1 --first-seed 2 runs seed 2 alone (in its own --out)' },
   'training-tasks': { type: 'string', array: true, choices: RULER_TASKS, describe: `the tasks of the training task rows, in turn; one named twice gets twice the rows (default: ${TRAINING_TASK_MIX.join(' ')})` },
-  'training-key-words': { type: 'string', choices: KEY_WORDS, describe: "where the task rows' needle keys come from: RULER's word lists (their training half) or the haystack's words (training pool) (default: the size's)" },
+  'training-key-words': { type: 'string', choices: KEY_WORDS, describe: "where the task rows' needle keys come from: RULER's word lists (their training half) or the haystack's words (training pool) (default: haystack in every size)" },
   ...SIZE_FLAGS,
 });
 

@@ -35,7 +35,11 @@ export interface ExperimentSize {
   cptCopyFraction: number;
   /** The tasks of the training task rows, in turn (a task named twice gets twice the rows). */
   trainingTasks: RulerTask[];
-  /** Where the training task rows' needle keys come from (the tests' keys are always the lists' test halves). */
+  /**
+   * Where the training task rows' needle keys come from (the tests' keys are always the lists' test halves): the
+   * haystack's words, thousands of them, so that the base learns to match and copy a key rather than know its words,
+   * as the recap of a needle must copy its key (the recall documents' keys are corpus words too).
+   */
   trainingKeyWords: KeyWords;
   baseSteps: number;
   cptSteps: number;
@@ -69,7 +73,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     cptTaskFraction: 0.5,
     cptCopyFraction: 0.25,
     trainingTasks: TRAINING_TASK_MIX,
-    trainingKeyWords: 'lists',
+    trainingKeyWords: 'haystack',
     baseSteps: 2,
     cptSteps: 1,
     batch: 2,
@@ -95,7 +99,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     cptTaskFraction: 0.25,
     cptCopyFraction: 0.125,
     trainingTasks: TRAINING_TASK_MIX,
-    trainingKeyWords: 'lists',
+    trainingKeyWords: 'haystack',
     baseSteps: 150,
     cptSteps: 40,
     batch: 8,
@@ -122,7 +126,7 @@ export const EXPERIMENT_SIZES: Record<string, ExperimentSize> = {
     cptTaskFraction: 0.25,
     cptCopyFraction: 0.125,
     trainingTasks: TRAINING_TASK_MIX,
-    trainingKeyWords: 'lists',
+    trainingKeyWords: 'haystack',
     baseSteps: 3600,
     cptSteps: 300,
     batch: 16,
