@@ -8,7 +8,8 @@
 # 4. STEPS steps of arl train --init on the augmented data; 5. arl answer --recap-agent on a 4k-token input.
 # Each step appends one JSON line to OUT_DIR/arl-1b.jsonl: seconds, exit code, peak GPU memory (nvidia-smi, sampled
 # every 200 ms; null without it); its output goes to OUT_DIR/<step>.log.
-# Env: BACKEND (webgpu), PRECISION (fp32: recap-data's scoring and training), DOCS (50), STEPS (50), SEQ (1024), BATCH (4), WORK (/tmp/arl-1b), and the
+# Env: BACKEND (webgpu), PRECISION (fp32: recap-data's scoring and training), DOCS (50), TOPK (key tokens per document,
+# recap-data's default 8; each costs a segment search of about 2.7 s on an H100 at this size), STEPS (50), SEQ (1024), BATCH (4), WORK (/tmp/arl-1b), and the
 # shape as for make-hf-llama.py (V 4096 D 2048 L 22 H 32 KV 4 F 5632 MAXPOS 2048).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +48,7 @@ step make env OUT="$work/hf" V="${V:-4096}" python3 scripts/make-hf-llama.py || 
 step import arl import --hf "$work/hf" --out "$work/ckpt" || exit 1
 step import-equal python3 scripts/compare-safetensors.py "$work/hf" "$work/ckpt" || exit 1
 step recap-data arl recap-data --backend "$backend" --precision "${PRECISION:-fp32}" --checkpoint "$work/ckpt" --tokenizer data/tokenizer/brown.model --corpus brown \
-  --max-docs "${DOCS:-50}" --recapper extractive --out "$work/recap-data" || exit 1
+  --max-docs "${DOCS:-50}" ${TOPK:+--top-k "$TOPK"} --recapper extractive --out "$work/recap-data" || exit 1
 step train arl train --backend "$backend" --precision "${PRECISION:-fp32}" --init "$work/ckpt" \
   --data "$work/recap-data/augmented-data" --steps "${STEPS:-50}" --seq "${SEQ:-1024}" --batch "${BATCH:-4}" --eval-every 0 \
   --save-every "${STEPS:-50}" --out "$work/run" || exit 1
