@@ -204,9 +204,9 @@ export function needleSentence(key: string, value: string): string {
   return `One of the special magic numbers for ${key} is: ${value}.`;
 }
 
-/** The needles of a NIAH prompt, in the order they appear. */
+/** The needles of a NIAH prompt, in the order they appear (values of digits, or a word as in the LIFT word variant). */
 export function needlesIn(input: string): Array<{ key: string; value: string }> {
-  return [...input.matchAll(/One of the special magic numbers for ([\w-]+) is: (\d+)\./g)].map((m) => ({ key: m[1]!, value: m[2]! }));
+  return [...input.matchAll(/One of the special magic numbers for ([\w-]+) is: (\w+)\./g)].map((m) => ({ key: m[1]!, value: m[2]! }));
 }
 
 /** Needles "One of the special magic numbers for {key} is: {value}.", `queries` of the `keys` asked for. */
