@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The GPU comparison run, on a box prepared by scripts/gpu-pack.sh (run through scripts/gpu-run.sh):
 #   bash scripts/gpu-run.sh bash scripts/gpu-bench.sh OUT_DIR
-# Stages (STAGES="..." picks some; default all but ablate):
+# Stages (STAGES="..." picks some; default: torch compat parity train config1 big soak):
 #   torch    PyTorch reference (../shared/bench/torch_gpt_bench.py copied to .gpu/), fp32 and bf16
 #   compat   transformers loads `arl export --format hf` (.gpu/compat/hf) and matches our logits
 #            (.gpu/compat/ours-logits.json from scripts/compat-logits.ts) within 1e-4
 #   parity   greedy continuation of a transformers fixture on webgpu, token for token
 #   train    the same 30 training steps of the tiny preset on webgpu and wasm (TRAIN_DATA: a prepared
 #            corpus, default data/prepared/brown)
+#   curves   300-step training loss curves (CURVE_STEPS) of the base preset, T 512, batch 16, on TRAIN_DATA, in fp32 and
+#            --precision mixed, each with the seeds CURVE_SEEDS (default "1234 1235"): one "loss-curves" line with every
+#            run's validation losses, the mixed - fp32 gap at each evaluation per seed, and the fp32 seed-to-seed gap,
+#            the noise that gap is judged against
 #   config1  our bench on the llm.c config 1 (generation with and without the KV cache)
 #   big      our bench on the model of the PyTorch reference, with ARL key-token scoring against a plain forward
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
@@ -86,6 +90,35 @@ diff = max(abs(a - b) for a, b in zip(losses["webgpu"], losses["wasm"]))
 print(json.dumps({"bench": "train-webgpu-vs-wasm", "steps": len(losses["webgpu"]), "max_loss_diff": diff,
                   "first_last_webgpu": [losses["webgpu"][0], losses["webgpu"][-1]], "first_last_wasm": [losses["wasm"][0], losses["wasm"][-1]],
                   "tokens_per_s_last_step": speed}))
+PY
+fi
+if has curves && [ -f "$train_data/meta.json" ]; then
+  seeds=${CURVE_SEEDS:-1234 1235}
+  for seed in $seeds; do
+    for precision in fp32 mixed; do
+      stamp "loss curve: $precision, seed $seed"
+      SECONDS=0
+      rm -rf "/tmp/curve-$precision-$seed"
+      timeout 600 node dist/cli/arl.mjs train --backend webgpu --precision $precision --preset base --seq 512 --batch 16 \
+        --steps "${CURVE_STEPS:-300}" --seed "$seed" --data "$train_data" --eval-every 50 --save-every "${CURVE_STEPS:-300}" \
+        --out "/tmp/curve-$precision-$seed" >&2
+      wall "loss curve $precision seed $seed" $?
+    done
+  done
+  python3 - $seeds >> "$log" <<'PY'
+import json, sys
+seeds = sys.argv[1:]
+def val(precision, seed):
+    try:
+        rows = [json.loads(l) for l in open(f"/tmp/curve-{precision}-{seed}/metrics.jsonl")]
+    except OSError:
+        return {}
+    return {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
+runs = {f"{p}-{s}": val(p, s) for s in seeds for p in ("fp32", "mixed")}
+steps = sorted(set.intersection(*(set(v) for v in runs.values()))) if all(runs.values()) else []
+gap = {s: [round(runs[f"mixed-{s}"][t] - runs[f"fp32-{s}"][t], 4) for t in steps] for s in seeds}
+noise = [round(abs(runs[f"fp32-{seeds[0]}"][t] - runs[f"fp32-{seeds[1]}"][t]), 4) for t in steps] if len(seeds) > 1 else []
+print(json.dumps({"bench": "loss-curves", "steps": steps, "val_loss": runs, "mixed_minus_fp32": gap, "fp32_seed_gap": noise}))
 PY
 fi
 if has config1; then
