@@ -1,7 +1,9 @@
-// Run from the repository root: node --import tsx docs/gpu-runs/2026-12-05-h200-experiment-5/failures.mts
+// Run from the repository root: node --import tsx docs/gpu-runs/2026-12-05-h200-experiment-5/failures.mts [PREDICTIONS SEED]
+// (default: this run's predictions folder, seed 1; files may be gzipped, FILE.gz).
 // Where the ARL model's 4x answers went wrong: the test inputs regenerated as the experiment makes them (held-out
 // documents 460-499, seed 1000, test-pool keys), each answer's recaps read against the document's needles.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { readDocuments } from '../../../src/data/corpus.ts';
 import { testLength } from '../../../src/eval/experiment.ts';
 import { generateRulerSample } from '../../../src/eval/ruler.ts';
@@ -11,7 +13,7 @@ import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../../../src/tokenizer/senten
 
 type Answer = { task: 'niah_single' | 'niah_multikey'; index: number; pred: string; recaps: string[] };
 type Scored = { task: string; index: number; score: number; in_context?: boolean };
-const dir = 'docs/gpu-runs/2026-12-05-h200-experiment-5/predictions';
+const [dir = 'docs/gpu-runs/2026-12-05-h200-experiment-5/predictions', seed = '1'] = process.argv.slice(2);
 const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
 const docs: { id: string; text: string }[] = [];
 for await (const d of readDocuments('brown')) {
@@ -21,10 +23,11 @@ for await (const d of readDocuments('brown')) {
 const heldout = Haystack.fromDocuments(docs.slice(460, 500));
 const needles = /One of the special magic numbers for ([\w-]+) is: (\d+)\./g;
 const recapPair = /magic numbers? for ([\w-]+)(?: mentioned in the provided text)? is:? (\d+)/g;
-const lines = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-const answers: Answer[] = lines(`${dir}/ARL-CPT_s1/4x/predictions.jsonl`);
-const scored = new Map((JSON.parse(readFileSync(`${dir}/ARL-CPT_s1/4x/scores.json`, 'utf8')).examples as Scored[]).map((e) => [`${e.task}#${e.index}`, e]));
-const plain = new Map((JSON.parse(readFileSync(`${dir}/plain-CPT_s1/4x/scores.json`, 'utf8')).examples as Scored[]).map((e) => [`${e.task}#${e.index}`, e]));
+const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : gunzipSync(readFileSync(`${file}.gz`)).toString('utf8'));
+const lines = (file: string) => read(file).trim().split('\n').map((l) => JSON.parse(l));
+const answers: Answer[] = lines(`${dir}/ARL-CPT_s${seed}/4x/predictions.jsonl`);
+const scored = new Map((JSON.parse(read(`${dir}/ARL-CPT_s${seed}/4x/scores.json`)).examples as Scored[]).map((e) => [`${e.task}#${e.index}`, e]));
+const plain = new Map((JSON.parse(read(`${dir}/plain-CPT_s${seed}/4x/scores.json`)).examples as Scored[]).map((e) => [`${e.task}#${e.index}`, e]));
 
 const counts: Record<string, Record<string, number>> = {};
 const add = (task: string, what: string) => {
