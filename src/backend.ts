@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
-import { dawnFlags, dawnNodePath, tfjsFlags, webgpuF16 } from './switches.ts';
+import { dawnFlags, dawnNodePath, gpuPoolBytes, tfjsFlags, webgpuF16 } from './switches.ts';
 import { registerWasmKernels } from './ops/wasm/index.ts';
 import { requestF16Features, withF16Toggles } from './ops/webgpu/f16-device.ts';
 import { registerWebgpuKernels } from './ops/webgpu/index.ts';
@@ -132,9 +132,6 @@ interface GpuBufferPool {
   numBytesUsed: number;
 }
 
-/** Pooled free GPU memory beyond which releaseUnusedGpuMemory destroys the pool. */
-const MAX_POOLED_BYTES = 2 ** 30;
-
 /**
  * tfjs-webgpu keeps every freed buffer in a pool keyed by its exact size and never frees one, so
  * work whose shapes change from call to call (scoring documents and candidates of different
@@ -142,7 +139,7 @@ const MAX_POOLED_BYTES = 2 ** 30;
  * on the H200 in ARL segment scoring). Call between such calls: once the pool holds more than
  * `maxPooledBytes` it is destroyed. Returns the bytes released (0 off webgpu).
  */
-export function releaseUnusedGpuMemory(maxPooledBytes = MAX_POOLED_BYTES): number {
+export function releaseUnusedGpuMemory(maxPooledBytes = gpuPoolBytes()): number {
   if (tf.getBackend() !== 'webgpu') return 0;
   const pool = (tf.backend() as unknown as { bufferManager: GpuBufferPool }).bufferManager;
   const pooled = pool.numBytesAllocated - pool.numBytesUsed;

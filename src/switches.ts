@@ -31,6 +31,15 @@ export function flashAttentionSwitch(): 'always' | 'never' | 'inference' {
   return flag === '1' ? 'always' : flag === '0' ? 'never' : 'inference';
 }
 
+/**
+ * ARL_GPU_POOL_MB: pooled free GPU memory (MiB, default 1,024) beyond which releaseUnusedGpuMemory destroys the pool;
+ * a pool smaller than one batch's working set is destroyed and made again at every batch, for measurements.
+ */
+export function gpuPoolBytes(): number {
+  const mib = Number(env('ARL_GPU_POOL_MB') ?? 1024);
+  return (Number.isFinite(mib) && mib >= 0 ? mib : 1024) * 2 ** 20;
+}
+
 /** ARL_DECODE_GRAPH=0: decoding on webgpu goes through tfjs, not the decode graph, for comparisons. */
 export function decodeGraphEnabled(): boolean {
   return env('ARL_DECODE_GRAPH') !== '0';

@@ -46,6 +46,14 @@ describe('GPU buffer pool', { skip }, () => {
     const again = await forward(20);
     assert.ok(Math.abs(again[0] - first[0]) < 1e-6, `${again[0]} vs ${first[0]}`);
     assert.ok(pooledBytes() > 0, 'freed buffers are pooled again after the release');
+    // ARL_GPU_POOL_MB sets the default cap: 0 releases whatever is pooled.
+    process.env.ARL_GPU_POOL_MB = '0';
+    try {
+      const pooled = pooledBytes();
+      assert.equal(releaseUnusedGpuMemory(), pooled);
+    } finally {
+      delete process.env.ARL_GPU_POOL_MB;
+    }
     model.dispose();
   });
 
