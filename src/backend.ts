@@ -132,6 +132,13 @@ interface GpuBufferPool {
   numBytesUsed: number;
 }
 
+/** Waits until `t` is computed by reading back one element (the whole tensor would time the copy, not the work). */
+export async function settle(t: tf.Tensor): Promise<void> {
+  const first = tf.tidy(() => tf.slice(tf.reshape(t, [-1]), [0], [1]));
+  await first.data();
+  first.dispose();
+}
+
 /**
  * tfjs-webgpu keeps every freed buffer in a pool keyed by its exact size and never frees one, so
  * work whose shapes change from call to call (scoring documents and candidates of different

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { resolve } from 'node:path';
 import { BROWN_SOURCE, readDocuments } from '../data/corpus.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
+import { settle } from '../backend.ts';
 import { inBatches } from '../core/batches.ts';
 import { makeRng } from '../core/random.ts';
 import type { LlamaModel } from '../model/llama.ts';
@@ -432,11 +433,11 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
   });
   const windows = tf.tensor2d(randomIds(options.batch * maxSeq), [options.batch, maxSeq], 'int32');
   const forwardSeconds = await secondsPerCall(async () => {
-    // Awaited through one element: reading all the logits back ([batch, window, vocab]) would time the copy, which on
-    // a GPU costs more than the forward itself and would flatter the scoring's cost against it.
-    const first = tf.tidy(() => tf.slice(tf.reshape(model.logits(windows), [-1]), [0], [1]));
-    await first.data();
-    first.dispose();
+    // Reading all the logits back ([batch, window, vocab]) would time the copy, which on a GPU costs more than the
+    // forward itself and would flatter the scoring's cost against it.
+    const logits = tf.tidy(() => model.logits(windows));
+    await settle(logits);
+    logits.dispose();
   });
   windows.dispose();
   return {

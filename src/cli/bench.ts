@@ -4,7 +4,7 @@
  * the KV cache, and memory. Random weights and random tokens: speed does not depend on them.
  */
 import * as tf from '@tensorflow/tfjs';
-import { pipelineStats } from '../backend.ts';
+import { pipelineStats, settle } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
 import { ADAPTER_KINDS } from '../lift/adapter.ts';
 import { measureLiftThroughput } from '../lift/throughput.ts';
@@ -111,13 +111,6 @@ async function profileKernels(what: string, fn: () => Promise<unknown>, top = 20
   const list = (map: Map<string, Entry>, key: 'name' | 'kernel'): Record<string, unknown>[] =>
     [...map.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, top).map(([name, e]) => ({ [key]: name, calls: e.calls, ms: Number(e.ms.toFixed(3)), ...(key === 'name' ? { first_shapes: e.shapes } : {}) }));
   return { bench: 'profile', what, dispatches: info.kernels.length, kernel_ms: Number(kernelMs.toFixed(2)), wall_ms: Number(wallMs.toFixed(2)), kernels: list(byName, 'name'), by_shape: list(byShape, 'kernel') };
-}
-
-/** Waits until `t` is computed by reading back one element (the whole tensor would time the copy, not the work). */
-async function settle(t: tf.Tensor): Promise<void> {
-  const first = tf.tidy(() => tf.slice(tf.reshape(t, [-1]), [0], [1]));
-  await first.data();
-  first.dispose();
 }
 
 export async function runBench(args: BenchArgs): Promise<Record<string, unknown>[]> {
