@@ -2,28 +2,17 @@
 // What the base's wrong 4-key answers at 1x are: the test inputs regenerated as the experiment makes them (held-out
 // documents 460-499, seed 1000, test-pool keys), each wrong answer read against the prompt's needles.
 import { readFileSync } from 'node:fs';
-import { readDocuments } from '../../../src/data/corpus.ts';
-import { testLength } from '../../../src/eval/experiment.ts';
-import { generateRulerSample } from '../../../src/eval/ruler.ts';
 import { otherNeedleField } from '../../../src/eval/ruler-eval.ts';
-import { Haystack } from '../../../src/eval/ruler-haystack.ts';
 import { needlesIn } from '../../../src/eval/ruler-tasks.ts';
 import { scoreRulerExample } from '../../../src/eval/ruler-score.ts';
-import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../../../src/tokenizer/sentencepiece.ts';
+import { testPrompt } from './test-prompts.mts';
 
-const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
-const docs: { id: string; text: string }[] = [];
-for await (const d of readDocuments('brown')) {
-  docs.push(d);
-  if (docs.length === 500) break;
-}
-const heldout = Haystack.fromDocuments(docs.slice(460, 500));
 const file = 'docs/gpu-runs/2026-12-05-h200-experiment-5/predictions/base/1x/predictions.jsonl';
 const answers = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { task: 'niah_single' | 'niah_multikey'; index: number; pred: string });
 const counts: Record<string, number> = {};
 const add = (what: string) => (counts[what] = (counts[what] ?? 0) + 1);
 for (const a of answers.filter((x) => x.task === 'niah_multikey')) {
-  const sample = generateRulerSample({ task: a.task, lengthTokens: testLength(512, 1), seed: 1000, split: 'test', count: 300, tokenizer, haystack: heldout }, a.index);
+  const sample = testPrompt(a.task, a.index, 1);
   const score = scoreRulerExample(a.task, a.pred, sample.outputs);
   // Which of the four needles (in the order they appear) was asked for.
   const asked = needlesIn(sample.input).findIndex((n) => n.value === sample.outputs[0]);

@@ -4,24 +4,12 @@
 // documents 460-499, seed 1000, test-pool keys), each answer's recaps read against the document's needles.
 import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { readDocuments } from '../../../src/data/corpus.ts';
-import { testLength } from '../../../src/eval/experiment.ts';
-import { generateRulerSample } from '../../../src/eval/ruler.ts';
-import { Haystack } from '../../../src/eval/ruler-haystack.ts';
-import { entityPool } from '../../../src/eval/ruler-tasks.ts';
-import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../../../src/tokenizer/sentencepiece.ts';
+import { entityPool, needlesIn } from '../../../src/eval/ruler-tasks.ts';
+import { testPrompt } from './test-prompts.mts';
 
 type Answer = { task: 'niah_single' | 'niah_multikey'; index: number; pred: string; recaps: string[] };
 type Scored = { task: string; index: number; score: number; in_context?: boolean };
 const [dir = 'docs/gpu-runs/2026-12-05-h200-experiment-5/predictions', seed = '1'] = process.argv.slice(2);
-const tokenizer = await Tokenizer.load(BUNDLED_TOKENIZER_PATH);
-const docs: { id: string; text: string }[] = [];
-for await (const d of readDocuments('brown')) {
-  docs.push(d);
-  if (docs.length === 500) break;
-}
-const heldout = Haystack.fromDocuments(docs.slice(460, 500));
-const needles = /One of the special magic numbers for ([\w-]+) is: (\d+)\./g;
 const recapPair = /magic numbers? for ([\w-]+)(?: mentioned in the provided text)? is:? (\d+)/g;
 const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : gunzipSync(readFileSync(`${file}.gz`)).toString('utf8'));
 const lines = (file: string) => read(file).trim().split('\n').map((l) => JSON.parse(l));
@@ -35,8 +23,8 @@ const add = (task: string, what: string) => {
   counts[task]![what] = (counts[task]![what] ?? 0) + 1;
 };
 for (const a of answers) {
-  const sample = generateRulerSample({ task: a.task, lengthTokens: testLength(512, 4), seed: 1000, split: 'test', count: 300, tokenizer, haystack: heldout }, a.index);
-  const docNeedles = [...sample.input.matchAll(needles)].map((m) => ({ key: m[1]!, value: m[2]! }));
+  const sample = testPrompt(a.task, a.index, 4);
+  const docNeedles = needlesIn(sample.input);
   const gold = sample.outputs[0]!;
   const asked = docNeedles.find((n) => n.value === gold)!.key;
   const pairs = a.recaps.flatMap((r) => [...r.matchAll(recapPair)].map((m) => ({ key: m[1]!, value: m[2]! })));
