@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { splitSentences, tokenizeDocument } from '../src/arl/document.ts';
-import { type DocumentScores, findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, scoreDocument, selectKeyTokens } from '../src/arl/key-tokens.ts';
+import { type DocumentScores, findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, scoreDocument, scoreDocuments, selectKeyTokens } from '../src/arl/key-tokens.ts';
 import { candidateSegments, findRelevantSegments, findRelevantSegmentsOf, SEGMENT_FILES, type SegmentRecord, segmentOptions, validateSegmentOptions } from '../src/arl/relevant-segment.ts';
 import { readJsonLines } from '../src/io/jsonl.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
@@ -160,6 +160,25 @@ describe('dual forward pass', () => {
     assert.equal(tf.memory().numTensors, before);
     for (let i = 1; i < tokens.length; i++) assert.ok(Math.abs(one.long[i] - many.long[i]) < 1e-5 && (Number.isNaN(one.short[i]) || Math.abs(one.short[i] - many.short[i]) < 1e-5));
     assert.ok(many.forwardPasses < one.forwardPasses);
+  });
+
+  test('documents scored together, in padded batches that mix them, each get the scores they get alone', async () => {
+    const documents = [tokens, randomTokens(37, vocab, 13), randomTokens(150, vocab, 14)];
+    const options = keyTokenOptions(maxSeq, { chunk: 20, batch: 3 });
+    const before = tf.memory().numTensors;
+    const together = await scoreDocuments(model, documents, options);
+    assert.equal(tf.memory().numTensors, before);
+    const windows = together.scores.reduce((acc, s) => acc + s.forwardPasses, 0);
+    assert.ok(together.forwardPasses < windows, `${together.forwardPasses} batches, ${windows} document-batches: some batch mixes documents`);
+    for (const [d, document] of documents.entries()) {
+      const alone = await scoreDocument(model, document, options);
+      const both = together.scores[d];
+      for (let i = 1; i < document.length; i++) {
+        assert.ok(Math.abs(alone.long[i] - both.long[i]) < 1e-4, `document ${d}, long ${i}: ${alone.long[i]} vs ${both.long[i]}`);
+        assert.ok(Number.isNaN(alone.short[i]) ? Number.isNaN(both.short[i]) : Math.abs(alone.short[i] - both.short[i]) < 1e-4, `document ${d}, short ${i}`);
+        assert.equal(alone.longContext[i], both.longContext[i]);
+      }
+    }
   });
 });
 

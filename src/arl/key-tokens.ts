@@ -139,46 +139,61 @@ function planWindows(length: number, o: KeyTokenOptions, maxSeq: number): { wind
 
 /** Long and short log-probs of every token of `tokens` (BOS first), `options.batch` windows per forward. */
 export async function scoreDocument(model: LlamaModel, tokens: readonly number[], options: KeyTokenOptions): Promise<DocumentScores> {
-  const length = tokens.length;
-  const { windows, longSource, shortSource } = planWindows(length, options, model.config.maxSeq);
-  const scores: DocumentScores = {
-    long: new Float32Array(length).fill(NaN),
-    short: new Float32Array(length).fill(NaN),
-    longContext: new Int32Array(length),
-    shortContext: new Int32Array(length),
+  return (await scoreDocuments(model, [tokens], options)).scores[0];
+}
+
+/** Padded window lengths are multiples of this, so that documents of other lengths still give batches of one shape. */
+const LENGTH_STEP = 64;
+
+/**
+ * scoreDocument of several documents, their windows batched together: every batch but the last is full and all have
+ * one shape (padded), so the device is not left waiting on a document's last, small batch, and its buffers are reused.
+ * A document's `forwardPasses` counts the batches holding its windows; `forwardPasses` counts them all.
+ */
+export async function scoreDocuments(model: LlamaModel, documents: readonly (readonly number[])[], options: KeyTokenOptions): Promise<{ scores: DocumentScores[]; forwardPasses: number }> {
+  const plans = documents.map((tokens) => planWindows(tokens.length, options, model.config.maxSeq));
+  const all = plans.flatMap((plan, d) => plan.windows.map((w, index) => ({ d, index, w })));
+  const scores = documents.map((tokens): DocumentScores => ({
+    long: new Float32Array(tokens.length).fill(NaN),
+    short: new Float32Array(tokens.length).fill(NaN),
+    longContext: new Int32Array(tokens.length),
+    shortContext: new Int32Array(tokens.length),
     forwardPasses: 0,
     forwardTokens: 0,
-  };
-  const groups = inBatches(windows, options.batch);
+  }));
+  const groups = inBatches(all, options.batch);
   const batches = groups.map((group) =>
-    group.map((w) => ({
-      input: tokens.slice(w.start, w.targets[w.targets.length - 1]),
+    group.map(({ d, w }) => ({
+      input: documents[d].slice(w.start, w.targets[w.targets.length - 1]),
       offsets: w.targets.map((i) => i - w.start - 1),
-      nextTokens: w.targets.map((i) => tokens[i]),
+      nextTokens: w.targets.map((i) => documents[d][i]),
     })),
   );
-  const results = await nextTokenLogProbsOfBatches(model, batches);
+  const longest = Math.max(0, ...batches.flat().map((sequence) => sequence.input.length));
+  const length = Math.min(model.config.maxSeq, Math.ceil(longest / LENGTH_STEP) * LENGTH_STEP);
+  const results = await nextTokenLogProbsOfBatches(model, batches, { sequences: options.batch, length, rowMultiple: length });
   groups.forEach((group, g) => {
-    const first = g * options.batch;
     const logProbs = results[g];
-    scores.forwardPasses++;
-    for (const sequence of batches[g]) scores.forwardTokens += sequence.input.length;
+    for (const d of new Set(group.map((entry) => entry.d))) scores[d].forwardPasses++;
     let row = 0;
-    group.forEach((w, k) => {
+    group.forEach(({ d, index, w }, k) => {
+      const { longSource, shortSource } = plans[d];
+      const s = scores[d];
+      s.forwardTokens += batches[g][k].input.length;
       for (const i of w.targets) {
-        if (longSource[i] === first + k) {
-          scores.long[i] = logProbs[row];
-          scores.longContext[i] = i - w.start;
+        if (longSource[i] === index) {
+          s.long[i] = logProbs[row];
+          s.longContext[i] = i - w.start;
         }
-        if (shortSource[i] === first + k) {
-          scores.short[i] = logProbs[row];
-          scores.shortContext[i] = i - w.start;
+        if (shortSource[i] === index) {
+          s.short[i] = logProbs[row];
+          s.shortContext[i] = i - w.start;
         }
         row++;
       }
     });
   });
-  return scores;
+  return { scores, forwardPasses: batches.length };
 }
 
 /**
@@ -343,23 +358,41 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
   let documentsScored = 0;
   let tokensScoredNow = 0;
   let keyTokens = counted.reduce((acc, d) => acc + d.key_tokens, 0);
+  // Documents are scored a pass at a time, their windows batched together; a run stopped mid-pass loses that pass.
+  const passTokens = PASS_BATCHES * options.batch * model.config.maxSeq;
+  let pending: CorpusDocument[] = [];
+  let pendingTokens = 0;
+  const scorePending = async (): Promise<void> => {
+    const done = await scoreCorpusDocuments(model, tokenizer, pending, options);
+    pending = [];
+    pendingTokens = 0;
+    for (const scored of done) {
+      journal.append(scored.keyTokens, scored.record);
+      counted.push({ ...scored.record, tokens: [], sentence_starts: [] });
+      documents++;
+      documentsScored++;
+      tokensScoredNow += scored.record.tokens_scored;
+      keyTokens += scored.record.key_tokens;
+      run.onDocument?.({ documents, tokensScoredNow, keyTokens });
+    }
+  };
   try {
     for await (const { id, text } of readDocuments(run.corpus)) {
       if (run.maxDocs !== undefined && corpusHash.documents >= run.maxDocs) break;
       const index = corpusHash.documents;
       corpusHash.add(id, text);
       if (shard && !inShard(index, shard)) continue;
-      documents++;
-      if (!journal.isDone(id)) {
-        const scored = await scoreCorpusDocument(model, tokenizer, id, text, options);
-        journal.append(scored.keyTokens, scored.record);
-        counted.push({ ...scored.record, tokens: [], sentence_starts: [] });
-        documentsScored++;
-        tokensScoredNow += scored.record.tokens_scored;
-        keyTokens += scored.record.key_tokens;
+      if (journal.isDone(id)) {
+        documents++;
+        run.onDocument?.({ documents, tokensScoredNow, keyTokens });
+        continue;
       }
-      run.onDocument?.({ documents, tokensScoredNow, keyTokens });
+      const document = { doc: id, ...tokenizeDocument(text, tokenizer) };
+      pending.push(document);
+      pendingTokens += document.tokens.length;
+      if (pendingTokens >= passTokens) await scorePending();
     }
+    await scorePending();
     const totals: KeyTokenTotals & Partial<ShardTotals> = { ...totalsOf(counted), ...(shard && { corpus_documents: corpusHash.documents, corpus_sha256: corpusHash.digest() }) };
     journal.finish(totals);
     return { summary: { ...totals, ...settings }, documentsScored };
@@ -368,9 +401,17 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
   }
 }
 
-async function scoreCorpusDocument(model: LlamaModel, tokenizer: Tokenizer, doc: string, text: string, options: KeyTokenOptions): Promise<{ record: KeyTokenDocument; keyTokens: KeyTokenRecord[] }> {
-  const { tokens, sentenceStarts } = tokenizeDocument(text, tokenizer);
-  const record: KeyTokenDocument = {
+/** Batches of windows per scoring pass: enough for the device to be kept busy between two reads. */
+const PASS_BATCHES = 4;
+
+interface CorpusDocument {
+  doc: string;
+  tokens: number[];
+  sentenceStarts: number[];
+}
+
+async function scoreCorpusDocuments(model: LlamaModel, tokenizer: Tokenizer, documents: readonly CorpusDocument[], options: KeyTokenOptions): Promise<{ record: KeyTokenDocument; keyTokens: KeyTokenRecord[] }[]> {
+  const records = documents.map(({ doc, tokens, sentenceStarts }): KeyTokenDocument => ({
     doc,
     tokens,
     sentence_starts: sentenceStarts,
@@ -379,12 +420,19 @@ async function scoreCorpusDocument(model: LlamaModel, tokenizer: Tokenizer, doc:
     long_logprob_sum: 0,
     key_tokens: 0,
     key_long_logprob_sum: 0,
-  };
-  if (record.skipped_short) return { record, keyTokens: [] };
-  const scores = await scoreDocument(model, tokens, options);
+  }));
+  const scoredIndices = records.flatMap((record, d) => (record.skipped_short ? [] : [d]));
+  const { scores: allScores } = await scoreDocuments(model, scoredIndices.map((d) => documents[d].tokens), options);
+  const keyTokensOf = new Map(scoredIndices.map((d, k) => [d, keyTokenRecords(records[d], allScores[k], tokenizer, options)]));
+  return records.map((record, d) => ({ record, keyTokens: keyTokensOf.get(d) ?? [] }));
+}
+
+/** The key tokens of a scored document, its record's totals filled in. */
+function keyTokenRecords(record: KeyTokenDocument, scores: DocumentScores, tokenizer: Tokenizer, options: KeyTokenOptions): KeyTokenRecord[] {
+  const { doc, tokens } = record;
   for (let i = 1; i < tokens.length; i++) record.long_logprob_sum += scores.long[i];
   record.tokens_scored = tokens.length - 1;
-  const keyTokens = selectKeyTokens(scores, options, sentenceStarts).map((pos): KeyTokenRecord => {
+  const keyTokens = selectKeyTokens(scores, options, record.sentence_starts).map((pos): KeyTokenRecord => {
     record.key_long_logprob_sum += scores.long[pos];
     return {
       doc,
@@ -397,7 +445,7 @@ async function scoreCorpusDocument(model: LlamaModel, tokenizer: Tokenizer, doc:
     };
   });
   record.key_tokens = keyTokens.length;
-  return { record, keyTokens };
+  return keyTokens;
 }
 
 export interface ScoringThroughput {
@@ -405,16 +453,20 @@ export interface ScoringThroughput {
   scoring_tokens_per_s: number;
   /** Tokens per second of plain forward passes (full logits) over batches of maxSeq-token windows. */
   forward_tokens_per_s: number;
-  /** Forward passes per document of `document_tokens` tokens, with `batch` windows each. */
+  /** Forward passes for all the documents, with `batch` windows each. */
   forward_passes: number;
   /** Tokens those passes read per document token. */
   forward_tokens_per_document_token: number;
   document_tokens: number;
+  documents: number;
   batch: number;
 }
 
-/** Key-token scoring speed against plain forward speed on random tokens (speed does not depend on them). */
-export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyTokenOptions, documentTokens = 8 * model.config.maxSeq, repeats = 3): Promise<ScoringThroughput> {
+/**
+ * Key-token scoring speed against plain forward speed on random tokens (speed does not depend on them): `documents`
+ * documents of `documentTokens` tokens scored together, as findKeyTokens scores a pass.
+ */
+export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyTokenOptions, documentTokens = 4 * model.config.maxSeq, documents = 8, repeats = 3): Promise<ScoringThroughput> {
   validateKeyTokenOptions(options, model.config.maxSeq);
   const { vocabSize, maxSeq } = model.config;
   const rng = makeRng(1);
@@ -425,11 +477,13 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
     for (let r = 0; r < repeats; r++) await fn();
     return (performance.now() - start) / 1000 / repeats;
   };
-  const document = randomIds(documentTokens);
+  const texts = Array.from({ length: documents }, () => randomIds(documentTokens));
   let forwardPasses = 0;
   let forwardTokens = 0;
   const scoringSeconds = await secondsPerCall(async () => {
-    ({ forwardPasses, forwardTokens } = await scoreDocument(model, document, options));
+    const { scores, forwardPasses: passes } = await scoreDocuments(model, texts, options);
+    forwardPasses = passes;
+    forwardTokens = scores.reduce((acc, s) => acc + s.forwardTokens, 0);
   });
   const windows = tf.tensor2d(randomIds(options.batch * maxSeq), [options.batch, maxSeq], 'int32');
   const forwardSeconds = await secondsPerCall(async () => {
@@ -441,11 +495,12 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
   });
   windows.dispose();
   return {
-    scoring_tokens_per_s: documentTokens / scoringSeconds,
+    scoring_tokens_per_s: (documents * documentTokens) / scoringSeconds,
     forward_tokens_per_s: (options.batch * maxSeq) / forwardSeconds,
     forward_passes: forwardPasses,
-    forward_tokens_per_document_token: forwardTokens / documentTokens,
+    forward_tokens_per_document_token: forwardTokens / (documents * documentTokens),
     document_tokens: documentTokens,
+    documents,
     batch: options.batch,
   };
 }

@@ -23,12 +23,24 @@ interface StartedBatch {
 }
 
 /**
+ * A batch shape to pad every batch to: `sequences` rows of `length` tokens, and the scored rows to a multiple of
+ * `rowMultiple`. Batches of one shape reuse the backend's pooled buffers (and, where a kernel is compiled per shape,
+ * its pipelines), where batches of their own shapes make new ones.
+ */
+export interface BatchShape {
+  sequences: number;
+  length: number;
+  rowMultiple: number;
+}
+
+/**
  * Records the forward of `sequences` (see nextTokenLogProbs) and starts reading its values back. On webgpu,
  * data() encodes the copy and submits at once, so a forward recorded after this one queues behind the copy.
  */
-function startBatch(model: LlamaModel, sequences: readonly ScoredSequence[]): StartedBatch {
-  const length = Math.max(...sequences.map((s) => s.input.length));
-  const ids = new Int32Array(sequences.length * length).fill(PADDING_ID);
+function startBatch(model: LlamaModel, sequences: readonly ScoredSequence[], shape?: BatchShape): StartedBatch {
+  const length = Math.max(shape?.length ?? 0, ...sequences.map((s) => s.input.length));
+  const rowCount = Math.max(shape?.sequences ?? 0, sequences.length);
+  const ids = new Int32Array(rowCount * length).fill(PADDING_ID);
   const rows: number[] = [];
   const targets: number[] = [];
   sequences.forEach((sequence, b) => {
@@ -36,13 +48,19 @@ function startBatch(model: LlamaModel, sequences: readonly ScoredSequence[]): St
     for (const offset of sequence.offsets) rows.push(b * length + offset);
     targets.push(...sequence.nextTokens);
   });
+  const scored = rows.length;
+  // Padding rows score the first row again; their values are dropped.
+  while (shape && rows.length % shape.rowMultiple !== 0) {
+    rows.push(0);
+    targets.push(PADDING_ID);
+  }
   const tensor = tf.tidy(() => {
-    const { hidden } = model.hidden(tf.tensor2d(ids, [sequences.length, length], 'int32'));
+    const { hidden } = model.hidden(tf.tensor2d(ids, [rowCount, length], 'int32'));
     const scoredRows = tf.gather(tf.reshape(hidden, [-1, model.config.dim]), tf.tensor1d(rows, 'int32')) as tf.Tensor2D;
     return targetLogProbs(model.project(scoredRows), tf.tensor1d(targets, 'int32'));
   });
   // Asynchronous read: the webgpu backend cannot read synchronously in Node.
-  return { tensor, values: tensor.data() as Promise<Float32Array> };
+  return { tensor, values: (tensor.data() as Promise<Float32Array>).then((values) => values.subarray(0, scored)) };
 }
 
 /**
@@ -57,24 +75,26 @@ export async function nextTokenLogProbs(model: LlamaModel, sequences: ScoredSequ
 
 /**
  * nextTokenLogProbs of each batch, in order, with the next batch's forward recorded before this one's values are
- * awaited: the device works on it while this batch is read back and the next one is prepared.
+ * awaited: the device works on it while this batch is read back and the next one is prepared. With `shape`, every
+ * batch is padded to it (see BatchShape).
  */
-export async function nextTokenLogProbsOfBatches(model: LlamaModel, batches: readonly ScoredSequence[][]): Promise<Float32Array[]> {
+export async function nextTokenLogProbsOfBatches(model: LlamaModel, batches: readonly ScoredSequence[][], shape?: BatchShape): Promise<Float32Array[]> {
   const results: Float32Array[] = [];
   const inFlight: StartedBatch[] = [];
   let started = 0;
   try {
     while (results.length < batches.length) {
-      while (inFlight.length < 2 && started < batches.length) inFlight.push(startBatch(model, batches[started++]));
+      while (inFlight.length < 2 && started < batches.length) inFlight.push(startBatch(model, batches[started++], shape));
       const batch = inFlight.shift()!;
       try {
         results.push(await batch.values);
       } finally {
         batch.tensor.dispose();
       }
-      // Every batch has its own shapes; keep tfjs-webgpu's buffer pool from growing with each of them.
-      releaseUnusedGpuMemory();
+      // Batches of their own shapes would grow tfjs-webgpu's buffer pool with each of them; one shape reuses it.
+      if (!shape) releaseUnusedGpuMemory();
     }
+    if (shape) releaseUnusedGpuMemory();
   } finally {
     for (const batch of inFlight) {
       batch.values.catch(() => undefined); // the error that stopped us is the one reported

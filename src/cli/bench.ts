@@ -233,7 +233,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     if (args.keyTokens) {
       // ARL step 1 with its default S and W for this window, against plain forwards of full windows.
       const options = keyTokenOptions(config.maxSeq);
-      const figures = await measureKeyTokenThroughput(model, options, 4 * config.maxSeq, 2);
+      const figures = await measureKeyTokenThroughput(model, options, 4 * config.maxSeq, 8, 2);
       emit({ bench: 'keytokens', ...base, window: config.maxSeq, short: options.shortContext, chunk: options.chunk, ...figures, cost_vs_forward: figures.forward_tokens_per_s / figures.scoring_tokens_per_s });
       sampleMemory();
     }
