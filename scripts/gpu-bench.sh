@@ -7,7 +7,7 @@
 #            (.gpu/compat/ours-logits.json from scripts/compat-logits.ts) within 1e-4
 #   parity   greedy continuation of a transformers fixture on webgpu, token for token
 #   train    the same 30 training steps of the tiny preset on webgpu and wasm (TRAIN_DATA: a prepared
-#            corpus, default data/prepared/brown)
+#            corpus, default data/prepared/brown, prepared first where it is missing)
 #   curves   300-step training loss curves (CURVE_STEPS) of the base preset, T 512, batch 16, on TRAIN_DATA, in fp32 and
 #            --precision mixed, each with the seeds CURVE_SEEDS (default "1234 1235"): one "loss-curves" line with every
 #            run's validation losses, the mixed - fp32 gap at each evaluation per seed, and the fp32 seed-to-seed gap,
@@ -77,6 +77,11 @@ print(json.dumps({"bench": "webgpu-greedy-parity", "match": got == want, "got": 
 PY
 fi
 train_data=${TRAIN_DATA:-data/prepared/brown}
+# The default corpus is prepared here from the bundled Brown corpus (seconds) where it was not carried.
+if { has train || has curves; } && [ -z "${TRAIN_DATA:-}" ] && [ ! -f "$train_data/meta.json" ]; then
+  stamp "preparing $train_data"
+  arl prepare >&2
+fi
 if has train && [ -f "$train_data/meta.json" ]; then
   stamp "training on webgpu vs wasm: the same 30 steps of the tiny preset"
   for backend in webgpu wasm; do
