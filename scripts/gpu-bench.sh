@@ -14,6 +14,10 @@
 #            the noise that gap is judged against
 #   config1  our bench on the llm.c config 1 (generation with and without the KV cache)
 #   big      our bench on the model of the PyTorch reference, with ARL key-token scoring against a plain forward
+#   scoring  ARL key-token scoring of the big model against its plain forward, SCORING_ROUNDS rounds (default 2) of
+#            each build in SCORING_BUNDLES (default dist/cli/arl.mjs; an older build beside it compares the two) under
+#            each GPU pool cap in SCORING_POOL_MB (default 1024): the bench's keytokens and forward lines, tagged with
+#            bundle, pool_mb and round
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
 #   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b", at T/B 512/16, 1024/8, 1024/4; SCALE_SEQ, SCALE_BATCH override):
 #            PyTorch fp32 and bf16 (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and
@@ -137,6 +141,18 @@ if has big; then
   SECONDS=0
   timeout "${BIG_TIMEOUT:-240}" node dist/cli/arl.mjs bench --backend webgpu "${big_model[@]}" --steps "${BIG_STEPS:-10}" --warmup-steps 1 --gen-context 1000 --gen-tokens 64 --no-lift $profile >> "$log"
   wall "webgpu reference-model process" $?
+fi
+if has scoring; then
+  for round in $(seq "${SCORING_ROUNDS:-2}"); do
+    for bundle in ${SCORING_BUNDLES:-dist/cli/arl.mjs}; do
+      for mb in ${SCORING_POOL_MB:-1024}; do
+        stamp "key-token scoring: $bundle, pool cap $mb MiB, round $round"
+        ARL_GPU_POOL_MB=$mb timeout 120 node "$bundle" bench --backend webgpu "${big_model[@]}" --steps 2 --warmup-steps 1 \
+          --skip-generate --no-lift | grep -E '"bench":"(keytokens|forward)"' |
+          sed "s|^{|{\"bundle\":\"$bundle\",\"pool_mb\":$mb,\"round\":$round,|" >> "$log"
+      done
+    done
+  done
 fi
 if has soak; then
   stamp "webgpu: 1,000 training steps (tensor and GPU buffer growth)"
