@@ -401,7 +401,11 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
   }
 }
 
-/** Batches of windows per scoring pass: enough for the device to be kept busy between two reads. */
+/**
+ * A scoring pass gathers documents until they hold this many batches of full windows in tokens; overlapping windows
+ * make that about maxSeq / longStride times as many batches (about 11 at the defaults), so the device stays busy
+ * between two reads and only the pass's last batch is partial.
+ */
 const PASS_BATCHES = 4;
 
 interface CorpusDocument {
