@@ -146,8 +146,9 @@ export async function scoreDocument(model: LlamaModel, tokens: readonly number[]
 const LENGTH_STEP = 64;
 
 /**
- * scoreDocument of several documents, their windows batched together: every batch but the last is full and all have
- * one shape (padded), so the device is not left waiting on a document's last, small batch, and its buffers are reused.
+ * scoreDocument of several documents, their windows batched together: every batch but the last is full and all are
+ * padded to one length and scored-row count, so the device is not left waiting on a document's last, small batch,
+ * and its buffers are reused. The last batch keeps its own number of windows: padding it with more would only add work.
  * A document's `forwardPasses` counts the batches holding its windows; `forwardPasses` counts them all.
  */
 export async function scoreDocuments(model: LlamaModel, documents: readonly (readonly number[])[], options: KeyTokenOptions): Promise<{ scores: DocumentScores[]; forwardPasses: number }> {
@@ -171,7 +172,7 @@ export async function scoreDocuments(model: LlamaModel, documents: readonly (rea
   );
   const longest = Math.max(0, ...batches.flat().map((sequence) => sequence.input.length));
   const length = Math.min(model.config.maxSeq, Math.ceil(longest / LENGTH_STEP) * LENGTH_STEP);
-  const results = await nextTokenLogProbsOfBatches(model, batches, { sequences: options.batch, length, rowMultiple: length });
+  const results = await nextTokenLogProbsOfBatches(model, batches, { length, rowMultiple: length });
   groups.forEach((group, g) => {
     const logProbs = results[g];
     for (const d of new Set(group.map((entry) => entry.d))) scores[d].forwardPasses++;
@@ -425,10 +426,9 @@ async function scoreCorpusDocuments(model: LlamaModel, tokenizer: Tokenizer, doc
     key_tokens: 0,
     key_long_logprob_sum: 0,
   }));
-  const scoredIndices = records.flatMap((record, d) => (record.skipped_short ? [] : [d]));
-  const { scores: allScores } = await scoreDocuments(model, scoredIndices.map((d) => documents[d].tokens), options);
-  const keyTokensOf = new Map(scoredIndices.map((d, k) => [d, keyTokenRecords(records[d], allScores[k], tokenizer, options)]));
-  return records.map((record, d) => ({ record, keyTokens: keyTokensOf.get(d) ?? [] }));
+  const { scores } = await scoreDocuments(model, records.filter((r) => !r.skipped_short).map((r) => r.tokens), options);
+  let next = 0;
+  return records.map((record) => ({ record, keyTokens: record.skipped_short ? [] : keyTokenRecords(record, scores[next++], tokenizer, options) }));
 }
 
 /** The key tokens of a scored document, its record's totals filled in. */
@@ -481,11 +481,11 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
     for (let r = 0; r < repeats; r++) await fn();
     return (performance.now() - start) / 1000 / repeats;
   };
-  const texts = Array.from({ length: documents }, () => randomIds(documentTokens));
+  const randomDocuments = Array.from({ length: documents }, () => randomIds(documentTokens));
   let forwardPasses = 0;
   let forwardTokens = 0;
   const scoringSeconds = await secondsPerCall(async () => {
-    const { scores, forwardPasses: passes } = await scoreDocuments(model, texts, options);
+    const { scores, forwardPasses: passes } = await scoreDocuments(model, randomDocuments, options);
     forwardPasses = passes;
     forwardTokens = scores.reduce((acc, s) => acc + s.forwardTokens, 0);
   });

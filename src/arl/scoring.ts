@@ -23,12 +23,11 @@ interface StartedBatch {
 }
 
 /**
- * A batch shape to pad every batch to: `sequences` rows of `length` tokens, and the scored rows to a multiple of
- * `rowMultiple`. Batches of one shape reuse the backend's pooled buffers (and, where a kernel is compiled per shape,
- * its pipelines), where batches of their own shapes make new ones.
+ * A batch shape to pad every batch to: sequences of `length` tokens, and the scored rows to a multiple of
+ * `rowMultiple`. Full batches of one shape reuse the backend's pooled buffers (and, where a kernel is compiled per
+ * shape, its pipelines), where batches of their own shapes make new ones.
  */
 export interface BatchShape {
-  sequences: number;
   length: number;
   rowMultiple: number;
 }
@@ -39,8 +38,7 @@ export interface BatchShape {
  */
 function startBatch(model: LlamaModel, sequences: readonly ScoredSequence[], shape?: BatchShape): StartedBatch {
   const length = Math.max(shape?.length ?? 0, ...sequences.map((s) => s.input.length));
-  const rowCount = Math.max(shape?.sequences ?? 0, sequences.length);
-  const ids = new Int32Array(rowCount * length).fill(PADDING_ID);
+  const ids = new Int32Array(sequences.length * length).fill(PADDING_ID);
   const rows: number[] = [];
   const targets: number[] = [];
   sequences.forEach((sequence, b) => {
@@ -55,7 +53,7 @@ function startBatch(model: LlamaModel, sequences: readonly ScoredSequence[], sha
     targets.push(PADDING_ID);
   }
   const tensor = tf.tidy(() => {
-    const { hidden } = model.hidden(tf.tensor2d(ids, [rowCount, length], 'int32'));
+    const { hidden } = model.hidden(tf.tensor2d(ids, [sequences.length, length], 'int32'));
     const scoredRows = tf.gather(tf.reshape(hidden, [-1, model.config.dim]), tf.tensor1d(rows, 'int32')) as tf.Tensor2D;
     return targetLogProbs(model.project(scoredRows), tf.tensor1d(targets, 'int32'));
   });
