@@ -33,7 +33,7 @@ import { mixedPrecisionSupport } from '../src/ops/webgpu/mixed-precision.ts';
 import { dispatchRaw, tryComputePipeline } from '../src/ops/webgpu/runtime.ts';
 import { matmul, runsMixed, setMatmulPrecision } from '../src/ops/matmul.ts';
 import { emulateSubgroupMatrices } from './f16-emulation.ts';
-import { maxAbsDiff, prepareTinyCorpus, REPO_ROOT, runArl, webgpuUnavailable } from './helpers.ts';
+import { makeTinyArlInputs, maxAbsDiff, prepareTinyCorpus, REPO_ROOT, runArl, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable({ f16: true });
 
@@ -202,9 +202,12 @@ describe('mixed precision on webgpu', { skip }, () => {
     }
     const data = await prepareTinyCorpus();
     const out = join(mkdtempSync(join(tmpdir(), 'arl-mixed-')), 'run');
+    const arlInputs = await makeTinyArlInputs(join(out, '..'), 1);
     const runs = [
       await runArl('bench', '--backend', 'webgpu', '--precision', 'mixed', '--steps', '1', '--skip-generate', '--no-key-tokens', '--no-lift'),
       await runArl('train', '--backend', 'webgpu', '--precision', 'mixed', '--data', data, '--out', out, '--steps', '1'),
+      // The features are asked for by every command that takes --precision, so the refusal names the adapter, not the request.
+      await runArl('recap-data', '--backend', 'webgpu', '--precision', 'mixed', '--corpus', arlInputs.corpus, '--checkpoint', arlInputs.checkpoint, '--out', join(out, 'recaps'), '--recapper', 'extractive'),
     ];
     for (const r of runs) {
       // Dawn's own warnings about lavapipe's limits and the backend note are not ours.

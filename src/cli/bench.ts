@@ -115,7 +115,7 @@ async function profileKernels(what: string, fn: () => Promise<unknown>, top = 20
 
 export async function runBench(args: BenchArgs): Promise<Record<string, unknown>[]> {
   const startupBegin = performance.now();
-  const choice = await startBackend(args.backend, args.precision === 'mixed' ? { f16: true } : {});
+  const choice = await startBackend(args.backend, args.precision);
   // Refused with one line where mixed precision cannot run; the training steps then use it.
   const precisionDetail = await usePrecision(args.precision);
   if (precisionDetail) process.stderr.write(`precision: mixed (${precisionDetail})\n`);

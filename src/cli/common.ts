@@ -1,12 +1,12 @@
 /** Options and helpers shared by the CLI commands. */
 import chalk from 'chalk';
-import { type BackendChoice, type BackendOptions, BACKENDS, type BackendName, selectBackend } from '../backend.ts';
+import { type BackendChoice, BACKENDS, type BackendName, selectBackend } from '../backend.ts';
 import { DEFAULT_TEXT_FIELD } from '../data/corpus.ts';
 import { checkSameTokenizer } from '../data/tokenizer-match.ts';
 import { loadModel } from '../io/checkpoint.ts';
 import { UserError } from '../io/errors.ts';
 import type { LlamaModel } from '../model/llama.ts';
-import { PRECISIONS } from '../ops/matmul.ts';
+import { type Precision, PRECISIONS } from '../ops/matmul.ts';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { defineOptions } from './options.ts';
 
@@ -15,7 +15,7 @@ export const BACKEND_FLAGS = defineOptions({
   backend: { choices: BACKENDS, default: 'auto', describe: 'tfjs backend (auto takes the fastest that loads)' },
 });
 
-/** The precision of training's large products (arl train, arl bench). */
+/** The precision of the large products (arl train, arl bench, arl recap-data's scoring). */
 export const PRECISION_FLAGS = defineOptions({
   precision: {
     choices: PRECISIONS,
@@ -42,9 +42,12 @@ export function backendLines(choice: BackendChoice, verbose: boolean): string {
   return verbose ? `${line}\nbackend: ${choice.reason}` : line;
 }
 
-/** Initialises the backend and says which one was taken, and with --verbose why (on stderr, so --json output stays clean). */
-export async function startBackend(name: BackendName, options: BackendOptions = {}): Promise<BackendChoice> {
-  const choice = await selectBackend(name, options);
+/**
+ * Initialises the backend and says which one was taken, and with --verbose why (on stderr, so --json output stays
+ * clean). Mixed precision needs Dawn's f16 toggles and features, which can only be asked for when the device is made.
+ */
+export async function startBackend(name: BackendName, precision: Precision = 'fp32'): Promise<BackendChoice> {
+  const choice = await selectBackend(name, precision === 'mixed' ? { f16: true } : {});
   process.stderr.write(chalk.dim(`${backendLines(choice, verbose)}\n`));
   return choice;
 }

@@ -143,7 +143,7 @@ export async function runRecapData(job: RecapDataJob): Promise<RecapDataResult> 
   const corpusDocuments = await countDocuments(job.corpus, job.maxDocs);
   lockFolder(outDir);
 
-  await startBackend(job.backend);
+  await startBackend(job.backend, job.precision);
   await usePrecision(job.precision ?? 'fp32');
   const { model, tokenizer: loaded, checkpointDir } = await loadModelAndTokenizer(job.checkpoint, { tokenizer: job.tokenizer, needTokenizer: true });
   const tokenizer = loaded!;

@@ -126,8 +126,7 @@ export async function runTrain(run: TrainRun): Promise<TrainResult> {
   const tokenizerPath = preparedTokenizerPath(options.data, meta, [...(modelDir === undefined ? [] : [join(modelDir, 'tokenizer.model')]), BUNDLED_TOKENIZER_PATH]);
   const modelConfig = makeConfig(run.preset, { ...run.model, vocabSize: meta.vocabSize });
   const releaseLock = lockFolder(options.out);
-  // Mixed precision needs Dawn's f16 toggles and features, asked for when the device is made.
-  await startBackend(run.backend, options.precision === 'mixed' ? { f16: true } : {});
+  await startBackend(run.backend, options.precision);
   if (!run.resume && !run.init) {
     console.log(chalk.dim(`model: ${run.preset} preset, ${(parameterCount(modelConfig) / 1e6).toFixed(2)}M parameters, dim ${modelConfig.dim}, ${modelConfig.layers} layers, ${modelConfig.heads}/${modelConfig.kvHeads} heads, window ${modelConfig.maxSeq}`));
   }
