@@ -37,11 +37,13 @@ test('the toy experiment completes, writes every output, and a rerun only redoes
   assert.ok(results.ruler.find((r: MethodLengthResult) => r.method === 'ARL-CPT s1').examples.every((e: { recaps_written?: number }) => e.recaps_written !== undefined));
   assert.deepEqual(Object.keys(results.longppl), ['base', 'cpt-plain-s1', 'cpt-arl-s1']);
   assert.ok(results.longppl.base.perplexity > 1);
-  assert.deepEqual(results.lift.map((e: LiftExample) => e.variant), ['paper', 'paper + cloze QA', 'more-steps', 'paper, 64-word values']);
+  assert.deepEqual([...new Set(results.lift.map((e: LiftExample) => e.variant))], ['paper', 'paper + cloze QA', 'more-steps', 'paper, 64-word values', 'more-steps + cloze QA', 'more-steps, 64-word values']);
   const cloze = readFileSync(join(out, 'predictions', 'lift-paper-cloze-QA', 'predictions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(cloze.length > 0 && cloze.every((p: { qa_pairs?: number }) => p.qa_pairs === 10), 'ten cloze pairs per document');
   const stepping = (variant: string) => JSON.parse(readFileSync(join(out, 'predictions', variant, 'predictions.json'), 'utf8')).step_batch;
-  assert.deepEqual([stepping('lift-paper'), stepping('lift-more-steps')], [undefined, 4], 'the paper steps once per epoch; more-steps per batch of 4');
+  assert.deepEqual([stepping('lift-paper'), stepping('lift-more-steps'), stepping('lift-more-steps-cloze-QA')], [undefined, 4, 4], 'the paper steps once per epoch; more-steps per batch of 4');
+  const moreCloze = readFileSync(join(out, 'predictions', 'lift-more-steps-cloze-QA', 'predictions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(moreCloze.every((p: { qa_pairs?: number }) => p.qa_pairs === 10), 'more-steps + cloze QA trains on ten cloze pairs too');
   assert.ok(results.claims.some((c: { claim: string }) => c.claim === 'LIFT (paper + cloze QA) stores the needle: its gold log-probability gain over the gain on a value the document does not hold'));
   assert.match(readFileSync(join(out, 'tests', 'lift-words-4x.jsonl'), 'utf8'), /magic numbers for [a-z-]+ is: [a-z]+\./);
   assert.ok(results.lift.every((e: LiftExample) => Number.isFinite(e.gold_logprob) && Number.isFinite(e.icl_gold_logprob)));
@@ -131,9 +133,9 @@ test('--stop-after stops once that stage is done; --extra-corpus adds training t
 
   // --parts and --first-seed: LIFT alone on that base, then the ARL comparison of seed 2 alone.
   const stages = () => Object.keys(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).stages);
-  const lift = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--extra-corpus', extra, '--parts', 'lift');
+  const lift = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--extra-corpus', extra, '--parts', 'lift', '--lift-variants', 'more-steps, 64-word values', 'paper');
   assert.equal(lift.code, 0, lift.stderr);
-  assert.ok(stages().some((s) => s.startsWith('lift ')));
+  assert.deepEqual(stages().filter((s) => s.startsWith('lift ')), ['lift paper', 'lift more-steps, 64-word values'], 'the chosen variants, in their order');
   assert.ok(!stages().some((s) => /arl|cpt|longppl/i.test(s)), stages().join(', '));
   const seed2 = await runArl('experiment', '--size', 'toy', '--backend', 'wasm', '--out', dir, '--extra-corpus', extra, '--parts', 'arl', '--first-seed', '2');
   assert.equal(seed2.code, 0, seed2.stderr);

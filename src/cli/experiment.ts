@@ -1,7 +1,7 @@
 /** `arl experiment` (npm run experiment): the resumable base / plain-CPT / ARL-CPT / LIFT comparison (src/eval/experiment.ts). */
 import chalk from 'chalk';
 import { RECAPPERS } from '../arl/recap.ts';
-import { EXPERIMENT_PARTS, runExperiment, THRESHOLD_GRID } from '../eval/experiment.ts';
+import { EXPERIMENT_PARTS, LIFT_VARIANTS, type LiftVariant, runExperiment, THRESHOLD_GRID } from '../eval/experiment.ts';
 import { EXPERIMENT_SIZES, type ExperimentSize, TRAINING_TASK_MIX } from '../eval/experiment-sizes.ts';
 import { KEY_WORDS, type KeyWords, RULER_TASKS, type RulerTask } from '../eval/ruler-tasks.ts';
 import { REPORT_FILES } from '../eval/experiment-report.ts';
@@ -44,6 +44,7 @@ const EXPERIMENT_FLAGS = defineOptions({
   workers: { type: 'number', default: 1, describe: 'processes the arl-data stage (its documents) and the evaluation stages (RULER, LIFT, their examples) are split across, each with its own model copy on the same device; the same results as 1' },
   'stop-after': { type: 'string', describe: 'stop once this stage is done, e.g. "eval base 1x" (the same command without it goes on)' },
   parts: { choices: EXPERIMENT_PARTS, array: true, default: [...EXPERIMENT_PARTS], describe: 'the comparisons to run after the base: arl (both arms, the recap agent, LongPPL) and lift' },
+  'lift-variants': { type: 'string', array: true, choices: LIFT_VARIANTS, describe: 'the LIFT variants to run, each quoted (default: all)' },
   'recap-thresholds': { type: 'number', array: true, describe: `recap thresholds tried on the development documents, the one with the best mean gold log-probability kept; one value fixes it in advance (default: ${THRESHOLD_GRID.join(' ')})` },
   'first-seed': { type: 'number', default: 1, describe: 'the first continued-pretraining seed; --seeds 1 --first-seed 2 runs seed 2 alone (in its own --out)' },
   'training-tasks': { type: 'string', array: true, choices: RULER_TASKS, describe: `the tasks of the training task rows, in turn; one named twice gets twice the rows (default: ${TRAINING_TASK_MIX.join(' ')})` },
@@ -83,6 +84,7 @@ export const experimentCommand = defineCommand({
       stopAfter: args.stopAfter,
       recapThresholds: args.recapThresholds,
       parts: args.parts,
+      liftVariants: args.liftVariants as LiftVariant[] | undefined,
       firstSeed: args.firstSeed,
       workers: { count: args.workers, backend: backend.name },
       chat: recapperChat(args),

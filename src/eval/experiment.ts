@@ -54,8 +54,15 @@ export const LENGTH_MULTIPLES = [1, 4] as const;
 /** A diagnostic beside the tests: the base on 4-key samples at 1x whose keys come from the training pool. */
 export const TRAINING_KEYS_TEST = '1x-training-keys';
 export const BASE_TRAINING_KEYS = 'base, training-pool keys';
-/** Segments per AdamW step of the LIFT more-steps variant. */
+/** Segments per AdamW step of the LIFT more-steps variants. */
 const LIFT_MORE_STEPS_BATCH = 4;
+/**
+ * The LIFT variants, in the order they run. The last two were declared after the first four had run once: the
+ * more-steps schedule, the only one that stored the needle, with cloze QA pairs (to teach answering from the adapter)
+ * and with one-word values (whose exact match chance is 1/64 rather than about 0).
+ */
+export const LIFT_VARIANTS = ['paper', 'paper + cloze QA', 'more-steps', 'paper, 64-word values', 'more-steps + cloze QA', 'more-steps, 64-word values'] as const;
+export type LiftVariant = (typeof LIFT_VARIANTS)[number];
 
 /** The recap thresholds tried on the development documents, highest first (ties keep the higher). */
 export const THRESHOLD_GRID = [0.5, 0.2, 0.1, 0.05, 0.02, 0.01];
@@ -94,6 +101,8 @@ export interface ExperimentOptions {
   recapThresholds?: readonly number[];
   /** The comparisons to run after the base (default both); LongPPL goes with ARL (it reads the CPT arms). */
   parts?: readonly ExperimentPart[];
+  /** The LIFT variants to run (default all of LIFT_VARIANTS). */
+  liftVariants?: readonly LiftVariant[];
   /**
    * The first continued-pretraining seed (default 1): the size's `seeds` seeds from it. With `seeds` 1 and
    * `firstSeed` 2, another run folder holds seed 2 alone, for a machine whose time holds one seed per run.
@@ -465,13 +474,17 @@ async function runStages(o: ExperimentOptions, size: ExperimentSize, out: string
     // variant uses the paper's count, 10, of pairs from the input. The more-steps variant, declared before its first
     // run: twice the paper's epochs with an AdamW step per batch of 4 segments, about twenty times the paper's 8 steps
     // for twice its compute (one step per epoch moves each adapter weight by at most about lr per step).
-    const liftVariants: [string, LiftSchedule, string][] = [
-      ['paper', { epochs: size.liftEpochs }, 'lift-4x'],
-      ['paper + cloze QA', { epochs: size.liftEpochs, clozeQa: QA_PER_INPUT }, 'lift-4x'],
-      ['more-steps', { epochs: size.liftMoreEpochs, stepBatch: LIFT_MORE_STEPS_BATCH }, 'lift-4x'],
-      ['paper, 64-word values', { epochs: size.liftEpochs }, 'lift-words-4x'],
-    ];
-    for (const [variant, schedule, test] of liftVariants) {
+    const more = { epochs: size.liftMoreEpochs, stepBatch: LIFT_MORE_STEPS_BATCH };
+    const plans: Record<LiftVariant, [LiftSchedule, string]> = {
+      paper: [{ epochs: size.liftEpochs }, 'lift-4x'],
+      'paper + cloze QA': [{ epochs: size.liftEpochs, clozeQa: QA_PER_INPUT }, 'lift-4x'],
+      'more-steps': [more, 'lift-4x'],
+      'paper, 64-word values': [{ epochs: size.liftEpochs }, 'lift-words-4x'],
+      'more-steps + cloze QA': [{ ...more, clozeQa: QA_PER_INPUT }, 'lift-4x'],
+      'more-steps, 64-word values': [more, 'lift-words-4x'],
+    };
+    for (const variant of LIFT_VARIANTS.filter((v) => (o.liftVariants ?? LIFT_VARIANTS).includes(v))) {
+      const [schedule, test] = plans[variant];
       lift.push(...(await stage(`lift ${variant}`, async () => {
         if ((schedule.clozeQa ?? 0) > 0 && schedule.epochs[1] === 0) log(`  LIFT ${variant}: no stage-2 epochs (--lift-epochs ${schedule.epochs.join(' ')}), so its QA pairs are not trained on`);
         const { model, ckpt } = loadModel(runDir('base'));
