@@ -16,7 +16,7 @@
 #   big      our bench on the model of the PyTorch reference, with ARL key-token scoring against a plain forward
 #   scoring  ARL key-token scoring of the big model against its plain forward, SCORING_ROUNDS rounds (default 2) of
 #            each build in SCORING_BUNDLES (default dist/cli/arl.mjs; an older build beside it compares the two) under
-#            each GPU pool cap in SCORING_POOL_MB (default 1024): the bench's keytokens and forward lines, tagged with
+#            each GPU pool cap in SCORING_POOL_MB (default 1024): the bench's keytokens, segments and forward lines, tagged with
 #            bundle, pool_mb and round
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
 #   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b", at T/B 512/16, 1024/8, 1024/4; SCALE_SEQ, SCALE_BATCH override):
@@ -148,7 +148,7 @@ if has scoring; then
       for mb in ${SCORING_POOL_MB:-1024}; do
         stamp "key-token scoring: $bundle, pool cap $mb MiB, round $round"
         ARL_GPU_POOL_MB=$mb timeout 120 node "$bundle" bench --backend webgpu "${big_model[@]}" --steps 2 --warmup-steps 1 \
-          --skip-generate --no-lift | grep -E '"bench":"(keytokens|forward)"' |
+          --skip-generate --no-lift | grep -E '"bench":"(keytokens|segments|forward)"' |
           sed "s|^{|{\"bundle\":\"$bundle\",\"pool_mb\":$mb,\"round\":$round,|" >> "$log"
       done
     done

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { splitSentences, tokenizeDocument } from '../src/arl/document.ts';
 import { type DocumentScores, findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, scoreDocument, scoreDocuments, selectKeyTokens } from '../src/arl/key-tokens.ts';
-import { candidateSegments, findRelevantSegments, findRelevantSegmentsOf, SEGMENT_FILES, type SegmentRecord, segmentOptions, validateSegmentOptions } from '../src/arl/relevant-segment.ts';
+import { candidateSegments, findRelevantSegments, findRelevantSegmentsOf, measureSegmentThroughput, SEGMENT_FILES, type SegmentRecord, segmentOptions, validateSegmentOptions } from '../src/arl/relevant-segment.ts';
 import { readJsonLines } from '../src/io/jsonl.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { makeConfig } from '../src/model/config.ts';
@@ -378,6 +378,21 @@ describe('(d) relevant segments', () => {
     });
     const spread = Math.max(...batched.candidates) - Math.min(...batched.candidates);
     assert.ok(spread > 0.01, 'candidates should differ for this model');
+  });
+
+  test('the segment bench counts the key tokens, candidates and passes of the documents it scores', async () => {
+    const o = segmentOptions(8, maxSeq, { segmentTokens: 10, batch: 3 });
+    const before = tf.memory().numTensors;
+    const figures = await measureSegmentThroughput(model, o, 100, 2, 3, 1);
+    assert.equal(tf.memory().numTensors, before);
+    // 100-token documents with a sentence every 20 tokens; key tokens at 32, 54 and 76, each reaching back 32 tokens.
+    const starts = [0, 20, 40, 60, 80];
+    const perKeyToken = [32, 54, 76].map((pos) => candidateSegments(starts, pos, o).length);
+    assert.deepEqual(perKeyToken, [2, 1, 1]);
+    assert.equal(figures.key_tokens, 6);
+    assert.equal(figures.candidates_per_key_token, 4 / 3);
+    assert.equal(figures.forward_passes, 2 * Math.ceil((4 + 3) / 3), 'each document: its 7 rows, 3 per pass');
+    assert.ok(figures.cost_vs_forward > 0 && Number.isFinite(figures.cost_vs_forward) && figures.seconds_per_key_token > 0);
   });
 
   test("a document's key tokens packed into full forwards give what one key token per forward gives", async () => {

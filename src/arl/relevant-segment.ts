@@ -14,9 +14,12 @@
  * (see scoring.ts): causal attention makes that exactly the score of the row run alone, and no
  * candidate is cut or padded with other text, which left-aligning to a common length would need.
  */
+import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { settle } from '../backend.ts';
 import { inBatches } from '../core/batches.ts';
+import { makeRng } from '../core/random.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { readJsonLines } from '../io/jsonl.ts';
 import type { LlamaModel } from '../model/llama.ts';
@@ -272,4 +275,75 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
   } finally {
     journal.close();
   }
+}
+
+/** What the segment step costs, against plain forwards of its own pass shape. */
+export interface SegmentThroughput {
+  key_tokens: number;
+  candidates_per_key_token: number;
+  forward_passes: number;
+  seconds_per_key_token: number;
+  /** Tokens of the scored rows (unpadded) per second. */
+  row_tokens_per_s: number;
+  /** Tokens per second of the model's hidden states over full passes of the step's shape (`batch` rows of S + segment tokens). */
+  forward_tokens_per_s: number;
+  /** forward_tokens_per_s / row_tokens_per_s: 1 when the step runs as fast as its forwards alone. */
+  cost_vs_forward: number;
+  batch: number;
+}
+
+/**
+ * Times the segment step on random documents of `documentTokens` tokens with a sentence every 20 tokens and
+ * `keyTokens` key tokens each, spread over the part with a full reach of candidates before it, document by document
+ * as `arl recap-data` runs it (one warm-up round, then `repeats`).
+ */
+export async function measureSegmentThroughput(model: LlamaModel, o: SegmentOptions, documentTokens = 4 * model.config.maxSeq, documents = 4, keyTokens = 8, repeats = 2): Promise<SegmentThroughput> {
+  validateSegmentOptions(o, model.config.maxSeq);
+  const rng = makeRng(2);
+  const randomIds = (count: number): number[] => Array.from({ length: count }, () => Math.floor(rng() * model.config.vocabSize));
+  const secondsPerCall = async (fn: () => Promise<void>): Promise<number> => {
+    await fn(); // warm-up: kernel set-up
+    const start = performance.now();
+    for (let r = 0; r < repeats; r++) await fn();
+    return (performance.now() - start) / 1000 / repeats;
+  };
+  const sentenceStarts = Array.from({ length: Math.ceil(documentTokens / 20) }, (_, i) => i * 20);
+  const first = Math.min(o.reach, documentTokens - keyTokens);
+  const positions = Array.from({ length: keyTokens }, (_, k) => first + Math.floor((k * (documentTokens - first)) / keyTokens));
+  const texts = Array.from({ length: documents }, () => randomIds(documentTokens));
+  let candidates = 0;
+  let rowTokens = 0;
+  let forwardPasses = 0;
+  const stepSeconds = await secondsPerCall(async () => {
+    candidates = rowTokens = forwardPasses = 0;
+    for (const tokens of texts) {
+      const { found, forwardPasses: passes } = await findRelevantSegmentsOf(model, tokens, sentenceStarts, positions, o);
+      forwardPasses += passes;
+      for (const [k, search] of found.entries()) {
+        candidates += search.candidates;
+        const segments = candidateSegments(sentenceStarts, positions[k], o);
+        rowTokens += o.shortContext * (segments.length + 1) + segments.reduce((n, c) => n + c.end - c.start, 0);
+      }
+    }
+  });
+  const length = o.shortContext + o.segmentTokens;
+  const ids = tf.tensor2d(randomIds(o.batch * length), [o.batch, length], 'int32');
+  const forwardSeconds = await secondsPerCall(async () => {
+    const hidden = tf.tidy(() => model.hidden(ids).hidden);
+    await settle(hidden);
+    hidden.dispose();
+  });
+  ids.dispose();
+  const forwardTokensPerS = (o.batch * length) / forwardSeconds;
+  const rowTokensPerS = rowTokens / stepSeconds;
+  return {
+    key_tokens: documents * keyTokens,
+    candidates_per_key_token: candidates / (documents * keyTokens),
+    forward_passes: forwardPasses,
+    seconds_per_key_token: stepSeconds / (documents * keyTokens),
+    row_tokens_per_s: rowTokensPerS,
+    forward_tokens_per_s: forwardTokensPerS,
+    cost_vs_forward: forwardTokensPerS / rowTokensPerS,
+    batch: o.batch,
+  };
 }

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { pipelineStats, settle } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
+import { measureSegmentThroughput, segmentOptions } from '../arl/relevant-segment.ts';
 import { ADAPTER_KINDS } from '../lift/adapter.ts';
 import { measureLiftThroughput } from '../lift/throughput.ts';
 import { DecodeBatch } from '../infer/decode-session.ts';
@@ -38,7 +39,7 @@ const BENCH_FLAGS = defineOptions({
   'gen-tokens': { type: 'number', default: 16, describe: 'tokens generated per generation measurement' },
   'skip-generate': { type: 'boolean', default: false, describe: 'skip the generation benchmark' },
   'decode-rows': { type: 'number', default: 0, describe: 'also time batched decoding on webgpu: this many sessions of one DecodeBatch (and 1, to compare) decoding --gen-tokens tokens each after --gen-context' },
-  'key-tokens': { type: 'boolean', default: true, describe: 'also time ARL key-token scoring (--no-key-tokens to skip)' },
+  'key-tokens': { type: 'boolean', default: true, describe: 'also time ARL key-token scoring and the relevant-segment search (--no-key-tokens to skip)' },
   lift: { type: 'boolean', default: true, describe: 'also time LIFT on the tiny preset, per adapter kind (--no-lift to skip)' },
   profile: { type: 'boolean', default: false, describe: 'also print per-kernel times of one training step and of generation (GPU time on webgpu)' },
   ...PRECISION_FLAGS,
@@ -235,6 +236,10 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
       const options = keyTokenOptions(config.maxSeq);
       const figures = await measureKeyTokenThroughput(model, options, 4 * config.maxSeq, 8, 2);
       emit({ bench: 'keytokens', ...base, window: config.maxSeq, short: options.shortContext, chunk: options.chunk, ...figures, cost_vs_forward: figures.forward_tokens_per_s / figures.scoring_tokens_per_s });
+      sampleMemory();
+      // ARL step 2 with its defaults: 8 key tokens in each of 4 documents, against forwards of its own pass shape.
+      const segments = segmentOptions(options.shortContext, config.maxSeq);
+      emit({ bench: 'segments', ...base, window: config.maxSeq, short: segments.shortContext, segment_tokens: segments.segmentTokens, reach: segments.reach, ...(await measureSegmentThroughput(model, segments)) });
       sampleMemory();
     }
 
