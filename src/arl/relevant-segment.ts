@@ -99,11 +99,17 @@ function keyTokenRows(tokens: readonly number[], keyPos: number, candidates: rea
   return [row([]), ...candidates.map((c) => row(tokens.slice(c.start, c.end)))];
 }
 
-/** log-probs of `rows`, `batch` rows per forward pass. */
-async function scoreRows(model: LlamaModel, rows: readonly ScoredSequence[], batch: number): Promise<{ logProbs: Float32Array; forwardPasses: number }> {
-  const batches = inBatches(rows, batch);
+/**
+ * log-probs of `rows`, `o.batch` rows per forward pass, every pass of one shape: rows padded to the longest any
+ * candidate makes (S + segment tokens) and scored rows to a full batch. Passes of their own shapes make the backend
+ * create new buffers (and, where a kernel is compiled per shape, pipelines) for each; the last pass keeps its own
+ * number of rows.
+ */
+async function scoreRows(model: LlamaModel, rows: readonly ScoredSequence[], o: SegmentOptions): Promise<{ logProbs: Float32Array; forwardPasses: number }> {
+  const batches = inBatches(rows, o.batch);
   const logProbs = new Float32Array(rows.length);
-  (await nextTokenLogProbsOfBatches(model, batches)).forEach((values, b) => logProbs.set(values, b * batch));
+  const shape = { length: o.shortContext + o.segmentTokens, rowMultiple: o.batch };
+  (await nextTokenLogProbsOfBatches(model, batches, shape)).forEach((values, b) => logProbs.set(values, b * o.batch));
   return { logProbs, forwardPasses: batches.length };
 }
 
@@ -140,7 +146,7 @@ export interface SegmentSearch {
 export async function findRelevantSegmentsOf(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPositions: readonly number[], o: SegmentOptions): Promise<{ found: SegmentSearch[]; forwardPasses: number }> {
   const perKeyToken = keyPositions.map((pos) => candidateSegments(sentenceStarts, pos, o));
   const rows = keyPositions.flatMap((pos, k) => (perKeyToken[k].length === 0 ? [] : keyTokenRows(tokens, pos, perKeyToken[k], o.shortContext)));
-  const { logProbs, forwardPasses } = rows.length === 0 ? { logProbs: new Float32Array(0), forwardPasses: 0 } : await scoreRows(model, rows, o.batch);
+  const { logProbs, forwardPasses } = rows.length === 0 ? { logProbs: new Float32Array(0), forwardPasses: 0 } : await scoreRows(model, rows, o);
   let at = 0;
   const found = perKeyToken.map((candidates): SegmentSearch => {
     if (candidates.length === 0) return { segment: null, candidates: 0, baseline: NaN, scores: new Float32Array(0) };
