@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { splitSentences, tokenizeDocument } from '../src/arl/document.ts';
 import { type DocumentScores, findKeyTokens, KEY_TOKEN_FILES, keyTokenOptions, scoreDocument, scoreDocuments, selectKeyTokens } from '../src/arl/key-tokens.ts';
-import { candidateSegments, findRelevantSegments, findRelevantSegmentsOf, measureSegmentThroughput, SEGMENT_FILES, type SegmentRecord, segmentOptions, validateSegmentOptions } from '../src/arl/relevant-segment.ts';
+import { candidateSegments, findRelevantSegments, findRelevantSegmentsOf, findRelevantSegmentsOfDocuments, measureSegmentThroughput, SEGMENT_FILES, type SegmentRecord, segmentOptions, validateSegmentOptions } from '../src/arl/relevant-segment.ts';
 import { readJsonLines } from '../src/io/jsonl.ts';
 import { readBrownDocuments } from '../src/data/brown.ts';
 import { makeConfig } from '../src/model/config.ts';
@@ -391,8 +391,28 @@ describe('(d) relevant segments', () => {
     assert.deepEqual(perKeyToken, [2, 1, 1]);
     assert.equal(figures.key_tokens, 6);
     assert.equal(figures.candidates_per_key_token, 4 / 3);
-    assert.equal(figures.forward_passes, 2 * Math.ceil((4 + 3) / 3), 'each document: its 7 rows, 3 per pass');
+    assert.equal(figures.forward_passes, Math.ceil((2 * 7) / 3), 'both documents, 7 rows each, in one search pass of batches of 3');
     assert.ok(figures.cost_vs_forward > 0 && Number.isFinite(figures.cost_vs_forward) && figures.seconds_per_key_token > 0);
+  });
+
+  test('documents searched together give what each gets alone, in fewer passes', async () => {
+    const others = [randomTokens(60, 97, 6), randomTokens(75, 97, 7)];
+    const documents = [
+      { tokens, sentenceStarts, keyPositions: [20, 40, keyPos] },
+      { tokens: others[0], sentenceStarts: [1, 9, 17, 30, 41], keyPositions: [35, 55] },
+      { tokens: others[1], sentenceStarts: [1, 12, 25, 38], keyPositions: [5, 50] },
+    ];
+    const o = { ...options, margin: -100, batch: 8 };
+    const before = tf.memory().numTensors;
+    const together = await findRelevantSegmentsOfDocuments(model, documents, o);
+    const alone = await Promise.all(documents.map((d) => findRelevantSegmentsOf(model, d.tokens, d.sentenceStarts, d.keyPositions, o)));
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(together.found, alone.map((a) => a.found));
+    assert.ok(together.found[2][0].candidates === 0 && together.found[1][1].candidates > 0);
+    // 22, 10 and 5 rows: 37 rows in 5 passes of 8 together, 3 + 2 + 1 alone.
+    const rows = alone.map((a) => a.found.reduce((n, f) => n + (f.candidates > 0 ? f.candidates + 1 : 0), 0));
+    assert.deepEqual(rows, [22, 10, 5]);
+    assert.deepEqual([together.forwardPasses, alone.map((a) => a.forwardPasses)], [5, [3, 2, 1]]);
   });
 
   test("a document's key tokens packed into full forwards give what one key token per forward gives", async () => {

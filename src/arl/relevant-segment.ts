@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { settle } from '../backend.ts';
-import { inBatches } from '../core/batches.ts';
+import { inBatches, inPasses } from '../core/batches.ts';
 import { makeRng } from '../core/random.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { readJsonLines } from '../io/jsonl.ts';
@@ -138,24 +138,47 @@ export interface SegmentSearch {
   scores: Float32Array;
 }
 
+/** One document's part of a segment search: its tokens, sentence starts and key-token positions. */
+export interface SegmentSearchDocument {
+  tokens: readonly number[];
+  sentenceStarts: readonly number[];
+  keyPositions: readonly number[];
+}
+
+/** The rows a document's key tokens are scored in: each one's baseline and candidates (none without candidates). */
+function searchRows(document: SegmentSearchDocument, o: SegmentOptions): { candidates: Segment[][]; rows: number } {
+  const candidates = document.keyPositions.map((pos) => candidateSegments(document.sentenceStarts, pos, o));
+  return { candidates, rows: candidates.reduce((n, c) => n + (c.length === 0 ? 0 : c.length + 1), 0) };
+}
+
 /**
- * c* for each key token at `keyPositions` of one document, with the rows of all of them packed `batch` rows per
- * forward pass: a key token's rows fill a forward only partly, and every pass costs a round trip. Each row is
+ * c* for each key token of each document, with the rows of all of them packed `batch` rows per forward pass: a key
+ * token's rows fill a forward only partly, a document's often too, and every pass costs a round trip. Each row is
  * scored as if run alone (scoring.ts), so packing leaves every score as it was.
  */
-export async function findRelevantSegmentsOf(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPositions: readonly number[], o: SegmentOptions): Promise<{ found: SegmentSearch[]; forwardPasses: number }> {
-  const perKeyToken = keyPositions.map((pos) => candidateSegments(sentenceStarts, pos, o));
-  const rows = keyPositions.flatMap((pos, k) => (perKeyToken[k].length === 0 ? [] : keyTokenRows(tokens, pos, perKeyToken[k], o.shortContext)));
+export async function findRelevantSegmentsOfDocuments(model: LlamaModel, documents: readonly SegmentSearchDocument[], o: SegmentOptions): Promise<{ found: SegmentSearch[][]; forwardPasses: number }> {
+  const perDocument = documents.map((document) => searchRows(document, o).candidates);
+  const rows = documents.flatMap((document, d) =>
+    document.keyPositions.flatMap((pos, k) => (perDocument[d][k].length === 0 ? [] : keyTokenRows(document.tokens, pos, perDocument[d][k], o.shortContext))),
+  );
   const { logProbs, forwardPasses } = rows.length === 0 ? { logProbs: new Float32Array(0), forwardPasses: 0 } : await scoreRows(model, rows, o);
   let at = 0;
-  const found = perKeyToken.map((candidates): SegmentSearch => {
-    if (candidates.length === 0) return { segment: null, candidates: 0, baseline: NaN, scores: new Float32Array(0) };
-    const baseline = logProbs[at];
-    const scores = logProbs.slice(at + 1, at + 1 + candidates.length);
-    at += 1 + candidates.length;
-    return { segment: bestSegment(candidates, baseline, scores, o.margin), candidates: candidates.length, baseline, scores };
-  });
+  const found = perDocument.map((perKeyToken) =>
+    perKeyToken.map((candidates): SegmentSearch => {
+      if (candidates.length === 0) return { segment: null, candidates: 0, baseline: NaN, scores: new Float32Array(0) };
+      const baseline = logProbs[at];
+      const scores = logProbs.slice(at + 1, at + 1 + candidates.length);
+      at += 1 + candidates.length;
+      return { segment: bestSegment(candidates, baseline, scores, o.margin), candidates: candidates.length, baseline, scores };
+    }),
+  );
   return { found, forwardPasses };
+}
+
+/** findRelevantSegmentsOfDocuments of one document. */
+export async function findRelevantSegmentsOf(model: LlamaModel, tokens: readonly number[], sentenceStarts: readonly number[], keyPositions: readonly number[], o: SegmentOptions): Promise<{ found: SegmentSearch[]; forwardPasses: number }> {
+  const { found, forwardPasses } = await findRelevantSegmentsOfDocuments(model, [{ tokens, sentenceStarts, keyPositions }], o);
+  return { found: found[0], forwardPasses };
 }
 
 /** One line of segments.jsonl: a key token whose relevant segment was kept. */
@@ -213,7 +236,24 @@ export function readKeyTokenSummary(dir: string): KeyTokenSummary {
   }
 }
 
-/** Finds c* for every key token of a step-1 folder, document by document (resumable like step 1). */
+/**
+ * A search pass gathers documents until their rows fill this many batches, so the device stays busy between two reads
+ * and only the pass's last batch is partial (a document's rows alone often fill part of one).
+ */
+const PASS_BATCHES = 4;
+
+/** `documents` gathered into search passes (see PASS_BATCHES). */
+function inSearchPasses<T>(documents: Iterable<T>, o: SegmentOptions, search: (item: T) => SegmentSearchDocument): Generator<T[]> {
+  return inPasses(documents, (item) => searchRows(search(item), o).rows, PASS_BATCHES * o.batch);
+}
+
+interface PendingDocument {
+  document: KeyTokenDocument;
+  keyTokens: KeyTokenRecord[];
+  search: SegmentSearchDocument;
+}
+
+/** Finds c* for every key token of a step-1 folder, a pass of documents at a time (resumable like step 1). */
 export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: SegmentTotals; keyTokensScored: number; forwardPasses: number }> {
   const { model, tokenizer } = run;
   const keyTokensDir = resolve(run.keyTokensDir);
@@ -236,16 +276,15 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
   const progress = { keyTokens: sum((d) => d.key_tokens), segments: sum((d) => d.segments) };
   let keyTokensScored = 0;
   let forwardPasses = 0;
-  try {
-    for (const document of readJsonLines<KeyTokenDocument>(join(keyTokensDir, KEY_TOKEN_FILES.documents))) {
-      const keyTokens = keyTokensByDoc.get(document.doc);
-      if (!keyTokens || journal.isDone(document.doc)) continue;
+  // Documents are searched a pass at a time, their rows batched together; a run stopped mid-pass loses that pass.
+  const searchPass = async (pass: readonly PendingDocument[]): Promise<void> => {
+    const scored = await findRelevantSegmentsOfDocuments(model, pass.map((p) => p.search), options);
+    forwardPasses += scored.forwardPasses;
+    for (const [d, { document, keyTokens }] of pass.entries()) {
       const record: SegmentDocument = { doc: document.doc, key_tokens: keyTokens.length, segments: 0, candidates: 0, gain_sum: 0 };
       const kept: SegmentRecord[] = [];
-      const scored = await findRelevantSegmentsOf(model, document.tokens, document.sentence_starts, keyTokens.map((k) => k.pos), options);
-      forwardPasses += scored.forwardPasses;
       for (const [k, keyToken] of keyTokens.entries()) {
-        const found = scored.found[k];
+        const found = scored.found[d][k];
         record.candidates += found.candidates;
         keyTokensScored++;
         progress.keyTokens++;
@@ -269,6 +308,16 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
       journal.append(kept, record);
       done.push(record);
     }
+  };
+  function* toSearch(): Generator<PendingDocument> {
+    for (const document of readJsonLines<KeyTokenDocument>(join(keyTokensDir, KEY_TOKEN_FILES.documents))) {
+      const keyTokens = keyTokensByDoc.get(document.doc);
+      if (!keyTokens || journal.isDone(document.doc)) continue;
+      yield { document, keyTokens, search: { tokens: document.tokens, sentenceStarts: document.sentence_starts, keyPositions: keyTokens.map((k) => k.pos) } };
+    }
+  }
+  try {
+    for (const pass of inSearchPasses(toSearch(), options, (p) => p.search)) await searchPass(pass);
     const segments = sum((d) => d.segments);
     const totals: SegmentTotals = {
       key_tokens: sum((d) => d.key_tokens),
@@ -300,8 +349,8 @@ export interface SegmentThroughput {
 
 /**
  * Times the segment step on random documents of `documentTokens` tokens with a sentence every 20 tokens and
- * `keyTokens` key tokens each, spread over the part with a full reach of candidates before it, document by document
- * as `arl recap-data` runs it (one warm-up round, then `repeats`).
+ * `keyTokens` key tokens each, spread over the part with a full reach of candidates before it, in search passes as
+ * `arl recap-data` runs it (one warm-up round, then `repeats`).
  */
 export async function measureSegmentThroughput(model: LlamaModel, o: SegmentOptions, documentTokens = 4 * model.config.maxSeq, documents = 4, keyTokens = 8, repeats = 2): Promise<SegmentThroughput> {
   validateSegmentOptions(o, model.config.maxSeq);
@@ -322,13 +371,14 @@ export async function measureSegmentThroughput(model: LlamaModel, o: SegmentOpti
   let forwardPasses = 0;
   const stepSeconds = await secondsPerCall(async () => {
     candidates = rowTokens = forwardPasses = 0;
-    for (const tokens of texts) {
-      const { found, forwardPasses: passes } = await findRelevantSegmentsOf(model, tokens, sentenceStarts, positions, o);
+    const documents = texts.map((tokens) => ({ tokens, sentenceStarts, keyPositions: positions }));
+    for (const pass of inSearchPasses(documents, o, (d) => d)) {
+      const { found, forwardPasses: passes } = await findRelevantSegmentsOfDocuments(model, pass, o);
       forwardPasses += passes;
-      for (const [k, search] of found.entries()) {
+      for (const [k, search] of found.flat().entries()) {
         candidates += search.candidates;
-        const segments = candidateSegments(sentenceStarts, positions[k], o);
-        rowTokens += o.shortContext * (segments.length + 1) + segments.reduce((n, c) => n + c.end - c.start, 0);
+        const segments = candidateSegments(sentenceStarts, positions[k % positions.length], o);
+        if (segments.length > 0) rowTokens += o.shortContext * (segments.length + 1) + segments.reduce((n, c) => n + c.end - c.start, 0);
       }
     }
   });

@@ -4,3 +4,19 @@ export function inBatches<T>(items: readonly T[], size: number): T[][] {
   for (let first = 0; first < items.length; first += size) batches.push(items.slice(first, first + size));
   return batches;
 }
+
+/** `items` gathered in order into groups whose sizes add up to at least `limit` (the last one may hold less). */
+export function* inPasses<T>(items: Iterable<T>, size: (item: T) => number, limit: number): Generator<T[]> {
+  let group: T[] = [];
+  let total = 0;
+  for (const item of items) {
+    group.push(item);
+    total += size(item);
+    if (total >= limit) {
+      yield group;
+      group = [];
+      total = 0;
+    }
+  }
+  if (group.length > 0) yield group;
+}
