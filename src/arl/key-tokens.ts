@@ -18,6 +18,7 @@ import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { settle } from '../backend.ts';
 import { inBatches } from '../core/batches.ts';
 import { makeRng } from '../core/random.ts';
+import { secondsPerCall } from '../core/timing.ts';
 import type { LlamaModel } from '../model/llama.ts';
 import type { Tokenizer } from '../tokenizer/sentencepiece.ts';
 import { tokenizeDocument } from './document.ts';
@@ -475,12 +476,6 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
   const { vocabSize, maxSeq } = model.config;
   const rng = makeRng(1);
   const randomIds = (count: number): number[] => Array.from({ length: count }, () => Math.floor(rng() * vocabSize));
-  const secondsPerCall = async (fn: () => Promise<void>): Promise<number> => {
-    await fn(); // warm-up: kernel set-up
-    const start = performance.now();
-    for (let r = 0; r < repeats; r++) await fn();
-    return (performance.now() - start) / 1000 / repeats;
-  };
   const randomDocuments = Array.from({ length: documents }, () => randomIds(documentTokens));
   let forwardPasses = 0;
   let forwardTokens = 0;
@@ -488,7 +483,7 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
     const { scores, forwardPasses: passes } = await scoreDocuments(model, randomDocuments, options);
     forwardPasses = passes;
     forwardTokens = scores.reduce((acc, s) => acc + s.forwardTokens, 0);
-  });
+  }, 1, repeats);
   const windows = tf.tensor2d(randomIds(options.batch * maxSeq), [options.batch, maxSeq], 'int32');
   const forwardSeconds = await secondsPerCall(async () => {
     // Reading all the logits back ([batch, window, vocab]) would time the copy, which on a GPU costs more than the
@@ -496,7 +491,7 @@ export async function measureKeyTokenThroughput(model: LlamaModel, options: KeyT
     const logits = tf.tidy(() => model.logits(windows));
     await settle(logits);
     logits.dispose();
-  });
+  }, 1, repeats);
   windows.dispose();
   return {
     scoring_tokens_per_s: (documents * documentTokens) / scoringSeconds,

@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { settle } from '../backend.ts';
 import { inBatches, inPasses } from '../core/batches.ts';
 import { makeRng } from '../core/random.ts';
+import { secondsPerCall } from '../core/timing.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { readJsonLines } from '../io/jsonl.ts';
 import type { LlamaModel } from '../model/llama.ts';
@@ -356,39 +357,26 @@ export async function measureSegmentThroughput(model: LlamaModel, o: SegmentOpti
   validateSegmentOptions(o, model.config.maxSeq);
   const rng = makeRng(2);
   const randomIds = (count: number): number[] => Array.from({ length: count }, () => Math.floor(rng() * model.config.vocabSize));
-  const secondsPerCall = async (fn: () => Promise<void>): Promise<number> => {
-    await fn(); // warm-up: kernel set-up
-    const start = performance.now();
-    for (let r = 0; r < repeats; r++) await fn();
-    return (performance.now() - start) / 1000 / repeats;
-  };
   const sentenceStarts = Array.from({ length: Math.ceil(documentTokens / 20) }, (_, i) => i * 20);
   const first = Math.min(o.reach, documentTokens - keyTokens);
-  const positions = Array.from({ length: keyTokens }, (_, k) => first + Math.floor((k * (documentTokens - first)) / keyTokens));
-  const texts = Array.from({ length: documents }, () => randomIds(documentTokens));
-  let candidates = 0;
-  let rowTokens = 0;
+  const keyPositions = Array.from({ length: keyTokens }, (_, k) => first + Math.floor((k * (documentTokens - first)) / keyTokens));
+  const searches = Array.from({ length: documents }, () => ({ tokens: randomIds(documentTokens), sentenceStarts, keyPositions }));
+  // Every document has the same candidates: its rows' tokens (without padding) are known before any is scored.
+  const perKeyToken = keyPositions.map((pos) => candidateSegments(sentenceStarts, pos, o)).filter((c) => c.length > 0);
+  const candidates = documents * perKeyToken.reduce((n, c) => n + c.length, 0);
+  const rowTokens = documents * perKeyToken.reduce((n, c) => n + o.shortContext * (c.length + 1) + c.reduce((m, s) => m + s.end - s.start, 0), 0);
   let forwardPasses = 0;
   const stepSeconds = await secondsPerCall(async () => {
-    candidates = rowTokens = forwardPasses = 0;
-    const documents = texts.map((tokens) => ({ tokens, sentenceStarts, keyPositions: positions }));
-    for (const pass of inSearchPasses(documents, o, (d) => d)) {
-      const { found, forwardPasses: passes } = await findRelevantSegmentsOfDocuments(model, pass, o);
-      forwardPasses += passes;
-      for (const [k, search] of found.flat().entries()) {
-        candidates += search.candidates;
-        const segments = candidateSegments(sentenceStarts, positions[k % positions.length], o);
-        if (segments.length > 0) rowTokens += o.shortContext * (segments.length + 1) + segments.reduce((n, c) => n + c.end - c.start, 0);
-      }
-    }
-  });
+    forwardPasses = 0;
+    for (const pass of inSearchPasses(searches, o, (search) => search)) forwardPasses += (await findRelevantSegmentsOfDocuments(model, pass, o)).forwardPasses;
+  }, 1, repeats);
   const length = o.shortContext + o.segmentTokens;
   const ids = tf.tensor2d(randomIds(o.batch * length), [o.batch, length], 'int32');
   const forwardSeconds = await secondsPerCall(async () => {
     const hidden = tf.tidy(() => model.hidden(ids).hidden);
     await settle(hidden);
     hidden.dispose();
-  });
+  }, 1, repeats);
   ids.dispose();
   const forwardTokensPerS = (o.batch * length) / forwardSeconds;
   const rowTokensPerS = rowTokens / stepSeconds;

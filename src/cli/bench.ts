@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { pipelineStats, settle } from '../backend.ts';
 import { keyTokenOptions, measureKeyTokenThroughput } from '../arl/key-tokens.ts';
+import { secondsPerCall } from '../core/timing.ts';
 import { measureSegmentThroughput, segmentOptions } from '../arl/relevant-segment.ts';
 import { ADAPTER_KINDS } from '../lift/adapter.ts';
 import { measureLiftThroughput } from '../lift/throughput.ts';
@@ -74,14 +75,6 @@ async function timeBatchedDecoding(model: LlamaModel, rows: number, context: num
     for (const s of sessions) s.dispose();
     batch.dispose();
   }
-}
-
-/** Seconds per call of fn, averaged over `runs` after `warmup` untimed calls. */
-async function timeIt(fn: () => Promise<void>, warmup: number, runs: number): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const start = performance.now();
-  for (let i = 0; i < runs; i++) await fn();
-  return (performance.now() - start) / 1000 / runs;
 }
 
 /**
@@ -221,7 +214,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     });
 
     const ids = tf.tensor2d(randomTokens(tokens, args.vocab, rng), [args.batch, args.seq], 'int32');
-    const forwardSeconds = await timeIt(async () => {
+    const forwardSeconds = await secondsPerCall(async () => {
       const logits = tf.tidy(() => model.logits(ids));
       await settle(logits);
       logits.dispose();
