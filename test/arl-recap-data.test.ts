@@ -14,8 +14,8 @@ import { makeTinyArlInputs, REPO_ROOT, runArl, useCpu } from './helpers.ts';
 const work = mkdtempSync(join(tmpdir(), 'arl-recap-data-'));
 let inputs: { checkpoint: string; corpus: string };
 
-/** recap-data flags: a margin that keeps every segment, so all four steps have work. */
-const flags = (out: string): string[] => ['recap-data', '--checkpoint', inputs.checkpoint, '--corpus', inputs.corpus, '--out', out, '--recapper', 'extractive', '--top-k', '3', '--margin', '-100', '--max-recap-tokens', '12', '--mix', '1', '--backend', 'cpu'];
+/** recap-data flags: a margin that keeps every segment, so all four steps have work; one candidate per forward pass, so step 2 searches each document in a pass of its own and a kill can land between two. */
+const flags = (out: string): string[] => ['recap-data', '--checkpoint', inputs.checkpoint, '--corpus', inputs.corpus, '--out', out, '--recapper', 'extractive', '--top-k', '3', '--margin', '-100', '--max-recap-tokens', '12', '--mix', '1', '--segment-batch', '1', '--backend', 'cpu'];
 
 /** The outputs that must not depend on interruptions (summaries name their folder, so they are compared by content elsewhere). */
 function outputs(dir: string): Record<string, string> {
