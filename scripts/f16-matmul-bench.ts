@@ -9,7 +9,8 @@
  *   node --import tsx scripts/f16-matmul-bench.ts                   (from the repo)
  *   bash scripts/gpu-run.sh node dist/bench/f16-matmul-bench.mjs    (GPU box, after scripts/gpu-pack.sh)
  *
- * Env: F16_TILINGS (comma-separated TMxTN/WMxWN/K, K 0 = unstaged), SHAPES (comma-separated MxKxN),
+ * Env: F16_TILINGS (comma-separated TMxTN/WMxWN/K[m], K 0 = unstaged, m = slices copied as subgroup matrices),
+ * SHAPES (comma-separated MxKxN, or BxMxKxN for a batch of B products as attention's, e.g. 16x8192x64x1024),
  * TRANSPOSES (comma-separated nn, tn, nt, tt: which operands are stored transposed), ITER (default 20).
  */
 import * as tf from '@tensorflow/tfjs';
@@ -18,15 +19,20 @@ import { disposeF16, f16MatmulUnsupported, formatTiling, fromF16, matmulF16, par
 import { mixedPrecisionSupport, SELF_CHECK_TOLERANCE } from '../src/ops/webgpu/mixed-precision.ts';
 import type { WebgpuBackend } from '../src/ops/webgpu/runtime.ts';
 
-const DEFAULT_TILINGS = ['1x1/1x1/0', '2x2/1x1/0', '4x2/1x1/0', '2x2/2x2/0', '2x2/2x2/32', '4x2/2x2/32', '2x4/2x2/32', '4x4/2x2/32', '4x4/2x2/16', '4x4/2x2/64', '2x2/4x2/32', '4x2/2x4/32', '4x4/2x4/32'];
+const DEFAULT_TILINGS = [
+  ...['2x2/2x2/0', '2x2/2x2/32', '4x2/2x2/32', '4x4/2x2/32', '2x2/4x2/32', '4x2/2x4/32'],
+  // The same splits with slices copied as subgroup matrices, and deeper slices.
+  ...['2x2/2x2/32m', '4x2/2x2/32m', '2x4/2x2/32m', '4x4/2x2/32m', '2x2/4x2/32m', '4x2/2x4/32m', '4x4/2x4/32m', '2x2/2x2/64m', '4x2/2x2/64m', '4x4/2x2/64m'],
+];
 /** [tokens x d] x [d x F] (gate/up), [tokens x F] x [F x d] (down), [tokens x d] x [d x d] (attention projections). */
 const DEFAULT_SHAPES = ['4096x2048x5632', '4096x5632x2048', '4096x2048x2048'];
 
 const tilings = (process.env.F16_TILINGS ?? DEFAULT_TILINGS.join(',')).split(',').filter(Boolean).map(parseTiling);
 const shapes = (process.env.SHAPES ?? DEFAULT_SHAPES.join(',')).split(',').filter(Boolean).map((s) => {
   const dims = s.split('x').map(Number);
-  if (dims.length !== 3 || !dims.every((d) => Number.isInteger(d) && d > 0)) throw new Error(`SHAPES: "${s}" is not MxKxN`);
-  return { m: dims[0], k: dims[1], n: dims[2] };
+  if (![3, 4].includes(dims.length) || !dims.every((d) => Number.isInteger(d) && d > 0)) throw new Error(`SHAPES: "${s}" is not MxKxN or BxMxKxN`);
+  const [batch, m, k, n] = dims.length === 4 ? dims : [1, ...dims];
+  return { batch, m, k, n };
 });
 const transposes = (process.env.TRANSPOSES ?? 'nn').split(',').filter(Boolean).map((t) => {
   if (!/^[nt][nt]$/.test(t)) throw new Error(`TRANSPOSES: "${t}" is not one of nn, tn, nt, tt`);
@@ -52,12 +58,16 @@ const check = await mixedPrecisionSupport();
 print({ adapter, self_check: check.ok ? check.detail : check.reason });
 const device = (tf.backend() as unknown as WebgpuBackend).device;
 
+/** The first element of `x`, to wait for the GPU by reading it. */
+const firstElement = (x: tf.Tensor): tf.Tensor => tf.tidy(() => tf.slice(tf.reshape(x, [-1]), [0], [1]));
+
 /** Mean wall-clock ms of `run` over `iterations` calls after two warm-up calls; waits for the GPU by reading one element. */
-async function time(run: () => tf.Tensor2D): Promise<number> {
+async function time(run: () => tf.Tensor): Promise<number> {
   for (let i = 0; i < 2; i++) {
     const out = run();
-    await tf.slice(out, [0, 0], [1, 1]).data();
-    out.dispose();
+    const first = firstElement(out);
+    await first.data();
+    tf.dispose([out, first]);
   }
   const outs: tf.Tensor[] = [];
   const start = performance.now();
@@ -65,7 +75,7 @@ async function time(run: () => tf.Tensor2D): Promise<number> {
     outs.push(run());
     if (i > 0) outs[i - 1].dispose(); // freed once its dispatch is submitted; keeps memory flat
   }
-  const last = tf.slice(outs[outs.length - 1], [0, 0], [1, 1]);
+  const last = firstElement(outs[outs.length - 1]);
   await last.data();
   const ms = (performance.now() - start) / iterations;
   tf.dispose([outs[outs.length - 1], last]);
@@ -80,10 +90,10 @@ async function relativeError(got: tf.Tensor, want: tf.Tensor): Promise<number> {
   return value;
 }
 
-async function benchTiling(shape: { m: number; k: number; n: number }, t: (typeof transposes)[number], a16: F16Matrix, b16: F16Matrix, want: tf.Tensor, tiling: F16Tiling): Promise<void> {
-  const { m, k, n } = shape;
+async function benchTiling(shape: (typeof shapes)[number], t: (typeof transposes)[number], a16: F16Matrix, b16: F16Matrix, want: tf.Tensor, tiling: F16Tiling): Promise<void> {
+  const { batch, m, k, n } = shape;
   const options = { transposeA: t.transposeA, transposeB: t.transposeB, tiling };
-  const where = { m, k, n, transpose: t.name, tiling: formatTiling(tiling) };
+  const where = { ...(batch > 1 ? { batch } : {}), m, k, n, transpose: t.name, tiling: formatTiling(tiling) };
   const problem = await prepareMatmulF16(m, n, k, options);
   if (problem) {
     print({ ...where, error: problem });
@@ -96,7 +106,7 @@ async function benchTiling(shape: { m: number; k: number; n: number }, t: (typeo
     const error = await relativeError(got, want);
     got.dispose();
     const ms = await time(() => matmulF16(a16, b16, options));
-    result = { ms: +ms.toFixed(3), tflops: +((2 * m * n * k) / ms / 1e9).toFixed(1), max_rel_error: +error.toExponential(2), correct: error <= SELF_CHECK_TOLERANCE };
+    result = { ms: +ms.toFixed(3), tflops: +((2 * batch * m * n * k) / ms / 1e9).toFixed(1), max_rel_error: +error.toExponential(2), correct: error <= SELF_CHECK_TOLERANCE };
   } finally {
     const error = await device.popErrorScope();
     if (error) result = { error: error.message.replace(/\s+/g, ' ').trim().slice(0, 300) };
@@ -105,17 +115,18 @@ async function benchTiling(shape: { m: number; k: number; n: number }, t: (typeo
 }
 
 for (const shape of shapes) {
-  const { m, k, n } = shape;
+  const { batch, m, k, n } = shape;
+  const lead = batch > 1 ? [batch] : [];
   for (const t of transposes) {
-    const a = tf.randomUniform(t.transposeA ? [k, m] : [m, k], -1, 1, 'float32', 1) as tf.Tensor2D;
-    const b = tf.randomUniform(t.transposeB ? [n, k] : [k, n], -1, 1, 'float32', 2) as tf.Tensor2D;
+    const a = tf.randomUniform([...lead, ...(t.transposeA ? [k, m] : [m, k])], -1, 1, 'float32', 1);
+    const b = tf.randomUniform([...lead, ...(t.transposeB ? [n, k] : [k, n])], -1, 1, 'float32', 2);
     const a16 = toF16(a);
     const b16 = toF16(b);
     // The reference: our f32 matmul of the same f16-rounded inputs, timed as the baseline.
-    const [aWide, bWide] = [fromF16(a16), fromF16(b16)];
+    const [aWide, bWide] = [fromF16<tf.Tensor2D | tf.Tensor3D>(a16), fromF16<tf.Tensor2D | tf.Tensor3D>(b16)];
     const want = tf.matMul(aWide, bWide, t.transposeA, t.transposeB);
     const f32Ms = await time(() => tf.matMul(aWide, bWide, t.transposeA, t.transposeB));
-    print({ m, k, n, transpose: t.name, tiling: 'f32', ms: +f32Ms.toFixed(3), tflops: +((2 * m * n * k) / f32Ms / 1e9).toFixed(1) });
+    print({ ...(batch > 1 ? { batch } : {}), m, k, n, transpose: t.name, tiling: 'f32', ms: +f32Ms.toFixed(3), tflops: +((2 * batch * m * n * k) / f32Ms / 1e9).toFixed(1) });
     for (const tiling of tilings) await benchTiling(shape, t, a16, b16, want, tiling);
     tf.dispose([a, b, aWide, bWide, want]);
     disposeF16(a16);

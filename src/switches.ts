@@ -25,6 +25,16 @@ export function matmulKTile(): number {
   return Number(env('ARL_MATMUL_K_TILE') ?? 16);
 }
 
+/** ARL_F16_TILING: the tiling of the f16 tensor-core products (TMxTN/WMxWN/K[m], see src/ops/webgpu/matmul-f16.ts) instead of the default, for measurements. */
+export function f16TilingSpec(): string | undefined {
+  return env('ARL_F16_TILING') || undefined;
+}
+
+/** ARL_MIXED_ATTENTION=0: under mixed precision attention's batched products stay f32 (the projections still run f16), for comparisons. */
+export function mixedAttention(): boolean {
+  return env('ARL_MIXED_ATTENTION') !== '0';
+}
+
 /** ARL_FLASH_ATTENTION: '1' flash attention always, '0' never, unset: where no gradient is taken. */
 export function flashAttentionSwitch(): 'always' | 'never' | 'inference' {
   const flag = env('ARL_FLASH_ATTENTION');

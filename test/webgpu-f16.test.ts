@@ -57,8 +57,10 @@ describe('f16 set-up (no device)', () => {
   });
 
   it('reads and writes tilings', () => {
-    assert.deepEqual(parseTiling('4x2/2x2/32'), { tm: 4, tn: 2, wm: 2, wn: 2, kTile: 32 });
+    assert.deepEqual(parseTiling('4x2/2x2/32'), { tm: 4, tn: 2, wm: 2, wn: 2, kTile: 32, matrixCopy: false });
+    assert.deepEqual(parseTiling('2x2/2x2/32m'), { tm: 2, tn: 2, wm: 2, wn: 2, kTile: 32, matrixCopy: true });
     assert.equal(formatTiling(parseTiling('2x2/1x1/0')), '2x2/1x1/0');
+    assert.equal(formatTiling(parseTiling('2x2/2x2/32m')), '2x2/2x2/32m');
     assert.throws(() => parseTiling('2x2'), /TMxTN\/WMxWN\/K/);
   });
 });
@@ -118,7 +120,7 @@ describe('webgpu f16', { skip }, () => {
     disposeF16(y16);
   });
 
-  it('the matmul shader, its builtins emulated, multiplies right: every transpose case, staged and not', async (t) => {
+  it('the matmul shader, its builtins emulated, multiplies right: every transpose case, staged and not, one product and a batch', async (t) => {
     if (!device().features.has('shader-f16') || !device().features.has('subgroups')) {
       t.skip('the adapter lacks shader-f16 or subgroups, which the emulated shader still needs');
       return;
@@ -126,7 +128,8 @@ describe('webgpu f16', { skip }, () => {
     const subgroup = (tf.backend() as unknown as { device: { adapterInfo: { subgroupMaxSize: number } } }).device.adapterInfo.subgroupMaxSize;
     // K 80 is not a multiple of the 32- and 64-deep slices; N 48 not one of the 32- and 64-wide blocks.
     const [m, k, n] = [64, 80, 48];
-    // Each transpose case once unstaged and once staged (lavapipe compiles each emulated shader for seconds).
+    // Each transpose case once unstaged and once staged, and one staged slice copied as matrices (lavapipe takes
+    // seconds for each emulated shader, about 30 for the matrix copy).
     const cases: [string, boolean, boolean][] = [
       ['1x1/1x1/0', false, false],
       ['2x2/1x1/0', true, false],
@@ -136,21 +139,26 @@ describe('webgpu f16', { skip }, () => {
       ['1x2/2x1/16', true, false],
       ['2x2/1x2/64', false, true],
       ['2x1/2x2/32', true, true],
+      ['1x1/2x1/32m', true, false],
     ];
-    for (const [spec, transposeA, transposeB] of cases) {
+    for (const [i, [spec, transposeA, transposeB]] of cases.entries()) {
       const tiling = parseTiling(spec);
-      const a = tf.randomUniform(transposeA ? [k, m] : [m, k], -1, 1, 'float32', 3) as tf.Tensor2D;
-      const b = tf.randomUniform(transposeB ? [n, k] : [k, n], -1, 1, 'float32', 4) as tf.Tensor2D;
+      // Every other case a batch of 3 stacked products (attention's layout), the rest one product.
+      const batch = i % 2 === 0 ? 1 : 3;
+      const lead = batch > 1 ? [batch] : [];
+      const a = tf.randomUniform([...lead, ...(transposeA ? [k, m] : [m, k])], -1, 1, 'float32', 3);
+      const b = tf.randomUniform([...lead, ...(transposeB ? [n, k] : [k, n])], -1, 1, 'float32', 4);
       const [a16, b16] = [toF16(a), toF16(b)];
-      const code = emulateSubgroupMatrices(matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroup));
+      const code = emulateSubgroupMatrices(matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroup, batch));
       assert.equal(await tryComputePipeline('emulated', code), null);
-      const out = (tf.backend() as unknown as { makeTensorInfo(s: number[], d: tf.DataType): tf.TensorInfo }).makeTensorInfo([m, n], 'float32');
-      dispatchRaw('emulated', code, [out, a16.words, b16.words], [{ type: 'uint32', data: [16] }], f16Workgroups(m, n, tiling));
+      const out = (tf.backend() as unknown as { makeTensorInfo(s: number[], d: tf.DataType): tf.TensorInfo }).makeTensorInfo([...lead, m, n], 'float32');
+      dispatchRaw('emulated', code, [out, a16.words, b16.words], [{ type: 'uint32', data: [16] }], f16Workgroups(m, n, tiling, batch));
       const got = tf.engine().makeTensorFromTensorInfo(out);
-      const [aWide, bWide] = [fromF16(a16), fromF16(b16)];
+      const [aWide, bWide] = [fromF16<tf.Tensor2D | tf.Tensor3D>(a16), fromF16<tf.Tensor2D | tf.Tensor3D>(b16)];
       const want = tf.matMul(aWide, bWide, transposeA, transposeB);
+      assert.deepEqual(got.shape, want.shape);
       const diff = maxAbsDiff(await got.data(), await want.data());
-      assert.ok(diff < 1e-4, `${spec} transposeA ${transposeA} transposeB ${transposeB}: max |diff| ${diff}`);
+      assert.ok(diff < 1e-4, `${spec} batch ${batch} transposeA ${transposeA} transposeB ${transposeB}: max |diff| ${diff}`);
       tf.dispose([a, b, got, aWide, bWide, want]);
       disposeF16(a16);
       disposeF16(b16);
@@ -175,6 +183,7 @@ describe('webgpu f16', { skip }, () => {
   it('tilings beyond the device limits are refused with the reason', () => {
     assert.equal(f16TilingProblem(parseTiling('2x2/1x1/0')), null);
     assert.match(f16TilingProblem(parseTiling('2x2/1x1/48'))!, /kTile/);
+    assert.match(f16TilingProblem(parseTiling('2x2/1x1/0m'))!, /matrix copy needs a staged slice/);
     assert.match(f16TilingProblem(parseTiling('8x8/4x4/64'))!, /invocations per workgroup|workgroup memory/);
   });
 

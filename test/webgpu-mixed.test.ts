@@ -7,14 +7,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { makeConfig } from '../src/model/config.ts';
-import { LlamaModel } from '../src/model/llama.ts';
+import { attentionMask, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
+import { causalSelfAttention } from '../src/ops/attention.ts';
 import { setMatmulPrecision } from '../src/ops/matmul.ts';
 import { f16ShaderOverride } from '../src/ops/webgpu/matmul-f16.ts';
 import { LossScaler, scaledStep } from '../src/train/loss-scale.ts';
 import { languageModelLoss } from '../src/train/loss.ts';
 import { AdamW, stepOnMeanGradient } from '../src/train/optimizer.ts';
 import { emulateSubgroupMatrices } from './f16-emulation.ts';
-import { webgpuUnavailable } from './helpers.ts';
+import { maxAbsDiff, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable({ f16: true });
 const features = (): { has(f: string): boolean } => (tf.backend() as unknown as { device: { features: { has(f: string): boolean } } }).device.features;
@@ -61,6 +62,47 @@ describe('mixed-precision training step on webgpu', { skip }, () => {
     }
     tf.dispose([want.value, got.value, ...Object.values(want.grads), ...Object.values(got.grads)]);
     model.dispose();
+  });
+
+  it('attention\'s batched products run f16 in mixed precision (value and gradient within f16 rounding of fp32), f32 with ARL_MIXED_ATTENTION=0', async (t) => {
+    if (!features().has('shader-f16') || !features().has('subgroups')) {
+      t.skip('the emulated shader still needs shader-f16 and subgroups');
+      return;
+    }
+    // G * T, T and the head size multiples of 16, so every product of the materialised path can run f16.
+    const [b, tokens, heads, kvHeads, headDim] = [2, 16, 2, 1, 16];
+    const qkv = tf.randomNormal([b * tokens, (heads + 2 * kvHeads) * headDim], 0, 1, 'float32', 21) as tf.Tensor2D;
+    const dy = tf.randomNormal([b * tokens, heads * headDim], 0, 1, 'float32', 22);
+    const cos = tf.randomNormal([tokens, headDim], 0, 1, 'float32', 23) as tf.Tensor2D;
+    const sin = tf.randomNormal([tokens, headDim], 0, 1, 'float32', 24) as tf.Tensor2D;
+    const spec = { batch: b, seq: tokens, heads, kvHeads, headDim, cos, sin, rotate: rotateHalfMatrix(headDim), mask: attentionMask(tokens, 0, heads / kvHeads, null) };
+    const attend = (x: tf.Tensor) => causalSelfAttention(x as tf.Tensor2D, spec);
+    const run = async (precision: 'fp32' | 'mixed', mixedAttention = '1'): Promise<Float32Array[]> => {
+      setMatmulPrecision(precision);
+      process.env.ARL_MIXED_ATTENTION = mixedAttention;
+      try {
+        const out = tf.tidy(() => [attend(qkv), tf.grad((x: tf.Tensor) => tf.sum(tf.mul(attend(x), dy)))(qkv)]);
+        const values = (await Promise.all(out.map((o) => o.data()))) as Float32Array[];
+        tf.dispose(out);
+        return values;
+      } finally {
+        setMatmulPrecision('fp32');
+        delete process.env.ARL_MIXED_ATTENTION;
+      }
+    };
+    const before = tf.memory().numTensors;
+    const want = await run('fp32');
+    const mixed = await run('mixed');
+    const f32Attention = await run('mixed', '0');
+    for (const [i, name] of ['value', 'gradient'].entries()) {
+      const scale = Math.max(...Array.from(want[i], Math.abs));
+      const diff = maxAbsDiff(mixed[i], want[i]);
+      assert.ok(diff < 1e-2 * scale, `${name}: max |diff| ${diff} of ${scale}`);
+      assert.ok(diff > 0, `${name}: identical to fp32, so the f16 products did not run`);
+      assert.deepEqual(Array.from(f32Attention[i]), Array.from(want[i]), `${name} with ARL_MIXED_ATTENTION=0`);
+    }
+    assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+    tf.dispose([qkv, dy, cos, sin, spec.rotate, spec.mask]);
   });
 
   it('a loss-scaled step through the step gate equals an unscaled one in fp32 (powers of two are exact)', async () => {

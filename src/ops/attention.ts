@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { flashAttentionSwitch } from '../switches.ts';
+import { batchedProduct } from './matmul.ts';
 import { hasKernel } from './registry.ts';
 import { applyRotary } from './rotary.ts';
 import { flashAttentionSupports } from './webgpu/flash-attention.ts';
@@ -95,9 +96,9 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
     const qh = tf.reshape(tf.mul(tf.slice(qk, [0, 0, 0, 0], [batch, heads, seq, headDim]), scale), [batch, kvHeads, groups * seq, headDim]);
     const kh = tf.slice(qk, [0, heads, 0, 0], [batch, kvHeads, seq, headDim]);
     const vh = tf.slice(all, [0, heads + kvHeads, 0, 0], [batch, kvHeads, seq, headDim]);
-    const scores = tf.matMul(qh, kh, false, true); // [B, KV, G*T, T]
+    const scores = batchedProduct(qh, kh, false, true); // [B, KV, G*T, T]
     const probs = softmaxMasked(scores, mask);
-    const context = tf.matMul(probs, vh); // [B, KV, G*T, hd]
+    const context = batchedProduct(probs, vh); // [B, KV, G*T, hd]
     const value = fromHeads(context, s, heads);
     save([qh, kh, vh, probs, cos, sin]);
     return {
@@ -105,11 +106,11 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [qs, ks, vs, p, cosSaved, sinSaved] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
         const dContext = tf.reshape(toHeads(dy, s, heads), [batch, kvHeads, groups * seq, headDim]);
-        const dv = tf.matMul(p, dContext, true, false); // [B, KV, T, hd]
-        const dp = tf.matMul(dContext, vs, false, true); // [B, KV, G*T, T]
+        const dv = batchedProduct(p, dContext, true, false); // [B, KV, T, hd]
+        const dp = batchedProduct(dContext, vs, false, true); // [B, KV, G*T, T]
         const dScores = softmaxGrad(p, dp);
-        const dqScaled = tf.matMul(dScores, ks); // gradient w.r.t. the scaled, rotated queries
-        const dkRot = tf.matMul(dScores, qs, true, false); // [B, KV, T, hd]
+        const dqScaled = batchedProduct(dScores, ks); // gradient w.r.t. the scaled, rotated queries
+        const dkRot = batchedProduct(dScores, qs, true, false); // [B, KV, T, hd]
         const dqRot = tf.mul(tf.reshape(dqScaled, [batch, heads, seq, headDim]), scale);
         const dqk = applyRotary(tf.concat([dqRot, dkRot], 1) as tf.Tensor4D, cosSaved, sinSaved, rotate, true);
         return [fromHeads(tf.concat([dqk, dv], 1), s, n)];

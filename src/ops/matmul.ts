@@ -4,8 +4,10 @@
  * self-check has passed: src/train/precision.ts) they run through ArlMatMulMixed, f16 operands
  * and f32 accumulation on the tensor cores, forward and both gradients alike, where the backend
  * registers it and M, N and K are multiples of 16 (the kernel's tile edge); other shapes stay f32.
+ * batchedProduct does the same for attention's batched products.
  */
 import * as tf from '@tensorflow/tfjs';
+import { mixedAttention } from '../switches.ts';
 import { hasKernel } from './registry.ts';
 
 export const PRECISIONS = ['fp32', 'mixed'] as const;
@@ -24,9 +26,9 @@ export function matmulPrecision(): Precision {
 
 type Saver = tf.GradSaveFunc;
 
-/** Whether a product of these operands runs in mixed precision now. */
-export function runsMixed(a: tf.Tensor2D, b: tf.Tensor2D): boolean {
-  return precision === 'mixed' && hasKernel('ArlMatMulMixed') && [...a.shape, ...b.shape].every((d) => d % 16 === 0);
+/** Whether a product of these operands (matrices, or batches of them) runs in mixed precision now. */
+export function runsMixed(a: tf.Tensor, b: tf.Tensor): boolean {
+  return precision === 'mixed' && hasKernel('ArlMatMulMixed') && [...a.shape.slice(-2), ...b.shape.slice(-2)].every((d) => d % 16 === 0);
 }
 
 const mixedProduct = (a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor2D =>
@@ -48,4 +50,20 @@ export function matmul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, trans
     };
   });
   return op(a, b) as tf.Tensor2D;
+}
+
+/**
+ * op(a) op(b) over leading batch axes (the same in both), in the precision set, with no gradient of its own: for
+ * the products inside a custom gradient (attention's scores and context, and their gradients). ARL_MIXED_ATTENTION=0
+ * keeps them f32 under mixed precision.
+ */
+export function batchedProduct<T extends tf.Tensor>(a: T, b: T, transposeA = false, transposeB = false): T {
+  if (!mixedAttention() || !runsMixed(a, b)) return tf.matMul(a, b, transposeA, transposeB) as unknown as T;
+  const lead = a.shape.slice(0, -2);
+  const stacked = (x: tf.Tensor): tf.Tensor3D => tf.reshape(x, [-1, x.shape[x.rank - 2], x.shape[x.rank - 1]]);
+  const [a3, b3] = [stacked(a), stacked(b)];
+  const out = mixedProduct(a3, b3, transposeA, transposeB);
+  const shaped = tf.reshape(out, [...lead, ...out.shape.slice(-2)]) as unknown as T;
+  tf.dispose([a3, b3, out]);
+  return shaped;
 }

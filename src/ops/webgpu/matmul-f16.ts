@@ -6,29 +6,39 @@
  * slices of both operands in workgroup memory (loaded into registers one slice ahead), so each
  * element is read from storage once per workgroup instead of once per subgroup.
  *
+ * A batch of products (attention's, one per batch row and KV head) runs in one dispatch, one product per
+ * workgroup layer (z): operands and result stacked [batch, rows, cols].
+ *
  * Limits: M, N and K multiples of 16 (blocks past the edges of M and N are computed on clamped
  * rows and not stored; K slices past K are zero); one f16 x f16 -> f32 16x16x16 configuration;
  * the subgroup size must be fixed (min = max) where the adapter reports it. Shapes are compiled into the shader (one pipeline
  * per shape and tiling). f16 operands live in int32 tensors of two f16 per word.
  */
 import * as tf from '@tensorflow/tfjs';
+import { f16TilingSpec } from '../../switches.ts';
 import { F16_FEATURES, f16Instance } from './f16-device.ts';
 import { builtins, dispatchRaw, flatIndex, grid, release, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
 
-/** An f16 matrix, row-major [rows, cols], two f16 per 32-bit word (element 2i in the low half). */
+/** `batch` f16 matrices, each row-major [rows, cols], stacked; two f16 per 32-bit word (element 2i in the low half). */
 export interface F16Matrix {
   words: tf.TensorInfo;
+  batch: number;
   rows: number;
   cols: number;
 }
 
-/** How a product is split: subgroup tiles (tm x tn of 16x16), subgroups per workgroup (wm x wn), staged K slice (0: none). */
+/**
+ * How a product is split: subgroup tiles (tm x tn of 16x16), subgroups per workgroup (wm x wn), staged K slice
+ * (0: none), and how a staged slice is copied: by every invocation, 8 f16 at a time (false), or by the subgroups,
+ * 16x16 blocks loaded and stored as subgroup matrices (true: workgroup memory takes one f16 per store otherwise).
+ */
 export interface F16Tiling {
   tm: number;
   tn: number;
   wm: number;
   wn: number;
   kTile: number;
+  matrixCopy: boolean;
 }
 
 export interface F16MatmulOptions {
@@ -42,7 +52,13 @@ export interface F16MatmulOptions {
  * 5% of it at every 1.1B projection shape and transpose case (67-86 TFLOP/s at 4096 x 2048 x 5632, 2.0-2.5x the
  * unstaged 2x2/1x1/0; docs/gpu-runs/2026-12-04-h200-scale-mixed/f16-matmul.jsonl).
  */
-export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 2, wn: 2, kTile: 32 };
+export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 2, wn: 2, kTile: 32, matrixCopy: false };
+
+/** The tiling products take unless told: ARL_F16_TILING where set (throws when it does not parse), else the default. */
+export function activeF16Tiling(): F16Tiling {
+  const spec = f16TilingSpec();
+  return spec ? parseTiling(spec) : DEFAULT_F16_TILING;
+}
 
 /** Padding of staged rows, in f16: rows stay 16-byte aligned and fall on different banks. */
 const PAD = 8;
@@ -126,6 +142,7 @@ export function f16TilingProblem(t: F16Tiling): string | null {
   const dims = [t.tm, t.tn, t.wm, t.wn];
   if (!dims.every((d) => Number.isInteger(d) && d >= 1)) return 'tile and subgroup counts must be positive integers';
   if (![0, 16, 32, 64].includes(t.kTile)) return 'kTile must be 0, 16, 32 or 64';
+  if (t.matrixCopy && t.kTile === 0) return 'a matrix copy needs a staged slice (kTile above 0)';
   const { limits } = device();
   const invocations = subgroupSize() * t.wm * t.wn;
   if (invocations > limits.maxComputeInvocationsPerWorkgroup) return `${invocations} invocations per workgroup (limit ${limits.maxComputeInvocationsPerWorkgroup})`;
@@ -141,9 +158,10 @@ function stagedBytes(t: F16Tiling): number {
   return 2 * (tile(16 * t.tm * t.wm) + tile(16 * t.tn * t.wn));
 }
 
-/** A stored operand tile: `rows` x `cols` of its stored layout, from (r0, c0) of a matrix `gr` x `gc`. */
+/** A stored operand tile: `rows` x `cols` of its stored layout, from (r0, c0) of a matrix `gr` x `gc` at element `base`. */
 interface StoredTile {
   name: 'a' | 'b';
+  base: string;
   rows: number;
   cols: number;
   r0: string;
@@ -152,8 +170,16 @@ interface StoredTile {
   gc: number;
 }
 
+/** A staged tile's copy: module-scope declarations, function-scope registers, the load into them and the store out. */
+interface TileCopy {
+  decl: string;
+  regs: string;
+  load: string;
+  store: string;
+}
+
 /** WGSL that reads this invocation's share of a tile into registers, and writes it to workgroup memory. */
-function tileCopy(tile: StoredTile, invocations: number): { decl: string; load: string; store: string } {
+function tileCopy(tile: StoredTile, invocations: number): TileCopy {
   const vecsPerRow = tile.cols / 8;
   const total = tile.rows * vecsPerRow;
   const shares = Math.ceil(total / invocations);
@@ -166,48 +192,75 @@ function tileCopy(tile: StoredTile, invocations: number): { decl: string; load: 
     const e = `(lid + ${s * invocations}u)`;
     const at = `let r = ${e} / ${vecsPerRow}u; let c = (${e} % ${vecsPerRow}u) * 8u;`;
     const inside = `${e} < ${total}u && ${tile.r0} + r < ${tile.gr}u && ${tile.c0} + c < ${tile.gc}u`;
-    load.push(`{ ${at} let ok = ${inside}; ${reg}[${s}] = select(vec4<u32>(0u), ${src}[select(0u, ((${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c) / 8u, ok)], ok); }`);
+    load.push(`{ ${at} let ok = ${inside}; ${reg}[${s}] = select(vec4<u32>(0u), ${src}[select(0u, (${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c) / 8u, ok)], ok); }`);
     const halves = [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(${reg}[${s}][${w}]); ${wg}[o + ${2 * w}u] = h${w}.x; ${wg}[o + ${2 * w + 1}u] = h${w}.y;`);
     store.push(`if (${e} < ${total}u) { ${at} let o = r * ${tile.cols + PAD}u + c; ${halves.join(' ')} }`);
   }
   const decl = `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`;
-  return { decl: `${decl}\nvar<private> ${reg}: array<vec4<u32>, ${shares}>;`, load: load.join('\n    '), store: store.join('\n    ') };
+  return { decl: `${decl}\nvar<private> ${reg}: array<vec4<u32>, ${shares}>;`, regs: '', load: load.join('\n    '), store: store.join('\n    ') };
+}
+
+/**
+ * WGSL that copies a tile through subgroup matrices: each subgroup loads its share of the tile's 16x16 blocks
+ * from storage into matrices (zero past the matrix's edges), and stores them to workgroup memory.
+ */
+function tileMatrixCopy(tile: StoredTile, type: 'L' | 'R', subgroups: number): TileCopy {
+  const blocksPerRow = tile.cols / 16;
+  const total = (tile.rows / 16) * blocksPerRow;
+  const shares = Math.ceil(total / subgroups);
+  const src = tile.name.toUpperCase();
+  const reg = `${tile.name}Blocks`;
+  const wg = `${tile.name}Tile`;
+  const load: string[] = [];
+  const store: string[] = [];
+  for (let s = 0; s < shares; s++) {
+    const e = `(sg + ${s * subgroups}u)`;
+    const at = `let r = (${e} / ${blocksPerRow}u) * 16u; let c = (${e} % ${blocksPerRow}u) * 16u;`;
+    const inside = `${e} < ${total}u && ${tile.r0} + r < ${tile.gr}u && ${tile.c0} + c < ${tile.gc}u`;
+    load.push(`{ ${at} if (${inside}) { ${reg}[${s}] = subgroupMatrixLoad<${type}>(&${src}, ${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c, false, ${tile.gc}u); } else { ${reg}[${s}] = ${type}(); } }`);
+    store.push(`if (${e} < ${total}u) { ${at} subgroupMatrixStore(&${wg}, r * ${tile.cols + PAD}u + c, ${reg}[${s}], false, ${tile.cols + PAD}u); }`);
+  }
+  return { decl: `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`, regs: `var ${reg}: array<${type}, ${shares}>;`, load: load.join('\n    '), store: store.join('\n    ') };
 }
 
 /**
  * subgroupMatrixLoad of a left (m, k) or right (k, n) operand at matrix coordinates (row, col)
  * from `ptr`, stored row-major with `stride`, or transposed (then read column-major).
  */
-function matrixLoad(type: string, ptr: string, transposed: boolean, row: string, col: string, stride: number): string {
+function matrixLoad(type: string, ptr: string, transposed: boolean, row: string, col: string, stride: number, base?: string): string {
   const [x, y] = transposed ? [col, row] : [row, col];
-  return `subgroupMatrixLoad<${type}>(&${ptr}, (${x}) * ${stride}u + ${y}, ${transposed}, ${stride}u)`;
+  return `subgroupMatrixLoad<${type}>(&${ptr}, ${base ? `${base} + ` : ''}(${x}) * ${stride}u + ${y}, ${transposed}, ${stride}u)`;
 }
 
-/** The WGSL of one product shape under one tiling. */
-export function matmulF16Shader(m: number, n: number, k: number, transposeA: boolean, transposeB: boolean, t: F16Tiling, sg: number): string {
+/** The WGSL of one product shape under one tiling, for `batch` stacked products. */
+export function matmulF16Shader(m: number, n: number, k: number, transposeA: boolean, transposeB: boolean, t: F16Tiling, sg: number, batch = 1): string {
   const bm = 16 * t.tm * t.wm;
   const bn = 16 * t.tn * t.wn;
   const invocations = sg * t.wm * t.wn;
   const staged = t.kTile > 0;
   const multi = t.wm * t.wn > 1;
+  // A single product keeps constant offsets, which the compiler folds away.
+  const layerOffset = (size: number): string => (batch > 1 ? `wid.z * ${size}u` : '0u');
   // Stored layouts: A is [m, k] or (transposed) [k, m]; B is [k, n] or [n, k].
   const strideA = transposeA ? m : k;
   const strideB = transposeB ? k : n;
   const aTile: StoredTile = transposeA
-    ? { name: 'a', rows: t.kTile, cols: bm, r0: 'k0', c0: 'm0', gr: k, gc: m }
-    : { name: 'a', rows: bm, cols: t.kTile, r0: 'm0', c0: 'k0', gr: m, gc: k };
+    ? { name: 'a', base: 'aBase', rows: t.kTile, cols: bm, r0: 'k0', c0: 'm0', gr: k, gc: m }
+    : { name: 'a', base: 'aBase', rows: bm, cols: t.kTile, r0: 'm0', c0: 'k0', gr: m, gc: k };
   const bTile: StoredTile = transposeB
-    ? { name: 'b', rows: bn, cols: t.kTile, r0: 'n0', c0: 'k0', gr: n, gc: k }
-    : { name: 'b', rows: t.kTile, cols: bn, r0: 'k0', c0: 'n0', gr: k, gc: n };
-  const copyA = staged ? tileCopy(aTile, invocations) : null;
-  const copyB = staged ? tileCopy(bTile, invocations) : null;
+    ? { name: 'b', base: 'bBase', rows: bn, cols: t.kTile, r0: 'n0', c0: 'k0', gr: n, gc: k }
+    : { name: 'b', base: 'bBase', rows: t.kTile, cols: bn, r0: 'k0', c0: 'n0', gr: k, gc: n };
+  const subgroups = t.wm * t.wn;
+  const copy = (tile: StoredTile, type: 'L' | 'R'): TileCopy | null => (!staged ? null : t.matrixCopy ? tileMatrixCopy(tile, type, subgroups) : tileCopy(tile, invocations));
+  const copyA = copy(aTile, 'L');
+  const copyB = copy(bTile, 'R');
   // Rows past M (columns past N) read clamped rows; their results are not stored.
   const leftLoads = staged
     ? `left[i] = ${matrixLoad('L', 'aTile', transposeA, `sr * ${16 * t.tm}u + i * 16u`, 'kk', aTile.cols + PAD)};`
-    : `left[i] = ${matrixLoad('L', 'A', transposeA, `min(row0 + i * 16u, ${m - 16}u)`, 'kk', strideA)};`;
+    : `left[i] = ${matrixLoad('L', 'A', transposeA, `min(row0 + i * 16u, ${m - 16}u)`, 'kk', strideA, 'aBase')};`;
   const rightLoads = staged
     ? `right[j] = ${matrixLoad('R', 'bTile', transposeB, 'kk', `sc * ${16 * t.tn}u + j * 16u`, bTile.cols + PAD)};`
-    : `right[j] = ${matrixLoad('R', 'B', transposeB, 'kk', `min(col0 + j * 16u, ${n - 16}u)`, strideB)};`;
+    : `right[j] = ${matrixLoad('R', 'B', transposeB, 'kk', `min(col0 + j * 16u, ${n - 16}u)`, strideB, 'bBase')};`;
   const multiply = `
       var left: array<L, ${t.tm}>;
       var right: array<R, ${t.tn}>;
@@ -218,6 +271,8 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
       }`;
   const main = staged
     ? `
+  ${copyA!.regs}
+  ${copyB!.regs}
   var k0 = 0u;
   ${copyA!.load}
   ${copyB!.load}
@@ -237,11 +292,12 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
     : `
   for (var kk = 0u; kk < ${k}u; kk += 16u) {${multiply}
   }`;
-  // Storage operands are bound as f16 for direct loads, as vec4<u32> (8 f16) for staged copies.
-  const operand = staged ? 'array<vec4<u32>>' : 'array<f16>';
+  // Storage operands are bound as f16 for matrix loads, as vec4<u32> (8 f16) for copies by invocations.
+  const byInvocations = staged && !t.matrixCopy;
+  const operand = byInvocations ? 'array<vec4<u32>>' : 'array<f16>';
   const ids = [
     '@builtin(workgroup_id) wid: vec3<u32>',
-    ...(staged ? ['@builtin(local_invocation_index) lid: u32'] : []),
+    ...(byInvocations ? ['@builtin(local_invocation_index) lid: u32'] : []),
     ...(multi ? ['@builtin(subgroup_id) sg: u32'] : []),
   ];
   return `enable f16;
@@ -258,18 +314,23 @@ alias Acc = subgroup_matrix_result<f32, 16, 16>;
 @group(0) @binding(2) var<storage, read> B: ${operand};
 ${staged ? `${copyA!.decl}\n${copyB!.decl}` : ''}
 @compute @workgroup_size(${invocations}) fn main(${ids.join(', ')}) {
+  ${multi ? '' : 'let sg = 0u;'}
   let sr = ${multi ? `sg / ${t.wn}u` : '0u'};
   let sc = ${multi ? `sg % ${t.wn}u` : '0u'};
   let m0 = wid.y * ${bm}u;
   let n0 = wid.x * ${bn}u;
   let row0 = m0 + sr * ${16 * t.tm}u;
   let col0 = n0 + sc * ${16 * t.tn}u;
+  // Element offsets of this workgroup's product in the stacked operands and result.
+  let aBase = ${layerOffset(m * k)};
+  let bBase = ${layerOffset(k * n)};
+  let cBase = ${layerOffset(m * n)};
   var acc: array<Acc, ${t.tm * t.tn}>;
   ${main}
   for (var i = 0u; i < ${t.tm}u; i++) {
     for (var j = 0u; j < ${t.tn}u; j++) {
       if (row0 + i * 16u < ${m}u && col0 + j * 16u < ${n}u) {
-        subgroupMatrixStore(&C, (row0 + i * 16u) * ${n}u + col0 + j * 16u, acc[i * ${t.tn}u + j], false, ${n}u);
+        subgroupMatrixStore(&C, cBase + (row0 + i * 16u) * ${n}u + col0 + j * 16u, acc[i * ${t.tn}u + j], false, ${n}u);
       }
     }
   }
@@ -280,7 +341,7 @@ ${staged ? `${copyA!.decl}\n${copyB!.decl}` : ''}
 export async function prepareMatmulF16(m: number, n: number, k: number, options: F16MatmulOptions = {}): Promise<string | null> {
   const unsupported = f16MatmulUnsupported();
   if (unsupported) return unsupported;
-  const tiling = options.tiling ?? DEFAULT_F16_TILING;
+  const tiling = options.tiling ?? activeF16Tiling();
   const problem = f16TilingProblem(tiling);
   if (problem) return `tiling ${formatTiling(tiling)}: ${problem}`;
   const code = matmulF16Shader(m, n, k, options.transposeA ?? false, options.transposeB ?? false, tiling, subgroupSize());
@@ -288,22 +349,22 @@ export async function prepareMatmulF16(m: number, n: number, k: number, options:
   return error ? `the f16 matmul kernel did not compile: ${error}` : null;
 }
 
-/** "TMxTN/WMxWN/K": e.g. 2x2/2x2/32 (K 0: unstaged). */
+/** "TMxTN/WMxWN/K", "m" appended for a matrix copy: e.g. 2x2/2x2/32 (K 0: unstaged), 2x2/2x2/32m. */
 export function formatTiling(t: F16Tiling): string {
-  return `${t.tm}x${t.tn}/${t.wm}x${t.wn}/${t.kTile}`;
+  return `${t.tm}x${t.tn}/${t.wm}x${t.wn}/${t.kTile}${t.matrixCopy ? 'm' : ''}`;
 }
 
 /** The inverse of formatTiling, or throws. */
 export function parseTiling(spec: string): F16Tiling {
-  const match = /^(\d+)x(\d+)\/(\d+)x(\d+)\/(\d+)$/.exec(spec.trim());
-  if (!match) throw new Error(`tiling "${spec}" is not TMxTN/WMxWN/K (e.g. 2x2/2x2/32)`);
-  const [tm, tn, wm, wn, kTile] = match.slice(1).map(Number);
-  return { tm, tn, wm, wn, kTile };
+  const match = /^(\d+)x(\d+)\/(\d+)x(\d+)\/(\d+)(m?)$/.exec(spec.trim());
+  if (!match) throw new Error(`tiling "${spec}" is not TMxTN/WMxWN/K[m] (e.g. 2x2/2x2/32, or 2x2/2x2/32m to copy slices as subgroup matrices)`);
+  const [tm, tn, wm, wn, kTile] = match.slice(1, 6).map(Number);
+  return { tm, tn, wm, wn, kTile, matrixCopy: match[6] === 'm' };
 }
 
-/** The workgroups of a product [m, n] under `tiling`: one per output block, x along n. */
-export function f16Workgroups(m: number, n: number, tiling: F16Tiling): [number, number, number] {
-  return [Math.ceil(n / (16 * tiling.tn * tiling.wn)), Math.ceil(m / (16 * tiling.tm * tiling.wm)), 1];
+/** The workgroups of `batch` products [m, n] under `tiling`: one per output block, x along n, z along the batch. */
+export function f16Workgroups(m: number, n: number, tiling: F16Tiling, batch = 1): [number, number, number] {
+  return [Math.ceil(n / (16 * tiling.tn * tiling.wn)), Math.ceil(m / (16 * tiling.tm * tiling.wm)), batch];
 }
 
 /**
@@ -312,26 +373,30 @@ export function f16Workgroups(m: number, n: number, tiling: F16Tiling): [number,
  */
 export const f16ShaderOverride: { rewrite: ((code: string) => { code: string; uniforms: Uniform[] }) | null } = { rewrite: null };
 
-/** matmulF16 as a TensorInfo (for kernels): a new f32 buffer [m, n]. */
+/** matmulF16 as a TensorInfo (for kernels): a new f32 buffer [m, n], or [batch, m, n] for a batch of products. */
 export function matmulF16Info(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.TensorInfo {
   const transposeA = options.transposeA ?? false;
   const transposeB = options.transposeB ?? false;
-  const tiling = options.tiling ?? DEFAULT_F16_TILING;
+  const tiling = options.tiling ?? activeF16Tiling();
   const { m, n, k } = productShape(a, b, transposeA, transposeB);
+  const { batch } = a;
+  if (b.batch !== batch) throw new Error(`f16 matmul: batches differ (${batch} and ${b.batch})`);
+  // Offsets are u32 in the shader.
+  if (batch * Math.max(m * k, k * n, m * n) >= 2 ** 32) throw new Error(`f16 matmul: ${batch} products of ${m} x ${k} x ${n} overflow 32-bit offsets`);
   const backend = tf.backend() as unknown as WebgpuBackend;
-  const out = backend.makeTensorInfo([m, n], 'float32');
-  const code = matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroupSize());
+  const out = backend.makeTensorInfo(batch > 1 ? [batch, m, n] : [m, n], 'float32');
+  const code = matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroupSize(), batch);
   const shader = f16ShaderOverride.rewrite?.(code) ?? { code, uniforms: null };
-  dispatchRaw('ArlMatMulF16', shader.code, [out, a.words, b.words], shader.uniforms, f16Workgroups(m, n, tiling));
+  dispatchRaw('ArlMatMulF16', shader.code, [out, a.words, b.words], shader.uniforms, f16Workgroups(m, n, tiling, batch));
   return out;
 }
 
 /**
- * out [m, n] (f32) = op(a) op(b), op transposing where asked, on the tensor cores. Call
+ * out [m, n] (f32) = op(a) op(b), op transposing where asked, on the tensor cores ([batch, m, n] for a batch). Call
  * prepareMatmulF16 first for the shape: a shader that does not compile here is a fatal device error.
  */
-export function matmulF16(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.Tensor2D {
-  return tf.engine().makeTensorFromTensorInfo(matmulF16Info(a, b, options)) as tf.Tensor2D;
+export function matmulF16<T extends tf.Tensor2D | tf.Tensor3D = tf.Tensor2D>(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): T {
+  return tf.engine().makeTensorFromTensorInfo(matmulF16Info(a, b, options)) as T;
 }
 
 /**
@@ -371,22 +436,23 @@ struct U { n: u32 };
   out[i] = unpack2x16float(words[i / 2u])[i % 2u];
 }`;
 
-/** A 2-D f32 tensor cast to f16 on the device. */
+/** An f32 tensor [rows, cols] or [batch, rows, cols] cast to f16 on the device. */
 export function toF16(x: tf.TensorInfo): F16Matrix {
-  const [rows, cols] = x.shape;
-  const size = rows * cols;
+  const [rows, cols] = x.shape.slice(-2);
+  const batch = x.shape.length === 3 ? x.shape[0] : 1;
+  const size = batch * rows * cols;
   const words = Math.ceil(size / 2);
   const out = (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([words], 'int32');
   dispatchRaw('ArlToF16', TO_F16, [out, x], [{ type: 'uint32', data: [size] }], grid(Math.ceil(words / 256)));
-  return { words: out, rows, cols };
+  return { words: out, batch, rows, cols };
 }
 
-/** An f16 matrix widened to a 2-D f32 tensor. */
-export function fromF16(x: F16Matrix): tf.Tensor2D {
-  const size = x.rows * x.cols;
-  const out = (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([x.rows, x.cols], 'float32');
+/** f16 matrices widened to an f32 tensor: [rows, cols], or [batch, rows, cols] for a batch. */
+export function fromF16<T extends tf.Tensor2D | tf.Tensor3D = tf.Tensor2D>(x: F16Matrix): T {
+  const size = x.batch * x.rows * x.cols;
+  const out = (tf.backend() as unknown as WebgpuBackend).makeTensorInfo(x.batch > 1 ? [x.batch, x.rows, x.cols] : [x.rows, x.cols], 'float32');
   dispatchRaw('ArlFromF16', FROM_F16, [out, x.words], [{ type: 'uint32', data: [size] }], grid(Math.ceil(size / 256)));
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+  return tf.engine().makeTensorFromTensorInfo(out) as T;
 }
 
 /** Frees an f16 matrix's buffer. */
@@ -404,9 +470,4 @@ export function matmulF16FromF32Info(a: tf.TensorInfo, b: tf.TensorInfo, options
     disposeF16(a16);
     disposeF16(b16);
   }
-}
-
-/** matmulF16 of f32 tensors, cast to f16 on the way in (the casts are freed). */
-export function matmulF16FromF32(a: tf.Tensor2D, b: tf.Tensor2D, options: F16MatmulOptions = {}): tf.Tensor2D {
-  return tf.engine().makeTensorFromTensorInfo(matmulF16FromF32Info(a, b, options)) as tf.Tensor2D;
 }

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  DEFAULT_F16_TILING,
+  activeF16Tiling,
   disposeF16,
   f16ConfigsListed,
   f16MatmulUnsupported,
@@ -58,13 +58,19 @@ async function relativeError(transposeA: boolean, transposeB: boolean, tiling: F
 }
 
 /**
- * Ok when the f16 tensor-core matmul (at `tiling`) is supported here, compiles, and multiplies a
+ * Ok when the f16 tensor-core matmul (at `given`, else the tiling products take) is supported here, compiles, and multiplies a
  * small random product (64x80 by 80x48, every transpose case) within SELF_CHECK_TOLERANCE of the
  * f32 reference; else one line saying what is missing or what failed.
  */
-export async function mixedPrecisionSupport(tiling: F16Tiling = DEFAULT_F16_TILING): Promise<MixedPrecisionSupport> {
+export async function mixedPrecisionSupport(given?: F16Tiling): Promise<MixedPrecisionSupport> {
   const unsupported = f16MatmulUnsupported();
   if (unsupported) return { ok: false, reason: `mixed precision unavailable: ${unsupported}` };
+  let tiling: F16Tiling;
+  try {
+    tiling = given ?? activeF16Tiling();
+  } catch (err) {
+    return { ok: false, reason: `ARL_F16_TILING: ${(err as Error).message}` };
+  }
   for (const [transposeA, transposeB] of TRANSPOSES) {
     const problem = await prepareMatmulF16(CHECK.m, CHECK.n, CHECK.k, { transposeA, transposeB, tiling });
     if (problem) return { ok: false, reason: `mixed precision unavailable: ${problem}` };
