@@ -25,6 +25,12 @@
 #            ours_mixed_tokens_per_s (null, with ours_mixed_refused, where the start-up check refused); each side in
 #            SCALE_REPEATS processes (default 3), interleaved: the line holds medians, per-round ratios' medians,
 #            and each one's [min, max] under "spread"; *_gpu_mb: the device's peak used memory (nvidia-smi) per side
+#   f16      the f16 tensor-core matmul (dist/bench/f16-matmul-bench.mjs, from npm run build; carry dist/bench): every
+#            tiling of the bench's default list at the 1.1B projection shapes (nn, tn, nt), then F16_ATTENTION_TILINGS at
+#            attention's batched shapes (1.1B, batch 4: 16 products of 8192 x 64 x 1024 and the gradients' shapes); one
+#            "f16-matmul" line per product (ms, TFLOP/s, checked against f32). Then 1.1B training (batch 4, mixed) in
+#            F16_REPEATS rounds (default 2) of: the default, the fastest correct tiling of the projection sweep
+#            (ARL_F16_TILING), and attention's products in f32 (ARL_MIXED_ATTENTION=0): train lines tagged "variant"
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
@@ -252,6 +258,44 @@ row.update(ours_vs_torch_fp32=median(ratios(o32, t32)), ours_mixed_vs_torch_fp32
 if row["ours_mixed_tokens_per_s"] is None: row["ours_mixed_refused"] = refusal("mixed")
 print(json.dumps(row))
 PY
+  done
+fi
+if has f16; then
+  stamp "f16 matmul: projection shapes, every tiling"
+  ITER=10 TRANSPOSES=nn,tn,nt node dist/bench/f16-matmul-bench.mjs | tee "$out/f16-projections.jsonl" >> "$log"
+  attention_tilings=${F16_ATTENTION_TILINGS:-2x2/2x2/32,2x2/2x2/32m,4x2/2x2/32m,2x2/4x2/32m,4x4/2x2/32m}
+  # 1.1B, batch 4: scores (and dP) [8192 x 64] x [1024 x 64]^T; context (and dQ) [8192 x 1024] x [1024 x 64]; dV (and dK) [8192 x 1024]^T x [8192 x 64].
+  for product in "nt 16x8192x64x1024" "nn 16x8192x1024x64" "tn 16x1024x8192x64"; do
+    read -r transpose shape <<< "$product"
+    stamp "f16 matmul: attention $shape $transpose"
+    F16_TILINGS=$attention_tilings ITER=10 TRANSPOSES=$transpose SHAPES=$shape node dist/bench/f16-matmul-bench.mjs >> "$log"
+  done
+  # The tiling with the least total time over the projection sweep, every one of its products correct.
+  fastest=$(python3 - "$out/f16-projections.jsonl" <<'PY'
+import collections, json, sys
+total, count, bad = collections.Counter(), collections.Counter(), set()
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("tiling") in (None, "f32"): continue
+    if "ms" not in r or not r.get("correct"): bad.add(r["tiling"]); continue
+    total[r["tiling"]] += r["ms"]; count[r["tiling"]] += 1
+full = max(count.values(), default=0)
+ok = [t for t in total if t not in bad and count[t] == full]
+print(min(ok, key=lambda t: total[t]) if ok else "")
+PY
+)
+  echo "{\"bench\":\"f16-fastest-tiling\",\"tiling\":\"$fastest\"}" >> "$log"
+  variants=("default:" "attention-f32:ARL_MIXED_ATTENTION=0")
+  [ -n "$fastest" ] && [ "$fastest" != "${F16_DEFAULT_TILING:-2x2/2x2/32}" ] && variants+=("tiling-$fastest:ARL_F16_TILING=$fastest")
+  for round in $(seq "${F16_REPEATS:-2}"); do
+    for variant in "${variants[@]}"; do
+      name=${variant%%:*} flags=${variant#*:}
+      stamp "1.1B mixed training: $name ($round)"
+      # shellcheck disable=SC2086 # flags is empty or one VAR=value word
+      env $flags timeout 150 node dist/cli/arl.mjs bench --backend webgpu --precision mixed --vocab 32000 --dim 2048 --layers 22 --heads 32 \
+        --kv-heads 4 --hidden-dim 5632 --seq 1024 --batch 4 --steps "${SCALE_STEPS:-10}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile |
+        sed "s|^{|{\"variant\":\"$name\",\"round\":$round,|" >> "$log"
+    done
   done
 fi
 if has ablate; then
