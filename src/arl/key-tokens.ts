@@ -16,7 +16,7 @@ import { resolve } from 'node:path';
 import { BROWN_SOURCE, readDocuments } from '../data/corpus.ts';
 import { checkPositiveIntegers, UserError } from '../io/errors.ts';
 import { settle } from '../backend.ts';
-import { inBatches } from '../core/batches.ts';
+import { inBatches, inPasses } from '../core/batches.ts';
 import { makeRng } from '../core/random.ts';
 import { secondsPerCall } from '../core/timing.ts';
 import type { LlamaModel } from '../model/llama.ts';
@@ -361,14 +361,8 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
   let tokensScoredNow = 0;
   let keyTokens = counted.reduce((acc, d) => acc + d.key_tokens, 0);
   // Documents are scored a pass at a time, their windows batched together; a run stopped mid-pass loses that pass.
-  const passTokens = PASS_BATCHES * options.batch * model.config.maxSeq;
-  let pending: CorpusDocument[] = [];
-  let pendingTokens = 0;
-  const scorePending = async (): Promise<void> => {
-    const done = await scoreCorpusDocuments(model, tokenizer, pending, options);
-    pending = [];
-    pendingTokens = 0;
-    for (const scored of done) {
+  const scorePass = async (pass: CorpusDocument[]): Promise<void> => {
+    for (const scored of await scoreCorpusDocuments(model, tokenizer, pass, options)) {
       journal.append(scored.keyTokens, scored.record);
       counted.push({ ...scored.record, tokens: [], sentence_starts: [] });
       documents++;
@@ -378,9 +372,10 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
       run.onDocument?.({ documents, tokensScoredNow, keyTokens });
     }
   };
-  try {
+  // The corpus's documents still to score (read as passes need them; those done before are counted on the way).
+  async function* toScore(): AsyncGenerator<CorpusDocument> {
     for await (const { id, text } of readDocuments(run.corpus)) {
-      if (run.maxDocs !== undefined && corpusHash.documents >= run.maxDocs) break;
+      if (run.maxDocs !== undefined && corpusHash.documents >= run.maxDocs) return;
       const index = corpusHash.documents;
       corpusHash.add(id, text);
       if (shard && !inShard(index, shard)) continue;
@@ -389,12 +384,11 @@ export async function findKeyTokens(run: KeyTokenRun): Promise<KeyTokenResult> {
         run.onDocument?.({ documents, tokensScoredNow, keyTokens });
         continue;
       }
-      const document = { doc: id, ...tokenizeDocument(text, tokenizer) };
-      pending.push(document);
-      pendingTokens += document.tokens.length;
-      if (pendingTokens >= passTokens) await scorePending();
+      yield { doc: id, ...tokenizeDocument(text, tokenizer) };
     }
-    await scorePending();
+  }
+  try {
+    for await (const pass of inPasses(toScore(), (d) => d.tokens.length, PASS_BATCHES * options.batch * model.config.maxSeq)) await scorePass(pass);
     const totals: KeyTokenTotals & Partial<ShardTotals> = { ...totalsOf(counted), ...(shard && { corpus_documents: corpusHash.documents, corpus_sha256: corpusHash.digest() }) };
     journal.finish(totals);
     return { summary: { ...totals, ...settings }, documentsScored };

@@ -244,7 +244,7 @@ export function readKeyTokenSummary(dir: string): KeyTokenSummary {
 const PASS_BATCHES = 4;
 
 /** `documents` gathered into search passes (see PASS_BATCHES). */
-function inSearchPasses<T>(documents: Iterable<T>, o: SegmentOptions, search: (item: T) => SegmentSearchDocument): Generator<T[]> {
+function inSearchPasses<T>(documents: Iterable<T>, o: SegmentOptions, search: (item: T) => SegmentSearchDocument): AsyncGenerator<T[]> {
   return inPasses(documents, (item) => searchRows(search(item), o).rows, PASS_BATCHES * o.batch);
 }
 
@@ -318,7 +318,7 @@ export async function findRelevantSegments(run: SegmentRun): Promise<{ totals: S
     }
   }
   try {
-    for (const pass of inSearchPasses(toSearch(), options, (p) => p.search)) await searchPass(pass);
+    for await (const pass of inSearchPasses(toSearch(), options, (p) => p.search)) await searchPass(pass);
     const segments = sum((d) => d.segments);
     const totals: SegmentTotals = {
       key_tokens: sum((d) => d.key_tokens),
@@ -368,7 +368,7 @@ export async function measureSegmentThroughput(model: LlamaModel, o: SegmentOpti
   let forwardPasses = 0;
   const stepSeconds = await secondsPerCall(async () => {
     forwardPasses = 0;
-    for (const pass of inSearchPasses(searches, o, (search) => search)) forwardPasses += (await findRelevantSegmentsOfDocuments(model, pass, o)).forwardPasses;
+    for await (const pass of inSearchPasses(searches, o, (search) => search)) forwardPasses += (await findRelevantSegmentsOfDocuments(model, pass, o)).forwardPasses;
   }, 1, repeats);
   const length = o.shortContext + o.segmentTokens;
   const ids = tf.tensor2d(randomIds(o.batch * length), [o.batch, length], 'int32');

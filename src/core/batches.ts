@@ -5,11 +5,14 @@ export function inBatches<T>(items: readonly T[], size: number): T[][] {
   return batches;
 }
 
-/** `items` gathered in order into groups whose sizes add up to at least `limit` (the last one may hold less). */
-export function* inPasses<T>(items: Iterable<T>, size: (item: T) => number, limit: number): Generator<T[]> {
+/**
+ * `items` gathered in order into groups whose sizes add up to at least `limit` (the last one may hold less). Items are
+ * drawn only as a group needs them, so a lazy source (a corpus read as it goes) is never read ahead.
+ */
+export async function* inPasses<T>(items: Iterable<T> | AsyncIterable<T>, size: (item: T) => number, limit: number): AsyncGenerator<T[]> {
   let group: T[] = [];
   let total = 0;
-  for (const item of items) {
+  for await (const item of items) {
     group.push(item);
     total += size(item);
     if (total >= limit) {
