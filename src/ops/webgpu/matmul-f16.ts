@@ -178,26 +178,42 @@ interface TileCopy {
   store: string;
 }
 
-/** WGSL that reads this invocation's share of a tile into registers, and writes it to workgroup memory. */
+/** One unit of a tile's copy: `at` binds r and c (its first row and column in the tile), `inside` tests it is in bounds. */
+interface CopyShare {
+  /** Register slot. */
+  s: number;
+  /** The unit's index in the tile. */
+  e: string;
+  at: string;
+  inside: string;
+}
+
+/** A tile cut into units of `rows` x `cols`, dealt in turn to `workers` (numbered by `worker`): every worker's shares. */
+function copyShares(tile: StoredTile, rows: number, cols: number, worker: string, workers: number): { shares: CopyShare[]; total: number } {
+  const perRow = tile.cols / cols;
+  const total = (tile.rows / rows) * perRow;
+  const shares = Array.from({ length: Math.ceil(total / workers) }, (_, s) => {
+    const e = `(${worker} + ${s * workers}u)`;
+    const row = rows === 1 ? `${e} / ${perRow}u` : `(${e} / ${perRow}u) * ${rows}u`;
+    const at = `let r = ${row}; let c = (${e} % ${perRow}u) * ${cols}u;`;
+    return { s, e, at, inside: `${e} < ${total}u && ${tile.r0} + r < ${tile.gr}u && ${tile.c0} + c < ${tile.gc}u` };
+  });
+  return { shares, total };
+}
+
+/** WGSL that reads this invocation's share of a tile into registers, 8 f16 at a time, and writes it to workgroup memory. */
 function tileCopy(tile: StoredTile, invocations: number): TileCopy {
-  const vecsPerRow = tile.cols / 8;
-  const total = tile.rows * vecsPerRow;
-  const shares = Math.ceil(total / invocations);
+  const { shares, total } = copyShares(tile, 1, 8, 'lid', invocations);
   const src = tile.name.toUpperCase();
   const reg = `${tile.name}Reg`;
   const wg = `${tile.name}Tile`;
-  const load: string[] = [];
-  const store: string[] = [];
-  for (let s = 0; s < shares; s++) {
-    const e = `(lid + ${s * invocations}u)`;
-    const at = `let r = ${e} / ${vecsPerRow}u; let c = (${e} % ${vecsPerRow}u) * 8u;`;
-    const inside = `${e} < ${total}u && ${tile.r0} + r < ${tile.gr}u && ${tile.c0} + c < ${tile.gc}u`;
-    load.push(`{ ${at} let ok = ${inside}; ${reg}[${s}] = select(vec4<u32>(0u), ${src}[select(0u, (${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c) / 8u, ok)], ok); }`);
+  const load = shares.map(({ s, at, inside }) => `{ ${at} let ok = ${inside}; ${reg}[${s}] = select(vec4<u32>(0u), ${src}[select(0u, (${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c) / 8u, ok)], ok); }`);
+  const store = shares.map(({ s, e, at }) => {
     const halves = [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(${reg}[${s}][${w}]); ${wg}[o + ${2 * w}u] = h${w}.x; ${wg}[o + ${2 * w + 1}u] = h${w}.y;`);
-    store.push(`if (${e} < ${total}u) { ${at} let o = r * ${tile.cols + PAD}u + c; ${halves.join(' ')} }`);
-  }
+    return `if (${e} < ${total}u) { ${at} let o = r * ${tile.cols + PAD}u + c; ${halves.join(' ')} }`;
+  });
   const decl = `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`;
-  return { decl: `${decl}\nvar<private> ${reg}: array<vec4<u32>, ${shares}>;`, regs: '', load: load.join('\n    '), store: store.join('\n    ') };
+  return { decl: `${decl}\nvar<private> ${reg}: array<vec4<u32>, ${shares.length}>;`, regs: '', load: load.join('\n    '), store: store.join('\n    ') };
 }
 
 /**
@@ -205,22 +221,16 @@ function tileCopy(tile: StoredTile, invocations: number): TileCopy {
  * from storage into matrices (zero past the matrix's edges), and stores them to workgroup memory.
  */
 function tileMatrixCopy(tile: StoredTile, type: 'L' | 'R', subgroups: number): TileCopy {
-  const blocksPerRow = tile.cols / 16;
-  const total = (tile.rows / 16) * blocksPerRow;
-  const shares = Math.ceil(total / subgroups);
+  const { shares, total } = copyShares(tile, 16, 16, 'sg', subgroups);
   const src = tile.name.toUpperCase();
   const reg = `${tile.name}Blocks`;
   const wg = `${tile.name}Tile`;
-  const load: string[] = [];
-  const store: string[] = [];
-  for (let s = 0; s < shares; s++) {
-    const e = `(sg + ${s * subgroups}u)`;
-    const at = `let r = (${e} / ${blocksPerRow}u) * 16u; let c = (${e} % ${blocksPerRow}u) * 16u;`;
-    const inside = `${e} < ${total}u && ${tile.r0} + r < ${tile.gr}u && ${tile.c0} + c < ${tile.gc}u`;
-    load.push(`{ ${at} if (${inside}) { ${reg}[${s}] = subgroupMatrixLoad<${type}>(&${src}, ${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c, false, ${tile.gc}u); } else { ${reg}[${s}] = ${type}(); } }`);
-    store.push(`if (${e} < ${total}u) { ${at} subgroupMatrixStore(&${wg}, r * ${tile.cols + PAD}u + c, ${reg}[${s}], false, ${tile.cols + PAD}u); }`);
-  }
-  return { decl: `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`, regs: `var ${reg}: array<${type}, ${shares}>;`, load: load.join('\n    '), store: store.join('\n    ') };
+  const load = shares.map(
+    ({ s, at, inside }) =>
+      `{ ${at} if (${inside}) { ${reg}[${s}] = subgroupMatrixLoad<${type}>(&${src}, ${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c, false, ${tile.gc}u); } else { ${reg}[${s}] = ${type}(); } }`,
+  );
+  const store = shares.map(({ s, e, at }) => `if (${e} < ${total}u) { ${at} subgroupMatrixStore(&${wg}, r * ${tile.cols + PAD}u + c, ${reg}[${s}], false, ${tile.cols + PAD}u); }`);
+  return { decl: `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`, regs: `var ${reg}: array<${type}, ${shares.length}>;`, load: load.join('\n    '), store: store.join('\n    ') };
 }
 
 /**
