@@ -3,7 +3,8 @@
  * tests and `arl bench` set them around the calls they compare.
  */
 
-const env = (name: string): string | undefined => process.env[name];
+// The model's ops are also bundled for the browser (the tfjs export's layers), where there is no process: no switch is set there.
+const env = (name: string): string | undefined => (typeof process === 'undefined' ? undefined : process.env[name]);
 
 /** ARL_STOCK_WEBGPU=1: our webgpu kernels stay registered but unused (tfjs's own ops run), for comparisons. */
 export function stockWebgpu(): boolean {

@@ -58,7 +58,7 @@ export function matmul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, trans
  * keeps them f32 under mixed precision.
  */
 export function batchedProduct<T extends tf.Tensor>(a: T, b: T, transposeA = false, transposeB = false): T {
-  if (!mixedAttention() || !runsMixed(a, b)) return tf.matMul(a, b, transposeA, transposeB) as unknown as T;
+  if (!runsMixed(a, b) || !mixedAttention()) return tf.matMul(a, b, transposeA, transposeB) as unknown as T;
   const lead = a.shape.slice(0, -2);
   const stacked = (x: tf.Tensor): tf.Tensor3D => tf.reshape(x, [-1, x.shape[x.rank - 2], x.shape[x.rank - 1]]);
   const [a3, b3] = [stacked(a), stacked(b)];
