@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../src/backend.ts';
-import { disposeF16, f16MatmulUnsupported, formatTiling, fromF16, matmulF16, parseTiling, prepareMatmulF16, toF16, type F16Matrix, type F16Tiling } from '../src/ops/webgpu/matmul-f16.ts';
+import { DEFAULT_F16_TILING, disposeF16, f16MatmulUnsupported, formatTiling, fromF16, matmulF16, parseTiling, prepareMatmulF16, toF16, type F16Matrix, type F16Tiling } from '../src/ops/webgpu/matmul-f16.ts';
 import { mixedPrecisionSupport, SELF_CHECK_TOLERANCE } from '../src/ops/webgpu/mixed-precision.ts';
 import type { WebgpuBackend } from '../src/ops/webgpu/runtime.ts';
 
@@ -55,7 +55,7 @@ if (unsupported) {
   process.exit(0);
 }
 const check = await mixedPrecisionSupport();
-print({ adapter, self_check: check.ok ? check.detail : check.reason });
+print({ adapter, default_tiling: formatTiling(DEFAULT_F16_TILING), self_check: check.ok ? check.detail : check.reason });
 const device = (tf.backend() as unknown as WebgpuBackend).device;
 
 /** The first element of `x`, to wait for the GPU by reading it. */

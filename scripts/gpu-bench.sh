@@ -270,23 +270,26 @@ if has f16; then
     stamp "f16 matmul: attention $shape $transpose"
     F16_TILINGS=$attention_tilings ITER=10 TRANSPOSES=$transpose SHAPES=$shape node dist/bench/f16-matmul-bench.mjs >> "$log"
   done
-  # The tiling with the least total time over the projection sweep, every one of its products correct.
+  # The tiling with the least total time over the projection sweep, every one of its products correct; empty where
+  # that is the default (the bench's first line names it) or none ran.
   fastest=$(python3 - "$out/f16-projections.jsonl" <<'PY'
 import collections, json, sys
-total, count, bad = collections.Counter(), collections.Counter(), set()
+total, count, bad, default = collections.Counter(), collections.Counter(), set(), None
 for line in open(sys.argv[1]):
     r = json.loads(line)
+    default = r.get("default_tiling", default)
     if r.get("tiling") in (None, "f32"): continue
     if "ms" not in r or not r.get("correct"): bad.add(r["tiling"]); continue
     total[r["tiling"]] += r["ms"]; count[r["tiling"]] += 1
 full = max(count.values(), default=0)
 ok = [t for t in total if t not in bad and count[t] == full]
-print(min(ok, key=lambda t: total[t]) if ok else "")
+best = min(ok, key=lambda t: total[t]) if ok else ""
+print("" if best == default else best)
 PY
 )
-  echo "{\"bench\":\"f16-fastest-tiling\",\"tiling\":\"$fastest\"}" >> "$log"
+  echo "{\"bench\":\"f16-fastest-tiling\",\"tiling\":\"${fastest:-default}\"}" >> "$log"
   variants=("default:" "attention-f32:ARL_MIXED_ATTENTION=0")
-  [ -n "$fastest" ] && [ "$fastest" != "${F16_DEFAULT_TILING:-2x2/2x2/32}" ] && variants+=("tiling-$fastest:ARL_F16_TILING=$fastest")
+  [ -n "$fastest" ] && variants+=("tiling-$fastest:ARL_F16_TILING=$fastest")
   for round in $(seq "${F16_REPEATS:-2}"); do
     for variant in "${variants[@]}"; do
       name=${variant%%:*} flags=${variant#*:}
