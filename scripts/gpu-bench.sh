@@ -276,6 +276,7 @@ if has f16; then
 import collections, json, sys
 total, count, bad, default = collections.Counter(), collections.Counter(), set(), None
 for line in open(sys.argv[1]):
+    if not line.startswith("{"): continue  # a driver's or Dawn's messages on stdout
     r = json.loads(line)
     default = r.get("default_tiling", default)
     if r.get("tiling") in (None, "f32"): continue
