@@ -50,7 +50,8 @@ export interface F16MatmulOptions {
 /**
  * 2x2 tiles per subgroup, 2x2 subgroups, 32-deep slices staged in workgroup memory: on the H200 the fastest or within
  * 5% of it at every 1.1B projection shape and transpose case (67-86 TFLOP/s at 4096 x 2048 x 5632, 2.0-2.5x the
- * unstaged 2x2/1x1/0; docs/gpu-runs/2026-12-04-h200-scale-mixed/f16-matmul.jsonl).
+ * unstaged 2x2/1x1/0; docs/gpu-runs/2026-12-04-h200-scale-mixed/f16-matmul.jsonl), and on an H100. 2x4/2x2/32 trained
+ * the 1.1B shape about 5% faster there but the 135M shape slower (docs/benchmarks.md), so it is not the default.
  */
 export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 2, wn: 2, kTile: 32, matrixCopy: false };
 
@@ -227,9 +228,9 @@ function tileMatrixCopy(tile: StoredTile, type: 'L' | 'R', subgroups: number): T
   const wg = `${tile.name}Tile`;
   const load = shares.map(
     ({ s, at, inside }) =>
-      `{ ${at} if (${inside}) { ${reg}[${s}] = subgroupMatrixLoad<${type}>(&${src}, ${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c, false, ${tile.gc}u); } else { ${reg}[${s}] = ${type}(); } }`,
+      `{ ${at} if (${inside}) { ${reg}[${s}] = subgroupMatrixLoad<${type}, row_major>(&${src}, ${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c, ${tile.gc}u); } else { ${reg}[${s}] = ${type}(); } }`,
   );
-  const store = shares.map(({ s, e, at }) => `if (${e} < ${total}u) { ${at} subgroupMatrixStore(&${wg}, r * ${tile.cols + PAD}u + c, ${reg}[${s}], false, ${tile.cols + PAD}u); }`);
+  const store = shares.map(({ s, e, at }) => `if (${e} < ${total}u) { ${at} subgroupMatrixStore<row_major>(&${wg}, r * ${tile.cols + PAD}u + c, ${reg}[${s}], ${tile.cols + PAD}u); }`);
   return { decl: `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`, regs: `var ${reg}: array<${type}, ${shares.length}>;`, load: load.join('\n    '), store: store.join('\n    ') };
 }
 
@@ -239,7 +240,7 @@ function tileMatrixCopy(tile: StoredTile, type: 'L' | 'R', subgroups: number): T
  */
 function matrixLoad(type: string, ptr: string, transposed: boolean, row: string, col: string, stride: number, base?: string): string {
   const [x, y] = transposed ? [col, row] : [row, col];
-  return `subgroupMatrixLoad<${type}>(&${ptr}, ${base ? `${base} + ` : ''}(${x}) * ${stride}u + ${y}, ${transposed}, ${stride}u)`;
+  return `subgroupMatrixLoad<${type}, ${transposed ? 'col_major' : 'row_major'}>(&${ptr}, ${base ? `${base} + ` : ''}(${x}) * ${stride}u + ${y}, ${stride}u)`;
 }
 
 /** The WGSL of one product shape under one tiling, for `batch` stacked products. */
@@ -264,21 +265,23 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
   const copy = (tile: StoredTile, type: 'L' | 'R'): TileCopy | null => (!staged ? null : t.matrixCopy ? tileMatrixCopy(tile, type, subgroups) : tileCopy(tile, invocations));
   const copyA = copy(aTile, 'L');
   const copyB = copy(bTile, 'R');
+  // Every tile loop is written out, each matrix a variable of its own: arrays of subgroup matrices indexed in loops
+  // may be kept in memory rather than registers by the driver.
+  const each = (count: number, line: (i: number) => string, indent = '      '): string => Array.from({ length: count }, (_, i) => line(i)).join(`\n${indent}`);
+  const pairs = (line: (i: number, j: number) => string, indent?: string): string => each(t.tm, (i) => each(t.tn, (j) => line(i, j), indent), indent);
   // Rows past M (columns past N) read clamped rows; their results are not stored.
-  const leftLoads = staged
-    ? `left[i] = ${matrixLoad('L', 'aTile', transposeA, `sr * ${16 * t.tm}u + i * 16u`, 'kk', aTile.cols + PAD)};`
-    : `left[i] = ${matrixLoad('L', 'A', transposeA, `min(row0 + i * 16u, ${m - 16}u)`, 'kk', strideA, 'aBase')};`;
-  const rightLoads = staged
-    ? `right[j] = ${matrixLoad('R', 'bTile', transposeB, 'kk', `sc * ${16 * t.tn}u + j * 16u`, bTile.cols + PAD)};`
-    : `right[j] = ${matrixLoad('R', 'B', transposeB, 'kk', `min(col0 + j * 16u, ${n - 16}u)`, strideB, 'bBase')};`;
-  const multiply = `
-      var left: array<L, ${t.tm}>;
-      var right: array<R, ${t.tn}>;
-      for (var i = 0u; i < ${t.tm}u; i++) { ${leftLoads} }
-      for (var j = 0u; j < ${t.tn}u; j++) { ${rightLoads} }
-      for (var i = 0u; i < ${t.tm}u; i++) {
-        for (var j = 0u; j < ${t.tn}u; j++) { acc[i * ${t.tn}u + j] = subgroupMatrixMultiplyAccumulate(left[i], right[j], acc[i * ${t.tn}u + j]); }
-      }`;
+  const leftLoad = (i: number, kk: string): string =>
+    staged
+      ? matrixLoad('L', 'aTile', transposeA, `sr * ${16 * t.tm}u + ${16 * i}u`, kk, aTile.cols + PAD)
+      : matrixLoad('L', 'A', transposeA, `min(row0 + ${16 * i}u, ${m - 16}u)`, kk, strideA, 'aBase');
+  const rightLoad = (j: number, kk: string): string =>
+    staged
+      ? matrixLoad('R', 'bTile', transposeB, kk, `sc * ${16 * t.tn}u + ${16 * j}u`, bTile.cols + PAD)
+      : matrixLoad('R', 'B', transposeB, kk, `min(col0 + ${16 * j}u, ${n - 16}u)`, strideB, 'bBase');
+  const multiply = (kk: string): string => `
+      ${each(t.tm, (i) => `let left${i} = ${leftLoad(i, kk)};`)}
+      ${each(t.tn, (j) => `let right${j} = ${rightLoad(j, kk)};`)}
+      ${pairs((i, j) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(left${i}, right${j}, acc${i}_${j});`)}`;
   const main = staged
     ? `
   ${copyA!.regs}
@@ -295,12 +298,12 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
       ${copyA!.load}
       ${copyB!.load}
     }
-    for (var kk = 0u; kk < ${t.kTile}u; kk += 16u) {${multiply}
-    }
+    ${Array.from({ length: t.kTile / 16 }, (_, step) => `{${multiply(`${16 * step}u`)}
+    }`).join('\n    ')}
     workgroupBarrier();
   }`
     : `
-  for (var kk = 0u; kk < ${k}u; kk += 16u) {${multiply}
+  for (var kk = 0u; kk < ${k}u; kk += 16u) {${multiply('kk')}
   }`;
   // Storage operands are bound as f16 for matrix loads, as vec4<u32> (8 f16) for copies by invocations.
   const byInvocations = staged && !t.matrixCopy;
@@ -335,15 +338,13 @@ ${staged ? `${copyA!.decl}\n${copyB!.decl}` : ''}
   let aBase = ${layerOffset(m * k)};
   let bBase = ${layerOffset(k * n)};
   let cBase = ${layerOffset(m * n)};
-  var acc: array<Acc, ${t.tm * t.tn}>;
+  ${pairs((i, j) => `var acc${i}_${j}: Acc;`, '  ')}
   ${main}
-  for (var i = 0u; i < ${t.tm}u; i++) {
-    for (var j = 0u; j < ${t.tn}u; j++) {
-      if (row0 + i * 16u < ${m}u && col0 + j * 16u < ${n}u) {
-        subgroupMatrixStore(&C, cBase + (row0 + i * 16u) * ${n}u + col0 + j * 16u, acc[i * ${t.tn}u + j], false, ${n}u);
-      }
-    }
-  }
+  ${pairs(
+    (i, j) =>
+      `if (row0 + ${16 * i}u < ${m}u && col0 + ${16 * j}u < ${n}u) { subgroupMatrixStore<row_major>(&C, cBase + (row0 + ${16 * i}u) * ${n}u + col0 + ${16 * j}u, acc${i}_${j}, ${n}u); }`,
+    '  ',
+  )}
 }`;
 }
 
