@@ -11,7 +11,9 @@
  *
  * Env: F16_TILINGS (comma-separated TMxTN/WMxWN/K[m], K 0 = unstaged, m = slices copied as subgroup matrices),
  * SHAPES (comma-separated MxKxN, or BxMxKxN for a batch of B products as attention's, e.g. 16x8192x64x1024),
- * TRANSPOSES (comma-separated nn, tn, nt, tt: which operands are stored transposed), ITER (default 20).
+ * TRANSPOSES (comma-separated nn, tn, nt, tt: which operands are stored transposed), ITER (products per timed batch,
+ * default 20), BATCHES (timed batches, default 5: ms is their median, ms_range their least and greatest, since one
+ * batch of a few milliseconds read up to 4x apart on an H100).
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../src/backend.ts';
@@ -39,6 +41,8 @@ const transposes = (process.env.TRANSPOSES ?? 'nn').split(',').filter(Boolean).m
   return { transposeA: t[0] === 't', transposeB: t[1] === 't', name: t };
 });
 const iterations = Number(process.env.ITER ?? 20);
+const batches = Number(process.env.BATCHES ?? 5);
+if (![iterations, batches].every((v) => Number.isInteger(v) && v > 0)) throw new Error('ITER and BATCHES must be positive whole numbers');
 
 const print = (record: Record<string, unknown>): void => console.log(JSON.stringify({ bench: 'f16-matmul', ...record }));
 
@@ -61,26 +65,37 @@ const device = (tf.backend() as unknown as WebgpuBackend).device;
 /** The first element of `x`, to wait for the GPU by reading it. */
 const firstElement = (x: tf.Tensor): tf.Tensor => tf.tidy(() => tf.slice(tf.reshape(x, [-1]), [0], [1]));
 
-/** Mean wall-clock ms of `run` over `iterations` calls after two warm-up calls; waits for the GPU by reading one element. */
-async function time(run: () => tf.Tensor): Promise<number> {
+/** Mean wall-clock ms of `run` over `iterations` calls, in each of `batches` batches, after two warm-up calls; waits for the GPU by reading one element. */
+async function time(run: () => tf.Tensor): Promise<{ ms: number; range: [number, number] }> {
   for (let i = 0; i < 2; i++) {
     const out = run();
     const first = firstElement(out);
     await first.data();
     tf.dispose([out, first]);
   }
-  const outs: tf.Tensor[] = [];
-  const start = performance.now();
-  for (let i = 0; i < iterations; i++) {
-    outs.push(run());
-    if (i > 0) outs[i - 1].dispose(); // freed once its dispatch is submitted; keeps memory flat
+  const means: number[] = [];
+  for (let batch = 0; batch < batches; batch++) {
+    const outs: tf.Tensor[] = [];
+    const start = performance.now();
+    for (let i = 0; i < iterations; i++) {
+      outs.push(run());
+      if (i > 0) outs[i - 1].dispose(); // freed once its dispatch is submitted; keeps memory flat
+    }
+    const last = firstElement(outs[outs.length - 1]);
+    await last.data();
+    means.push((performance.now() - start) / iterations);
+    tf.dispose([outs[outs.length - 1], last]);
   }
-  const last = firstElement(outs[outs.length - 1]);
-  await last.data();
-  const ms = (performance.now() - start) / iterations;
-  tf.dispose([outs[outs.length - 1], last]);
-  return ms;
+  means.sort((x, y) => x - y);
+  return { ms: means[Math.floor(means.length / 2)], range: [means[0], means[means.length - 1]] };
 }
+
+/** A timing as printed: median ms, its range, TFLOP/s of `flops` at the median. */
+const timing = ({ ms, range }: { ms: number; range: [number, number] }, flops: number): Record<string, unknown> => ({
+  ms: +ms.toFixed(3),
+  ms_range: range.map((v) => +v.toFixed(3)),
+  tflops: +(flops / ms / 1e9).toFixed(1),
+});
 
 /** Max |got - want| / max |want|. */
 async function relativeError(got: tf.Tensor, want: tf.Tensor): Promise<number> {
@@ -105,8 +120,8 @@ async function benchTiling(shape: (typeof shapes)[number], t: (typeof transposes
     const got = matmulF16(a16, b16, options);
     const error = await relativeError(got, want);
     got.dispose();
-    const ms = await time(() => matmulF16(a16, b16, options));
-    result = { ms: +ms.toFixed(3), tflops: +((2 * batch * m * n * k) / ms / 1e9).toFixed(1), max_rel_error: +error.toExponential(2), correct: error <= SELF_CHECK_TOLERANCE };
+    const measured = await time(() => matmulF16(a16, b16, options));
+    result = { ...timing(measured, 2 * batch * m * n * k), max_rel_error: +error.toExponential(2), correct: error <= SELF_CHECK_TOLERANCE };
   } finally {
     const error = await device.popErrorScope();
     if (error) result = { error: error.message.replace(/\s+/g, ' ').trim().slice(0, 300) };
@@ -125,8 +140,8 @@ for (const shape of shapes) {
     // The reference: our f32 matmul of the same f16-rounded inputs, timed as the baseline.
     const [aWide, bWide] = [fromF16<tf.Tensor2D | tf.Tensor3D>(a16), fromF16<tf.Tensor2D | tf.Tensor3D>(b16)];
     const want = tf.matMul(aWide, bWide, t.transposeA, t.transposeB);
-    const f32Ms = await time(() => tf.matMul(aWide, bWide, t.transposeA, t.transposeB));
-    print({ ...(batch > 1 ? { batch } : {}), m, k, n, transpose: t.name, tiling: 'f32', ms: +f32Ms.toFixed(3), tflops: +((2 * batch * m * n * k) / f32Ms / 1e9).toFixed(1) });
+    const f32 = await time(() => tf.matMul(aWide, bWide, t.transposeA, t.transposeB));
+    print({ ...(batch > 1 ? { batch } : {}), m, k, n, transpose: t.name, tiling: 'f32', ...timing(f32, 2 * batch * m * n * k) });
     for (const tiling of tilings) await benchTiling(shape, t, a16, b16, want, tiling);
     tf.dispose([a, b, aWide, bWide, want]);
     disposeF16(a16);
