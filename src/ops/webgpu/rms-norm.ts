@@ -6,24 +6,37 @@ import * as tf from '@tensorflow/tfjs';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, type Uniform, WG_SUM } from './runtime.ts';
 
 
-export const RMS_NORM = `
-@group(0) @binding(0) var<storage, read_write> y: array<f32>;
-@group(0) @binding(1) var<storage, read_write> inv: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
+/**
+ * One workgroup per row: y = v * r * w with r = 1 / rms(v). Plain, v = x and r is kept per row (the backward reads it);
+ * with the residual (inference), v = x + residual, written out as the new residual stream s. Bindings in order:
+ * outputs (y, inv; or s, y), x, the residual, w, the uniforms.
+ */
+function rowNormShader(withResidual: boolean): string {
+  const outputs = withResidual ? ['s', 'y'] : ['y', 'inv'];
+  const inputs = withResidual ? ['x', 'res', 'w'] : ['x', 'w'];
+  const value = withResidual ? 'x[base + j] + res[base + j]' : 'x[base + j]';
+  const bindings = [
+    ...outputs.map((name, i) => `@group(0) @binding(${i}) var<storage, read_write> ${name}: array<f32>;`),
+    ...inputs.map((name, i) => `@group(0) @binding(${outputs.length + i}) var<storage, read> ${name}: array<f32>;`),
+  ];
+  return `
+${bindings.join('\n')}
 struct U { rows: u32, dim: u32, eps: f32 };
-@group(0) @binding(4) var<uniform> u: U;
+@group(0) @binding(${bindings.length}) var<uniform> u: U;
 ${WG_SUM}
 @compute @workgroup_size(256) fn main(${builtins}) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= u.rows) { return; }
   let base = row * u.dim;
   var sq = 0.0;
-  for (var j = lid; j < u.dim; j += 256u) { let v = x[base + j]; sq += v * v; }
+  for (var j = lid; j < u.dim; j += 256u) { let v = ${value};${withResidual ? ' s[base + j] = v;' : ''} sq += v * v; }
   let r = inverseSqrt(workgroupSum(sq, lid) / f32(u.dim) + u.eps);
-  for (var j = lid; j < u.dim; j += 256u) { y[base + j] = x[base + j] * r * w[j]; }
-  if (lid == 0u) { inv[row] = r; }
+  for (var j = lid; j < u.dim; j += 256u) { y[base + j] = (${value}) * r * w[j]; }
+  ${withResidual ? '' : 'if (lid == 0u) { inv[row] = r; }'}
 }`;
+}
+
+export const RMS_NORM = rowNormShader(false);
 
 /** dx per row: (g - xhat * mean(g * xhat)) * r with g = dy * w, xhat = x * r. */
 const RMS_NORM_GRAD_X = `
@@ -93,24 +106,7 @@ export function rmsNormGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.T
 }
 
 /** Inference only: the residual sum s = x + r and its RMSNorm in one dispatch (instead of two). */
-export const ADD_RMS_NORM = `
-@group(0) @binding(0) var<storage, read_write> s: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> r: array<f32>;
-@group(0) @binding(4) var<storage, read> w: array<f32>;
-struct U { rows: u32, dim: u32, eps: f32 };
-@group(0) @binding(5) var<uniform> u: U;
-${WG_SUM}
-@compute @workgroup_size(256) fn main(${builtins}) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= u.rows) { return; }
-  let base = row * u.dim;
-  var sq = 0.0;
-  for (var j = lid; j < u.dim; j += 256u) { let v = x[base + j] + r[base + j]; s[base + j] = v; sq += v * v; }
-  let inv = inverseSqrt(workgroupSum(sq, lid) / f32(u.dim) + u.eps);
-  for (var j = lid; j < u.dim; j += 256u) { y[base + j] = (x[base + j] + r[base + j]) * inv * w[j]; }
-}`;
+export const ADD_RMS_NORM = rowNormShader(true);
 
 export function addRmsNormKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
   const { x, residual, weight } = args.inputs as Record<string, tf.TensorInfo>;
