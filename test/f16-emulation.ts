@@ -8,7 +8,7 @@
  * without tensor cores.
  */
 export function emulateSubgroupMatrices(code: string): string {
-  // Each (matrix, majorness) pair the shader loads from or stores to gets a helper of its own. Matrices go to loads and
+  // Each (matrix, majorness) pair the shader loads from or stores to gets a function of its own. Matrices go to loads and
   // products by pointer: lavapipe inlines every call, and a copy of a 256-element array at each made compiling slow.
   const used = (pattern: RegExp): string[][] => [...new Set([...code.matchAll(pattern)].map((m) => `${m[2]} ${m[1]}`))].map((key) => key.split(' '));
   const loads = used(/subgroupMatrixLoad<[LR], (row|col)_major>\(&(\w+),/g);

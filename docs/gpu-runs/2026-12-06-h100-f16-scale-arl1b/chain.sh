@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session's runs, in order of priority; everything lands in /tmp/detached/chain/out.
+# The runs of one GPU call, in order of priority; everything lands in /tmp/detached/chain/out.
 set -uo pipefail
 o=/tmp/detached/chain/out
 mkdir -p "$o"
