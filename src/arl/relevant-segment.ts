@@ -376,7 +376,7 @@ export async function measureSegmentThroughput(model: LlamaModel, o: SegmentOpti
     const hidden = tf.tidy(() => model.hidden(ids).hidden);
     await settle(hidden);
     hidden.dispose();
-  }, 1, repeats);
+  }, 1, repeats, stepSeconds * repeats); // timed over as long as the step was
   ids.dispose();
   const forwardTokensPerS = (o.batch * length) / forwardSeconds;
   const rowTokensPerS = rowTokens / stepSeconds;
