@@ -42,7 +42,10 @@ const transposes = (process.env.TRANSPOSES ?? 'nn').split(',').filter(Boolean).m
 });
 const iterations = Number(process.env.ITER ?? 20);
 const batches = Number(process.env.BATCHES ?? 5);
-if (![iterations, batches].every((v) => Number.isInteger(v) && v > 0)) throw new Error('ITER and BATCHES must be positive whole numbers');
+if (![iterations, batches].every((v) => Number.isInteger(v) && v > 0)) {
+  console.error(`f16-matmul-bench: ITER and BATCHES must be positive whole numbers (got ${process.env.ITER}, ${process.env.BATCHES})`);
+  process.exit(2);
+}
 
 const print = (record: Record<string, unknown>): void => console.log(JSON.stringify({ bench: 'f16-matmul', ...record }));
 
