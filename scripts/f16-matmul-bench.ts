@@ -9,8 +9,7 @@
  *   node --import tsx scripts/f16-matmul-bench.ts                   (from the repo)
  *   bash scripts/gpu-run.sh node dist/bench/f16-matmul-bench.mjs    (GPU box, after scripts/gpu-pack.sh)
  *
- * Env: F16_TILINGS (comma-separated TMxTN/WMxWN/K[m][d], K 0 = unstaged, m = slices copied as subgroup matrices,
- * d = slices double-buffered),
+ * Env: F16_TILINGS (comma-separated TMxTN/WMxWN/K[m], K 0 = unstaged, m = slices copied as subgroup matrices),
  * SHAPES (comma-separated MxKxN, or BxMxKxN for a batch of B products as attention's, e.g. 16x8192x64x1024),
  * TRANSPOSES (comma-separated nn, tn, nt, tt: which operands are stored transposed), ITER (products per timed batch,
  * default 20), BATCHES (timed batches, default 5: ms is their median, ms_range their least and greatest, since one
@@ -23,9 +22,9 @@ import { mixedPrecisionSupport, SELF_CHECK_TOLERANCE } from '../src/ops/webgpu/m
 import type { WebgpuBackend } from '../src/ops/webgpu/runtime.ts';
 
 const DEFAULT_TILINGS = [
-  ...['2x2/2x2/0', '2x2/2x2/32', '2x4/2x2/32', '4x2/2x2/32', '4x4/2x2/32', '2x2/2x4/32', '4x2/2x4/32'],
-  // Double-buffered slices, at the same splits and at larger ones; one matrix copy for reference (slower on an H100).
-  ...['2x2/2x2/32d', '2x4/2x2/32d', '4x2/2x2/32d', '4x4/2x2/32d', '2x4/2x4/32d', '4x2/2x4/32d', '2x2/2x2/64d', '2x2/2x2/16d', '2x2/2x2/32m'],
+  ...['2x2/2x2/0', '2x2/2x2/32', '4x2/2x2/32', '4x4/2x2/32', '2x2/4x2/32', '4x2/2x4/32'],
+  // The same splits with slices copied as subgroup matrices, and deeper slices.
+  ...['2x2/2x2/32m', '4x2/2x2/32m', '2x4/2x2/32m', '4x4/2x2/32m', '2x2/4x2/32m', '4x2/2x4/32m', '4x4/2x4/32m', '2x2/2x2/64m', '4x2/2x2/64m', '4x4/2x2/64m'],
 ];
 /** [tokens x d] x [d x F] (gate/up), [tokens x F] x [F x d] (down), [tokens x d] x [d x d] (attention projections). */
 const DEFAULT_SHAPES = ['4096x2048x5632', '4096x5632x2048', '4096x2048x2048'];

@@ -26,7 +26,7 @@ export function matmulKTile(): number {
   return Number(env('ARL_MATMUL_K_TILE') ?? 16);
 }
 
-/** ARL_F16_TILING: the tiling of the f16 tensor-core products (TMxTN/WMxWN/K[m][d], see src/ops/webgpu/matmul-f16.ts) instead of the default, for measurements. */
+/** ARL_F16_TILING: the tiling of the f16 tensor-core products (TMxTN/WMxWN/K[m], see src/ops/webgpu/matmul-f16.ts) instead of the default, for measurements. */
 export function f16TilingSpec(): string | undefined {
   return env('ARL_F16_TILING') || undefined;
 }

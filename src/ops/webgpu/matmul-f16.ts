@@ -29,10 +29,8 @@ export interface F16Matrix {
 
 /**
  * How a product is split: subgroup tiles (tm x tn of 16x16), subgroups per workgroup (wm x wn), staged K slice
- * (0: none), how a staged slice is copied: by every invocation, 8 f16 at a time (false), or by the subgroups,
- * 16x16 blocks loaded and stored as subgroup matrices (true: workgroup memory takes one f16 per store otherwise),
- * and whether slices alternate between two workgroup buffers (the next slice is stored while this one is multiplied,
- * one barrier a slice instead of two).
+ * (0: none), and how a staged slice is copied: by every invocation, 8 f16 at a time (false), or by the subgroups,
+ * 16x16 blocks loaded and stored as subgroup matrices (true: workgroup memory takes one f16 per store otherwise).
  */
 export interface F16Tiling {
   tm: number;
@@ -41,7 +39,6 @@ export interface F16Tiling {
   wn: number;
   kTile: number;
   matrixCopy: boolean;
-  doubleBuffer: boolean;
 }
 
 export interface F16MatmulOptions {
@@ -56,7 +53,7 @@ export interface F16MatmulOptions {
  * unstaged 2x2/1x1/0; docs/gpu-runs/2026-12-04-h200-scale-mixed/f16-matmul.jsonl), and on an H100. 2x4/2x2/32 trained
  * the 1.1B shape about 5% faster there but the 135M shape slower (docs/benchmarks.md), so it is not the default.
  */
-export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 2, wn: 2, kTile: 32, matrixCopy: false, doubleBuffer: false };
+export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 2, wn: 2, kTile: 32, matrixCopy: false };
 
 /** The tiling products take unless told: ARL_F16_TILING where set (throws when it does not parse), else the default. */
 export function activeF16Tiling(): F16Tiling {
@@ -147,7 +144,6 @@ export function f16TilingProblem(t: F16Tiling): string | null {
   if (!dims.every((d) => Number.isInteger(d) && d >= 1)) return 'tile and subgroup counts must be positive integers';
   if (![0, 16, 32, 64].includes(t.kTile)) return 'kTile must be 0, 16, 32 or 64';
   if (t.matrixCopy && t.kTile === 0) return 'a matrix copy needs a staged slice (kTile above 0)';
-  if (t.doubleBuffer && t.kTile === 0) return 'double buffering needs a staged slice (kTile above 0)';
   const { limits } = device();
   const invocations = subgroupSize() * t.wm * t.wn;
   if (invocations > limits.maxComputeInvocationsPerWorkgroup) return `${invocations} invocations per workgroup (limit ${limits.maxComputeInvocationsPerWorkgroup})`;
@@ -156,11 +152,11 @@ export function f16TilingProblem(t: F16Tiling): string | null {
   return null;
 }
 
-/** Workgroup memory of a staged tiling: the larger of the two layouts (operand transposed or not), twice if double-buffered. */
+/** Workgroup memory of a staged tiling: the larger of the two layouts (operand transposed or not). */
 function stagedBytes(t: F16Tiling): number {
   if (t.kTile === 0) return 0;
   const tile = (edge: number): number => Math.max(edge * (t.kTile + PAD), t.kTile * (edge + PAD));
-  return 2 * (t.doubleBuffer ? 2 : 1) * (tile(16 * t.tm * t.wm) + tile(16 * t.tn * t.wn));
+  return 2 * (tile(16 * t.tm * t.wm) + tile(16 * t.tn * t.wn));
 }
 
 /** A stored operand tile: `rows` x `cols` of its stored layout, from (r0, c0) of a matrix `gr` x `gc` at element `base`. */
@@ -175,12 +171,12 @@ interface StoredTile {
   gc: number;
 }
 
-/** A staged tile's copy: module-scope declarations, function-scope registers, the load into them and the store out (into the buffer at element `buffer`). */
+/** A staged tile's copy: module-scope declarations, function-scope registers, the load into them and the store out. */
 interface TileCopy {
   decl: string;
   regs: string;
   load: string;
-  store: (buffer: string) => string;
+  store: string;
 }
 
 /** One unit of a tile's copy: `at` binds r and c (its first row and column in the tile), `inside` tests it is in bounds. */
@@ -207,28 +203,25 @@ function copyShares(tile: StoredTile, rows: number, cols: number, worker: string
 }
 
 /** WGSL that reads this invocation's share of a tile into registers, 8 f16 at a time, and writes it to workgroup memory. */
-function tileCopy(tile: StoredTile, invocations: number, buffers: number): TileCopy {
+function tileCopy(tile: StoredTile, invocations: number): TileCopy {
   const { shares, total } = copyShares(tile, 1, 8, 'lid', invocations);
   const src = tile.name.toUpperCase();
   const reg = `${tile.name}Reg`;
   const wg = `${tile.name}Tile`;
   const load = shares.map(({ s, at, inside }) => `{ ${at} let ok = ${inside}; ${reg}[${s}] = select(vec4<u32>(0u), ${src}[select(0u, (${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c) / 8u, ok)], ok); }`);
-  const store = (buffer: string): string =>
-    shares
-      .map(({ s, e, at }) => {
-        const halves = [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(${reg}[${s}][${w}]); ${wg}[o + ${2 * w}u] = h${w}.x; ${wg}[o + ${2 * w + 1}u] = h${w}.y;`);
-        return `if (${e} < ${total}u) { ${at} let o = ${buffer} + r * ${tile.cols + PAD}u + c; ${halves.join(' ')} }`;
-      })
-      .join('\n    ');
-  const decl = `var<workgroup> ${wg}: array<f16, ${buffers * tile.rows * (tile.cols + PAD)}>;`;
-  return { decl: `${decl}\nvar<private> ${reg}: array<vec4<u32>, ${shares.length}>;`, regs: '', load: load.join('\n    '), store };
+  const store = shares.map(({ s, e, at }) => {
+    const halves = [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(${reg}[${s}][${w}]); ${wg}[o + ${2 * w}u] = h${w}.x; ${wg}[o + ${2 * w + 1}u] = h${w}.y;`);
+    return `if (${e} < ${total}u) { ${at} let o = r * ${tile.cols + PAD}u + c; ${halves.join(' ')} }`;
+  });
+  const decl = `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`;
+  return { decl: `${decl}\nvar<private> ${reg}: array<vec4<u32>, ${shares.length}>;`, regs: '', load: load.join('\n    '), store: store.join('\n    ') };
 }
 
 /**
  * WGSL that copies a tile through subgroup matrices: each subgroup loads its share of the tile's 16x16 blocks
  * from storage into matrices (zero past the matrix's edges), and stores them to workgroup memory.
  */
-function tileMatrixCopy(tile: StoredTile, type: 'L' | 'R', subgroups: number, buffers: number): TileCopy {
+function tileMatrixCopy(tile: StoredTile, type: 'L' | 'R', subgroups: number): TileCopy {
   const { shares, total } = copyShares(tile, 16, 16, 'sg', subgroups);
   const src = tile.name.toUpperCase();
   const reg = `${tile.name}Blocks`;
@@ -237,9 +230,8 @@ function tileMatrixCopy(tile: StoredTile, type: 'L' | 'R', subgroups: number, bu
     ({ s, at, inside }) =>
       `{ ${at} if (${inside}) { ${reg}[${s}] = subgroupMatrixLoad<${type}, row_major>(&${src}, ${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c, ${tile.gc}u); } else { ${reg}[${s}] = ${type}(); } }`,
   );
-  const store = (buffer: string): string =>
-    shares.map(({ s, e, at }) => `if (${e} < ${total}u) { ${at} subgroupMatrixStore<row_major>(&${wg}, ${buffer} + r * ${tile.cols + PAD}u + c, ${reg}[${s}], ${tile.cols + PAD}u); }`).join('\n    ');
-  return { decl: `var<workgroup> ${wg}: array<f16, ${buffers * tile.rows * (tile.cols + PAD)}>;`, regs: `var ${reg}: array<${type}, ${shares.length}>;`, load: load.join('\n    '), store };
+  const store = shares.map(({ s, e, at }) => `if (${e} < ${total}u) { ${at} subgroupMatrixStore<row_major>(&${wg}, r * ${tile.cols + PAD}u + c, ${reg}[${s}], ${tile.cols + PAD}u); }`);
+  return { decl: `var<workgroup> ${wg}: array<f16, ${tile.rows * (tile.cols + PAD)}>;`, regs: `var ${reg}: array<${type}, ${shares.length}>;`, load: load.join('\n    '), store: store.join('\n    ') };
 }
 
 /**
@@ -270,12 +262,7 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
     ? { name: 'b', base: 'bBase', rows: bn, cols: t.kTile, r0: 'n0', c0: 'k0', gr: n, gc: k }
     : { name: 'b', base: 'bBase', rows: t.kTile, cols: bn, r0: 'k0', c0: 'n0', gr: k, gc: n };
   const subgroups = t.wm * t.wn;
-  const buffers = t.doubleBuffer ? 2 : 1;
-  const copy = (tile: StoredTile, type: 'L' | 'R'): TileCopy | null =>
-    !staged ? null : t.matrixCopy ? tileMatrixCopy(tile, type, subgroups, buffers) : tileCopy(tile, invocations, buffers);
-  // Elements of one staged buffer of each operand (the second, where double-buffered, follows the first).
-  const aSize = aTile.rows * (aTile.cols + PAD);
-  const bSize = bTile.rows * (bTile.cols + PAD);
+  const copy = (tile: StoredTile, type: 'L' | 'R'): TileCopy | null => (!staged ? null : t.matrixCopy ? tileMatrixCopy(tile, type, subgroups) : tileCopy(tile, invocations));
   const copyA = copy(aTile, 'L');
   const copyB = copy(bTile, 'R');
   // Every tile loop is written out, each matrix a variable of its own: arrays of subgroup matrices indexed in loops
@@ -285,67 +272,36 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
   // Rows past M (columns past N) read clamped rows; their results are not stored.
   const leftLoad = (i: number, kk: string): string =>
     staged
-      ? matrixLoad('L', 'aTile', transposeA, `sr * ${16 * t.tm}u + ${16 * i}u`, kk, aTile.cols + PAD, t.doubleBuffer ? 'aBuf' : undefined)
+      ? matrixLoad('L', 'aTile', transposeA, `sr * ${16 * t.tm}u + ${16 * i}u`, kk, aTile.cols + PAD)
       : matrixLoad('L', 'A', transposeA, `min(row0 + ${16 * i}u, ${m - 16}u)`, kk, strideA, 'aBase');
   const rightLoad = (j: number, kk: string): string =>
     staged
-      ? matrixLoad('R', 'bTile', transposeB, kk, `sc * ${16 * t.tn}u + ${16 * j}u`, bTile.cols + PAD, t.doubleBuffer ? 'bBuf' : undefined)
+      ? matrixLoad('R', 'bTile', transposeB, kk, `sc * ${16 * t.tn}u + ${16 * j}u`, bTile.cols + PAD)
       : matrixLoad('R', 'B', transposeB, kk, `min(col0 + ${16 * j}u, ${n - 16}u)`, strideB, 'bBase');
   const multiply = (kk: string): string => `
       ${each(t.tm, (i) => `let left${i} = ${leftLoad(i, kk)};`)}
       ${each(t.tn, (j) => `let right${j} = ${rightLoad(j, kk)};`)}
       ${pairs((i, j) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(left${i}, right${j}, acc${i}_${j});`)}`;
-  const slices = Math.ceil(k / t.kTile);
-  const sliceProducts = Array.from({ length: t.kTile / 16 }, (_, step) => `{${multiply(`${16 * step}u`)}
-    }`).join('\n    ');
-  const single = (): string => `
+  const main = staged
+    ? `
   ${copyA!.regs}
   ${copyB!.regs}
   var k0 = 0u;
   ${copyA!.load}
   ${copyB!.load}
-  for (var slice = 0u; slice < ${slices}u; slice++) {
-    ${copyA!.store('0u')}
-    ${copyB!.store('0u')}
+  for (var slice = 0u; slice < ${Math.ceil(k / t.kTile)}u; slice++) {
+    ${copyA!.store}
+    ${copyB!.store}
     workgroupBarrier();
     k0 += ${t.kTile}u;
     if (k0 < ${k}u) {
       ${copyA!.load}
       ${copyB!.load}
     }
-    ${sliceProducts}
+    ${Array.from({ length: t.kTile / 16 }, (_, step) => `{${multiply(`${16 * step}u`)}
+    }`).join('\n    ')}
     workgroupBarrier();
-  }`;
-  // Slice s is multiplied from buffer s % 2 while slice s + 1, loaded before, is stored to the other.
-  const double = (): string => `
-  ${copyA!.regs}
-  ${copyB!.regs}
-  var k0 = 0u;
-  ${copyA!.load}
-  ${copyB!.load}
-  ${copyA!.store('0u')}
-  ${copyB!.store('0u')}
-  workgroupBarrier();
-  for (var slice = 0u; slice < ${slices}u; slice++) {
-    let aBuf = (slice & 1u) * ${aSize}u;
-    let bBuf = (slice & 1u) * ${bSize}u;
-    k0 += ${t.kTile}u;
-    let more = k0 < ${k}u;
-    if (more) {
-      ${copyA!.load}
-      ${copyB!.load}
-    }
-    ${sliceProducts}
-    if (more) {
-      ${copyA!.store(`${aSize}u - aBuf`)}
-      ${copyB!.store(`${bSize}u - bBuf`)}
-    }
-    workgroupBarrier();
-  }`;
-  const main = staged
-    ? t.doubleBuffer
-      ? double()
-      : single()
+  }`
     : `
   for (var kk = 0u; kk < ${k}u; kk += 16u) {${multiply('kk')}
   }`;
@@ -404,19 +360,17 @@ export async function prepareMatmulF16(m: number, n: number, k: number, options:
   return error ? `the f16 matmul kernel did not compile: ${error}` : null;
 }
 
-/** "TMxTN/WMxWN/K", "m" appended for a matrix copy, "d" for double buffering: e.g. 2x2/2x2/32 (K 0: unstaged), 2x2/2x2/32md. */
+/** "TMxTN/WMxWN/K", "m" appended for a matrix copy: e.g. 2x2/2x2/32 (K 0: unstaged), 2x2/2x2/32m. */
 export function formatTiling(t: F16Tiling): string {
-  return `${t.tm}x${t.tn}/${t.wm}x${t.wn}/${t.kTile}${t.matrixCopy ? 'm' : ''}${t.doubleBuffer ? 'd' : ''}`;
+  return `${t.tm}x${t.tn}/${t.wm}x${t.wn}/${t.kTile}${t.matrixCopy ? 'm' : ''}`;
 }
 
 /** The inverse of formatTiling, or throws. */
 export function parseTiling(spec: string): F16Tiling {
-  const match = /^(\d+)x(\d+)\/(\d+)x(\d+)\/(\d+)(m?)(d?)$/.exec(spec.trim());
-  if (!match) {
-    throw new Error(`tiling "${spec}" is not TMxTN/WMxWN/K[m][d] (e.g. 2x2/2x2/32; m copies slices as subgroup matrices, d double-buffers them)`);
-  }
+  const match = /^(\d+)x(\d+)\/(\d+)x(\d+)\/(\d+)(m?)$/.exec(spec.trim());
+  if (!match) throw new Error(`tiling "${spec}" is not TMxTN/WMxWN/K[m] (e.g. 2x2/2x2/32, or 2x2/2x2/32m to copy slices as subgroup matrices)`);
   const [tm, tn, wm, wn, kTile] = match.slice(1, 6).map(Number);
-  return { tm, tn, wm, wn, kTile, matrixCopy: match[6] === 'm', doubleBuffer: match[7] === 'd' };
+  return { tm, tn, wm, wn, kTile, matrixCopy: match[6] === 'm' };
 }
 
 /** The workgroups of `batch` products [m, n] under `tiling`: one per output block, x along n, z along the batch. */
