@@ -8,9 +8,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
-import { dawnFlags, dawnNodePath, gpuPoolBytes, tfjsFlags, webgpuF16 } from './switches.ts';
+import { dawnFlags, dawnNodePath, dawnRobustness, gpuPoolBytes, tfjsFlags, webgpuF16 } from './switches.ts';
 import { registerWasmKernels } from './ops/wasm/index.ts';
-import { requestF16Features, withF16Toggles } from './ops/webgpu/f16-device.ts';
+import { FAST_SHADER_TOGGLES, requestF16Features, withF16Toggles } from './ops/webgpu/f16-device.ts';
 import { registerWebgpuKernels } from './ops/webgpu/index.ts';
 import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
 
@@ -51,17 +51,32 @@ async function installDawn(f16: boolean): Promise<{ name: string; description: s
     const dawnNode = dawnNodePath();
     const dawn = (dawnNode ? require(dawnNode) : await import('webgpu')) as Dawn;
     Object.assign(globalThis, dawn.globals);
-    const gpu = dawn.create(f16 ? withF16Toggles(dawnFlags()) : dawnFlags()) as Parameters<typeof requestF16Features>[0];
+    type Gpu = Parameters<typeof requestF16Features>[0];
+    let gpu = dawn.create(f16 ? withF16Toggles(dawnFlags(), dawnRobustness() ? [] : FAST_SHADER_TOGGLES) : dawnFlags()) as Gpu;
+    // The fast-shader toggles only where the adapter is hardware: the instance is made again without them otherwise.
+    if (f16 && !dawnRobustness() && isSoftware(describeAdapter(await gpu.requestAdapter()))) gpu = dawn.create(withF16Toggles(dawnFlags())) as Gpu;
     if (f16) requestF16Features(gpu);
     Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   }
   const gpu = (g.navigator as { gpu: { requestAdapter: () => Promise<unknown> } }).gpu;
-  const adapter = (await gpu.requestAdapter()) as { info?: { vendor?: string; architecture?: string; device?: string; description?: string } } | null;
+  const adapter = await gpu.requestAdapter();
   if (!adapter) throw new Error('no WebGPU adapter found');
-  const info = adapter.info ?? {};
-  const description = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unknown adapter';
-  const software = /llvmpipe|lavapipe|swiftshader|cpu/i.test(description);
-  return { name: info.description || description, description, software };
+  const described = describeAdapter(adapter);
+  return { ...described, software: isSoftware(described) };
+}
+
+type AdapterInfo = { vendor?: string; architecture?: string; device?: string; description?: string };
+
+/** An adapter's name and its info in one line (empty for none). */
+function describeAdapter(adapter: unknown): { name: string; description: string } {
+  const info = (adapter as { info?: AdapterInfo } | null)?.info ?? {};
+  const description = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || (adapter ? 'unknown adapter' : '');
+  return { name: info.description || description, description };
+}
+
+/** Whether a described adapter runs on the CPU (or there was none). */
+function isSoftware(adapter: { description: string }): boolean {
+  return adapter.description === '' || /llvmpipe|lavapipe|swiftshader|cpu/i.test(adapter.description);
 }
 
 /** On Linux Dawn needs the Vulkan loader; looking first keeps Dawn's native warning off the terminal. */

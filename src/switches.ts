@@ -79,6 +79,11 @@ export function dawnFlags(): string[] {
   return (env('ARL_DAWN_FLAGS') ?? '').split(' ').filter(Boolean);
 }
 
+/** ARL_DAWN_ROBUSTNESS=1: mixed precision keeps Dawn's index clamping and workgroup zeroing on a hardware adapter too, for comparisons. */
+export function dawnRobustness(): boolean {
+  return env('ARL_DAWN_ROBUSTNESS') === '1';
+}
+
 /**
  * ARL_WEBGPU_F16=1: the Dawn instance is created with the toggles that expose shader-f16 and
  * subgroup matrices (on NVIDIA), and the device requests them where the adapter has them.

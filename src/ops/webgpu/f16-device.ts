@@ -12,14 +12,22 @@ export const F16_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-s
 /** Dawn toggles for F16_FEATURES on NVIDIA (Dawn blocks shader-f16 there by default). */
 const F16_DAWN_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
 
+/**
+ * Dawn toggles mixed precision adds on a hardware adapter: shaders without Dawn's index clamping (every kernel of ours
+ * bounds its own accesses) and workgroup memory not zeroed first (each kernel writes what it reads). On an H100 the 1.1B
+ * shape trained 10% faster with them, at the same losses (docs/benchmarks.md). Lavapipe compiles such shaders about 30x
+ * slower, so software adapters go without.
+ */
+export const FAST_SHADER_TOGGLES = ['disable_robustness', 'disable_workgroup_init'];
+
 /** Whether the running instance was created with the f16 toggles, and what its adapter offered. */
 export const f16Instance = { requested: false, adapterFeatures: [] as string[], adapterConfigs: [] as readonly SubgroupMatrixConfig[] };
 
-/** `flags` with the f16 toggles added to its enable-dawn-features (one such option, merged). */
-export function withF16Toggles(flags: string[]): string[] {
+/** `flags` with the f16 toggles (and `extra`) added to its enable-dawn-features (one such option, merged). */
+export function withF16Toggles(flags: string[], extra: readonly string[] = []): string[] {
   const prefix = 'enable-dawn-features=';
   const existing = flags.filter((f) => f.startsWith(prefix)).flatMap((f) => f.slice(prefix.length).split(','));
-  const features = [...new Set([...existing, ...F16_DAWN_TOGGLES])].filter(Boolean);
+  const features = [...new Set([...existing, ...F16_DAWN_TOGGLES, ...extra])].filter(Boolean);
   return [...flags.filter((f) => !f.startsWith(prefix)), prefix + features.join(',')];
 }
 

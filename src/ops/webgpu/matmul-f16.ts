@@ -48,17 +48,41 @@ export interface F16MatmulOptions {
 }
 
 /**
- * 2x2 tiles per subgroup, 2x2 subgroups, 32-deep slices staged in workgroup memory: on the H200 the fastest or within
- * 5% of it at every 1.1B projection shape and transpose case (67-86 TFLOP/s at 4096 x 2048 x 5632, 2.0-2.5x the
- * unstaged 2x2/1x1/0; docs/gpu-runs/2026-12-04-h200-scale-mixed/f16-matmul.jsonl), and on an H100. 2x4/2x2/32 trained
- * the 1.1B shape about 5% faster there but the 135M shape slower (docs/benchmarks.md), so it is not the default.
+ * 2x2 tiles per subgroup, 2x2 subgroups (64 x 64 a workgroup), 32-deep slices staged in workgroup memory: on an H100
+ * 94-115 TFLOP/s at the 1.1B projection shapes, and the fastest measured at attention's batched products (head size 64)
+ * and at [4096 x 2048] x [2048 x 2048] (docs/gpu-runs/2026-12-06-h100-robustness-tiles/).
  */
 export const DEFAULT_F16_TILING: F16Tiling = { tm: 2, tn: 2, wm: 2, wn: 2, kTile: 32, matrixCopy: false };
 
-/** The tiling products take unless told: ARL_F16_TILING where set (throws when it does not parse), else the default. */
-export function activeF16Tiling(): F16Tiling {
+/**
+ * 4x4 tiles per subgroup, 2x2 subgroups (128 x 128 a workgroup): on an H100 faster than the default from
+ * [4096 x 2048] x [2048 x 5632] or [4096 x 5632] x [5632 x 2048] up (124-166 against 103-125 TFLOP/s), slower below
+ * (fewer workgroups than keep the GPU busy; same run).
+ */
+export const LARGE_F16_TILING: F16Tiling = { tm: 4, tn: 4, wm: 2, wn: 2, kTile: 32, matrixCopy: false };
+
+/** Multiply-adds from which a single product takes LARGE_F16_TILING: the least of the two shapes it was faster at. */
+const LARGE_PRODUCT = 4096 * 2048 * 5632;
+
+let parsedSpec: { spec: string; tiling: F16Tiling } | null = null;
+
+/** ARL_F16_TILING where set (throws when it does not parse; parsed once per value), else null. */
+function forcedF16Tiling(): F16Tiling | null {
   const spec = f16TilingSpec();
-  return spec ? parseTiling(spec) : DEFAULT_F16_TILING;
+  if (!spec) return null;
+  if (parsedSpec?.spec !== spec) parsedSpec = { spec, tiling: parseTiling(spec) };
+  return parsedSpec.tiling;
+}
+
+/** The tiling `batch` products m x k x n take: ARL_F16_TILING where set, else LARGE_F16_TILING for a large single product, else the default. */
+export function f16TilingFor(m: number, n: number, k: number, batch = 1): F16Tiling {
+  return forcedF16Tiling() ?? (batch === 1 && m * n * k >= LARGE_PRODUCT ? LARGE_F16_TILING : DEFAULT_F16_TILING);
+}
+
+/** Every tiling a product may take in this process (the start-up self-check checks each). */
+export function f16TilingsInUse(): F16Tiling[] {
+  const forced = forcedF16Tiling();
+  return forced ? [forced] : [DEFAULT_F16_TILING, LARGE_F16_TILING];
 }
 
 /** Padding of staged rows, in f16: rows stay 16-byte aligned and fall on different banks. */
@@ -352,7 +376,7 @@ ${staged ? `${copyA!.decl}\n${copyB!.decl}` : ''}
 export async function prepareMatmulF16(m: number, n: number, k: number, options: F16MatmulOptions = {}): Promise<string | null> {
   const unsupported = f16MatmulUnsupported();
   if (unsupported) return unsupported;
-  const tiling = options.tiling ?? activeF16Tiling();
+  const tiling = options.tiling ?? f16TilingFor(m, n, k);
   const problem = f16TilingProblem(tiling);
   if (problem) return `tiling ${formatTiling(tiling)}: ${problem}`;
   const code = matmulF16Shader(m, n, k, options.transposeA ?? false, options.transposeB ?? false, tiling, subgroupSize());
@@ -388,9 +412,9 @@ export const f16ShaderOverride: { rewrite: ((code: string) => { code: string; un
 export function matmulF16Info(a: F16Matrix, b: F16Matrix, options: F16MatmulOptions = {}): tf.TensorInfo {
   const transposeA = options.transposeA ?? false;
   const transposeB = options.transposeB ?? false;
-  const tiling = options.tiling ?? activeF16Tiling();
   const { m, n, k } = productShape(a, b, transposeA, transposeB);
   const { batch } = a;
+  const tiling = options.tiling ?? f16TilingFor(m, n, k, batch);
   if (b.batch !== batch) throw new Error(`f16 matmul: batches differ (${batch} and ${b.batch})`);
   // Offsets are u32 in the shader.
   if (batch * Math.max(m * k, k * n, m * n) >= 2 ** 32) throw new Error(`f16 matmul: ${batch} products of ${m} x ${k} x ${n} overflow 32-bit offsets`);
