@@ -101,17 +101,20 @@ describe('webgpu kernels', { skip }, () => {
     tf.dispose([x, r, w, sum, normed, ...fused]);
   });
 
-  it('attention softmax: mask add + softmax and its gradient equal the tfjs ops (odd width, causal mask)', async () => {
-    const scores = randn([2, 3, 7, 37], 7); // 42 rows: not a multiple of the kernel's 4 rows per workgroup
-    const mask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([7, 37]), -1, 31)), -1e9)) as tf.Tensor2D;
-    const dy = randn([2, 3, 7, 37], 8);
-    const reference = tf.grad((x: tf.Tensor) => tf.mul(tf.softmax(tf.add(x, mask)), dy).sum());
-    const [wantP, wantGrad] = [tf.softmax(tf.add(scores, mask)), reference(scores)];
-    const gotP = softmaxMasked(scores, mask);
-    const gotGrad = softmaxGrad(gotP, dy);
-    const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
-    assertClose(await values([gotP, gotGrad]), await values([wantP, wantGrad]), 2e-5, 'softmax');
-    tf.dispose([scores, mask, dy, wantP, wantGrad, gotP, gotGrad]);
+  it('attention softmax: mask add + softmax and its gradient equal the tfjs ops (odd widths, causal mask)', async () => {
+    // 42 rows: not a multiple of the kernel's 4 rows per workgroup; widths below and above the 64 invocations of a row.
+    for (const [cols, seed] of [[37, 7], [150, 17]]) {
+      const scores = randn([2, 3, 7, cols], seed);
+      const mask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([7, cols]), -1, cols - 6)), -1e9)) as tf.Tensor2D;
+      const dy = randn([2, 3, 7, cols], seed + 1);
+      const reference = tf.grad((x: tf.Tensor) => tf.mul(tf.softmax(tf.add(x, mask)), dy).sum());
+      const [wantP, wantGrad] = [tf.softmax(tf.add(scores, mask)), reference(scores)];
+      const gotP = softmaxMasked(scores, mask);
+      const gotGrad = softmaxGrad(gotP, dy);
+      const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
+      assertClose(await values([gotP, gotGrad]), await values([wantP, wantGrad]), 2e-5, `softmax, width ${cols}`);
+      tf.dispose([scores, mask, dy, wantP, wantGrad, gotP, gotGrad]);
+    }
   });
 
   it('rotary positions: the kernel and its transpose equal the tfjs ops (matmul by rotate-half) and their gradient', async () => {
