@@ -21,7 +21,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { FlashAttentionSpec } from '../attention.ts';
-import { allocate, dispatchRaw, grid, release, type Uniform } from './runtime.ts';
+import { allocate, dispatchRaw, grid, release, shaderText, type Uniform } from './runtime.ts';
 
 /** Rows (queries, or keys in the dK/dV kernel) per workgroup, one per invocation. */
 const ROWS = 64;
@@ -272,7 +272,7 @@ export function flashAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; attr
   const s = args.attrs as unknown as FlashAttentionSpec;
   const out = allocate([s.batch * s.seq, s.heads * s.headDim]);
   const lse = allocate([s.batch * s.heads * s.seq]);
-  dispatchRaw('ArlFlashAttention', forwardShader(s.headDim / 4), [out, lse, qkv, cos, sin], uniforms(s), blocks(s, s.heads));
+  dispatchRaw('ArlFlashAttention', shaderText(`flash ${s.headDim}`, () => forwardShader(s.headDim / 4)), [out, lse, qkv, cos, sin], uniforms(s), blocks(s, s.heads));
   return [out, lse];
 }
 
@@ -283,8 +283,8 @@ export function flashAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; 
   const dqkv = allocate(qkv.shape);
   const dsum = allocate([s.batch * s.heads * s.seq]);
   const vecs = s.headDim / 4;
-  dispatchRaw('ArlFlashAttentionGradQ', gradQueryShader(vecs), [dqkv, dsum, qkv, cos, sin, out, dy, lse], uniforms(s), blocks(s, s.heads));
-  dispatchRaw('ArlFlashAttentionGradKV', gradKeyValueShader(vecs), [dqkv, qkv, cos, sin, dy, lse, dsum], uniforms(s), blocks(s, s.kvHeads));
+  dispatchRaw('ArlFlashAttentionGradQ', shaderText(`flash grad q ${vecs}`, () => gradQueryShader(vecs)), [dqkv, dsum, qkv, cos, sin, out, dy, lse], uniforms(s), blocks(s, s.heads));
+  dispatchRaw('ArlFlashAttentionGradKV', shaderText(`flash grad kv ${vecs}`, () => gradKeyValueShader(vecs)), [dqkv, qkv, cos, sin, dy, lse, dsum], uniforms(s), blocks(s, s.kvHeads));
   release(dsum);
   return dqkv;
 }

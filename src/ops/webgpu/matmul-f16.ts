@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { f16TilingSpec } from '../../switches.ts';
 import { F16_FEATURES, f16Instance } from './f16-device.ts';
-import { builtins, dispatchRaw, flatIndex, grid, release, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
+import { builtins, dispatchRaw, flatIndex, grid, release, shaderText, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
 
 /** `batch` f16 matrices, each row-major [rows, cols], stacked; two f16 per 32-bit word (element 2i in the low half). */
 export interface F16Matrix {
@@ -420,7 +420,9 @@ export function matmulF16Info(a: F16Matrix, b: F16Matrix, options: F16MatmulOpti
   if (batch * Math.max(m * k, k * n, m * n) >= 2 ** 32) throw new Error(`f16 matmul: ${batch} products of ${m} x ${k} x ${n} overflow 32-bit offsets`);
   const backend = tf.backend() as unknown as WebgpuBackend;
   const out = backend.makeTensorInfo(batch > 1 ? [batch, m, n] : [m, n], 'float32');
-  const code = matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroupSize(), batch);
+  const sg = subgroupSize();
+  const key = `f16 ${batch}x${m}x${k}x${n} ${transposeA} ${transposeB} ${formatTiling(tiling)} ${sg}`;
+  const code = shaderText(key, () => matmulF16Shader(m, n, k, transposeA, transposeB, tiling, sg, batch));
   const shader = f16ShaderOverride.rewrite?.(code) ?? { code, uniforms: null };
   dispatchRaw('ArlMatMulF16', shader.code, [out, a.words, b.words], shader.uniforms, f16Workgroups(m, n, tiling, batch));
   return out;

@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { matmulKTile, matmulTile, stockMatmul, stockWebgpu } from '../../switches.ts';
-import { allocate, builtins, dispatchRaw, flatIndex, grid, release, type Uniform } from './runtime.ts';
+import { allocate, builtins, dispatchRaw, flatIndex, grid, release, shaderText, type Uniform } from './runtime.ts';
 
 /** K tile edge (8, 16 or 32; ARL_MATMUL_K_TILE picks, for measurements; tile * K tile >= 1,024). */
 function kTileFor(tile: number): number {
@@ -182,7 +182,7 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const kChunk = Math.ceil(k / splits / kTile) * kTile;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlMatMul', matmulShader(tile, kTile, transposeA, transposeB), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
+  dispatchRaw('ArlMatMul', shaderText(`matmul ${tile} ${kTile} ${transposeA} ${transposeB}`, () => matmulShader(tile, kTile, transposeA, transposeB)), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
   if (splits > 1) {
     const size = batch * m * n;
     dispatchRaw('ArlSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));

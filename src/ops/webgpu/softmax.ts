@@ -5,7 +5,7 @@
  * each of the forward's three passes made it 3x slower than memory allows at 1.1B on an H100).
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, builtins, dispatchRaw, grid } from './runtime.ts';
+import { allocate, builtins, dispatchRaw, grid, shaderText } from './runtime.ts';
 
 /** 4 rows per workgroup, 64 invocations per row (one workgroup per 512-wide row was slower than tfjs's). */
 const SOFTMAX_ROWS_PER_WG = 4;
@@ -90,7 +90,7 @@ export function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap }): tf
   const cols = scores.shape[scores.shape.length - 1];
   const rows = tf.util.sizeFromShape(scores.shape) / cols;
   const p = allocate(scores.shape);
-  dispatchRaw('ArlSoftmaxMasked', softmaxMaskedShader(cols), [p, scores, mask], [rows, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
+  dispatchRaw('ArlSoftmaxMasked', shaderText(`softmax ${cols}`, () => softmaxMaskedShader(cols)), [p, scores, mask], [rows, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return p;
 }
 
@@ -99,6 +99,6 @@ export function softmaxGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.T
   const cols = p.shape[p.shape.length - 1];
   const rows = tf.util.sizeFromShape(p.shape) / cols;
   const ds = allocate(p.shape);
-  dispatchRaw('ArlSoftmaxGrad', softmaxGradShader(cols), [ds, p, dp], [rows].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
+  dispatchRaw('ArlSoftmaxGrad', shaderText(`softmax grad ${cols}`, () => softmaxGradShader(cols)), [ds, p, dp], [rows].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return ds;
 }
