@@ -83,13 +83,17 @@ export function shaderText(key: string, make: () => string): string {
   return code;
 }
 
+/** A compute pipeline of `code` (entry point main, layout from the shader), uncached. */
+function createPipeline(name: string, code: string): Pipeline {
+  const device = (tf.backend() as unknown as WebgpuBackend).device;
+  return device.createComputePipeline({ layout: 'auto', label: name, compute: { module: device.createShaderModule({ code, label: name }), entryPoint: 'main' } });
+}
+
 /** The pipeline and the written bindings of `code`, made once per shader text. */
 function shader(name: string, code: string): { pipeline: Pipeline; written: number[] } {
   let entry = shaders.get(code);
   if (!entry) {
-    const device = (tf.backend() as unknown as WebgpuBackend).device;
-    const pipeline = device.createComputePipeline({ layout: 'auto', label: name, compute: { module: device.createShaderModule({ code, label: name }), entryPoint: 'main' } });
-    entry = { pipeline, written: writtenBindings(code) };
+    entry = { pipeline: createPipeline(name, code), written: writtenBindings(code) };
     shaders.set(code, entry);
   }
   return entry;
@@ -103,7 +107,7 @@ export async function tryComputePipeline(name: string, code: string): Promise<st
   if (shaders.has(code)) return null;
   const device = (tf.backend() as unknown as WebgpuBackend).device;
   device.pushErrorScope('validation');
-  const pipeline = device.createComputePipeline({ layout: 'auto', label: name, compute: { module: device.createShaderModule({ code, label: name }), entryPoint: 'main' } });
+  const pipeline = createPipeline(name, code);
   const error = await device.popErrorScope();
   if (error) return error.message.replace(/\s+/g, ' ').trim().slice(0, 400) || 'pipeline creation failed';
   shaders.set(code, { pipeline, written: writtenBindings(code) });

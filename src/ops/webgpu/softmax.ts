@@ -26,7 +26,7 @@ fn rowReduce(value: f32, lid: u32, isMax: bool) -> f32 {
 fn rowOf(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { return (wid.x + wid.y * nwg.x) * ${SOFTMAX_ROWS_PER_WG}u + lid / 64u; }`;
 
 /**
- * WGSL lines for each of a row's elements this invocation holds: element j = lane + 64 i of the row, i < per, kept in
+ * WGSL lines for each of a row's elements this invocation holds: element lane + 64 i, i < cols / 64 rounded up, kept in
  * registers (one read of the inputs instead of one per pass), `ok{i}` saying whether it is in the row.
  */
 function perElement(cols: number, line: (i: number, at: string) => string): string {
