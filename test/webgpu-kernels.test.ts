@@ -117,6 +117,31 @@ describe('webgpu kernels', { skip }, () => {
     }
   });
 
+  it('attention softmax with f16 output (mixed precision): the f32 probabilities unchanged, the f16 words those of ArlToF16', async () => {
+    // Width 150: even (a pair fills a word), not a multiple of the 128 a row's invocations hold per pass.
+    const cols = 150;
+    const scores = tf.tidy(() => tf.mul(randn([2, 3, 7, cols], 27), 4));
+    const mask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([7, cols]), -1, cols - 6)), -1e9)) as tf.Tensor2D;
+    // Large enough that some of the gradient overflows f16: written as infinity, which loss scaling watches for.
+    const dp = tf.tidy(() => tf.mul(randn([2, 3, 7, cols], 28), 3e5));
+    const run = (name: string, inputs: tf.NamedTensorMap, half: boolean) => tf.engine().runKernel(name, inputs, { half }) as tf.Tensor | tf.Tensor[];
+    const p = run('ArlSoftmaxMasked', { scores, mask }, false) as tf.Tensor;
+    const [pHalfRun, p16] = run('ArlSoftmaxMasked', { scores, mask }, true) as tf.Tensor[];
+    const ds = run('ArlSoftmaxGrad', { p, dp }, false) as tf.Tensor;
+    const ds16 = run('ArlSoftmaxGrad', { p, dp }, true) as tf.Tensor;
+    const [pWant, dsWant] = [p, ds].map((x) => tf.engine().runKernel('ArlToF16', { x }) as tf.Tensor);
+    assert.deepEqual(p16.shape, [2, 3, 7, cols / 2]);
+    assert.deepEqual(Array.from(await pHalfRun.data()), Array.from(await p.data()));
+    assert.deepEqual(Array.from(await p16.data()), Array.from(await pWant.data()));
+    const words = await ds16.data();
+    assert.deepEqual(Array.from(words), Array.from(await dsWant.data()));
+    const halves = Array.from(new Uint16Array(new Int32Array(words).buffer));
+    assert.ok(halves.some((h) => (h & 0x7fff) === 0x7c00), 'some of the gradient overflowed to infinity');
+    const odd = tf.ones([3, 5]);
+    assert.throws(() => run('ArlSoftmaxGrad', { p: odd, dp: odd }, true), /even width/);
+    tf.dispose([scores, mask, dp, p, pHalfRun, p16, ds, ds16, pWant, dsWant, odd]);
+  });
+
   it('rotary positions: the kernel and its transpose equal the tfjs ops (matmul by rotate-half) and their gradient', async () => {
     const [seq, headDim] = [5, 8];
     const x = randn([2, 3, seq, headDim], 9) as tf.Tensor4D;

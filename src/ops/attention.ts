@@ -16,7 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { flashAttentionSwitch } from '../switches.ts';
-import { batchedProduct } from './matmul.ts';
+import { batchedProduct, batchedRunsMixed, toHalf } from './matmul.ts';
 import { hasKernel } from './registry.ts';
 import { applyRotary } from './rotary.ts';
 import { flashAttentionSupports } from './webgpu/flash-attention.ts';
@@ -88,6 +88,9 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
   const groups = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
   const n = heads + 2 * kvHeads;
+  // Under mixed precision each product operand is cast to f16 once (the forward's kept for the gradient's products).
+  const mixed = batchedRunsMixed(groups * seq, seq, headDim);
+  const operand = (x: tf.Tensor): tf.Tensor => (mixed ? toHalf(x) : x);
   const op = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
     const [qkvIn] = args as tf.Tensor[];
     const save = args[1] as Saver;
@@ -96,19 +99,24 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
     const qh = tf.reshape(tf.mul(tf.slice(qk, [0, 0, 0, 0], [batch, heads, seq, headDim]), scale), [batch, kvHeads, groups * seq, headDim]);
     const kh = tf.slice(qk, [0, heads, 0, 0], [batch, kvHeads, seq, headDim]);
     const vh = tf.slice(all, [0, heads + kvHeads, 0, 0], [batch, kvHeads, seq, headDim]);
-    const scores = batchedProduct(qh, kh, false, true); // [B, KV, G*T, T]
-    const probs = softmaxMasked(scores, mask);
-    const context = batchedProduct(probs, vh); // [B, KV, G*T, hd]
+    const qo = operand(qh);
+    const ko = operand(kh);
+    const vo = operand(vh);
+    const scores = batchedProduct(qo, ko, false, true); // [B, KV, G*T, T]
+    // Under mixed precision the softmax also writes the probabilities as the context product's f16 operand.
+    const [probs, po] = mixed ? softmaxMaskedHalf(scores, mask) : Array<tf.Tensor>(2).fill(softmaxMasked(scores, mask));
+    const context = batchedProduct(po, vo); // [B, KV, G*T, hd]
     const value = fromHeads(context, s, heads);
-    save([qh, kh, vh, probs, cos, sin]);
+    // The softmax's gradient takes the f32 probabilities, the products their operands as cast.
+    save([qo, ko, vo, probs, po, cos, sin]);
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [qs, ks, vs, p, cosSaved, sinSaved] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
-        const dContext = tf.reshape(toHeads(dy, s, heads), [batch, kvHeads, groups * seq, headDim]);
-        const dv = batchedProduct(p, dContext, true, false); // [B, KV, T, hd]
+        const [qs, ks, vs, p, ps, cosSaved, sinSaved] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
+        const dContext = operand(tf.reshape(toHeads(dy, s, heads), [batch, kvHeads, groups * seq, headDim]));
+        const dv = batchedProduct(ps, dContext, true, false); // [B, KV, T, hd]
         const dp = batchedProduct(dContext, vs, false, true); // [B, KV, G*T, T]
-        const dScores = softmaxGrad(p, dp);
+        const dScores = mixed ? softmaxGradHalf(p, dp) : softmaxGrad(p, dp);
         const dqScaled = batchedProduct(dScores, ks); // gradient w.r.t. the scaled, rotated queries
         const dkRot = batchedProduct(dScores, qs, true, false); // [B, KV, T, hd]
         const dqRot = tf.mul(tf.reshape(dqScaled, [batch, heads, seq, headDim]), scale);
@@ -130,6 +138,16 @@ export function softmaxMasked<T extends tf.Tensor>(scores: T, mask: tf.Tensor2D)
 export function softmaxGrad<T extends tf.Tensor>(p: T, dp: T): T {
   if (hasKernel('ArlSoftmaxGrad')) return tf.engine().runKernel('ArlSoftmaxGrad', { p, dp }) as T;
   return tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+}
+
+/** softmaxMasked under mixed precision (our webgpu kernels): [p, p as an f16 product operand], written in one pass. */
+function softmaxMaskedHalf<T extends tf.Tensor>(scores: T, mask: tf.Tensor2D): [T, tf.Tensor] {
+  return tf.engine().runKernel('ArlSoftmaxMasked', { scores, mask }, { half: true }) as unknown as [T, tf.Tensor];
+}
+
+/** softmaxGrad under mixed precision (our webgpu kernels): the gradient as an f16 product operand only. */
+function softmaxGradHalf(p: tf.Tensor, dp: tf.Tensor): tf.Tensor {
+  return tf.engine().runKernel('ArlSoftmaxGrad', { p, dp }, { half: true }) as tf.Tensor;
 }
 
 /** Shapes of one flash-attention call. */

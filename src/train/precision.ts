@@ -21,7 +21,7 @@ export async function usePrecision(precision: Precision): Promise<string | null>
   if (precision === 'fp32') return null;
   const support = await mixedPrecisionSupport();
   if (!support.ok) throw new UserError(`--precision mixed: ${support.reason}`);
-  if (!hasKernel('ArlMatMulMixed')) throw new UserError('--precision mixed: our webgpu kernels are switched off (ARL_STOCK_WEBGPU=1), so the products would stay fp32');
+  if (!hasKernel('ArlMatMulF16')) throw new UserError('--precision mixed: our webgpu kernels are switched off (ARL_STOCK_WEBGPU=1), so the products would stay fp32');
   setMatmulPrecision('mixed');
   lastDetail = support.detail;
   return support.detail;

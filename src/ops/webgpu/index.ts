@@ -4,7 +4,7 @@ import { cachedAttentionKernel, kvWriteKernel } from './cached-attention.ts';
 import { crossEntropyGradKernel, crossEntropyKernel } from './cross-entropy.ts';
 import { flashAttentionGradKernel, flashAttentionKernel } from './flash-attention.ts';
 import { batchMatMulKernel } from './matmul.ts';
-import { matmulMixedKernel } from './mixed-precision.ts';
+import { matmulF16Kernel, toF16Kernel } from './mixed-precision.ts';
 import { adamwKernel, stepGateKernel, sumSquaresKernel } from './optimizer.ts';
 import { addRmsNormKernel, rmsNormGradKernel, rmsNormKernel } from './rms-norm.ts';
 import { randomNormalKernel } from './random-normal.ts';
@@ -37,7 +37,8 @@ export function registerWebgpuKernels(): void {
     ['ArlStepGate', stepGateKernel],
     ['ArlAdamW', adamwKernel],
     ['ArlRandomNormal', randomNormalKernel],
-    ['ArlMatMulMixed', matmulMixedKernel],
+    ['ArlToF16', toF16Kernel],
+    ['ArlMatMulF16', matmulF16Kernel],
   ]);
   replaceKernel('BatchMatMul', 'webgpu', batchMatMulKernel);
 }

@@ -436,16 +436,8 @@ export function matmulF16<T extends tf.Tensor2D | tf.Tensor3D = tf.Tensor2D>(a: 
   return tf.engine().makeTensorFromTensorInfo(matmulF16Info(a, b, options)) as T;
 }
 
-/**
- * f32 -> f16 (round to nearest), two per word; core WGSL, no shader-f16 needed. WGSL leaves
- * pack2x16float of a value beyond f16's range indeterminate, so overflow is written as infinity
- * (and NaN as NaN) by the bits: dynamic loss scaling detects an overflowed step by them.
- */
-const TO_F16 = `
-@group(0) @binding(0) var<storage, read_write> out: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-struct U { n: u32 };
-@group(0) @binding(2) var<uniform> u: U;
+/** f32 -> f16 bits (round to nearest). WGSL leaves pack2x16float of a value beyond f16's range indeterminate, so overflow is written as infinity (and NaN as NaN) by the bits: dynamic loss scaling detects an overflowed step by them. */
+export const HALF = `
 fn half(v: f32) -> u32 {
   let bits = bitcast<u32>(v);
   let magnitude = bits & 0x7fffffffu;
@@ -453,12 +445,34 @@ fn half(v: f32) -> u32 {
   let rounded = pack2x16float(vec2<f32>(clamp(v, -65504.0, 65504.0), 0.0)) & 0xffffu;
   // 0x477ff000 is 65520, the least f32 that rounds to f16 infinity.
   return select(select(rounded, sign | 0x7c00u, magnitude >= 0x477ff000u), 0x7e00u, magnitude > 0x7f800000u);
-}
+}`;
+
+/** f32 -> f16, two per word, any element count (an odd last element is paired with zero); core WGSL, no shader-f16 needed. */
+const TO_F16 = `
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+struct U { n: u32 };
+@group(0) @binding(2) var<uniform> u: U;
+${HALF}
 @compute @workgroup_size(256) fn main(${builtins}) {
   let i = ${flatIndex(256)};
   if (2u * i >= u.n) { return; }
   let high = select(0u, half(x[2u * i + 1u]), 2u * i + 1u < u.n);
   out[i] = half(x[2u * i]) | (high << 16u);
+}`;
+
+/** TO_F16 for a multiple of four elements, four per invocation (one 16-byte read, one 8-byte write): the form every product operand takes. */
+const TO_F16_BY_FOUR = `
+@group(0) @binding(0) var<storage, read_write> out: array<vec2<u32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+struct U { n: u32 };
+@group(0) @binding(2) var<uniform> u: U;
+${HALF}
+@compute @workgroup_size(256) fn main(${builtins}) {
+  let i = ${flatIndex(256)};
+  if (i >= u.n) { return; }
+  let v = x[i];
+  out[i] = vec2<u32>(half(v.x) | (half(v.y) << 16u), half(v.z) | (half(v.w) << 16u));
 }`;
 
 /** f16 words -> f32. */
@@ -473,15 +487,26 @@ struct U { n: u32 };
   out[i] = unpack2x16float(words[i / 2u])[i % 2u];
 }`;
 
-/** An f32 tensor [rows, cols] or [batch, rows, cols] cast to f16 on the device. */
+/**
+ * An f32 tensor [..., rows, cols] cast to f16 on the device, the leading axes a batch of matrices. Its words are shaped
+ * [..., rows, cols / 2] where cols is even (so packedF16 reads the matrices back from them), else flat.
+ */
 export function toF16(x: tf.TensorInfo): F16Matrix {
   const [rows, cols] = x.shape.slice(-2);
-  const batch = x.shape.length === 3 ? x.shape[0] : 1;
+  const batch = x.shape.slice(0, -2).reduce((p, d) => p * d, 1);
   const size = batch * rows * cols;
   const words = Math.ceil(size / 2);
-  const out = (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([words], 'int32');
-  dispatchRaw('ArlToF16', TO_F16, [out, x], [{ type: 'uint32', data: [size] }], grid(Math.ceil(words / 256)));
+  const out = (tf.backend() as unknown as WebgpuBackend).makeTensorInfo(cols % 2 === 0 ? [...x.shape.slice(0, -1), cols / 2] : [words], 'int32');
+  if (size % 4 === 0) dispatchRaw('ArlToF16', TO_F16_BY_FOUR, [out, x], [{ type: 'uint32', data: [size / 4] }], grid(Math.ceil(size / 4 / 256)));
+  else dispatchRaw('ArlToF16', TO_F16, [out, x], [{ type: 'uint32', data: [size] }], grid(Math.ceil(words / 256)));
   return { words: out, batch, rows, cols };
+}
+
+/** The f16 matrix (or batch of them) that toF16 wrote into words shaped [..., rows, cols / 2]. */
+export function packedF16(words: tf.TensorInfo): F16Matrix {
+  const shape = words.shape;
+  if (words.dtype !== 'int32' || shape.length < 2 || shape.length > 3) throw new Error(`f16 operand: want int32 words [rows, cols / 2] or [batch, rows, cols / 2], got ${words.dtype} [${shape}]`);
+  return { words, batch: shape.length === 3 ? shape[0] : 1, rows: shape.at(-2)!, cols: 2 * shape.at(-1)! };
 }
 
 /** f16 matrices widened to an f32 tensor: [rows, cols], or [batch, rows, cols] for a batch. */
@@ -495,16 +520,4 @@ export function fromF16<T extends tf.Tensor2D | tf.Tensor3D = tf.Tensor2D>(x: F1
 /** Frees an f16 matrix's buffer. */
 export function disposeF16(x: F16Matrix): void {
   release(x.words);
-}
-
-/** matmulF16Info of f32 operands, cast to f16 on the way in (the casts are freed). */
-export function matmulF16FromF32Info(a: tf.TensorInfo, b: tf.TensorInfo, options: F16MatmulOptions = {}): tf.TensorInfo {
-  const a16 = toF16(a);
-  const b16 = toF16(b);
-  try {
-    return matmulF16Info(a16, b16, options);
-  } finally {
-    disposeF16(a16);
-    disposeF16(b16);
-  }
 }

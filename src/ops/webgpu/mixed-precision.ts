@@ -12,7 +12,8 @@ import {
   formatTiling,
   fromF16,
   matmulF16,
-  matmulF16FromF32Info,
+  matmulF16Info,
+  packedF16,
   prepareMatmulF16,
   toF16,
   type F16Tiling,
@@ -103,12 +104,19 @@ export async function mixedPrecisionSupport(given?: F16Tiling): Promise<MixedPre
   return { ok: true, detail: `f16 tensor-core matmul checked (tiling ${checked}, 64x80 by 80x48, 4 transpose cases): worst relative error ${worst.toExponential(2)}${unlisted}` };
 }
 
+/** ArlToF16: {x} (f32 [..., rows, cols], cols even) -> f16, two per int32 word: [..., rows, cols / 2]. */
+export function toF16Kernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo {
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  if (x.shape.length < 2 || x.shape.at(-1)! % 2 !== 0) throw new Error(`ArlToF16: want [..., rows, cols] with cols even, got [${x.shape}]`);
+  return toF16(x).words;
+}
+
 /**
- * ArlMatMulMixed: {a, b} (f32) -> op(a) op(b) (f32) through the f16 tensor-core matmul, the
- * operands cast to f16 on the way in. Only reached once the self-check has passed (src/ops/matmul.ts).
+ * ArlMatMulF16: {a, b} (f16 from ArlToF16) -> op(a) op(b) (f32) on the tensor cores. Only reached once the self-check
+ * has passed (src/ops/matmul.ts).
  */
-export function matmulMixedKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+export function matmulF16Kernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
   const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-  return matmulF16FromF32Info(a, b, { transposeA, transposeB });
+  return matmulF16Info(packedF16(a), packedF16(b), { transposeA, transposeB });
 }

@@ -3,9 +3,14 @@
  * forward in one dispatch (tfjs: 2), and the backward p * (dp - sum(dp * p)) in one (tfjs: 4). Each
  * invocation keeps its elements of the row in registers, so the inputs are read once (reading them in
  * each of the forward's three passes made it 3x slower than memory allows at 1.1B on an H100).
+ *
+ * Under mixed precision (attr `half`, even widths) they also write what attention's products take next as f16, two per
+ * int32 word (ArlToF16's layout) in the same pass: the forward the probabilities beside the f32 ones (which the
+ * backward needs), the backward only the f16 score gradient (its one use is the products).
  */
 import * as tf from '@tensorflow/tfjs';
-import { allocate, builtins, dispatchRaw, grid, shaderText } from './runtime.ts';
+import { HALF } from './matmul-f16.ts';
+import { allocate, builtins, dispatchRaw, grid, shaderText, type WebgpuBackend } from './runtime.ts';
 
 /** 4 rows per workgroup, 64 invocations per row (one workgroup per 512-wide row was slower than tfjs's). */
 const SOFTMAX_ROWS_PER_WG = 4;
@@ -26,22 +31,33 @@ fn rowReduce(value: f32, lid: u32, isMax: bool) -> f32 {
 fn rowOf(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { return (wid.x + wid.y * nwg.x) * ${SOFTMAX_ROWS_PER_WG}u + lid / 64u; }`;
 
 /**
- * WGSL lines for each of a row's elements this invocation holds: element lane + 64 i, i < cols / 64 rounded up, kept in
- * registers (one read of the inputs instead of one per pass), `ok{i}` saying whether it is in the row.
+ * WGSL lines for each of a row's elements this invocation holds, kept in registers (one read of the inputs instead of
+ * one per pass): pairs of neighbours, elements 2 lane + 128 j and the one after, j < cols / 128 rounded up (a pair
+ * fills one f16 word), `ok{i}` saying whether element i is in the row.
  */
 function perElement(cols: number, line: (i: number, at: string) => string): string {
-  return Array.from({ length: Math.ceil(cols / 64) }, (_, i) => line(i, `lane + ${64 * i}u`)).join('\n  ');
+  return Array.from({ length: 2 * Math.ceil(cols / 128) }, (_, i) => line(i, `2u * lane + ${128 * (i >> 1) + (i & 1)}u`)).join('\n  ');
+}
+
+/** WGSL lines writing each held pair (elements 2j and 2j + 1, values `value(i)`) as one f16 word of `out`. */
+function halfPairs(cols: number, out: string, value: (i: number) => string): string {
+  return perElement(cols, (i, at) => (i % 2 ? '' : `if (ok${i}) { ${out}[(base + ${at}) / 2u] = half(${value(i)}) | (half(${value(i + 1)}) << 16u); }`));
+}
+
+/** WGSL bindings: the outputs (read_write), then the inputs, as dispatchRaw binds them, then the uniforms. */
+function bindings(outputs: [string, string][], inputs: [string, string][], uniforms: string): string {
+  const buffers = [...outputs.map(([name, type]) => `read_write> ${name}: ${type}`), ...inputs.map(([name, type]) => `read> ${name}: ${type}`)];
+  const lines = buffers.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b};`);
+  return [...lines, `struct U { ${uniforms} };`, `@group(0) @binding(${buffers.length}) var<uniform> u: U;`].join('\n');
 }
 
 /** The masked softmax of rows `cols` wide (compiled per width: the elements an invocation holds are written out). */
-function softmaxMaskedShader(cols: number): string {
+function softmaxMaskedShader(cols: number, half: boolean): string {
+  const outputs: [string, string][] = half ? [['p', 'array<f32>'], ['out16', 'array<u32>']] : [['p', 'array<f32>']];
   return `
-@group(0) @binding(0) var<storage, read_write> p: array<f32>;
-@group(0) @binding(1) var<storage, read> scores: array<f32>;
-@group(0) @binding(2) var<storage, read> mask: array<f32>;
-struct U { rows: u32, maskRows: u32 };
-@group(0) @binding(3) var<uniform> u: U;
+${bindings(outputs, [['scores', 'array<f32>'], ['mask', 'array<f32>']], 'rows: u32, maskRows: u32')}
 ${ROW_REDUCE}
+${half ? HALF : ''}
 @compute @workgroup_size(256) fn main(${builtins}) {
   let row = rowOf(wid, nwg, lid);
   let lane = lid % 64u;
@@ -57,19 +73,18 @@ ${ROW_REDUCE}
   var total = 0.0;
   ${perElement(cols, (i) => `x${i} = exp(x${i} - rowMax); if (ok${i}) { total += x${i}; }`)}
   let inv = 1.0 / rowReduce(total, lid, false);
-  ${perElement(cols, (i, at) => `if (ok${i}) { p[base + ${at}] = x${i} * inv; }`)}
+  ${perElement(cols, (i, at) => `x${i} = x${i} * inv; if (ok${i}) { p[base + ${at}] = x${i}; }`)}
+  ${half ? halfPairs(cols, 'out16', (i) => `x${i}`) : ''}
 }`;
 }
 
-/** The softmax backward p * (dp - sum(dp * p)) of rows `cols` wide. */
-function softmaxGradShader(cols: number): string {
+/** The softmax backward p * (dp - sum(dp * p)) of rows `cols` wide, as f32 or (half) as f16 words only. */
+function softmaxGradShader(cols: number, half: boolean): string {
+  const output: [string, string] = half ? ['out16', 'array<u32>'] : ['ds', 'array<f32>'];
   return `
-@group(0) @binding(0) var<storage, read_write> ds: array<f32>;
-@group(0) @binding(1) var<storage, read> p: array<f32>;
-@group(0) @binding(2) var<storage, read> dp: array<f32>;
-struct U { rows: u32 };
-@group(0) @binding(3) var<uniform> u: U;
+${bindings([output], [['p', 'array<f32>'], ['dp', 'array<f32>']], 'rows: u32')}
 ${ROW_REDUCE}
+${half ? HALF : ''}
 @compute @workgroup_size(256) fn main(${builtins}) {
   let row = rowOf(wid, nwg, lid);
   let lane = lid % 64u;
@@ -81,24 +96,39 @@ ${ROW_REDUCE}
   var dp${i} = 0.0;
   if (ok${i}) { p${i} = p[base + ${at}]; dp${i} = dp[base + ${at}]; dot += p${i} * dp${i}; }`)}
   let c = rowReduce(dot, lid, false);
-  ${perElement(cols, (i, at) => `if (ok${i}) { ds[base + ${at}] = p${i} * (dp${i} - c); }`)}
+  ${half ? halfPairs(cols, 'out16', (i) => `p${i} * (dp${i} - c)`) : perElement(cols, (i, at) => `if (ok${i}) { ds[base + ${at}] = p${i} * (dp${i} - c); }`)}
 }`;
 }
 
-export function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo {
-  const { scores, mask } = args.inputs as Record<string, tf.TensorInfo>;
-  const cols = scores.shape[scores.shape.length - 1];
-  const rows = tf.util.sizeFromShape(scores.shape) / cols;
-  const p = allocate(scores.shape);
-  dispatchRaw('ArlSoftmaxMasked', shaderText(`softmax ${cols}`, () => softmaxMaskedShader(cols)), [p, scores, mask], [rows, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
-  return p;
+/** Rows and width of [..., rows, cols], refusing `half` of an odd width (a pair would straddle two rows). */
+function rowsOf(x: tf.TensorInfo, half: boolean, name: string): { rows: number; cols: number } {
+  const cols = x.shape[x.shape.length - 1];
+  if (half && cols % 2 !== 0) throw new Error(`${name}: f16 output wants an even width, got [${x.shape}]`);
+  return { rows: tf.util.sizeFromShape(x.shape) / cols, cols };
 }
 
-export function softmaxGradKernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorInfo {
+/** f16 words of a tensor [..., cols]: int32 [..., cols / 2]. */
+const halfWords = (shape: number[]): tf.TensorInfo =>
+  (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([...shape.slice(0, -1), shape[shape.length - 1] / 2], 'int32');
+
+/** ArlSoftmaxMasked: {scores, mask} -> p, and with attr half [p, p as f16 words]. */
+export function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo | tf.TensorInfo[] {
+  const { scores, mask } = args.inputs as Record<string, tf.TensorInfo>;
+  const half = args.attrs?.half === true;
+  const { rows, cols } = rowsOf(scores, half, 'ArlSoftmaxMasked');
+  const outputs = half ? [allocate(scores.shape), halfWords(scores.shape)] : [allocate(scores.shape)];
+  const code = shaderText(`softmax ${cols} ${half}`, () => softmaxMaskedShader(cols, half));
+  dispatchRaw('ArlSoftmaxMasked', code, [...outputs, scores, mask], [rows, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
+  return half ? outputs : outputs[0];
+}
+
+/** ArlSoftmaxGrad: {p, dp} -> the score gradient, as f16 words with attr half. */
+export function softmaxGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { p, dp } = args.inputs as Record<string, tf.TensorInfo>;
-  const cols = p.shape[p.shape.length - 1];
-  const rows = tf.util.sizeFromShape(p.shape) / cols;
-  const ds = allocate(p.shape);
-  dispatchRaw('ArlSoftmaxGrad', shaderText(`softmax grad ${cols}`, () => softmaxGradShader(cols)), [ds, p, dp], [rows].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
+  const half = args.attrs?.half === true;
+  const { rows, cols } = rowsOf(p, half, 'ArlSoftmaxGrad');
+  const ds = half ? halfWords(p.shape) : allocate(p.shape);
+  const code = shaderText(`softmax grad ${cols} ${half}`, () => softmaxGradShader(cols, half));
+  dispatchRaw('ArlSoftmaxGrad', code, [ds, p, dp], [{ type: 'uint32', data: [rows] }], grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return ds;
 }
