@@ -142,6 +142,42 @@ describe('webgpu kernels', { skip }, () => {
     tf.dispose([scores, mask, dp, p, pHalfRun, p16, ds, ds16, pWant, dsWant, odd]);
   });
 
+  it('attention heads: the layout kernel and its gradient equal the tfjs ops (rotary, scale, query groups); f16 output that of ArlToF16', async () => {
+    const [batch, seq, heads, kvHeads, headDim] = [2, 5, 4, 2, 8];
+    const n = heads + 2 * kvHeads;
+    const scale = 1 / Math.sqrt(headDim);
+    const qkv = randn([batch * seq, n * headDim], 31);
+    const [cos, sin] = [randn([seq, headDim], 32) as tf.Tensor2D, randn([seq, headDim], 33) as tf.Tensor2D];
+    const rotate = rotateHalfMatrix(headDim);
+    const rotary = (t: tf.Tensor) => tf.add(tf.mul(t, cos), tf.mul(tf.reshape(tf.matMul(tf.reshape(t, [-1, headDim]), rotate), t.shape), sin));
+    const reference = (x: tf.Tensor): tf.Tensor[] => {
+      const all = tf.transpose(tf.reshape(x, [batch, seq, n, headDim]), [0, 2, 1, 3]);
+      const part = (from: number, count: number) => tf.slice(all, [0, from, 0, 0], [batch, count, seq, headDim]);
+      return [
+        tf.reshape(tf.mul(rotary(part(0, heads)), scale), [batch, kvHeads, (heads / kvHeads) * seq, headDim]),
+        rotary(part(heads, kvHeads)),
+        part(heads + kvHeads, kvHeads),
+      ];
+    };
+    const attrs = { batch, seq, heads, kvHeads, headDim, scale };
+    const got = tf.engine().runKernel('ArlAttentionHeads', { qkv, cos, sin }, { ...attrs, half: false }) as tf.Tensor[];
+    const want = reference(qkv);
+    const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
+    assert.deepEqual(got.map((t) => t.shape), want.map((t) => t.shape));
+    assertClose(await values(got), await values(want), 2e-5, 'attention heads');
+
+    const halves = tf.engine().runKernel('ArlAttentionHeads', { qkv, cos, sin }, { ...attrs, half: true }) as tf.Tensor[];
+    const cast = got.map((x) => tf.engine().runKernel('ArlToF16', { x }) as tf.Tensor);
+    for (const [i, h] of halves.entries()) assert.deepEqual(Array.from(await h.data()), Array.from(await cast[i].data()), `f16 output ${i}`);
+
+    const upstream = want.map((t, i) => randn(t.shape, 40 + i));
+    const gradWant = tf.grad((x: tf.Tensor) => tf.addN(reference(x).map((t, i) => tf.sum(tf.mul(t, upstream[i])))))(qkv);
+    const gradGot = tf.engine().runKernel('ArlAttentionHeadsGrad', { dq: upstream[0], dk: upstream[1], dv: upstream[2], cos, sin }, { ...attrs, half: false }) as tf.Tensor;
+    assert.deepEqual(gradGot.shape, [batch * seq, n * headDim]);
+    assertClose(await values([gradGot]), await values([gradWant]), 2e-5, 'attention heads gradient');
+    tf.dispose([qkv, cos, sin, rotate, ...got, ...want, ...halves, ...cast, ...upstream, gradWant, gradGot]);
+  });
+
   it('rotary positions: the kernel and its transpose equal the tfjs ops (matmul by rotate-half) and their gradient', async () => {
     const [seq, headDim] = [5, 8];
     const x = randn([2, 3, seq, headDim], 9) as tf.Tensor4D;

@@ -71,6 +71,43 @@ function takesFlashAttention(headDim: number): boolean {
   return flag === 'always' || !(tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
 }
 
+/** The scale of the queries (so of the scores): 1/sqrt(head size). */
+const queryScale = (s: AttentionSpec): number => 1 / Math.sqrt(s.headDim);
+
+/** The kernel attributes of attentionHeads and its gradient. */
+function headsAttrs(s: AttentionSpec, half: boolean): tf.NamedAttrMap {
+  const { batch, seq, heads, kvHeads, headDim } = s;
+  return { batch, seq, heads, kvHeads, headDim, scale: queryScale(s), half };
+}
+
+/**
+ * The operands of attention's products from the fused projection qkv [B*T, (H + 2 KV)*hd]: queries rotated and scaled
+ * by 1/sqrt(hd), [B, KV, G*T, hd] (the G query heads sharing a KV head folded into the rows), keys rotated and values,
+ * [B, KV, T, hd]; as f16 operands (toHalf's layout) with `half`. One kernel where registered (webgpu).
+ */
+function attentionHeads(qkv: tf.Tensor, s: AttentionSpec, cos: tf.Tensor2D, sin: tf.Tensor2D, half: boolean): tf.Tensor4D[] {
+  if (hasKernel('ArlAttentionHeads')) return tf.engine().runKernel('ArlAttentionHeads', { qkv, cos, sin }, headsAttrs(s, half)) as tf.Tensor4D[];
+  const { batch, seq, heads, kvHeads, headDim } = s;
+  const all = toHeads(qkv, s, heads + 2 * kvHeads); // [B, H + 2 KV, T, hd]
+  const qk = applyRotary(tf.slice(all, [0, 0, 0, 0], [batch, heads + kvHeads, seq, headDim]), cos, sin, s.rotate);
+  const q = tf.mul(tf.slice(qk, [0, 0, 0, 0], [batch, heads, seq, headDim]), queryScale(s));
+  const heads4 = [
+    tf.reshape(q, [batch, kvHeads, (heads / kvHeads) * seq, headDim]),
+    tf.slice(qk, [0, heads, 0, 0], [batch, kvHeads, seq, headDim]),
+    tf.slice(all, [0, heads + kvHeads, 0, 0], [batch, kvHeads, seq, headDim]),
+  ];
+  return heads4.map((x) => (half ? toHalf(x) : x)) as tf.Tensor4D[];
+}
+
+/** The gradient of attentionHeads: dq [B, KV, G*T, hd], dk and dv [B, KV, T, hd] (f32) -> dqkv [B*T, (H + 2 KV)*hd]. */
+function attentionHeadsGrad(dq: tf.Tensor, dk: tf.Tensor, dv: tf.Tensor, s: AttentionSpec, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor2D {
+  if (hasKernel('ArlAttentionHeadsGrad')) return tf.engine().runKernel('ArlAttentionHeadsGrad', { dq, dk, dv, cos, sin }, headsAttrs(s, false)) as tf.Tensor2D;
+  const { batch, seq, heads, kvHeads, headDim } = s;
+  const dqRotated = tf.mul(tf.reshape(dq, [batch, heads, seq, headDim]), queryScale(s));
+  const dqk = applyRotary(tf.concat([dqRotated, dk], 1) as tf.Tensor4D, cos, sin, s.rotate, true);
+  return fromHeads(tf.concat([dqk, dv], 1), s, heads + 2 * kvHeads);
+}
+
 /**
  * Causal grouped-query self-attention with rotary positions on the fused projection
  * qkv [B*T, (H + 2 KV)*hd] (queries, then keys, then values, each head-major) -> [B*T, H*hd].
@@ -84,30 +121,21 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
     const { batch, seq, heads, kvHeads, headDim, window } = s;
     return flashAttention(qkv, s.cos, s.sin, { batch, seq, heads, kvHeads, headDim, window });
   }
-  const { batch, seq, heads, kvHeads, headDim, cos, sin, rotate, mask } = s;
+  const { batch, seq, heads, kvHeads, headDim, cos, sin, mask } = s;
   const groups = heads / kvHeads;
-  const scale = 1 / Math.sqrt(headDim);
-  const n = heads + 2 * kvHeads;
-  // Under mixed precision each product operand is cast to f16 once (the forward's kept for the gradient's products).
+  // Under mixed precision each product operand is made f16 once (the forward's kept for the gradient's products).
   const mixed = batchedRunsMixed(groups * seq, seq, headDim);
   const operand = (x: tf.Tensor): tf.Tensor => (mixed ? toHalf(x) : x);
   const op = tf.customGrad((...args: (tf.Tensor | Saver)[]) => {
     const [qkvIn] = args as tf.Tensor[];
     const save = args[1] as Saver;
-    const all = toHeads(qkvIn, s, n); // [B, H + 2 KV, T, hd]
-    const qk = applyRotary(tf.slice(all, [0, 0, 0, 0], [batch, heads + kvHeads, seq, headDim]), cos, sin, rotate);
-    const qh = tf.reshape(tf.mul(tf.slice(qk, [0, 0, 0, 0], [batch, heads, seq, headDim]), scale), [batch, kvHeads, groups * seq, headDim]);
-    const kh = tf.slice(qk, [0, heads, 0, 0], [batch, kvHeads, seq, headDim]);
-    const vh = tf.slice(all, [0, heads + kvHeads, 0, 0], [batch, kvHeads, seq, headDim]);
-    const qo = operand(qh);
-    const ko = operand(kh);
-    const vo = operand(vh);
+    const [qo, ko, vo] = attentionHeads(qkvIn, s, cos, sin, mixed);
     const scores = batchedProduct(qo, ko, false, true); // [B, KV, G*T, T]
     // Under mixed precision the softmax also writes the probabilities as the context product's f16 operand.
     const [probs, po] = mixed ? softmaxMaskedHalf(scores, mask) : Array<tf.Tensor>(2).fill(softmaxMasked(scores, mask));
     const context = batchedProduct(po, vo); // [B, KV, G*T, hd]
     const value = fromHeads(context, s, heads);
-    // The softmax's gradient takes the f32 probabilities, the products their operands as cast.
+    // The softmax's gradient takes the f32 probabilities, the products their operands as made.
     save([qo, ko, vo, probs, po, cos, sin]);
     return {
       value,
@@ -117,11 +145,9 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
         const dv = batchedProduct(ps, dContext, true, false); // [B, KV, T, hd]
         const dp = batchedProduct(dContext, vs, false, true); // [B, KV, G*T, T]
         const dScores = mixed ? softmaxGradHalf(p, dp) : softmaxGrad(p, dp);
-        const dqScaled = batchedProduct(dScores, ks); // gradient w.r.t. the scaled, rotated queries
-        const dkRot = batchedProduct(dScores, qs, true, false); // [B, KV, T, hd]
-        const dqRot = tf.mul(tf.reshape(dqScaled, [batch, heads, seq, headDim]), scale);
-        const dqk = applyRotary(tf.concat([dqRot, dkRot], 1) as tf.Tensor4D, cosSaved, sinSaved, rotate, true);
-        return [fromHeads(tf.concat([dqk, dv], 1), s, n)];
+        const dq = batchedProduct(dScores, ks); // gradient w.r.t. the scaled, rotated queries
+        const dk = batchedProduct(dScores, qs, true, false); // [B, KV, T, hd]
+        return [attentionHeadsGrad(dq, dk, dv, s, cosSaved, sinSaved)];
       },
     };
   });

@@ -1,5 +1,6 @@
 /** Registers our WGSL kernels for the webgpu backend, and our BatchMatMul over tfjs's. */
 import { registerKernels, replaceKernel } from '../registry.ts';
+import { attentionHeadsGradKernel, attentionHeadsKernel } from './attention-heads.ts';
 import { cachedAttentionKernel, kvWriteKernel } from './cached-attention.ts';
 import { crossEntropyGradKernel, crossEntropyKernel } from './cross-entropy.ts';
 import { flashAttentionGradKernel, flashAttentionKernel } from './flash-attention.ts';
@@ -23,6 +24,8 @@ export function registerWebgpuKernels(): void {
     ['ArlRmsNormGrad', rmsNormGradKernel],
     ['ArlAddRmsNorm', addRmsNormKernel],
     ['ArlRotary', rotaryKernel],
+    ['ArlAttentionHeads', attentionHeadsKernel],
+    ['ArlAttentionHeadsGrad', attentionHeadsGradKernel],
     ['ArlSoftmaxMasked', softmaxMaskedKernel],
     ['ArlSoftmaxGrad', softmaxGradKernel],
     ['ArlSwiGlu', swigluKernel],
