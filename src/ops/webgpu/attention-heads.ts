@@ -4,7 +4,8 @@
  * (the G query heads of a KV head folded into rows), keys rotated [B, KV, T, hd] and values [B, KV, T, hd]; f32, or
  * (attr half, mixed precision) f16 two per int32 word. Backward (ArlAttentionHeadsGrad): their gradients back to
  * [B*T, (H + 2 KV) hd], rotary transposed and the scale applied. With tfjs ops each way is a transpose, slices or
- * concatenations, rotary, a scale and (mixed) three casts: on an H100 at 1.1B those took about 27 ms of a 371 ms step.
+ * concatenations, rotary, a scale and (mixed) three casts: five to eight passes over the activations (on an H100 at
+ * 1.1B a step's transposes, slices, concatenations, rotary and scales, these among them, took 27 ms of 371).
  *
  * Rotary ("rotate half"): y_j = x_j cos_j - x_{j+hd/2} sin_j for j < hd/2, x_j cos_j + x_{j-hd/2} sin_j above;
  * its transpose dx_j = dy_j cos_j + dy_{j+hd/2} sin_{j+hd/2} below, dy_j cos_j - dy_{j-hd/2} sin_{j-hd/2} above.
