@@ -12,8 +12,8 @@
  * Each invocation computes two neighbouring elements of a head (one f16 word).
  */
 import * as tf from '@tensorflow/tfjs';
-import { HALF } from './matmul-f16.ts';
-import { allocate, builtins, dispatchRaw, flatIndex, grid, shaderText, type WebgpuBackend } from './runtime.ts';
+import { allocateF16Words, HALF } from './matmul-f16.ts';
+import { allocate, builtins, dispatchRaw, flatIndex, grid, shaderText } from './runtime.ts';
 
 /** Sizes of one attention call, compiled into its shaders. */
 export interface HeadsShape {
@@ -71,7 +71,7 @@ const pairsOf = (s: HeadsShape): number => (s.batch * s.seq * (s.heads + 2 * s.k
 /** Forward: f32 operands, or f16 words (half). */
 function headsShader(s: HeadsShape, half: boolean): string {
   const out = half ? 'array<u32>' : 'array<f32>';
-  const store = (name: string) => (half ? `${name}[at / 2u] = half(y0) | (half(y1) << 16u);` : `${name}[at] = y0; ${name}[at + 1u] = y1;`);
+  const store = (name: string) => (half ? `${name}[at / 2u] = halfPair(y0, y1);` : `${name}[at] = y0; ${name}[at + 1u] = y1;`);
   return `
 @group(0) @binding(0) var<storage, read_write> q: ${out};
 @group(0) @binding(1) var<storage, read_write> k: ${out};
@@ -142,13 +142,12 @@ export function attentionHeadsKernel(args: { inputs: tf.NamedTensorInfoMap; attr
   const s = shapeOf(args.attrs);
   const half = args.attrs?.half === true;
   const { batch, seq, heads, kvHeads, headDim } = s;
-  const backend = tf.backend() as unknown as WebgpuBackend;
   const shapes = [
     [batch, kvHeads, (heads / kvHeads) * seq, headDim],
     [batch, kvHeads, seq, headDim],
     [batch, kvHeads, seq, headDim],
   ];
-  const outputs = shapes.map((shape) => (half ? backend.makeTensorInfo([...shape.slice(0, -1), headDim / 2], 'int32') : allocate(shape)));
+  const outputs = shapes.map((shape) => (half ? allocateF16Words(shape) : allocate(shape)));
   const code = shaderText(`attention heads ${shapeKey(s)} ${half}`, () => headsShader(s, half));
   dispatchRaw('ArlAttentionHeads', code, [...outputs, qkv, cos, sin], null, grid(Math.ceil(tf.util.sizeFromShape(qkv.shape) / 2 / 256)));
   return outputs;

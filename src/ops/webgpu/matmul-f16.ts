@@ -436,7 +436,7 @@ export function matmulF16<T extends tf.Tensor2D | tf.Tensor3D = tf.Tensor2D>(a: 
   return tf.engine().makeTensorFromTensorInfo(matmulF16Info(a, b, options)) as T;
 }
 
-/** f32 -> f16 bits (round to nearest). WGSL leaves pack2x16float of a value beyond f16's range indeterminate, so overflow is written as infinity (and NaN as NaN) by the bits: dynamic loss scaling detects an overflowed step by them. */
+/** f32 -> f16 bits (round to nearest), and two of them as one word (the first in the low half). WGSL leaves pack2x16float of a value beyond f16's range indeterminate, so overflow is written as infinity (and NaN as NaN) by the bits: dynamic loss scaling detects an overflowed step by them. */
 export const HALF = `
 fn half(v: f32) -> u32 {
   let bits = bitcast<u32>(v);
@@ -445,7 +445,8 @@ fn half(v: f32) -> u32 {
   let rounded = pack2x16float(vec2<f32>(clamp(v, -65504.0, 65504.0), 0.0)) & 0xffffu;
   // 0x477ff000 is 65520, the least f32 that rounds to f16 infinity.
   return select(select(rounded, sign | 0x7c00u, magnitude >= 0x477ff000u), 0x7e00u, magnitude > 0x7f800000u);
-}`;
+}
+fn halfPair(low: f32, high: f32) -> u32 { return half(low) | (half(high) << 16u); }`;
 
 /** f32 -> f16, two per word, any element count (an odd last element is paired with zero); core WGSL, no shader-f16 needed. */
 const TO_F16 = `
@@ -457,8 +458,10 @@ ${HALF}
 @compute @workgroup_size(256) fn main(${builtins}) {
   let i = ${flatIndex(256)};
   if (2u * i >= u.n) { return; }
-  let high = select(0u, half(x[2u * i + 1u]), 2u * i + 1u < u.n);
-  out[i] = half(x[2u * i]) | (high << 16u);
+  // A branch, not select(), which would read the element past the end for an odd count.
+  var high = 0.0;
+  if (2u * i + 1u < u.n) { high = x[2u * i + 1u]; }
+  out[i] = halfPair(x[2u * i], high);
 }`;
 
 /** TO_F16 for a multiple of four elements, four per invocation (one 16-byte read, one 8-byte write): the form every product operand takes. */
@@ -472,7 +475,7 @@ ${HALF}
   let i = ${flatIndex(256)};
   if (i >= u.n) { return; }
   let v = x[i];
-  out[i] = vec2<u32>(half(v.x) | (half(v.y) << 16u), half(v.z) | (half(v.w) << 16u));
+  out[i] = vec2<u32>(halfPair(v.x, v.y), halfPair(v.z, v.w));
 }`;
 
 /** f16 words -> f32. */
@@ -496,10 +499,15 @@ export function toF16(x: tf.TensorInfo): F16Matrix {
   const batch = x.shape.slice(0, -2).reduce((p, d) => p * d, 1);
   const size = batch * rows * cols;
   const words = Math.ceil(size / 2);
-  const out = (tf.backend() as unknown as WebgpuBackend).makeTensorInfo(cols % 2 === 0 ? [...x.shape.slice(0, -1), cols / 2] : [words], 'int32');
+  const out = cols % 2 === 0 ? allocateF16Words(x.shape) : (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([words], 'int32');
   if (size % 4 === 0) dispatchRaw('ArlToF16', TO_F16_BY_FOUR, [out, x], [{ type: 'uint32', data: [size / 4] }], grid(Math.ceil(size / 4 / 256)));
   else dispatchRaw('ArlToF16', TO_F16, [out, x], [{ type: 'uint32', data: [size] }], grid(Math.ceil(words / 256)));
   return { words: out, batch, rows, cols };
+}
+
+/** A new buffer for the f16 values of an f32 tensor [..., cols] (cols even), two per word: int32 [..., cols / 2]. */
+export function allocateF16Words(shape: readonly number[]): tf.TensorInfo {
+  return (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([...shape.slice(0, -1), shape[shape.length - 1] / 2], 'int32');
 }
 
 /** The f16 matrix (or batch of them) that toF16 wrote into words shaped [..., rows, cols / 2]. */

@@ -9,8 +9,8 @@
  * backward needs), the backward only the f16 score gradient (its one use is the products).
  */
 import * as tf from '@tensorflow/tfjs';
-import { HALF } from './matmul-f16.ts';
-import { allocate, builtins, dispatchRaw, grid, shaderText, type WebgpuBackend } from './runtime.ts';
+import { allocateF16Words, HALF } from './matmul-f16.ts';
+import { allocate, builtins, dispatchRaw, grid, shaderText } from './runtime.ts';
 
 /** 4 rows per workgroup, 64 invocations per row (one workgroup per 512-wide row was slower than tfjs's). */
 const SOFTMAX_ROWS_PER_WG = 4;
@@ -41,7 +41,7 @@ function perElement(cols: number, line: (i: number, at: string) => string): stri
 
 /** WGSL lines writing each held pair (elements 2j and 2j + 1, values `value(i)`) as one f16 word of `out`. */
 function halfPairs(cols: number, out: string, value: (i: number) => string): string {
-  return perElement(cols, (i, at) => (i % 2 ? '' : `if (ok${i}) { ${out}[(base + ${at}) / 2u] = half(${value(i)}) | (half(${value(i + 1)}) << 16u); }`));
+  return perElement(cols, (i, at) => (i % 2 ? '' : `if (ok${i}) { ${out}[(base + ${at}) / 2u] = halfPair(${value(i)}, ${value(i + 1)}); }`));
 }
 
 /** WGSL bindings: the outputs (read_write), then the inputs, as dispatchRaw binds them, then the uniforms. */
@@ -107,16 +107,12 @@ function rowsOf(x: tf.TensorInfo, half: boolean, name: string): { rows: number; 
   return { rows: tf.util.sizeFromShape(x.shape) / cols, cols };
 }
 
-/** f16 words of a tensor [..., cols]: int32 [..., cols / 2]. */
-const halfWords = (shape: number[]): tf.TensorInfo =>
-  (tf.backend() as unknown as WebgpuBackend).makeTensorInfo([...shape.slice(0, -1), shape[shape.length - 1] / 2], 'int32');
-
 /** ArlSoftmaxMasked: {scores, mask} -> p, and with attr half [p, p as f16 words]. */
 export function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo | tf.TensorInfo[] {
   const { scores, mask } = args.inputs as Record<string, tf.TensorInfo>;
   const half = args.attrs?.half === true;
   const { rows, cols } = rowsOf(scores, half, 'ArlSoftmaxMasked');
-  const outputs = half ? [allocate(scores.shape), halfWords(scores.shape)] : [allocate(scores.shape)];
+  const outputs = half ? [allocate(scores.shape), allocateF16Words(scores.shape)] : [allocate(scores.shape)];
   const code = shaderText(`softmax ${cols} ${half}`, () => softmaxMaskedShader(cols, half));
   dispatchRaw('ArlSoftmaxMasked', code, [...outputs, scores, mask], [rows, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return half ? outputs : outputs[0];
@@ -127,7 +123,7 @@ export function softmaxGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?:
   const { p, dp } = args.inputs as Record<string, tf.TensorInfo>;
   const half = args.attrs?.half === true;
   const { rows, cols } = rowsOf(p, half, 'ArlSoftmaxGrad');
-  const ds = half ? halfWords(p.shape) : allocate(p.shape);
+  const ds = half ? allocateF16Words(p.shape) : allocate(p.shape);
   const code = shaderText(`softmax grad ${cols} ${half}`, () => softmaxGradShader(cols, half));
   dispatchRaw('ArlSoftmaxGrad', code, [ds, p, dp], [{ type: 'uint32', data: [rows] }], grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return ds;
