@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
 import { dawnFlags, dawnNodePath, dawnRobustness, gpuPoolBytes, tfjsFlags, webgpuF16 } from './switches.ts';
 import { registerWasmKernels } from './ops/wasm/index.ts';
-import { FAST_SHADER_TOGGLES, requestF16Features, withF16Toggles } from './ops/webgpu/f16-device.ts';
+import { FAST_SHADER_TOGGLES, requestF16Features, withDawnFeatures, withF16Toggles } from './ops/webgpu/f16-device.ts';
 import { registerWebgpuKernels } from './ops/webgpu/index.ts';
 import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
 
@@ -52,9 +52,11 @@ async function installDawn(f16: boolean): Promise<{ name: string; description: s
     const dawn = (dawnNode ? require(dawnNode) : await import('webgpu')) as Dawn;
     Object.assign(globalThis, dawn.globals);
     type Gpu = Parameters<typeof requestF16Features>[0];
-    let gpu = dawn.create(f16 ? withF16Toggles(dawnFlags(), dawnRobustness() ? [] : FAST_SHADER_TOGGLES) : dawnFlags()) as Gpu;
+    const instanceFlags = (extra: readonly string[]): string[] => (f16 ? withF16Toggles(dawnFlags(), extra) : withDawnFeatures(dawnFlags(), extra));
+    const fast = dawnRobustness() ? [] : FAST_SHADER_TOGGLES;
+    let gpu = dawn.create(instanceFlags(fast)) as Gpu;
     // The fast-shader toggles only where the adapter is hardware: the instance is made again without them otherwise.
-    if (f16 && !dawnRobustness() && isSoftware(describeAdapter(await gpu.requestAdapter()))) gpu = dawn.create(withF16Toggles(dawnFlags())) as Gpu;
+    if (fast.length > 0 && isSoftware(describeAdapter(await gpu.requestAdapter()))) gpu = dawn.create(instanceFlags([])) as Gpu;
     if (f16) requestF16Features(gpu);
     Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   }

@@ -79,7 +79,7 @@ export function dawnFlags(): string[] {
   return (env('ARL_DAWN_FLAGS') ?? '').split(' ').filter(Boolean);
 }
 
-/** ARL_DAWN_ROBUSTNESS=1: mixed precision keeps Dawn's index clamping and workgroup zeroing on a hardware adapter too, for comparisons. */
+/** ARL_DAWN_ROBUSTNESS=1: keeps Dawn's index clamping and workgroup zeroing on a hardware adapter too, for comparisons. */
 export function dawnRobustness(): boolean {
   return env('ARL_DAWN_ROBUSTNESS') === '1';
 }

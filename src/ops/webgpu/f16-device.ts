@@ -1,7 +1,7 @@
 /**
- * What mixed precision needs from Dawn, asked for only when opted in: the instance toggles that
- * lift Dawn's blocklist of `shader-f16` on NVIDIA's Vulkan driver (and allow the experimental
- * subgroup-matrix feature), and the device features tfjs's backend would not request itself.
+ * What Dawn is asked for: the instance toggles that lift Dawn's blocklist of `shader-f16` on NVIDIA's Vulkan driver (and
+ * allow the experimental subgroup-matrix feature) and the device features tfjs's backend would not request itself, both
+ * only when mixed precision is opted in; and the fast-shader toggles every hardware instance gets.
  */
 
 import type { SubgroupMatrixConfig } from './matmul-f16.ts';
@@ -13,22 +13,28 @@ export const F16_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-s
 const F16_DAWN_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
 
 /**
- * Dawn toggles mixed precision adds on a hardware adapter: shaders without Dawn's index clamping (every kernel of ours
- * bounds its own accesses) and workgroup memory not zeroed first (each kernel writes what it reads). On an H100 the 1.1B
- * shape trained 10% faster with them, at the same losses (docs/benchmarks.md). Lavapipe compiles such shaders about 30x
- * slower, so software adapters go without.
+ * Dawn toggles for a hardware adapter: shaders without Dawn's index clamping (every kernel of ours bounds its own
+ * accesses) and workgroup memory not zeroed first (each kernel writes what it reads). On an H100 the 1.1B shape trained
+ * 10% faster with them in mixed precision, at the same losses (docs/benchmarks.md). Lavapipe compiles such shaders about
+ * 30x slower, so software adapters go without.
  */
 export const FAST_SHADER_TOGGLES = ['disable_robustness', 'disable_workgroup_init'];
 
 /** Whether the running instance was created with the f16 toggles, and what its adapter offered. */
 export const f16Instance = { requested: false, adapterFeatures: [] as string[], adapterConfigs: [] as readonly SubgroupMatrixConfig[] };
 
-/** `flags` with the f16 toggles (and `extra`) added to its enable-dawn-features (one such option, merged). */
-export function withF16Toggles(flags: string[], extra: readonly string[] = []): string[] {
+/** `flags` with `features` added to its enable-dawn-features (one such option, merged; none added for none). */
+export function withDawnFeatures(flags: string[], features: readonly string[]): string[] {
+  if (features.length === 0) return flags;
   const prefix = 'enable-dawn-features=';
   const existing = flags.filter((f) => f.startsWith(prefix)).flatMap((f) => f.slice(prefix.length).split(','));
-  const features = [...new Set([...existing, ...F16_DAWN_TOGGLES, ...extra])].filter(Boolean);
-  return [...flags.filter((f) => !f.startsWith(prefix)), prefix + features.join(',')];
+  const merged = [...new Set([...existing, ...features])].filter(Boolean);
+  return [...flags.filter((f) => !f.startsWith(prefix)), prefix + merged.join(',')];
+}
+
+/** `flags` with the f16 toggles (and `extra`) added to its enable-dawn-features. */
+export function withF16Toggles(flags: string[], extra: readonly string[] = []): string[] {
+  return withDawnFeatures(flags, [...F16_DAWN_TOGGLES, ...extra]);
 }
 
 interface AdapterLike {

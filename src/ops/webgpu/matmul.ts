@@ -19,6 +19,14 @@ function kTileFor(tile: number): number {
 }
 
 /**
+ * WGSL for `name`[index] where `inside`, else 0. The read itself goes to element 0 outside: select() evaluates both
+ * arms, and shaders run without Dawn's index clamping on hardware adapters.
+ */
+function inBounds(name: string, index: string, inside: string): string {
+  return `select(0.0, ${name}[select(0u, ${index}, ${inside})], ${inside})`;
+}
+
+/**
  * WGSL that stages one operand's K tile: `load` reads this thread's share into registers
  * (`name`0, `name`1, ...: vec4s of 4 consecutive elements in stored order), `store` writes them
  * k-major into the workgroup array `name`Tile (TILE/4 vec4s per k). `kMajor`: stored [k, x]
@@ -35,13 +43,13 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boo
     if (kMajor) {
       // vec4 along x at (k, x4 * 4)
       const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
-      const elems = [0, 1, 2, 3].map((c) => `select(0.0, ${name}[${name}Base + gk * ${x} + gx + ${c}u], gx + ${c}u < ${x} && gk < kEnd)`);
+      const elems = [0, 1, 2, 3].map((c) => inBounds(name, `${name}Base + gk * ${x} + gx + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`));
       load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
       store.push(`${name}Tile[${e}] = ${r};`);
     } else {
       // vec4 along k at (x, k4 * 4); stored k-major one element per k row
       const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
-      const elems = [0, 1, 2, 3].map((c) => `select(0.0, ${name}[${name}Base + gx * u.k + gk + ${c}u], gx < ${x} && gk + ${c}u < kEnd)`);
+      const elems = [0, 1, 2, 3].map((c) => inBounds(name, `${name}Base + gx * u.k + gk + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`));
       load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
       const comps = ['x', 'y', 'z', 'w'];
       store.push(`{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
