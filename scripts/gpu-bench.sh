@@ -8,7 +8,7 @@
 #   parity   greedy continuation of a transformers fixture on webgpu, token for token
 #   train    the same 30 training steps of the tiny preset on webgpu and wasm (TRAIN_DATA: a prepared
 #            corpus, default data/prepared/brown, prepared first where it is missing; preparing needs node_modules,
-#            so a bundled GPU box gets it carried: `node dist/cli/arl.mjs prepare` here, then carry data/prepared/brown)
+#            so a bundled GPU box gets it carried: scripts/gpu-pack.sh prepares it here)
 #   curves   300-step training loss curves (CURVE_STEPS) of the base preset, T 512, batch 16, on TRAIN_DATA, in fp32 and
 #            --precision mixed, each with the seeds CURVE_SEEDS (default "1234 1235"): one "loss-curves" line with every
 #            run's validation losses, the mixed - fp32 gap at each evaluation per seed, and the fp32 seed-to-seed gap,
