@@ -14,7 +14,7 @@ import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { F16_FEATURES, f16Instance, withF16Toggles } from '../src/ops/webgpu/f16-device.ts';
+import { F16_FEATURES, f16Instance, FAST_SHADER_TOGGLES, withDawnFeatures, withF16Toggles } from '../src/ops/webgpu/f16-device.ts';
 import {
   disposeF16,
   f16MatmulUnsupported,
@@ -44,6 +44,12 @@ describe('f16 set-up (no device)', () => {
       'backend=vulkan',
       'enable-dawn-features=disable_robustness,allow_unsafe_apis,vulkan_enable_f16_on_nvidia',
     ]);
+  });
+
+  it('adds the fast-shader toggles without the f16 ones, and leaves the flags alone when there is nothing to add', () => {
+    assert.deepEqual(withDawnFeatures(['backend=vulkan'], FAST_SHADER_TOGGLES), ['backend=vulkan', 'enable-dawn-features=disable_robustness,disable_workgroup_init']);
+    assert.deepEqual(withDawnFeatures(['enable-dawn-features=disable_robustness'], FAST_SHADER_TOGGLES), ['enable-dawn-features=disable_robustness,disable_workgroup_init']);
+    assert.deepEqual(withDawnFeatures(['backend=vulkan'], []), ['backend=vulkan']);
   });
 
   it('refuses a listed set of subgroup-matrix configurations without f16 16x16x16, not an empty one', () => {
