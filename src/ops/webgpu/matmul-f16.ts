@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { f16TilingSpec } from '../../switches.ts';
 import { F16_FEATURES, f16Instance } from './f16-device.ts';
-import { builtins, dispatchRaw, flatIndex, grid, release, shaderText, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
+import { builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
 
 /** `batch` f16 matrices, each row-major [rows, cols], stacked; two f16 per 32-bit word (element 2i in the low half). */
 export interface F16Matrix {
@@ -232,7 +232,7 @@ function tileCopy(tile: StoredTile, invocations: number): TileCopy {
   const src = tile.name.toUpperCase();
   const reg = `${tile.name}Reg`;
   const wg = `${tile.name}Tile`;
-  const load = shares.map(({ s, at, inside }) => `{ ${at} let ok = ${inside}; ${reg}[${s}] = select(vec4<u32>(0u), ${src}[select(0u, (${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c) / 8u, ok)], ok); }`);
+  const load = shares.map(({ s, at, inside }) => `{ ${at} let ok = ${inside}; ${reg}[${s}] = ${guardedRead(src, `(${tile.base} + (${tile.r0} + r) * ${tile.gc}u + ${tile.c0} + c) / 8u`, 'ok', 'vec4<u32>(0u)')}; }`);
   const store = shares.map(({ s, e, at }) => {
     const halves = [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(${reg}[${s}][${w}]); ${wg}[o + ${2 * w}u] = h${w}.x; ${wg}[o + ${2 * w + 1}u] = h${w}.y;`);
     return `if (${e} < ${total}u) { ${at} let o = r * ${tile.cols + PAD}u + c; ${halves.join(' ')} }`;

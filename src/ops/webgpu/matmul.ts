@@ -10,20 +10,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { matmulKTile, matmulTile, stockMatmul, stockWebgpu } from '../../switches.ts';
-import { allocate, builtins, dispatchRaw, flatIndex, grid, release, shaderText, type Uniform } from './runtime.ts';
+import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
 
 /** K tile edge (8, 16 or 32; ARL_MATMUL_K_TILE picks, for measurements; tile * K tile >= 1,024). */
 function kTileFor(tile: number): number {
   const chosen = matmulKTile();
   return [8, 16, 32].includes(chosen) && tile * chosen >= 1024 ? chosen : 16;
-}
-
-/**
- * WGSL for `name`[index] where `inside`, else 0. The read itself goes to element 0 outside: select() evaluates both
- * arms, and shaders run without Dawn's index clamping on hardware adapters.
- */
-function inBounds(name: string, index: string, inside: string): string {
-  return `select(0.0, ${name}[select(0u, ${index}, ${inside})], ${inside})`;
 }
 
 /**
@@ -43,13 +35,13 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boo
     if (kMajor) {
       // vec4 along x at (k, x4 * 4)
       const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
-      const elems = [0, 1, 2, 3].map((c) => inBounds(name, `${name}Base + gk * ${x} + gx + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`));
+      const elems = [0, 1, 2, 3].map((c) => guardedRead(name, `${name}Base + gk * ${x} + gx + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`));
       load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
       store.push(`${name}Tile[${e}] = ${r};`);
     } else {
       // vec4 along k at (x, k4 * 4); stored k-major one element per k row
       const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
-      const elems = [0, 1, 2, 3].map((c) => inBounds(name, `${name}Base + gx * u.k + gk + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`));
+      const elems = [0, 1, 2, 3].map((c) => guardedRead(name, `${name}Base + gx * u.k + gk + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`));
       load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
       const comps = ['x', 'y', 'z', 'w'];
       store.push(`{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps

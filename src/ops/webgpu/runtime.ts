@@ -173,8 +173,17 @@ export function allocate(shape: number[]): tf.TensorInfo {
 
 /** The flat index of this invocation in a grid() dispatch of 1-D workgroups of size WG. */
 export const flatIndex = (wg: number): string => `gid.x + gid.y * nwg.x * ${wg}u`;
+
 /** The entry point's parameters: every kernel declares the same builtins. */
 export const builtins = '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>';
+
+/**
+ * WGSL for `array`[index] where `inside`, else `zero`. The read itself goes to element 0 outside: select() evaluates both
+ * arms, and shaders run without Dawn's index clamping on hardware adapters.
+ */
+export function guardedRead(array: string, index: string, inside: string, zero = '0.0'): string {
+  return `select(${zero}, ${array}[select(0u, ${index}, ${inside})], ${inside})`;
+}
 
 /** Sum over a 256-wide workgroup of `value` (every invocation gets it). */
 export const WG_SUM = `
