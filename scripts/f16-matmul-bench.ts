@@ -20,6 +20,7 @@ import { selectBackend } from '../src/backend.ts';
 import { DEFAULT_F16_TILING, disposeF16, f16MatmulUnsupported, formatTiling, fromF16, matmulF16, parseTiling, prepareMatmulF16, toF16, type F16Matrix, type F16Tiling } from '../src/ops/webgpu/matmul-f16.ts';
 import { mixedPrecisionSupport, SELF_CHECK_TOLERANCE } from '../src/ops/webgpu/mixed-precision.ts';
 import type { WebgpuBackend } from '../src/ops/webgpu/runtime.ts';
+import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
 
 const DEFAULT_TILINGS = [
   ...['2x2/2x2/0', '2x2/2x2/32', '2x4/2x2/32', '4x2/2x2/32', '4x4/2x2/32', '2x2/2x4/32', '4x2/2x4/32'],
@@ -40,12 +41,7 @@ const transposes = (process.env.TRANSPOSES ?? 'nn').split(',').filter(Boolean).m
   if (!/^[nt][nt]$/.test(t)) throw new Error(`TRANSPOSES: "${t}" is not one of nn, tn, nt, tt`);
   return { transposeA: t[0] === 't', transposeB: t[1] === 't', name: t };
 });
-const iterations = Number(process.env.ITER ?? 20);
-const batches = Number(process.env.BATCHES ?? 5);
-if (![iterations, batches].every((v) => Number.isInteger(v) && v > 0)) {
-  console.error(`f16-matmul-bench: ITER and BATCHES must be positive whole numbers (got ${process.env.ITER}, ${process.env.BATCHES})`);
-  process.exit(2);
-}
+const [iterations, batches] = positiveEnv('f16-matmul-bench', { ITER: 20, BATCHES: 5 });
 
 const print = (record: Record<string, unknown>): void => console.log(JSON.stringify({ bench: 'f16-matmul', ...record }));
 
@@ -65,49 +61,6 @@ const check = await mixedPrecisionSupport();
 print({ adapter, default_tiling: formatTiling(DEFAULT_F16_TILING), self_check: check.ok ? check.detail : check.reason });
 const device = (tf.backend() as unknown as WebgpuBackend).device;
 
-/** The first element of `x`, to wait for the GPU by reading it. */
-const firstElement = (x: tf.Tensor): tf.Tensor => tf.tidy(() => tf.slice(tf.reshape(x, [-1]), [0], [1]));
-
-/** Mean wall-clock ms of `run` over `iterations` calls, in each of `batches` batches, after two warm-up calls; waits for the GPU by reading one element. */
-async function time(run: () => tf.Tensor): Promise<{ ms: number; range: [number, number] }> {
-  for (let i = 0; i < 2; i++) {
-    const out = run();
-    const first = firstElement(out);
-    await first.data();
-    tf.dispose([out, first]);
-  }
-  const means: number[] = [];
-  for (let batch = 0; batch < batches; batch++) {
-    const outs: tf.Tensor[] = [];
-    const start = performance.now();
-    for (let i = 0; i < iterations; i++) {
-      outs.push(run());
-      if (i > 0) outs[i - 1].dispose(); // freed once its dispatch is submitted; keeps memory flat
-    }
-    const last = firstElement(outs[outs.length - 1]);
-    await last.data();
-    means.push((performance.now() - start) / iterations);
-    tf.dispose([outs[outs.length - 1], last]);
-  }
-  means.sort((x, y) => x - y);
-  return { ms: means[Math.floor(means.length / 2)], range: [means[0], means[means.length - 1]] };
-}
-
-/** A timing as printed: median ms, its range, TFLOP/s of `flops` at the median. */
-const timing = ({ ms, range }: { ms: number; range: [number, number] }, flops: number): Record<string, unknown> => ({
-  ms: +ms.toFixed(3),
-  ms_range: range.map((v) => +v.toFixed(3)),
-  tflops: +(flops / ms / 1e9).toFixed(1),
-});
-
-/** Max |got - want| / max |want|. */
-async function relativeError(got: tf.Tensor, want: tf.Tensor): Promise<number> {
-  const error = tf.tidy(() => tf.div(tf.max(tf.abs(tf.sub(got, want))), tf.maximum(tf.max(tf.abs(want)), 1e-30)));
-  const value = (await error.data())[0];
-  error.dispose();
-  return value;
-}
-
 async function benchTiling(shape: (typeof shapes)[number], t: (typeof transposes)[number], a16: F16Matrix, b16: F16Matrix, want: tf.Tensor, tiling: F16Tiling): Promise<void> {
   const { batch, m, k, n } = shape;
   const options = { transposeA: t.transposeA, transposeB: t.transposeB, tiling };
@@ -123,7 +76,7 @@ async function benchTiling(shape: (typeof shapes)[number], t: (typeof transposes
     const got = matmulF16(a16, b16, options);
     const error = await relativeError(got, want);
     got.dispose();
-    const measured = await time(() => matmulF16(a16, b16, options));
+    const measured = await time(() => matmulF16(a16, b16, options), iterations, batches);
     result = { ...timing(measured, 2 * batch * m * n * k), max_rel_error: +error.toExponential(2), correct: error <= SELF_CHECK_TOLERANCE };
   } finally {
     const error = await device.popErrorScope();
@@ -143,7 +96,7 @@ for (const shape of shapes) {
     // The reference: our f32 matmul of the same f16-rounded inputs, timed as the baseline.
     const [aWide, bWide] = [fromF16<tf.Tensor2D | tf.Tensor3D>(a16), fromF16<tf.Tensor2D | tf.Tensor3D>(b16)];
     const want = tf.matMul(aWide, bWide, t.transposeA, t.transposeB);
-    const f32 = await time(() => tf.matMul(aWide, bWide, t.transposeA, t.transposeB));
+    const f32 = await time(() => tf.matMul(aWide, bWide, t.transposeA, t.transposeB), iterations, batches);
     print({ ...(batch > 1 ? { batch } : {}), m, k, n, transpose: t.name, tiling: 'f32', ...timing(f32, 2 * batch * m * n * k) });
     for (const tiling of tilings) await benchTiling(shape, t, a16, b16, want, tiling);
     tf.dispose([a, b, aWide, bWide, want]);

@@ -16,14 +16,12 @@ export function stockMatmul(): boolean {
   return env('ARL_STOCK_MATMUL') === '1';
 }
 
-/** ARL_MATMUL_TILE: our webgpu matmul's tile edge, 64 or (default) 128, for measurements. */
-export function matmulTile(): number {
-  return env('ARL_MATMUL_TILE') === '64' ? 64 : 128;
-}
-
-/** ARL_MATMUL_K_TILE: the K tile edge asked for (default 16); the matmul checks it fits the tile. */
-export function matmulKTile(): number {
-  return Number(env('ARL_MATMUL_K_TILE') ?? 16);
+/**
+ * ARL_MATMUL_TILING: the tilings of our webgpu f32 products, comma-separated, each tried in turn (TMxTN/K then any of
+ * u, v, d; see src/ops/webgpu/matmul.ts), instead of the default, for measurements.
+ */
+export function matmulTilingSpec(): string | undefined {
+  return env('ARL_MATMUL_TILING') || undefined;
 }
 
 /** ARL_F16_TILING: the tiling of the f16 tensor-core products (TMxTN/WMxWN/K[m], see src/ops/webgpu/matmul-f16.ts) instead of the default, for measurements. */

@@ -223,30 +223,38 @@ describe('webgpu kernels', { skip }, () => {
     tf.dispose([gate, up]);
   });
 
-  it('BatchMatMul: our tiled kernel equals tfjs\'s, every transpose, broadcast batch, ragged edges', async () => {
-    const m = 131;
-    const n = 129;
-    const k = 37;
+  it('BatchMatMul: our tiled kernel equals tfjs\'s, every tiling, every transpose, broadcast batch, ragged edges', async () => {
+    // Odd sizes take the scalar reads; multiples of 4 the vec4 ones where a tiling asks for them.
+    const [m, n, k] = [259, 261, 37];
+    const [m4, n4, k4] = [260, 264, 36];
     const cases: [number[], number[], boolean, boolean][] = [
       [[2, m, k], [2, k, n], false, false],
       [[2, k, m], [1, k, n], true, false],
       [[1, m, k], [2, n, k], false, true],
       [[k, m], [n, k], true, true],
-      [[1100, m], [1100, n], true, false], // few output tiles, long K: split along K
+      [[2, m4, k4], [2, k4, n4], false, false],
+      [[k4, m4], [1, k4, n4], true, false],
+      [[m4, k4], [n4, k4], false, true],
+      [[1100, m4], [1100, n4], true, false], // few output tiles, long K: split along K
     ];
-    for (const [shapeA, shapeB, ta, tb] of cases) {
-      const a = randn(shapeA, 12);
-      const b = randn(shapeB, 13);
-      const ours = tf.matMul(a, b, ta, tb);
-      process.env.ARL_STOCK_MATMUL = '1';
-      const stock = tf.matMul(a, b, ta, tb);
-      delete process.env.ARL_STOCK_MATMUL;
-      assert.deepEqual(ours.shape, stock.shape);
-      const [x, y] = await Promise.all([ours.data(), stock.data()]);
-      const tol = 1e-5 * Math.max(1, ...Array.from(y, Math.abs));
-      assert.ok(maxAbsDiff(x, y) < tol, `${shapeA} x ${shapeB}, transposeA ${ta} transposeB ${tb}: max |diff| ${maxAbsDiff(x, y)}`);
-      tf.dispose([a, b, ours, stock]);
+    const tilings = ['', '128x128/16u', '128x128/16v', '128x128/16d', '128x128/8uvd', '128x256/16uv', '256x128/32v', '128x64/16uvd', '64x64/32u'];
+    for (const tiling of tilings) {
+      process.env.ARL_MATMUL_TILING = tiling;
+      for (const [shapeA, shapeB, ta, tb] of cases) {
+        const a = randn(shapeA, 12);
+        const b = randn(shapeB, 13);
+        const ours = tf.matMul(a, b, ta, tb);
+        process.env.ARL_STOCK_MATMUL = '1';
+        const stock = tf.matMul(a, b, ta, tb);
+        delete process.env.ARL_STOCK_MATMUL;
+        assert.deepEqual(ours.shape, stock.shape);
+        const [x, y] = await Promise.all([ours.data(), stock.data()]);
+        const tol = 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1);
+        assert.ok(maxAbsDiff(x, y) < tol, `tiling "${tiling}", ${shapeA} x ${shapeB}, transposeA ${ta} transposeB ${tb}: max |diff| ${maxAbsDiff(x, y)}`);
+        tf.dispose([a, b, ours, stock]);
+      }
     }
+    delete process.env.ARL_MATMUL_TILING;
   });
 
   it('global gradient norm and clipping equal the tfjs ops (vec4 and scalar loads, a tensor past the workgroup cap)', async () => {

@@ -1,89 +1,191 @@
 /**
  * BatchMatMul on webgpu for float32 operands with at least one full tile each way, registered over
  * tfjs's own (which it falls back to otherwise). tfjs's kernel tiles 32x32 with 64 threads; this
- * one tiles TILE x TILE with 256 threads, each computing (TILE/16)^2 outputs held in registers as
- * vec4 rows. Operands are staged k-major in workgroup memory as vec4s, so one k step reads TILE/32
- * vec4s of each operand per thread (not TILE/16 scalars each): workgroup-memory reads, not
+ * one tiles TM x TN with 256 threads (16 x 16), each computing (TM/16) x (TN/16) outputs held in
+ * registers as vec4 rows. Operands are staged k-major in workgroup memory as vec4s, so one k step
+ * reads a few vec4s of each operand per thread (not scalars): workgroup-memory reads, not
  * arithmetic, bounded the scalar version. The next K tile is loaded from global memory into
  * registers while the current one is multiplied. Transposed operands are read in their stored
  * order, so global loads stay coalesced.
+ *
+ * A tiling (`MatmulTiling`, written as in ARL_MATMUL_TILING) also says whether the K tile's loop is
+ * written out in the shader (`u`: Tint and the driver's compiler then see every workgroup-memory
+ * read and FMA of the tile at once), whether global memory is read and written as vec4s where every
+ * size is a multiple of 4 (`v`), and whether the K tile is staged twice over (`d`: the next tile is
+ * stored while the current one is multiplied, one barrier a tile instead of two).
  */
 import * as tf from '@tensorflow/tfjs';
-import { matmulKTile, matmulTile, stockMatmul, stockWebgpu } from '../../switches.ts';
+import { matmulTilingSpec, stockMatmul, stockWebgpu } from '../../switches.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
 
-/** K tile edge (8, 16 or 32; ARL_MATMUL_K_TILE picks, for measurements; tile * K tile >= 1,024). */
-function kTileFor(tile: number): number {
-  const chosen = matmulKTile();
-  return [8, 16, 32].includes(chosen) && tile * chosen >= 1024 ? chosen : 16;
+export interface MatmulTiling {
+  /** Output tile rows and columns of a workgroup: multiples of 64 (16 threads each way, a vec4 each). */
+  tm: number;
+  tn: number;
+  /** K tile edge: 8, 16 or 32, with tm * k and tn * k multiples of 1,024 (whole vec4s per thread). */
+  k: number;
+  /** The K tile's loop written out. */
+  unrolled: boolean;
+  /** Global reads and writes as vec4s where m, n and k are multiples of 4. */
+  vec4: boolean;
+  /** Two K tiles staged, one barrier a tile. */
+  doubleBuffered: boolean;
+}
+
+/** The tiling products get unless ARL_MATMUL_TILING names another. */
+export const DEFAULT_MATMUL_TILING: MatmulTiling = { tm: 128, tn: 128, k: 16, unrolled: false, vec4: false, doubleBuffered: false };
+
+/** "TMxTN/K" then any of u, v, d (see MatmulTiling), e.g. 128x128/16uv. */
+export function formatMatmulTiling(t: MatmulTiling): string {
+  return `${t.tm}x${t.tn}/${t.k}${t.unrolled ? 'u' : ''}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}`;
+}
+
+/** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
+export function parseMatmulTiling(spec: string): MatmulTiling | string {
+  const match = /^(\d+)x(\d+)\/(\d+)([uvd]*)$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u, v, d (e.g. 128x128/16uv)`;
+  const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
+  const flags = match[4];
+  const tiling = { tm, tn, k, unrolled: flags.includes('u'), vec4: flags.includes('v'), doubleBuffered: flags.includes('d') };
+  if (![tm, tn].every((t) => t >= 64 && t <= 256 && t % 64 === 0)) return `matmul tiling "${spec}": TM and TN must be 64, 128, 192 or 256`;
+  if (![8, 16, 32].includes(k) || (tm * k) % 1024 !== 0 || (tn * k) % 1024 !== 0) return `matmul tiling "${spec}": K must be 8, 16 or 32, with TM * K and TN * K multiples of 1,024`;
+  return tiling;
+}
+
+/** Bytes of workgroup memory a tiling stages. */
+export function matmulTilingBytes(t: MatmulTiling): number {
+  return (t.tm + t.tn) * t.k * 4 * (t.doubleBuffered ? 2 : 1);
 }
 
 /**
  * WGSL that stages one operand's K tile: `load` reads this thread's share into registers
  * (`name`0, `name`1, ...: vec4s of 4 consecutive elements in stored order), `store` writes them
- * k-major into the workgroup array `name`Tile (TILE/4 vec4s per k). `kMajor`: stored [k, x]
- * (x contiguous), else [x, k] (k contiguous). `x`: the operand's outer size (m or n).
+ * k-major into the workgroup array `name`Tile (tile/4 vec4s per k) from vec4 `offset` on. `kMajor`:
+ * stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`: the operand's outer size (m or n).
  */
-function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boolean, x: string): { load: string; store: string } {
+function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boolean, x: string, vec4: boolean): { load: string; store: (offset: string) => string } {
   const shares = (tile * kTile) / 1024; // vec4s of this operand's tile per thread
   const vecsPerK = tile / 4;
   const load: string[] = [];
-  const store: string[] = [];
+  const stores: ((offset: string) => string)[] = [];
+  const comps = ['x', 'y', 'z', 'w'];
   for (let l = 0; l < shares; l++) {
     const e = `(lidx + ${l * 256}u)`;
     const r = `${name}${l}`;
     if (kMajor) {
       // vec4 along x at (k, x4 * 4)
       const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
-      const elems = [0, 1, 2, 3].map((c) => guardedRead(name, `${name}Base + gk * ${x} + gx + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`));
-      load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
-      store.push(`${name}Tile[${e}] = ${r};`);
+      const index = `${name}Base + gk * ${x} + gx`;
+      const read = vec4
+        ? guardedRead(name, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
+        : `vec4<f32>(${[0, 1, 2, 3].map((c) => guardedRead(name, `${index} + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`)).join(', ')})`;
+      load.push(`{ ${at} ${r} = ${read}; }`);
+      stores.push((offset) => `${name}Tile[${offset} + ${e}] = ${r};`);
     } else {
       // vec4 along k at (x, k4 * 4); stored k-major one element per k row
       const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
-      const elems = [0, 1, 2, 3].map((c) => guardedRead(name, `${name}Base + gx * u.k + gk + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`));
-      load.push(`{ ${at} ${r} = vec4<f32>(${elems.join(', ')}); }`);
-      const comps = ['x', 'y', 'z', 'w'];
-      store.push(`{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
-        .map((c, i) => `${name}Tile[(k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
-        .join(' ')} }`);
+      const index = `${name}Base + gx * u.k + gk`;
+      const read = vec4
+        ? guardedRead(name, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
+        : `vec4<f32>(${[0, 1, 2, 3].map((c) => guardedRead(name, `${index} + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`)).join(', ')})`;
+      load.push(`{ ${at} ${r} = ${read}; }`);
+      stores.push(
+        (offset) =>
+          `{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
+            .map((c, i) => `${name}Tile[${offset} + (k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
+            .join(' ')} }`,
+      );
     }
   }
-  return { load: load.join('\n    '), store: store.join('\n    ') };
+  return { load: load.join('\n    '), store: (offset) => stores.map((s) => s(offset)).join('\n    ') };
 }
 
-function matmulShader(tile: number, kTile: number, transposeA: boolean, transposeB: boolean): string {
-  const quads = tile / 64; // vec4s of rows (and of columns) per thread
-  const vecsPerK = tile / 4;
+function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean, vec4: boolean): string {
+  const quadsM = t.tm / 64; // vec4s of rows per thread
+  const quadsN = t.tn / 64; // vec4s of columns per thread
+  const [vecsA, vecsB] = [t.tm / 4, t.tn / 4]; // vec4s of each operand's tile per k
+  const [sizeA, sizeB] = [vecsA * t.k, vecsB * t.k]; // vec4s of one staged K tile
   const comps = ['x', 'y', 'z', 'w'];
   const acc = (r: number, q: number): string => `c${r}_${q}`;
   const decl: string[] = [];
   const fmas: string[] = [];
   const stores: string[] = [];
-  for (let r = 0; r < 4 * quads; r++) {
+  for (let r = 0; r < 4 * quadsM; r++) {
     const row = `(${Math.floor(r / 4) * 16}u + ty) * 4u + ${r % 4}u`;
-    for (let q = 0; q < quads; q++) {
+    for (let q = 0; q < quadsN; q++) {
       decl.push(`var ${acc(r, q)} = vec4<f32>(0.0);`);
       fmas.push(`${acc(r, q)} = fma(vec4<f32>(ra${Math.floor(r / 4)}.${comps[r % 4]}), rb${q}, ${acc(r, q)});`);
       const col = `n0 + (${q * 16}u + tx) * 4u`;
-      stores.push(`{ let row = m0 + ${row}; let col = ${col}; if (row < u.m) { ${comps
-        .map((c, i) => `if (col + ${i}u < u.n) { out[outBase + row * u.n + col + ${i}u] = ${acc(r, q)}.${c}; }`)
-        .join(' ')} } }`);
+      stores.push(
+        vec4
+          ? `{ let row = m0 + ${row}; let col = ${col}; if (row < u.m && col < u.n) { out[(outBase + row * u.n + col) / 4u] = ${acc(r, q)}; } }`
+          : `{ let row = m0 + ${row}; let col = ${col}; if (row < u.m) { ${comps
+              .map((c, i) => `if (col + ${i}u < u.n) { out[outBase + row * u.n + col + ${i}u] = ${acc(r, q)}.${c}; }`)
+              .join(' ')} } }`,
+      );
     }
   }
-  const aRegs = Array.from({ length: quads }, (_, i) => `let ra${i} = aTile[kk * ${vecsPerK}u + ${16 * i}u + ty];`).join('\n      ');
-  const bRegs = Array.from({ length: quads }, (_, j) => `let rb${j} = bTile[kk * ${vecsPerK}u + ${16 * j}u + tx];`).join('\n      ');
-  const stageA = matmulStaging('a', tile, kTile, transposeA, 'u.m');
-  const stageB = matmulStaging('b', tile, kTile, !transposeB, 'u.n');
-  const regs = Array.from({ length: (tile * kTile) / 1024 }, (_, l) => `var a${l} = vec4<f32>(0.0); var b${l} = vec4<f32>(0.0);`).join('\n  ');
+  const buffers = t.doubleBuffered ? 2 : 1;
+  // One k step of the staged tile: this thread's rows of A and columns of B, then their outer product.
+  const kStep = (kk: string): string =>
+    [
+      ...Array.from({ length: quadsM }, (_, i) => `let ra${i} = aTile[aOff + ${kk} * ${vecsA}u + ${16 * i}u + ty];`),
+      ...Array.from({ length: quadsN }, (_, j) => `let rb${j} = bTile[bOff + ${kk} * ${vecsB}u + ${16 * j}u + tx];`),
+      ...fmas,
+    ].join('\n      ');
+  const multiply = t.unrolled
+    ? Array.from({ length: t.k }, (_, kk) => `{\n      ${kStep(`${kk}`)}\n    }`).join('\n    ')
+    : `for (var kk = 0u; kk < ${t.k}u; kk++) {\n      ${kStep('kk')}\n    }`;
+  const stageA = matmulStaging('a', t.tm, t.k, transposeA, 'u.m', vec4);
+  const stageB = matmulStaging('b', t.tn, t.k, !transposeB, 'u.n', vec4);
+  const regs = [...Array.from({ length: sizeA / 256 }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / 256 }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
+  const element = vec4 ? 'vec4<f32>' : 'f32';
+  const loop = t.doubleBuffered
+    ? `
+  ${stageA.store('0u')}
+  ${stageB.store('0u')}
+  workgroupBarrier();
+  var buffer = 0u;
+  for (; k0 < kEnd; ) {
+    k0 += ${t.k}u;
+    let more = k0 < kEnd;
+    if (more) {
+      ${stageA.load}
+      ${stageB.load}
+    }
+    let aOff = buffer * ${sizeA}u;
+    let bOff = buffer * ${sizeB}u;
+    ${multiply}
+    if (more) {
+      ${stageA.store(`(1u - buffer) * ${sizeA}u`)}
+      ${stageB.store(`(1u - buffer) * ${sizeB}u`)}
+    }
+    workgroupBarrier();
+    buffer = 1u - buffer;
+  }`
+    : `
+  let aOff = 0u;
+  let bOff = 0u;
+  for (; k0 < kEnd; ) {
+    ${stageA.store('0u')}
+    ${stageB.store('0u')}
+    workgroupBarrier();
+    k0 += ${t.k}u;
+    if (k0 < kEnd) {
+      ${stageA.load}
+      ${stageB.load}
+    }
+    ${multiply}
+    workgroupBarrier();
+  }`;
   return `
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(0) var<storage, read_write> out: array<${element}>;
+@group(0) @binding(1) var<storage, read> a: array<${element}>;
+@group(0) @binding(2) var<storage, read> b: array<${element}>;
 struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32 };
 @group(0) @binding(3) var<uniform> u: U;
-var<workgroup> aTile: array<vec4<f32>, ${vecsPerK * kTile}>;
-var<workgroup> bTile: array<vec4<f32>, ${vecsPerK * kTile}>;
+var<workgroup> aTile: array<vec4<f32>, ${sizeA * buffers}>;
+var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
 @compute @workgroup_size(16, 16, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
   let ty = lid.y;
@@ -92,8 +194,8 @@ var<workgroup> bTile: array<vec4<f32>, ${vecsPerK * kTile}>;
   let split = wid.z % u.splits;
   let kBegin = split * u.kChunk;
   let kEnd = min(u.k, kBegin + u.kChunk);
-  let m0 = wid.y * ${tile}u;
-  let n0 = wid.x * ${tile}u;
+  let m0 = wid.y * ${t.tm}u;
+  let n0 = wid.x * ${t.tn}u;
   let a0x = m0;
   let b0x = n0;
   let aBase = select(batch, 0u, u.batchA == 1u) * u.m * u.k;
@@ -103,23 +205,7 @@ var<workgroup> bTile: array<vec4<f32>, ${vecsPerK * kTile}>;
   ${regs}
   var k0 = kBegin;
   ${stageA.load}
-  ${stageB.load}
-  for (; k0 < kEnd; ) {
-    ${stageA.store}
-    ${stageB.store}
-    workgroupBarrier();
-    k0 += ${kTile}u;
-    if (k0 < kEnd) {
-      ${stageA.load}
-      ${stageB.load}
-    }
-    for (var kk = 0u; kk < ${kTile}u; kk++) {
-      ${aRegs}
-      ${bRegs}
-      ${fmas.join('\n      ')}
-    }
-    workgroupBarrier();
-  }
+  ${stageB.load}${loop}
   ${stores.join('\n  ')}
 }`;
 }
@@ -152,6 +238,19 @@ const SPLIT_K_MIN_CHUNK = 512;
  */
 const STOCK_FASTER = new Set(['true false 512 1536 8192']);
 
+/** The tilings tried in turn (the first whose tile fits the output and whose staging fits the device). */
+function tilings(): MatmulTiling[] {
+  const spec = matmulTilingSpec();
+  if (!spec) return [DEFAULT_MATMUL_TILING];
+  return spec.split(',').map((s) => {
+    const t = parseMatmulTiling(s);
+    if (typeof t === 'string') throw new Error(`ARL_MATMUL_TILING: ${t}`);
+    return t;
+  });
+}
+
+const workgroupBytes = (): number => (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
+
 /** Our BatchMatMul, taking `stock` (tfjs's own) for the products it leaves to tfjs. */
 export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo => {
   const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
@@ -163,12 +262,11 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
   const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
   const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
-  // Tile edge 64 or 128 (ARL_MATMUL_TILE picks, for measurements).
-  const tile = matmulTile();
   const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
   // Small or oddly batched products stay with tfjs (its split-K and small-output programs suit them).
   const stockFaster = batchA === 1 && batchB === 1 && STOCK_FASTER.has(`${transposeA} ${transposeB} ${m} ${n} ${k}`);
-  if (stockWebgpu() || stockMatmul() || stockFaster || a.dtype !== 'float32' || b.dtype !== 'float32' || m < tile || n < tile || !sameBatch || ra !== rb) {
+  const t = stockWebgpu() || stockMatmul() || stockFaster ? undefined : tilings().find((c) => m >= c.tm && n >= c.tn && matmulTilingBytes(c) <= workgroupBytes());
+  if (!t || a.dtype !== 'float32' || b.dtype !== 'float32' || !sameBatch || ra !== rb) {
     return stock.kernelFunc(args as never) as tf.TensorInfo;
   }
   const batch = Math.max(batchA, batchB);
@@ -176,13 +274,14 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const out = allocate(outShape);
   // Few output tiles and a long K (weight gradients: [d, d'] from 8,192 rows): split K so every
   // multiprocessor gets work, then add the partial products.
-  const tiles = Math.ceil(n / tile) * Math.ceil(m / tile) * batch;
+  const tiles = Math.ceil(n / t.tn) * Math.ceil(m / t.tm) * batch;
   const splits = tiles >= SPLIT_K_BELOW_TILES ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_K_BELOW_TILES / tiles), Math.floor(k / SPLIT_K_MIN_CHUNK)));
-  const kTile = kTileFor(tile);
-  const kChunk = Math.ceil(k / splits / kTile) * kTile;
+  const kChunk = Math.ceil(k / splits / t.k) * t.k;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
+  const vec4 = t.vec4 && m % 4 === 0 && n % 4 === 0 && k % 4 === 0;
   const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk].map((v) => ({ type: 'uint32', data: [v] }));
-  dispatchRaw('ArlMatMul', shaderText(`matmul ${tile} ${kTile} ${transposeA} ${transposeB}`, () => matmulShader(tile, kTile, transposeA, transposeB)), [target, a, b], uniforms, [Math.ceil(n / tile), Math.ceil(m / tile), batch * splits]);
+  const key = `matmul ${formatMatmulTiling(t)} ${vec4} ${transposeA} ${transposeB}`;
+  dispatchRaw('ArlMatMul', shaderText(key, () => matmulShader(t, transposeA, transposeB, vec4)), [target, a, b], uniforms, [Math.ceil(n / t.tn), Math.ceil(m / t.tm), batch * splits]);
   if (splits > 1) {
     const size = batch * m * n;
     dispatchRaw('ArlSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));

@@ -1,0 +1,95 @@
+/**
+ * Times our f32 webgpu matmul (src/ops/webgpu/matmul.ts) for several tilings at the products of a training step of the
+ * three reference shapes (29M, SmolLM-135M, TinyLlama-1.1B), against tfjs's own, and checks each against tfjs's.
+ * Prints JSON lines: the adapter, then per product one for tfjs's kernel and one per tiling (ms, TFLOP/s, relative
+ * error). A tiling whose tile is larger than the output is reported as not fitting (the kernel would take the next).
+ *
+ *   node --import tsx scripts/matmul-bench.ts                   (from the repo)
+ *   bash scripts/gpu-run.sh node dist/bench/matmul-bench.mjs    (GPU box, after scripts/gpu-pack.sh)
+ *
+ * Env: TILINGS (space-separated ARL_MATMUL_TILING values), PRODUCTS (space-separated [Bx]MxKxN:tt, tt saying which
+ * operands are stored transposed, e.g. 8192x512x1536:nn or 128x512x64x512:nt), ITER (products per timed batch,
+ * default 10), BATCHES (timed batches, default 3).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../src/backend.ts';
+import { matmulTilingBytes, parseMatmulTiling } from '../src/ops/webgpu/matmul.ts';
+import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
+
+const DEFAULT_TILINGS = [
+  ...['128x128/16', '128x128/16u', '128x128/16v', '128x128/16uv', '128x128/16uvd', '128x128/8uvd', '128x128/32uv', '128x128/32uvd'],
+  ...['128x256/16uv', '128x256/16uvd', '256x128/16uv', '128x64/16uv', '64x64/16uv'],
+];
+/** y = x W over N tokens: forward N x in x out (nn), input gradient N x out x in (nt), weight gradient in x N x out (tn). */
+const projection = (tokens: number, inner: number, outer: number): string[] => [`${tokens}x${inner}x${outer}:nn`, `${tokens}x${outer}x${inner}:nt`, `${inner}x${tokens}x${outer}:tn`];
+const DEFAULT_PRODUCTS = [
+  // 29M: d 512, F 1368, vocab 8192 tied, 16 x 512 tokens, 8 heads of 64. The q/k/v weight gradient is timed at 516 rows:
+  // at 512 the kernel leaves it to tfjs (STOCK_FASTER).
+  '8192x512x1536:nn', '8192x1536x512:nt', '516x8192x1536:tn',
+  ...projection(8192, 512, 512), ...projection(8192, 512, 1368), ...projection(8192, 1368, 512),
+  '8192x512x8192:nt', '8192x8192x512:nn', '8192x8192x512:tn',
+  '128x512x64x512:nt', '128x512x512x64:nn', '128x512x512x64:tn',
+  // SmolLM-135M: d 576, F 1536, vocab 49152 tied.
+  '8192x576x1536:nn', '8192x576x49152:nt',
+  // TinyLlama-1.1B: d 2048, q/k/v 2560, F 5632, vocab 32000, 4 x 1024 tokens.
+  ...projection(4096, 2048, 2560), ...projection(4096, 2048, 5632), ...projection(4096, 5632, 2048), '4096x2048x32000:nn',
+];
+
+const print = (record: Record<string, unknown>): void => console.log(JSON.stringify({ bench: 'matmul', ...record }));
+const fail = (line: string): never => {
+  console.error(`matmul-bench: ${line}`);
+  process.exit(2);
+};
+
+const tilings = (process.env.TILINGS ?? DEFAULT_TILINGS.join(' ')).split(/\s+/).filter(Boolean);
+for (const spec of tilings) for (const one of spec.split(',')) if (typeof parseMatmulTiling(one) === 'string') fail(`TILINGS: ${parseMatmulTiling(one)}`);
+const products = (process.env.PRODUCTS ?? DEFAULT_PRODUCTS.join(' ')).split(/\s+/).filter(Boolean).map((spec) => {
+  const match = /^(?:(\d+)x)?(\d+)x(\d+)x(\d+):([nt][nt])$/.exec(spec);
+  if (!match) return fail(`PRODUCTS: "${spec}" is not [Bx]MxKxN:tt (tt one of nn, nt, tn, tt)`);
+  const [batch, m, k, n] = [match[1] ?? '1', match[2], match[3], match[4]].map(Number);
+  return { spec, batch, m, k, n, transposeA: match[5][0] === 't', transposeB: match[5][1] === 't' };
+});
+const [iterations, batches] = positiveEnv('matmul-bench', { ITER: 10, BATCHES: 3 });
+
+let adapter: string;
+try {
+  adapter = (await selectBackend('webgpu')).detail;
+} catch (err) {
+  print({ unavailable: `no webgpu backend: ${(err as Error).message.split('\n')[0]}` });
+  process.exit(0);
+}
+const workgroupBytes = (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
+print({ adapter, workgroup_bytes: workgroupBytes });
+
+/** Whether one of the tilings of `spec` takes this product (else the kernel leaves it to tfjs). */
+const fits = (spec: string, m: number, n: number): boolean =>
+  spec.split(',').some((one) => {
+    const t = parseMatmulTiling(one);
+    return typeof t !== 'string' && m >= t.tm && n >= t.tn && matmulTilingBytes(t) <= workgroupBytes;
+  });
+
+for (const p of products) {
+  const lead = p.batch > 1 ? [p.batch] : [];
+  const a = tf.randomUniform([...lead, ...(p.transposeA ? [p.k, p.m] : [p.m, p.k])], -1, 1, 'float32', 1);
+  const b = tf.randomUniform([...lead, ...(p.transposeB ? [p.n, p.k] : [p.k, p.n])], -1, 1, 'float32', 2);
+  const product = (): tf.Tensor => tf.matMul(a, b, p.transposeA, p.transposeB);
+  const flops = 2 * p.batch * p.m * p.n * p.k;
+  process.env.ARL_STOCK_MATMUL = '1';
+  const want = product();
+  print({ product: p.spec, tiling: 'tfjs', ...timing(await time(product, iterations, batches), flops) });
+  delete process.env.ARL_STOCK_MATMUL;
+  for (const spec of tilings) {
+    if (!fits(spec, p.m, p.n)) {
+      print({ product: p.spec, tiling: spec, fits: false });
+      continue;
+    }
+    process.env.ARL_MATMUL_TILING = spec;
+    const got = product();
+    const error = await relativeError(got, want);
+    got.dispose();
+    print({ product: p.spec, tiling: spec, ...timing(await time(product, iterations, batches), flops), max_rel_error: +error.toExponential(2) });
+  }
+  delete process.env.ARL_MATMUL_TILING;
+  tf.dispose([a, b, want]);
+}
+process.exit(0);
