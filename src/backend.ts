@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
 import { dawnFlags, dawnNodePath, dawnRobustness, gpuPoolBytes, tfjsFlags, webgpuF16 } from './switches.ts';
 import { registerWasmKernels } from './ops/wasm/index.ts';
-import { FAST_SHADER_TOGGLES, requestF16Features, withDawnFeatures, withF16Toggles } from './ops/webgpu/f16-device.ts';
+import { dawnAdapter, FAST_SHADER_TOGGLES, requestF16Features, withDawnFeatures, withF16Toggles } from './ops/webgpu/f16-device.ts';
 import { registerWebgpuKernels } from './ops/webgpu/index.ts';
 import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
 
@@ -64,7 +64,8 @@ async function installDawn(f16: boolean): Promise<{ name: string; description: s
   const adapter = await gpu.requestAdapter();
   if (!adapter) throw new Error('no WebGPU adapter found');
   const described = describeAdapter(adapter);
-  return { ...described, software: isSoftware(described) };
+  dawnAdapter.software = isSoftware(described);
+  return { ...described, software: dawnAdapter.software };
 }
 
 type AdapterInfo = { vendor?: string; architecture?: string; device?: string; description?: string };

@@ -237,7 +237,8 @@ describe('webgpu kernels', { skip }, () => {
       [[m4, k4], [n4, k4], false, true],
       [[1100, m4], [1100, n4], true, false], // few output tiles, long K: split along K
     ];
-    const tilings = ['', '128x128/16u', '128x128/16v', '128x128/16d', '128x128/8uvd', '128x256/16uv', '256x128/32v', '128x64/16uvd', '64x64/32u'];
+    // Loops written out (u) only on small tiles: lavapipe compiles them slowly.
+    const tilings = ['', '128x128/16d', '128x256/16v', '256x128/32vd', '128x64/16uvp', '64x64/16u'];
     for (const tiling of tilings) {
       process.env.ARL_MATMUL_TILING = tiling;
       for (const [shapeA, shapeB, ta, tb] of cases) {

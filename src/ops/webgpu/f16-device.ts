@@ -20,6 +20,9 @@ const F16_DAWN_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
  */
 export const FAST_SHADER_TOGGLES = ['disable_robustness', 'disable_workgroup_init'];
 
+/** Whether the adapter of the running instance runs on the CPU (lavapipe): shaders are kept quick to compile there. */
+export const dawnAdapter = { software: false };
+
 /** Whether the running instance was created with the f16 toggles, and what its adapter offered. */
 export const f16Instance = { requested: false, adapterFeatures: [] as string[], adapterConfigs: [] as readonly SubgroupMatrixConfig[] };
 

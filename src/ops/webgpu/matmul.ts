@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { matmulTilingSpec, stockMatmul, stockWebgpu } from '../../switches.ts';
+import { dawnAdapter } from './f16-device.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
 
 export interface MatmulTiling {
@@ -30,24 +31,31 @@ export interface MatmulTiling {
   vec4: boolean;
   /** Two K tiles staged, one barrier a tile. */
   doubleBuffered: boolean;
+  /** With the loop written out, each k step's workgroup-memory reads issued before the previous step's FMAs. */
+  prefetched: boolean;
 }
 
-/** The tiling products get unless ARL_MATMUL_TILING names another. */
-export const DEFAULT_MATMUL_TILING: MatmulTiling = { tm: 128, tn: 128, k: 16, unrolled: false, vec4: false, doubleBuffered: false };
+/**
+ * The tilings products get, tried in turn, unless ARL_MATMUL_TILING names others: 128 x 128 with the K loop written out
+ * and vec4 global access (on an H100 15% more tokens/s than the loop at 29M and 1.1B, docs/benchmarks.md), 128 x 64 for
+ * attention's 64-wide products. Software adapters keep the loop: lavapipe compiles the written-out shaders ~10x slower.
+ */
+export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uv,128x64/16uv', software: '128x128/16v,128x64/16v' };
 
-/** "TMxTN/K" then any of u, v, d (see MatmulTiling), e.g. 128x128/16uv. */
+/** "TMxTN/K" then any of u, v, d, p (see MatmulTiling), e.g. 128x128/16uv. */
 export function formatMatmulTiling(t: MatmulTiling): string {
-  return `${t.tm}x${t.tn}/${t.k}${t.unrolled ? 'u' : ''}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}`;
+  return `${t.tm}x${t.tn}/${t.k}${t.unrolled ? 'u' : ''}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}`;
 }
 
 /** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
 export function parseMatmulTiling(spec: string): MatmulTiling | string {
-  const match = /^(\d+)x(\d+)\/(\d+)([uvd]*)$/.exec(spec.trim());
-  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u, v, d (e.g. 128x128/16uv)`;
+  const match = /^(\d+)x(\d+)\/(\d+)([uvdp]*)$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u, v, d, p (e.g. 128x128/16uv)`;
   const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
   const flags = match[4];
-  const tiling = { tm, tn, k, unrolled: flags.includes('u'), vec4: flags.includes('v'), doubleBuffered: flags.includes('d') };
+  const tiling = { tm, tn, k, unrolled: flags.includes('u'), vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p') };
   if (![tm, tn].every((t) => t >= 64 && t <= 256 && t % 64 === 0)) return `matmul tiling "${spec}": TM and TN must be 64, 128, 192 or 256`;
+  if (tiling.prefetched && !tiling.unrolled) return `matmul tiling "${spec}": p (reads before the previous step's FMAs) needs u (the loop written out)`;
   if (![8, 16, 32].includes(k) || (tm * k) % 1024 !== 0 || (tn * k) % 1024 !== 0) return `matmul tiling "${spec}": K must be 8, 16 or 32, with TM * K and TN * K multiples of 1,024`;
   return tiling;
 }
@@ -114,7 +122,7 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
     const row = `(${Math.floor(r / 4) * 16}u + ty) * 4u + ${r % 4}u`;
     for (let q = 0; q < quadsN; q++) {
       decl.push(`var ${acc(r, q)} = vec4<f32>(0.0);`);
-      fmas.push(`${acc(r, q)} = fma(vec4<f32>(ra${Math.floor(r / 4)}.${comps[r % 4]}), rb${q}, ${acc(r, q)});`);
+      fmas.push(`${acc(r, q)} = fma(vec4<f32>(ra${Math.floor(r / 4)}_@.${comps[r % 4]}), rb${q}_@, ${acc(r, q)});`);
       const col = `n0 + (${q * 16}u + tx) * 4u`;
       stores.push(
         vec4
@@ -126,16 +134,19 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
     }
   }
   const buffers = t.doubleBuffered ? 2 : 1;
-  // One k step of the staged tile: this thread's rows of A and columns of B, then their outer product.
-  const kStep = (kk: string): string =>
-    [
-      ...Array.from({ length: quadsM }, (_, i) => `let ra${i} = aTile[aOff + ${kk} * ${vecsA}u + ${16 * i}u + ty];`),
-      ...Array.from({ length: quadsN }, (_, j) => `let rb${j} = bTile[bOff + ${kk} * ${vecsB}u + ${16 * j}u + tx];`),
-      ...fmas,
-    ].join('\n      ');
-  const multiply = t.unrolled
-    ? Array.from({ length: t.k }, (_, kk) => `{\n      ${kStep(`${kk}`)}\n    }`).join('\n    ')
-    : `for (var kk = 0u; kk < ${t.k}u; kk++) {\n      ${kStep('kk')}\n    }`;
+  // This thread's rows of A and columns of B at k step `kk` of the staged tile (named with suffix `at`), and their outer product.
+  const fragments = (kk: string, at: string): string[] => [
+    ...Array.from({ length: quadsM }, (_, i) => `let ra${i}_${at} = aTile[aOff + ${kk} * ${vecsA}u + ${16 * i}u + ty];`),
+    ...Array.from({ length: quadsN }, (_, j) => `let rb${j}_${at} = bTile[bOff + ${kk} * ${vecsB}u + ${16 * j}u + tx];`),
+  ];
+  const product = (at: string): string[] => fmas.map((f) => f.replaceAll('@', at));
+  const steps = Array.from({ length: t.k }, (_, kk) => kk);
+  const multiply = !t.unrolled
+    ? `for (var kk = 0u; kk < ${t.k}u; kk++) {\n      ${[...fragments('kk', '0'), ...product('0')].join('\n      ')}\n    }`
+    : t.prefetched
+      ? // The next step's fragments are read before this step's products.
+        [...fragments('0u', '0'), ...steps.flatMap((kk) => [...(kk + 1 < t.k ? fragments(`${kk + 1}u`, `${kk + 1}`) : []), ...product(`${kk}`)])].join('\n    ')
+      : steps.map((kk) => [...fragments(`${kk}u`, `${kk}`), ...product(`${kk}`)].join('\n    ')).join('\n    ');
   const stageA = matmulStaging('a', t.tm, t.k, transposeA, 'u.m', vec4);
   const stageB = matmulStaging('b', t.tn, t.k, !transposeB, 'u.n', vec4);
   const regs = [...Array.from({ length: sizeA / 256 }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / 256 }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
@@ -229,19 +240,9 @@ const SPLIT_K_BELOW_TILES = 256;
 /** Smallest K range one split handles. */
 const SPLIT_K_MIN_CHUNK = 512;
 
-/**
- * Products where tfjs's own matmul measured faster than ours on an H200 (docs/gpu-runs/
- * 2026-11-22T0538-h200-matmul.jsonl, per-shape GPU times with ARL_STOCK_MATMUL=1 against ours),
- * as "transposeA transposeB m n k": the fused q/k/v weight gradient of the 512-wide model
- * (x^T [8192,512] by dQKV [8192,1536]: ours 0.75 ms, tfjs 0.47 ms per call). Every other measured
- * shape was as fast or faster with ours. A fixed table keeps the choice deterministic.
- */
-const STOCK_FASTER = new Set(['true false 512 1536 8192']);
-
 /** The tilings tried in turn (the first whose tile fits the output and whose staging fits the device). */
 function tilings(): MatmulTiling[] {
-  const spec = matmulTilingSpec();
-  if (!spec) return [DEFAULT_MATMUL_TILING];
+  const spec = matmulTilingSpec() ?? (dawnAdapter.software ? DEFAULT_MATMUL_TILINGS.software : DEFAULT_MATMUL_TILINGS.hardware);
   return spec.split(',').map((s) => {
     const t = parseMatmulTiling(s);
     if (typeof t === 'string') throw new Error(`ARL_MATMUL_TILING: ${t}`);
@@ -264,8 +265,7 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
   const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
   // Small or oddly batched products stay with tfjs (its split-K and small-output programs suit them).
-  const stockFaster = batchA === 1 && batchB === 1 && STOCK_FASTER.has(`${transposeA} ${transposeB} ${m} ${n} ${k}`);
-  const t = stockWebgpu() || stockMatmul() || stockFaster ? undefined : tilings().find((c) => m >= c.tm && n >= c.tn && matmulTilingBytes(c) <= workgroupBytes());
+  const t = stockWebgpu() || stockMatmul() ? undefined : tilings().find((c) => m >= c.tm && n >= c.tn && matmulTilingBytes(c) <= workgroupBytes());
   if (!t || a.dtype !== 'float32' || b.dtype !== 'float32' || !sameBatch || ra !== rb) {
     return stock.kernelFunc(args as never) as tf.TensorInfo;
   }
