@@ -6,7 +6,7 @@
 #   compat   transformers loads `arl export --format hf` (.gpu/compat/hf) and matches our logits
 #            (.gpu/compat/ours-logits.json from scripts/compat-logits.ts) within 1e-4
 #   parity   greedy continuation of a transformers fixture on webgpu, token for token
-#   train    the same 30 training steps of the tiny preset on webgpu and wasm (TRAIN_DATA: a prepared
+#   train    the same 30 training steps of the tiny preset on webgpu and wasm, from one checkpoint (TRAIN_DATA: a prepared
 #            corpus, default data/prepared/brown, prepared first where it is missing; preparing needs node_modules,
 #            so a bundled GPU box gets it carried: scripts/gpu-pack.sh prepares it here)
 #   curves   300-step training loss curves (CURVE_STEPS) of the base preset, T 512, batch 16, on TRAIN_DATA, in fp32 and
@@ -94,9 +94,13 @@ if { has train || has curves; } && [ -z "${TRAIN_DATA:-}" ] && [ ! -f "$train_da
   arl prepare >&2
 fi
 if has train && [ -f "$train_data/meta.json" ]; then
-  stamp "training on webgpu vs wasm: the same 30 steps of the tiny preset"
+  stamp "training on webgpu vs wasm: the same 30 steps of the tiny preset from the same weights"
+  # Both start from one checkpoint (one wasm step), since webgpu draws its initial weights with its own generator.
+  rm -rf /tmp/run-init
+  timeout 120 node dist/cli/arl.mjs train --backend wasm --data "$train_data" --out /tmp/run-init --steps 1 --eval-every 0 --save-every 1 >&2
   for backend in webgpu wasm; do
-    timeout 120 node dist/cli/arl.mjs train --backend $backend --data "$train_data" --out /tmp/run-$backend --steps 30 --eval-every 0 --save-every 30 >&2
+    rm -rf /tmp/run-$backend
+    timeout 120 node dist/cli/arl.mjs train --backend $backend --init /tmp/run-init --data "$train_data" --out /tmp/run-$backend --steps 30 --eval-every 0 --save-every 30 >&2
   done
   python3 - >> "$log" <<'PY'
 import json
