@@ -11,10 +11,12 @@
  * A tiling (`MatmulTiling`, written as in ARL_MATMUL_TILING) also says whether the K tile's loop is
  * written out in the shader (`u`: Tint and the driver's compiler then see every workgroup-memory
  * read and FMA of the tile at once), whether global memory is read and written as vec4s where every
- * size is a multiple of 4 (`v`), and whether the K tile is staged twice over (`d`: the next tile is
- * stored while the current one is multiplied, one barrier a tile instead of two).
+ * size is a multiple of 4 (`v`), whether the K tile is staged twice over (`d`: the next tile is
+ * stored while the current one is multiplied, one barrier a tile instead of two), and whether, with the loop written
+ * out, each k step's workgroup-memory reads come before the previous step's FMAs (`p`).
  */
 import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../../io/errors.ts';
 import { matmulTilingSpec, stockMatmul, stockWebgpu } from '../../switches.ts';
 import { dawnAdapter } from './f16-device.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
@@ -37,7 +39,7 @@ export interface MatmulTiling {
 
 /**
  * The tilings products get, tried in turn, unless ARL_MATMUL_TILING names others: 128 x 128 with the K loop written out
- * and vec4 global access (on an H100 15% more tokens/s than the loop at 29M and 1.1B, docs/benchmarks.md), 128 x 64 for
+ * and vec4 global access (on an H100 17% more tokens/s than the loop at 29M and 1.1B, docs/benchmarks.md), 128 x 64 for
  * attention's 64-wide products. Software adapters keep the loop: lavapipe compiles the written-out shaders ~10x slower.
  */
 export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uv,128x64/16uv', software: '128x128/16v,128x64/16v' };
@@ -240,14 +242,18 @@ const SPLIT_K_BELOW_TILES = 256;
 /** Smallest K range one split handles. */
 const SPLIT_K_MIN_CHUNK = 512;
 
-/** The tilings tried in turn (the first whose tile fits the output and whose staging fits the device). */
+let parsed: { spec: string; tilings: MatmulTiling[] } | undefined;
+
+/** The tilings tried in turn (the first whose tile fits the output and whose staging fits the device), parsed once per spec. */
 function tilings(): MatmulTiling[] {
   const spec = matmulTilingSpec() ?? (dawnAdapter.software ? DEFAULT_MATMUL_TILINGS.software : DEFAULT_MATMUL_TILINGS.hardware);
-  return spec.split(',').map((s) => {
-    const t = parseMatmulTiling(s);
-    if (typeof t === 'string') throw new Error(`ARL_MATMUL_TILING: ${t}`);
-    return t;
-  });
+  if (parsed?.spec !== spec) {
+    const list = spec.split(',').map(parseMatmulTiling);
+    const problem = list.find((t): t is string => typeof t === 'string');
+    if (problem) throw new UserError(`ARL_MATMUL_TILING: ${problem}`);
+    parsed = { spec, tilings: list as MatmulTiling[] };
+  }
+  return parsed.tilings;
 }
 
 const workgroupBytes = (): number => (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
