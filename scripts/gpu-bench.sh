@@ -32,6 +32,11 @@
 #            "f16-matmul" line per product (ms, TFLOP/s, checked against f32). Then 1.1B training (batch 4, mixed) in
 #            F16_REPEATS rounds (default 2) of: the default, the fastest correct tiling of the projection sweep
 #            (ARL_F16_TILING), and attention's products in f32 (ARL_MIXED_ATTENTION=0): train lines tagged "variant"
+#   f32      the f32 matmul (dist/bench/matmul-bench.mjs; carry dist/bench): every tiling of the bench's default list
+#            at every product of the 29M, SmolLM-135M and TinyLlama-1.1B shapes (one "matmul" line per product and
+#            tiling, one "total_ms" line per model and tiling); then fp32 training at 29M and 1.1B in F32_REPEATS rounds
+#            (default 2) of the default and the tiling with the least total over that model's products (ARL_MATMUL_TILING),
+#            train lines tagged "tiling" and "round"
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
@@ -265,6 +270,33 @@ row.update(ours_vs_torch_fp32=median(ratios(o32, t32)), ours_mixed_vs_torch_fp32
 if row["ours_mixed_tokens_per_s"] is None: row["ours_mixed_refused"] = refusal("mixed")
 print(json.dumps(row))
 PY
+  done
+fi
+if has f32; then
+  stamp "f32 matmul: the reference models' products, every tiling"
+  node dist/bench/matmul-bench.mjs | tee "$out/f32-matmul.jsonl" >> "$log"
+  for size in 29m 1.1b; do
+    case $size in
+      29m) shape=("${big_model[@]}" --steps 20) ;;
+      1.1b) shape=(--vocab 32000 --dim 2048 --layers 22 --heads 32 --kv-heads 4 --hidden-dim 5632 --seq 1024 --batch 4 --steps 8) ;;
+    esac
+    # The tiling with the least total over this model's products, every product of it correct.
+    fastest=$(python3 - "$out/f32-matmul.jsonl" "$size" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+bad = {r["tiling"] for r in rows if r.get("max_rel_error", 0) > 1e-4}
+totals = {r["tiling"]: r["total_ms"] for r in rows if r.get("model") == sys.argv[2] and "total_ms" in r and r["tiling"] not in bad}
+print(min(totals, key=totals.get) if totals else "")
+PY
+)
+    echo "{\"bench\":\"f32-fastest-tiling\",\"model\":\"$size\",\"tiling\":\"${fastest:-none}\"}" >> "$log"
+    for round in $(seq "${F32_REPEATS:-2}"); do
+      for tiling in "" ${fastest:+"$fastest"}; do
+        stamp "f32 $size training, round $round, tiling ${tiling:-default}"
+        ARL_MATMUL_TILING=$tiling timeout 300 node dist/cli/arl.mjs bench --backend webgpu "${shape[@]}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile |
+          grep '"bench":"train"' | sed "s|^{|{\"tiling\":\"${tiling:-default}\",\"round\":$round,|" >> "$log"
+      done
+    done
   done
 fi
 if has f16; then

@@ -2,7 +2,8 @@
  * Times our f32 webgpu matmul (src/ops/webgpu/matmul.ts) for several tilings at the products of a training step of the
  * three reference shapes (29M, SmolLM-135M, TinyLlama-1.1B), against tfjs's own, and checks each against tfjs's.
  * Prints JSON lines: the adapter, then per product one for tfjs's kernel and one per tiling (ms, TFLOP/s, relative
- * error). A tiling whose tile is larger than the output is reported as not fitting (the kernel would take the next).
+ * error), then per model and tiling the summed ms over the model's products (`total_ms`). A tiling none of whose tiles
+ * fits a product is reported as not fitting, and counted at tfjs's time (the kernel leaves such products to tfjs).
  *
  *   node --import tsx scripts/matmul-bench.ts                   (from the repo)
  *   bash scripts/gpu-run.sh node dist/bench/matmul-bench.mjs    (GPU box, after scripts/gpu-pack.sh)
@@ -16,21 +17,30 @@ import { selectBackend } from '../src/backend.ts';
 import { matmulTilingBytes, parseMatmulTiling } from '../src/ops/webgpu/matmul.ts';
 import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
 
-const DEFAULT_TILINGS = ['128x128/16uv,128x64/16uv', '128x128/16uvp,128x64/16uvp', '128x128/8uv,128x64/16uv', '128x128/8uvp,128x64/16uvp', '128x128/16v,128x64/16v', '64x64/16uv'];
+/** The default (first), then variants: the loop kept, early fragment reads, K tiles of 8, 128 x 256 tiles, 64 x 64 tiles. */
+const DEFAULT_TILINGS = [
+  '128x128/16uv,128x64/16uv', '128x128/16v,128x64/16v', '128x128/16uvp,128x64/16uvp', '128x128/8uv,128x64/16uv',
+  '128x256/16uv,128x128/16uv,128x64/16uv', '64x64/16uv',
+];
 /** y = x W over N tokens: forward N x in x out (nn), input gradient N x out x in (nt), weight gradient in x N x out (tn). */
 const projection = (tokens: number, inner: number, outer: number): string[] => [`${tokens}x${inner}x${outer}:nn`, `${tokens}x${outer}x${inner}:nt`, `${inner}x${tokens}x${outer}:tn`];
-const DEFAULT_PRODUCTS = [
-  // 29M: d 512, F 1368, vocab 8192 tied, 16 x 512 tokens, 8 heads of 64 (attention's products batched over them).
-  ...projection(8192, 512, 1536), ...projection(8192, 512, 512), ...projection(8192, 512, 1368), ...projection(8192, 1368, 512),
-  '8192x512x8192:nt', '8192x8192x512:nn', '8192x8192x512:tn',
-  '128x512x64x512:nt', '128x512x512x64:nn', '128x512x512x64:tn',
-  // SmolLM-135M: d 576, F 1536, vocab 49152 tied.
-  '8192x576x1536:nn', '8192x576x49152:nt',
-  // TinyLlama-1.1B: d 2048, q/k/v 2560, F 5632, vocab 32000, 4 x 1024 tokens.
-  ...projection(4096, 2048, 2560), ...projection(4096, 2048, 5632), ...projection(4096, 5632, 2048), '4096x2048x32000:nn',
-  // Its attention: 4 sequences x 4 key/value heads, each with 8 query heads' 1,024 positions stacked.
-  '16x8192x64x1024:nt', '16x8192x1024x64:nn', '16x1024x8192x64:tn',
-];
+/** Each reference model's products, by the model's name in the bench's lines. */
+const DEFAULT_PRODUCTS: Record<string, string[]> = {
+  // d 512, F 1368, vocab 8192 tied, 16 x 512 tokens, 8 heads of 64 (attention's products batched over them).
+  '29m': [
+    ...projection(8192, 512, 1536), ...projection(8192, 512, 512), ...projection(8192, 512, 1368), ...projection(8192, 1368, 512),
+    '8192x512x8192:nt', '8192x8192x512:nn', '8192x8192x512:tn',
+    '128x512x64x512:nt', '128x512x512x64:nn', '128x512x512x64:tn',
+  ],
+  // SmolLM-135M, two of its products: d 576, F 1536, vocab 49152 tied.
+  '135m': ['8192x576x1536:nn', '8192x576x49152:nt'],
+  // TinyLlama-1.1B: d 2048, q/k/v 2560, F 5632, vocab 32000, 4 x 1024 tokens; attention: 4 sequences x 4 key/value
+  // heads, each with 8 query heads' 1,024 positions stacked.
+  '1.1b': [
+    ...projection(4096, 2048, 2560), ...projection(4096, 2048, 5632), ...projection(4096, 5632, 2048), '4096x2048x32000:nn',
+    '16x8192x64x1024:nt', '16x8192x1024x64:nn', '16x1024x8192x64:tn',
+  ],
+};
 
 const print = (record: Record<string, unknown>): void => console.log(JSON.stringify({ bench: 'matmul', ...record }));
 const fail = (line: string): never => {
@@ -40,12 +50,15 @@ const fail = (line: string): never => {
 
 const tilings = (process.env.TILINGS ?? DEFAULT_TILINGS.join(' ')).split(/\s+/).filter(Boolean);
 for (const spec of tilings) for (const one of spec.split(',')) if (typeof parseMatmulTiling(one) === 'string') fail(`TILINGS: ${parseMatmulTiling(one)}`);
-const products = (process.env.PRODUCTS ?? DEFAULT_PRODUCTS.join(' ')).split(/\s+/).filter(Boolean).map((spec) => {
+const parseProduct = (model: string) => (spec: string) => {
   const match = /^(?:(\d+)x)?(\d+)x(\d+)x(\d+):([nt][nt])$/.exec(spec);
   if (!match) return fail(`PRODUCTS: "${spec}" is not [Bx]MxKxN:tt (tt one of nn, nt, tn, tt)`);
   const [batch, m, k, n] = [match[1] ?? '1', match[2], match[3], match[4]].map(Number);
-  return { spec, batch, m, k, n, transposeA: match[5][0] === 't', transposeB: match[5][1] === 't' };
-});
+  return { model, spec, batch, m, k, n, transposeA: match[5][0] === 't', transposeB: match[5][1] === 't' };
+};
+const products = process.env.PRODUCTS
+  ? process.env.PRODUCTS.split(/\s+/).filter(Boolean).map(parseProduct('custom'))
+  : Object.entries(DEFAULT_PRODUCTS).flatMap(([model, specs]) => specs.map(parseProduct(model)));
 const [iterations, batches] = positiveEnv('matmul-bench', { ITER: 10, BATCHES: 3 });
 
 let adapter: string;
@@ -65,6 +78,8 @@ const fits = (spec: string, m: number, n: number): boolean =>
     return typeof t !== 'string' && m >= t.tm && n >= t.tn && matmulTilingBytes(t) <= workgroupBytes;
   });
 
+/** Summed median ms per "model tiling" (tfjs's where the tiling does not take a product, as the kernel would). */
+const totals = new Map<string, number>();
 for (const p of products) {
   const lead = p.batch > 1 ? [p.batch] : [];
   const a = tf.randomUniform([...lead, ...(p.transposeA ? [p.k, p.m] : [p.m, p.k])], -1, 1, 'float32', 1);
@@ -73,20 +88,29 @@ for (const p of products) {
   const flops = 2 * p.batch * p.m * p.n * p.k;
   process.env.ARL_STOCK_MATMUL = '1';
   const want = product();
-  print({ product: p.spec, tiling: 'tfjs', ...timing(await time(product, iterations, batches), flops) });
+  const stock = await time(product, iterations, batches);
+  print({ model: p.model, product: p.spec, tiling: 'tfjs', ...timing(stock, flops) });
   delete process.env.ARL_STOCK_MATMUL;
   for (const spec of tilings) {
+    const key = `${p.model} ${spec}`;
     if (!fits(spec, p.m, p.n)) {
-      print({ product: p.spec, tiling: spec, fits: false });
+      print({ model: p.model, product: p.spec, tiling: spec, fits: false });
+      totals.set(key, (totals.get(key) ?? 0) + stock.ms);
       continue;
     }
     process.env.ARL_MATMUL_TILING = spec;
     const got = product();
     const error = await relativeError(got, want);
     got.dispose();
-    print({ product: p.spec, tiling: spec, ...timing(await time(product, iterations, batches), flops), max_rel_error: +error.toExponential(2) });
+    const measured = await time(product, iterations, batches);
+    print({ model: p.model, product: p.spec, tiling: spec, ...timing(measured, flops), max_rel_error: +error.toExponential(2) });
+    totals.set(key, (totals.get(key) ?? 0) + measured.ms);
   }
   delete process.env.ARL_MATMUL_TILING;
   tf.dispose([a, b, want]);
+}
+for (const [key, ms] of totals) {
+  const [model, tiling] = key.split(' ');
+  print({ model, tiling, total_ms: +ms.toFixed(3) });
 }
 process.exit(0);
