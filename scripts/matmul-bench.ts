@@ -17,9 +17,9 @@ import { selectBackend } from '../src/backend.ts';
 import { matmulTilingBytes, parseMatmulTiling } from '../src/ops/webgpu/matmul.ts';
 import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
 
-/** The default (first), then variants: the loop kept, early fragment reads, K tiles of 8, 128 x 256 tiles, 64 x 64 tiles. */
+/** The default (first), then variants: grouped tiles, the loop kept, early fragment reads, K tiles of 8, 128 x 256 tiles, 64 x 64 tiles. */
 const DEFAULT_TILINGS = [
-  '128x128/16uv,128x64/16uv', '128x128/16v,128x64/16v', '128x128/16uvp,128x64/16uvp', '128x128/8uv,128x64/16uv',
+  '128x128/16uv,128x64/16uv', '128x128/16uvg,128x64/16uvg', '128x128/16v,128x64/16v', '128x128/16uvp,128x64/16uvp', '128x128/8uv,128x64/16uv',
   '128x256/16uv,128x128/16uv,128x64/16uv', '64x64/16uv',
 ];
 /** y = x W over N tokens: forward N x in x out (nn), input gradient N x out x in (nt), weight gradient in x N x out (tn). */

@@ -223,7 +223,7 @@ describe('webgpu kernels', { skip }, () => {
     tf.dispose([gate, up]);
   });
 
-  it('BatchMatMul: our tiled kernel equals tfjs\'s, every tiling, every transpose, broadcast batch, ragged edges', async () => {
+  it('BatchMatMul: our tiled kernel equals tfjs\'s, every tiling, every transpose, broadcast batch, ragged edges, grouped tiles', async () => {
     // Odd sizes take the scalar reads; multiples of 4 the vec4 ones where a tiling asks for them.
     const [m, n, k] = [259, 261, 37];
     const [m4, n4, k4] = [260, 264, 36];
@@ -236,9 +236,10 @@ describe('webgpu kernels', { skip }, () => {
       [[k4, m4], [1, k4, n4], true, false],
       [[m4, k4], [n4, k4], false, true],
       [[1100, m4], [1100, n4], true, false], // few output tiles, long K: split along K
+      [[2, 600, k4], [2, k4, 200], false, false], // 10 rows of 64-row tiles: two groups under g
     ];
     // Loops written out (u) only on small tiles: lavapipe compiles them slowly.
-    const tilings = ['', '128x128/16d', '128x256/16v', '256x128/32vd', '128x64/16uvp', '64x64/16u'];
+    const tilings = ['', '128x128/16d', '128x256/16v', '256x128/32vd', '128x64/16uvp', '64x64/16ug'];
     for (const tiling of tilings) {
       process.env.ARL_MATMUL_TILING = tiling;
       for (const [shapeA, shapeB, ta, tb] of cases) {

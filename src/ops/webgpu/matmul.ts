@@ -13,7 +13,8 @@
  * read and FMA of the tile at once), whether global memory is read and written as vec4s where every
  * size is a multiple of 4 (`v`), whether the K tile is staged twice over (`d`: the next tile is
  * stored while the current one is multiplied, one barrier a tile instead of two), and whether, with the loop written
- * out, each k step's workgroup-memory reads come before the previous step's FMAs (`p`).
+ * out, each k step's workgroup-memory reads come before the previous step's FMAs (`p`), and whether output tiles are
+ * taken in groups of rows so that workgroups running at once share operand tiles in L2 (`g`).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
@@ -35,7 +36,20 @@ export interface MatmulTiling {
   doubleBuffered: boolean;
   /** With the loop written out, each k step's workgroup-memory reads issued before the previous step's FMAs. */
   prefetched: boolean;
+  /** Output tiles taken in groups of GROUP_ROWS rows, column by column, so that workgroups running together share operand tiles in L2. */
+  grouped: boolean;
 }
+
+/** Rows of output tiles in a group of a grouped tiling. */
+const GROUP_ROWS = 8;
+/** WGSL for a grouped tiling's tile coordinates (tileM, tileN) from the workgroup's place in the x-fastest launch order. */
+const GROUPED_TILE = `
+  let order = wid.y * nwg.x + wid.x;
+  let perGroup = ${GROUP_ROWS}u * nwg.x;
+  let firstRow = (order / perGroup) * ${GROUP_ROWS}u;
+  let rows = min(nwg.y - firstRow, ${GROUP_ROWS}u);
+  let tileM = firstRow + (order % perGroup) % rows;
+  let tileN = (order % perGroup) / rows;`;
 
 /**
  * The tilings products get, tried in turn, unless ARL_MATMUL_TILING names others: 128 x 128 with the K loop written out
@@ -44,18 +58,18 @@ export interface MatmulTiling {
  */
 export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uv,128x64/16uv', software: '128x128/16v,128x64/16v' };
 
-/** "TMxTN/K" then any of u, v, d, p (see MatmulTiling), e.g. 128x128/16uv. */
+/** "TMxTN/K" then any of u, v, d, p, g (see MatmulTiling), e.g. 128x128/16uv. */
 export function formatMatmulTiling(t: MatmulTiling): string {
-  return `${t.tm}x${t.tn}/${t.k}${t.unrolled ? 'u' : ''}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}`;
+  return `${t.tm}x${t.tn}/${t.k}${t.unrolled ? 'u' : ''}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}`;
 }
 
 /** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
 export function parseMatmulTiling(spec: string): MatmulTiling | string {
-  const match = /^(\d+)x(\d+)\/(\d+)([uvdp]*)$/.exec(spec.trim());
-  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u, v, d, p (e.g. 128x128/16uv)`;
+  const match = /^(\d+)x(\d+)\/(\d+)([uvdpg]*)$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u, v, d, p, g (e.g. 128x128/16uv)`;
   const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
   const flags = match[4];
-  const tiling = { tm, tn, k, unrolled: flags.includes('u'), vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p') };
+  const tiling = { tm, tn, k, unrolled: flags.includes('u'), vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g') };
   if (![tm, tn].every((t) => t >= 64 && t <= 256 && t % 64 === 0)) return `matmul tiling "${spec}": TM and TN must be 64, 128, 192 or 256`;
   if (tiling.prefetched && !tiling.unrolled) return `matmul tiling "${spec}": p (reads before the previous step's FMAs) needs u (the loop written out)`;
   if (![8, 16, 32].includes(k) || (tm * k) % 1024 !== 0 || (tn * k) % 1024 !== 0) return `matmul tiling "${spec}": K must be 8, 16 or 32, with TM * K and TN * K multiples of 1,024`;
@@ -199,7 +213,7 @@ struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk
 @group(0) @binding(3) var<uniform> u: U;
 var<workgroup> aTile: array<vec4<f32>, ${sizeA * buffers}>;
 var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
-@compute @workgroup_size(16, 16, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+@compute @workgroup_size(16, 16, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
   let ty = lid.y;
   // z = batch * splits + split: split-K products write partial sums [splits, batch, m, n].
@@ -207,8 +221,9 @@ var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
   let split = wid.z % u.splits;
   let kBegin = split * u.kChunk;
   let kEnd = min(u.k, kBegin + u.kChunk);
-  let m0 = wid.y * ${t.tm}u;
-  let n0 = wid.x * ${t.tn}u;
+${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}
+  let m0 = tileM * ${t.tm}u;
+  let n0 = tileN * ${t.tn}u;
   let a0x = m0;
   let b0x = n0;
   let aBase = select(batch, 0u, u.batchA == 1u) * u.m * u.k;
