@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../src/backend.ts';
-import { matmulTilingBytes, parseMatmulTiling } from '../src/ops/webgpu/matmul.ts';
+import { matmulTilingFor, parseMatmulTilings } from '../src/ops/webgpu/matmul.ts';
 import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
 
 /** The default (first), then variants: grouped tiles, the loop kept, early fragment reads, K tiles of 8, 128 x 256 tiles, 64 x 64 tiles. */
@@ -48,8 +48,10 @@ const fail = (line: string): never => {
   process.exit(2);
 };
 
-const tilings = (process.env.TILINGS ?? DEFAULT_TILINGS.join(' ')).split(/\s+/).filter(Boolean);
-for (const spec of tilings) for (const one of spec.split(',')) if (typeof parseMatmulTiling(one) === 'string') fail(`TILINGS: ${parseMatmulTiling(one)}`);
+const tilings = (process.env.TILINGS ?? DEFAULT_TILINGS.join(' ')).split(/\s+/).filter(Boolean).map((spec) => {
+  const list = parseMatmulTilings(spec);
+  return typeof list === 'string' ? fail(`TILINGS: ${list}`) : { spec, list };
+});
 const parseProduct = (model: string) => (spec: string) => {
   const match = /^(?:(\d+)x)?(\d+)x(\d+)x(\d+):([nt][nt])$/.exec(spec);
   if (!match) return fail(`PRODUCTS: "${spec}" is not [Bx]MxKxN:tt (tt one of nn, nt, tn, tt)`);
@@ -68,15 +70,7 @@ try {
   print({ unavailable: `no webgpu backend: ${(err as Error).message.split('\n')[0]}` });
   process.exit(0);
 }
-const workgroupBytes = (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
-print({ adapter, workgroup_bytes: workgroupBytes });
-
-/** Whether one of the tilings of `spec` takes this product (else the kernel leaves it to tfjs). */
-const fits = (spec: string, m: number, n: number): boolean =>
-  spec.split(',').some((one) => {
-    const t = parseMatmulTiling(one);
-    return typeof t !== 'string' && m >= t.tm && n >= t.tn && matmulTilingBytes(t) <= workgroupBytes;
-  });
+print({ adapter, workgroup_bytes: (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize });
 
 /** Summed median ms per "model tiling" (tfjs's where the tiling does not take a product, as the kernel would). */
 const totals = new Map<string, number>();
@@ -91,9 +85,9 @@ for (const p of products) {
   const stock = await time(product, iterations, batches);
   print({ model: p.model, product: p.spec, tiling: 'tfjs', ...timing(stock, flops) });
   delete process.env.ARL_STOCK_MATMUL;
-  for (const spec of tilings) {
+  for (const { spec, list } of tilings) {
     const key = `${p.model} ${spec}`;
-    if (!fits(spec, p.m, p.n)) {
+    if (!matmulTilingFor(list, p.m, p.n)) {
       print({ model: p.model, product: p.spec, tiling: spec, fits: false });
       totals.set(key, (totals.get(key) ?? 0) + stock.ms);
       continue;

@@ -17,8 +17,8 @@ export function stockMatmul(): boolean {
 }
 
 /**
- * ARL_MATMUL_TILING: the tilings of our webgpu f32 products, comma-separated, each tried in turn (TMxTN/K then any of
- * u, v, d; see src/ops/webgpu/matmul.ts), instead of the default, for measurements.
+ * ARL_MATMUL_TILING: the tilings of our webgpu f32 products, comma-separated, each tried in turn (TMxTN/K then option
+ * letters; see src/ops/webgpu/matmul.ts), instead of the default, for measurements.
  */
 export function matmulTilingSpec(): string | undefined {
   return env('ARL_MATMUL_TILING') || undefined;

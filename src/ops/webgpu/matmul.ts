@@ -257,21 +257,30 @@ const SPLIT_K_BELOW_TILES = 256;
 /** Smallest K range one split handles. */
 const SPLIT_K_MIN_CHUNK = 512;
 
+/** The tilings of a comma-separated list of specs (ARL_MATMUL_TILING's form), or a line saying what is wrong with the first bad one. */
+export function parseMatmulTilings(spec: string): MatmulTiling[] | string {
+  const list = spec.split(',').map(parseMatmulTiling);
+  return list.find((t): t is string => typeof t === 'string') ?? (list as MatmulTiling[]);
+}
+
+/** The tiling of `tilings` an m x n product takes: the first whose tile fits the output and whose staging fits the device, if any. */
+export function matmulTilingFor(tilings: readonly MatmulTiling[], m: number, n: number): MatmulTiling | undefined {
+  const limit = (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
+  return tilings.find((t) => m >= t.tm && n >= t.tn && matmulTilingBytes(t) <= limit);
+}
+
 let parsed: { spec: string; tilings: MatmulTiling[] } | undefined;
 
-/** The tilings tried in turn (the first whose tile fits the output and whose staging fits the device), parsed once per spec. */
+/** The tilings tried in turn (ARL_MATMUL_TILING, else the default for this adapter), parsed once per spec. */
 function tilings(): MatmulTiling[] {
   const spec = matmulTilingSpec() ?? (dawnAdapter.software ? DEFAULT_MATMUL_TILINGS.software : DEFAULT_MATMUL_TILINGS.hardware);
   if (parsed?.spec !== spec) {
-    const list = spec.split(',').map(parseMatmulTiling);
-    const problem = list.find((t): t is string => typeof t === 'string');
-    if (problem) throw new UserError(`ARL_MATMUL_TILING: ${problem}`);
-    parsed = { spec, tilings: list as MatmulTiling[] };
+    const list = parseMatmulTilings(spec);
+    if (typeof list === 'string') throw new UserError(`ARL_MATMUL_TILING: ${list}`);
+    parsed = { spec, tilings: list };
   }
   return parsed.tilings;
 }
-
-const workgroupBytes = (): number => (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
 
 /** Our BatchMatMul, taking `stock` (tfjs's own) for the products it leaves to tfjs. */
 export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo => {
@@ -286,7 +295,7 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
   const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
   // Small or oddly batched products stay with tfjs (its split-K and small-output programs suit them).
-  const t = stockWebgpu() || stockMatmul() ? undefined : tilings().find((c) => m >= c.tm && n >= c.tn && matmulTilingBytes(c) <= workgroupBytes());
+  const t = stockWebgpu() || stockMatmul() ? undefined : matmulTilingFor(tilings(), m, n);
   if (!t || a.dtype !== 'float32' || b.dtype !== 'float32' || !sameBatch || ra !== rb) {
     return stock.kernelFunc(args as never) as tf.TensorInfo;
   }
