@@ -8,19 +8,24 @@
  *   node --import tsx scripts/matmul-bench.ts                   (from the repo)
  *   bash scripts/gpu-run.sh node dist/bench/matmul-bench.mjs    (GPU box, after scripts/gpu-pack.sh)
  *
- * Env: TILINGS (space-separated ARL_MATMUL_TILING values), PRODUCTS (space-separated [Bx]MxKxN:tt, tt saying which
- * operands are stored transposed, e.g. 8192x512x1536:nn or 128x512x64x512:nt), ITER (products per timed batch,
- * default 10), BATCHES (timed batches, default 3).
+ * Env: TILINGS (space-separated ARL_MATMUL_TILING values), MODELS (space-separated, of 29m 135m 1.1b; default all),
+ * PRODUCTS (space-separated [Bx]MxKxN:tt instead of the models' products, tt saying which operands are stored transposed,
+ * e.g. 8192x512x1536:nn or 128x512x64x512:nt), ITER (products per timed batch, default 10), BATCHES (timed batches,
+ * default 3).
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../src/backend.ts';
 import { matmulTilingFor, parseMatmulTilings } from '../src/ops/webgpu/matmul.ts';
 import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
 
-/** The default (first), then variants: grouped tiles, the loop kept, early fragment reads, K tiles of 8, 128 x 256 tiles, 64 x 64 tiles. */
+/**
+ * The default (first), then variants: grouped tiles, the loop kept, four k steps written out, 128 threads of 8 x 16
+ * outputs (whole loop, four steps, K tiles of 8), 128 threads of 8 x 8 on 128 x 64, 256 threads of 16 x 8 on 256 x 128.
+ */
 const DEFAULT_TILINGS = [
-  '128x128/16uv,128x64/16uv', '128x128/16uvg,128x64/16uvg', '128x128/16v,128x64/16v', '128x128/16uvp,128x64/16uvp', '128x128/8uv,128x64/16uv',
-  '128x256/16uv,128x128/16uv,128x64/16uv', '64x64/16uv',
+  '128x128/16uv,128x64/16uv', '128x128/16uvg,128x64/16uvg', '128x128/16v,128x64/16v', '128x128/16u4v,128x64/16uv',
+  '128x128/16uv@8x16,128x64/16uv', '128x128/16u4v@8x16,128x64/16uv', '128x128/8uv@8x16,128x64/16uv', '128x64/16uv@8x8',
+  '256x128/16uv@16x8,128x128/16uv,128x64/16uv',
 ];
 /** y = x W over N tokens: forward N x in x out (nn), input gradient N x out x in (nt), weight gradient in x N x out (tn). */
 const projection = (tokens: number, inner: number, outer: number): string[] => [`${tokens}x${inner}x${outer}:nn`, `${tokens}x${outer}x${inner}:nt`, `${inner}x${tokens}x${outer}:tn`];
@@ -32,8 +37,13 @@ const DEFAULT_PRODUCTS: Record<string, string[]> = {
     '8192x512x8192:nt', '8192x8192x512:nn', '8192x8192x512:tn',
     '128x512x64x512:nt', '128x512x512x64:nn', '128x512x512x64:tn',
   ],
-  // SmolLM-135M, two of its products: d 576, F 1536, vocab 49152 tied.
-  '135m': ['8192x576x1536:nn', '8192x576x49152:nt'],
+  // SmolLM-135M: d 576, q/k/v 960 (9 query heads, 3 key/value heads of 64), F 1536, vocab 49152 tied, 8 x 1024 tokens;
+  // attention: 8 sequences x 3 key/value heads, each with 3 query heads' 1,024 positions stacked.
+  '135m': [
+    ...projection(8192, 576, 960), ...projection(8192, 576, 576), ...projection(8192, 576, 1536), ...projection(8192, 1536, 576),
+    '8192x576x49152:nt', '8192x49152x576:nn', '49152x8192x576:tn',
+    '24x3072x64x1024:nt', '24x3072x1024x64:nn', '24x1024x3072x64:tn',
+  ],
   // TinyLlama-1.1B: d 2048, q/k/v 2560, F 5632, vocab 32000, 4 x 1024 tokens; attention: 4 sequences x 4 key/value
   // heads, each with 8 query heads' 1,024 positions stacked.
   '1.1b': [
@@ -58,9 +68,11 @@ const parseProduct = (model: string) => (spec: string) => {
   const [batch, m, k, n] = [match[1] ?? '1', match[2], match[3], match[4]].map(Number);
   return { model, spec, batch, m, k, n, transposeA: match[5][0] === 't', transposeB: match[5][1] === 't' };
 };
+const models = (process.env.MODELS ?? Object.keys(DEFAULT_PRODUCTS).join(' ')).split(/\s+/).filter(Boolean);
+for (const model of models) if (!(model in DEFAULT_PRODUCTS)) fail(`MODELS: "${model}" is not one of ${Object.keys(DEFAULT_PRODUCTS).join(', ')}`);
 const products = process.env.PRODUCTS
   ? process.env.PRODUCTS.split(/\s+/).filter(Boolean).map(parseProduct('custom'))
-  : Object.entries(DEFAULT_PRODUCTS).flatMap(([model, specs]) => specs.map(parseProduct(model)));
+  : models.flatMap((model) => DEFAULT_PRODUCTS[model].map(parseProduct(model)));
 const [iterations, batches] = positiveEnv('matmul-bench', { ITER: 10, BATCHES: 3 });
 
 let adapter: string;

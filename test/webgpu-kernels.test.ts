@@ -17,6 +17,7 @@ import { hasKernel } from '../src/ops/registry.ts';
 import { randomNormal } from '../src/ops/random-normal.ts';
 import { disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
 import { AdamW, clipByGlobalNorm, stepOnMeanGradient } from '../src/train/optimizer.ts';
+import { formatMatmulTiling, matmulThreads, parseMatmulTiling, type MatmulTiling } from '../src/ops/webgpu/matmul.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -53,6 +54,26 @@ function assertClose(got: Float32Array[], want: Float32Array[], tol: number, wha
     assert.ok(diff <= tol * scale, `${what}, output ${i}: max |diff| ${diff} > ${tol * scale}`);
   });
 }
+
+describe('f32 matmul tilings', () => {
+  it('reads and writes tilings, with the default thread tile left unwritten', () => {
+    const t = parseMatmulTiling('128x128/16u4v@8x16') as MatmulTiling;
+    assert.deepEqual(t, { tm: 128, tn: 128, rows: 8, cols: 16, k: 16, unrolled: 4, vec4: true, doubleBuffered: false, prefetched: false, grouped: false });
+    assert.equal(matmulThreads(t), 128);
+    for (const spec of ['128x128/16uv', '128x64/16', '64x64/16ug', '128x128/16u4v@8x16', '256x128/32vd']) assert.equal(formatMatmulTiling(parseMatmulTiling(spec) as MatmulTiling), spec);
+    assert.equal(formatMatmulTiling(parseMatmulTiling('128x128/16v@8x8') as MatmulTiling), '128x128/16v');
+    assert.equal(matmulThreads(parseMatmulTiling('128x64/16uv') as MatmulTiling), 256);
+  });
+
+  it('says what is wrong with a bad tiling', () => {
+    assert.match(parseMatmulTiling('128x128') as string, /is not TMxTN\/K/);
+    assert.match(parseMatmulTiling('128x128/16u3') as string, /u3 must divide K/);
+    assert.match(parseMatmulTiling('128x128/16u4p') as string, /p .* needs u/);
+    assert.match(parseMatmulTiling('128x128/16@6x8') as string, /multiples of 4 dividing TM and TN/);
+    assert.match(parseMatmulTiling('128x128/16@4x4') as string, /1024 threads/);
+    assert.match(parseMatmulTiling('128x128/16@32x32') as string, /16 threads/);
+  });
+});
 
 describe('webgpu kernels', { skip }, () => {
   before(() => {
@@ -238,8 +259,8 @@ describe('webgpu kernels', { skip }, () => {
       [[1100, m4], [1100, n4], true, false], // few output tiles, long K: split along K
       [[2, 600, k4], [2, k4, 200], false, false], // 10 rows of 64-row tiles: two groups under g
     ];
-    // Loops written out (u) only on small tiles: lavapipe compiles them slowly.
-    const tilings = ['', '128x128/16d', '128x256/16v', '256x128/32vd', '128x64/16uvp', '64x64/16ug'];
+    // Loops written out (u) only on small tiles: lavapipe compiles them slowly. After @, a thread's outputs (128 threads here).
+    const tilings = ['', '128x128/16d', '128x256/16v', '256x128/32vd', '128x64/16uvp', '64x64/16ug', '128x128/16u4v@8x16', '64x128/8vg@8x8', '32x64/16u2@4x4'];
     for (const tiling of tilings) {
       process.env.ARL_MATMUL_TILING = tiling;
       for (const [shapeA, shapeB, ta, tb] of cases) {

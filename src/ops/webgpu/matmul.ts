@@ -1,8 +1,8 @@
 /**
  * BatchMatMul on webgpu for float32 operands with at least one full tile each way, registered over
  * tfjs's own (which it falls back to otherwise). tfjs's kernel tiles 32x32 with 64 threads; this
- * one tiles TM x TN with 256 threads (16 x 16), each computing (TM/16) x (TN/16) outputs held in
- * registers as vec4 rows. Operands are staged k-major in workgroup memory as vec4s, so one k step
+ * one tiles TM x TN, each thread computing R x C outputs (by default TM/16 x TN/16, so 256 threads)
+ * held in registers as vec4 rows, in 4 x 4 blocks strided across the tile. Operands are staged k-major in workgroup memory as vec4s, so one k step
  * reads a few vec4s of each operand per thread (not scalars): workgroup-memory reads, not
  * arithmetic, bounded the scalar version. The next K tile is loaded from global memory into
  * registers while the current one is multiplied. Transposed operands are read in their stored
@@ -10,7 +10,7 @@
  *
  * A tiling (`MatmulTiling`, written as in ARL_MATMUL_TILING) also says whether the K tile's loop is
  * written out in the shader (`u`: Tint and the driver's compiler then see every workgroup-memory
- * read and FMA of the tile at once), whether global memory is read and written as vec4s where every
+ * read and FMA of the tile at once; `u4`: four k steps written out in a loop), whether global memory is read and written as vec4s where every
  * size is a multiple of 4 (`v`), whether the K tile is staged twice over (`d`: the next tile is
  * stored while the current one is multiplied, one barrier a tile instead of two), and whether, with the loop written
  * out, each k step's workgroup-memory reads come before the previous step's FMAs (`p`), and whether output tiles are
@@ -23,13 +23,16 @@ import { dawnAdapter } from './f16-device.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
 
 export interface MatmulTiling {
-  /** Output tile rows and columns of a workgroup: multiples of 64 (16 threads each way, a vec4 each). */
+  /** Output tile rows and columns of a workgroup: multiples of 32 up to 256. */
   tm: number;
   tn: number;
-  /** K tile edge: 8, 16 or 32, with tm * k and tn * k multiples of 1,024 (whole vec4s per thread). */
+  /** Output rows and columns of one thread: multiples of 4 dividing tm and tn (so tm/rows x tn/cols threads). */
+  rows: number;
+  cols: number;
+  /** K tile edge: 8, 16 or 32, each operand's K tile whole vec4s per thread. */
   k: number;
-  /** The K tile's loop written out. */
-  unrolled: boolean;
+  /** k steps of the K tile written out in the shader, in a loop over the tile (k: the whole tile; 1: the plain loop). */
+  unrolled: number;
   /** Global reads and writes as vec4s where m, n and k are multiples of 4. */
   vec4: boolean;
   /** Two K tiles staged, one barrier a tile. */
@@ -58,21 +61,38 @@ const GROUPED_TILE = `
  */
 export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uv,128x64/16uv', software: '128x128/16v,128x64/16v' };
 
-/** "TMxTN/K" then any of u, v, d, p, g (see MatmulTiling), e.g. 128x128/16uv. */
+/** Threads of a tiling's workgroup. */
+export const matmulThreads = (t: MatmulTiling): number => (t.tm / t.rows) * (t.tn / t.cols);
+
+/**
+ * "TMxTN/K", then any of u (or uN), v, d, p, g (see MatmulTiling), then "@RxC" where a thread's outputs are not the
+ * default TM/16 x TN/16; e.g. 128x128/16uv or 128x128/16u4v@8x16.
+ */
 export function formatMatmulTiling(t: MatmulTiling): string {
-  return `${t.tm}x${t.tn}/${t.k}${t.unrolled ? 'u' : ''}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}`;
+  const unrolled = t.unrolled === t.k ? 'u' : t.unrolled > 1 ? `u${t.unrolled}` : '';
+  const threadTile = t.rows === t.tm / 16 && t.cols === t.tn / 16 ? '' : `@${t.rows}x${t.cols}`;
+  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${threadTile}`;
 }
 
 /** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
 export function parseMatmulTiling(spec: string): MatmulTiling | string {
-  const match = /^(\d+)x(\d+)\/(\d+)([uvdpg]*)$/.exec(spec.trim());
-  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u, v, d, p, g (e.g. 128x128/16uv)`;
+  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpg])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g and an optional @RxC (e.g. 128x128/16uv)`;
   const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
   const flags = match[4];
-  const tiling = { tm, tn, k, unrolled: flags.includes('u'), vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g') };
-  if (![tm, tn].every((t) => t >= 64 && t <= 256 && t % 64 === 0)) return `matmul tiling "${spec}": TM and TN must be 64, 128, 192 or 256`;
-  if (tiling.prefetched && !tiling.unrolled) return `matmul tiling "${spec}": p (reads before the previous step's FMAs) needs u (the loop written out)`;
-  if (![8, 16, 32].includes(k) || (tm * k) % 1024 !== 0 || (tn * k) % 1024 !== 0) return `matmul tiling "${spec}": K must be 8, 16 or 32, with TM * K and TN * K multiples of 1,024`;
+  const steps = /u(\d*)/.exec(flags);
+  const unrolled = !steps ? 1 : steps[1] === '' ? k : Number(steps[1]);
+  const [rows, cols] = match[5] === undefined ? [tm / 16, tn / 16] : [Number(match[5]), Number(match[6])];
+  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g') };
+  if (![tm, tn].every((t) => t >= 32 && t <= 256 && t % 32 === 0)) return `matmul tiling "${spec}": TM and TN must be multiples of 32 up to 256`;
+  if (![rows, cols].every((r) => Number.isInteger(r) && r >= 4 && r % 4 === 0) || tm % rows !== 0 || tn % cols !== 0) {
+    return `matmul tiling "${spec}": a thread's outputs R x C must be multiples of 4 dividing TM and TN (the default TM/16 x TN/16 needs TM and TN multiples of 64)`;
+  }
+  const threads = matmulThreads(tiling);
+  if (threads < 32 || threads > 256 || threads % 32 !== 0) return `matmul tiling "${spec}": (TM/R) x (TN/C) = ${threads} threads, not a multiple of 32 from 32 to 256`;
+  if (![8, 16, 32].includes(k) || ((tm * k) / 4) % threads !== 0 || ((tn * k) / 4) % threads !== 0) return `matmul tiling "${spec}": K must be 8, 16 or 32, with TM * K / 4 and TN * K / 4 multiples of the ${threads} threads`;
+  if (k % unrolled !== 0) return `matmul tiling "${spec}": u${unrolled} must divide K (${k})`;
+  if (tiling.prefetched && unrolled !== k) return `matmul tiling "${spec}": p (reads before the previous step's FMAs) needs u (the whole loop written out)`;
   return tiling;
 }
 
@@ -87,14 +107,14 @@ export function matmulTilingBytes(t: MatmulTiling): number {
  * k-major into the workgroup array `name`Tile (tile/4 vec4s per k) from vec4 `offset` on. `kMajor`:
  * stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`: the operand's outer size (m or n).
  */
-function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boolean, x: string, vec4: boolean): { load: string; store: (offset: string) => string } {
-  const shares = (tile * kTile) / 1024; // vec4s of this operand's tile per thread
+function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean): { load: string; store: (offset: string) => string } {
+  const shares = (tile * kTile) / 4 / threads; // vec4s of this operand's tile per thread
   const vecsPerK = tile / 4;
   const load: string[] = [];
   const stores: ((offset: string) => string)[] = [];
   const comps = ['x', 'y', 'z', 'w'];
   for (let l = 0; l < shares; l++) {
-    const e = `(lidx + ${l * 256}u)`;
+    const e = `(lidx + ${l * threads}u)`;
     const r = `${name}${l}`;
     if (kMajor) {
       // vec4 along x at (k, x4 * 4)
@@ -125,8 +145,9 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, kMajor: boo
 }
 
 function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean, vec4: boolean): string {
-  const quadsM = t.tm / 64; // vec4s of rows per thread
-  const quadsN = t.tn / 64; // vec4s of columns per thread
+  const [quadsM, quadsN] = [t.rows / 4, t.cols / 4]; // 4 x 4 blocks of a thread, down and across
+  const [threadsY, threadsX] = [t.tm / t.rows, t.tn / t.cols]; // the stride between a thread's blocks, in vec4s
+  const threads = threadsX * threadsY;
   const [vecsA, vecsB] = [t.tm / 4, t.tn / 4]; // vec4s of each operand's tile per k
   const [sizeA, sizeB] = [vecsA * t.k, vecsB * t.k]; // vec4s of one staged K tile
   const comps = ['x', 'y', 'z', 'w'];
@@ -135,11 +156,11 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
   const fmas: string[] = [];
   const stores: string[] = [];
   for (let r = 0; r < 4 * quadsM; r++) {
-    const row = `(${Math.floor(r / 4) * 16}u + ty) * 4u + ${r % 4}u`;
+    const row = `(${Math.floor(r / 4) * threadsY}u + ty) * 4u + ${r % 4}u`;
     for (let q = 0; q < quadsN; q++) {
       decl.push(`var ${acc(r, q)} = vec4<f32>(0.0);`);
       fmas.push(`${acc(r, q)} = fma(vec4<f32>(ra${Math.floor(r / 4)}_@.${comps[r % 4]}), rb${q}_@, ${acc(r, q)});`);
-      const col = `n0 + (${q * 16}u + tx) * 4u`;
+      const col = `n0 + (${q * threadsX}u + tx) * 4u`;
       stores.push(
         vec4
           ? `{ let row = m0 + ${row}; let col = ${col}; if (row < u.m && col < u.n) { out[(outBase + row * u.n + col) / 4u] = ${acc(r, q)}; } }`
@@ -152,20 +173,23 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
   const buffers = t.doubleBuffered ? 2 : 1;
   // This thread's rows of A and columns of B at k step `kk` of the staged tile (named with suffix `at`), and their outer product.
   const fragments = (kk: string, at: string): string[] => [
-    ...Array.from({ length: quadsM }, (_, i) => `let ra${i}_${at} = aTile[aOff + ${kk} * ${vecsA}u + ${16 * i}u + ty];`),
-    ...Array.from({ length: quadsN }, (_, j) => `let rb${j}_${at} = bTile[bOff + ${kk} * ${vecsB}u + ${16 * j}u + tx];`),
+    ...Array.from({ length: quadsM }, (_, i) => `let ra${i}_${at} = aTile[aOff + ${kk} * ${vecsA}u + ${threadsY * i}u + ty];`),
+    ...Array.from({ length: quadsN }, (_, j) => `let rb${j}_${at} = bTile[bOff + ${kk} * ${vecsB}u + ${threadsX * j}u + tx];`),
   ];
   const product = (at: string): string[] => fmas.map((f) => f.replaceAll('@', at));
   const steps = Array.from({ length: t.k }, (_, kk) => kk);
-  const multiply = !t.unrolled
-    ? `for (var kk = 0u; kk < ${t.k}u; kk++) {\n      ${[...fragments('kk', '0'), ...product('0')].join('\n      ')}\n    }`
-    : t.prefetched
-      ? // The next step's fragments are read before this step's products.
-        [...fragments('0u', '0'), ...steps.flatMap((kk) => [...(kk + 1 < t.k ? fragments(`${kk + 1}u`, `${kk + 1}`) : []), ...product(`${kk}`)])].join('\n    ')
-      : steps.map((kk) => [...fragments(`${kk}u`, `${kk}`), ...product(`${kk}`)].join('\n    ')).join('\n    ');
-  const stageA = matmulStaging('a', t.tm, t.k, transposeA, 'u.m', vec4);
-  const stageB = matmulStaging('b', t.tn, t.k, !transposeB, 'u.n', vec4);
-  const regs = [...Array.from({ length: sizeA / 256 }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / 256 }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
+  const writtenOut = (first: (kk: number) => string): string =>
+    steps.slice(0, t.unrolled).map((kk) => [...fragments(first(kk), `${kk}`), ...product(`${kk}`)].join('\n      ')).join('\n      ');
+  const multiply =
+    t.unrolled === t.k
+      ? t.prefetched
+        ? // The next step's fragments are read before this step's products.
+          [...fragments('0u', '0'), ...steps.flatMap((kk) => [...(kk + 1 < t.k ? fragments(`${kk + 1}u`, `${kk + 1}`) : []), ...product(`${kk}`)])].join('\n    ')
+        : writtenOut((kk) => `${kk}u`)
+      : `for (var kk = 0u; kk < ${t.k}u; kk += ${t.unrolled}u) {\n      ${writtenOut((kk) => (kk === 0 ? 'kk' : `(kk + ${kk}u)`))}\n    }`;
+  const stageA = matmulStaging('a', t.tm, t.k, threads, transposeA, 'u.m', vec4);
+  const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4);
+  const regs = [...Array.from({ length: sizeA / threads }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / threads }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
   const element = vec4 ? 'vec4<f32>' : 'f32';
   const loop = t.doubleBuffered
     ? `
@@ -213,7 +237,7 @@ struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk
 @group(0) @binding(3) var<uniform> u: U;
 var<workgroup> aTile: array<vec4<f32>, ${sizeA * buffers}>;
 var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
-@compute @workgroup_size(16, 16, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+@compute @workgroup_size(${threadsX}, ${threadsY}, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
   let ty = lid.y;
   // z = batch * splits + split: split-K products write partial sums [splits, batch, m, n].
