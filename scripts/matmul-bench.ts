@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../src/backend.ts';
-import { matmulTilingFor, parseMatmulTilings } from '../src/ops/webgpu/matmul.ts';
+import { matmulTilingFor, measureMatmulResidency, parseMatmulTilings } from '../src/ops/webgpu/matmul.ts';
 import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
 
 /**
@@ -83,6 +83,13 @@ try {
   process.exit(0);
 }
 print({ adapter, workgroup_bytes: (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize });
+// Workgroups of each tiling run at once (split K fills waves of them; ARL_MATMUL_WAVES=0 takes the fixed rule).
+for (const { spec } of tilings) {
+  process.env.ARL_MATMUL_TILING = spec;
+  const measured = await measureMatmulResidency();
+  print({ tiling: spec, residency: Object.fromEntries(spec.split(',').map((one) => [one, measured.get(one)])) });
+}
+delete process.env.ARL_MATMUL_TILING;
 
 /** Summed median ms per "model tiling" (tfjs's where the tiling does not take a product, as the kernel would). */
 const totals = new Map<string, number>();

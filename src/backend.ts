@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { UserError } from './io/errors.ts';
 import { dawnFlags, dawnNodePath, dawnRobustness, gpuPoolBytes, tfjsFlags, webgpuF16 } from './switches.ts';
 import { registerWasmKernels } from './ops/wasm/index.ts';
+import { measureMatmulResidency } from './ops/webgpu/matmul.ts';
 import { dawnAdapter, FAST_SHADER_TOGGLES, requestF16Features, withDawnFeatures, withF16Toggles } from './ops/webgpu/f16-device.ts';
 import { registerWebgpuKernels } from './ops/webgpu/index.ts';
 import { installThreadedWasm, restoreStockWasm, wasmThreadCount, wasmThreadsInUse } from './ops/wasm/threads.ts';
@@ -109,6 +110,9 @@ async function tryWebgpu(allowSoftware: boolean, f16: boolean): Promise<{ name: 
   applyTfjsFlags(tfjsFlags()); // the webgpu flags exist once the backend module is loaded
   if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend failed to initialise');
   setUpWebgpuDevice();
+  // How many product workgroups run at once, so that split K fills whole waves (GPUs only: on a CPU adapter it would
+  // take seconds and tell little).
+  if (!software) await measureMatmulResidency();
   return { name, description };
 }
 

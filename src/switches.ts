@@ -24,6 +24,11 @@ export function matmulTilingSpec(): string | undefined {
   return env('ARL_MATMUL_TILING') || undefined;
 }
 
+/** ARL_MATMUL_WAVES=0: split K by the fixed rule, not to fill the measured waves of workgroups, for comparisons. */
+export function matmulWaves(): boolean {
+  return env('ARL_MATMUL_WAVES') !== '0';
+}
+
 /** ARL_F16_TILING: the tiling of the f16 tensor-core products (TMxTN/WMxWN/K[m], see src/ops/webgpu/matmul-f16.ts) instead of the default, for measurements. */
 export function f16TilingSpec(): string | undefined {
   return env('ARL_F16_TILING') || undefined;

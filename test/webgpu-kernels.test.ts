@@ -17,7 +17,7 @@ import { hasKernel } from '../src/ops/registry.ts';
 import { randomNormal } from '../src/ops/random-normal.ts';
 import { disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
 import { AdamW, clipByGlobalNorm, stepOnMeanGradient } from '../src/train/optimizer.ts';
-import { formatMatmulTiling, matmulThreads, parseMatmulTiling, type MatmulTiling } from '../src/ops/webgpu/matmul.ts';
+import { formatMatmulTiling, matmulSplits, matmulThreads, measureMatmulResidency, parseMatmulTiling, type MatmulTiling } from '../src/ops/webgpu/matmul.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -72,6 +72,16 @@ describe('f32 matmul tilings', () => {
     assert.match(parseMatmulTiling('128x128/16@6x8') as string, /multiples of 4 dividing TM and TN/);
     assert.match(parseMatmulTiling('128x128/16@4x4') as string, /1024 threads/);
     assert.match(parseMatmulTiling('128x128/16@32x32') as string, /16 threads/);
+  });
+
+  it('splits K to fill the last wave of workgroups where the residency is known, else below 256 tiles', () => {
+    // 320 tiles on 264 slots: one split leaves the second wave 21% full; four fill 97% of five waves.
+    assert.equal(matmulSplits(320, 4096, 264), 4);
+    assert.equal(matmulSplits(512, 2048, 264), 1); // 97% full already: a split's traffic would cost more
+    assert.equal(matmulSplits(40, 8192, 264), 13); // 520 of 528 slots
+    assert.equal(matmulSplits(100, 1000, 264), 1); // K too short to split
+    assert.equal(matmulSplits(40, 8192, undefined), 7);
+    assert.equal(matmulSplits(320, 4096, undefined), 1);
   });
 });
 
@@ -278,6 +288,25 @@ describe('webgpu kernels', { skip }, () => {
       }
     }
     delete process.env.ARL_MATMUL_TILING;
+  });
+
+  it('BatchMatMul: the measured residency of a tiling, and a product split to fill its waves, equal to tfjs\'s', async () => {
+    process.env.ARL_MATMUL_TILING = '32x64/16u2@4x4';
+    const slots = (await measureMatmulResidency()).get('32x64/16u2@4x4')!;
+    assert.ok(slots >= 1 && slots <= 1024, `residency ${slots}`);
+    // slots + 1 output tiles and a K of 4,096: the wave rule splits it (one split would leave a wave almost empty).
+    const [m, n, k] = [32 * (slots + 1), 64, 4096];
+    assert.ok(slots === 1 || matmulSplits(slots + 1, k, slots) > 1); // one slot: every wave is full, nothing to split
+    const a = randn([k, m], 14);
+    const b = randn([k, n], 15);
+    const ours = tf.matMul(a, b, true, false);
+    process.env.ARL_STOCK_MATMUL = '1';
+    const stock = tf.matMul(a, b, true, false);
+    delete process.env.ARL_STOCK_MATMUL;
+    delete process.env.ARL_MATMUL_TILING;
+    const [x, y] = await Promise.all([ours.data(), stock.data()]);
+    assert.ok(maxAbsDiff(x, y) < 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1), `max |diff| ${maxAbsDiff(x, y)}`);
+    tf.dispose([a, b, ours, stock]);
   });
 
   it('global gradient norm and clipping equal the tfjs ops (vec4 and scalar loads, a tensor past the workgroup cap)', async () => {

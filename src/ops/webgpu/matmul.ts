@@ -18,7 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
-import { matmulTilingSpec, stockMatmul, stockWebgpu } from '../../switches.ts';
+import { matmulTilingSpec, matmulWaves, stockMatmul, stockWebgpu } from '../../switches.ts';
 import { dawnAdapter } from './f16-device.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
 
@@ -144,7 +144,11 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
   return { load: load.join('\n    '), store: (offset) => stores.map((s) => s(offset)).join('\n    ') };
 }
 
-function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean, vec4: boolean): string {
+/**
+ * The product's WGSL. `counting`: each workgroup also counts itself in `residency` while it runs ([0] running now, [1]
+ * the most seen at once), at its start and end, where few registers are live, so the count is that of the plain shader.
+ */
+function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean, vec4: boolean, counting = false): string {
   const [quadsM, quadsN] = [t.rows / 4, t.cols / 4]; // 4 x 4 blocks of a thread, down and across
   const [threadsY, threadsX] = [t.tm / t.rows, t.tn / t.cols]; // the stride between a thread's blocks, in vec4s
   const threads = threadsX * threadsY;
@@ -234,12 +238,14 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
 @group(0) @binding(1) var<storage, read> a: array<${element}>;
 @group(0) @binding(2) var<storage, read> b: array<${element}>;
 struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32 };
-@group(0) @binding(3) var<uniform> u: U;
+${counting ? '@group(0) @binding(3) var<storage, read_write> residency: array<atomic<u32>, 2>;' : ''}
+@group(0) @binding(${counting ? 4 : 3}) var<uniform> u: U;
 var<workgroup> aTile: array<vec4<f32>, ${sizeA * buffers}>;
 var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
 @compute @workgroup_size(${threadsX}, ${threadsY}, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
   let ty = lid.y;
+${counting ? '  if (lidx == 0u) { atomicMax(&residency[1], atomicAdd(&residency[0], 1u) + 1u); }' : ''}
   // z = batch * splits + split: split-K products write partial sums [splits, batch, m, n].
   let batch = wid.z / u.splits;
   let split = wid.z % u.splits;
@@ -259,6 +265,7 @@ ${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}
   ${stageA.load}
   ${stageB.load}${loop}
   ${stores.join('\n  ')}
+${counting ? '  if (lidx == 0u) { atomicSub(&residency[0], 1u); }' : ''}
 }`;
 }
 
@@ -276,10 +283,54 @@ struct U { size: u32, splits: u32 };
   out[i] = acc;
 }`;
 
-/** Output tiles below which a product is split along K (about two waves of workgroups on a large GPU). */
+/** Output tiles below which a product is split along K where the tiling's residency is unknown (about two waves on a large GPU). */
 const SPLIT_K_BELOW_TILES = 256;
 /** Smallest K range one split handles. */
 const SPLIT_K_MIN_CHUNK = 512;
+/** Arithmetic per byte of memory traffic at which the products run (fp32 FLOP/s over DRAM bytes/s, about 16 on an H100), for the cost of a split. */
+const FLOPS_PER_BYTE = 16;
+
+/** Workgroups of each tiling (by its spec) the GPU runs at once, as measured by measureMatmulResidency. */
+const residency = new Map<string, number>();
+
+/**
+ * How many ways to split a product's K: where the tiling's residency (`slots`) is known, the count that best fills the
+ * last wave of workgroups, against the split's extra traffic (its partial sums written and read, (2s + 1) m n floats
+ * against the product's 2 m n k FLOP); else enough splits for SPLIT_K_BELOW_TILES tiles.
+ */
+export function matmulSplits(tiles: number, k: number, slots: number | undefined): number {
+  const most = Math.max(1, Math.floor(k / SPLIT_K_MIN_CHUNK));
+  if (!slots) return tiles >= SPLIT_K_BELOW_TILES ? 1 : Math.min(Math.ceil(SPLIT_K_BELOW_TILES / tiles), most);
+  const cost = (s: number): number => Math.ceil((tiles * s) / slots) / ((tiles * s) / slots) + (s > 1 ? ((2 * s + 1) * 2 * FLOPS_PER_BYTE) / k : 0);
+  let best = 1;
+  for (let s = 2; s <= most; s++) if (cost(s) < cost(best)) best = s;
+  return best;
+}
+
+/**
+ * Measures, for each tiling of the current list not yet measured, how many of its workgroups the GPU runs at once (the
+ * product's shader counting itself over 1,024 output tiles with a K of 1,024), so that split K can fill whole waves.
+ * Needs an async context: run when the backend is set up (and by benches after changing ARL_MATMUL_TILING).
+ */
+export async function measureMatmulResidency(): Promise<Map<string, number>> {
+  for (const t of tilings()) {
+    const key = formatMatmulTiling(t);
+    if (residency.has(key)) continue;
+    const [m, n, k] = [32 * t.tm, 32 * t.tn, 1024];
+    const a = tf.zeros([m, k]);
+    const b = tf.zeros([k, n]);
+    const counts = tf.zeros([2], 'int32');
+    const out = allocate([m, n]);
+    const uniforms: Uniform[] = [m, n, k, 1, 1, 1, k].map((v) => ({ type: 'uint32', data: [v] }));
+    const vec4 = t.vec4;
+    dispatchRaw('ArlMatMulResidency', shaderText(`matmul residency ${key}`, () => matmulShader(t, false, false, vec4, true)), [out, a, b, counts], uniforms, [n / t.tn, m / t.tm, 1]);
+    const [, most] = await counts.data();
+    release(out);
+    tf.dispose([a, b, counts]);
+    residency.set(key, most);
+  }
+  return residency;
+}
 
 /** The tilings of a comma-separated list of specs (ARL_MATMUL_TILING's form), or a line saying what is wrong with the first bad one. */
 export function parseMatmulTilings(spec: string): MatmulTiling[] | string {
@@ -326,10 +377,10 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const batch = Math.max(batchA, batchB);
   const outShape = [...(batchA >= batchB ? a.shape : b.shape).slice(0, -2), m, n];
   const out = allocate(outShape);
-  // Few output tiles and a long K (weight gradients: [d, d'] from 8,192 rows): split K so every
-  // multiprocessor gets work, then add the partial products.
+  // Few output tiles or a last wave of workgroups mostly empty, and K long enough (weight gradients: [d, d'] from 8,192
+  // rows): split K so every multiprocessor gets work, then add the partial products.
   const tiles = Math.ceil(n / t.tn) * Math.ceil(m / t.tm) * batch;
-  const splits = tiles >= SPLIT_K_BELOW_TILES ? 1 : Math.max(1, Math.min(Math.ceil(SPLIT_K_BELOW_TILES / tiles), Math.floor(k / SPLIT_K_MIN_CHUNK)));
+  const splits = matmulSplits(tiles, k, matmulWaves() ? residency.get(formatMatmulTiling(t)) : undefined);
   const kChunk = Math.ceil(k / splits / t.k) * t.k;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const vec4 = t.vec4 && m % 4 === 0 && n % 4 === 0 && k % 4 === 0;
