@@ -34,9 +34,10 @@
 #            (ARL_F16_TILING), and attention's products in f32 (ARL_MIXED_ATTENTION=0): train lines tagged "variant"
 #   f32      the f32 matmul (dist/bench/matmul-bench.mjs; carry dist/bench): every tiling of the bench's default list
 #            at every product of the 29M, SmolLM-135M and TinyLlama-1.1B shapes (one "matmul" line per product and
-#            tiling, one "total_ms" line per model and tiling); then fp32 training at 29M and 1.1B in F32_REPEATS rounds
-#            (default 2) of the default and the tiling with the least total over that model's products (ARL_MATMUL_TILING),
-#            train lines tagged "tiling" and "round"
+#            tiling, one "total_ms" line per model and tiling); then fp32 training at 29M, 135M and 1.1B in F32_REPEATS
+#            rounds (default 2) of the default, the default with K split by the fixed rule (ARL_MATMUL_WAVES=0) and the
+#            tiling with the least total over that model's products (ARL_MATMUL_TILING), train lines tagged "tiling",
+#            "waves" and "round"
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
@@ -275,9 +276,10 @@ fi
 if has f32; then
   stamp "f32 matmul: the reference models' products, every tiling"
   node dist/bench/matmul-bench.mjs | tee "$out/f32-matmul.jsonl" >> "$log"
-  for size in 29m 1.1b; do
+  for size in 29m 135m 1.1b; do
     case $size in
       29m) shape=("${big_model[@]}" --steps 20) ;;
+      135m) shape=(--vocab 49152 --dim 576 --layers 30 --heads 9 --kv-heads 3 --hidden-dim 1536 --tie-embeddings --seq 1024 --batch 8 --steps 10) ;;
       1.1b) shape=(--vocab 32000 --dim 2048 --layers 22 --heads 32 --kv-heads 4 --hidden-dim 5632 --seq 1024 --batch 4 --steps 8) ;;
     esac
     # The tiling with the least total over this model's products, every product of it correct.
@@ -290,11 +292,13 @@ print(min(totals, key=totals.get) if totals else "")
 PY
 )
     echo "{\"bench\":\"f32-fastest-tiling\",\"model\":\"$size\",\"tiling\":\"${fastest:-none}\"}" >> "$log"
+    # Each round: the default, the default with K split by the fixed rule, the fastest tiling.
     for round in $(seq "${F32_REPEATS:-2}"); do
-      for tiling in "" ${fastest:+"$fastest"}; do
-        stamp "f32 $size training, round $round, tiling ${tiling:-default}"
-        ARL_MATMUL_TILING=$tiling timeout 300 node dist/cli/arl.mjs bench --backend webgpu "${shape[@]}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile |
-          grep '"bench":"train"' | sed "s|^{|{\"tiling\":\"${tiling:-default}\",\"round\":$round,|" >> "$log"
+      for variant in "1 " "0 " ${fastest:+"1 $fastest"}; do
+        read -r waves tiling <<< "$variant"
+        stamp "f32 $size training, round $round, waves $waves, tiling ${tiling:-default}"
+        ARL_MATMUL_WAVES=$waves ARL_MATMUL_TILING=$tiling timeout 300 node dist/cli/arl.mjs bench --backend webgpu "${shape[@]}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile |
+          grep '"bench":"train"' | sed "s|^{|{\"tiling\":\"${tiling:-default}\",\"waves\":$waves,\"round\":$round,|" >> "$log"
       done
     done
   done
