@@ -1,20 +1,20 @@
 /**
- * BatchMatMul on webgpu for float32 operands with at least one full tile each way, registered over
- * tfjs's own (which it falls back to otherwise). tfjs's kernel tiles 32x32 with 64 threads; this
- * one tiles TM x TN, each thread computing R x C outputs (by default TM/16 x TN/16, so 256 threads)
- * held in registers as vec4 rows, in 4 x 4 blocks strided across the tile. Operands are staged k-major in workgroup memory as vec4s, so one k step
- * reads a few vec4s of each operand per thread (not scalars): workgroup-memory reads, not
- * arithmetic, bounded the scalar version. The next K tile is loaded from global memory into
- * registers while the current one is multiplied. Transposed operands are read in their stored
- * order, so global loads stay coalesced.
+ * BatchMatMul on webgpu for float32 operands with at least one full tile each way, registered over tfjs's own (which it
+ * falls back to otherwise). tfjs's kernel tiles 32x32 with 64 threads; this one tiles TM x TN, each thread computing
+ * R x C outputs (by default TM/16 x TN/16, so 256 threads) held in registers as vec4 rows, in 4 x 4 blocks strided
+ * across the tile. Operands are staged k-major in workgroup memory as vec4s, so one k step reads a few vec4s of each
+ * operand per thread (not scalars): workgroup-memory reads, not arithmetic, bounded the scalar version. The next K tile
+ * is loaded from global memory into registers while the current one is multiplied. Transposed operands are read in
+ * their stored order, so global loads stay coalesced. Where the output tiles would leave the GPU's last wave of
+ * workgroups mostly empty, K is split and the partial products added (matmulSplits).
  *
- * A tiling (`MatmulTiling`, written as in ARL_MATMUL_TILING) also says whether the K tile's loop is
- * written out in the shader (`u`: Tint and the driver's compiler then see every workgroup-memory
- * read and FMA of the tile at once; `u4`: four k steps written out in a loop), whether global memory is read and written as vec4s where every
- * size is a multiple of 4 (`v`), whether the K tile is staged twice over (`d`: the next tile is
- * stored while the current one is multiplied, one barrier a tile instead of two), and whether, with the loop written
- * out, each k step's workgroup-memory reads come before the previous step's FMAs (`p`), and whether output tiles are
- * taken in groups of rows so that workgroups running at once share operand tiles in L2 (`g`).
+ * A tiling (`MatmulTiling`, written as in ARL_MATMUL_TILING) also says whether the K tile's loop is written out in the
+ * shader (`u`: Tint and the driver's compiler then see every workgroup-memory read and FMA of the tile at once; `u4`:
+ * four k steps written out in a loop), whether global memory is read and written as vec4s where every size is a
+ * multiple of 4 (`v`), whether the K tile is staged twice over (`d`: the next tile is stored while the current one is
+ * multiplied, one barrier a tile instead of two), whether, with the loop written out, each k step's workgroup-memory
+ * reads come before the previous step's FMAs (`p`), and whether output tiles are taken in groups of rows so that
+ * workgroups running at once share operand tiles in L2 (`g`).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
