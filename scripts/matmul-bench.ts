@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../src/backend.ts';
-import { matmulTilingFor, measureMatmulResidency, parseMatmulTilings } from '../src/ops/webgpu/matmul.ts';
+import { formatMatmulTiling, matmulTilingFor, measureMatmulResidency, parseMatmulTilings, workgroupStorageBytes } from '../src/ops/webgpu/matmul.ts';
 import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
 
 /**
@@ -82,12 +82,12 @@ try {
   print({ unavailable: `no webgpu backend: ${(err as Error).message.split('\n')[0]}` });
   process.exit(0);
 }
-print({ adapter, workgroup_bytes: (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize });
+print({ adapter, workgroup_bytes: workgroupStorageBytes() });
 // Workgroups of each tiling run at once (split K fills waves of them; ARL_MATMUL_WAVES=0 takes the fixed rule).
-for (const { spec } of tilings) {
+for (const { spec, list } of tilings) {
   process.env.ARL_MATMUL_TILING = spec;
   const measured = await measureMatmulResidency();
-  print({ tiling: spec, residency: Object.fromEntries(spec.split(',').map((one) => [one, measured.get(one)])) });
+  print({ tiling: spec, residency: Object.fromEntries(list.map(formatMatmulTiling).map((one) => [one, measured.get(one)])) });
 }
 delete process.env.ARL_MATMUL_TILING;
 

@@ -338,9 +338,13 @@ export function parseMatmulTilings(spec: string): MatmulTiling[] | string {
   return list.find((t): t is string => typeof t === 'string') ?? (list as MatmulTiling[]);
 }
 
+/** Bytes of workgroup memory the webgpu device allows a shader. */
+export const workgroupStorageBytes = (): number =>
+  (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
+
 /** The tiling of `tilings` an m x n product takes: the first whose tile fits the output and whose staging fits the device, if any. */
 export function matmulTilingFor(tilings: readonly MatmulTiling[], m: number, n: number): MatmulTiling | undefined {
-  const limit = (tf.backend() as unknown as { device: { limits: { maxComputeWorkgroupStorageSize: number } } }).device.limits.maxComputeWorkgroupStorageSize;
+  const limit = workgroupStorageBytes();
   return tilings.find((t) => m >= t.tm && n >= t.tn && matmulTilingBytes(t) <= limit);
 }
 
@@ -379,13 +383,14 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const out = allocate(outShape);
   // Few output tiles or a last wave of workgroups mostly empty, and K long enough (weight gradients: [d, d'] from 8,192
   // rows): split K so every multiprocessor gets work, then add the partial products.
+  const name = formatMatmulTiling(t);
   const tiles = Math.ceil(n / t.tn) * Math.ceil(m / t.tm) * batch;
-  const splits = matmulSplits(tiles, k, matmulWaves() ? residency.get(formatMatmulTiling(t)) : undefined);
+  const splits = matmulSplits(tiles, k, matmulWaves() ? residency.get(name) : undefined);
   const kChunk = Math.ceil(k / splits / t.k) * t.k;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const vec4 = t.vec4 && m % 4 === 0 && n % 4 === 0 && k % 4 === 0;
   const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk].map((v) => ({ type: 'uint32', data: [v] }));
-  const key = `matmul ${formatMatmulTiling(t)} ${vec4} ${transposeA} ${transposeB}`;
+  const key = `matmul ${name} ${vec4} ${transposeA} ${transposeB}`;
   dispatchRaw('ArlMatMul', shaderText(key, () => matmulShader(t, transposeA, transposeB, vec4)), [target, a, b], uniforms, [Math.ceil(n / t.tn), Math.ceil(m / t.tm), batch * splits]);
   if (splits > 1) {
     const size = batch * m * n;
