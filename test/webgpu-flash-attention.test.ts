@@ -74,6 +74,31 @@ describe('webgpu flash attention', { skip }, () => {
     });
   }
 
+  it('the materialised attention with our products skipping causal tiles equals it with tfjs\'s products, values and gradients', async () => {
+    const spec = { batch: 2, seq: 64, heads: 4, kvHeads: 2, headDim: 32 };
+    const { batch, seq, heads, kvHeads, headDim } = spec;
+    const qkv = tf.randomNormal([batch * seq, (heads + 2 * kvHeads) * headDim], 0, 1, 'float32', 3) as tf.Tensor2D;
+    const dy = tf.randomNormal([batch * seq, heads * headDim], 0, 1, 'float32', 4);
+    const cos = tf.randomNormal([seq, headDim], 0, 1, 'float32', 5) as tf.Tensor2D;
+    const sin = tf.randomNormal([seq, headDim], 0, 1, 'float32', 6) as tf.Tensor2D;
+    const [rotate, mask] = [rotateHalfMatrix(headDim), attentionMask(seq, 0, heads / kvHeads, null)];
+    const attend = (x: tf.Tensor2D): tf.Tensor2D => causalSelfAttention(x, { ...spec, cos, sin, rotate, mask });
+    const run = async (env: Record<string, string>): Promise<Float32Array[]> => {
+      Object.assign(process.env, env);
+      try {
+        return await withFlash('0', () => valueAndGrad(attend, qkv, dy));
+      } finally {
+        for (const name of Object.keys(env)) delete process.env[name];
+      }
+    };
+    const want = await run({ ARL_STOCK_MATMUL: '1' });
+    // 32 x 32 tiles: two row tiles per head's 64 tokens, so every product has tiles or K tiles to skip.
+    const got = await run({ ARL_MATMUL_TILING: '32x32/16@4x4' });
+    assertClose(got[0], want[0], 1e-4, 'attention output');
+    assertClose(got[1], want[1], 1e-4, 'gradient w.r.t. qkv');
+    tf.dispose([qkv, dy, cos, sin, rotate, mask]);
+  });
+
   it('a model forward and backward is the same with and without flash attention, and leaks nothing', async () => {
     const config = makeConfig(null, { vocabSize: 61, dim: 64, layers: 2, heads: 4, kvHeads: 2, maxSeq: 80, attentionWindow: 24 });
     const model = new LlamaModel(config, 5);

@@ -17,6 +17,7 @@ import { hasKernel } from '../src/ops/registry.ts';
 import { randomNormal } from '../src/ops/random-normal.ts';
 import { disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
 import { AdamW, clipByGlobalNorm, stepOnMeanGradient } from '../src/train/optimizer.ts';
+import type { CausalHint } from '../src/ops/matmul.ts';
 import { formatMatmulTiling, matmulSplits, matmulThreads, measureMatmulResidency, parseMatmulTiling, type MatmulTiling } from '../src/ops/webgpu/matmul.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -288,6 +289,47 @@ describe('webgpu kernels', { skip }, () => {
       }
     }
     delete process.env.ARL_MATMUL_TILING;
+  });
+
+  it('BatchMatMul: causal attention\'s products skip the tiles causality zeroes (split K too), equal to tfjs\'s on the rest', async () => {
+    const [seq, rows, hd] = [256, 4 * 256, 64]; // 4 query heads of 256 tokens on one key head
+    /** [rows, seq] of 1 where row r's token t and key j satisfy keep(t, j), else 0. */
+    const where = (keep: (t: number, j: number) => boolean): tf.Tensor2D =>
+      tf.tensor2d(Array.from({ length: rows * seq }, (_, i) => Number(keep(Math.floor(i / seq) % seq, i % seq))), [rows, seq]);
+    // Not zero above the diagonal, as probabilities would be: a product told it is causal reads only the tiles it needs.
+    const p = randn([2, rows, seq], 16);
+    const [q, keys, x] = [randn([2, rows, hd], 17), randn([2, seq, hd], 18), randn([2, rows, hd], 19)];
+    const product = (a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean, hint?: CausalHint): tf.Tensor =>
+      tf.engine().runKernel('BatchMatMul', { a, b }, { transposeA, transposeB, ...hint }) as tf.Tensor;
+    const stock = (a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor => {
+      process.env.ARL_STOCK_MATMUL = '1';
+      const out = tf.matMul(a, b, transposeA, transposeB);
+      delete process.env.ARL_STOCK_MATMUL;
+      return out;
+    };
+    const check = async (got: tf.Tensor, want: tf.Tensor, what: string): Promise<void> => {
+      const [x, y] = await Promise.all([got.data(), want.data()]);
+      const tol = 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1);
+      assert.ok(maxAbsDiff(x, y) < tol, `${what}: max |diff| ${maxAbsDiff(x, y)}`);
+      tf.dispose([got, want]);
+    };
+    // Each tiling with the tile rows (tm) and columns (tn) its products take (the default's 64-wide products: 128 x 64).
+    for (const [tiling, tm, tn] of [['', 128, 128], ['64x64/16vg', 64, 64], ['32x64/16d@4x4', 32, 64]] as const) {
+      process.env.ARL_MATMUL_TILING = tiling;
+      // Products over p read only the keys of row tiles up to the row's own: key j of the tile of t or an earlier one.
+      const read = where((t, j) => Math.floor(j / tm) <= Math.floor(t / tm));
+      const pRead = tf.mul(p, read);
+      await check(product(p, keys, false, false, { causal: 'queries', seq }), stock(pRead, keys, false, false), `"${tiling}" queries`);
+      // K = 1,024 rows over few output tiles: split in two, each split resuming at its tiles' first key.
+      await check(product(p, x, true, false, { causal: 'keys', seq }), stock(pRead, x, true, false), `"${tiling}" keys`);
+      // Score tiles wholly above the diagonal are left zero.
+      const computed = where((t, j) => Math.floor(j / tn) * tn < (Math.floor(t / tm) + 1) * tm);
+      const full = stock(q, keys, false, true);
+      await check(product(q, keys, false, true, { causal: 'scores', seq }), tf.mul(full, computed), `"${tiling}" scores`);
+      tf.dispose([read, pRead, computed, full]);
+    }
+    delete process.env.ARL_MATMUL_TILING;
+    tf.dispose([p, q, keys, x]);
   });
 
   it('BatchMatMul: the measured residency of a tiling, and a product split to fill its waves, equal to tfjs\'s', async () => {

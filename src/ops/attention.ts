@@ -130,10 +130,10 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
     const [qkvIn] = args as tf.Tensor[];
     const save = args[1] as Saver;
     const [qo, ko, vo] = attentionHeads(qkvIn, s, cos, sin, mixed);
-    const scores = batchedProduct(qo, ko, false, true); // [B, KV, G*T, T]
+    const scores = batchedProduct(qo, ko, false, true, { causal: 'scores', seq }); // [B, KV, G*T, T]
     // Under mixed precision the softmax also writes the probabilities as the context product's f16 operand.
     const [probs, po] = mixed ? softmaxMaskedHalf(scores, mask) : Array<tf.Tensor>(2).fill(softmaxMasked(scores, mask));
-    const context = batchedProduct(po, vo); // [B, KV, G*T, hd]
+    const context = batchedProduct(po, vo, false, false, { causal: 'queries', seq }); // [B, KV, G*T, hd]
     const value = fromHeads(context, s, heads);
     // The softmax's gradient takes the f32 probabilities, the products their operands as made.
     save([qo, ko, vo, probs, po, cos, sin]);
@@ -142,11 +142,11 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [qs, ks, vs, p, ps, cosSaved, sinSaved] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
         const dContext = operand(tf.reshape(toHeads(dy, s, heads), [batch, kvHeads, groups * seq, headDim]));
-        const dv = batchedProduct(ps, dContext, true, false); // [B, KV, T, hd]
-        const dp = batchedProduct(dContext, vs, false, true); // [B, KV, G*T, T]
+        const dv = batchedProduct(ps, dContext, true, false, { causal: 'keys', seq }); // [B, KV, T, hd]
+        const dp = batchedProduct(dContext, vs, false, true, { causal: 'scores', seq }); // [B, KV, G*T, T]
         const dScores = mixed ? softmaxGradHalf(p, dp) : softmaxGrad(p, dp);
-        const dq = batchedProduct(dScores, ks); // gradient w.r.t. the scaled, rotated queries
-        const dk = batchedProduct(dScores, qs, true, false); // [B, KV, T, hd]
+        const dq = batchedProduct(dScores, ks, false, false, { causal: 'queries', seq }); // gradient w.r.t. the scaled, rotated queries
+        const dk = batchedProduct(dScores, qs, true, false, { causal: 'keys', seq }); // [B, KV, T, hd]
         return [attentionHeadsGrad(dq, dk, dv, s, cosSaved, sinSaved)];
       },
     };

@@ -76,12 +76,26 @@ export function matmul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, trans
 }
 
 /**
- * op(a) op(b) over leading batch axes (the same in both), with no gradient of its own: for the products inside a
- * custom gradient (attention's scores and context, and their gradients). f32 operands multiply in f32; f16 ones
- * (both from toHalf, where batchedRunsMixed holds) on the tensor cores, so an operand used twice is cast once.
+ * Which of causal attention's batched products this is, so that a kernel may skip what causality makes zero (a hint:
+ * the full product is the same). The G*T side's rows are tokens t = row % seq of G query heads; t sees keys j <= t.
+ * - scores: [G*T, T] outputs (q k^T, dO v^T); their tiles wholly above the diagonal may be left zero.
+ * - queries: [G*T, T] x [T, x] (p v, dS k); the first operand is zero above the diagonal, so a row's sum stops at its token.
+ * - keys: [G*T, T]^T x [G*T, x] (p^T dO, dS^T q); the same zeros, so a key's sum starts at its own token.
  */
-export function batchedProduct<T extends tf.Tensor>(a: T, b: T, transposeA = false, transposeB = false): T {
-  if (a.dtype !== 'int32' && b.dtype !== 'int32') return tf.matMul(a, b, transposeA, transposeB) as unknown as T;
+export type CausalProduct = 'scores' | 'queries' | 'keys';
+export interface CausalHint {
+  causal: CausalProduct;
+  seq: number;
+}
+
+/**
+ * op(a) op(b) over leading batch axes (the same in both), with no gradient of its own: for the products inside a
+ * custom gradient (attention's scores and context, and their gradients). f32 operands multiply in f32 (given `hint`,
+ * our webgpu kernel skips causal attention's zeros); f16 ones (both from toHalf, where batchedRunsMixed holds) on the
+ * tensor cores, so an operand used twice is cast once.
+ */
+export function batchedProduct<T extends tf.Tensor>(a: T, b: T, transposeA = false, transposeB = false, hint?: CausalHint): T {
+  if (a.dtype !== 'int32' && b.dtype !== 'int32') return tf.engine().runKernel('BatchMatMul', { a, b }, { transposeA, transposeB, ...hint }) as T;
   const lead = a.shape.slice(0, -2);
   const stacked = (x: tf.Tensor): tf.Tensor3D => tf.reshape(x, [-1, x.shape[x.rank - 2], x.shape[x.rank - 1]]);
   const [a3, b3] = [stacked(a), stacked(b)];

@@ -18,6 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
+import type { CausalHint, CausalProduct } from '../matmul.ts';
 import { matmulTilingSpec, matmulWaves, stockMatmul, stockWebgpu } from '../../switches.ts';
 import { dawnAdapter } from './f16-device.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
@@ -148,7 +149,7 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
  * The product's WGSL. `counting`: each workgroup also counts itself in `residency` while it runs ([0] running now, [1]
  * the most seen at once), at its start and end, where few registers are live, so the count is that of the plain shader.
  */
-function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean, vec4: boolean, counting = false): string {
+function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean, vec4: boolean, counting = false, causal?: CausalProduct): string {
   const [quadsM, quadsN] = [t.rows / 4, t.cols / 4]; // 4 x 4 blocks of a thread, down and across
   const [threadsY, threadsX] = [t.tm / t.rows, t.tn / t.cols]; // the stride between a thread's blocks, in vec4s
   const threads = threadsX * threadsY;
@@ -195,6 +196,12 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
   const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4);
   const regs = [...Array.from({ length: sizeA / threads }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / threads }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
   const element = vec4 ? 'vec4<f32>' : 'f32';
+  // Causal attention's products (see CausalProduct): the K range of each output tile, or where its K tiles resume.
+  const kEnd = {
+    scores: `select(min(u.k, kBegin + u.kChunk), kBegin, n0 >= m0 % u.seq + ${t.tm}u)`,
+    queries: `min(min(u.k, kBegin + u.kChunk), m0 % u.seq + ${t.tm}u)`,
+  }[causal as string] ?? 'min(u.k, kBegin + u.kChunk)';
+  const advance = (k: string): string => (causal === 'keys' ? `laterQueries(${k}, m0)` : k);
   const loop = t.doubleBuffered
     ? `
   ${stageA.store('0u')}
@@ -202,7 +209,7 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
   workgroupBarrier();
   var buffer = 0u;
   for (; k0 < kEnd; ) {
-    k0 += ${t.k}u;
+    k0 = ${advance(`k0 + ${t.k}u`)};
     let more = k0 < kEnd;
     if (more) {
       ${stageA.load}
@@ -225,7 +232,7 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
     ${stageA.store('0u')}
     ${stageB.store('0u')}
     workgroupBarrier();
-    k0 += ${t.k}u;
+    k0 = ${advance(`k0 + ${t.k}u`)};
     if (k0 < kEnd) {
       ${stageA.load}
       ${stageB.load}
@@ -237,11 +244,12 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
 @group(0) @binding(0) var<storage, read_write> out: array<${element}>;
 @group(0) @binding(1) var<storage, read> a: array<${element}>;
 @group(0) @binding(2) var<storage, read> b: array<${element}>;
-struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32 };
+struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32, seq: u32 };
 ${counting ? '@group(0) @binding(3) var<storage, read_write> residency: array<atomic<u32>, 2>;' : ''}
 @group(0) @binding(${counting ? 4 : 3}) var<uniform> u: U;
 var<workgroup> aTile: array<vec4<f32>, ${sizeA * buffers}>;
 var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
+${causal === 'keys' ? '/** k, or where the K tiles of its query head resume at token `first` (the queries before it see none of the keys). */\nfn laterQueries(k: u32, first: u32) -> u32 { let t = k % u.seq; return select(k, k - t + first, t < first); }' : ''}
 @compute @workgroup_size(${threadsX}, ${threadsY}, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
   let ty = lid.y;
@@ -250,10 +258,10 @@ ${counting ? '  if (lidx == 0u) { atomicMax(&residency[1], atomicAdd(&residency[
   let batch = wid.z / u.splits;
   let split = wid.z % u.splits;
   let kBegin = split * u.kChunk;
-  let kEnd = min(u.k, kBegin + u.kChunk);
 ${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}
   let m0 = tileM * ${t.tm}u;
   let n0 = tileN * ${t.tn}u;
+  let kEnd = ${kEnd};
   let a0x = m0;
   let b0x = n0;
   let aBase = select(batch, 0u, u.batchA == 1u) * u.m * u.k;
@@ -261,7 +269,7 @@ ${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}
   let outBase = (split * (u.batchA + u.batchB - min(u.batchA, u.batchB)) + batch) * u.m * u.n;
   ${decl.join('\n  ')}
   ${regs}
-  var k0 = kBegin;
+  var k0 = ${advance('kBegin')};
   ${stageA.load}
   ${stageB.load}${loop}
   ${stores.join('\n  ')}
@@ -321,7 +329,7 @@ export async function measureMatmulResidency(): Promise<Map<string, number>> {
     const b = tf.zeros([k, n]);
     const counts = tf.zeros([2], 'int32');
     const out = allocate([m, n]);
-    const uniforms: Uniform[] = [m, n, k, 1, 1, 1, k].map((v) => ({ type: 'uint32', data: [v] }));
+    const uniforms: Uniform[] = [m, n, k, 1, 1, 1, k, 0].map((v) => ({ type: 'uint32', data: [v] }));
     const vec4 = t.vec4;
     dispatchRaw('ArlMatMulResidency', shaderText(`matmul residency ${key}`, () => matmulShader(t, false, false, vec4, true)), [out, a, b, counts], uniforms, [n / t.tn, m / t.tm, 1]);
     const [, most] = await counts.data();
@@ -361,10 +369,21 @@ function tilings(): MatmulTiling[] {
   return parsed.tilings;
 }
 
+/**
+ * Whether a product of causal attention (CausalHint) may skip its work with tiling `t`: its shape is the hint's, and
+ * each output tile and K tile lies within one query head's `seq` rows.
+ */
+function causalSkips(causal: CausalProduct, seq: number, t: MatmulTiling, m: number, n: number, k: number): boolean {
+  if (seq % t.tm !== 0 || seq % t.k !== 0) return false;
+  if (causal === 'scores') return n === seq && m % seq === 0;
+  if (causal === 'queries') return k === seq && m % seq === 0;
+  return m === seq && k % seq === 0;
+}
+
 /** Our BatchMatMul, taking `stock` (tfjs's own) for the products it leaves to tfjs. */
 export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo => {
   const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  const { transposeA, transposeB, causal, seq } = args.attrs as { transposeA: boolean; transposeB: boolean } & Partial<CausalHint>;
   const ra = a.shape.length;
   const rb = b.shape.length;
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
@@ -389,9 +408,10 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const kChunk = Math.ceil(k / splits / t.k) * t.k;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const vec4 = t.vec4 && m % 4 === 0 && n % 4 === 0 && k % 4 === 0;
-  const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk].map((v) => ({ type: 'uint32', data: [v] }));
-  const key = `matmul ${name} ${vec4} ${transposeA} ${transposeB}`;
-  dispatchRaw('ArlMatMul', shaderText(key, () => matmulShader(t, transposeA, transposeB, vec4)), [target, a, b], uniforms, [Math.ceil(n / t.tn), Math.ceil(m / t.tm), batch * splits]);
+  const skips = causal !== undefined && seq !== undefined && causalSkips(causal, seq, t, m, n, k) ? causal : undefined;
+  const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk, seq ?? 0].map((v) => ({ type: 'uint32', data: [v] }));
+  const key = `matmul ${name} ${vec4} ${transposeA} ${transposeB} ${skips}`;
+  dispatchRaw('ArlMatMul', shaderText(key, () => matmulShader(t, transposeA, transposeB, vec4, false, skips)), [target, a, b], uniforms, [Math.ceil(n / t.tn), Math.ceil(m / t.tm), batch * splits]);
   if (splits > 1) {
     const size = batch * m * n;
     dispatchRaw('ArlSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));
