@@ -15,7 +15,7 @@ import { applyRotary } from '../src/ops/rotary.ts';
 import { swiglu, swigluOps } from '../src/ops/swiglu.ts';
 import { hasKernel } from '../src/ops/registry.ts';
 import { randomNormal } from '../src/ops/random-normal.ts';
-import { disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
+import { attentionMask, disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
 import { AdamW, clipByGlobalNorm, stepOnMeanGradient } from '../src/train/optimizer.ts';
 import type { CausalHint } from '../src/ops/matmul.ts';
 import { formatMatmulTiling, matmulSplits, matmulThreads, measureMatmulResidency, parseMatmulTiling, type MatmulTiling } from '../src/ops/webgpu/matmul.ts';
@@ -146,6 +146,25 @@ describe('webgpu kernels', { skip }, () => {
       const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
       assertClose(await values([gotP, gotGrad]), await values([wantP, wantGrad]), 2e-5, `softmax, width ${cols}`);
       tf.dispose([scores, mask, dy, wantP, wantGrad, gotP, gotGrad]);
+    }
+  });
+
+  it('attention softmax of causal attention (attr causal): what follows each row\'s token is not read', async () => {
+    for (const seq of [37, 150]) {
+      const rows = 2 * seq; // two query heads per key head
+      const mask = attentionMask(seq, 0, 2, null);
+      const future = tf.tensor2d(Array.from({ length: rows * seq }, (_, i) => Number(i % seq > Math.floor(i / seq) % seq)), [rows, seq]);
+      // NaN where a row's token does not see the key: read, it would make the row NaN.
+      const poisoned = (x: tf.Tensor): tf.Tensor => tf.where(tf.cast(future, 'bool'), tf.fill(x.shape, NaN), x);
+      const [scores, dy] = [tf.mul(randn([2, rows, seq], 3), tf.sub(1, future)), tf.mul(randn([2, rows, seq], 4), tf.sub(1, future))];
+      const wantP = softmaxMasked(scores, mask);
+      const want = [wantP, softmaxGrad(wantP, dy)];
+      const [scoresRead, dyRead] = [poisoned(scores), poisoned(dy)];
+      const gotP = softmaxMasked(scoresRead, mask, true);
+      const got = [gotP, softmaxGrad(gotP, dyRead, true)];
+      const values = async (ts: tf.Tensor[]) => (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
+      assertClose(await values(got), await values(want), 1e-6, `causal softmax, width ${seq}`);
+      tf.dispose([mask, future, scores, dy, scoresRead, dyRead, ...want, ...got]);
     }
   });
 

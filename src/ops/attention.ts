@@ -132,7 +132,7 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
     const [qo, ko, vo] = attentionHeads(qkvIn, s, cos, sin, mixed);
     const scores = batchedProduct(qo, ko, false, true, { causal: 'scores', seq }); // [B, KV, G*T, T]
     // Under mixed precision the softmax also writes the probabilities as the context product's f16 operand.
-    const [probs, po] = mixed ? softmaxMaskedHalf(scores, mask) : Array<tf.Tensor>(2).fill(softmaxMasked(scores, mask));
+    const [probs, po] = mixed ? softmaxMaskedHalf(scores, mask) : Array<tf.Tensor>(2).fill(softmaxMasked(scores, mask, true));
     const context = batchedProduct(po, vo, false, false, { causal: 'queries', seq }); // [B, KV, G*T, hd]
     const value = fromHeads(context, s, heads);
     // The softmax's gradient takes the f32 probabilities, the products their operands as made.
@@ -144,7 +144,7 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
         const dContext = operand(tf.reshape(toHeads(dy, s, heads), [batch, kvHeads, groups * seq, headDim]));
         const dv = batchedProduct(ps, dContext, true, false, { causal: 'keys', seq }); // [B, KV, T, hd]
         const dp = batchedProduct(dContext, vs, false, true, { causal: 'scores', seq }); // [B, KV, G*T, T]
-        const dScores = mixed ? softmaxGradHalf(p, dp) : softmaxGrad(p, dp);
+        const dScores = mixed ? softmaxGradHalf(p, dp) : softmaxGrad(p, dp, true);
         const dq = batchedProduct(dScores, ks, false, false, { causal: 'queries', seq }); // gradient w.r.t. the scaled, rotated queries
         const dk = batchedProduct(dScores, qs, true, false, { causal: 'keys', seq }); // [B, KV, T, hd]
         return [attentionHeadsGrad(dq, dk, dv, s, cosSaved, sinSaved)];
@@ -154,26 +154,30 @@ export function causalSelfAttention(qkv: tf.Tensor2D, s: AttentionSpec): tf.Tens
   return op(qkv) as tf.Tensor2D;
 }
 
-/** softmax(scores + mask) over the last axis; mask [R, C] repeats over the leading rows of scores [..., R, C]. */
-export function softmaxMasked<T extends tf.Tensor>(scores: T, mask: tf.Tensor2D): T {
-  if (hasKernel('ArlSoftmaxMasked')) return tf.engine().runKernel('ArlSoftmaxMasked', { scores, mask }) as T;
+/**
+ * softmax(scores + mask) over the last axis; mask [R, C] repeats over the leading rows of scores [..., R, C]. `causal`:
+ * scores are causal attention's [..., G*T, T] and the mask hides at least the keys after each row's token, which our
+ * kernel then does not read.
+ */
+export function softmaxMasked<T extends tf.Tensor>(scores: T, mask: tf.Tensor2D, causal = false): T {
+  if (hasKernel('ArlSoftmaxMasked')) return tf.engine().runKernel('ArlSoftmaxMasked', { scores, mask }, { causal }) as T;
   return tf.softmax(tf.add(scores, mask)) as T;
 }
 
-/** The softmax's input gradient p * (dp - sum(dp * p)) over the last axis, from its output p and dp. */
-export function softmaxGrad<T extends tf.Tensor>(p: T, dp: T): T {
-  if (hasKernel('ArlSoftmaxGrad')) return tf.engine().runKernel('ArlSoftmaxGrad', { p, dp }) as T;
+/** The softmax's input gradient p * (dp - sum(dp * p)) over the last axis, from its output p and dp (`causal`: as softmaxMasked's). */
+export function softmaxGrad<T extends tf.Tensor>(p: T, dp: T, causal = false): T {
+  if (hasKernel('ArlSoftmaxGrad')) return tf.engine().runKernel('ArlSoftmaxGrad', { p, dp }, { causal }) as T;
   return tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
 }
 
-/** softmaxMasked under mixed precision (our webgpu kernels): [p, p as an f16 product operand], written in one pass. */
+/** softmaxMasked of causal attention under mixed precision (our webgpu kernels): [p, p as an f16 product operand], written in one pass. */
 function softmaxMaskedHalf<T extends tf.Tensor>(scores: T, mask: tf.Tensor2D): [T, tf.Tensor] {
-  return tf.engine().runKernel('ArlSoftmaxMasked', { scores, mask }, { half: true }) as unknown as [T, tf.Tensor];
+  return tf.engine().runKernel('ArlSoftmaxMasked', { scores, mask }, { half: true, causal: true }) as unknown as [T, tf.Tensor];
 }
 
-/** softmaxGrad under mixed precision (our webgpu kernels): the gradient as an f16 product operand only. */
+/** softmaxGrad of causal attention under mixed precision (our webgpu kernels): the gradient as an f16 product operand only. */
 function softmaxGradHalf(p: tf.Tensor, dp: tf.Tensor): tf.Tensor {
-  return tf.engine().runKernel('ArlSoftmaxGrad', { p, dp }, { half: true }) as tf.Tensor;
+  return tf.engine().runKernel('ArlSoftmaxGrad', { p, dp }, { half: true, causal: true }) as tf.Tensor;
 }
 
 /** Shapes of one flash-attention call. */

@@ -51,8 +51,14 @@ function bindings(outputs: [string, string][], inputs: [string, string][], unifo
   return [...lines, `struct U { ${uniforms} };`, `@group(0) @binding(${buffers.length}) var<uniform> u: U;`].join('\n');
 }
 
+/**
+ * With `causal` (rows [..., G*T, T] of causal attention: row r is token r % T, which sees keys j <= r % T), the
+ * condition that element `at` is one the row sees; the others are not read, their probability and gradient being 0.
+ */
+const seen = (causal: boolean, at: string, cols: number): string => (causal ? ` && ${at} <= row % ${cols}u` : '');
+
 /** The masked softmax of rows `cols` wide (compiled per width: the elements an invocation holds are written out). */
-function softmaxMaskedShader(cols: number, half: boolean): string {
+function softmaxMaskedShader(cols: number, half: boolean, causal: boolean): string {
   const outputs: [string, string][] = half ? [['p', 'array<f32>'], ['out16', 'array<u32>']] : [['p', 'array<f32>']];
   return `
 ${bindings(outputs, [['scores', 'array<f32>'], ['mask', 'array<f32>']], 'rows: u32, maskRows: u32')}
@@ -68,7 +74,7 @@ ${half ? HALF : ''}
   var m = -3.402823e38;
   ${perElement(cols, (i, at) => `let ok${i} = live && ${at} < ${cols}u;
   var x${i} = -3.402823e38;
-  if (ok${i}) { x${i} = scores[base + ${at}] + mask[maskBase + ${at}]; m = max(m, x${i}); }`)}
+  if (ok${i}${seen(causal, at, cols)}) { x${i} = scores[base + ${at}] + mask[maskBase + ${at}]; m = max(m, x${i}); }`)}
   let rowMax = rowReduce(m, lid, true);
   var total = 0.0;
   ${perElement(cols, (i) => `x${i} = exp(x${i} - rowMax); if (ok${i}) { total += x${i}; }`)}
@@ -79,7 +85,7 @@ ${half ? HALF : ''}
 }
 
 /** The softmax backward p * (dp - sum(dp * p)) of rows `cols` wide, as f32 or (half) as f16 words only. */
-function softmaxGradShader(cols: number, half: boolean): string {
+function softmaxGradShader(cols: number, half: boolean, causal: boolean): string {
   const output: [string, string] = half ? ['out16', 'array<u32>'] : ['ds', 'array<f32>'];
   return `
 ${bindings([output], [['p', 'array<f32>'], ['dp', 'array<f32>']], 'rows: u32')}
@@ -94,7 +100,7 @@ ${half ? HALF : ''}
   ${perElement(cols, (i, at) => `let ok${i} = live && ${at} < ${cols}u;
   var p${i} = 0.0;
   var dp${i} = 0.0;
-  if (ok${i}) { p${i} = p[base + ${at}]; dp${i} = dp[base + ${at}]; dot += p${i} * dp${i}; }`)}
+  if (ok${i}${seen(causal, at, cols)}) { p${i} = p[base + ${at}]; dp${i} = dp[base + ${at}]; dot += p${i} * dp${i}; }`)}
   let c = rowReduce(dot, lid, false);
   ${half ? halfPairs(cols, 'out16', (i) => `p${i} * (dp${i} - c)`) : perElement(cols, (i, at) => `if (ok${i}) { ds[base + ${at}] = p${i} * (dp${i} - c); }`)}
 }`;
@@ -107,24 +113,30 @@ function rowsOf(x: tf.TensorInfo, half: boolean, name: string): { rows: number; 
   return { rows: tf.util.sizeFromShape(x.shape) / cols, cols };
 }
 
-/** ArlSoftmaxMasked: {scores, mask} -> p, and with attr half [p, p as f16 words]. */
+/** Whether attr `causal` holds for x [..., G*T, T] (whole query heads of T rows). */
+const causalRows = (x: tf.TensorInfo, attrs: tf.NamedAttrMap | undefined): boolean =>
+  attrs?.causal === true && x.shape.length >= 2 && x.shape[x.shape.length - 2] % x.shape[x.shape.length - 1] === 0;
+
+/** ArlSoftmaxMasked: {scores, mask} -> p, and with attr half [p, p as f16 words]; attr causal: see `seen`. */
 export function softmaxMaskedKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo | tf.TensorInfo[] {
   const { scores, mask } = args.inputs as Record<string, tf.TensorInfo>;
   const half = args.attrs?.half === true;
+  const causal = causalRows(scores, args.attrs);
   const { rows, cols } = rowsOf(scores, half, 'ArlSoftmaxMasked');
   const outputs = half ? [allocate(scores.shape), allocateF16Words(scores.shape)] : [allocate(scores.shape)];
-  const code = shaderText(`softmax ${cols} ${half}`, () => softmaxMaskedShader(cols, half));
+  const code = shaderText(`softmax ${cols} ${half} ${causal}`, () => softmaxMaskedShader(cols, half, causal));
   dispatchRaw('ArlSoftmaxMasked', code, [...outputs, scores, mask], [rows, mask.shape[0]].map((v) => ({ type: 'uint32', data: [v] })), grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return half ? outputs : outputs[0];
 }
 
-/** ArlSoftmaxGrad: {p, dp} -> the score gradient, as f16 words with attr half. */
+/** ArlSoftmaxGrad: {p, dp} -> the score gradient, as f16 words with attr half; attr causal: see `seen`. */
 export function softmaxGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { p, dp } = args.inputs as Record<string, tf.TensorInfo>;
   const half = args.attrs?.half === true;
+  const causal = causalRows(p, args.attrs);
   const { rows, cols } = rowsOf(p, half, 'ArlSoftmaxGrad');
   const ds = half ? allocateF16Words(p.shape) : allocate(p.shape);
-  const code = shaderText(`softmax grad ${cols} ${half}`, () => softmaxGradShader(cols, half));
+  const code = shaderText(`softmax grad ${cols} ${half} ${causal}`, () => softmaxGradShader(cols, half, causal));
   dispatchRaw('ArlSoftmaxGrad', code, [ds, p, dp], [{ type: 'uint32', data: [rows] }], grid(Math.ceil(rows / SOFTMAX_ROWS_PER_WG)));
   return ds;
 }
