@@ -381,8 +381,8 @@ describe('webgpu kernels', { skip }, () => {
     tf.dispose([...grads, ...clipped, norm, want, total]);
   });
 
-  it('AdamW: the in-place kernel takes the same steps as the tfjs ops, and leaks nothing', async () => {
-    const init = [randn([300, 7], 10), randn([7], 11)];
+  it('AdamW: the in-place kernel takes the same steps as the tfjs ops (vec4 and scalar), and leaks nothing', async () => {
+    const init = [randn([300, 7], 10), randn([7], 11)]; // 2,100 elements: vec4; 7: scalar
     const run = async (composed: boolean): Promise<Float32Array[]> => {
       const params = init.map((t) => tf.variable(t.clone()));
       const opt = new AdamW(params, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });

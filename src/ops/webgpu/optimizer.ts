@@ -96,11 +96,14 @@ export function stepGateKernel(args: KernelArgs): tf.TensorInfo {
   return gate;
 }
 
-const ADAMW = `
-@group(0) @binding(0) var<storage, read_write> p: array<f32>;
-@group(0) @binding(1) var<storage, read_write> m: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
-@group(0) @binding(3) var<storage, read> g: array<f32>;
+/** AdamW on p, m, v in place from g, scaled and skipped by the gate; as vec4s where the size allows (memory-bound: one 16-byte access a buffer). */
+const adamwShader = (vec4: boolean): string => {
+  const element = vec4 ? 'vec4<f32>' : 'f32';
+  return `
+@group(0) @binding(0) var<storage, read_write> p: array<${element}>;
+@group(0) @binding(1) var<storage, read_write> m: array<${element}>;
+@group(0) @binding(2) var<storage, read_write> v: array<${element}>;
+@group(0) @binding(3) var<storage, read> g: array<${element}>;
 @group(0) @binding(4) var<storage, read> gate: array<f32>;
 struct U { size: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, correction1: f32, correction2: f32 };
 @group(0) @binding(5) var<uniform> u: U;
@@ -114,14 +117,19 @@ struct U { size: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, cor
   v[i] = vi;
   p[i] = p[i] * u.decay - u.lr * ((mi / u.correction1) / (sqrt(vi / u.correction2) + u.eps));
 }`;
+};
+const ADAMW_VEC4 = adamwShader(true);
+const ADAMW_SCALAR = adamwShader(false);
 
 /** ArlAdamW: {param, grad, m, v, gate} -> nothing: param, m and v are updated in place, scaled and skipped by the gate. */
 export function adamwKernel(args: KernelArgs): tf.TensorInfo[] {
   const { param, grad, m, v, gate } = args.inputs as Record<string, tf.TensorInfo>;
   const s = args.attrs as Record<string, number>;
-  const size = tf.util.sizeFromShape(param.shape);
+  const elements = tf.util.sizeFromShape(param.shape);
+  const vec4 = elements % 4 === 0;
+  const size = vec4 ? elements / 4 : elements;
   const f = (x: number): Uniform => ({ type: 'float32', data: [x] });
   const uniforms: Uniform[] = [{ type: 'uint32', data: [size] }, f(s.lr), f(s.beta1), f(s.beta2), f(s.eps), f(s.decay), f(s.correction1), f(s.correction2)];
-  dispatchRaw('ArlAdamW', ADAMW, [param, m, v, grad, gate], uniforms, grid(Math.ceil(size / 256)));
+  dispatchRaw('ArlAdamW', vec4 ? ADAMW_VEC4 : ADAMW_SCALAR, [param, m, v, grad, gate], uniforms, grid(Math.ceil(size / 256)));
   return [];
 }
