@@ -370,6 +370,27 @@ describe('webgpu kernels', { skip }, () => {
     tf.dispose([a, b, ours, stock]);
   });
 
+  it('Transpose: ours (last axis kept, a multiple of 4) and tfjs\'s for the rest equal tfjs\'s, bit for bit', async () => {
+    const cases: [number[], number[]][] = [
+      [[2, 5, 3, 8], [0, 2, 1, 3]], // attention's heads <-> tokens
+      [[3, 4, 7, 12], [2, 0, 1, 3]],
+      [[6, 5, 4], [1, 0, 2]],
+      [[7, 4], [0, 1]],
+      [[2, 3, 5], [0, 2, 1]], // the last axis moves: tfjs's
+      [[2, 3, 6], [1, 0, 2]], // 6 wide: tfjs's
+    ];
+    for (const [shape, perm] of cases) {
+      const x = randn(shape, 30);
+      const ours = tf.transpose(x, perm);
+      process.env.ARL_STOCK_WEBGPU = '1';
+      const stock = tf.transpose(x, perm);
+      delete process.env.ARL_STOCK_WEBGPU;
+      assert.deepEqual(ours.shape, stock.shape);
+      assert.deepEqual(await ours.data(), await stock.data(), `[${shape}] by [${perm}]`);
+      tf.dispose([x, ours, stock]);
+    }
+  });
+
   it('global gradient norm and clipping equal the tfjs ops (vec4 and scalar loads, a tensor past the workgroup cap)', async () => {
     const grads = [randn([70000], 7), randn([3, 5], 8), randn([1], 9), randn([70001], 10), randn([3000, 3001], 11)];
     const want = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));

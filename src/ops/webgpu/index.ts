@@ -1,4 +1,4 @@
-/** Registers our WGSL kernels for the webgpu backend, and our BatchMatMul over tfjs's. */
+/** Registers our WGSL kernels for the webgpu backend, and our BatchMatMul and Transpose over tfjs's. */
 import { registerKernels, replaceKernel } from '../registry.ts';
 import { attentionHeadsGradKernel, attentionHeadsKernel } from './attention-heads.ts';
 import { cachedAttentionKernel, kvWriteKernel } from './cached-attention.ts';
@@ -12,6 +12,7 @@ import { randomNormalKernel } from './random-normal.ts';
 import { rotaryKernel } from './rotary.ts';
 import { softmaxGradKernel, softmaxMaskedKernel } from './softmax.ts';
 import { swigluGradKernel, swigluKernel } from './swiglu.ts';
+import { transposeKernel } from './transpose.ts';
 
 let registered = false;
 
@@ -44,4 +45,5 @@ export function registerWebgpuKernels(): void {
     ['ArlMatMulF16', matmulF16Kernel],
   ]);
   replaceKernel('BatchMatMul', 'webgpu', batchMatMulKernel);
+  replaceKernel('Transpose', 'webgpu', transposeKernel);
 }
