@@ -28,10 +28,11 @@ import {
   prepareMatmulF16,
   subgroupMatrixConfigProblem,
   toF16,
+  type F16Tiling,
 } from '../src/ops/webgpu/matmul-f16.ts';
 import { mixedPrecisionSupport } from '../src/ops/webgpu/mixed-precision.ts';
 import { dispatchRaw, tryComputePipeline } from '../src/ops/webgpu/runtime.ts';
-import { matmul, runsMixed, setMatmulPrecision } from '../src/ops/matmul.ts';
+import { type CausalHint, matmul, runsMixed, setMatmulPrecision } from '../src/ops/matmul.ts';
 import { emulateSubgroupMatrices } from './f16-emulation.ts';
 import { makeTinyArlInputs, maxAbsDiff, prepareTinyCorpus, REPO_ROOT, runArl, webgpuUnavailable } from './helpers.ts';
 
@@ -169,6 +170,63 @@ describe('webgpu f16', { skip }, () => {
       disposeF16(a16);
       disposeF16(b16);
     }
+  });
+
+  it('the matmul shader, its builtins emulated, skips the tiles causality zeroes in attention\'s products, staged and not', async (t) => {
+    if (!device().features.has('shader-f16') || !device().features.has('subgroups')) {
+      t.skip('the adapter lacks shader-f16 or subgroups, which the emulated shader still needs');
+      return;
+    }
+    const subgroup = (tf.backend() as unknown as { device: { adapterInfo: { subgroupMaxSize: number } } }).device.adapterInfo.subgroupMaxSize;
+    const [seq, rows, hd, batch] = [64, 2 * 64, 32, 2]; // 2 query heads of 64 tokens on one key head
+    const where = (keep: (t: number, j: number) => boolean): tf.Tensor2D =>
+      tf.tensor2d(Array.from({ length: rows * seq }, (_, i) => Number(keep(Math.floor(i / seq) % seq, i % seq))), [rows, seq]);
+    // p is not zero above the diagonal, as probabilities would be: a product told it is causal reads only the tiles it needs.
+    const [p, q, keys, x] = [[batch, rows, seq], [batch, rows, hd], [batch, seq, hd], [batch, rows, hd]].map((shape, i) => tf.randomUniform(shape, -1, 1, 'float32', 20 + i));
+    const product = async (a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean, tiling: F16Tiling, causal: CausalHint): Promise<Float32Array> => {
+      const [, rowsA, colsA] = a.shape as number[];
+      const [m, k] = transposeA ? [colsA, rowsA] : [rowsA, colsA];
+      const n = (transposeB ? b.shape[1] : b.shape[2]) as number;
+      const [a16, b16] = [toF16(a), toF16(b)];
+      const code = emulateSubgroupMatrices(matmulF16Shader(m, n, k, transposeA, transposeB, tiling, subgroup, batch, causal));
+      const out = (tf.backend() as unknown as { makeTensorInfo(s: number[], d: tf.DataType): tf.TensorInfo }).makeTensorInfo([batch, m, n], 'float32');
+      dispatchRaw('emulated', code, [out, a16.words, b16.words], [{ type: 'uint32', data: [16] }], f16Workgroups(m, n, tiling, batch));
+      const got = tf.engine().makeTensorFromTensorInfo(out);
+      const values = (await got.data()) as Float32Array;
+      tf.dispose(got);
+      disposeF16(a16);
+      disposeF16(b16);
+      return values;
+    };
+    /** f32 product of the operands as f16 rounds them. */
+    const exact = async (a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): Promise<Float32Array> => {
+      const [a16, b16] = [toF16(a), toF16(b)];
+      const [aWide, bWide] = [fromF16<tf.Tensor3D>(a16), fromF16<tf.Tensor3D>(b16)];
+      const want = tf.matMul(aWide, bWide, transposeA, transposeB);
+      const values = (await want.data()) as Float32Array;
+      tf.dispose([aWide, bWide, want]);
+      disposeF16(a16);
+      disposeF16(b16);
+      return values;
+    };
+    for (const spec of ['2x1/1x2/16', '1x1/2x1/0']) {
+      const tiling = parseTiling(spec);
+      const [bm, bn] = [16 * tiling.tm * tiling.wm, 16 * tiling.tn * tiling.wn];
+      const read = where((t, j) => Math.floor(j / bm) <= Math.floor(t / bm));
+      const computed = where((t, j) => Math.floor(j / bn) * bn < (Math.floor(t / bm) + 1) * bm);
+      const pRead = tf.mul(p, read);
+      const checks: [string, Float32Array, Float32Array][] = [
+        ['queries', await product(p, keys, false, false, tiling, { causal: 'queries', seq }), await exact(pRead, keys, false, false)],
+        ['keys', await product(p, x, true, false, tiling, { causal: 'keys', seq }), await exact(pRead, x, true, false)],
+        ['scores', await product(q, keys, false, true, tiling, { causal: 'scores', seq }), await exact(q, keys, false, true)],
+      ];
+      const tiled = tf.tile(computed, [batch, 1]);
+      const scoresMask = (await tiled.data()) as Float32Array;
+      checks[2][2] = checks[2][2].map((v, i) => v * scoresMask[i]);
+      for (const [what, got, want] of checks) assert.ok(maxAbsDiff(got, want) < 1e-3, `${spec} ${what}: max |diff| ${maxAbsDiff(got, want)}`);
+      tf.dispose([read, computed, pRead, tiled]);
+    }
+    tf.dispose([p, q, keys, x]);
   });
 
   it('a shader that does not compile is reported, not fatal', async () => {

@@ -48,8 +48,8 @@ export function toHalf(x: tf.Tensor): tf.Tensor {
   return tf.engine().runKernel('ArlToF16', { x }) as tf.Tensor;
 }
 
-const halfProduct = <T extends tf.Tensor = tf.Tensor2D>(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): T =>
-  tf.engine().runKernel('ArlMatMulF16', { a, b }, { transposeA, transposeB }) as T;
+const halfProduct = <T extends tf.Tensor = tf.Tensor2D>(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean, hint?: CausalHint): T =>
+  tf.engine().runKernel('ArlMatMulF16', { a, b }, { transposeA, transposeB, ...hint }) as T;
 
 /** op(a) op(b) of 2-D tensors, op transposing where asked, in the precision set. */
 export function matmul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = false): tf.Tensor2D {
@@ -89,17 +89,29 @@ export interface CausalHint {
 }
 
 /**
+ * Whether an m x k by k x n product has the shape `hint` says, with output tiles of `rows` rows and K taken `step` at a
+ * time lying within one query head's rows: then a kernel may skip as the hint says.
+ */
+export function causalSkips(hint: Partial<CausalHint>, rows: number, step: number, m: number, n: number, k: number): hint is CausalHint {
+  const { causal, seq } = hint;
+  if (causal === undefined || seq === undefined || seq % rows !== 0 || seq % step !== 0) return false;
+  if (causal === 'scores') return n === seq && m % seq === 0;
+  if (causal === 'queries') return k === seq && m % seq === 0;
+  return m === seq && k % seq === 0;
+}
+
+/**
  * op(a) op(b) over leading batch axes (the same in both), with no gradient of its own: for the products inside a
- * custom gradient (attention's scores and context, and their gradients). f32 operands multiply in f32 (given `hint`,
- * our webgpu kernel skips causal attention's zeros); f16 ones (both from toHalf, where batchedRunsMixed holds) on the
- * tensor cores, so an operand used twice is cast once.
+ * custom gradient (attention's scores and context, and their gradients). f32 operands multiply in f32; f16 ones (both
+ * from toHalf, where batchedRunsMixed holds) on the tensor cores, so an operand used twice is cast once. Given `hint`,
+ * our webgpu kernels skip causal attention's zeros.
  */
 export function batchedProduct<T extends tf.Tensor>(a: T, b: T, transposeA = false, transposeB = false, hint?: CausalHint): T {
   if (a.dtype !== 'int32' && b.dtype !== 'int32') return tf.engine().runKernel('BatchMatMul', { a, b }, { transposeA, transposeB, ...hint }) as T;
   const lead = a.shape.slice(0, -2);
   const stacked = (x: tf.Tensor): tf.Tensor3D => tf.reshape(x, [-1, x.shape[x.rank - 2], x.shape[x.rank - 1]]);
   const [a3, b3] = [stacked(a), stacked(b)];
-  const out = halfProduct<tf.Tensor3D>(a3, b3, transposeA, transposeB);
+  const out = halfProduct<tf.Tensor3D>(a3, b3, transposeA, transposeB, hint);
   const shaped = tf.reshape(out, [...lead, ...out.shape.slice(-2)]) as unknown as T;
   tf.dispose([a3, b3, out]);
   return shaped;

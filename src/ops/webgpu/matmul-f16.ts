@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { f16TilingSpec } from '../../switches.ts';
+import { type CausalHint, causalSkips } from '../matmul.ts';
 import { F16_FEATURES, f16Instance } from './f16-device.ts';
 import { builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
 
@@ -45,6 +46,8 @@ export interface F16MatmulOptions {
   transposeA?: boolean;
   transposeB?: boolean;
   tiling?: F16Tiling;
+  /** Causal attention's product this is, if one (its zeros are then skipped where the tiling allows). */
+  causal?: CausalHint;
 }
 
 /**
@@ -268,9 +271,13 @@ function matrixLoad(type: string, ptr: string, transposed: boolean, row: string,
 }
 
 /** The WGSL of one product shape under one tiling, for `batch` stacked products. */
-export function matmulF16Shader(m: number, n: number, k: number, transposeA: boolean, transposeB: boolean, t: F16Tiling, sg: number, batch = 1): string {
+export function matmulF16Shader(m: number, n: number, k: number, transposeA: boolean, transposeB: boolean, t: F16Tiling, sg: number, batch = 1, causal?: CausalHint): string {
   const bm = 16 * t.tm * t.wm;
   const bn = 16 * t.tn * t.wn;
+  // Causal attention's products (CausalHint): the K range of a workgroup's tile, or where its K slices resume.
+  const skips = causal && causalSkips(causal, bm, t.kTile || 16, m, n, k) ? causal : undefined;
+  const kEnd = skips?.causal === 'scores' ? `select(${k}u, 0u, n0 >= m0 % ${skips.seq}u + ${bm}u)` : skips?.causal === 'queries' ? `m0 % ${skips.seq}u + ${bm}u` : `${k}u`;
+  const advance = (next: string): string => (skips?.causal === 'keys' ? `laterQueries(${next}, m0)` : next);
   const invocations = sg * t.wm * t.wn;
   const staged = t.kTile > 0;
   const multi = t.wm * t.wn > 1;
@@ -310,15 +317,15 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
     ? `
   ${copyA!.regs}
   ${copyB!.regs}
-  var k0 = 0u;
+  var k0 = ${advance('0u')};
   ${copyA!.load}
   ${copyB!.load}
-  for (var slice = 0u; slice < ${Math.ceil(k / t.kTile)}u; slice++) {
+  for (; k0 < kEnd; ) {
     ${copyA!.store}
     ${copyB!.store}
     workgroupBarrier();
-    k0 += ${t.kTile}u;
-    if (k0 < ${k}u) {
+    k0 = ${advance(`k0 + ${t.kTile}u`)};
+    if (k0 < kEnd) {
       ${copyA!.load}
       ${copyB!.load}
     }
@@ -327,7 +334,7 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
     workgroupBarrier();
   }`
     : `
-  for (var kk = 0u; kk < ${k}u; kk += 16u) {${multiply('kk')}
+  for (var kk = ${advance('0u')}; kk < kEnd; kk = ${advance('kk + 16u')}) {${multiply('kk')}
   }`;
   // Storage operands are bound as f16 for matrix loads, as vec4<u32> (8 f16) for copies by invocations.
   const byInvocations = staged && !t.matrixCopy;
@@ -350,6 +357,7 @@ alias Acc = subgroup_matrix_result<f32, 16, 16>;
 @group(0) @binding(1) var<storage, read> A: ${operand};
 @group(0) @binding(2) var<storage, read> B: ${operand};
 ${staged ? `${copyA!.decl}\n${copyB!.decl}` : ''}
+${skips?.causal === 'keys' ? `/** k, or where the K slices of its query head resume at token \`first\` (the queries before it see none of the keys). */\nfn laterQueries(k: u32, first: u32) -> u32 { let t = k % ${skips.seq}u; return select(k, k - t + first, t < first); }` : ''}
 @compute @workgroup_size(${invocations}) fn main(${ids.join(', ')}) {
   ${multi ? '' : 'let sg = 0u;'}
   let sr = ${multi ? `sg / ${t.wn}u` : '0u'};
@@ -362,6 +370,7 @@ ${staged ? `${copyA!.decl}\n${copyB!.decl}` : ''}
   let aBase = ${layerOffset(m * k)};
   let bBase = ${layerOffset(k * n)};
   let cBase = ${layerOffset(m * n)};
+  let kEnd = ${kEnd};
   ${pairs((i, j) => `var acc${i}_${j}: Acc;`, '  ')}
   ${main}
   ${pairs(
@@ -421,8 +430,9 @@ export function matmulF16Info(a: F16Matrix, b: F16Matrix, options: F16MatmulOpti
   const backend = tf.backend() as unknown as WebgpuBackend;
   const out = backend.makeTensorInfo(batch > 1 ? [batch, m, n] : [m, n], 'float32');
   const sg = subgroupSize();
-  const key = `f16 ${batch}x${m}x${k}x${n} ${transposeA} ${transposeB} ${formatTiling(tiling)} ${sg}`;
-  const code = shaderText(key, () => matmulF16Shader(m, n, k, transposeA, transposeB, tiling, sg, batch));
+  const { causal } = options;
+  const key = `f16 ${batch}x${m}x${k}x${n} ${transposeA} ${transposeB} ${formatTiling(tiling)} ${sg} ${causal?.causal} ${causal?.seq}`;
+  const code = shaderText(key, () => matmulF16Shader(m, n, k, transposeA, transposeB, tiling, sg, batch, causal));
   const shader = f16ShaderOverride.rewrite?.(code) ?? { code, uniforms: null };
   dispatchRaw('ArlMatMulF16', shader.code, [out, a.words, b.words], shader.uniforms, f16Workgroups(m, n, tiling, batch));
   return out;

@@ -18,7 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
-import type { CausalHint, CausalProduct } from '../matmul.ts';
+import { type CausalHint, type CausalProduct, causalSkips } from '../matmul.ts';
 import { matmulTilingSpec, matmulWaves, stockMatmul, stockWebgpu } from '../../switches.ts';
 import { dawnAdapter } from './f16-device.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
@@ -369,17 +369,6 @@ function tilings(): MatmulTiling[] {
   return parsed.tilings;
 }
 
-/**
- * Whether a product of causal attention (CausalHint) may skip its work with tiling `t`: its shape is the hint's, and
- * each output tile and K tile lies within one query head's `seq` rows.
- */
-function causalSkips(causal: CausalProduct, seq: number, t: MatmulTiling, m: number, n: number, k: number): boolean {
-  if (seq % t.tm !== 0 || seq % t.k !== 0) return false;
-  if (causal === 'scores') return n === seq && m % seq === 0;
-  if (causal === 'queries') return k === seq && m % seq === 0;
-  return m === seq && k % seq === 0;
-}
-
 /** Our BatchMatMul, taking `stock` (tfjs's own) for the products it leaves to tfjs. */
 export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo => {
   const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
@@ -408,7 +397,7 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   const kChunk = Math.ceil(k / splits / t.k) * t.k;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const vec4 = t.vec4 && m % 4 === 0 && n % 4 === 0 && k % 4 === 0;
-  const skips = causal !== undefined && seq !== undefined && causalSkips(causal, seq, t, m, n, k) ? causal : undefined;
+  const skips = causalSkips({ causal, seq }, t.tm, t.k, m, n, k) ? causal : undefined;
   const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk, seq ?? 0].map((v) => ({ type: 'uint32', data: [v] }));
   const key = `matmul ${name} ${vec4} ${transposeA} ${transposeB} ${skips}`;
   dispatchRaw('ArlMatMul', shaderText(key, () => matmulShader(t, transposeA, transposeB, vec4, false, skips)), [target, a, b], uniforms, [Math.ceil(n / t.tn), Math.ceil(m / t.tm), batch * splits]);

@@ -4,6 +4,7 @@
  * with one line instead of training on wrong products.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { CausalHint } from '../matmul.ts';
 import {
   disposeF16,
   f16ConfigsListed,
@@ -117,6 +118,6 @@ export function toF16Kernel(args: { inputs: tf.NamedTensorInfoMap }): tf.TensorI
  */
 export function matmulF16Kernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-  return matmulF16Info(packedF16(a), packedF16(b), { transposeA, transposeB });
+  const { transposeA, transposeB, causal, seq } = args.attrs as { transposeA: boolean; transposeB: boolean } & Partial<CausalHint>;
+  return matmulF16Info(packedF16(a), packedF16(b), { transposeA, transposeB, causal: causal && seq ? { causal, seq } : undefined });
 }
