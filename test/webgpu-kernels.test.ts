@@ -81,6 +81,9 @@ describe('f32 matmul tilings', () => {
     assert.equal(matmulSplits(512, 2048, 264), 1); // 97% full already: a split's traffic would cost more
     assert.equal(matmulSplits(40, 8192, 264), 13); // 520 of 528 slots
     assert.equal(matmulSplits(100, 1000, 264), 1); // K too short to split
+    // Causal attention's key gradients at 1.1B: 128 tiles doing 72 tiles' work (row tile i of 8 does (8 - i) / 8 of K).
+    assert.equal(matmulSplits(128, 8192, 264), 2);
+    assert.equal(matmulSplits(72, 8192, 264), 11);
     assert.equal(matmulSplits(40, 8192, undefined), 7);
     assert.equal(matmulSplits(320, 4096, undefined), 1);
   });

@@ -304,7 +304,8 @@ const residency = new Map<string, number>();
 /**
  * How many ways to split a product's K: where the tiling's residency (`slots`) is known, the count that best fills the
  * last wave of workgroups, against the split's extra traffic (its partial sums written and read, (2s + 1) m n floats
- * against the product's 2 m n k FLOP); else enough splits for SPLIT_K_BELOW_TILES tiles.
+ * against the product's 2 m n k FLOP); else enough splits for SPLIT_K_BELOW_TILES tiles. `tiles`: output tiles, or
+ * where they differ in work, the full tiles' worth of it.
  */
 export function matmulSplits(tiles: number, k: number, slots: number | undefined): number {
   const most = Math.max(1, Math.floor(k / SPLIT_K_MIN_CHUNK));
@@ -392,12 +393,15 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   // Few output tiles or a last wave of workgroups mostly empty, and K long enough (weight gradients: [d, d'] from 8,192
   // rows): split K so every multiprocessor gets work, then add the partial products.
   const name = formatMatmulTiling(t);
+  const skips = causalSkips({ causal, seq }, t.tm, t.k, m, n, k) ? causal : undefined;
   const tiles = Math.ceil(n / t.tn) * Math.ceil(m / t.tm) * batch;
-  const splits = matmulSplits(tiles, k, matmulWaves() ? residency.get(name) : undefined);
+  // A causal 'keys' product's row tile i of r does (r - i) / r of K, (r + 1) / 2r on average: more splits fill the waves.
+  const rowTiles = m / t.tm;
+  const work = skips === 'keys' ? (tiles * (rowTiles + 1)) / (2 * rowTiles) : tiles;
+  const splits = matmulSplits(work, k, matmulWaves() ? residency.get(name) : undefined);
   const kChunk = Math.ceil(k / splits / t.k) * t.k;
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const vec4 = t.vec4 && m % 4 === 0 && n % 4 === 0 && k % 4 === 0;
-  const skips = causalSkips({ causal, seq }, t.tm, t.k, m, n, k) ? causal : undefined;
   const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk, seq ?? 0].map((v) => ({ type: 'uint32', data: [v] }));
   const key = `matmul ${name} ${vec4} ${transposeA} ${transposeB} ${skips}`;
   dispatchRaw('ArlMatMul', shaderText(key, () => matmulShader(t, transposeA, transposeB, vec4, false, skips)), [target, a, b], uniforms, [Math.ceil(n / t.tn), Math.ceil(m / t.tm), batch * splits]);
