@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { f16TilingSpec } from '../../switches.ts';
 import { type CausalHint, causalSkips } from '../matmul.ts';
+import { causalKRange } from './causal-range.ts';
 import { F16_FEATURES, f16Instance } from './f16-device.ts';
 import { builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, tryComputePipeline, type Uniform, type WebgpuBackend } from './runtime.ts';
 
@@ -276,8 +277,7 @@ export function matmulF16Shader(m: number, n: number, k: number, transposeA: boo
   const bn = 16 * t.tn * t.wn;
   // Causal attention's products (CausalHint): the K range of a workgroup's tile, or where its K slices resume.
   const skips = causal && causalSkips(causal, bm, t.kTile || 16, m, n, k) ? causal : undefined;
-  const kEnd = skips?.causal === 'scores' ? `select(${k}u, 0u, n0 >= m0 % ${skips.seq}u + ${bm}u)` : skips?.causal === 'queries' ? `m0 % ${skips.seq}u + ${bm}u` : `${k}u`;
-  const advance = (next: string): string => (skips?.causal === 'keys' ? `laterQueries(${next}, m0)` : next);
+  const { kEnd, advance, decl: causalDecl } = causalKRange(skips?.causal, `${skips?.seq}u`, bm, `${k}u`);
   const invocations = sg * t.wm * t.wn;
   const staged = t.kTile > 0;
   const multi = t.wm * t.wn > 1;
@@ -357,7 +357,7 @@ alias Acc = subgroup_matrix_result<f32, 16, 16>;
 @group(0) @binding(1) var<storage, read> A: ${operand};
 @group(0) @binding(2) var<storage, read> B: ${operand};
 ${staged ? `${copyA!.decl}\n${copyB!.decl}` : ''}
-${skips?.causal === 'keys' ? `/** k, or where the K slices of its query head resume at token \`first\` (the queries before it see none of the keys). */\nfn laterQueries(k: u32, first: u32) -> u32 { let t = k % ${skips.seq}u; return select(k, k - t + first, t < first); }` : ''}
+${causalDecl}
 @compute @workgroup_size(${invocations}) fn main(${ids.join(', ')}) {
   ${multi ? '' : 'let sg = 0u;'}
   let sr = ${multi ? `sg / ${t.wn}u` : '0u'};

@@ -20,6 +20,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
 import { type CausalHint, type CausalProduct, causalSkips } from '../matmul.ts';
+import { causalKRange } from './causal-range.ts';
 import { matmulTilingSpec, matmulWaves, stockMatmul, stockWebgpu } from '../../switches.ts';
 import { dawnAdapter } from './f16-device.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
@@ -197,12 +198,7 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
   const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4);
   const regs = [...Array.from({ length: sizeA / threads }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / threads }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
   const element = vec4 ? 'vec4<f32>' : 'f32';
-  // Causal attention's products (see CausalProduct): the K range of each output tile, or where its K tiles resume.
-  const kEnd = {
-    scores: `select(min(u.k, kBegin + u.kChunk), kBegin, n0 >= m0 % u.seq + ${t.tm}u)`,
-    queries: `min(min(u.k, kBegin + u.kChunk), m0 % u.seq + ${t.tm}u)`,
-  }[causal as string] ?? 'min(u.k, kBegin + u.kChunk)';
-  const advance = (k: string): string => (causal === 'keys' ? `laterQueries(${k}, m0)` : k);
+  const { kEnd, advance, decl: causalDecl } = causalKRange(causal, 'u.seq', t.tm, 'min(u.k, kBegin + u.kChunk)');
   const loop = t.doubleBuffered
     ? `
   ${stageA.store('0u')}
@@ -250,7 +246,7 @@ ${counting ? '@group(0) @binding(3) var<storage, read_write> residency: array<at
 @group(0) @binding(${counting ? 4 : 3}) var<uniform> u: U;
 var<workgroup> aTile: array<vec4<f32>, ${sizeA * buffers}>;
 var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
-${causal === 'keys' ? '/** k, or where the K tiles of its query head resume at token `first` (the queries before it see none of the keys). */\nfn laterQueries(k: u32, first: u32) -> u32 { let t = k % u.seq; return select(k, k - t + first, t < first); }' : ''}
+${causalDecl}
 @compute @workgroup_size(${threadsX}, ${threadsY}, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
   let ty = lid.y;
