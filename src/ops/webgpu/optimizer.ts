@@ -13,6 +13,13 @@ const LOADS_PER_INVOCATION = 8;
 /** At most this many workgroups per tensor: enough to keep an H100's memory busy on a 1.1B model's largest gradients. */
 const MAX_SUM_SQUARES_GROUPS = 1024;
 
+/** How a memory-bound kernel reads t: as vec4s where its size allows, and how many reads (of vec4s or of floats) that is. */
+function accesses(t: tf.TensorInfo): { vec4: boolean; size: number } {
+  const elements = tf.util.sizeFromShape(t.shape);
+  const vec4 = elements % 4 === 0;
+  return { vec4, size: vec4 ? elements / 4 : elements };
+}
+
 /**
  * partials[offset + workgroup] = part of sum(x^2), the workgroups striding over x (as vec4 where its length allows).
  * With one small fixed grid of 64 workgroups, the gradient norm of a 1.1B model took 30 ms of an H100's step.
@@ -35,9 +42,7 @@ const SUM_SQUARES_SCALAR = sumSquaresShader(false);
 /** Parts of the sums of squares of `tensors` (one dispatch per tensor, each part one workgroup's) and how many. */
 function sumSquaresPartials(tensors: tf.TensorInfo[]): { partials: tf.TensorInfo; count: number } {
   const plans = tensors.map((t) => {
-    const elements = tf.util.sizeFromShape(t.shape);
-    const vec4 = elements % 4 === 0;
-    const size = vec4 ? elements / 4 : elements;
+    const { vec4, size } = accesses(t);
     return { t, vec4, size, groups: Math.min(MAX_SUM_SQUARES_GROUPS, Math.max(1, Math.ceil(size / (256 * LOADS_PER_INVOCATION)))) };
   });
   const count = plans.reduce((n, p) => n + p.groups, 0);
@@ -125,9 +130,7 @@ const ADAMW_SCALAR = adamwShader(false);
 export function adamwKernel(args: KernelArgs): tf.TensorInfo[] {
   const { param, grad, m, v, gate } = args.inputs as Record<string, tf.TensorInfo>;
   const s = args.attrs as Record<string, number>;
-  const elements = tf.util.sizeFromShape(param.shape);
-  const vec4 = elements % 4 === 0;
-  const size = vec4 ? elements / 4 : elements;
+  const { vec4, size } = accesses(param);
   const f = (x: number): Uniform => ({ type: 'float32', data: [x] });
   const uniforms: Uniform[] = [{ type: 'uint32', data: [size] }, f(s.lr), f(s.beta1), f(s.beta2), f(s.eps), f(s.decay), f(s.correction1), f(s.correction2)];
   dispatchRaw('ArlAdamW', vec4 ? ADAMW_VEC4 : ADAMW_SCALAR, [param, m, v, grad, gate], uniforms, grid(Math.ceil(size / 256)));
