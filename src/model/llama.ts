@@ -140,8 +140,11 @@ export function attentionMask(queryLen: number, start: number, groups: number, w
 /** Constants shared by all blocks during one forward pass. */
 interface ForwardContext {
   start: number;
+  /** The cos/sin tables [maxSeq, headDim]. */
   cos: tf.Tensor2D;
   sin: tf.Tensor2D;
+  /** Their rows at this pass's positions, sliced once for all blocks; null where a cache's kernel indexes the tables itself. */
+  positions: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null;
   rotate: tf.Tensor2D;
   /** Additive attention mask; null when a preallocated cache's kernel masks by position itself. */
   mask: tf.Tensor2D | null;
@@ -332,8 +335,8 @@ export class DecoderBlock extends tf.layers.Layer {
       heads,
       kvHeads,
       headDim,
-      cos: tf.slice(ctx.cos, [ctx.start, 0], [seq, headDim]),
-      sin: tf.slice(ctx.sin, [ctx.start, 0], [seq, headDim]),
+      cos: ctx.positions!.cos,
+      sin: ctx.positions!.sin,
       rotate: ctx.rotate,
       mask: ctx.mask!,
       window: this.c.attentionWindow,
@@ -429,7 +432,9 @@ export class LlamaModel {
     const preallocated = cache?.layers[0]?.capacity !== undefined;
     const mask = preallocated ? null : attentionMask(seq, start, groups, this.config.attentionWindow);
     const rows = preallocated ? tf.tensor1d(sequences.flatMap((r) => [r.row, r.start]), 'int32') : null;
-    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, rotate: this.rotate, mask, rows };
+    const { headDim } = this.config;
+    const positions = cache ? null : { cos: tf.slice(this.cos, [start, 0], [seq, headDim]), sin: tf.slice(this.sin, [start, 0], [seq, headDim]) };
+    const ctx: ForwardContext = { start, cos: this.cos, sin: this.sin, positions, rotate: this.rotate, mask, rows };
     let x = this.embedding.forward(ids);
     const newLayers: LayerCache[] = [];
     for (const [i, block] of this.blocks.entries()) {
