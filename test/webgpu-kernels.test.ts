@@ -61,7 +61,7 @@ describe('f32 matmul tilings', () => {
     const t = parseMatmulTiling('128x128/16u4v@8x16') as MatmulTiling;
     assert.deepEqual(t, { tm: 128, tn: 128, rows: 8, cols: 16, k: 16, unrolled: 4, vec4: true, doubleBuffered: false, prefetched: false, grouped: false });
     assert.equal(matmulThreads(t), 128);
-    for (const spec of ['128x128/16uv', '128x64/16', '64x64/16ug', '128x128/16u4v@8x16', '256x128/32vd']) assert.equal(formatMatmulTiling(parseMatmulTiling(spec) as MatmulTiling), spec);
+    for (const spec of ['128x128/16uv', '128x64/16', '64x64/16ug', '128x128/16u4v@8x16', '256x128/32vd', '64x64/64uv']) assert.equal(formatMatmulTiling(parseMatmulTiling(spec) as MatmulTiling), spec);
     assert.equal(formatMatmulTiling(parseMatmulTiling('128x128/16v@8x8') as MatmulTiling), '128x128/16v');
     assert.equal(matmulThreads(parseMatmulTiling('128x64/16uv') as MatmulTiling), 256);
   });
@@ -336,7 +336,7 @@ describe('webgpu kernels', { skip }, () => {
       tf.dispose([got, want]);
     };
     // Each tiling with the tile rows (tm) and columns (tn) its products take (the default's 64-wide products: 128 x 64).
-    for (const [tiling, tm, tn] of [['', 128, 128], ['64x64/16vg', 64, 64], ['32x64/16d@4x4', 32, 64]] as const) {
+    for (const [tiling, tm, tn] of [['', 128, 128], ['64x64/16vg', 64, 64], ['32x64/16d@4x4', 32, 64], ['64x64/64v', 64, 64]] as const) {
       process.env.ARL_MATMUL_TILING = tiling;
       // Products over p read only the keys of row tiles up to the row's own: key j of the tile of t or an earlier one.
       const read = where((t, j) => Math.floor(j / tm) <= Math.floor(t / tm));

@@ -32,7 +32,7 @@ export interface MatmulTiling {
   /** Output rows and columns of one thread: multiples of 4 dividing tm and tn (so tm/rows x tn/cols threads). */
   rows: number;
   cols: number;
-  /** K tile edge: 8, 16 or 32, each operand's K tile whole vec4s per thread. */
+  /** K tile edge: 8, 16, 32 or 64, each operand's K tile whole vec4s per thread. */
   k: number;
   /** k steps of the K tile written out in the shader, in a loop over the tile (k: the whole tile; 1: the plain loop). */
   unrolled: number;
@@ -93,7 +93,7 @@ export function parseMatmulTiling(spec: string): MatmulTiling | string {
   }
   const threads = matmulThreads(tiling);
   if (threads < 32 || threads > 256 || threads % 32 !== 0) return `matmul tiling "${spec}": (TM/R) x (TN/C) = ${threads} threads, not a multiple of 32 from 32 to 256`;
-  if (![8, 16, 32].includes(k) || ((tm * k) / 4) % threads !== 0 || ((tn * k) / 4) % threads !== 0) return `matmul tiling "${spec}": K must be 8, 16 or 32, with TM * K / 4 and TN * K / 4 multiples of the ${threads} threads`;
+  if (![8, 16, 32, 64].includes(k) || ((tm * k) / 4) % threads !== 0 || ((tn * k) / 4) % threads !== 0) return `matmul tiling "${spec}": K must be 8, 16, 32 or 64, with TM * K / 4 and TN * K / 4 multiples of the ${threads} threads`;
   if (k % unrolled !== 0) return `matmul tiling "${spec}": u${unrolled} must divide K (${k})`;
   if (tiling.prefetched && unrolled !== k) return `matmul tiling "${spec}": p (reads before the previous step's FMAs) needs u (the whole loop written out)`;
   return tiling;
