@@ -121,7 +121,8 @@ for (const p of products) {
   const full = product();
   // Scores: a hinted product leaves the output above the diagonal undefined (tiles wholly above it zero), so only the
   // causal part is compared.
-  const causalPart = (x: tf.Tensor): tf.Tensor => (hint?.causal === 'scores' ? tf.tidy(() => tf.mul(x, causalMask(p.m, p.n, hint.seq))) : x);
+  const scoresMask = hint?.causal === 'scores' ? causalMask(p.m, p.n, hint.seq) : null;
+  const causalPart = (x: tf.Tensor): tf.Tensor => (scoresMask ? tf.mul(x, scoresMask) : x);
   const want = causalPart(full);
   if (want !== full) full.dispose();
   const stock = await time(product, iterations, batches);
@@ -144,7 +145,7 @@ for (const p of products) {
     totals.set(key, (totals.get(key) ?? 0) + measured.ms);
   }
   delete process.env.ARL_MATMUL_TILING;
-  tf.dispose([a, b, want]);
+  tf.dispose([a, b, want, ...(scoresMask ? [scoresMask] : [])]);
 }
 for (const [key, ms] of totals) {
   const [model, tiling] = key.split(' ');
