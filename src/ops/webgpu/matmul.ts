@@ -316,12 +316,14 @@ export function matmulSplits(tiles: number, k: number, slots: number | undefined
 /**
  * Measures, for each tiling of the current list not yet measured, how many of its workgroups the GPU runs at once (the
  * product's shader counting itself over 1,024 output tiles with a K of 1,024), so that split K can fill whole waves.
- * Needs an async context: run when the backend is set up (and by benches after changing ARL_MATMUL_TILING).
+ * Needs an async context: run when the backend is set up (and by benches after changing ARL_MATMUL_TILING). Tilings
+ * whose staging the device cannot hold are skipped: matmulTilingFor never takes them.
  */
 export async function measureMatmulResidency(): Promise<Map<string, number>> {
+  const limit = workgroupStorageBytes();
   for (const t of tilings()) {
     const key = formatMatmulTiling(t);
-    if (residency.has(key)) continue;
+    if (residency.has(key) || matmulTilingBytes(t) > limit) continue;
     const [m, n, k] = [32 * t.tm, 32 * t.tn, 1024];
     const a = tf.zeros([m, k]);
     const b = tf.zeros([k, n]);
