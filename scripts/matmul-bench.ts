@@ -53,7 +53,8 @@ const DEFAULT_PRODUCTS: Record<string, string[]> = {
   // TinyLlama-1.1B: d 2048, q/k/v 2560, F 5632, vocab 32000, 4 x 1024 tokens; attention: 4 sequences x 4 key/value
   // heads, each with 8 query heads' 1,024 positions stacked.
   '1.1b': [
-    ...projection(4096, 2048, 2560), ...projection(4096, 2048, 5632), ...projection(4096, 5632, 2048), '4096x2048x32000:nn',
+    ...projection(4096, 2048, 2560), ...projection(4096, 2048, 2048), ...projection(4096, 2048, 5632), ...projection(4096, 5632, 2048),
+    '4096x2048x32000:nn', '4096x32000x2048:nt', '2048x4096x32000:tn',
     '16x8192x64x1024:nt:scores@1024', '16x8192x1024x64:nn:queries@1024', '16x1024x8192x64:tn:keys@1024',
   ],
 };
