@@ -29,6 +29,11 @@ export function matmulWaves(): boolean {
   return env('ARL_MATMUL_WAVES') !== '0';
 }
 
+/** ARL_MATMUL_SPLIT_TAIL=0: a product split along K to fill the waves splits every output tile, not only its last rows, for comparisons. */
+export function matmulSplitTail(): boolean {
+  return env('ARL_MATMUL_SPLIT_TAIL') !== '0';
+}
+
 /** ARL_F16_TILING: the tiling of the f16 tensor-core products (TMxTN/WMxWN/K[m], see src/ops/webgpu/matmul-f16.ts) instead of the default, for measurements. */
 export function f16TilingSpec(): string | undefined {
   return env('ARL_F16_TILING') || undefined;

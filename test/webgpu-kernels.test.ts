@@ -18,7 +18,7 @@ import { randomNormal } from '../src/ops/random-normal.ts';
 import { attentionMask, disposeCache, LlamaModel, rotateHalfMatrix } from '../src/model/llama.ts';
 import { AdamW, clipByGlobalNorm, stepOnMeanGradient } from '../src/train/optimizer.ts';
 import type { CausalHint } from '../src/ops/matmul.ts';
-import { formatMatmulTiling, matmulSplits, matmulThreads, measureMatmulResidency, parseMatmulTiling, type MatmulTiling } from '../src/ops/webgpu/matmul.ts';
+import { formatMatmulTiling, matmulSplitPlan, matmulSplits, matmulThreads, measureMatmulResidency, parseMatmulTiling, type MatmulTiling } from '../src/ops/webgpu/matmul.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -86,6 +86,16 @@ describe('f32 matmul tilings', () => {
     assert.equal(matmulSplits(72, 8192, 264), 11);
     assert.equal(matmulSplits(40, 8192, undefined), 7);
     assert.equal(matmulSplits(320, 4096, undefined), 1);
+  });
+
+  it('splits only the last tile rows where the rows before them fill whole waves', () => {
+    // 1.1B's gate and up products: 32 x 44 tiles on 264 slots. Rows 0-29 fill five waves whole; the last two rows'
+    // 88 tiles in 3 pieces each fill the sixth. Splitting every tile in two would fill 11 of half length, at 5x the traffic.
+    assert.deepEqual(matmulSplitPlan(32, 44, 2048, 264), { splits: 3, tailRow0: 30 });
+    assert.deepEqual(matmulSplitPlan(16, 20, 4096, 264), { splits: 4, tailRow0: 13 }); // the q/k/v weight gradient
+    assert.deepEqual(matmulSplitPlan(32, 16, 2048, 264), { splits: 1, tailRow0: null }); // 97% full already
+    assert.deepEqual(matmulSplitPlan(2, 20, 4096, 264), { splits: matmulSplits(40, 4096, 264), tailRow0: null }); // under a wave: all split
+    assert.deepEqual(matmulSplitPlan(16, 20, 4096, undefined), { splits: 1, tailRow0: null }); // residency unknown: the fixed rule
   });
 });
 
@@ -371,6 +381,30 @@ describe('webgpu kernels', { skip }, () => {
     const [x, y] = await Promise.all([ours.data(), stock.data()]);
     assert.ok(maxAbsDiff(x, y) < 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1), `max |diff| ${maxAbsDiff(x, y)}`);
     tf.dispose([a, b, ours, stock]);
+    // Tile rows filling whole waves take their whole K, the rest are split (1.5 waves' tiles), with scalar and vec4 access.
+    for (const tiling of ['32x64/16u2@4x4', '32x64/16u2v@4x4']) {
+      process.env.ARL_MATMUL_TILING = tiling;
+      const tilingSlots = (await measureMatmulResidency()).get(tiling)!;
+      const tilesM = Math.max(3, Math.floor((3 * tilingSlots) / 2));
+      const plan = matmulSplitPlan(tilesM, 1, 4096, tilingSlots);
+      if (plan.tailRow0 === null) {
+        assert.equal(tilingSlots, 1, `${tilingSlots} slots: ${tilesM} x 1 tiles should split their tail`);
+        continue;
+      }
+      const [c, d] = [randn([32 * tilesM + 4, 4096], 20), randn([4096, 64], 21)]; // 4 rows past the last whole tile
+      const tailed = tf.matMul(c, d);
+      process.env.ARL_MATMUL_SPLIT_TAIL = '0';
+      const whole = tf.matMul(c, d);
+      process.env.ARL_STOCK_MATMUL = '1';
+      const want = tf.matMul(c, d);
+      delete process.env.ARL_MATMUL_SPLIT_TAIL;
+      delete process.env.ARL_STOCK_MATMUL;
+      const [x, w, y] = await Promise.all([tailed.data(), whole.data(), want.data()]);
+      const tol = 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1);
+      assert.ok(maxAbsDiff(x, y) < tol && maxAbsDiff(w, y) < tol, `"${tiling}" tail split: max |diff| ${maxAbsDiff(x, y)}, whole split ${maxAbsDiff(w, y)}`);
+      tf.dispose([c, d, tailed, whole, want]);
+    }
+    delete process.env.ARL_MATMUL_TILING;
     // A tiling staging more than the device's workgroup memory is never measured (its shader would not compile), nor taken.
     const huge = '256x256/64v';
     process.env.ARL_MATMUL_TILING = huge;

@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
 import { type CausalHint, type CausalProduct, causalSkips } from '../matmul.ts';
 import { causalKRange } from './causal-range.ts';
-import { matmulTilingSpec, matmulWaves, stockMatmul, stockWebgpu } from '../../switches.ts';
+import { matmulSplitTail, matmulTilingSpec, matmulWaves, stockMatmul, stockWebgpu } from '../../switches.ts';
 import { dawnAdapter } from './f16-device.ts';
 import { allocate, builtins, dispatchRaw, flatIndex, grid, guardedRead, release, shaderText, type Uniform } from './runtime.ts';
 
@@ -56,6 +56,25 @@ const GROUPED_TILE = `
   let rows = min(nwg.y - firstRow, ${GROUP_ROWS}u);
   let tileM = firstRow + (order % perGroup) % rows;
   let tileN = (order % perGroup) / rows;`;
+
+/**
+ * WGSL for a tail-split product's work item (unbatched, launched in one row of workgroups in order): the first
+ * `headTiles` workgroups each take a whole output tile, row-major; the rest take pieces of the tiles of rows `tailRow0`
+ * on, `splits` pieces a tile, each a K range of `kChunk`, whose partial sums go to `partials` [splits, tail rows, n].
+ */
+const TAIL_TILE = (tm: number, tn: number): string => `
+  let item = wid.x + wid.y * nwg.x;
+  if (item >= u.headTiles + (((u.m + ${tm - 1}u) / ${tm}u - u.tailRow0) * ((u.n + ${tn - 1}u) / ${tn}u)) * u.splits) { return; }
+  let tilesN = (u.n + ${tn - 1}u) / ${tn}u;
+  let toPartials = item >= u.headTiles;
+  let piece = item - min(item, u.headTiles);
+  let tile = select(item, piece / u.splits, toPartials);
+  let tileM = select(0u, u.tailRow0, toPartials) + tile / tilesN;
+  let tileN = tile % tilesN;
+  let split = select(0u, piece % u.splits, toPartials);
+  let kBegin = split * u.kChunk;
+  let batch = 0u;
+  let rowBase = select(0u, u.tailRow0 * ${tm}u, toPartials);`;
 
 /**
  * The tilings products get, tried in turn, unless ARL_MATMUL_TILING names others: 128 x 128 with the K loop written out
@@ -151,7 +170,7 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
  * The product's WGSL. `counting`: each workgroup also counts itself in `residency` while it runs ([0] running now, [1]
  * the most seen at once), at its start and end, where few registers are live, so the count is that of the plain shader.
  */
-function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean, vec4: boolean, counting = false, causal?: CausalProduct): string {
+function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean, vec4: boolean, counting = false, causal?: CausalProduct, tail = false): string {
   const [quadsM, quadsN] = [t.rows / 4, t.cols / 4]; // 4 x 4 blocks of a thread, down and across
   const [threadsY, threadsX] = [t.tm / t.rows, t.tn / t.cols]; // the stride between a thread's blocks, in vec4s
   const threads = threadsX * threadsY;
@@ -168,11 +187,14 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
       decl.push(`var ${acc(r, q)} = vec4<f32>(0.0);`);
       fmas.push(`${acc(r, q)} = fma(vec4<f32>(ra${Math.floor(r / 4)}_@.${comps[r % 4]}), rb${q}_@, ${acc(r, q)});`);
       const col = `n0 + (${q * threadsX}u + tx) * 4u`;
+      // A split tail's pieces write their partial sums, rows counted from the tail's first.
+      const put = (index: string, value: string): string => (tail ? `if (toPartials) { partials[${index}] = ${value}; } else { out[${index}] = ${value}; }` : `out[${index}] = ${value};`);
+      const at = tail ? '(row - rowBase)' : 'row';
       stores.push(
         vec4
-          ? `{ let row = m0 + ${row}; let col = ${col}; if (row < u.m && col < u.n) { out[(outBase + row * u.n + col) / 4u] = ${acc(r, q)}; } }`
+          ? `{ let row = m0 + ${row}; let col = ${col}; if (row < u.m && col < u.n) { ${put(`(outBase + ${at} * u.n + col) / 4u`, acc(r, q))} } }`
           : `{ let row = m0 + ${row}; let col = ${col}; if (row < u.m) { ${comps
-              .map((c, i) => `if (col + ${i}u < u.n) { out[outBase + row * u.n + col + ${i}u] = ${acc(r, q)}.${c}; }`)
+              .map((c, i) => `if (col + ${i}u < u.n) { ${put(`outBase + ${at} * u.n + col + ${i}u`, `${acc(r, q)}.${c}`)} }`)
               .join(' ')} } }`,
       );
     }
@@ -198,7 +220,7 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
   const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4);
   const regs = [...Array.from({ length: sizeA / threads }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / threads }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
   const element = vec4 ? 'vec4<f32>' : 'f32';
-  const { kEnd, advance, decl: causalDecl } = causalKRange(causal, 'u.seq', t.tm, 'min(u.k, kBegin + u.kChunk)');
+  const { kEnd, advance, decl: causalDecl } = causalKRange(causal, 'u.seq', t.tm, tail ? 'select(u.k, min(u.k, kBegin + u.kChunk), toPartials)' : 'min(u.k, kBegin + u.kChunk)');
   const loop = t.doubleBuffered
     ? `
   ${stageA.store('0u')}
@@ -241,9 +263,10 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
 @group(0) @binding(0) var<storage, read_write> out: array<${element}>;
 @group(0) @binding(1) var<storage, read> a: array<${element}>;
 @group(0) @binding(2) var<storage, read> b: array<${element}>;
-struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32, seq: u32 };
+struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32, seq: u32, headTiles: u32, tailRow0: u32 };
 ${counting ? '@group(0) @binding(3) var<storage, read_write> residency: array<atomic<u32>, 2>;' : ''}
-@group(0) @binding(${counting ? 4 : 3}) var<uniform> u: U;
+${tail ? `@group(0) @binding(3) var<storage, read_write> partials: array<${element}>;` : ''}
+@group(0) @binding(${counting || tail ? 4 : 3}) var<uniform> u: U;
 var<workgroup> aTile: array<vec4<f32>, ${sizeA * buffers}>;
 var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
 ${causalDecl}
@@ -251,11 +274,11 @@ ${causalDecl}
   let tx = lid.x;
   let ty = lid.y;
 ${counting ? '  if (lidx == 0u) { atomicMax(&residency[1], atomicAdd(&residency[0], 1u) + 1u); }' : ''}
-  // z = batch * splits + split: split-K products write partial sums [splits, batch, m, n].
+${tail ? TAIL_TILE(t.tm, t.tn) : `  // z = batch * splits + split: split-K products write partial sums [splits, batch, m, n].
   let batch = wid.z / u.splits;
   let split = wid.z % u.splits;
   let kBegin = split * u.kChunk;
-${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}
+${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}`}
   let m0 = tileM * ${t.tm}u;
   let n0 = tileN * ${t.tn}u;
   let kEnd = ${kEnd};
@@ -263,7 +286,7 @@ ${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}
   let b0x = n0;
   let aBase = select(batch, 0u, u.batchA == 1u) * u.m * u.k;
   let bBase = select(batch, 0u, u.batchB == 1u) * u.k * u.n;
-  let outBase = (split * (u.batchA + u.batchB - min(u.batchA, u.batchB)) + batch) * u.m * u.n;
+  ${tail ? 'let outBase = select(0u, split * (u.m - rowBase) * u.n, toPartials);' : 'let outBase = (split * (u.batchA + u.batchB - min(u.batchA, u.batchB)) + batch) * u.m * u.n;'}
   ${decl.join('\n  ')}
   ${regs}
   var k0 = ${advance('kBegin')};
@@ -274,18 +297,18 @@ ${counting ? '  if (lidx == 0u) { atomicSub(&residency[0], 1u); }' : ''}
 }`;
 }
 
-/** out[i] = sum over s of partials[s * size + i] (the split-K reduction). */
+/** out[offset + i] = sum over s of partials[s * size + i] (the split-K reduction). */
 const SUM_SPLITS = `
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
-struct U { size: u32, splits: u32 };
+struct U { size: u32, splits: u32, offset: u32 };
 @group(0) @binding(2) var<uniform> u: U;
 @compute @workgroup_size(256) fn main(${builtins}) {
   let i = ${flatIndex(256)};
   if (i >= u.size) { return; }
   var acc = 0.0;
   for (var s = 0u; s < u.splits; s++) { acc += partials[s * u.size + i]; }
-  out[i] = acc;
+  out[u.offset + i] = acc;
 }`;
 
 /** Output tiles below which a product is split along K where the tiling's residency is unknown (about two waves on a large GPU). */
@@ -313,6 +336,33 @@ export function matmulSplits(tiles: number, k: number, slots: number | undefined
   return best;
 }
 
+/** How a product's K is split: `splits` ways over every output tile, or (`tailRow0` set) only over the tile rows from it on. */
+export interface MatmulSplitPlan {
+  splits: number;
+  tailRow0: number | null;
+}
+
+/**
+ * The split of an unbatched product of tilesM x tilesN output tiles. Besides splitting every tile (matmulSplits), the
+ * tile rows that fill whole waves of the `slots` workgroups can take their whole K while only the rows after them are
+ * split, their pieces launched last to fill the last wave: the waves then hold the product's work to within a piece,
+ * and only the split rows' partial sums are written and read. Whichever costs less by the same measure is taken.
+ */
+export function matmulSplitPlan(tilesM: number, tilesN: number, k: number, slots: number | undefined): MatmulSplitPlan {
+  const tiles = tilesM * tilesN;
+  const whole = { splits: matmulSplits(tiles, k, slots), tailRow0: null };
+  const tailRow0 = slots ? Math.floor((Math.floor(tiles / slots) * slots) / tilesN) : 0;
+  if (!slots || tailRow0 === 0 || tailRow0 >= tilesM) return whole;
+  const most = Math.max(1, Math.floor(k / SPLIT_K_MIN_CHUNK));
+  const waves = tiles / slots;
+  const wholeCost = Math.ceil((tiles * whole.splits) / slots) / ((tiles * whole.splits) / slots) + (whole.splits > 1 ? ((2 * whole.splits + 1) * 2 * FLOPS_PER_BYTE) / k : 0);
+  const tailShare = ((tilesM - tailRow0) * tilesN) / tiles;
+  const tailCost = (s: number): number => Math.ceil(waves * s) / (waves * s) + (tailShare * (2 * s + 1) * 2 * FLOPS_PER_BYTE) / k;
+  let best = 0;
+  for (let s = 2; s <= most; s++) if (tailCost(s) < (best ? tailCost(best) : wholeCost)) best = s;
+  return best ? { splits: best, tailRow0 } : whole;
+}
+
 /**
  * Measures, for each tiling of the current list not yet measured, how many of its workgroups the GPU runs at once (the
  * product's shader counting itself over 1,024 output tiles with a K of 1,024), so that split K can fill whole waves.
@@ -329,7 +379,7 @@ export async function measureMatmulResidency(): Promise<Map<string, number>> {
     const b = tf.zeros([k, n]);
     const counts = tf.zeros([2], 'int32');
     const out = allocate([m, n]);
-    const uniforms: Uniform[] = [m, n, k, 1, 1, 1, k, 0].map((v) => ({ type: 'uint32', data: [v] }));
+    const uniforms: Uniform[] = [m, n, k, 1, 1, 1, k, 0, 0, 0].map((v) => ({ type: 'uint32', data: [v] }));
     const vec4 = t.vec4;
     dispatchRaw('ArlMatMulResidency', shaderText(`matmul residency ${key}`, () => matmulShader(t, false, false, vec4, true)), [out, a, b, counts], uniforms, [n / t.tn, m / t.tm, 1]);
     const [, most] = await counts.data();
@@ -397,17 +447,32 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   // A causal 'keys' product's row tile i of r does (r - i) / r of K, (r + 1) / 2r on average: more splits fill the waves.
   const rowTiles = m / t.tm;
   const work = skips === 'keys' ? (tiles * (rowTiles + 1)) / (2 * rowTiles) : tiles;
-  const splits = matmulSplits(work, k, matmulWaves() ? residency.get(name) : undefined);
+  const slots = matmulWaves() ? residency.get(name) : undefined;
+  const [tilesM, tilesN] = [Math.ceil(m / t.tm), Math.ceil(n / t.tn)];
+  // An unbatched product of whole tiles may split only its last rows (weights' products whose tiles overfill a wave).
+  const plan = batch === 1 && !skips && !t.grouped && matmulSplitTail() ? matmulSplitPlan(tilesM, tilesN, k, slots) : { splits: matmulSplits(work, k, slots), tailRow0: null };
+  const { splits, tailRow0 } = plan;
   const kChunk = Math.ceil(k / splits / t.k) * t.k;
-  const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
   const vec4 = t.vec4 && m % 4 === 0 && n % 4 === 0 && k % 4 === 0;
-  const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk, seq ?? 0].map((v) => ({ type: 'uint32', data: [v] }));
-  const key = `matmul ${name} ${vec4} ${transposeA} ${transposeB} ${skips}`;
-  dispatchRaw('ArlMatMul', shaderText(key, () => matmulShader(t, transposeA, transposeB, vec4, false, skips)), [target, a, b], uniforms, [Math.ceil(n / t.tn), Math.ceil(m / t.tm), batch * splits]);
-  if (splits > 1) {
-    const size = batch * m * n;
-    dispatchRaw('ArlSumSplits', SUM_SPLITS, [out, target], [{ type: 'uint32', data: [size] }, { type: 'uint32', data: [splits] }], grid(Math.ceil(size / 256)));
-    release(target);
+  const key = `matmul ${name} ${vec4} ${transposeA} ${transposeB} ${skips}${tailRow0 === null ? '' : ' tail'}`;
+  const shader = shaderText(key, () => matmulShader(t, transposeA, transposeB, vec4, false, skips, tailRow0 !== null));
+  const sumSplits = (partials: tf.TensorInfo, size: number, offset: number): void => {
+    const uniforms: Uniform[] = [size, splits, offset].map((v) => ({ type: 'uint32', data: [v] }));
+    dispatchRaw('ArlSumSplits', SUM_SPLITS, [out, partials], uniforms, grid(Math.ceil(size / 256)));
+    release(partials);
+  };
+  if (tailRow0 !== null) {
+    const headTiles = tailRow0 * tilesN;
+    const tailRows = m - tailRow0 * t.tm;
+    const partials = allocate([splits * tailRows * n]);
+    const uniforms: Uniform[] = [m, n, k, 1, 1, splits, kChunk, 0, headTiles, tailRow0].map((v) => ({ type: 'uint32', data: [v] }));
+    dispatchRaw('ArlMatMul', shader, [out, a, b, partials], uniforms, grid(headTiles + (tilesM - tailRow0) * tilesN * splits));
+    sumSplits(partials, tailRows * n, tailRow0 * t.tm * n);
+    return out;
   }
+  const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
+  const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk, seq ?? 0, 0, 0].map((v) => ({ type: 'uint32', data: [v] }));
+  dispatchRaw('ArlMatMul', shader, [target, a, b], uniforms, [tilesN, tilesM, batch * splits]);
+  if (splits > 1) sumSplits(target, batch * m * n, 0);
   return out;
 };
