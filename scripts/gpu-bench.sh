@@ -35,9 +35,9 @@
 #   f32      the f32 matmul (dist/bench/matmul-bench.mjs; carry dist/bench): every tiling of the bench's default list
 #            at every product of the 29M, SmolLM-135M and TinyLlama-1.1B shapes (one "matmul" line per product and
 #            tiling, one "total_ms" line per model and tiling); then fp32 training at 29M, 135M and 1.1B in F32_REPEATS
-#            rounds (default 2) of the default, the default with K split by the fixed rule (ARL_MATMUL_WAVES=0) and the
-#            tiling with the least total over that model's products (ARL_MATMUL_TILING), train lines tagged "tiling",
-#            "waves" and "round"
+#            rounds (default 2) of the default, every tile of a split product split (ARL_MATMUL_SPLIT_TAIL=0), K split by
+#            the fixed rule (ARL_MATMUL_WAVES=0) and the tiling with the least total over that model's products
+#            (ARL_MATMUL_TILING), train lines tagged "tiling", "waves", "split_tail" and "round"
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
@@ -292,13 +292,13 @@ print(min(totals, key=totals.get) if totals else "")
 PY
 )
     echo "{\"bench\":\"f32-fastest-tiling\",\"model\":\"$size\",\"tiling\":\"${fastest:-none}\"}" >> "$log"
-    # Each round: the default, the default with K split by the fixed rule, the fastest tiling.
+    # Each round: the default, every tile of a split product split, K split by the fixed rule, the fastest tiling.
     for round in $(seq "${F32_REPEATS:-2}"); do
-      for variant in "1 " "0 " ${fastest:+"1 $fastest"}; do
-        read -r waves tiling <<< "$variant"
-        stamp "f32 $size training, round $round, waves $waves, tiling ${tiling:-default}"
-        ARL_MATMUL_WAVES=$waves ARL_MATMUL_TILING=$tiling timeout 300 node dist/cli/arl.mjs bench --backend webgpu "${shape[@]}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile |
-          grep '"bench":"train"' | sed "s|^{|{\"tiling\":\"${tiling:-default}\",\"waves\":$waves,\"round\":$round,|" >> "$log"
+      for variant in "1 1 " "1 0 " "0 1 " ${fastest:+"1 1 $fastest"}; do
+        read -r waves tail tiling <<< "$variant"
+        stamp "f32 $size training, round $round, waves $waves, split tail $tail, tiling ${tiling:-default}"
+        ARL_MATMUL_WAVES=$waves ARL_MATMUL_SPLIT_TAIL=$tail ARL_MATMUL_TILING=$tiling timeout 300 node dist/cli/arl.mjs bench --backend webgpu "${shape[@]}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile |
+          grep '"bench":"train"' | sed "s|^{|{\"tiling\":\"${tiling:-default}\",\"waves\":$waves,\"split_tail\":$tail,\"round\":$round,|" >> "$log"
       done
     done
   done

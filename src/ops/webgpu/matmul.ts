@@ -6,7 +6,8 @@
  * operand per thread (not scalars): workgroup-memory reads, not arithmetic, bounded the scalar version. The next K tile
  * is loaded from global memory into registers while the current one is multiplied. Transposed operands are read in
  * their stored order, so global loads stay coalesced. Where the output tiles would leave the GPU's last wave of
- * workgroups mostly empty, K is split and the partial products added (matmulSplits). Causal attention's products
+ * workgroups mostly empty, K is split and the partial products added (matmulSplits); in an unbatched product only the
+ * tile rows after those that fill whole waves, if that costs less (matmulSplitPlan). Causal attention's products
  * (CausalHint in the attributes) skip the output tiles and K ranges that causality makes zero.
  *
  * A tiling (`MatmulTiling`, written as in ARL_MATMUL_TILING) also says whether the K tile's loop is written out in the
