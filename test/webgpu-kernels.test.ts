@@ -381,17 +381,18 @@ describe('webgpu kernels', { skip }, () => {
     const [x, y] = await Promise.all([ours.data(), stock.data()]);
     assert.ok(maxAbsDiff(x, y) < 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1), `max |diff| ${maxAbsDiff(x, y)}`);
     tf.dispose([a, b, ours, stock]);
-    // Tile rows filling whole waves take their whole K, the rest are split (1.5 waves' tiles), with scalar and vec4 access.
+    // Tile rows filling whole waves take their whole K, the rest are split, with scalar and vec4 access.
     for (const tiling of ['32x64/16u2@4x4', '32x64/16u2v@4x4']) {
       process.env.ARL_MATMUL_TILING = tiling;
       const tilingSlots = (await measureMatmulResidency()).get(tiling)!;
-      const tilesM = Math.max(3, Math.floor((3 * tilingSlots) / 2));
-      const plan = matmulSplitPlan(tilesM, 1, 4096, tilingSlots);
+      // (slots + 1) x 3 tiles, a whole number of waves but one row (x 2 where 3 tiles a row would fill the waves).
+      const [tilesM, tilesN] = [tilingSlots + 1, tilingSlots % 3 === 0 ? 2 : 3];
+      const plan = matmulSplitPlan(tilesM, tilesN, 4096, tilingSlots);
       if (plan.tailRow0 === null) {
-        assert.equal(tilingSlots, 1, `${tilingSlots} slots: ${tilesM} x 1 tiles should split their tail`);
+        assert.equal(tilingSlots, 1, `${tilingSlots} slots: ${tilesM} x ${tilesN} tiles should split their tail`);
         continue;
       }
-      const [c, d] = [randn([32 * tilesM + 4, 4096], 20), randn([4096, 64], 21)]; // 4 rows past the last whole tile
+      const [c, d] = [randn([32 * tilesM - 28, 4096], 20), randn([4096, 64 * tilesN], 21)]; // the last tile row 4 rows deep
       const tailed = tf.matMul(c, d);
       process.env.ARL_MATMUL_SPLIT_TAIL = '0';
       const whole = tf.matMul(c, d);

@@ -61,18 +61,21 @@ const GROUPED_TILE = `
 /**
  * WGSL for a tail-split product's work item (unbatched, launched in one row of workgroups in order): the first
  * `headTiles` workgroups each take a whole output tile, row-major; the rest take pieces of the tiles of rows `tailRow0`
- * on, `splits` pieces a tile, each a K range of `kChunk`, whose partial sums go to `partials` [splits, tail rows, n].
+ * on, each a K range of `kChunk` (every tile's first range, then every tile's second, ...), whose partial sums go to
+ * `partials` [splits, tail rows, n].
  */
 const TAIL_TILE = (tm: number, tn: number): string => `
   let item = wid.x + wid.y * nwg.x;
-  if (item >= u.headTiles + (((u.m + ${tm - 1}u) / ${tm}u - u.tailRow0) * ((u.n + ${tn - 1}u) / ${tn}u)) * u.splits) { return; }
   let tilesN = (u.n + ${tn - 1}u) / ${tn}u;
+  let tailTiles = ((u.m + ${tm - 1}u) / ${tm}u - u.tailRow0) * tilesN;
+  if (item >= u.headTiles + tailTiles * u.splits) { return; }
   let toPartials = item >= u.headTiles;
+  // Pieces run split by split, so those running together read the same K range (shared in L2), as whole tiles do.
   let piece = item - min(item, u.headTiles);
-  let tile = select(item, piece / u.splits, toPartials);
+  let tile = select(item, piece % tailTiles, toPartials);
   let tileM = select(0u, u.tailRow0, toPartials) + tile / tilesN;
   let tileN = tile % tilesN;
-  let split = select(0u, piece % u.splits, toPartials);
+  let split = select(0u, piece / tailTiles, toPartials);
   let kBegin = split * u.kChunk;
   let batch = 0u;
   let rowBase = select(0u, u.tailRow0 * ${tm}u, toPartials);`;
