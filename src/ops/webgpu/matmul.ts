@@ -334,10 +334,18 @@ const residency = new Map<string, number>();
 export function matmulSplits(tiles: number, k: number, slots: number | undefined): number {
   const most = Math.max(1, Math.floor(k / SPLIT_K_MIN_CHUNK));
   if (!slots) return tiles >= SPLIT_K_BELOW_TILES ? 1 : Math.min(Math.ceil(SPLIT_K_BELOW_TILES / tiles), most);
-  const cost = (s: number): number => Math.ceil((tiles * s) / slots) / ((tiles * s) / slots) + (s > 1 ? ((2 * s + 1) * 2 * FLOPS_PER_BYTE) / k : 0);
+  const cost = (s: number): number => splitCost(tiles / slots, s, 1, k);
   let best = 1;
   for (let s = 2; s <= most; s++) if (cost(s) < cost(best)) best = s;
   return best;
+}
+
+/**
+ * A split's time against the product's at full waves: `waves` of whole tiles' work run as pieces of 1/s of a tile,
+ * whole waves of pieces, plus the partial sums of the `share` of tiles split ((2s + 1) m n floats against 2 m n k FLOP).
+ */
+function splitCost(waves: number, s: number, share: number, k: number): number {
+  return Math.ceil(waves * s) / (waves * s) + (s > 1 ? (share * (2 * s + 1) * 2 * FLOPS_PER_BYTE) / k : 0);
 }
 
 /** How a product's K is split: `splits` ways over every output tile, or (`tailRow0` set) only over the tile rows from it on. */
@@ -359,9 +367,8 @@ export function matmulSplitPlan(tilesM: number, tilesN: number, k: number, slots
   if (!slots || tailRow0 === 0 || tailRow0 >= tilesM) return whole;
   const most = Math.max(1, Math.floor(k / SPLIT_K_MIN_CHUNK));
   const waves = tiles / slots;
-  const wholeCost = Math.ceil((tiles * whole.splits) / slots) / ((tiles * whole.splits) / slots) + (whole.splits > 1 ? ((2 * whole.splits + 1) * 2 * FLOPS_PER_BYTE) / k : 0);
-  const tailShare = ((tilesM - tailRow0) * tilesN) / tiles;
-  const tailCost = (s: number): number => Math.ceil(waves * s) / (waves * s) + (tailShare * (2 * s + 1) * 2 * FLOPS_PER_BYTE) / k;
+  const wholeCost = splitCost(waves, whole.splits, 1, k);
+  const tailCost = (s: number): number => splitCost(waves, s, ((tilesM - tailRow0) * tilesN) / tiles, k);
   let best = 0;
   for (let s = 2; s <= most; s++) if (tailCost(s) < (best ? tailCost(best) : wholeCost)) best = s;
   return best ? { splits: best, tailRow0 } : whole;
