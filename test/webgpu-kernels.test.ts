@@ -47,6 +47,11 @@ async function valueAndGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Te
   return values;
 }
 
+/** How far an f32 product may be from tfjs's `y`: 1e-5 of its largest magnitude (at least 1e-5). */
+function productTolerance(y: ArrayLike<number>): number {
+  return 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1);
+}
+
 function assertClose(got: Float32Array[], want: Float32Array[], tol: number, what: string): void {
   assert.equal(got.length, want.length);
   got.forEach((g, i) => {
@@ -315,7 +320,7 @@ describe('webgpu kernels', { skip }, () => {
         delete process.env.ARL_STOCK_MATMUL;
         assert.deepEqual(ours.shape, stock.shape);
         const [x, y] = await Promise.all([ours.data(), stock.data()]);
-        const tol = 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1);
+        const tol = productTolerance(y);
         assert.ok(maxAbsDiff(x, y) < tol, `tiling "${tiling}", ${shapeA} x ${shapeB}, transposeA ${ta} transposeB ${tb}: max |diff| ${maxAbsDiff(x, y)}`);
         tf.dispose([a, b, ours, stock]);
       }
@@ -341,7 +346,7 @@ describe('webgpu kernels', { skip }, () => {
     };
     const check = async (got: tf.Tensor, want: tf.Tensor, what: string): Promise<void> => {
       const [x, y] = await Promise.all([got.data(), want.data()]);
-      const tol = 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1);
+      const tol = productTolerance(y);
       assert.ok(maxAbsDiff(x, y) < tol, `${what}: max |diff| ${maxAbsDiff(x, y)}`);
       tf.dispose([got, want]);
     };
@@ -379,7 +384,7 @@ describe('webgpu kernels', { skip }, () => {
     delete process.env.ARL_STOCK_MATMUL;
     delete process.env.ARL_MATMUL_TILING;
     const [x, y] = await Promise.all([ours.data(), stock.data()]);
-    assert.ok(maxAbsDiff(x, y) < 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1), `max |diff| ${maxAbsDiff(x, y)}`);
+    assert.ok(maxAbsDiff(x, y) < productTolerance(y), `max |diff| ${maxAbsDiff(x, y)}`);
     tf.dispose([a, b, ours, stock]);
     // Tile rows filling whole waves take their whole K, the rest are split, with scalar and vec4 access.
     for (const tiling of ['32x64/16u2@4x4', '32x64/16u2v@4x4']) {
@@ -401,7 +406,7 @@ describe('webgpu kernels', { skip }, () => {
       delete process.env.ARL_MATMUL_SPLIT_TAIL;
       delete process.env.ARL_STOCK_MATMUL;
       const [x, w, y] = await Promise.all([tailed.data(), whole.data(), want.data()]);
-      const tol = 1e-5 * Array.from(y).reduce((max, v) => Math.max(max, Math.abs(v)), 1);
+      const tol = productTolerance(y);
       assert.ok(maxAbsDiff(x, y) < tol && maxAbsDiff(w, y) < tol, `"${tiling}" tail split: max |diff| ${maxAbsDiff(x, y)}, whole split ${maxAbsDiff(w, y)}`);
       tf.dispose([c, d, tailed, whole, want]);
     }

@@ -58,6 +58,11 @@ const GROUPED_TILE = `
   let tileM = firstRow + (order % perGroup) % rows;
   let tileN = (order % perGroup) / rows;`;
 
+/** The product shader's uniforms, in their order in its struct U (all u32). */
+const MATMUL_UNIFORMS = ['m', 'n', 'k', 'batchA', 'batchB', 'splits', 'kChunk', 'seq', 'headTiles', 'tailRow0'] as const;
+/** A product's uniforms from their values by name: those not given (a causal product's seq, a tail split's) are 0. */
+const matmulUniforms = (values: Partial<Record<(typeof MATMUL_UNIFORMS)[number], number>>): Uniform[] => MATMUL_UNIFORMS.map((f) => ({ type: 'uint32', data: [values[f] ?? 0] }));
+
 /**
  * WGSL for a tail-split product's work item (unbatched, launched in one row of workgroups in order): the first
  * `headTiles` workgroups each take a whole output tile, row-major; the rest take pieces of the tiles of rows `tailRow0`
@@ -267,7 +272,7 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
 @group(0) @binding(0) var<storage, read_write> out: array<${element}>;
 @group(0) @binding(1) var<storage, read> a: array<${element}>;
 @group(0) @binding(2) var<storage, read> b: array<${element}>;
-struct U { m: u32, n: u32, k: u32, batchA: u32, batchB: u32, splits: u32, kChunk: u32, seq: u32, headTiles: u32, tailRow0: u32 };
+struct U { ${MATMUL_UNIFORMS.map((f) => `${f}: u32`).join(', ')} };
 ${counting ? '@group(0) @binding(3) var<storage, read_write> residency: array<atomic<u32>, 2>;' : ''}
 ${tail ? `@group(0) @binding(3) var<storage, read_write> partials: array<${element}>;` : ''}
 @group(0) @binding(${counting || tail ? 4 : 3}) var<uniform> u: U;
@@ -322,6 +327,9 @@ const SPLIT_K_MIN_CHUNK = 512;
 /** Arithmetic per byte of memory traffic at which the products run (fp32 FLOP/s over DRAM bytes/s, about 16 on an H100), for the cost of a split. */
 const FLOPS_PER_BYTE = 16;
 
+/** The most ways a K can be split: each split at least SPLIT_K_MIN_CHUNK long. */
+const mostSplits = (k: number): number => Math.max(1, Math.floor(k / SPLIT_K_MIN_CHUNK));
+
 /** Workgroups of each tiling (by its spec) the GPU runs at once, as measured by measureMatmulResidency. */
 const residency = new Map<string, number>();
 
@@ -332,7 +340,7 @@ const residency = new Map<string, number>();
  * where they differ in work, the full tiles' worth of it.
  */
 export function matmulSplits(tiles: number, k: number, slots: number | undefined): number {
-  const most = Math.max(1, Math.floor(k / SPLIT_K_MIN_CHUNK));
+  const most = mostSplits(k);
   if (!slots) return tiles >= SPLIT_K_BELOW_TILES ? 1 : Math.min(Math.ceil(SPLIT_K_BELOW_TILES / tiles), most);
   const cost = (s: number): number => splitCost(tiles / slots, s, 1, k);
   let best = 1;
@@ -365,7 +373,7 @@ export function matmulSplitPlan(tilesM: number, tilesN: number, k: number, slots
   const whole = { splits: matmulSplits(tiles, k, slots), tailRow0: null };
   const tailRow0 = slots ? Math.floor((Math.floor(tiles / slots) * slots) / tilesN) : 0;
   if (!slots || tailRow0 === 0 || tailRow0 >= tilesM) return whole;
-  const most = Math.max(1, Math.floor(k / SPLIT_K_MIN_CHUNK));
+  const most = mostSplits(k);
   const waves = tiles / slots;
   const wholeCost = splitCost(waves, whole.splits, 1, k);
   const tailCost = (s: number): number => splitCost(waves, s, ((tilesM - tailRow0) * tilesN) / tiles, k);
@@ -390,7 +398,7 @@ export async function measureMatmulResidency(): Promise<Map<string, number>> {
     const b = tf.zeros([k, n]);
     const counts = tf.zeros([2], 'int32');
     const out = allocate([m, n]);
-    const uniforms: Uniform[] = [m, n, k, 1, 1, 1, k, 0, 0, 0].map((v) => ({ type: 'uint32', data: [v] }));
+    const uniforms = matmulUniforms({ m, n, k, batchA: 1, batchB: 1, splits: 1, kChunk: k });
     const vec4 = t.vec4;
     dispatchRaw('ArlMatMulResidency', shaderText(`matmul residency ${key}`, () => matmulShader(t, false, false, vec4, true)), [out, a, b, counts], uniforms, [n / t.tn, m / t.tm, 1]);
     const [, most] = await counts.data();
@@ -476,13 +484,13 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
     const headTiles = tailRow0 * tilesN;
     const tailRows = m - tailRow0 * t.tm;
     const partials = allocate([splits * tailRows * n]);
-    const uniforms: Uniform[] = [m, n, k, 1, 1, splits, kChunk, 0, headTiles, tailRow0].map((v) => ({ type: 'uint32', data: [v] }));
+    const uniforms = matmulUniforms({ m, n, k, batchA: 1, batchB: 1, splits, kChunk, headTiles, tailRow0 });
     dispatchRaw('ArlMatMul', shader, [out, a, b, partials], uniforms, grid(headTiles + (tilesM - tailRow0) * tilesN * splits));
     sumSplits(partials, tailRows * n, tailRow0 * t.tm * n);
     return out;
   }
   const target = splits > 1 ? allocate([splits * batch * m * n]) : out;
-  const uniforms: Uniform[] = [m, n, k, batchA, batchB, splits, kChunk, seq ?? 0, 0, 0].map((v) => ({ type: 'uint32', data: [v] }));
+  const uniforms = matmulUniforms({ m, n, k, batchA, batchB, splits, kChunk, seq });
   dispatchRaw('ArlMatMul', shader, [target, a, b], uniforms, [tilesN, tilesM, batch * splits]);
   if (splits > 1) sumSplits(target, batch * m * n, 0);
   return out;
