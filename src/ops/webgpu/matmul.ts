@@ -18,7 +18,9 @@
  * reads come before the previous step's FMAs (`p`), whether output tiles are taken in groups of rows so that
  * workgroups running at once share operand tiles in L2 (`g`), and whether an operand stored k-contiguous is staged by
  * consecutive threads taking consecutive rows (`r`: their scalar stores into the k-major tile then fall in distinct
- * banks of workgroup memory, where four threads of a row took four k and one bank).
+ * banks of workgroup memory, where four threads of a row took four k and one bank), and whether a subgroup of 32
+ * threads covers 8 x 4 of the thread grid (`w`: its k step then reads 8 distinct vec4s of B and 4 of A from workgroup
+ * memory, where a 16 x 2 strip reads 16 and 2, one more pass of the memory's 128 bytes).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
@@ -49,6 +51,8 @@ export interface MatmulTiling {
   grouped: boolean;
   /** An operand stored k-contiguous staged with consecutive threads on consecutive rows (not on one row's k). */
   rowsFirst: boolean;
+  /** Each 32 threads (a subgroup on NVIDIA and AMD) laid over 8 x 4 of the thread grid, not 16 x 2. */
+  warpTiled: boolean;
 }
 
 /** Rows of output tiles in a group of a grouped tiling. */
@@ -100,25 +104,25 @@ export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uv,128x64/16uv', so
 export const matmulThreads = (t: MatmulTiling): number => (t.tm / t.rows) * (t.tn / t.cols);
 
 /**
- * "TMxTN/K", then any of u (or uN), v, d, p, g, r (see MatmulTiling), then "@RxC" where a thread's outputs are not the
+ * "TMxTN/K", then any of u (or uN), v, d, p, g, r, w (see MatmulTiling), then "@RxC" where a thread's outputs are not the
  * default TM/16 x TN/16; e.g. 128x128/16uv or 128x128/16u4v@8x16.
  */
 export function formatMatmulTiling(t: MatmulTiling): string {
   const unrolled = t.unrolled === t.k ? 'u' : t.unrolled > 1 ? `u${t.unrolled}` : '';
   const threadTile = t.rows === t.tm / 16 && t.cols === t.tn / 16 ? '' : `@${t.rows}x${t.cols}`;
-  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.rowsFirst ? 'r' : ''}${threadTile}`;
+  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.rowsFirst ? 'r' : ''}${t.warpTiled ? 'w' : ''}${threadTile}`;
 }
 
 /** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
 export function parseMatmulTiling(spec: string): MatmulTiling | string {
-  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgr])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
-  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, r and an optional @RxC (e.g. 128x128/16uv)`;
+  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgrw])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, r, w and an optional @RxC (e.g. 128x128/16uv)`;
   const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
   const flags = match[4];
   const steps = /u(\d*)/.exec(flags);
   const unrolled = !steps ? 1 : steps[1] === '' ? k : Number(steps[1]);
   const [rows, cols] = match[5] === undefined ? [tm / 16, tn / 16] : [Number(match[5]), Number(match[6])];
-  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), rowsFirst: flags.includes('r') };
+  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), rowsFirst: flags.includes('r'), warpTiled: flags.includes('w') };
   if (![tm, tn].every((t) => t >= 32 && t <= 256 && t % 32 === 0)) return `matmul tiling "${spec}": TM and TN must be multiples of 32 up to 256`;
   if (![rows, cols].every((r) => Number.isInteger(r) && r >= 4 && r % 4 === 0) || tm % rows !== 0 || tn % cols !== 0) {
     return `matmul tiling "${spec}": a thread's outputs R x C must be multiples of 4 dividing TM and TN (the default TM/16 x TN/16 needs TM and TN multiples of 64)`;
@@ -127,6 +131,7 @@ export function parseMatmulTiling(spec: string): MatmulTiling | string {
   if (threads < 32 || threads > 256 || threads % 32 !== 0) return `matmul tiling "${spec}": (TM/R) x (TN/C) = ${threads} threads, not a multiple of 32 from 32 to 256`;
   if (![8, 16, 32, 64].includes(k) || ((tm * k) / 4) % threads !== 0 || ((tn * k) / 4) % threads !== 0) return `matmul tiling "${spec}": K must be 8, 16, 32 or 64, with TM * K / 4 and TN * K / 4 multiples of the ${threads} threads`;
   if (k % unrolled !== 0) return `matmul tiling "${spec}": u${unrolled} must divide K (${k})`;
+  if (tiling.warpTiled && ((tn / cols) % 8 !== 0 || (tm / rows) % 4 !== 0)) return `matmul tiling "${spec}": w (8 x 4 threads a subgroup) needs TN/C a multiple of 8 and TM/R of 4`;
   if (tiling.prefetched && unrolled !== k) return `matmul tiling "${spec}": p (reads before the previous step's FMAs) needs u (the whole loop written out)`;
   return tiling;
 }
@@ -286,8 +291,14 @@ var<workgroup> aTile: array<vec4<f32>, ${sizeA * buffers}>;
 var<workgroup> bTile: array<vec4<f32>, ${sizeB * buffers}>;
 ${causalDecl}
 @compute @workgroup_size(${threadsX}, ${threadsY}, 1) fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let tx = lid.x;
-  let ty = lid.y;
+${
+  t.warpTiled
+    ? `  // Thread lidx's place: subgroup lidx / 32 takes a block of 8 x 4 threads, lane lidx % 32 one of them.
+  let tx = (lidx / 32u) % ${threadsX / 8}u * 8u + lidx % 8u;
+  let ty = (lidx / 32u) / ${threadsX / 8}u * 4u + (lidx % 32u) / 8u;`
+    : `  let tx = lid.x;
+  let ty = lid.y;`
+}
 ${counting ? '  if (lidx == 0u) { atomicMax(&residency[1], atomicAdd(&residency[0], 1u) + 1u); }' : ''}
 ${tail ? TAIL_TILE(t.tm, t.tn) : `  // z = batch * splits + split: split-K products write partial sums [splits, batch, m, n].
   let batch = wid.z / u.splits;
