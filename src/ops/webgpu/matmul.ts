@@ -16,11 +16,9 @@
  * multiple of 4 (`v`), whether the K tile is staged twice over (`d`: the next tile is stored while the current one is
  * multiplied, one barrier a tile instead of two), whether, with the loop written out, each k step's workgroup-memory
  * reads come before the previous step's FMAs (`p`), whether output tiles are taken in groups of rows so that
- * workgroups running at once share operand tiles in L2 (`g`), and whether an operand stored k-contiguous is staged by
- * consecutive threads taking consecutive rows (`r`: their scalar stores into the k-major tile then fall in distinct
- * banks of workgroup memory, where four threads of a row took four k and one bank), and whether a subgroup of 32
- * threads covers 8 x 4 of the thread grid (`w`: its k step then reads 8 distinct vec4s of B and 4 of A from workgroup
- * memory, where a 16 x 2 strip reads 16 and 2, one more pass of the memory's 128 bytes).
+ * workgroups running at once share operand tiles in L2 (`g`), and whether each 32 threads cover 8 x 4 of the thread
+ * grid (`w`: a k step then reads 8 distinct vec4s of B and 4 of A from workgroup memory, not 16 and 2; on an H100 1.1B
+ * training ran at the default's speed with it, docs/benchmarks.md).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
@@ -49,8 +47,6 @@ export interface MatmulTiling {
   prefetched: boolean;
   /** Output tiles taken in groups of GROUP_ROWS rows, column by column, so that workgroups running together share operand tiles in L2. */
   grouped: boolean;
-  /** An operand stored k-contiguous staged with consecutive threads on consecutive rows (not on one row's k). */
-  rowsFirst: boolean;
   /** Each 32 threads (a subgroup on NVIDIA and AMD) laid over 8 x 4 of the thread grid, not 16 x 2. */
   warpTiled: boolean;
 }
@@ -104,25 +100,25 @@ export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uv,128x64/16uv', so
 export const matmulThreads = (t: MatmulTiling): number => (t.tm / t.rows) * (t.tn / t.cols);
 
 /**
- * "TMxTN/K", then any of u (or uN), v, d, p, g, r, w (see MatmulTiling), then "@RxC" where a thread's outputs are not the
+ * "TMxTN/K", then any of u (or uN), v, d, p, g, w (see MatmulTiling), then "@RxC" where a thread's outputs are not the
  * default TM/16 x TN/16; e.g. 128x128/16uv or 128x128/16u4v@8x16.
  */
 export function formatMatmulTiling(t: MatmulTiling): string {
   const unrolled = t.unrolled === t.k ? 'u' : t.unrolled > 1 ? `u${t.unrolled}` : '';
   const threadTile = t.rows === t.tm / 16 && t.cols === t.tn / 16 ? '' : `@${t.rows}x${t.cols}`;
-  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.rowsFirst ? 'r' : ''}${t.warpTiled ? 'w' : ''}${threadTile}`;
+  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.warpTiled ? 'w' : ''}${threadTile}`;
 }
 
 /** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
 export function parseMatmulTiling(spec: string): MatmulTiling | string {
-  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgrw])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
-  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, r, w and an optional @RxC (e.g. 128x128/16uv)`;
+  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgw])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, w and an optional @RxC (e.g. 128x128/16uv)`;
   const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
   const flags = match[4];
   const steps = /u(\d*)/.exec(flags);
   const unrolled = !steps ? 1 : steps[1] === '' ? k : Number(steps[1]);
   const [rows, cols] = match[5] === undefined ? [tm / 16, tn / 16] : [Number(match[5]), Number(match[6])];
-  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), rowsFirst: flags.includes('r'), warpTiled: flags.includes('w') };
+  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), warpTiled: flags.includes('w') };
   if (![tm, tn].every((t) => t >= 32 && t <= 256 && t % 32 === 0)) return `matmul tiling "${spec}": TM and TN must be multiples of 32 up to 256`;
   if (![rows, cols].every((r) => Number.isInteger(r) && r >= 4 && r % 4 === 0) || tm % rows !== 0 || tn % cols !== 0) {
     return `matmul tiling "${spec}": a thread's outputs R x C must be multiples of 4 dividing TM and TN (the default TM/16 x TN/16 needs TM and TN multiples of 64)`;
@@ -145,10 +141,9 @@ export function matmulTilingBytes(t: MatmulTiling): number {
  * WGSL that stages one operand's K tile: `load` reads this thread's share into registers
  * (`name`0, `name`1, ...: vec4s of 4 consecutive elements in stored order), `store` writes them
  * k-major into the workgroup array `name`Tile (tile/4 vec4s per k) from vec4 `offset` on. `kMajor`:
- * stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`: the operand's outer size (m or n). `rowsFirst`: in
- * [x, k], consecutive threads take consecutive rows (else a row's K tile, then the next row).
+ * stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`: the operand's outer size (m or n).
  */
-function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean, rowsFirst: boolean): { load: string; store: (offset: string) => string } {
+function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean): { load: string; store: (offset: string) => string } {
   const shares = (tile * kTile) / 4 / threads; // vec4s of this operand's tile per thread
   const vecsPerK = tile / 4;
   const load: string[] = [];
@@ -168,8 +163,7 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
       stores.push((offset) => `${name}Tile[${offset} + ${e}] = ${r};`);
     } else {
       // vec4 along k at (x, k4 * 4); stored k-major one element per k row
-      const [row, k4] = rowsFirst ? [`${e} % ${tile}u`, `${e} / ${tile}u`] : [`${e} / ${kTile / 4}u`, `${e} % ${kTile / 4}u`];
-      const at = `let xi = ${row}; let gx = ${name}0x + xi; let gk = k0 + (${k4}) * 4u;`;
+      const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
       const index = `${name}Base + gx * u.k + gk`;
       const read = vec4
         ? guardedRead(name, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
@@ -177,7 +171,7 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
       load.push(`{ ${at} ${r} = ${read}; }`);
       stores.push(
         (offset) =>
-          `{ let xi = ${row}; let k = (${k4}) * 4u; ${comps
+          `{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
             .map((c, i) => `${name}Tile[${offset} + (k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
             .join(' ')} }`,
       );
@@ -236,8 +230,8 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
           [...fragments('0u', '0'), ...steps.flatMap((kk) => [...(kk + 1 < t.k ? fragments(`${kk + 1}u`, `${kk + 1}`) : []), ...product(`${kk}`)])].join('\n    ')
         : writtenOut((kk) => `${kk}u`)
       : `for (var kk = 0u; kk < ${t.k}u; kk += ${t.unrolled}u) {\n      ${writtenOut((kk) => (kk === 0 ? 'kk' : `(kk + ${kk}u)`))}\n    }`;
-  const stageA = matmulStaging('a', t.tm, t.k, threads, transposeA, 'u.m', vec4, t.rowsFirst);
-  const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4, t.rowsFirst);
+  const stageA = matmulStaging('a', t.tm, t.k, threads, transposeA, 'u.m', vec4);
+  const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4);
   const regs = [...Array.from({ length: sizeA / threads }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / threads }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
   const element = vec4 ? 'vec4<f32>' : 'f32';
   const { kEnd, advance, decl: causalDecl } = causalKRange(causal, 'u.seq', t.tm, tail ? 'select(u.k, min(u.k, kBegin + u.kChunk), toPartials)' : 'min(u.k, kBegin + u.kChunk)');
