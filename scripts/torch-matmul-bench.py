@@ -8,7 +8,7 @@
 # Prints JSON lines: per product {"bench":"torch-matmul","product","ms","tflops"} (the fastest batch's mean), and with
 # STEP=1 one {"bench":"torch-step-profile"} line: the step's CUDA kernel ms in all and by kind (products, attention's
 # softmax, optimizer, the rest), with the products' share.
-import json, os, re, torch
+import json, os, re, sys, torch
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -24,7 +24,8 @@ DEFAULT = [*projection(4096, 2048, 2560), *projection(4096, 2048, 2048), *projec
 def operands(spec):
     match = re.fullmatch(r'(\d+)x(\d+)x(\d+):([nt])([nt])', spec)
     if not match:
-        raise SystemExit(f'torch-matmul-bench: PRODUCTS: "{spec}" is not MxKxN:tt (tt one of nn, nt, tn, tt)')
+        print(f'torch-matmul-bench: PRODUCTS: "{spec}" is not MxKxN:tt (tt one of nn, nt, tn, tt)', file=sys.stderr)
+        sys.exit(2)
     m, k, n = (int(match[i]) for i in (1, 2, 3))
     a = torch.randn(k, m, device='cuda').t() if match[4] == 't' else torch.randn(m, k, device='cuda')
     b = torch.randn(n, k, device='cuda').t() if match[5] == 't' else torch.randn(k, n, device='cuda')
@@ -67,10 +68,11 @@ def profile_step():
         torch.cuda.synchronize()
     kinds = {'products': 0.0, 'softmax': 0.0, 'optimizer': 0.0, 'rest': 0.0}
     for event in prof.key_averages():
-        ms = event.device_time_total / 1000 if hasattr(event, 'device_time_total') else event.cuda_time_total / 1000
-        name = event.key.lower()
         if event.device_type != torch.autograd.DeviceType.CUDA:
             continue
+        ms = getattr(event, 'self_device_time_total', None) or event.self_cuda_time_total
+        ms /= 1000
+        name = event.key.lower()
         kind = 'products' if re.search(r'gemm|xmma|cutlass|sm\d+_', name) else 'softmax' if 'softmax' in name else 'optimizer' if re.search(r'adam|multi_tensor|foreach', name) else 'rest'
         kinds[kind] += ms
     total = sum(kinds.values())
