@@ -34,7 +34,8 @@
 #            (ARL_F16_TILING), and attention's products in f32 (ARL_MIXED_ATTENTION=0): train lines tagged "variant"
 #   f32      the f32 matmul (dist/bench/matmul-bench.mjs; carry dist/bench): every tiling of the bench's default list
 #            at every product of the 29M, SmolLM-135M and TinyLlama-1.1B shapes (one "matmul" line per product and
-#            tiling, one "total_ms" line per model and tiling); then fp32 training at 29M, 135M and 1.1B in F32_REPEATS
+#            tiling, one "total_ms" line per model and tiling); cuBLAS fp32 at the 1.1B products and the HF 1.1B step's
+#            kernel time by kind (scripts/torch-matmul-bench.py: "torch-matmul" and "torch-step-profile" lines); then fp32 training at 29M, 135M and 1.1B in F32_REPEATS
 #            rounds (default 2) of the default, every tile of a split product split (ARL_MATMUL_SPLIT_TAIL=0), K split by
 #            the fixed rule (ARL_MATMUL_WAVES=0) and the tiling with the least total over that model's products
 #            (ARL_MATMUL_TILING), train lines tagged "tiling", "waves", "split_tail" and "round"
@@ -276,6 +277,8 @@ fi
 if has f32; then
   stamp "f32 matmul: the reference models' products, every tiling"
   node dist/bench/matmul-bench.mjs | tee "$out/f32-matmul.jsonl" >> "$log"
+  stamp "f32 matmul: cuBLAS at the 1.1B products, and the HF 1.1B step's kernel time by kind"
+  STEP=1 timeout 300 python3 scripts/torch-matmul-bench.py | tee "$out/f32-torch-matmul.jsonl" >> "$log"
   for size in 29m 135m 1.1b; do
     case $size in
       29m) shape=("${big_model[@]}" --steps 20) ;;
