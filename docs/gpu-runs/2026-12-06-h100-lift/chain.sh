@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# This session's GPU work, in order of priority, under one detached command.
+# The GPU work, in order of priority, under one detached command.
 d=/tmp/detached/lift
 stamp() { echo "[$(date +%T)] chain: $*"; }
 stamp "LIFT experiment"
