@@ -35,10 +35,11 @@
 #   f32      the f32 matmul (dist/bench/matmul-bench.mjs; carry dist/bench): every tiling of the bench's default list
 #            at every product of the 29M, SmolLM-135M and TinyLlama-1.1B shapes (one "matmul" line per product and
 #            tiling, one "total_ms" line per model and tiling); cuBLAS fp32 at the 1.1B products and the HF 1.1B step's
-#            kernel time by kind (scripts/torch-matmul-bench.py: "torch-matmul" and "torch-step-profile" lines); then fp32 training at 29M, 135M and 1.1B in F32_REPEATS
-#            rounds (default 2) of the default, every tile of a split product split (ARL_MATMUL_SPLIT_TAIL=0), K split by
-#            the fixed rule (ARL_MATMUL_WAVES=0) and the tiling with the least total over that model's products
-#            (ARL_MATMUL_TILING), train lines tagged "tiling", "waves", "split_tail" and "round"
+#            kernel time by kind (scripts/torch-matmul-bench.py: "torch-matmul" and "torch-step-profile" lines); then
+#            fp32 training at 29M, 135M and 1.1B in F32_REPEATS rounds (default 2) of the default, every tile of a split
+#            product split (ARL_MATMUL_SPLIT_TAIL=0), K split by the fixed rule (ARL_MATMUL_WAVES=0) and the tiling with
+#            the least total over that model's products (ARL_MATMUL_TILING), train lines tagged "tiling", "waves",
+#            "split_tail" and "round"
 #   ablate   the big model under other settings: ABLATE_ENV="VAR=value ...;VAR=value" (one run per
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;

@@ -473,12 +473,12 @@ export const batchMatMulKernel = (stock: tf.KernelConfig) => (args: { inputs: tf
   // rows): split K so every multiprocessor gets work, then add the partial products.
   const name = formatMatmulTiling(t);
   const skips = causalSkips({ causal, seq }, t.tm, t.k, m, n, k) ? causal : undefined;
-  const tiles = Math.ceil(n / t.tn) * Math.ceil(m / t.tm) * batch;
+  const [tilesM, tilesN] = [Math.ceil(m / t.tm), Math.ceil(n / t.tn)];
+  const tiles = tilesM * tilesN * batch;
   // A causal 'keys' product's row tile i of r does (r - i) / r of K, (r + 1) / 2r on average: more splits fill the waves.
   const rowTiles = m / t.tm;
   const work = skips === 'keys' ? (tiles * (rowTiles + 1)) / (2 * rowTiles) : tiles;
   const slots = matmulWaves() ? residency.get(name) : undefined;
-  const [tilesM, tilesN] = [Math.ceil(m / t.tm), Math.ceil(n / t.tn)];
   // An unbatched product of whole tiles may split only its last rows (weights' products whose tiles overfill a wave).
   const plan = batch === 1 && !skips && !t.grouped && matmulSplitTail() ? matmulSplitPlan(tilesM, tilesN, k, slots) : { splits: matmulSplits(work, k, slots), tailRow0: null };
   const { splits, tailRow0 } = plan;
