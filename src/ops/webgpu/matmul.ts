@@ -18,7 +18,8 @@
  * reads come before the previous step's FMAs (`p`), whether output tiles are taken in groups of rows so that
  * workgroups running at once share operand tiles in L2 (`g`), and whether each 32 threads cover 8 x 4 of the thread
  * grid (`w`: a k step then reads 8 distinct vec4s of B and 4 of A from workgroup memory, not 16 and 2; on an H100 1.1B
- * training ran at the default's speed with it, docs/benchmarks.md).
+ * training ran at the default's speed with it, docs/benchmarks.md), and whether K tiles wholly inside both operands are
+ * read without bounds checks (`i`: each checked vec4 read costs compares and selects beside the tile's FMAs).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
@@ -49,6 +50,8 @@ export interface MatmulTiling {
   grouped: boolean;
   /** Each 32 threads (a subgroup on NVIDIA and AMD) laid over 8 x 4 of the thread grid, not 16 x 2. */
   warpTiled: boolean;
+  /** K tiles wholly inside both operands read without bounds checks (only edge tiles check each read). */
+  interiorUnchecked: boolean;
 }
 
 /** Rows of output tiles in a group of a grouped tiling. */
@@ -100,25 +103,25 @@ export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uv,128x64/16uv', so
 export const matmulThreads = (t: MatmulTiling): number => (t.tm / t.rows) * (t.tn / t.cols);
 
 /**
- * "TMxTN/K", then any of u (or uN), v, d, p, g, w (see MatmulTiling), then "@RxC" where a thread's outputs are not the
+ * "TMxTN/K", then any of u (or uN), v, d, p, g, w, i (see MatmulTiling), then "@RxC" where a thread's outputs are not the
  * default TM/16 x TN/16; e.g. 128x128/16uv or 128x128/16u4v@8x16.
  */
 export function formatMatmulTiling(t: MatmulTiling): string {
   const unrolled = t.unrolled === t.k ? 'u' : t.unrolled > 1 ? `u${t.unrolled}` : '';
   const threadTile = t.rows === t.tm / 16 && t.cols === t.tn / 16 ? '' : `@${t.rows}x${t.cols}`;
-  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.warpTiled ? 'w' : ''}${threadTile}`;
+  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.warpTiled ? 'w' : ''}${t.interiorUnchecked ? 'i' : ''}${threadTile}`;
 }
 
 /** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
 export function parseMatmulTiling(spec: string): MatmulTiling | string {
-  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgw])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
-  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, w and an optional @RxC (e.g. 128x128/16uv)`;
+  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgwi])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, w, i and an optional @RxC (e.g. 128x128/16uv)`;
   const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
   const flags = match[4];
   const steps = /u(\d*)/.exec(flags);
   const unrolled = !steps ? 1 : steps[1] === '' ? k : Number(steps[1]);
   const [rows, cols] = match[5] === undefined ? [tm / 16, tn / 16] : [Number(match[5]), Number(match[6])];
-  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), warpTiled: flags.includes('w') };
+  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), warpTiled: flags.includes('w'), interiorUnchecked: flags.includes('i') };
   if (![tm, tn].every((t) => t >= 32 && t <= 256 && t % 32 === 0)) return `matmul tiling "${spec}": TM and TN must be multiples of 32 up to 256`;
   if (![rows, cols].every((r) => Number.isInteger(r) && r >= 4 && r % 4 === 0) || tm % rows !== 0 || tn % cols !== 0) {
     return `matmul tiling "${spec}": a thread's outputs R x C must be multiples of 4 dividing TM and TN (the default TM/16 x TN/16 needs TM and TN multiples of 64)`;
@@ -143,10 +146,11 @@ export function matmulTilingBytes(t: MatmulTiling): number {
  * k-major into the workgroup array `name`Tile (tile/4 vec4s per k) from vec4 `offset` on. `kMajor`:
  * stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`: the operand's outer size (m or n).
  */
-function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean): { load: string; store: (offset: string) => string } {
+function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean): { load: (checked: boolean) => string; store: (offset: string) => string } {
   const shares = (tile * kTile) / 4 / threads; // vec4s of this operand's tile per thread
   const vecsPerK = tile / 4;
-  const load: string[] = [];
+  const loads: ((checked: boolean) => string)[] = [];
+  const read = (checked: boolean, index: string, inside: string, zero?: string): string => (checked ? guardedRead(name, index, inside, zero) : `${name}[${index}]`);
   const stores: ((offset: string) => string)[] = [];
   const comps = ['x', 'y', 'z', 'w'];
   for (let l = 0; l < shares; l++) {
@@ -156,19 +160,21 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
       // vec4 along x at (k, x4 * 4)
       const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
       const index = `${name}Base + gk * ${x} + gx`;
-      const read = vec4
-        ? guardedRead(name, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
-        : `vec4<f32>(${[0, 1, 2, 3].map((c) => guardedRead(name, `${index} + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`)).join(', ')})`;
-      load.push(`{ ${at} ${r} = ${read}; }`);
+      const value = (checked: boolean): string =>
+        vec4
+          ? read(checked, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
+          : `vec4<f32>(${[0, 1, 2, 3].map((c) => read(checked, `${index} + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`)).join(', ')})`;
+      loads.push((checked) => `{ ${at} ${r} = ${value(checked)}; }`);
       stores.push((offset) => `${name}Tile[${offset} + ${e}] = ${r};`);
     } else {
       // vec4 along k at (x, k4 * 4); stored k-major one element per k row
       const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
       const index = `${name}Base + gx * u.k + gk`;
-      const read = vec4
-        ? guardedRead(name, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
-        : `vec4<f32>(${[0, 1, 2, 3].map((c) => guardedRead(name, `${index} + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`)).join(', ')})`;
-      load.push(`{ ${at} ${r} = ${read}; }`);
+      const value = (checked: boolean): string =>
+        vec4
+          ? read(checked, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
+          : `vec4<f32>(${[0, 1, 2, 3].map((c) => read(checked, `${index} + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`)).join(', ')})`;
+      loads.push((checked) => `{ ${at} ${r} = ${value(checked)}; }`);
       stores.push(
         (offset) =>
           `{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
@@ -177,7 +183,7 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
       );
     }
   }
-  return { load: load.join('\n    '), store: (offset) => stores.map((s) => s(offset)).join('\n    ') };
+  return { load: (checked) => loads.map((l) => l(checked)).join('\n    '), store: (offset) => stores.map((s) => s(offset)).join('\n    ') };
 }
 
 /**
@@ -232,6 +238,11 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
       : `for (var kk = 0u; kk < ${t.k}u; kk += ${t.unrolled}u) {\n      ${writtenOut((kk) => (kk === 0 ? 'kk' : `(kk + ${kk}u)`))}\n    }`;
   const stageA = matmulStaging('a', t.tm, t.k, threads, transposeA, 'u.m', vec4);
   const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4);
+  // The next K tile into registers; with interiorUnchecked, a tile wholly inside both operands skips the bounds checks.
+  const checkedLoads = `${stageA.load(true)}\n    ${stageB.load(true)}`;
+  const loadTile = t.interiorUnchecked
+    ? `if (inside && k0 + ${t.k}u <= kEnd) {\n    ${stageA.load(false)}\n    ${stageB.load(false)}\n  } else {\n    ${checkedLoads}\n  }`
+    : checkedLoads;
   const regs = [...Array.from({ length: sizeA / threads }, (_, l) => `var a${l} = vec4<f32>(0.0);`), ...Array.from({ length: sizeB / threads }, (_, l) => `var b${l} = vec4<f32>(0.0);`)].join(' ');
   const element = vec4 ? 'vec4<f32>' : 'f32';
   const { kEnd, advance, decl: causalDecl } = causalKRange(causal, 'u.seq', t.tm, tail ? 'select(u.k, min(u.k, kBegin + u.kChunk), toPartials)' : 'min(u.k, kBegin + u.kChunk)');
@@ -245,8 +256,7 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
     k0 = ${advance(`k0 + ${t.k}u`)};
     let more = k0 < kEnd;
     if (more) {
-      ${stageA.load}
-      ${stageB.load}
+      ${loadTile}
     }
     let aOff = buffer * ${sizeA}u;
     let bOff = buffer * ${sizeB}u;
@@ -267,8 +277,7 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
     workgroupBarrier();
     k0 = ${advance(`k0 + ${t.k}u`)};
     if (k0 < kEnd) {
-      ${stageA.load}
-      ${stageB.load}
+      ${loadTile}
     }
     ${multiply}
     workgroupBarrier();
@@ -302,6 +311,7 @@ ${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}`}
   let m0 = tileM * ${t.tm}u;
   let n0 = tileN * ${t.tn}u;
   let kEnd = ${kEnd};
+${t.interiorUnchecked ? `  let inside = m0 + ${t.tm}u <= u.m && n0 + ${t.tn}u <= u.n;` : ''}
   let a0x = m0;
   let b0x = n0;
   let aBase = select(batch, 0u, u.batchA == 1u) * u.m * u.k;
@@ -310,8 +320,7 @@ ${t.grouped ? GROUPED_TILE : '  let tileM = wid.y;\n  let tileN = wid.x;'}`}
   ${decl.join('\n  ')}
   ${regs}
   var k0 = ${advance('kBegin')};
-  ${stageA.load}
-  ${stageB.load}${loop}
+  ${loadTile}${loop}
   ${stores.join('\n  ')}
 ${counting ? '  if (lidx == 0u) { atomicSub(&residency[0], 1u); }' : ''}
 }`;
