@@ -94,10 +94,11 @@ const TAIL_TILE = (tm: number, tn: number): string => `
 
 /**
  * The tilings products get, tried in turn, unless ARL_MATMUL_TILING names others: 128 x 128 with the K loop written out
- * and vec4 global access (on an H100 17% more tokens/s than the loop at 29M and 1.1B, docs/benchmarks.md), 128 x 64 for
- * attention's 64-wide products. Software adapters keep the loop: lavapipe compiles the written-out shaders ~10x slower.
+ * and vec4 global access (on an H100 17% more tokens/s than the loop at 29M and 1.1B), whole K tiles read unchecked
+ * (5.7% more at 1.1B), 128 x 64 for attention's 64-wide products (docs/benchmarks.md). Software adapters keep the checked
+ * loop: lavapipe compiles the written-out shaders ~10x slower, and the unchecked reads' second copy is unmeasured there.
  */
-export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uv,128x64/16uv', software: '128x128/16v,128x64/16v' };
+export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uvi,128x64/16uvi', software: '128x128/16v,128x64/16v' };
 
 /** Threads of a tiling's workgroup. */
 export const matmulThreads = (t: MatmulTiling): number => (t.tm / t.rows) * (t.tn / t.cols);
@@ -146,12 +147,15 @@ export function matmulTilingBytes(t: MatmulTiling): number {
  * k-major into the workgroup array `name`Tile (tile/4 vec4s per k) from vec4 `offset` on. `kMajor`:
  * stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`: the operand's outer size (m or n).
  */
-function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean): { load: (checked: boolean) => string; store: (offset: string) => string } {
+function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean): { load: (checked: boolean) => string; store: (offset: string) => string; pointers: string } {
   const shares = (tile * kTile) / 4 / threads; // vec4s of this operand's tile per thread
   const vecsPerK = tile / 4;
   const loads: ((checked: boolean) => string)[] = [];
   const read = (checked: boolean, index: string, inside: string, zero?: string): string => (checked ? guardedRead(name, index, inside, zero) : `${name}[${index}]`);
   const stores: ((offset: string) => string)[] = [];
+  // Unchecked vec4 reads index from each share's vec4 at k0 = 0 (`name`At0, ...), declared once, plus k0's offset.
+  const pointers: string[] = [];
+  const k0Offset = kMajor ? `k0 * (${x} / 4u)` : 'k0 / 4u';
   const comps = ['x', 'y', 'z', 'w'];
   for (let l = 0; l < shares; l++) {
     const e = `(lidx + ${l * threads}u)`;
@@ -160,21 +164,27 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
       // vec4 along x at (k, x4 * 4)
       const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
       const index = `${name}Base + gk * ${x} + gx`;
+      pointers.push(`let ${name}At${l} = (${name}Base + ${e} / ${vecsPerK}u * ${x} + ${name}0x + (${e} % ${vecsPerK}u) * 4u) / 4u;`);
       const value = (checked: boolean): string =>
         vec4
-          ? read(checked, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
+          ? checked
+            ? read(true, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
+            : `${name}[${name}At${l} + ${k0Offset}]`
           : `vec4<f32>(${[0, 1, 2, 3].map((c) => read(checked, `${index} + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`)).join(', ')})`;
-      loads.push((checked) => `{ ${at} ${r} = ${value(checked)}; }`);
+      loads.push((checked) => (vec4 && !checked ? `${r} = ${value(false)};` : `{ ${at} ${r} = ${value(checked)}; }`));
       stores.push((offset) => `${name}Tile[${offset} + ${e}] = ${r};`);
     } else {
       // vec4 along k at (x, k4 * 4); stored k-major one element per k row
       const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
       const index = `${name}Base + gx * u.k + gk`;
+      pointers.push(`let ${name}At${l} = (${name}Base + (${name}0x + ${e} / ${kTile / 4}u) * u.k + (${e} % ${kTile / 4}u) * 4u) / 4u;`);
       const value = (checked: boolean): string =>
         vec4
-          ? read(checked, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
+          ? checked
+            ? read(true, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
+            : `${name}[${name}At${l} + ${k0Offset}]`
           : `vec4<f32>(${[0, 1, 2, 3].map((c) => read(checked, `${index} + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`)).join(', ')})`;
-      loads.push((checked) => `{ ${at} ${r} = ${value(checked)}; }`);
+      loads.push((checked) => (vec4 && !checked ? `${r} = ${value(false)};` : `{ ${at} ${r} = ${value(checked)}; }`));
       stores.push(
         (offset) =>
           `{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
@@ -183,7 +193,7 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
       );
     }
   }
-  return { load: (checked) => loads.map((l) => l(checked)).join('\n    '), store: (offset) => stores.map((s) => s(offset)).join('\n    ') };
+  return { load: (checked) => loads.map((l) => l(checked)).join('\n    '), store: (offset) => stores.map((s) => s(offset)).join('\n    '), pointers: vec4 ? pointers.join('\n  ') : '' };
 }
 
 /**
@@ -319,6 +329,7 @@ ${t.interiorUnchecked ? `  let inside = m0 + ${t.tm}u <= u.m && n0 + ${t.tn}u <=
   ${tail ? 'let outBase = select(0u, split * (u.m - rowBase) * u.n, toPartials);' : 'let outBase = (split * (u.batchA + u.batchB - min(u.batchA, u.batchB)) + batch) * u.m * u.n;'}
   ${decl.join('\n  ')}
   ${regs}
+${t.interiorUnchecked ? `  ${stageA.pointers}\n  ${stageB.pointers}` : ''}
   var k0 = ${advance('kBegin')};
   ${loadTile}${loop}
   ${stores.join('\n  ')}
