@@ -19,7 +19,8 @@
  * workgroups running at once share operand tiles in L2 (`g`), and whether each 32 threads cover 8 x 4 of the thread
  * grid (`w`: a k step then reads 8 distinct vec4s of B and 4 of A from workgroup memory, not 16 and 2; on an H100 1.1B
  * training ran at the default's speed with it, docs/benchmarks.md), and whether K tiles wholly inside both operands are
- * read without bounds checks (`i`: each checked vec4 read costs compares and selects beside the tile's FMAs).
+ * read without bounds checks, from per-thread vec4 addresses set once (`i`: each checked vec4 read costs compares and
+ * selects beside the tile's FMAs, and the loop is bounded by instruction issue).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
@@ -95,8 +96,8 @@ const TAIL_TILE = (tm: number, tn: number): string => `
 /**
  * The tilings products get, tried in turn, unless ARL_MATMUL_TILING names others: 128 x 128 with the K loop written out
  * and vec4 global access (on an H100 17% more tokens/s than the loop at 29M and 1.1B), whole K tiles read unchecked
- * (5.7% more at 1.1B), 128 x 64 for attention's 64-wide products (docs/benchmarks.md). Software adapters keep the checked
- * loop: lavapipe compiles the written-out shaders ~10x slower, and the unchecked reads' second copy is unmeasured there.
+ * (another 9-12% at 1.1B), 128 x 64 for attention's 64-wide products (docs/benchmarks.md). Software adapters keep the
+ * checked loop: lavapipe compiles the written-out shaders ~10x slower, and the unchecked reads are unmeasured there.
  */
 export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uvi,128x64/16uvi', software: '128x128/16v,128x64/16v' };
 
