@@ -161,38 +161,40 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
   for (let l = 0; l < shares; l++) {
     const e = `(lidx + ${l * threads}u)`;
     const r = `${name}${l}`;
-    if (kMajor) {
-      // vec4 along x at (k, x4 * 4)
-      const at = `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`;
-      const index = `${name}Base + gk * ${x} + gx`;
-      pointers.push(`let ${name}At${l} = (${name}Base + ${e} / ${vecsPerK}u * ${x} + ${name}0x + (${e} % ${vecsPerK}u) * 4u) / 4u;`);
-      const value = (checked: boolean): string =>
-        vec4
-          ? checked
-            ? read(true, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
-            : `${name}[${name}At${l} + ${k0Offset}]`
-          : `vec4<f32>(${[0, 1, 2, 3].map((c) => read(checked, `${index} + ${c}u`, `gx + ${c}u < ${x} && gk < kEnd`)).join(', ')})`;
-      loads.push((checked) => (vec4 && !checked ? `${r} = ${value(false)};` : `{ ${at} ${r} = ${value(checked)}; }`));
-      stores.push((offset) => `${name}Tile[${offset} + ${e}] = ${r};`);
-    } else {
-      // vec4 along k at (x, k4 * 4); stored k-major one element per k row
-      const at = `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`;
-      const index = `${name}Base + gx * u.k + gk`;
-      pointers.push(`let ${name}At${l} = (${name}Base + (${name}0x + ${e} / ${kTile / 4}u) * u.k + (${e} % ${kTile / 4}u) * 4u) / 4u;`);
-      const value = (checked: boolean): string =>
-        vec4
-          ? checked
-            ? read(true, `(${index}) / 4u`, `gx < ${x} && gk < kEnd`, 'vec4<f32>(0.0)')
-            : `${name}[${name}At${l} + ${k0Offset}]`
-          : `vec4<f32>(${[0, 1, 2, 3].map((c) => read(checked, `${index} + ${c}u`, `gx < ${x} && gk + ${c}u < kEnd`)).join(', ')})`;
-      loads.push((checked) => (vec4 && !checked ? `${r} = ${value(false)};` : `{ ${at} ${r} = ${value(checked)}; }`));
-      stores.push(
-        (offset) =>
-          `{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
-            .map((c, i) => `${name}Tile[${offset} + (k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
-            .join(' ')} }`,
-      );
-    }
+    const plus = (c: number): string => (c ? ` + ${c}u` : '');
+    // Where this share's vec4 lies: statements placing it at k0, its first element's index, whether its element c is
+    // inside the operand, and its vec4 index at k0 = 0.
+    const place = kMajor
+      ? // vec4 along x at (k, x4 * 4)
+        {
+          at: `let k = ${e} / ${vecsPerK}u; let gx = ${name}0x + (${e} % ${vecsPerK}u) * 4u; let gk = k0 + k;`,
+          index: `${name}Base + gk * ${x} + gx`,
+          inside: (c: number) => `gx${plus(c)} < ${x} && gk < kEnd`,
+          first: `(${name}Base + ${e} / ${vecsPerK}u * ${x} + ${name}0x + (${e} % ${vecsPerK}u) * 4u) / 4u`,
+        }
+      : // vec4 along k at (x, k4 * 4); stored k-major one element per k row
+        {
+          at: `let xi = ${e} / ${kTile / 4}u; let gx = ${name}0x + xi; let gk = k0 + (${e} % ${kTile / 4}u) * 4u;`,
+          index: `${name}Base + gx * u.k + gk`,
+          inside: (c: number) => `gx < ${x} && gk${plus(c)} < kEnd`,
+          first: `(${name}Base + (${name}0x + ${e} / ${kTile / 4}u) * u.k + (${e} % ${kTile / 4}u) * 4u) / 4u`,
+        };
+    pointers.push(`let ${name}At${l} = ${place.first};`);
+    const value = (checked: boolean): string =>
+      vec4
+        ? checked
+          ? read(true, `(${place.index}) / 4u`, place.inside(0), 'vec4<f32>(0.0)')
+          : `${name}[${name}At${l} + ${k0Offset}]`
+        : `vec4<f32>(${[0, 1, 2, 3].map((c) => read(checked, `${place.index}${plus(c)}`, place.inside(c))).join(', ')})`;
+    loads.push((checked) => (vec4 && !checked ? `${r} = ${value(false)};` : `{ ${place.at} ${r} = ${value(checked)}; }`));
+    stores.push(
+      kMajor
+        ? (offset) => `${name}Tile[${offset} + ${e}] = ${r};`
+        : (offset) =>
+            `{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
+              .map((c, i) => `${name}Tile[${offset} + (k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
+              .join(' ')} }`,
+    );
   }
   return { load: (checked) => loads.map((l) => l(checked)).join('\n    '), store: (offset) => stores.map((s) => s(offset)).join('\n    '), pointers: vec4 ? pointers.join('\n  ') : '' };
 }
