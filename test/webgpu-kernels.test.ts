@@ -387,8 +387,8 @@ describe('webgpu kernels', { skip }, () => {
     const [x, y] = await Promise.all([ours.data(), stock.data()]);
     assert.ok(maxAbsDiff(x, y) < productTolerance(y), `max |diff| ${maxAbsDiff(x, y)}`);
     tf.dispose([a, b, ours, stock]);
-    // Tile rows filling whole waves take their whole K, the rest are split, with scalar and vec4 access.
-    for (const tiling of ['32x64/16u2@4x4', '32x64/16u2vi@4x4']) {
+    // Tile rows filling whole waves take their whole K, the rest are split, with scalar, checked vec4 and unchecked vec4 access.
+    for (const tiling of ['32x64/16u2@4x4', '32x64/16u2v@4x4', '32x64/16u2vi@4x4']) {
       process.env.ARL_MATMUL_TILING = tiling;
       const tilingSlots = (await measureMatmulResidency()).get(tiling)!;
       // (slots + 1) x 3 tiles, a whole number of waves but one row (x 2 where 3 tiles a row would fill the waves).
