@@ -20,7 +20,9 @@
  * grid (`w`: a k step then reads 8 distinct vec4s of B and 4 of A from workgroup memory, not 16 and 2; on an H100 1.1B
  * training ran at the default's speed with it, docs/benchmarks.md), and whether K tiles wholly inside both operands are
  * read without bounds checks, from per-thread vec4 addresses set once (`i`: each checked vec4 read costs compares and
- * selects beside the tile's FMAs, and the loop is bounded by instruction issue).
+ * selects beside the tile's FMAs, and the loop is bounded by instruction issue), and whether, with `i`, each operand's
+ * later shares of the tile are addressed from its first share's address (`a`: fewer registers a thread, so more
+ * workgroups may run at once).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
@@ -53,6 +55,8 @@ export interface MatmulTiling {
   warpTiled: boolean;
   /** K tiles wholly inside both operands read without bounds checks (only edge tiles check each read). */
   interiorUnchecked: boolean;
+  /** With interiorUnchecked, each operand's later shares addressed from its first share's address, not their own registers. */
+  oneAddress: boolean;
 }
 
 /** Rows of output tiles in a group of a grouped tiling. */
@@ -105,25 +109,25 @@ export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uvi,128x64/16uvi', 
 export const matmulThreads = (t: MatmulTiling): number => (t.tm / t.rows) * (t.tn / t.cols);
 
 /**
- * "TMxTN/K", then any of u (or uN), v, d, p, g, w, i (see MatmulTiling), then "@RxC" where a thread's outputs are not the
+ * "TMxTN/K", then any of u (or uN), v, d, p, g, w, i, a (see MatmulTiling), then "@RxC" where a thread's outputs are not the
  * default TM/16 x TN/16; e.g. 128x128/16uv or 128x128/16u4v@8x16.
  */
 export function formatMatmulTiling(t: MatmulTiling): string {
   const unrolled = t.unrolled === t.k ? 'u' : t.unrolled > 1 ? `u${t.unrolled}` : '';
   const threadTile = t.rows === t.tm / 16 && t.cols === t.tn / 16 ? '' : `@${t.rows}x${t.cols}`;
-  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.warpTiled ? 'w' : ''}${t.interiorUnchecked ? 'i' : ''}${threadTile}`;
+  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.warpTiled ? 'w' : ''}${t.interiorUnchecked ? 'i' : ''}${t.oneAddress ? 'a' : ''}${threadTile}`;
 }
 
 /** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
 export function parseMatmulTiling(spec: string): MatmulTiling | string {
-  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgwi])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
-  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, w, i and an optional @RxC (e.g. 128x128/16uv)`;
+  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgwia])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, w, i, a and an optional @RxC (e.g. 128x128/16uv)`;
   const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
   const flags = match[4];
   const steps = /u(\d*)/.exec(flags);
   const unrolled = !steps ? 1 : steps[1] === '' ? k : Number(steps[1]);
   const [rows, cols] = match[5] === undefined ? [tm / 16, tn / 16] : [Number(match[5]), Number(match[6])];
-  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), warpTiled: flags.includes('w'), interiorUnchecked: flags.includes('i') };
+  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), warpTiled: flags.includes('w'), interiorUnchecked: flags.includes('i'), oneAddress: flags.includes('a') };
   if (![tm, tn].every((t) => t >= 32 && t <= 256 && t % 32 === 0)) return `matmul tiling "${spec}": TM and TN must be multiples of 32 up to 256`;
   if (![rows, cols].every((r) => Number.isInteger(r) && r >= 4 && r % 4 === 0) || tm % rows !== 0 || tn % cols !== 0) {
     return `matmul tiling "${spec}": a thread's outputs R x C must be multiples of 4 dividing TM and TN (the default TM/16 x TN/16 needs TM and TN multiples of 64)`;
@@ -133,6 +137,7 @@ export function parseMatmulTiling(spec: string): MatmulTiling | string {
   if (![8, 16, 32, 64].includes(k) || ((tm * k) / 4) % threads !== 0 || ((tn * k) / 4) % threads !== 0) return `matmul tiling "${spec}": K must be 8, 16, 32 or 64, with TM * K / 4 and TN * K / 4 multiples of the ${threads} threads`;
   if (k % unrolled !== 0) return `matmul tiling "${spec}": u${unrolled} must divide K (${k})`;
   if (tiling.warpTiled && ((tn / cols) % 8 !== 0 || (tm / rows) % 4 !== 0)) return `matmul tiling "${spec}": w (8 x 4 threads a subgroup) needs TN/C a multiple of 8 and TM/R of 4`;
+  if (tiling.oneAddress && !(tiling.interiorUnchecked && tiling.vec4)) return `matmul tiling "${spec}": a (one address per operand) needs i and v (the unchecked vec4 reads it addresses)`;
   if (tiling.prefetched && unrolled !== k) return `matmul tiling "${spec}": p (reads before the previous step's FMAs) needs u (the whole loop written out)`;
   return tiling;
 }
@@ -149,7 +154,7 @@ export function matmulTilingBytes(t: MatmulTiling): number {
  * (tile/4 vec4s per k) from vec4 `offset` on. `kMajor`: stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`:
  * the operand's outer size (m or n).
  */
-function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean): { load: (checked: boolean) => string; store: (offset: string) => string; pointers: string } {
+function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean, oneAddress = false): { load: (checked: boolean) => string; store: (offset: string) => string; pointers: string } {
   const shares = (tile * kTile) / 4 / threads; // vec4s of this operand's tile per thread
   const vecsPerK = tile / 4;
   const loads: ((checked: boolean) => string)[] = [];
@@ -158,6 +163,10 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
   // Unchecked vec4 reads index from each share's vec4 at k0 = 0 (`name`At0, ...), declared once, plus k0's offset.
   const pointers: string[] = [];
   const k0Offset = kMajor ? `k0 * (${x} / 4u)` : 'k0 / 4u';
+  // Share l lies l * threads vec4s after share 0 in the tile: whole rows of the operand later where threads fill rows.
+  const vecsPerRow = kMajor ? vecsPerK : kTile / 4;
+  const rowStride = kMajor ? `(${x} / 4u)` : '(u.k / 4u)';
+  const fromFirst = (l: number): string | undefined => (oneAddress && l > 0 && threads % vecsPerRow === 0 ? `${name}At0 + ${k0Offset} + ${(l * threads) / vecsPerRow}u * ${rowStride}` : undefined);
   const comps = ['x', 'y', 'z', 'w'];
   for (let l = 0; l < shares; l++) {
     const e = `(lidx + ${l * threads}u)`;
@@ -180,12 +189,13 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
           inside: (c: number) => `gx < ${x} && gk${plus(c)} < kEnd`,
           first: `(${name}Base + (${name}0x + ${e} / ${kTile / 4}u) * u.k + (${e} % ${kTile / 4}u) * 4u) / 4u`,
         };
-    pointers.push(`let ${name}At${l} = ${place.first};`);
+    const derived = fromFirst(l);
+    if (!derived) pointers.push(`let ${name}At${l} = ${place.first};`);
     const value = (checked: boolean): string =>
       vec4
         ? checked
           ? read(true, `(${place.index}) / 4u`, place.inside(0), 'vec4<f32>(0.0)')
-          : `${name}[${name}At${l} + ${k0Offset}]`
+          : `${name}[${derived ?? `${name}At${l} + ${k0Offset}`}]`
         : `vec4<f32>(${[0, 1, 2, 3].map((c) => read(checked, `${place.index}${plus(c)}`, place.inside(c))).join(', ')})`;
     loads.push((checked) => (vec4 && !checked ? `${r} = ${value(false)};` : `{ ${place.at} ${r} = ${value(checked)}; }`));
     stores.push(
@@ -250,8 +260,8 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
           [...fragments('0u', '0'), ...steps.flatMap((kk) => [...(kk + 1 < t.k ? fragments(`${kk + 1}u`, `${kk + 1}`) : []), ...product(`${kk}`)])].join('\n    ')
         : writtenOut((kk) => `${kk}u`)
       : `for (var kk = 0u; kk < ${t.k}u; kk += ${t.unrolled}u) {\n      ${writtenOut((kk) => (kk === 0 ? 'kk' : `(kk + ${kk}u)`))}\n    }`;
-  const stageA = matmulStaging('a', t.tm, t.k, threads, transposeA, 'u.m', vec4);
-  const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4);
+  const stageA = matmulStaging('a', t.tm, t.k, threads, transposeA, 'u.m', vec4, t.oneAddress);
+  const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4, t.oneAddress);
   // The next K tile into registers; with interiorUnchecked, a tile wholly inside both operands skips the bounds checks.
   const checkedLoads = `${stageA.load(true)}\n    ${stageB.load(true)}`;
   const loadTile = t.interiorUnchecked
