@@ -26,15 +26,16 @@ import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
  * probabilities read 128 or 256 contiguous bytes a tile, not 64) on 128 x 64 and 64 x 64, grouped tiles, the loop kept,
  * four k steps written out, 128 threads of 8 x 16 outputs (whole loop, four steps, K tiles of 8), 128 threads of 8 x 8
  * on 128 x 64, 256 threads of 16 x 8 on 256 x 128, each 32 threads over 8 x 4 of the thread grid, K tiles of 32 on
- * 128 x 128 (attention's scores, K 64, then take two K tiles, not four), two K tiles staged, and every K tile's reads
- * checked (the default before unchecked interior reads).
+ * 128 x 128 (attention's scores, K 64, then take two K tiles, not four), two K tiles staged, each share with its own
+ * address (the default before one address per operand), and every K tile's reads checked (the default before unchecked
+ * interior reads).
  */
 const DEFAULT_TILINGS = [
-  '128x128/16uvi,128x64/16uvi', '128x128/16uvi,128x64/32uvi', '128x128/16uvi,64x64/32uvi', '128x128/16uvi,128x64/64uvi', '128x128/16uvi,64x64/64uvi',
-  '128x128/16uvgi,128x64/16uvgi', '128x128/16vi,128x64/16vi', '128x128/16u4vi,128x64/16uvi',
-  '128x128/16uvi@8x16,128x64/16uvi', '128x128/16u4vi@8x16,128x64/16uvi', '128x128/8uvi@8x16,128x64/16uvi', '128x64/16uvi@8x8',
-  '256x128/16uvi@16x8,128x128/16uvi,128x64/16uvi', '128x128/16uvwi,128x64/16uvwi', '128x128/32uvi,128x64/16uvi',
-  '128x128/16uvdi,128x64/16uvdi', '128x128/16uv,128x64/16uv',
+  '128x128/16uvia,128x64/16uvia', '128x128/16uvia,128x64/32uvia', '128x128/16uvia,64x64/32uvia', '128x128/16uvia,128x64/64uvia', '128x128/16uvia,64x64/64uvia',
+  '128x128/16uvgia,128x64/16uvgia', '128x128/16via,128x64/16via', '128x128/16u4via,128x64/16uvia',
+  '128x128/16uvia@8x16,128x64/16uvia', '128x128/16u4via@8x16,128x64/16uvia', '128x128/8uvia@8x16,128x64/16uvia', '128x64/16uvia@8x8',
+  '256x128/16uvia@16x8,128x128/16uvia,128x64/16uvia', '128x128/16uvwia,128x64/16uvwia', '128x128/32uvia,128x64/16uvia',
+  '128x128/16uvdia,128x64/16uvdia', '128x128/16uvi,128x64/16uvi', '128x128/16uv,128x64/16uv',
 ];
 /** y = x W over N tokens: forward N x in x out (nn), input gradient N x out x in (nt), weight gradient in x N x out (tn). */
 const projection = (tokens: number, inner: number, outer: number): string[] => [`${tokens}x${inner}x${outer}:nn`, `${tokens}x${outer}x${inner}:nt`, `${inner}x${tokens}x${outer}:tn`];
