@@ -20,8 +20,9 @@
 #            each GPU pool cap in SCORING_POOL_MB (default 1024): the bench's keytokens, segments and forward lines, tagged with
 #            bundle, pool_mb and round
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
-#   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b", at T/B 512/16, 1024/8, 1024/4; SCALE_SEQ, SCALE_BATCH override):
-#            PyTorch fp32 and bf16 (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and
+#   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b", at T/B 512/16, 1024/8, 1024/4; SCALE_SEQ, SCALE_BATCH override),
+#            each side timing the same steps after its warm-up (50 at 29M, whose steps take ~50 ms, so that one hiccup
+#            moves a process's figure less; 10 at the others; SCALE_STEPS overrides): PyTorch fp32 and bf16 (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and
 #            --precision mixed; one "scale" line per size with torch_*_tokens_per_s, ours_tokens_per_s and
 #            ours_mixed_tokens_per_s (null, with ours_mixed_refused, where the start-up check refused); each side in
 #            SCALE_REPEATS processes (default 3), interleaved: the line holds medians, per-round ratios' medians,
@@ -182,12 +183,12 @@ fi
 if has scale; then
   for size in ${SCALE_SIZES:-30m 135m 1.1b}; do
     case $size in
-      30m) V=8192 D=512 L=8 H=8 KV=8 F=1368 TIE=1 T=512 B=16 shape=ref-29m ;;
-      135m) V=49152 D=576 L=30 H=9 KV=3 F=1536 TIE=1 T=1024 B=8 shape=smollm-135m ;;
-      1.1b) V=32000 D=2048 L=22 H=32 KV=4 F=5632 TIE=0 T=1024 B=4 shape=tinyllama-1.1b ;;
+      30m) V=8192 D=512 L=8 H=8 KV=8 F=1368 TIE=1 T=512 B=16 shape=ref-29m steps=50 ;;
+      135m) V=49152 D=576 L=30 H=9 KV=3 F=1536 TIE=1 T=1024 B=8 shape=smollm-135m steps=10 ;;
+      1.1b) V=32000 D=2048 L=22 H=32 KV=4 F=5632 TIE=0 T=1024 B=4 shape=tinyllama-1.1b steps=10 ;;
       *) stamp "scale: unknown size $size"; continue ;;
     esac
-    T=${SCALE_SEQ:-$T} B=${SCALE_BATCH:-$B}
+    T=${SCALE_SEQ:-$T} B=${SCALE_BATCH:-$B} steps=${SCALE_STEPS:-$steps}
     tmp=$(mktemp -d)
     tie=()
     [ "$TIE" = 1 ] && tie=(--tie-embeddings)
@@ -196,7 +197,7 @@ if has scale; then
       if [ -f .gpu/torch_llama_bench.py ]; then
         for mode in fp32 bf16; do
           stamp "scale $size: torch $mode ($rep)"
-          V=$V D=$D L=$L H=$H KV=$KV F=$F T=$T B=$B TIE=$TIE MODE=$mode with_peak_memory "$tmp/torch-$mode-$rep.peak" \
+          V=$V D=$D L=$L H=$H KV=$KV F=$F T=$T B=$B TIE=$TIE N=$steps MODE=$mode with_peak_memory "$tmp/torch-$mode-$rep.peak" \
             timeout 900 python3 .gpu/torch_llama_bench.py > "$tmp/torch-$mode-$rep.json"
           # Each process's line in the log too, so a stage cut short keeps what it measured.
           cat "$tmp/torch-$mode-$rep.json" >> "$log"
@@ -206,7 +207,7 @@ if has scale; then
         stamp "scale $size: ours $precision ($rep)"
         SECONDS=0
         with_peak_memory "$tmp/ours-$precision-$rep.peak" timeout "${SCALE_TIMEOUT:-900}" node dist/cli/arl.mjs bench --backend webgpu --precision $precision --vocab $V --dim $D --layers $L --heads $H \
-          --kv-heads $KV --hidden-dim $F "${tie[@]}" --seq $T --batch $B --steps "${SCALE_STEPS:-10}" --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile \
+          --kv-heads $KV --hidden-dim $F "${tie[@]}" --seq $T --batch $B --steps $steps --warmup-steps 1 --skip-generate --no-key-tokens --no-lift $profile \
           > "$tmp/ours-$precision-$rep.jsonl" 2> "$tmp/ours-$precision-$rep.err"
         wall "scale $size ours $precision ($rep)" $?
         cat "$tmp/ours-$precision-$rep.jsonl" >> "$log"
