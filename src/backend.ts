@@ -124,6 +124,19 @@ interface GpuDeviceLike {
   createComputePipeline: (descriptor: unknown) => unknown;
 }
 
+const MIB = 2 ** 20;
+
+/**
+ * The error that ends the process for one of Dawn's uncaptured errors: a UserError where settings asked for a tensor
+ * larger than the adapter can bind (smaller ones fit), else an internal error.
+ */
+export function webgpuError(message: string): Error {
+  const tooLarge = /Binding size \((\d+)\)[^]*maximum storage buffer binding size \((\d+)\)/.exec(message);
+  if (!tooLarge) return new Error(`WebGPU error (fatal): ${message}`);
+  const [size, limit] = [Number(tooLarge[1]), Number(tooLarge[2])].map((bytes) => Math.ceil(bytes / MIB));
+  return new UserError(`a tensor of ${size} MiB is larger than this GPU adapter can bind (${limit} MiB): lower --batch or --seq, or use a smaller model or vocabulary`);
+}
+
 /**
  * Makes Dawn's uncaptured errors fatal: a WebGPU validation or out-of-memory error otherwise only
  * logs, and the kernels that follow compute garbage. Also counts pipeline creations and their time.
@@ -133,7 +146,7 @@ function setUpWebgpuDevice(): void {
   device.onuncapturederror = (event) => {
     // Thrown outside the callback so it reaches Node's uncaught-exception handler and ends the process.
     setImmediate(() => {
-      throw new Error(`WebGPU error (fatal): ${event.error.message}`);
+      throw webgpuError(event.error.message);
     });
   };
   const create = device.createComputePipeline.bind(device);

@@ -6,11 +6,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { releaseUnusedGpuMemory } from '../src/backend.ts';
+import { releaseUnusedGpuMemory, webgpuError } from '../src/backend.ts';
+import { UserError } from '../src/io/errors.ts';
+import { maxBindingBytes } from '../src/ops/webgpu/upload.ts';
 import { nextTokenLogProbs, nextTokenLogProbsOfBatches } from '../src/arl/scoring.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { LlamaModel } from '../src/model/llama.ts';
-import { webgpuUnavailable } from './helpers.ts';
+import { runArl, webgpuUnavailable } from './helpers.ts';
 
 const skip = await webgpuUnavailable();
 
@@ -20,6 +22,30 @@ interface Pool {
 }
 const pool = (): Pool => (tf.backend() as unknown as { bufferManager: Pool }).bufferManager;
 const pooledBytes = (): number => pool().numBytesAllocated - pool().numBytesUsed;
+
+describe('a tensor larger than the adapter can bind', () => {
+  it("Dawn's binding-size error becomes a user's error naming both sizes; others stay internal", () => {
+    const tooLarge = webgpuError(
+      'Binding size (268435456) of [Buffer (unlabeled)] is larger than the maximum storage buffer binding size (134217728).\n - While validating entries[0]',
+    );
+    assert.ok(tooLarge instanceof UserError);
+    assert.match(tooLarge.message, /a tensor of 256 MiB is larger than this GPU adapter can bind \(128 MiB\): lower --batch or --seq/);
+    const other = webgpuError('[Invalid CommandBuffer] is invalid due to a previous error.');
+    assert.ok(!(other instanceof UserError));
+    assert.match(other.message, /^WebGPU error \(fatal\): \[Invalid CommandBuffer\]/);
+  });
+
+  it('bench with logits past the limit exits 2 with one line, no stack trace', { skip }, async () => {
+    const [vocab, seq] = [8192, 512];
+    const batch = Math.floor(maxBindingBytes() / (vocab * seq * 4)) + 1; // one row of logits past the limit
+    const r = await runArl('bench', '--backend', 'webgpu', '--vocab', `${vocab}`, '--dim', '32', '--layers', '1', '--heads', '2', '--kv-heads', '2', '--hidden-dim', '64', '--seq', `${seq}`,
+      '--batch', `${batch}`, '--steps', '1', '--warmup-steps', '1', '--skip-generate', '--no-key-tokens', '--no-lift');
+    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:') && !l.startsWith('Warning:'));
+    assert.equal(r.code, 2, r.stderr);
+    assert.deepEqual(lines.length, 1, r.stderr);
+    assert.match(lines[0], /^arl: a tensor of \d+ MiB is larger than this GPU adapter can bind \(\d+ MiB\)/);
+  });
+});
 
 describe('GPU buffer pool', { skip }, () => {
   it('grows with every new forward length and is released past the cap, with results unchanged', async () => {

@@ -34,6 +34,15 @@ const cli = yargs(args)
 for (const group of COMMAND_GROUPS) for (const command of group.commands) cli.command(hiddenFromCommandList(command));
 cli.command(experimentWorkerCommand);
 
+/** A bug, not bad input: show the stack ourselves (the wasm runtime's own handler would dump its source). */
+function internalError(err: unknown): never {
+  process.stderr.write(`${chalk.red('arl: internal error:')} ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+}
+
+// Errors raised outside the command's promise (the GPU device's error callback) end the process the same way.
+process.on('uncaughtException', (err) => (err instanceof UserError ? fail(err.message) : internalError(err)));
+
 try {
   await cli
     .option('verbose', { type: 'boolean', default: false, global: true, describe: 'say why the backend was taken, what failed to load and the adapter details' })
@@ -53,7 +62,5 @@ try {
     .parseAsync();
 } catch (err) {
   if (err instanceof UserError) fail(err.message);
-  // A bug, not bad input: show the stack ourselves (the wasm runtime's own handler would dump its source).
-  process.stderr.write(`${chalk.red('arl: internal error:')} ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
+  internalError(err);
 }
