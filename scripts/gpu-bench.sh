@@ -45,10 +45,15 @@
 #            ';'-separated set), e.g. ARL_TFJS_FLAGS=WEBGPU_MATMUL_PROGRAM_TYPE=3 or
 #            ARL_DAWN_FLAGS=enable-dawn-features=disable_robustness; ABLATE_GENERATE=1 also times generation;
 #            ABLATE_STEPS timed steps (default 4); ARL_BUNDLE=FILE in a set runs another build of the CLI
-# PROFILE=1 adds per-kernel GPU times (tf.profile) to config1, big, scale and ablate. Every result is a JSON line
-# appended to OUT_DIR/gpu-bench.jsonl; stage times go to stderr.
+# PROFILE=1 adds per-kernel GPU times (tf.profile) to config1, big, scale and ablate. GPU_NAME=TEXT runs nothing (exit 3,
+# one line) unless the GPU's name contains TEXT, e.g. GPU_NAME=H200 where only that card's figures count. Every result
+# is a JSON line appended to OUT_DIR/gpu-bench.jsonl; stage times go to stderr.
 set -uo pipefail
 out=${1:?usage: gpu-bench.sh OUT_DIR}
+if [ -n "${GPU_NAME:-}" ]; then
+  card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  [[ "$card" == *"$GPU_NAME"* ]] || { echo "gpu-bench: the GPU is '${card:-none found}', not one named '$GPU_NAME': nothing run" >&2; exit 3; }
+fi
 mkdir -p "$out"
 log=$out/gpu-bench.jsonl
 stages=${STAGES:-torch compat parity train config1 big soak}
