@@ -153,7 +153,7 @@ export function matmulTilingBytes(t: MatmulTiling): number {
  * (`name`0, `name`1, ...: vec4s of 4 consecutive elements in stored order; unchecked, with no bounds checks and, for
  * vec4 reads, from the addresses `pointers` declares), `store` writes them k-major into the workgroup array `name`Tile
  * (tile/4 vec4s per k) from vec4 `offset` on. `kMajor`: stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`:
- * the operand's outer size (m or n).
+ * the operand's outer size (m or n). `oneAddress`: later shares' unchecked reads index from the first share's address.
  */
 function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean, oneAddress = false): { load: (checked: boolean) => string; store: (offset: string) => string; pointers: string } {
   const shares = (tile * kTile) / 4 / threads; // vec4s of this operand's tile per thread
