@@ -86,9 +86,15 @@ export async function runArl(...args: string[]): Promise<CliResult> {
   }
 }
 
-/** Exit code 2 and exactly one line on stderr (besides the backend note) matching `pattern`, no stack trace. */
-export function assertUserError(r: CliResult, pattern: RegExp): void {
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:'));
+/** Lines on stderr that are not the command's own on a webgpu run: the backend note and Dawn's warnings about the adapter's limits. */
+export const NOT_OURS_ON_WEBGPU = /^(backend:|Warning:)/;
+
+/**
+ * Exit code 2 and exactly one line on stderr (besides the lines `notOurs` matches: by default the backend note) matching
+ * `pattern`, no stack trace.
+ */
+export function assertUserError(r: CliResult, pattern: RegExp, notOurs = /^backend:/): void {
+  const lines = r.stderr.trim().split('\n').filter((l) => !notOurs.test(l));
   assert.equal(r.code, 2, r.stderr);
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], pattern);
