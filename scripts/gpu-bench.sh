@@ -22,11 +22,12 @@
 #   soak     1,000 training steps of config 1: tensors and GPU bytes must stay flat
 #   scale    Llama shapes (SCALE_SIZES, default "30m 135m 1.1b", at T/B 512/16, 1024/8, 1024/4; SCALE_SEQ, SCALE_BATCH override),
 #            each side timing the same steps after its warm-up (50 at 29M, whose steps take ~50 ms, so that one hiccup
-#            moves a process's figure less; 10 at the others; SCALE_STEPS overrides): PyTorch fp32 and bf16 (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and
-#            --precision mixed; one "scale" line per size with torch_*_tokens_per_s, ours_tokens_per_s and
-#            ours_mixed_tokens_per_s (null, with ours_mixed_refused, where the start-up check refused); each side in
-#            SCALE_REPEATS processes (default 3), interleaved: the line holds medians, per-round ratios' medians,
-#            and each one's [min, max] under "spread"; *_gpu_mb: the device's peak used memory (nvidia-smi) per side
+#            moves a process's figure less; 10 at the others; SCALE_STEPS overrides): PyTorch fp32 and bf16
+#            (../shared/bench/torch_llama_bench.py copied to .gpu/), ours fp32 and --precision mixed; one "scale" line
+#            per size with torch_*_tokens_per_s, ours_tokens_per_s and ours_mixed_tokens_per_s (null, with
+#            ours_mixed_refused, where the start-up check refused); each side in SCALE_REPEATS processes (default 3),
+#            interleaved: the line holds medians, per-round ratios' medians, and each one's [min, max] under "spread";
+#            *_gpu_mb: the device's peak used memory (nvidia-smi) per side
 #   f16      the f16 tensor-core matmul (dist/bench/f16-matmul-bench.mjs, from npm run build; carry dist/bench): every
 #            tiling of the bench's default list at the 1.1B projection shapes (nn, tn, nt), then F16_ATTENTION_TILINGS at
 #            attention's batched shapes (1.1B, batch 4: 16 products of 8192 x 64 x 1024 and the gradients' shapes); one

@@ -124,8 +124,6 @@ interface GpuDeviceLike {
   createComputePipeline: (descriptor: unknown) => unknown;
 }
 
-const MIB = 2 ** 20;
-
 /**
  * The error that ends the process for one of Dawn's uncaptured errors: a UserError where settings asked for a tensor
  * larger than the adapter can bind (smaller ones fit), else an internal error.
@@ -133,7 +131,7 @@ const MIB = 2 ** 20;
 export function webgpuError(message: string): Error {
   const tooLarge = /Binding size \((\d+)\)[^]*maximum storage buffer binding size \((\d+)\)/.exec(message);
   if (!tooLarge) return new Error(`WebGPU error (fatal): ${message}`);
-  const [size, limit] = [Number(tooLarge[1]), Number(tooLarge[2])].map((bytes) => Math.ceil(bytes / MIB));
+  const [size, limit] = [Number(tooLarge[1]), Number(tooLarge[2])].map((bytes) => Math.ceil(bytes / 2 ** 20));
   return new UserError(`a tensor of ${size} MiB is larger than this GPU adapter can bind (${limit} MiB): lower --batch or --seq, or use a smaller model or vocabulary`);
 }
 
