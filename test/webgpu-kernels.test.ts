@@ -64,9 +64,9 @@ function assertClose(got: Float32Array[], want: Float32Array[], tol: number, wha
 describe('f32 matmul tilings', () => {
   it('reads and writes tilings, with the default thread tile left unwritten', () => {
     const t = parseMatmulTiling('128x128/16u4v@8x16') as MatmulTiling;
-    assert.deepEqual(t, { tm: 128, tn: 128, rows: 8, cols: 16, k: 16, unrolled: 4, vec4: true, doubleBuffered: false, prefetched: false, grouped: false, warpTiled: false, interiorUnchecked: false, oneAddress: false });
+    assert.deepEqual(t, { tm: 128, tn: 128, rows: 8, cols: 16, k: 16, unrolled: 4, vec4: true, doubleBuffered: false, prefetched: false, grouped: false, warpTiled: false, interiorUnchecked: false, oneAddress: false, swizzled: false });
     assert.equal(matmulThreads(t), 128);
-    for (const spec of ['128x128/16uv', '128x64/16', '64x64/16ug', '128x128/16u4v@8x16', '256x128/32vd', '64x64/64uv', '128x128/16uvw', '128x128/16uvwi', '128x128/16uvia']) assert.equal(formatMatmulTiling(parseMatmulTiling(spec) as MatmulTiling), spec);
+    for (const spec of ['128x128/16uv', '128x64/16', '64x64/16ug', '128x128/16u4v@8x16', '256x128/32vd', '64x64/64uv', '128x128/16uvw', '128x128/16uvwi', '128x128/16uvia', '128x128/16uvias']) assert.equal(formatMatmulTiling(parseMatmulTiling(spec) as MatmulTiling), spec);
     assert.equal(formatMatmulTiling(parseMatmulTiling('128x128/16v@8x8') as MatmulTiling), '128x128/16v');
     assert.equal(matmulThreads(parseMatmulTiling('128x64/16uv') as MatmulTiling), 256);
   });
@@ -310,7 +310,7 @@ describe('webgpu kernels', { skip }, () => {
       [[2, 600, k4], [2, k4, 200], false, false], // 10 rows of 64-row tiles: two groups under g
     ];
     // Loops written out (u) only on small tiles: lavapipe compiles them slowly. After @, a thread's outputs (128 threads here).
-    const tilings = ['', '128x128/16d', '128x256/16v', '256x128/32vd', '128x64/16uvp', '64x64/16ug', '128x128/16u4v@8x16', '64x128/8vg@8x8', '32x64/16u2@4x4', '128x64/16vw', '64x128/16w', '128x64/16vi', '64x64/16dwi', '128x128/16via', '64x64/32dvia'];
+    const tilings = ['', '128x128/16d', '128x256/16v', '256x128/32vd', '128x64/16uvp', '64x64/16ug', '128x128/16u4v@8x16', '64x128/8vg@8x8', '32x64/16u2@4x4', '128x64/16vw', '64x128/16w', '128x64/16vi', '64x64/16dwi', '128x128/16via', '64x64/32dvia', '128x128/16vias', '64x64/32dvs', '64x128/8s@8x8', '64x64/64vs', '64x64/16u2vws'];
     for (const tiling of tilings) {
       process.env.ARL_MATMUL_TILING = tiling;
       for (const [shapeA, shapeB, ta, tb] of cases) {
@@ -353,7 +353,7 @@ describe('webgpu kernels', { skip }, () => {
       tf.dispose([got, want]);
     };
     // Each tiling with the tile rows (tm) and columns (tn) its products take (the default's 64-wide products: 128 x 64).
-    for (const [tiling, tm, tn] of [['', 128, 128], ['64x64/16vg', 64, 64], ['32x64/16d@4x4', 32, 64], ['64x64/64v', 64, 64], ['64x64/16vi', 64, 64], ['64x64/32via', 64, 64]] as const) {
+    for (const [tiling, tm, tn] of [['', 128, 128], ['64x64/16vg', 64, 64], ['32x64/16d@4x4', 32, 64], ['64x64/64v', 64, 64], ['64x64/16vi', 64, 64], ['64x64/32via', 64, 64], ['64x64/32vias', 64, 64]] as const) {
       process.env.ARL_MATMUL_TILING = tiling;
       // Products over p read only the keys of row tiles up to the row's own: key j of the tile of t or an earlier one.
       const read = where((t, j) => Math.floor(j / tm) <= Math.floor(t / tm));

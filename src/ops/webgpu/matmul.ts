@@ -57,6 +57,11 @@ export interface MatmulTiling {
   interiorUnchecked: boolean;
   /** With interiorUnchecked, each operand's later shares addressed from its first share's address, not their own registers. */
   oneAddress: boolean;
+  /**
+   * Operands stored with k contiguous staged with each k step's vec4 columns permuted (an XOR by the step), so that the
+   * 32 lanes of a subgroup write them to 32 banks of workgroup memory, not 8 (K 16) four times over.
+   */
+  swizzled: boolean;
 }
 
 /** Rows of output tiles in a group of a grouped tiling. */
@@ -110,25 +115,25 @@ export const DEFAULT_MATMUL_TILINGS = { hardware: '128x128/16uvia,128x64/16uvia'
 export const matmulThreads = (t: MatmulTiling): number => (t.tm / t.rows) * (t.tn / t.cols);
 
 /**
- * "TMxTN/K", then any of u (or uN), v, d, p, g, w, i, a (see MatmulTiling), then "@RxC" where a thread's outputs are not the
+ * "TMxTN/K", then any of u (or uN), v, d, p, g, w, i, a, s (see MatmulTiling), then "@RxC" where a thread's outputs are not the
  * default TM/16 x TN/16; e.g. 128x128/16uv or 128x128/16u4v@8x16.
  */
 export function formatMatmulTiling(t: MatmulTiling): string {
   const unrolled = t.unrolled === t.k ? 'u' : t.unrolled > 1 ? `u${t.unrolled}` : '';
   const threadTile = t.rows === t.tm / 16 && t.cols === t.tn / 16 ? '' : `@${t.rows}x${t.cols}`;
-  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.warpTiled ? 'w' : ''}${t.interiorUnchecked ? 'i' : ''}${t.oneAddress ? 'a' : ''}${threadTile}`;
+  return `${t.tm}x${t.tn}/${t.k}${unrolled}${t.vec4 ? 'v' : ''}${t.doubleBuffered ? 'd' : ''}${t.prefetched ? 'p' : ''}${t.grouped ? 'g' : ''}${t.warpTiled ? 'w' : ''}${t.interiorUnchecked ? 'i' : ''}${t.oneAddress ? 'a' : ''}${t.swizzled ? 's' : ''}${threadTile}`;
 }
 
 /** The tiling `spec` names (formatMatmulTiling's form), or a line saying what is wrong with it. */
 export function parseMatmulTiling(spec: string): MatmulTiling | string {
-  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgwia])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
-  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, w, i, a and an optional @RxC (e.g. 128x128/16uv)`;
+  const match = /^(\d+)x(\d+)\/(\d+)((?:u\d*|[vdpgwias])*)(?:@(\d+)x(\d+))?$/.exec(spec.trim());
+  if (!match) return `matmul tiling "${spec}" is not TMxTN/K followed by any of u (or uN), v, d, p, g, w, i, a, s and an optional @RxC (e.g. 128x128/16uv)`;
   const [tm, tn, k] = [1, 2, 3].map((i) => Number(match[i]));
   const flags = match[4];
   const steps = /u(\d*)/.exec(flags);
   const unrolled = !steps ? 1 : steps[1] === '' ? k : Number(steps[1]);
   const [rows, cols] = match[5] === undefined ? [tm / 16, tn / 16] : [Number(match[5]), Number(match[6])];
-  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), warpTiled: flags.includes('w'), interiorUnchecked: flags.includes('i'), oneAddress: flags.includes('a') };
+  const tiling = { tm, tn, rows, cols, k, unrolled, vec4: flags.includes('v'), doubleBuffered: flags.includes('d'), prefetched: flags.includes('p'), grouped: flags.includes('g'), warpTiled: flags.includes('w'), interiorUnchecked: flags.includes('i'), oneAddress: flags.includes('a'), swizzled: flags.includes('s') };
   if (![tm, tn].every((t) => t >= 32 && t <= 256 && t % 32 === 0)) return `matmul tiling "${spec}": TM and TN must be multiples of 32 up to 256`;
   if (![rows, cols].every((r) => Number.isInteger(r) && r >= 4 && r % 4 === 0) || tm % rows !== 0 || tn % cols !== 0) {
     return `matmul tiling "${spec}": a thread's outputs R x C must be multiples of 4 dividing TM and TN (the default TM/16 x TN/16 needs TM and TN multiples of 64)`;
@@ -154,8 +159,9 @@ export function matmulTilingBytes(t: MatmulTiling): number {
  * vec4 reads, from the addresses `pointers` declares), `store` writes them k-major into the workgroup array `name`Tile
  * (tile/4 vec4s per k) from vec4 `offset` on. `kMajor`: stored [k, x] (x contiguous), else [x, k] (k contiguous). `x`:
  * the operand's outer size (m or n). `oneAddress`: later shares' unchecked reads index from the first share's address.
+ * `swizzled` (where not kMajor): k step s's vec4 columns stored XOR stagingSwizzle(s), which fragment reads undo.
  */
-function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean, oneAddress = false): { load: (checked: boolean) => string; store: (offset: string) => string; pointers: string } {
+function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: number, kMajor: boolean, x: string, vec4: boolean, oneAddress = false, swizzled = false): { load: (checked: boolean) => string; store: (offset: string) => string; pointers: string } {
   const shares = (tile * kTile) / 4 / threads; // vec4s of this operand's tile per thread
   const vecsPerK = tile / 4;
   const loads: ((checked: boolean) => string)[] = [];
@@ -203,12 +209,23 @@ function matmulStaging(name: 'a' | 'b', tile: number, kTile: number, threads: nu
       kMajor
         ? (offset) => `${name}Tile[${offset} + ${e}] = ${r};`
         : (offset) =>
-            `{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; ${comps
-              .map((c, i) => `${name}Tile[${offset} + (k + ${i}u) * ${vecsPerK}u + xi / 4u][xi % 4u] = ${r}.${c};`)
+            `{ let xi = ${e} / ${kTile / 4}u; let k = (${e} % ${kTile / 4}u) * 4u; let col = ${swizzled ? `(xi / 4u) ^ ${stagingSwizzle('k', kTile)}` : 'xi / 4u'}; ${comps
+              .map((c, i) => `${name}Tile[${offset} + (k + ${i}u) * ${vecsPerK}u + col][xi % 4u] = ${r}.${c};`)
               .join(' ')} }`,
     );
   }
   return { load: (checked) => loads.map((l) => l(checked)).join('\n    '), store: (offset) => stores.map((s) => s(offset)).join('\n    '), pointers: vec4 ? pointers.join('\n  ') : '' };
+}
+
+/**
+ * The XOR on the vec4 columns of k step `step` (WGSL u32, or a number) of a K tile of `kTile`, staged swizzled: the
+ * step's group of 4 times 32 / kTile, so that the kTile / 4 groups a subgroup writes at once fill 8 vec4s (32 banks;
+ * at K 64, pairs of groups share one, 2 ways). Below 8, it keeps a column in its aligned run of 8 vec4s, whose reads
+ * stay in distinct banks.
+ */
+function stagingSwizzle(step: string | number, kTile: number): string {
+  if (typeof step === 'number') return `${Math.floor(((step >> 2) * 32) / kTile)}u`;
+  return kTile === 64 ? `((${step}) / 8u)` : `((${step}) / 4u * ${32 / kTile}u)`;
 }
 
 /**
@@ -246,23 +263,31 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
   }
   const buffers = t.doubleBuffered ? 2 : 1;
   // This thread's rows of A and columns of B at k step `kk` of the staged tile (named with suffix `at`), and their outer product.
-  const fragments = (kk: string, at: string): string[] => [
-    ...Array.from({ length: quadsM }, (_, i) => `let ra${i}_${at} = aTile[aOff + ${kk} * ${vecsA}u + ${threadsY * i}u + ty];`),
-    ...Array.from({ length: quadsN }, (_, j) => `let rb${j}_${at} = bTile[bOff + ${kk} * ${vecsB}u + ${threadsX * j}u + tx];`),
+  // A swizzled operand's column is the thread's XOR the step's swizzle (past the low 3 bits, the XOR leaves the block's offset alone).
+  const column = (swizzled: boolean, step: string | number, block: number, thread: string): string => {
+    if (!swizzled) return `${block}u + ${thread}`;
+    const xor = stagingSwizzle(step, t.k);
+    return block % 8 === 0 ? `${block}u + (${thread} ^ ${xor})` : `((${block}u + ${thread}) ^ ${xor})`;
+  };
+  const [swizzleA, swizzleB] = [t.swizzled && !transposeA, t.swizzled && transposeB];
+  const fragments = (kk: string, step: string | number, at: string): string[] => [
+    ...Array.from({ length: quadsM }, (_, i) => `let ra${i}_${at} = aTile[aOff + ${kk} * ${vecsA}u + ${column(swizzleA, step, threadsY * i, 'ty')}];`),
+    ...Array.from({ length: quadsN }, (_, j) => `let rb${j}_${at} = bTile[bOff + ${kk} * ${vecsB}u + ${column(swizzleB, step, threadsX * j, 'tx')}];`),
   ];
   const product = (at: string): string[] => fmas.map((f) => f.replaceAll('@', at));
   const steps = Array.from({ length: t.k }, (_, kk) => kk);
+  // Written out whole, step kk is known when the shader is made (its swizzle a constant); in a loop, it is `first(kk)`.
   const writtenOut = (first: (kk: number) => string): string =>
-    steps.slice(0, t.unrolled).map((kk) => [...fragments(first(kk), `${kk}`), ...product(`${kk}`)].join('\n      ')).join('\n      ');
+    steps.slice(0, t.unrolled).map((kk) => [...fragments(first(kk), t.unrolled === t.k ? kk : first(kk), `${kk}`), ...product(`${kk}`)].join('\n      ')).join('\n      ');
   const multiply =
     t.unrolled === t.k
       ? t.prefetched
         ? // The next step's fragments are read before this step's products.
-          [...fragments('0u', '0'), ...steps.flatMap((kk) => [...(kk + 1 < t.k ? fragments(`${kk + 1}u`, `${kk + 1}`) : []), ...product(`${kk}`)])].join('\n    ')
+          [...fragments('0u', 0, '0'), ...steps.flatMap((kk) => [...(kk + 1 < t.k ? fragments(`${kk + 1}u`, kk + 1, `${kk + 1}`) : []), ...product(`${kk}`)])].join('\n    ')
         : writtenOut((kk) => `${kk}u`)
       : `for (var kk = 0u; kk < ${t.k}u; kk += ${t.unrolled}u) {\n      ${writtenOut((kk) => (kk === 0 ? 'kk' : `(kk + ${kk}u)`))}\n    }`;
-  const stageA = matmulStaging('a', t.tm, t.k, threads, transposeA, 'u.m', vec4, t.oneAddress);
-  const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4, t.oneAddress);
+  const stageA = matmulStaging('a', t.tm, t.k, threads, transposeA, 'u.m', vec4, t.oneAddress, swizzleA);
+  const stageB = matmulStaging('b', t.tn, t.k, threads, !transposeB, 'u.n', vec4, t.oneAddress, swizzleB);
   // The next K tile into registers; with interiorUnchecked, a tile wholly inside both operands skips the bounds checks.
   const checkedLoads = `${stageA.load(true)}\n    ${stageB.load(true)}`;
   const loadTile = t.interiorUnchecked
