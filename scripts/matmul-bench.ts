@@ -22,7 +22,7 @@ import { formatMatmulTiling, matmulTilingFor, measureMatmulResidency, parseMatmu
 import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
 
 /**
- * The default (first), then variants: attention's 64-wide products with K tiles of 32 or 64 (each row of the
+ * The default (first), then variants: operands with k contiguous staged swizzled (s), attention's 64-wide products with K tiles of 32 or 64 (each row of the
  * probabilities read 128 or 256 contiguous bytes a tile, not 64) on 128 x 64 and 64 x 64, grouped tiles, the loop kept,
  * four k steps written out, 128 threads of 8 x 16 outputs (whole loop, four steps, K tiles of 8), 128 threads of 8 x 8
  * on 128 x 64, 256 threads of 16 x 8 on 256 x 128, each 32 threads over 8 x 4 of the thread grid, K tiles of 32 on
@@ -31,7 +31,7 @@ import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
  * interior reads).
  */
 const DEFAULT_TILINGS = [
-  '128x128/16uvia,128x64/16uvia', '128x128/16uvia,128x64/32uvia', '128x128/16uvia,64x64/32uvia', '128x128/16uvia,128x64/64uvia', '128x128/16uvia,64x64/64uvia',
+  '128x128/16uvia,128x64/16uvia', '128x128/16uvias,128x64/16uvias', '128x128/16uvia,128x64/32uvia', '128x128/16uvia,64x64/32uvia', '128x128/16uvia,128x64/64uvia', '128x128/16uvia,64x64/64uvia',
   '128x128/16uvgia,128x64/16uvgia', '128x128/16via,128x64/16via', '128x128/16u4via,128x64/16uvia',
   '128x128/16uvia@8x16,128x64/16uvia', '128x128/16u4via@8x16,128x64/16uvia', '128x128/8uvia@8x16,128x64/16uvia', '128x64/16uvia@8x8',
   '256x128/16uvia@16x8,128x128/16uvia,128x64/16uvia', '128x128/16uvwia,128x64/16uvwia', '128x128/32uvia,128x64/16uvia',
