@@ -25,12 +25,11 @@ import { positiveEnv, relativeError, time, timing } from './matmul-timing.ts';
  * The default (first), then variants: operands with k contiguous staged as stored (the default before s), on both
  * tilings or on 128 x 64 alone (where s takes registers: 264 workgroups at once on an H100, not 396), attention's
  * 64-wide products with K tiles of 32 or 64 (each row of the probabilities read 128 or 256 contiguous bytes a tile, not
- * 64) on 128 x 64 and 64 x 64, grouped tiles, the loop kept,
- * four k steps written out, 128 threads of 8 x 16 outputs (whole loop, four steps, K tiles of 8), 128 threads of 8 x 8
- * on 128 x 64, 256 threads of 16 x 8 on 256 x 128, each 32 threads over 8 x 4 of the thread grid, K tiles of 32 on
- * 128 x 128 (attention's scores, K 64, then take two K tiles, not four), two K tiles staged, each share with its own
- * address (the default before one address per operand), and every K tile's reads checked (the default before unchecked
- * interior reads).
+ * 64) on 128 x 64 and 64 x 64, grouped tiles, the loop kept, four k steps written out, 128 threads of 8 x 16 outputs
+ * (whole loop, four steps, K tiles of 8), 128 threads of 8 x 8 on 128 x 64, 256 threads of 16 x 8 on 256 x 128, each 32
+ * threads over 8 x 4 of the thread grid, K tiles of 32 on 128 x 128 (attention's scores, K 64, then take two K tiles,
+ * not four), two K tiles staged, each share with its own address (the default before one address per operand), and
+ * every K tile's reads checked (the default before unchecked interior reads).
  */
 const DEFAULT_TILINGS = [
   '128x128/16uvias,128x64/16uvias', '128x128/16uvia,128x64/16uvia', '128x128/16uvias,128x64/16uvia', '128x128/16uvias,128x64/32uvias', '128x128/16uvias,64x64/32uvias', '128x128/16uvias,128x64/64uvias', '128x128/16uvias,64x64/64uvias',

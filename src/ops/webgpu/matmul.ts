@@ -22,7 +22,8 @@
  * read without bounds checks, from per-thread vec4 addresses set once (`i`: each checked vec4 read costs compares and
  * selects beside the tile's FMAs, and the loop is bounded by instruction issue), and whether, with `i`, each operand's
  * later shares of the tile are addressed from its first share's address (`a`: fewer registers a thread, so more
- * workgroups may run at once).
+ * workgroups may run at once), and whether operands stored with k contiguous are staged with each k step's vec4 columns
+ * XOR-permuted (`s`: a subgroup's staging stores then reach 32 banks of workgroup memory, not 8 four times over).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../io/errors.ts';
@@ -264,7 +265,8 @@ function matmulShader(t: MatmulTiling, transposeA: boolean, transposeB: boolean,
   }
   const buffers = t.doubleBuffered ? 2 : 1;
   // This thread's rows of A and columns of B at k step `kk` of the staged tile (named with suffix `at`), and their outer product.
-  // A swizzled operand's column is the thread's XOR the step's swizzle (past the low 3 bits, the XOR leaves the block's offset alone).
+  // A swizzled operand's column is the plain one XOR the step's swizzle; that touches only the low 3 bits, so where the
+  // block is a multiple of 8 the XOR applies to the thread's part alone.
   const column = (swizzled: boolean, step: string | number, block: number, thread: string): string => {
     if (!swizzled) return `${block}u + ${thread}`;
     const xor = stagingSwizzle(step, t.k);
